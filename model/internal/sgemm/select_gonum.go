@@ -1,0 +1,7 @@
+//go:build !openblas && !(goexperiment.simd && amd64)
+
+package sgemm
+
+const kernelName = "gonum"
+
+func setKernelThreads(int) {}
