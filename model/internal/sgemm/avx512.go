@@ -20,7 +20,7 @@ type avx512Impl struct{ gonum.Implementation }
 
 // parallelMinWork is the number of multiply-adds below which a product runs on
 // one goroutine: smaller ones finish before a second goroutine is scheduled.
-const parallelMinWork = 1 << 18
+const parallelMinWork = 1 << 21
 
 var scratchPool = sync.Pool{New: func() any { return new([]float32) }}
 

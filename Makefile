@@ -1,0 +1,58 @@
+# Accord's build. `make demo` and `make test` are the two commands a new user
+# runs; see README.md.
+
+GO        ?= go
+BIN       := bin
+GOARCH    := $(shell $(GO) env GOARCH)
+# OpenBLAS is optional: the openblas build is tested and benchmarked only
+# where Debian's libopenblas-dev is installed (.ci/run installs it).
+HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/openblas/cblas.h && echo yes)
+
+.PHONY: all build build-simd build-openblas test test-kernels lint bench scenarios demo proto clean
+
+all: build
+
+## build: the pure-Go static binary (gonum's kernel everywhere).
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/accord ./cmd/accord
+
+## build-simd: pure Go, no cgo, with the AVX-512 kernel (amd64; picked at run time when the CPU has AVX-512).
+build-simd:
+	CGO_ENABLED=0 GOEXPERIMENT=simd $(GO) build -o $(BIN)/accord-simd ./cmd/accord
+
+## build-openblas: cgo build with OpenBLAS (needs libopenblas-dev). Fastest; not static.
+build-openblas:
+	CGO_ENABLED=1 $(GO) build -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## test: formatting, vet, the tests under -race, and the kernel builds whose requirements are present.
+test: lint
+	$(GO) test -race -timeout 12m ./...
+	$(MAKE) test-kernels
+
+test-kernels:
+ifeq ($(GOARCH),amd64)
+	GOEXPERIMENT=simd $(GO) test -timeout 5m ./model/...
+endif
+ifeq ($(HAVE_OPENBLAS),yes)
+	CGO_ENABLED=1 $(GO) test -tags openblas -timeout 5m ./model/...
+else
+	@echo "skipping the openblas build: libopenblas-dev is not installed"
+endif
+
+## bench: training throughput of every available kernel, and the kernels' GFLOP/s.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./model/...
+ifeq ($(GOARCH),amd64)
+	GOEXPERIMENT=simd $(GO) test -run '^$$' -bench . -benchtime 2s ./model/...
+endif
+ifeq ($(HAVE_OPENBLAS),yes)
+	CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench . -benchtime 2s ./model/...
+endif
+
+clean:
+	rm -rf $(BIN)
