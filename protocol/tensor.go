@@ -1,0 +1,65 @@
+package protocol
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// ChunkBytes is the most data one stream message carries: models and updates
+// travel as streams of chunks, never as one giant message.
+const ChunkBytes = 1 << 20
+
+// ErrTensor means bytes do not decode to the expected float32 vector.
+var ErrTensor = errors.New("bad tensor")
+
+// EncodeFloat32 returns v as little-endian float32 bytes.
+func EncodeFloat32(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}
+
+// DecodeFloat32Into decodes little-endian float32 bytes into dst starting at
+// element offset and refuses non-finite values.
+func DecodeFloat32Into(dst []float32, offset int, b []byte) error {
+	if len(b)%4 != 0 || offset < 0 || offset+len(b)/4 > len(dst) {
+		return fmt.Errorf("%w: %d bytes at element %d do not fit %d elements", ErrTensor, len(b), offset, len(dst))
+	}
+	for i := range len(b) / 4 {
+		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Errorf("%w: element %d is %v", ErrTensor, offset+i, x)
+		}
+		dst[offset+i] = x
+	}
+	return nil
+}
+
+// DecodeFloat32 decodes a whole vector.
+func DecodeFloat32(b []byte) ([]float32, error) {
+	v := make([]float32, len(b)/4)
+	return v, DecodeFloat32Into(v, 0, b)
+}
+
+// Digest is the content address of a blob: "sha256:" and the hex digest.
+func Digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Chunks splits b into pieces of at most ChunkBytes (one empty piece for an
+// empty b).
+func Chunks(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > ChunkBytes {
+		out = append(out, b[:ChunkBytes])
+		b = b[ChunkBytes:]
+	}
+	return append(out, b)
+}

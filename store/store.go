@@ -1,0 +1,332 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+
+	"github.com/accord-fl/accord/protocol"
+)
+
+// Errors returned by this package.
+var (
+	// ErrNotFound is returned for missing keys. Its text is "not found",
+	// which hashicorp/raft checks for on a fresh stable store.
+	ErrNotFound = errors.New("not found")
+	// ErrCorrupt means a stored record does not decode, or a blob does not
+	// match its digest.
+	ErrCorrupt = errors.New("corrupt record")
+)
+
+var (
+	prefixLog    = []byte("l")
+	prefixStable = []byte("s")
+	prefixBlob   = []byte("b")
+)
+
+// Store is a Badger database holding the Raft log, Raft's stable values and
+// content-addressed blobs. It is safe for concurrent use.
+type Store struct {
+	db *badger.DB
+
+	mu          sync.Mutex // guards the cached indexes
+	first, last uint64
+	closeOnce   sync.Once
+}
+
+var (
+	_ raft.LogStore    = (*Store)(nil)
+	_ raft.StableStore = (*Store)(nil)
+)
+
+// Open opens (creating if needed) the database in dir. Every write is synced
+// before it returns, so an acknowledged Raft entry survives a power cut.
+func Open(dir string, logger *slog.Logger) (*Store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithLogger(badgerLogger{logger}).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening badger in %s: %w", dir, err)
+	}
+	s := &Store{db: db}
+	if err := s.loadIndexes(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database; it is safe to call twice.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() { err = s.db.Close() })
+	return err
+}
+
+func logKey(i uint64) []byte {
+	k := make([]byte, 9)
+	k[0] = prefixLog[0]
+	binary.BigEndian.PutUint64(k[1:], i)
+	return k
+}
+
+func (s *Store) loadIndexes() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefixLog
+		it := txn.NewIterator(opts)
+		it.Rewind()
+		if it.Valid() {
+			s.first = binary.BigEndian.Uint64(it.Item().Key()[1:])
+		}
+		it.Close()
+		opts.Reverse = true
+		it = txn.NewIterator(opts)
+		defer it.Close()
+		it.Seek(append(append([]byte{}, prefixLog...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff))
+		if it.Valid() {
+			s.last = binary.BigEndian.Uint64(it.Item().Key()[1:])
+		}
+		return nil
+	})
+}
+
+// FirstIndex returns the first index in the log (0 if empty).
+func (s *Store) FirstIndex() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first, nil
+}
+
+// LastIndex returns the last index in the log (0 if empty).
+func (s *Store) LastIndex() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, nil
+}
+
+// GetLog reads the entry at index into out.
+func (s *Store) GetLog(index uint64, out *raft.Log) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(logKey(index))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return raft.ErrLogNotFound
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return decodeLog(v, out) })
+	})
+}
+
+// StoreLog stores one entry.
+func (s *Store) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs stores entries in one synced write batch.
+func (s *Store) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, l := range logs {
+		if err := wb.Set(logKey(l.Index), encodeLog(l)); err != nil {
+			return fmt.Errorf("storing log %d: %w", l.Index, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("storing logs: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range logs {
+		if s.first == 0 || l.Index < s.first {
+			s.first = l.Index
+		}
+		s.last = max(s.last, l.Index)
+	}
+	return nil
+}
+
+// DeleteRange deletes entries min through max inclusive.
+func (s *Store) DeleteRange(lo, hi uint64) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := lo; i <= hi; i++ {
+		if err := wb.Delete(logKey(i)); err != nil {
+			return err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("deleting logs %d–%d: %w", lo, hi, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lo <= s.first {
+		s.first = hi + 1
+	}
+	if hi >= s.last {
+		s.last = lo - 1
+	}
+	if s.first > s.last {
+		s.first, s.last = 0, 0
+	}
+	return nil
+}
+
+// encodeLog lays an entry out as index, term, type, appended-at (8+8+1+8
+// bytes), then the data and the extensions, each behind its uvarint length.
+func encodeLog(l *raft.Log) []byte {
+	b := make([]byte, 0, 25+len(l.Data)+len(l.Extensions)+20)
+	b = binary.BigEndian.AppendUint64(b, l.Index)
+	b = binary.BigEndian.AppendUint64(b, l.Term)
+	b = append(b, byte(l.Type))
+	b = binary.BigEndian.AppendUint64(b, uint64(l.AppendedAt.UnixNano()))
+	b = binary.AppendUvarint(b, uint64(len(l.Data)))
+	b = append(b, l.Data...)
+	b = binary.AppendUvarint(b, uint64(len(l.Extensions)))
+	return append(b, l.Extensions...)
+}
+
+func decodeLog(b []byte, l *raft.Log) error {
+	if len(b) < 25 {
+		return fmt.Errorf("%w: log record of %d bytes", ErrCorrupt, len(b))
+	}
+	l.Index = binary.BigEndian.Uint64(b)
+	l.Term = binary.BigEndian.Uint64(b[8:])
+	l.Type = raft.LogType(b[16])
+	l.AppendedAt = time.Unix(0, int64(binary.BigEndian.Uint64(b[17:])))
+	rest := b[25:]
+	field := func() ([]byte, error) {
+		n, k := binary.Uvarint(rest)
+		if k <= 0 || uint64(len(rest)-k) < n {
+			return nil, fmt.Errorf("%w: log record %d truncated", ErrCorrupt, l.Index)
+		}
+		v := append([]byte(nil), rest[k:k+int(n)]...)
+		rest = rest[k+int(n):]
+		return v, nil
+	}
+	var err error
+	if l.Data, err = field(); err != nil {
+		return err
+	}
+	l.Extensions, err = field()
+	return err
+}
+
+// Set stores a stable value.
+func (s *Store) Set(key, val []byte) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(append(append([]byte{}, prefixStable...), key...), append([]byte(nil), val...))
+	})
+}
+
+// Get reads a stable value; ErrNotFound if it is not set.
+func (s *Store) Get(key []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(append(append([]byte{}, prefixStable...), key...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	return out, err
+}
+
+// SetUint64 stores a stable integer.
+func (s *Store) SetUint64(key []byte, val uint64) error {
+	return s.Set(key, binary.BigEndian.AppendUint64(nil, val))
+}
+
+// GetUint64 reads a stable integer; ErrNotFound if it is not set.
+func (s *Store) GetUint64(key []byte) (uint64, error) {
+	b, err := s.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("%w: stable value %q has %d bytes", ErrCorrupt, key, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// PutBlob stores data under its digest (protocol.Digest) and returns the
+// digest. Storing the same content twice is harmless.
+func (s *Store) PutBlob(data []byte) (string, error) {
+	d := protocol.Digest(data)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(append(append([]byte{}, prefixBlob...), d...), data)
+	})
+	if err != nil {
+		return "", fmt.Errorf("storing blob %s: %w", d, err)
+	}
+	return d, nil
+}
+
+// GetBlob reads the blob with the given digest and checks its hash.
+func (s *Store) GetBlob(digest string) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(append(append([]byte{}, prefixBlob...), digest...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("blob %s: %w", digest, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if got := protocol.Digest(out); got != digest {
+		return nil, fmt.Errorf("%w: blob %s hashes to %s", ErrCorrupt, digest, got)
+	}
+	return out, nil
+}
+
+// HasBlob reports whether the blob is stored.
+func (s *Store) HasBlob(digest string) (bool, error) {
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(append(append([]byte{}, prefixBlob...), digest...))
+		return err
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// badgerLogger sends Badger's warnings and errors to slog and drops its
+// chatter.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a...) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
+
+func (b badgerLogger) log(level slog.Level, f string, a ...any) {
+	if b.l != nil {
+		b.l.Log(context.Background(), level, "badger: "+fmt.Sprintf(f, a...))
+	}
+}

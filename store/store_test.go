@@ -1,0 +1,90 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func TestReopenFindsEverything(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetUint64([]byte("CurrentTerm")); !errors.Is(err, ErrNotFound) || err.Error() != "not found" {
+		t.Fatalf("fresh store: got %v; want the error raft expects, \"not found\"", err)
+	}
+	var logs []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: []byte{byte(i), 0, 1}, Extensions: []byte("x"), AppendedAt: time.Unix(100, int64(i))})
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRange(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set([]byte("LastVoteCand"), []byte("c1")); err != nil {
+		t.Fatal(err)
+	}
+	blob := bytes.Repeat([]byte{1, 2, 3, 4}, 200_000)
+	digest, err := s.PutBlob(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	s, err = Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	first, _ := s.FirstIndex()
+	last, _ := s.LastIndex()
+	if first != 4 || last != 10 {
+		t.Fatalf("after reopening: indexes %d–%d; want 4–10", first, last)
+	}
+	var l raft.Log
+	if err := s.GetLog(7, &l); err != nil {
+		t.Fatal(err)
+	}
+	if l.Index != 7 || l.Term != 2 || l.Type != raft.LogCommand || !bytes.Equal(l.Data, []byte{7, 0, 1}) || string(l.Extensions) != "x" || !l.AppendedAt.Equal(time.Unix(100, 7)) {
+		t.Fatalf("log 7 read back as %+v", l)
+	}
+	if err := s.GetLog(2, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("deleted log 2: got %v; want raft.ErrLogNotFound", err)
+	}
+	if v, err := s.GetUint64([]byte("CurrentTerm")); err != nil || v != 7 {
+		t.Fatalf("CurrentTerm: got %d, %v; want 7", v, err)
+	}
+	if v, err := s.Get([]byte("LastVoteCand")); err != nil || string(v) != "c1" {
+		t.Fatalf("LastVoteCand: got %q, %v", v, err)
+	}
+	got, err := s.GetBlob(digest)
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("blob: got %d bytes, %v", len(got), err)
+	}
+	if ok, _ := s.HasBlob("sha256:00"); ok {
+		t.Fatal("HasBlob of an unknown digest is true")
+	}
+	if err := s.DeleteRange(4, 10); err != nil {
+		t.Fatal(err)
+	}
+	first, _ = s.FirstIndex()
+	last, _ = s.LastIndex()
+	if first != 0 || last != 0 {
+		t.Fatalf("emptied log: indexes %d–%d; want 0–0", first, last)
+	}
+}
