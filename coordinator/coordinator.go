@@ -1,0 +1,320 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"github.com/accord-fl/accord/store"
+)
+
+// Config configures one coordinator.
+type Config struct {
+	// Name is the coordinator's Raft server ID; it should match its certificate.
+	Name string
+	// DataDir holds the Badger database and Raft snapshots.
+	DataDir string
+	// GRPCAddr is where participants and admins connect ("127.0.0.1:0" picks a port).
+	GRPCAddr string
+	// RaftAddr is where other coordinators connect for Raft.
+	RaftAddr string
+	// Bootstrap makes this node form a new cluster of itself when its data
+	// folder holds no Raft state.
+	Bootstrap bool
+	// Cert is the coordinator's certificate; CA the federation's.
+	Cert tls.Certificate
+	CA   *x509.CertPool
+	// MetricsAddr, if set, serves Prometheus metrics at /metrics.
+	MetricsAddr string
+	// Logger receives structured logs (nil: discarded).
+	Logger *slog.Logger
+
+	// Raft timing.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// ApplyTimeout bounds one Raft apply.
+	ApplyTimeout time.Duration
+	// SnapshotThreshold is the number of log entries between snapshots.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// Tick is how often the leader re-examines open rounds for deadlines.
+	Tick time.Duration
+}
+
+// DefaultConfig is a coordinator on loopback with hashicorp/raft's
+// LAN timings.
+func DefaultConfig() Config {
+	rc := raft.DefaultConfig()
+	return Config{
+		GRPCAddr: "127.0.0.1:7700", RaftAddr: "127.0.0.1:7701",
+		HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout,
+		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
+		ApplyTimeout: 10 * time.Second, SnapshotThreshold: rc.SnapshotThreshold, SnapshotInterval: rc.SnapshotInterval,
+		Tick: 50 * time.Millisecond,
+	}
+}
+
+// Validate reports the first missing or inconsistent setting.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("coordinator config: Name is empty")
+	case c.DataDir == "":
+		return errors.New("coordinator config: DataDir is empty")
+	case c.GRPCAddr == "" || c.RaftAddr == "":
+		return errors.New("coordinator config: GRPCAddr and RaftAddr are required")
+	case len(c.Cert.Certificate) == 0 || c.CA == nil:
+		return errors.New("coordinator config: a certificate and the federation CA are required (no insecure mode)")
+	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.Tick <= 0:
+		return errors.New("coordinator config: timeouts must be positive")
+	}
+	return nil
+}
+
+// Coordinator is one member of the coordinator cluster.
+type Coordinator struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	fsm     *FSM
+	raft    *raft.Raft
+	trans   *raft.NetworkTransport
+	grpc    *grpc.Server
+	grpcLn  net.Listener
+	health  *health.Server
+	metrics *metrics
+	httpSrv *http.Server
+
+	sessions *sessions
+	leader   leaderState
+	notifyCh chan bool
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg and returns a coordinator; it starts nothing.
+func New(cfg Config) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Coordinator{
+		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(), sessions: newSessions(),
+		metrics: newMetrics(), stop: make(chan struct{}), notifyCh: make(chan bool, 16),
+		leader: leaderState{kick: make(chan struct{}, 1)},
+	}, nil
+}
+
+// Start opens the store, starts Raft and the gRPC server, and begins
+// watching for leadership.
+func (c *Coordinator) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			c.Shutdown()
+		}
+	}()
+	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	if c.store, err = store.Open(filepath.Join(c.cfg.DataDir, "badger"), c.log); err != nil {
+		return err
+	}
+	if err := c.startRaft(); err != nil {
+		return err
+	}
+	if err := c.startGRPC(); err != nil {
+		return err
+	}
+	if c.cfg.MetricsAddr != "" {
+		if err := c.startMetrics(); err != nil {
+			return err
+		}
+	}
+	c.wg.Go(c.monitorLeadership)
+	c.log.Info("coordinator started", "grpc", c.Addr(), "raft", c.RaftAddr())
+	return nil
+}
+
+func (c *Coordinator) startRaft() error {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.cfg.Name)
+	rc.HeartbeatTimeout, rc.ElectionTimeout = c.cfg.HeartbeatTimeout, c.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout, rc.CommitTimeout = c.cfg.LeaderLeaseTimeout, c.cfg.CommitTimeout
+	if c.cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = c.cfg.SnapshotThreshold
+	}
+	if c.cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = c.cfg.SnapshotInterval
+	}
+	rc.NotifyCh = c.notifyCh
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(c.cfg.DataDir, "snapshots"), 2, rc.Logger)
+	if err != nil {
+		return fmt.Errorf("raft snapshot store: %w", err)
+	}
+	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA)
+	if err != nil {
+		return err
+	}
+	c.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
+	})
+	if c.raft, err = raft.NewRaft(rc, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
+		return fmt.Errorf("starting raft: %w", err)
+	}
+	if c.cfg.Bootstrap {
+		has, err := raft.HasExistingState(c.store, c.store, snaps)
+		if err != nil {
+			return err
+		}
+		if !has {
+			f := c.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: c.trans.LocalAddr()}}})
+			if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+				return fmt.Errorf("bootstrapping raft: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Coordinator) startGRPC() error {
+	ln, err := net.Listen("tcp", c.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listener on %s: %w", c.cfg.GRPCAddr, err)
+	}
+	c.grpcLn = ln
+	c.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.cfg.Cert, c.cfg.CA))),
+		grpc.MaxRecvMsgSize(2<<20),
+	)
+	pb.RegisterParticipantServiceServer(c.grpc, &participantService{c: c})
+	pb.RegisterAdminServiceServer(c.grpc, &adminService{c: c})
+	c.health = health.NewServer()
+	healthpb.RegisterHealthServer(c.grpc, c.health)
+	reflection.Register(c.grpc)
+	c.wg.Go(func() { _ = c.grpc.Serve(ln) })
+	return nil
+}
+
+// Addr is the gRPC address participants and admins dial.
+func (c *Coordinator) Addr() string {
+	if c.grpcLn == nil {
+		return c.cfg.GRPCAddr
+	}
+	return c.grpcLn.Addr().String()
+}
+
+// RaftAddr is the address other coordinators reach Raft at.
+func (c *Coordinator) RaftAddr() string {
+	if c.trans == nil {
+		return c.cfg.RaftAddr
+	}
+	return string(c.trans.LocalAddr())
+}
+
+// Name is the coordinator's Raft server ID.
+func (c *Coordinator) Name() string { return c.cfg.Name }
+
+// FSM exposes the replicated state for reads.
+func (c *Coordinator) FSM() *FSM { return c.fsm }
+
+// Store exposes the coordinator's blobs for reads.
+func (c *Coordinator) Store() *store.Store { return c.store }
+
+// IsLeader reports whether this node is the Raft leader now.
+func (c *Coordinator) IsLeader() bool { return c.raft != nil && c.raft.State() == raft.Leader }
+
+// Shutdown stops everything Start started, in reverse order, and waits for
+// every goroutine. It is safe to call twice.
+func (c *Coordinator) Shutdown() error {
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		var errs []error
+		if c.httpSrv != nil {
+			errs = append(errs, c.httpSrv.Close())
+		}
+		if c.grpc != nil {
+			c.health.Shutdown()
+			stopped := make(chan struct{})
+			go func() { c.grpc.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(2 * time.Second):
+				c.grpc.Stop()
+				<-stopped
+			}
+		}
+		if c.raft != nil {
+			errs = append(errs, c.raft.Shutdown().Error())
+		}
+		if c.trans != nil {
+			errs = append(errs, c.trans.Close())
+		}
+		c.wg.Wait()
+		if c.store != nil {
+			errs = append(errs, c.store.Close())
+		}
+		c.closeErr = errors.Join(errs...)
+		c.log.Info("coordinator stopped")
+	})
+	return c.closeErr
+}
+
+// apply submits a command to Raft and returns the error Raft or the FSM gave.
+func (c *Coordinator) apply(t commandType, body any) error {
+	b, err := encodeCommand(t, body)
+	if err != nil {
+		return err
+	}
+	f := c.raft.Apply(b, c.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return fmt.Errorf("raft apply: %w", err)
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return resp
+	}
+	return nil
+}
+
+// requireLeader returns ErrNotLeader naming the leader when this node is not it.
+func (c *Coordinator) requireLeader() error {
+	if c.IsLeader() {
+		return nil
+	}
+	addr, id := c.raft.LeaderWithID()
+	if addr == "" {
+		return fmt.Errorf("%w: no leader is known yet", ErrNotLeader)
+	}
+	return fmt.Errorf("%w: the leader is %s (raft %s)", ErrNotLeader, id, addr)
+}

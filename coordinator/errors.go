@@ -1,0 +1,78 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
+	"github.com/accord-fl/accord/store"
+)
+
+// Errors returned by the coordinator. gRPC handlers map them to status codes
+// in one place, toStatus.
+var (
+	// ErrNotLeader means the call needs the Raft leader and this node is not it.
+	ErrNotLeader = errors.New("not the leader")
+	// ErrUnknownJob means no job has the given ID.
+	ErrUnknownJob = errors.New("unknown job")
+	// ErrUnknownRound means the job has no such committed round.
+	ErrUnknownRound = errors.New("unknown round")
+	// ErrBadJobSpec means a submitted job spec is invalid.
+	ErrBadJobSpec = errors.New("invalid job spec")
+	// ErrJobNotRunning means the job has finished or was cancelled.
+	ErrJobNotRunning = errors.New("job is not running")
+	// ErrWrongRound means an update names a round that is not open.
+	ErrWrongRound = errors.New("round is not open")
+	// ErrNotInCohort means the sender was not selected for the round.
+	ErrNotInCohort = errors.New("participant is not in the round's cohort")
+	// ErrDuplicate means the sender already submitted an update this round.
+	ErrDuplicate = errors.New("update already received from this participant this round")
+	// ErrBadUpdate means an update is malformed (header, length, values).
+	ErrBadUpdate = errors.New("malformed update")
+	// ErrForbidden means the caller's role may not make this call.
+	ErrForbidden = errors.New("role not allowed")
+	// ErrUnknownModel means no stored model has the digest.
+	ErrUnknownModel = errors.New("unknown model")
+	// ErrConflict means a command does not fit the FSM's state (for example,
+	// committing a round that is not open).
+	ErrConflict = errors.New("command conflicts with state")
+)
+
+// toStatus maps an error to a gRPC status carrying its message.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	code := codes.Internal
+	switch {
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, ErrNotLeader):
+		code = codes.Unavailable
+	case errors.Is(err, ErrUnknownJob), errors.Is(err, ErrUnknownRound), errors.Is(err, ErrUnknownModel), errors.Is(err, store.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, ErrBadJobSpec), errors.Is(err, ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
+		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec):
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrConflict):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden):
+		code = codes.PermissionDenied
+	case errors.Is(err, ErrDuplicate):
+		code = codes.AlreadyExists
+	case errors.Is(err, pki.ErrNoIdentity):
+		code = codes.Unauthenticated
+	}
+	return status.Error(code, err.Error())
+}

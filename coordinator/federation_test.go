@@ -1,0 +1,102 @@
+package coordinator_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/participant"
+	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// blobs is a 3-class problem in 8 dimensions that logistic regression solves.
+func blobs(n int, seed uint64) *model.Dataset {
+	rng := rand.New(rand.NewPCG(seed, 9))
+	const d, classes = 8, 3
+	ds := &model.Dataset{X: make([]float32, n*d), Y: make([]int32, n), Features: d, Classes: classes}
+	for i := range n {
+		c := rng.IntN(classes)
+		ds.Y[i] = int32(c)
+		for j := range d {
+			centre := 0.0
+			if j%classes == c {
+				centre = 2.5
+			}
+			ds.X[i*d+j] = float32(centre + rng.NormFloat64())
+		}
+	}
+	return ds
+}
+
+// startParticipants runs n participant daemons against the cluster until
+// the test ends.
+func startParticipants(t *testing.T, tc *coordinator.TestCluster, n int, hook func(name string, t *pb.Task) error) []*participant.Participant {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var out []*participant.Participant
+	for i := range n {
+		name := "p" + string(rune('a'+i%26)) + string(rune('0'+i/26))
+		cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: "hospital-" + name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := participant.Config{
+			Coordinators: tc.Addrs(), Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
+			Train: blobs(120, uint64(i)), Validation: blobs(40, uint64(1000+i)),
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		}
+		if hook != nil {
+			cfg.BeforeUpload = func(task *pb.Task) error { return hook(name, task) }
+		}
+		p, err := participant.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+		wg.Go(func() { p.Run(ctx) })
+	}
+	return out
+}
+
+func blobsJob(rounds uint32) *pb.JobSpec {
+	spec := coordinator.DefaultJobSpec()
+	spec.Name, spec.Model, spec.Dataset = "blobs", "logreg:8-3", "blobs"
+	spec.Rounds, spec.TargetAccuracy = rounds, 0
+	spec.ParticipantsPerRound, spec.MinParticipants = 3, 2
+	spec.RoundDeadline = coordinator.Duration(5 * time.Second)
+	return spec.ToProto()
+}
+
+func TestFederationTrainsToTheEnd(t *testing.T) {
+	tc := coordinator.NewTestCluster(t)
+	tc.Leader(5 * time.Second)
+	startParticipants(t, tc, 6, nil)
+	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: blobsJob(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := tc.WaitJob(resp.JobId, 30*time.Second)
+	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != 5 {
+		t.Fatalf("job ended %v with %d rounds (%s); want SUCCEEDED with 5", job.Status, job.CommittedRounds, job.Reason)
+	}
+	rounds, err := admin.ListRounds(t.Context(), &pb.ListRoundsRequest{JobId: resp.JobId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := rounds.Rounds[len(rounds.Rounds)-1]
+	if last.Evaluation == nil || last.Evaluation.Examples == 0 {
+		t.Fatalf("round 5 has no federated evaluation: %+v", last)
+	}
+	if acc := float64(last.Evaluation.Correct) / float64(last.Evaluation.Examples); acc < 0.85 {
+		t.Errorf("federated accuracy after 5 rounds %.3f; want ≥ 0.85", acc)
+	}
+	tc.CheckInvariants()
+}

@@ -1,0 +1,432 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// commandType is the first byte of every Raft log entry the FSM applies.
+type commandType byte
+
+const (
+	cmdRegisterParticipant commandType = iota + 1
+	cmdSubmitJob
+	cmdCancelJob
+	cmdOpenRound
+	cmdCommitRound
+	cmdAbortRound
+	cmdRecordEvaluation
+	cmdFinishJob
+)
+
+// ignoreUnknownFlag marks a command that an older FSM that does not know it
+// may skip (as Nomad does); without it, an unknown command is corruption.
+const ignoreUnknownFlag commandType = 0x80
+
+type registerParticipant struct {
+	Participant Participant `json:"participant"`
+}
+
+type submitJob struct {
+	Job Job `json:"job"`
+}
+
+type cancelJob struct {
+	JobID  string `json:"job_id"`
+	Reason string `json:"reason"`
+	At     int64  `json:"at"`
+}
+
+type openRound struct {
+	JobID string      `json:"job_id"`
+	Round RoundRecord `json:"round"`
+}
+
+type commitRound struct {
+	JobID        string   `json:"job_id"`
+	Number       uint32   `json:"number"`
+	Attempt      uint32   `json:"attempt"`
+	Digest       string   `json:"digest"`
+	Contributors []string `json:"contributors"`
+	Examples     uint64   `json:"examples"`
+	At           int64    `json:"at"`
+}
+
+type abortRound struct {
+	JobID   string `json:"job_id"`
+	Number  uint32 `json:"number"`
+	Attempt uint32 `json:"attempt"`
+	Reason  string `json:"reason"`
+	At      int64  `json:"at"`
+}
+
+type recordEvaluation struct {
+	JobID      string     `json:"job_id"`
+	ModelRound uint32     `json:"model_round"`
+	Eval       Evaluation `json:"eval"`
+}
+
+type finishJob struct {
+	JobID       string       `json:"job_id"`
+	Status      pb.JobStatus `json:"status"`
+	Reason      string       `json:"reason"`
+	TargetRound uint32       `json:"target_round"`
+	At          int64        `json:"at"`
+}
+
+// encodeCommand lays out a log entry: the type byte, then JSON.
+func encodeCommand(t commandType, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(t)}, b...), nil
+}
+
+// fsmState is everything the FSM holds; a snapshot is its JSON.
+type fsmState struct {
+	Participants map[string]*Participant `json:"participants"`
+	Jobs         map[string]*Job         `json:"jobs"`
+}
+
+// FSM is the replicated state machine. It never reads a clock or a random
+// source: the leader writes times and seeds into commands. Reads take a read
+// lock; Apply takes the write lock.
+type FSM struct {
+	mu sync.RWMutex
+	st fsmState
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// NewFSM returns an empty FSM.
+func NewFSM() *FSM {
+	return &FSM{st: fsmState{Participants: map[string]*Participant{}, Jobs: map[string]*Job{}}}
+}
+
+// Apply applies one committed log entry. Its return value is nil or an error
+// explaining why the command did not fit the state (which reaches the caller
+// through the future's Response). An entry that does not decode panics: it
+// means a corrupt log.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return nil
+	}
+	t := commandType(l.Data[0])
+	body := l.Data[1:]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var err error
+	switch t &^ ignoreUnknownFlag {
+	case cmdRegisterParticipant:
+		err = applyJSON(body, f.applyRegisterParticipant)
+	case cmdSubmitJob:
+		err = applyJSON(body, f.applySubmitJob)
+	case cmdCancelJob:
+		err = applyJSON(body, f.applyCancelJob)
+	case cmdOpenRound:
+		err = applyJSON(body, f.applyOpenRound)
+	case cmdCommitRound:
+		err = applyJSON(body, f.applyCommitRound)
+	case cmdAbortRound:
+		err = applyJSON(body, f.applyAbortRound)
+	case cmdRecordEvaluation:
+		err = applyJSON(body, f.applyRecordEvaluation)
+	case cmdFinishJob:
+		err = applyJSON(body, f.applyFinishJob)
+	default:
+		if t&ignoreUnknownFlag != 0 {
+			return nil
+		}
+		panic(fmt.Sprintf("coordinator: unknown command type %d at log index %d", t, l.Index))
+	}
+	return err
+}
+
+// applyJSON decodes body into a C and applies it; undecodable bodies panic.
+func applyJSON[C any](body []byte, apply func(*C) error) error {
+	var c C
+	if err := json.Unmarshal(body, &c); err != nil {
+		panic(fmt.Sprintf("coordinator: undecodable command: %v", err))
+	}
+	return apply(&c)
+}
+
+func (f *FSM) applyRegisterParticipant(c *registerParticipant) error {
+	p := c.Participant
+	if old, ok := f.st.Participants[p.ID]; ok {
+		p.RegisteredAt = old.RegisteredAt
+	}
+	f.st.Participants[p.ID] = &p
+	return nil
+}
+
+func (f *FSM) applySubmitJob(c *submitJob) error {
+	if _, ok := f.st.Jobs[c.Job.ID]; ok {
+		return fmt.Errorf("%w: job %s exists", ErrConflict, c.Job.ID)
+	}
+	j := c.Job
+	j.Status = pb.JobStatus_JOB_STATUS_RUNNING
+	j.Rounds = nil
+	f.st.Jobs[j.ID] = &j
+	return nil
+}
+
+func (f *FSM) runningJob(id string) (*Job, error) {
+	j, ok := f.st.Jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w %s", ErrUnknownJob, id)
+	}
+	if !j.running() {
+		return nil, fmt.Errorf("%w: job %s is %s", ErrJobNotRunning, id, j.Status)
+	}
+	return j, nil
+}
+
+func (f *FSM) applyCancelJob(c *cancelJob) error {
+	j, err := f.runningJob(c.JobID)
+	if err != nil {
+		return err
+	}
+	if r := j.openRound(); r != nil {
+		r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, "job cancelled", c.At
+	}
+	j.Status, j.Reason, j.FinishedAt = pb.JobStatus_JOB_STATUS_CANCELLED, c.Reason, c.At
+	return nil
+}
+
+func (f *FSM) applyOpenRound(c *openRound) error {
+	j, err := f.runningJob(c.JobID)
+	if err != nil {
+		return err
+	}
+	if r := j.openRound(); r != nil {
+		return fmt.Errorf("%w: job %s round %d attempt %d is still open", ErrConflict, j.ID, r.Number, r.Attempt)
+	}
+	if c.Round.Number != j.CommittedRounds+1 {
+		return fmt.Errorf("%w: job %s has %d committed rounds; cannot open round %d", ErrConflict, j.ID, j.CommittedRounds, c.Round.Number)
+	}
+	for _, r := range j.Rounds {
+		if r.Number == c.Round.Number && r.Attempt >= c.Round.Attempt {
+			return fmt.Errorf("%w: round %d attempt %d already used", ErrConflict, r.Number, r.Attempt)
+		}
+	}
+	r := c.Round
+	r.Status = pb.RoundStatus_ROUND_STATUS_OPEN
+	j.Rounds = append(j.Rounds, &r)
+	return nil
+}
+
+func (f *FSM) openAttempt(jobID string, number, attempt uint32) (*Job, *RoundRecord, error) {
+	j, err := f.runningJob(jobID)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := j.openRound()
+	if r == nil || r.Number != number || r.Attempt != attempt {
+		return nil, nil, fmt.Errorf("%w: job %s round %d attempt %d is not open", ErrConflict, jobID, number, attempt)
+	}
+	return j, r, nil
+}
+
+func (f *FSM) applyCommitRound(c *commitRound) error {
+	j, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
+	if err != nil {
+		return err
+	}
+	r.Status, r.Digest, r.Contributors, r.Examples, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_COMMITTED, c.Digest, c.Contributors, c.Examples, c.At
+	j.CommittedRounds = r.Number
+	return nil
+}
+
+func (f *FSM) applyAbortRound(c *abortRound) error {
+	_, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
+	if err != nil {
+		return err
+	}
+	r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, c.Reason, c.At
+	return nil
+}
+
+func (f *FSM) applyRecordEvaluation(c *recordEvaluation) error {
+	j, ok := f.st.Jobs[c.JobID]
+	if !ok {
+		return fmt.Errorf("%w %s", ErrUnknownJob, c.JobID)
+	}
+	e := c.Eval
+	if c.ModelRound == 0 {
+		j.InitialEval = &e
+		return nil
+	}
+	r := j.committed(c.ModelRound)
+	if r == nil {
+		return fmt.Errorf("%w: job %s round %d", ErrUnknownRound, c.JobID, c.ModelRound)
+	}
+	r.Eval = &e
+	return nil
+}
+
+func (f *FSM) applyFinishJob(c *finishJob) error {
+	j, err := f.runningJob(c.JobID)
+	if err != nil {
+		return err
+	}
+	if r := j.openRound(); r != nil {
+		r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, "job finished", c.At
+	}
+	j.Status, j.Reason, j.FinishedAt, j.TargetReachedAtRound = c.Status, c.Reason, c.At, c.TargetRound
+	return nil
+}
+
+// Snapshot captures the state as JSON; Persist writes it.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(&f.st)
+	if err != nil {
+		return nil, err
+	}
+	return fsmSnapshot(b), nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st := fsmState{}
+	if err := json.NewDecoder(rc).Decode(&st); err != nil {
+		return fmt.Errorf("restoring FSM snapshot: %w", err)
+	}
+	if st.Participants == nil {
+		st.Participants = map[string]*Participant{}
+	}
+	if st.Jobs == nil {
+		st.Jobs = map[string]*Job{}
+	}
+	f.mu.Lock()
+	f.st = st
+	f.mu.Unlock()
+	return nil
+}
+
+type fsmSnapshot []byte
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := io.Copy(sink, bytes.NewReader(s)); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() {}
+
+// Digest is a hash of the whole state, equal on coordinators whose FSMs are
+// equal.
+func (f *FSM) Digest() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, _ := json.Marshal(&f.st) // map keys are sorted: deterministic
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Reads. Each returns copies, safe to use after the lock is released.
+
+func cloneJSON[T any](v *T) *T {
+	b, _ := json.Marshal(v)
+	var out T
+	_ = json.Unmarshal(b, &out)
+	return &out
+}
+
+// Job returns a copy of the job.
+func (f *FSM) Job(id string) (*Job, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.st.Jobs[id]
+	if !ok {
+		return nil, fmt.Errorf("%w %s", ErrUnknownJob, id)
+	}
+	return cloneJSON(j), nil
+}
+
+// Jobs returns copies of every job, oldest first.
+func (f *FSM) Jobs() []*Job {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*Job, 0, len(f.st.Jobs))
+	for _, j := range f.st.Jobs {
+		out = append(out, cloneJSON(j))
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].CreatedAt != out[b].CreatedAt {
+			return out[a].CreatedAt < out[b].CreatedAt
+		}
+		return out[a].ID < out[b].ID
+	})
+	return out
+}
+
+// RunningJobIDs lists the running jobs' IDs, sorted.
+func (f *FSM) RunningJobIDs() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var ids []string
+	for id, j := range f.st.Jobs {
+		if j.running() {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// ModelDigest returns the digest of job's model after round (0: initial).
+func (f *FSM) ModelDigest(jobID string, round uint32) (string, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	j, ok := f.st.Jobs[jobID]
+	if !ok {
+		return "", fmt.Errorf("%w %s", ErrUnknownJob, jobID)
+	}
+	d := j.modelDigest(round)
+	if d == "" {
+		return "", fmt.Errorf("%w: job %s has no committed round %d", ErrUnknownRound, jobID, round)
+	}
+	return d, nil
+}
+
+// Participants returns copies of every participant, by ID.
+func (f *FSM) Participants() []*Participant {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*Participant, 0, len(f.st.Participants))
+	for _, p := range f.st.Participants {
+		c := *p
+		out = append(out, &c)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out
+}
+
+// Participant returns a copy of one participant, or nil.
+func (f *FSM) Participant(id string) *Participant {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if p, ok := f.st.Participants[id]; ok {
+		c := *p
+		return &c
+	}
+	return nil
+}

@@ -1,0 +1,419 @@
+package coordinator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// leaderState is the leader's in-memory work: the open round of each job
+// and the evaluation being collected. It is lost on leader change by
+// design; the new leader aborts the open round and opens a fresh one.
+type leaderState struct {
+	mu   sync.Mutex
+	jobs map[string]*jobRun
+	kick chan struct{}
+}
+
+// jobRun is one job's work in flight on the leader.
+type jobRun struct {
+	round         *round
+	eval          *evalCollection
+	evalAttempted map[uint32]bool // models whose evaluation was started
+	waitingLogged bool
+}
+
+// kickLeader wakes the leader loop early (an update or report arrived).
+func (c *Coordinator) kickLeader() {
+	select {
+	case c.leader.kick <- struct{}{}:
+	default:
+	}
+}
+
+// monitorLeadership starts the leader loop when this node gains leadership
+// and stops it when it loses it.
+func (c *Coordinator) monitorLeadership() {
+	var stopLeader chan struct{}
+	var loop sync.WaitGroup
+	stopLoop := func() {
+		if stopLeader != nil {
+			close(stopLeader)
+			loop.Wait()
+			stopLeader = nil
+		}
+	}
+	defer stopLoop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case isLeader := <-c.notifyCh:
+			switch {
+			case isLeader && stopLeader == nil:
+				c.log.Info("gained leadership")
+				c.metrics.isLeader.Set(1)
+				stopLeader = make(chan struct{})
+				ch := stopLeader
+				loop.Go(func() { c.leaderLoop(ch) })
+			case !isLeader && stopLeader != nil:
+				c.log.Info("lost leadership")
+				c.metrics.isLeader.Set(0)
+				stopLoop()
+			}
+		}
+	}
+}
+
+// leaderLoop runs the rounds of every running job while this node leads.
+func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
+	// A barrier first: every entry of earlier terms is applied before this
+	// leader reads the FSM.
+	for {
+		if err := c.raft.Barrier(c.cfg.ApplyTimeout).Error(); err == nil {
+			break
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c.leader.mu.Lock()
+	c.leader.jobs = map[string]*jobRun{}
+	c.leader.mu.Unlock()
+	defer func() {
+		c.leader.mu.Lock()
+		c.leader.jobs = nil
+		c.leader.mu.Unlock()
+	}()
+
+	// Rounds left open by an earlier leader cannot finish: their updates and
+	// sums were in that leader's memory.
+	now := time.Now()
+	for _, id := range c.fsm.RunningJobIDs() {
+		job, err := c.fsm.Job(id)
+		if err != nil {
+			continue
+		}
+		if r := job.openRound(); r != nil {
+			err := c.apply(cmdAbortRound, abortRound{JobID: id, Number: r.Number, Attempt: r.Attempt, Reason: "leader change", At: now.UnixMilli()})
+			if err != nil {
+				c.log.Warn("aborting round left open by the previous leader", "job", id, "round", r.Number, "err", err)
+			} else {
+				c.metrics.roundsAborted.Inc()
+			}
+		}
+	}
+
+	ticker := time.NewTicker(c.cfg.Tick)
+	defer ticker.Stop()
+	for {
+		c.schedule(time.Now())
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+		case <-c.leader.kick:
+		}
+	}
+}
+
+// schedule advances every running job.
+func (c *Coordinator) schedule(now time.Time) {
+	running := c.fsm.RunningJobIDs()
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	if c.leader.jobs == nil {
+		return
+	}
+	for id := range c.leader.jobs {
+		if !slices.Contains(running, id) {
+			delete(c.leader.jobs, id) // finished or cancelled
+		}
+	}
+	for _, id := range running {
+		job, err := c.fsm.Job(id)
+		if err != nil {
+			continue
+		}
+		run := c.leader.jobs[id]
+		if run == nil {
+			run = &jobRun{evalAttempted: map[uint32]bool{}}
+			c.leader.jobs[id] = run
+		}
+		if err := c.scheduleJob(job, run, now); err != nil {
+			c.log.Warn("scheduling job", "job", id, "err", err)
+			if errors.Is(err, ErrNotLeader) {
+				return
+			}
+		}
+	}
+}
+
+// scheduleJob takes the next step of one job: finish an evaluation, close a
+// round, or open the next one. The caller holds c.leader.mu.
+func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
+	spec := job.Spec
+	if ev := run.eval; ev != nil {
+		if !ev.finished(now) {
+			return nil
+		}
+		run.eval = nil
+		if ev.sum.Reporters > 0 {
+			if err := c.apply(cmdRecordEvaluation, recordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}); err != nil {
+				return err
+			}
+			c.log.Info("model evaluated", "job", job.ID, "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
+			if spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy {
+				return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED,
+					fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)", spec.TargetAccuracy, ev.modelRound, ev.sum.Accuracy()), ev.modelRound, now)
+			}
+		}
+	}
+	if r := run.round; r != nil {
+		switch r.outcome(now) {
+		case roundPending:
+			return nil
+		case roundComplete, roundCommit:
+			return c.commitRound(job, run, now)
+		case roundAbort:
+			run.round = nil
+			c.metrics.roundsAborted.Inc()
+			reason := fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates)
+			c.log.Info("round aborted", "job", job.ID, "round", r.number, "attempt", r.attempt, "reason", reason)
+			return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli()})
+		}
+	}
+	// Evaluate the latest model first if nobody has.
+	latest := job.CommittedRounds
+	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.evaluated(latest) {
+		run.evalAttempted[latest] = true
+		if c.startEvaluation(job, run, latest, now) {
+			return nil
+		}
+	}
+	if latest >= spec.Rounds {
+		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0, now)
+	}
+	return c.openRound(job, run, now)
+}
+
+// evaluated reports whether the model after round number has a recorded
+// federated evaluation.
+func (j *Job) evaluated(number uint32) bool {
+	if number == 0 {
+		return j.InitialEval != nil
+	}
+	r := j.committed(number)
+	return r != nil && r.Eval != nil
+}
+
+func (c *Coordinator) finish(jobID string, status pb.JobStatus, reason string, targetRound uint32, now time.Time) error {
+	c.log.Info("job finished", "job", jobID, "status", status, "reason", reason)
+	delete(c.leader.jobs, jobID)
+	return c.apply(cmdFinishJob, finishJob{JobID: jobID, Status: status, Reason: reason, TargetRound: targetRound, At: now.UnixMilli()})
+}
+
+// seededRand returns a generator seeded from a job's seed and the given
+// numbers, so every choice the leader makes is reproducible.
+func seededRand(seed uint64, parts ...uint64) *rand.Rand {
+	h := fnv.New64a()
+	for _, p := range append([]uint64{seed}, parts...) {
+		h.Write(binary.LittleEndian.AppendUint64(nil, p))
+	}
+	return rand.New(rand.NewPCG(h.Sum64(), seed))
+}
+
+// choose picks k of the sorted ids with rng.
+func choose(ids []string, k int, rng *rand.Rand) []string {
+	ids = slices.Clone(ids)
+	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	ids = ids[:min(k, len(ids))]
+	slices.Sort(ids)
+	return ids
+}
+
+func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
+	spec := job.Spec
+	connected := c.sessions.connected(spec.Dataset)
+	k := int(spec.ParticipantsPerRound)
+	if k == 0 {
+		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
+	}
+	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
+		if !run.waitingLogged {
+			c.log.Info("waiting for participants", "job", job.ID, "connected", len(connected), "minimum", spec.MinParticipants)
+			run.waitingLogged = true
+		}
+		return nil
+	}
+	run.waitingLogged = false
+	number := job.CommittedRounds + 1
+	attempt := uint32(1)
+	for _, r := range job.Rounds {
+		if r.Number == number {
+			attempt = max(attempt, r.Attempt+1)
+		}
+	}
+	cohort := choose(connected, k, seededRand(spec.Seed, uint64(number), uint64(attempt)))
+	baseDigest := job.modelDigest(number - 1)
+	blob, err := c.store.GetBlob(baseDigest)
+	if err != nil {
+		return fmt.Errorf("base model of round %d: %w", number, err)
+	}
+	base, err := protocol.DecodeFloat32(blob)
+	if err != nil {
+		return fmt.Errorf("base model of round %d: %w", number, err)
+	}
+	deadline := now.Add(time.Duration(spec.RoundDeadline))
+	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
+	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec}); err != nil {
+		return err
+	}
+	minUpdates := min(int(spec.MinParticipants), len(cohort))
+	run.round = newRound(job.ID, number, attempt, cohort, base, baseDigest, deadline, minUpdates)
+	sent := 0
+	for _, id := range cohort {
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		t := &pb.Task{
+			Kind: pb.TaskKind_TASK_KIND_TRAIN, JobId: job.ID, Round: number, Attempt: attempt, Model: spec.Model,
+			Dataset: spec.Dataset, BaseModelDigest: baseDigest, LocalEpochs: spec.LocalEpochs, BatchSize: spec.BatchSize,
+			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
+			Seed: seededRand(spec.Seed, uint64(number), uint64(attempt), h.Sum64()).Uint64(),
+		}
+		if c.sessions.send(id, t) {
+			sent++
+		}
+	}
+	c.log.Debug("round opened", "job", job.ID, "round", number, "attempt", attempt, "cohort", len(cohort), "sent", sent)
+	return nil
+}
+
+func (c *Coordinator) commitRound(job *Job, run *jobRun, now time.Time) error {
+	r := run.round
+	run.round = nil
+	params, err := r.acc.Apply(r.base)
+	if err != nil {
+		return err
+	}
+	if err := model.CheckParams(model.MustParseSpec(job.Spec.Model), params); err != nil {
+		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: "aggregate is not finite: " + err.Error(), At: now.UnixMilli()})
+	}
+	digest, err := c.store.PutBlob(protocol.EncodeFloat32(params))
+	if err != nil {
+		return err
+	}
+	contributors := slices.Sorted(slices.Values(r.contributors))
+	err = c.apply(cmdCommitRound, commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
+		Contributors: contributors, Examples: r.examples, At: now.UnixMilli()})
+	if err != nil {
+		return err
+	}
+	opened := time.UnixMilli(0)
+	if rec := job.openRound(); rec != nil {
+		opened = time.UnixMilli(rec.OpenedAt)
+	}
+	c.metrics.roundsCommitted.Inc()
+	c.metrics.roundSeconds.Observe(now.Sub(opened).Seconds())
+	c.log.Info("round committed", "job", job.ID, "round", r.number, "attempt", r.attempt, "contributors", len(contributors), "digest", digest)
+	c.kickLeader()
+	return nil
+}
+
+// startEvaluation asks a fraction of the connected participants to evaluate
+// the model after round number; false if none could be asked.
+func (c *Coordinator) startEvaluation(job *Job, run *jobRun, number uint32, now time.Time) bool {
+	spec := job.Spec
+	connected := c.sessions.connected(spec.Dataset)
+	k := int(math.Ceil(spec.EvaluateFraction * float64(len(connected))))
+	evaluators := choose(connected, k, seededRand(spec.Seed, uint64(number), 0xe7a1))
+	digest := job.modelDigest(number)
+	var asked []string
+	for _, id := range evaluators {
+		t := &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
+			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: now.Add(time.Duration(spec.RoundDeadline)).UnixMilli()}
+		if c.sessions.send(id, t) {
+			asked = append(asked, id)
+		}
+	}
+	if len(asked) == 0 {
+		return false
+	}
+	run.eval = newEvalCollection(job.ID, number, digest, asked, now.Add(time.Duration(spec.RoundDeadline)))
+	return true
+}
+
+// admitUpdate checks an update's header against the open round and reserves
+// the sender's slot.
+func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, error) {
+	if err := c.requireLeader(); err != nil {
+		return nil, err
+	}
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	if run := c.leader.jobs[h.GetJobId()]; run != nil && run.round != nil {
+		if err := run.round.admit(from, h, time.Now()); err != nil {
+			return nil, err
+		}
+		return run.round, nil
+	}
+	job, err := c.fsm.Job(h.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	if !job.running() {
+		return nil, fmt.Errorf("%w: job %s is %s", ErrJobNotRunning, job.ID, job.Status)
+	}
+	return nil, fmt.Errorf("%w: job %s has no round open (update for round %d)", ErrWrongRound, job.ID, h.GetRound())
+}
+
+// addUpdate sums an admitted update into its round, if that round is still
+// the open one.
+func (c *Coordinator) addUpdate(r *round, from string, delta []float32, examples uint64) (int, error) {
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
+		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrWrongRound, r.number)
+	}
+	if err := r.add(from, delta, examples); err != nil {
+		return 0, err
+	}
+	c.kickLeader()
+	return len(r.contributors), nil
+}
+
+func (c *Coordinator) releaseUpdate(r *round, from string) {
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	r.release(from)
+}
+
+// addEvaluation records one participant's evaluation report.
+func (c *Coordinator) addEvaluation(from string, req *pb.ReportEvaluationRequest) error {
+	if err := c.requireLeader(); err != nil {
+		return err
+	}
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	run := c.leader.jobs[req.GetJobId()]
+	if run == nil || run.eval == nil {
+		return fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetModelRound())
+	}
+	if err := run.eval.add(from, req); err != nil {
+		return err
+	}
+	c.kickLeader()
+	return nil
+}

@@ -1,0 +1,64 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the coordinator's Prometheus metrics, in a registry of its own
+// so that several coordinators can share a process (tests, scenarios).
+type metrics struct {
+	reg                   *prometheus.Registry
+	roundsCommitted       prometheus.Counter
+	roundsAborted         prometheus.Counter
+	participantsConnected prometheus.GaugeFunc
+	bytesReceived         prometheus.Counter
+	roundSeconds          prometheus.Histogram
+	isLeader              prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		roundsCommitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "accord_rounds_committed_total", Help: "Rounds this coordinator committed as leader."}),
+		roundsAborted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "accord_rounds_aborted_total", Help: "Round attempts this coordinator aborted as leader."}),
+		bytesReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "accord_update_bytes_received_total", Help: "Bytes of model updates received."}),
+		roundSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "accord_round_duration_seconds", Help: "Time from opening a round to committing it.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
+		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "accord_raft_leader", Help: "1 while this coordinator is the Raft leader."}),
+	}
+	m.reg.MustRegister(m.roundsCommitted, m.roundsAborted, m.bytesReceived, m.roundSeconds, m.isLeader,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (c *Coordinator) startMetrics() error {
+	c.metrics.participantsConnected = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "accord_participants_connected", Help: "Participants with an open task stream to this coordinator."},
+		func() float64 { return float64(c.sessions.count()) })
+	c.metrics.reg.MustRegister(c.metrics.participantsConnected)
+	ln, err := net.Listen("tcp", c.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s: %w", c.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
+	c.httpSrv = &http.Server{Handler: mux}
+	c.wg.Go(func() {
+		if err := c.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.log.Error("metrics server", "err", err)
+		}
+	})
+	return nil
+}

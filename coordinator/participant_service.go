@@ -1,0 +1,183 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// participantService implements pb.ParticipantServiceServer. Every call's
+// identity comes from the peer's certificate.
+type participantService struct {
+	pb.UnimplementedParticipantServiceServer
+	c *Coordinator
+}
+
+// caller returns the peer's identity if its role is one of roles.
+func caller(ctx context.Context, roles ...pki.Role) (pki.Identity, error) {
+	id, err := pki.PeerIdentity(ctx)
+	if err != nil {
+		return pki.Identity{}, err
+	}
+	for _, r := range roles {
+		if id.Role == r {
+			return id, nil
+		}
+	}
+	return pki.Identity{}, fmt.Errorf("%w: %s is a %s", ErrForbidden, id.Name, id.Role)
+}
+
+func (s *participantService) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
+	id, err := caller(ctx, pki.RoleParticipant)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > 64 {
+		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", ErrBadUpdate))
+	}
+	s.c.sessions.setDatasets(id.Name, req.GetDatasets())
+	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples()}
+	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples {
+		if err := s.c.requireLeader(); err != nil {
+			return nil, toStatus(err)
+		}
+		want.RegisteredAt = time.Now().UnixMilli()
+		if err := s.c.apply(cmdRegisterParticipant, registerParticipant{Participant: want}); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	return &pb.RegisterResponse{ParticipantId: id.Name, Coordinators: []string{s.c.Addr()}}, nil
+}
+
+func (s *participantService) Tasks(_ *pb.TasksRequest, stream pb.ParticipantService_TasksServer) error {
+	id, err := caller(stream.Context(), pki.RoleParticipant)
+	if err != nil {
+		return toStatus(err)
+	}
+	ses := s.c.sessions.open(id.Name, time.Now())
+	defer s.c.sessions.close(ses, time.Now())
+	s.c.kickLeader()
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-ses.done:
+			return nil // replaced by a newer stream
+		case <-s.c.stop:
+			return nil
+		case t := <-ses.tasks:
+			if err := stream.Send(t); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendBlob streams a stored blob in chunks.
+func sendBlob(st interface{ Send(*pb.ModelChunk) error }, blob []byte, digest, spec string) error {
+	off := 0
+	for _, ch := range protocol.Chunks(blob) {
+		if err := st.Send(&pb.ModelChunk{Digest: digest, Model: spec, TotalBytes: uint64(len(blob)), Offset: uint64(off), Data: ch}); err != nil {
+			return err
+		}
+		off += len(ch)
+	}
+	return nil
+}
+
+func (s *participantService) DownloadModel(req *pb.DownloadModelRequest, stream pb.ParticipantService_DownloadModelServer) error {
+	if _, err := caller(stream.Context(), pki.RoleParticipant, pki.RoleCoordinator, pki.RoleAdmin); err != nil {
+		return toStatus(err)
+	}
+	blob, err := s.c.store.GetBlob(req.GetDigest())
+	if err != nil {
+		return toStatus(fmt.Errorf("%w %s: %w", ErrUnknownModel, req.GetDigest(), err))
+	}
+	return sendBlob(stream, blob, req.GetDigest(), "")
+}
+
+func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpdateServer) error {
+	id, err := caller(stream.Context(), pki.RoleParticipant)
+	if err != nil {
+		return toStatus(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return toStatus(fmt.Errorf("%w: no header: %v", ErrBadUpdate, err))
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return toStatus(fmt.Errorf("%w: the first chunk must carry the header", ErrBadUpdate))
+	}
+	r, err := s.c.admitUpdate(id.Name, h)
+	if err != nil {
+		return toStatus(err)
+	}
+	delta, err := receiveUpdate(stream, first.GetData(), len(r.base), s.c.metrics)
+	if err != nil {
+		s.c.releaseUpdate(r, id.Name)
+		return toStatus(err)
+	}
+	n, err := s.c.addUpdate(r, id.Name, delta, h.GetExamples())
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.SendAndClose(&pb.UploadUpdateResponse{ContributorsSoFar: uint32(n)})
+}
+
+// receiveUpdate reads an update's data chunks into a vector of n values,
+// refusing too many or too few values and non-finite ones.
+func receiveUpdate(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics) ([]float32, error) {
+	delta := make([]float32, n)
+	filled := 0
+	add := func(b []byte) error {
+		if len(b)%4 != 0 || filled+len(b)/4 > n {
+			return fmt.Errorf("%w: more than the %d parameters announced", ErrBadUpdate, n)
+		}
+		if err := protocol.DecodeFloat32Into(delta, filled, b); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+		}
+		filled += len(b) / 4
+		m.bytesReceived.Add(float64(len(b)))
+		return nil
+	}
+	if err := add(firstData); err != nil {
+		return nil, err
+	}
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ch.GetHeader() != nil {
+			return nil, fmt.Errorf("%w: a second header in one upload", ErrBadUpdate)
+		}
+		if err := add(ch.GetData()); err != nil {
+			return nil, err
+		}
+	}
+	if filled != n {
+		return nil, fmt.Errorf("%w: %d of %d parameters received", ErrBadUpdate, filled, n)
+	}
+	return delta, nil
+}
+
+func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.ReportEvaluationRequest) (*pb.ReportEvaluationResponse, error) {
+	id, err := caller(ctx, pki.RoleParticipant)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := s.c.addEvaluation(id.Name, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ReportEvaluationResponse{}, nil
+}

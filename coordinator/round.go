@@ -1,0 +1,154 @@
+package coordinator
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/accord-fl/accord/aggregate"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// round is the leader's in-memory view of one open round attempt: the base
+// model, the running FedAvg sum and who has contributed. It does no I/O and
+// takes time as an argument, so deadlines and dropouts are tested without
+// sockets or sleeps. The leader guards it with its own lock.
+type round struct {
+	jobID           string
+	number, attempt uint32
+	cohort          map[string]bool
+	cohortList      []string
+	base            []float32
+	baseDigest      string
+	deadline        time.Time
+	minUpdates      int
+	acc             *aggregate.FedAvg
+	contributors    []string
+	examples        uint64
+	receiving       map[string]bool // uploads admitted but not yet added
+	done            map[string]bool // contributors, as a set
+}
+
+func newRound(jobID string, number, attempt uint32, cohort []string, base []float32, baseDigest string, deadline time.Time, minUpdates int) *round {
+	r := &round{
+		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
+		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates,
+		acc: aggregate.NewFedAvg(len(base)), receiving: map[string]bool{}, done: map[string]bool{},
+	}
+	for _, id := range cohort {
+		r.cohort[id] = true
+	}
+	return r
+}
+
+// maxExamples bounds the weight one participant may claim, so that one
+// update cannot dwarf the others by lying about its size.
+const maxExamples = 1 << 32
+
+// admit checks an update's header before its data is received and reserves
+// the sender's slot: the round and attempt must be this one, the sender in
+// the cohort and not already heard from, the length the model's.
+func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
+	switch {
+	case h.GetRound() != r.number || h.GetAttempt() != r.attempt:
+		return fmt.Errorf("%w: update for round %d attempt %d; job %s has round %d attempt %d open",
+			ErrWrongRound, h.GetRound(), h.GetAttempt(), r.jobID, r.number, r.attempt)
+	case h.GetBaseModelDigest() != r.baseDigest:
+		return fmt.Errorf("%w: update trained from %s; the round's base model is %s", ErrWrongRound, h.GetBaseModelDigest(), r.baseDigest)
+	case !now.Before(r.deadline):
+		return fmt.Errorf("%w: round %d's deadline has passed", ErrWrongRound, r.number)
+	case !r.cohort[from]:
+		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+	case r.done[from] || r.receiving[from]:
+		return fmt.Errorf("%w: %s, round %d", ErrDuplicate, from, r.number)
+	case h.GetNumParams() != uint64(len(r.base)):
+		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), len(r.base))
+	case h.GetExamples() == 0 || h.GetExamples() > maxExamples:
+		return fmt.Errorf("%w: update claims %d examples; want 1–%d", ErrBadUpdate, h.GetExamples(), uint64(maxExamples))
+	}
+	r.receiving[from] = true
+	return nil
+}
+
+// release gives back a slot admit reserved when the upload failed.
+func (r *round) release(from string) { delete(r.receiving, from) }
+
+// add sums an admitted update into the round.
+func (r *round) add(from string, delta []float32, examples uint64) error {
+	delete(r.receiving, from)
+	if err := r.acc.Add(delta, float64(examples)); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+	}
+	r.done[from] = true
+	r.contributors = append(r.contributors, from)
+	r.examples += examples
+	return nil
+}
+
+type roundOutcome int
+
+const (
+	roundPending  roundOutcome = iota
+	roundComplete              // every cohort member contributed
+	roundCommit                // deadline passed with enough contributors
+	roundAbort                 // deadline passed with too few
+)
+
+func (r *round) outcome(now time.Time) roundOutcome {
+	switch {
+	case len(r.contributors) == len(r.cohortList):
+		return roundComplete
+	case now.Before(r.deadline):
+		return roundPending
+	case len(r.contributors) >= r.minUpdates:
+		return roundCommit
+	default:
+		return roundAbort
+	}
+}
+
+// evalCollection sums the federated evaluation of one model while reports
+// arrive. Pure, like round.
+type evalCollection struct {
+	jobID      string
+	modelRound uint32
+	digest     string
+	expected   map[string]bool
+	got        map[string]bool
+	sum        Evaluation
+	deadline   time.Time
+}
+
+func newEvalCollection(jobID string, modelRound uint32, digest string, evaluators []string, deadline time.Time) *evalCollection {
+	e := &evalCollection{jobID: jobID, modelRound: modelRound, digest: digest, expected: map[string]bool{}, got: map[string]bool{}, deadline: deadline}
+	for _, id := range evaluators {
+		e.expected[id] = true
+	}
+	return e
+}
+
+func (e *evalCollection) add(from string, req *pb.ReportEvaluationRequest) error {
+	switch {
+	case req.GetModelRound() != e.modelRound || req.GetModelDigest() != e.digest:
+		return fmt.Errorf("%w: evaluation of round %d (%s); collecting round %d (%s)", ErrWrongRound, req.GetModelRound(), req.GetModelDigest(), e.modelRound, e.digest)
+	case !e.expected[from]:
+		return fmt.Errorf("%w: %s was not asked to evaluate round %d", ErrNotInCohort, from, e.modelRound)
+	case e.got[from]:
+		return fmt.Errorf("%w: evaluation from %s for round %d", ErrDuplicate, from, e.modelRound)
+	case req.GetExamples() == 0 || req.GetExamples() > maxExamples || req.GetCorrect() > req.GetExamples():
+		return fmt.Errorf("%w: evaluation of %d examples with %d correct", ErrBadUpdate, req.GetExamples(), req.GetCorrect())
+	case math.IsNaN(req.GetLossSum()) || math.IsInf(req.GetLossSum(), 0) || req.GetLossSum() < 0:
+		return fmt.Errorf("%w: evaluation loss %v", ErrBadUpdate, req.GetLossSum())
+	}
+	e.got[from] = true
+	e.sum.Examples += req.GetExamples()
+	e.sum.Correct += req.GetCorrect()
+	e.sum.LossSum += req.GetLossSum()
+	e.sum.Reporters++
+	return nil
+}
+
+// finished reports whether every evaluator reported or the deadline passed.
+func (e *evalCollection) finished(now time.Time) bool {
+	return len(e.got) == len(e.expected) || !now.Before(e.deadline)
+}

@@ -1,0 +1,123 @@
+package coordinator
+
+import (
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// Participant is a federation member as the FSM records it.
+type Participant struct {
+	ID           string `json:"id"`
+	Organization string `json:"organization"`
+	Region       string `json:"region"`
+	Examples     uint64 `json:"examples"`
+	RegisteredAt int64  `json:"registered_at"` // unix ms
+}
+
+// Evaluation is a model's federated evaluation, summed over reporters.
+type Evaluation struct {
+	Examples  uint64  `json:"examples"`
+	Correct   uint64  `json:"correct"`
+	LossSum   float64 `json:"loss_sum"`
+	Reporters uint32  `json:"reporters"`
+}
+
+// Accuracy is Correct/Examples (0 with no examples).
+func (e *Evaluation) Accuracy() float64 {
+	if e == nil || e.Examples == 0 {
+		return 0
+	}
+	return float64(e.Correct) / float64(e.Examples)
+}
+
+func (e *Evaluation) toProto() *pb.Evaluation {
+	if e == nil {
+		return nil
+	}
+	return &pb.Evaluation{Examples: e.Examples, Correct: e.Correct, LossSum: e.LossSum, Reporters: e.Reporters}
+}
+
+// Job is a job as the FSM records it.
+type Job struct {
+	ID                   string         `json:"id"`
+	Spec                 JobSpec        `json:"spec"`
+	Status               pb.JobStatus   `json:"status"`
+	Reason               string         `json:"reason,omitempty"`
+	InitialDigest        string         `json:"initial_digest"`
+	CreatedAt            int64          `json:"created_at"`
+	FinishedAt           int64          `json:"finished_at,omitempty"`
+	CommittedRounds      uint32         `json:"committed_rounds"`
+	TargetReachedAtRound uint32         `json:"target_reached_at_round,omitempty"`
+	InitialEval          *Evaluation    `json:"initial_eval,omitempty"`
+	Rounds               []*RoundRecord `json:"rounds"` // every attempt, in order
+}
+
+// RoundRecord is one attempt at one round.
+type RoundRecord struct {
+	Number       uint32         `json:"number"`
+	Attempt      uint32         `json:"attempt"`
+	Status       pb.RoundStatus `json:"status"`
+	Cohort       []string       `json:"cohort"`
+	Contributors []string       `json:"contributors,omitempty"`
+	BaseDigest   string         `json:"base_digest"`
+	Digest       string         `json:"digest,omitempty"`
+	OpenedAt     int64          `json:"opened_at"`
+	Deadline     int64          `json:"deadline"`
+	ClosedAt     int64          `json:"closed_at,omitempty"`
+	Reason       string         `json:"reason,omitempty"`
+	Examples     uint64         `json:"examples,omitempty"`
+	Eval         *Evaluation    `json:"eval,omitempty"`
+}
+
+// openRound returns the job's open round attempt, or nil.
+func (j *Job) openRound() *RoundRecord {
+	if n := len(j.Rounds); n > 0 && j.Rounds[n-1].Status == pb.RoundStatus_ROUND_STATUS_OPEN {
+		return j.Rounds[n-1]
+	}
+	return nil
+}
+
+// committed returns the committed attempt of round number, or nil.
+func (j *Job) committed(number uint32) *RoundRecord {
+	for i := len(j.Rounds) - 1; i >= 0; i-- {
+		r := j.Rounds[i]
+		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
+			return r
+		}
+	}
+	return nil
+}
+
+// modelDigest returns the digest of the model after round number (0: the
+// initial model), or "".
+func (j *Job) modelDigest(number uint32) string {
+	if number == 0 {
+		return j.InitialDigest
+	}
+	if r := j.committed(number); r != nil {
+		return r.Digest
+	}
+	return ""
+}
+
+func (j *Job) running() bool { return j.Status == pb.JobStatus_JOB_STATUS_RUNNING }
+
+func (j *Job) toProto() *pb.Job {
+	return &pb.Job{
+		Id: j.ID, Spec: j.Spec.ToProto(), Status: j.Status, Reason: j.Reason, CommittedRounds: j.CommittedRounds,
+		InitialModelDigest: j.InitialDigest, CreatedUnixMs: j.CreatedAt, FinishedUnixMs: j.FinishedAt,
+		TargetReachedAtRound: j.TargetReachedAtRound,
+	}
+}
+
+func (r *RoundRecord) toProto(jobID string) *pb.Round {
+	return &pb.Round{
+		JobId: jobID, Number: r.Number, Attempt: r.Attempt, Status: r.Status, Cohort: r.Cohort, Contributors: r.Contributors,
+		BaseModelDigest: r.BaseDigest, ModelDigest: r.Digest, OpenedUnixMs: r.OpenedAt, DeadlineUnixMs: r.Deadline,
+		ClosedUnixMs: r.ClosedAt, Reason: r.Reason, Examples: r.Examples, Evaluation: r.Eval.toProto(),
+	}
+}
+
+func (p *Participant) toProto(connected bool, lastSeen int64) *pb.Participant {
+	return &pb.Participant{Id: p.ID, Organization: p.Organization, Region: p.Region, Connected: connected,
+		RegisteredUnixMs: p.RegisteredAt, LastSeenUnixMs: lastSeen, Examples: p.Examples}
+}

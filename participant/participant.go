@@ -1,0 +1,351 @@
+package participant
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// Config configures a participant daemon.
+type Config struct {
+	// Coordinators are the addresses to try, in order; more are learned
+	// from the cluster.
+	Coordinators []string
+	// Cert is the participant's certificate (its identity); CA the
+	// federation's.
+	Cert tls.Certificate
+	CA   *x509.CertPool
+	// Region is reported at registration.
+	Region string
+	// Dataset names the data this participant holds ("mnist").
+	Dataset string
+	// Train is the local training data; Validation the local data that
+	// global models are evaluated on (may be empty).
+	Train, Validation *model.Dataset
+	// MinBackoff and MaxBackoff bound the wait between reconnections.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives structured logs (nil: discarded).
+	Logger *slog.Logger
+	// BeforeUpload, if set, runs after local training and before the upload;
+	// returning an error drops the update. Scenarios use it to simulate
+	// participants that fail mid-round.
+	BeforeUpload func(t *pb.Task) error
+}
+
+// Validate reports the first missing setting.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Coordinators) == 0:
+		return errors.New("participant config: no coordinator address")
+	case len(c.Cert.Certificate) == 0 || c.CA == nil:
+		return errors.New("participant config: a certificate and the federation CA are required")
+	case c.Dataset == "":
+		return errors.New("participant config: no dataset name")
+	case c.Train == nil || c.Train.Len() == 0:
+		return errors.New("participant config: no training data")
+	}
+	if err := c.Train.Validate(); err != nil {
+		return fmt.Errorf("participant config: training data: %w", err)
+	}
+	if c.Validation != nil && c.Validation.Len() > 0 {
+		if err := c.Validation.Validate(); err != nil {
+			return fmt.Errorf("participant config: validation data: %w", err)
+		}
+	}
+	return nil
+}
+
+// Stats counts what a participant has done.
+type Stats struct {
+	Connections, Trained, Uploaded, Evaluated, Failed int
+}
+
+// Participant is one participant daemon.
+type Participant struct {
+	cfg   Config
+	log   *slog.Logger
+	creds credentials.TransportCredentials
+
+	mu     sync.Mutex
+	addrs  []string
+	stats  Stats
+	models map[string][]float32 // small cache of downloaded models by digest
+}
+
+// New checks cfg and returns a participant; it connects nothing until Run.
+func New(cfg Config) (*Participant, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(5*time.Second, cfg.MinBackoff)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	name := ""
+	if cfg.Cert.Leaf != nil {
+		name = cfg.Cert.Leaf.Subject.CommonName
+	}
+	return &Participant{
+		cfg: cfg, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
+		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{},
+	}, nil
+}
+
+// Stats returns a copy of the counters.
+func (p *Participant) Stats() Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stats
+}
+
+func (p *Participant) count(f func(*Stats)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(&p.stats)
+}
+
+// Run connects and serves tasks until ctx is done, reconnecting with
+// exponential backoff (and jitter) to the next known coordinator whenever
+// the connection breaks. It returns nil when ctx ends.
+func (p *Participant) Run(ctx context.Context) error {
+	backoff := p.cfg.MinBackoff
+	for attempt := 0; ; attempt++ {
+		p.mu.Lock()
+		addr := p.addrs[attempt%len(p.addrs)]
+		p.mu.Unlock()
+		start := time.Now()
+		err := p.session(ctx, addr)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = p.cfg.MinBackoff // it had been working
+		}
+		p.log.Debug("connection ended; will retry", "coordinator", addr, "err", err, "backoff", backoff)
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, p.cfg.MaxBackoff)
+	}
+}
+
+// session serves one connection to one coordinator until it breaks.
+func (p *Participant) session(ctx context.Context, addr string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := pb.NewParticipantServiceClient(conn)
+	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: uint64(p.cfg.Train.Len()), Datasets: []string{p.cfg.Dataset}})
+	if err != nil {
+		return fmt.Errorf("register with %s: %w", addr, err)
+	}
+	p.learn(reg.GetCoordinators())
+	stream, err := client.Tasks(ctx, &pb.TasksRequest{})
+	if err != nil {
+		return fmt.Errorf("task stream from %s: %w", addr, err)
+	}
+	p.count(func(s *Stats) { s.Connections++ })
+	for {
+		t, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if err := p.handle(ctx, client, t); err != nil {
+			p.count(func(s *Stats) { s.Failed++ })
+			p.log.Info("task failed", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "err", err)
+		}
+	}
+}
+
+// learn adds coordinator addresses the cluster told us about.
+func (p *Participant) learn(addrs []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range addrs {
+		if a != "" && !slices.Contains(p.addrs, a) {
+			p.addrs = append(p.addrs, a)
+		}
+	}
+}
+
+func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
+	if d := t.GetDeadlineUnixMs(); d > 0 {
+		if time.Now().After(time.UnixMilli(d)) {
+			return errors.New("task arrived after its deadline")
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(d))
+		defer cancel()
+	}
+	spec, err := model.ParseSpec(t.GetModel())
+	if err != nil {
+		return err
+	}
+	base, err := p.download(ctx, client, t.GetBaseModelDigest())
+	if err != nil {
+		return err
+	}
+	switch t.GetKind() {
+	case pb.TaskKind_TASK_KIND_TRAIN:
+		return p.train(ctx, client, t, spec, base)
+	case pb.TaskKind_TASK_KIND_EVALUATE:
+		return p.evaluate(ctx, client, t, spec, base)
+	default:
+		return fmt.Errorf("unknown task kind %v", t.GetKind())
+	}
+}
+
+// download fetches a model by digest (or takes it from the cache) and checks
+// its hash.
+func (p *Participant) download(ctx context.Context, client pb.ParticipantServiceClient, digest string) ([]float32, error) {
+	p.mu.Lock()
+	cached, ok := p.models[digest]
+	p.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	stream, err := client.DownloadModel(ctx, &pb.DownloadModelRequest{Digest: digest})
+	if err != nil {
+		return nil, err
+	}
+	var blob []byte
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("downloading %s: %w", digest, err)
+		}
+		if ch.GetOffset() != uint64(len(blob)) {
+			return nil, fmt.Errorf("downloading %s: chunk at offset %d, expected %d", digest, ch.GetOffset(), len(blob))
+		}
+		blob = append(blob, ch.GetData()...)
+	}
+	if got := protocol.Digest(blob); got != digest {
+		return nil, fmt.Errorf("downloaded model hashes to %s, not %s", got, digest)
+	}
+	params, err := protocol.DecodeFloat32(blob)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if len(p.models) >= 4 {
+		clear(p.models)
+	}
+	p.models[digest] = params
+	p.mu.Unlock()
+	return params, nil
+}
+
+func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, spec model.Spec, base []float32) error {
+	m, err := model.FromParams(spec, slices.Clone(base))
+	if err != nil {
+		return err
+	}
+	cfg := model.TrainConfig{Epochs: int(t.GetLocalEpochs()), BatchSize: int(t.GetBatchSize()), LearningRate: t.GetLearningRate(), ProxMu: t.GetProxMu(), Seed: t.GetSeed()}
+	res, err := model.Train(ctx, m, p.cfg.Train, cfg)
+	if err != nil {
+		return fmt.Errorf("local training: %w", err)
+	}
+	p.count(func(s *Stats) { s.Trained++ })
+	delta := m.Params
+	for i, b := range base {
+		delta[i] -= b
+	}
+	if p.cfg.BeforeUpload != nil {
+		if err := p.cfg.BeforeUpload(t); err != nil {
+			return err
+		}
+	}
+	loss := 0.0
+	if len(res.EpochLoss) > 0 {
+		loss = res.EpochLoss[len(res.EpochLoss)-1]
+	}
+	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
+		NumParams: uint64(len(delta)), Examples: uint64(p.cfg.Train.Len()), TrainLoss: loss}
+	if err := Upload(ctx, client, hdr, delta); err != nil {
+		return err
+	}
+	p.count(func(s *Stats) { s.Uploaded++ })
+	return nil
+}
+
+// Upload sends one update: the header, then the values in chunks.
+func Upload(ctx context.Context, client pb.ParticipantServiceClient, hdr *pb.UpdateHeader, delta []float32) error {
+	stream, err := client.UploadUpdate(ctx)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&pb.UpdateChunk{Header: hdr}); err != nil {
+		return uploadErr(stream, err)
+	}
+	for _, ch := range protocol.Chunks(protocol.EncodeFloat32(delta)) {
+		if err := stream.Send(&pb.UpdateChunk{Data: ch}); err != nil {
+			return uploadErr(stream, err)
+		}
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
+
+// uploadErr turns a failed Send into the server's status, which CloseAndRecv
+// reports (Send itself only says io.EOF).
+func uploadErr(stream pb.ParticipantService_UploadUpdateClient, err error) error {
+	if errors.Is(err, io.EOF) {
+		_, err = stream.CloseAndRecv()
+	}
+	return err
+}
+
+func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, spec model.Spec, params []float32) error {
+	val := p.cfg.Validation
+	if val == nil || val.Len() == 0 {
+		return errors.New("asked to evaluate, but this participant holds no validation data")
+	}
+	m, err := model.FromParams(spec, params)
+	if err != nil {
+		return err
+	}
+	met, err := model.Evaluate(ctx, m, val)
+	if err != nil {
+		return err
+	}
+	n := uint64(met.Examples)
+	_, err = client.ReportEvaluation(ctx, &pb.ReportEvaluationRequest{
+		JobId: t.GetJobId(), ModelRound: t.GetRound(), ModelDigest: t.GetBaseModelDigest(),
+		Examples: n, Correct: uint64(math.Round(met.Accuracy * float64(n))), LossSum: met.Loss * float64(n),
+	})
+	if err == nil {
+		p.count(func(s *Stats) { s.Evaluated++ })
+	}
+	return err
+}
