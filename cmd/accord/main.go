@@ -50,6 +50,15 @@ type subcommand struct {
 
 func (m *Main) subcommands() []subcommand {
 	return []subcommand{
+		{"coordinator", "run a coordinator (a Raft member serving participants and admins)", (*Main).runCoordinator},
+		{"participant", "run a participant daemon next to local data", (*Main).runParticipant},
+		{"pki", "init | issue: make the federation CA and certificates", (*Main).runPKI},
+		{"job", "submit FILE | list | show ID | cancel ID", (*Main).runJob},
+		{"round", "list JOB: the rounds of a job", (*Main).runRound},
+		{"participants", "list: the federation's participants", (*Main).runParticipants},
+		{"model", "pull JOB [--round N] --out FILE: download a committed model as safetensors", (*Main).runModel},
+		{"demo", "run the FedAvg MNIST demo: a whole federation in this process on loopback", (*Main).runDemo},
+		{"scenario", "scenario run FILE: run a federation described by a scenario file", (*Main).runScenario},
 		{"train", "train a model centrally on one dataset (the baseline federated runs compare with)", (*Main).runTrain},
 	}
 }

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"github.com/accord-fl/accord/scenarios"
+)
+
+func msTime(ms int64) string {
+	if ms == 0 {
+		return "-"
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
+}
+
+// adminCommand parses the flags shared by admin subcommands plus --json and
+// returns the positional arguments.
+func (m *Main) adminCommand(name, usage string, args []string, extra func(*flag.FlagSet)) (*adminConn, []string, bool, error) {
+	fs := m.newFlagSet(name, usage)
+	addr, tf := addAdminFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if extra != nil {
+		extra(fs)
+	}
+	// Positional arguments come first (accord job show ID --json).
+	var pos []string
+	for len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, false, err
+	}
+	conn, err := dialAdmin(*addr, tf)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	return conn, pos, *asJSON, nil
+}
+
+func (m *Main) runJob(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | cancel ID")}
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "submit":
+		c, pos, asJSON, err := m.adminCommand("job submit", "FILE [--json]", args, nil)
+		if err != nil {
+			return err
+		}
+		defer c.conn.Close()
+		if len(pos) != 1 {
+			return usageError{fmt.Errorf("job submit: name one job FILE")}
+		}
+		spec, err := loadJobFile(pos[0])
+		if err != nil {
+			return err
+		}
+		resp, err := c.client.SubmitJob(ctx, &pb.SubmitJobRequest{Spec: spec.ToProto()})
+		if err != nil {
+			return fmt.Errorf("submitting %s: %w", pos[0], err)
+		}
+		if asJSON {
+			return printJSON(m.Stdout, map[string]string{"job_id": resp.JobId})
+		}
+		fmt.Fprintln(m.Stdout, resp.JobId)
+		return nil
+	case "list":
+		c, _, asJSON, err := m.adminCommand("job list", "[--json]", args, nil)
+		if err != nil {
+			return err
+		}
+		defer c.conn.Close()
+		resp, err := c.client.ListJobs(ctx, &pb.ListJobsRequest{})
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(m.Stdout, resp.Jobs)
+		}
+		tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tMODEL\tSTATUS\tROUNDS\tCREATED")
+		for _, j := range resp.Jobs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\n", j.Id, j.Spec.GetName(), j.Spec.GetModel(), j.Status, j.CommittedRounds, j.Spec.GetRounds(), msTime(j.CreatedUnixMs))
+		}
+		return tw.Flush()
+	case "show":
+		c, pos, asJSON, err := m.adminCommand("job show", "ID [--json]", args, nil)
+		if err != nil {
+			return err
+		}
+		defer c.conn.Close()
+		if len(pos) != 1 {
+			return usageError{fmt.Errorf("job show: name one job ID")}
+		}
+		j, err := c.client.GetJob(ctx, &pb.GetJobRequest{JobId: pos[0]})
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return printJSON(m.Stdout, j)
+		}
+		fmt.Fprintf(m.Stdout, "job %s (%s)\n  model %s on %s\n  status %s %s\n  committed rounds %d of %d\n  target %.4g, reached at round %d\n  created %s, finished %s\n",
+			j.Id, j.Spec.GetName(), j.Spec.GetModel(), j.Spec.GetDataset(), j.Status, j.Reason, j.CommittedRounds, j.Spec.GetRounds(),
+			j.Spec.GetTargetAccuracy(), j.TargetReachedAtRound, msTime(j.CreatedUnixMs), msTime(j.FinishedUnixMs))
+		return nil
+	case "cancel":
+		c, pos, _, err := m.adminCommand("job cancel", "ID", args, nil)
+		if err != nil {
+			return err
+		}
+		defer c.conn.Close()
+		if len(pos) != 1 {
+			return usageError{fmt.Errorf("job cancel: name one job ID")}
+		}
+		if _, err := c.client.CancelJob(ctx, &pb.CancelJobRequest{JobId: pos[0]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "job %s cancelled\n", pos[0])
+		return nil
+	}
+	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show or cancel)", sub)}
+}
+
+// loadJobFile reads a YAML job file over the defaults and validates it.
+func loadJobFile(path string) (coordinator.JobSpec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return coordinator.JobSpec{}, err
+	}
+	spec := coordinator.DefaultJobSpec()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&spec); err != nil {
+		return spec, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := spec.Validate(); err != nil {
+		return spec, fmt.Errorf("%s: %w", path, err)
+	}
+	return spec, nil
+}
+
+func (m *Main) runRound(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "list" {
+		return usageError{fmt.Errorf("usage: accord round list JOB [--all] [--json]")}
+	}
+	var all bool
+	c, pos, asJSON, err := m.adminCommand("round list", "JOB [--all] [--json]", args[1:], func(fs *flag.FlagSet) {
+		fs.BoolVar(&all, "all", false, "include aborted attempts")
+	})
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if len(pos) != 1 {
+		return usageError{fmt.Errorf("round list: name one JOB")}
+	}
+	resp, err := c.client.ListRounds(ctx, &pb.ListRoundsRequest{JobId: pos[0], IncludeAborted: all})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(m.Stdout, resp.Rounds)
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROUND\tATTEMPT\tSTATUS\tCOHORT\tCONTRIBUTORS\tFED. ACCURACY\tSECONDS\tDIGEST\tREASON")
+	for _, r := range resp.Rounds {
+		acc := "-"
+		if e := r.Evaluation; e != nil && e.Examples > 0 {
+			acc = fmt.Sprintf("%.2f%%", 100*float64(e.Correct)/float64(e.Examples))
+		}
+		secs := "-"
+		if r.ClosedUnixMs > 0 {
+			secs = fmt.Sprintf("%.2f", float64(r.ClosedUnixMs-r.OpenedUnixMs)/1000)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), acc, secs, r.ModelDigest, r.Reason)
+	}
+	return tw.Flush()
+}
+
+func (m *Main) runParticipants(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "list" {
+		return usageError{fmt.Errorf("usage: accord participants list [--json]")}
+	}
+	c, _, asJSON, err := m.adminCommand("participants list", "[--json]", args[1:], nil)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	resp, err := c.client.ListParticipants(ctx, &pb.ListParticipantsRequest{})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(m.Stdout, resp.Participants)
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tORGANIZATION\tREGION\tEXAMPLES\tCONNECTED\tLAST SEEN")
+	for _, p := range resp.Participants {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\n", p.Id, p.Organization, p.Region, p.Examples, p.Connected, msTime(p.LastSeenUnixMs))
+	}
+	return tw.Flush()
+}
+
+func (m *Main) runModel(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "pull" {
+		return usageError{fmt.Errorf("usage: accord model pull JOB [--round N] --out FILE")}
+	}
+	var round, out string
+	c, pos, asJSON, err := m.adminCommand("model pull", "JOB [--round N] --out FILE.safetensors", args[1:], func(fs *flag.FlagSet) {
+		fs.StringVar(&round, "round", "latest", "committed round to pull (0: the initial model)")
+		fs.StringVar(&out, "out", "", "file to write (safetensors)")
+	})
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if len(pos) != 1 {
+		return usageError{fmt.Errorf("model pull: name one JOB")}
+	}
+	if out == "" {
+		return usageError{fmt.Errorf("model pull: --out FILE is required")}
+	}
+	latest := round == "latest"
+	n := uint64(0)
+	if !latest {
+		if n, err = strconv.ParseUint(round, 10, 32); err != nil {
+			return usageError{fmt.Errorf("--round %q: want a round number or latest", round)}
+		}
+	}
+	blob, first, err := scenarios.PullModel(ctx, c.client, pos[0], uint32(n), latest)
+	if err != nil {
+		return err
+	}
+	if first == nil || protocol.Digest(blob) != first.Digest {
+		return fmt.Errorf("pulled model does not match its digest")
+	}
+	spec, err := model.ParseSpec(first.Model)
+	if err != nil {
+		return err
+	}
+	params, err := protocol.DecodeFloat32(blob)
+	if err != nil {
+		return err
+	}
+	mdl, err := model.FromParams(spec, params)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if err := mdl.WriteSafetensors(f, map[string]string{"job": pos[0], "round": round, "digest": first.Digest}); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(m.Stdout, map[string]any{"job": pos[0], "round": round, "digest": first.Digest, "model": spec.String(), "file": out})
+	}
+	fmt.Fprintf(m.Stdout, "wrote %s (%s, %s)\n", out, spec, first.Digest)
+	return nil
+}

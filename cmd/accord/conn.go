@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// tlsFlags are the certificate flags every networked command takes; each
+// defaults to an environment variable.
+type tlsFlags struct {
+	ca, cert, key *string
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func addTLSFlags(fs *flag.FlagSet) tlsFlags {
+	return tlsFlags{
+		ca:   fs.String("ca", envOr("ACCORD_CA", ""), "federation CA certificate (ca.crt) [$ACCORD_CA]"),
+		cert: fs.String("cert", envOr("ACCORD_CERT", ""), "this identity's certificate [$ACCORD_CERT]"),
+		key:  fs.String("key", envOr("ACCORD_KEY", ""), "this identity's key [$ACCORD_KEY]"),
+	}
+}
+
+func (t tlsFlags) load() (*pkiMaterial, error) {
+	for flagName, v := range map[string]string{"--ca": *t.ca, "--cert": *t.cert, "--key": *t.key} {
+		if v == "" {
+			return nil, usageError{fmt.Errorf("%s is required (every connection is mutual TLS; make certificates with 'accord pki')", flagName)}
+		}
+	}
+	pool, err := pki.LoadCAPool(*t.ca)
+	if err != nil {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	cert, err := pki.LoadKeyPair(*t.cert, *t.key)
+	if err != nil {
+		return nil, fmt.Errorf("--cert/--key: %w", err)
+	}
+	return &pkiMaterial{pool: pool, cert: cert}, nil
+}
+
+// adminConn is a connection to a coordinator's admin service.
+type adminConn struct {
+	conn   *grpc.ClientConn
+	client pb.AdminServiceClient
+}
+
+// addAdminFlags registers --coordinator and the TLS flags.
+func addAdminFlags(fs *flag.FlagSet) (addr *string, tf tlsFlags) {
+	addr = fs.String("coordinator", envOr("ACCORD_COORDINATOR", "127.0.0.1:7700"), "a coordinator's gRPC address [$ACCORD_COORDINATOR]")
+	return addr, addTLSFlags(fs)
+}
+
+func dialAdmin(addr string, tf tlsFlags) (*adminConn, error) {
+	mat, err := tf.load()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))))
+	if err != nil {
+		return nil, fmt.Errorf("--coordinator %s: %w", addr, err)
+	}
+	return &adminConn{conn: conn, client: pb.NewAdminServiceClient(conn)}, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

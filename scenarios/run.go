@@ -1,0 +1,418 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/participant"
+	"github.com/accord-fl/accord/participant/data"
+	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// Report is what a run prints with --json.
+type Report struct {
+	Scenario             string                       `json:"scenario"`
+	JobID                string                       `json:"job_id"`
+	JobStatus            string                       `json:"job_status"`
+	JobReason            string                       `json:"job_reason"`
+	RoundsCommitted      uint32                       `json:"rounds_committed"`
+	RoundsAborted        int                          `json:"rounds_aborted"`
+	FinalAccuracy        float64                      `json:"final_accuracy"`
+	BestAccuracy         float64                      `json:"best_accuracy"`
+	TargetAccuracy       float64                      `json:"target_accuracy"`
+	TargetReachedAtRound *uint32                      `json:"target_reached_at_round"`
+	WallSeconds          float64                      `json:"wall_seconds"`
+	ModelDigests         map[string]map[uint32]string `json:"model_digests"`
+	InvariantsOK         bool                         `json:"invariants_ok"`
+	InvariantsError      string                       `json:"invariants_error,omitempty"`
+	Participants         int                          `json:"participants"`
+	Kernel               string                       `json:"kernel"`
+	Rounds               []RoundReport                `json:"rounds"`
+}
+
+// RoundReport is one committed round.
+type RoundReport struct {
+	Round             uint32   `json:"round"`
+	Attempt           uint32   `json:"attempt"`
+	Cohort            int      `json:"cohort"`
+	Contributors      int      `json:"contributors"`
+	Accuracy          float64  `json:"accuracy"`
+	Loss              float64  `json:"loss"`
+	FederatedAccuracy *float64 `json:"federated_accuracy,omitempty"`
+	Seconds           float64  `json:"seconds"`
+	ModelDigest       string   `json:"model_digest"`
+	SecondsSinceStart float64  `json:"seconds_since_start"`
+}
+
+// Options are a run's outputs.
+type Options struct {
+	// Progress receives one line per committed round (nil: none).
+	Progress io.Writer
+	// Logger receives the components' logs (nil: discarded).
+	Logger *slog.Logger
+	// WorkDir holds the coordinators' data (empty: a temporary folder,
+	// removed afterwards).
+	WorkDir string
+}
+
+// participantData is one participant's training and validation examples.
+type participantData struct {
+	train, validation *model.Dataset
+}
+
+// split loads the dataset and splits it per the scenario: training data by
+// the partition, and the held-out test set into equal validation shards, so
+// that evaluating on every participant is evaluating on the whole test set.
+func split(ctx context.Context, sc *Scenario) ([]participantData, *model.Dataset, error) {
+	train, test, err := data.LoadMNISTFromModule(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	n := sc.ParticipantCount()
+	d := sc.Participants.Data
+	var parts [][]int
+	switch d.Partition {
+	case "iid":
+		parts, err = data.IID(train.Len(), n, d.Seed)
+	case "pathological":
+		parts, err = data.Pathological(train.Y, n, 2, d.Seed)
+	case "dirichlet":
+		parts, err = data.Dirichlet(train.Y, n, d.Alpha, 10, d.Seed)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	valParts, err := data.IID(test.Len(), n, d.Seed+1)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]participantData, n)
+	for k := range n {
+		idx := parts[k]
+		if m := d.ExamplesPerParticipant; m > 0 && len(idx) > m {
+			idx = idx[:m]
+		}
+		out[k] = participantData{train: train.Subset(idx), validation: test.Subset(valParts[k])}
+	}
+	return out, test, nil
+}
+
+// Run runs a scenario to the end of its job and reports.
+func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
+	start := time.Now()
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	progress := opts.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	if t := time.Duration(sc.Timeout); t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	work := opts.WorkDir
+	if work == "" {
+		dir, err := os.MkdirTemp("", "accord-scenario-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		work = dir
+	}
+
+	shards, test, err := split(ctx, sc)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.NewCA(sc.Name)
+	if err != nil {
+		return nil, err
+	}
+
+	// Coordinators.
+	var nodes []*coordinator.Coordinator
+	defer func() {
+		for _, c := range nodes {
+			c.Shutdown()
+		}
+	}()
+	for i, cs := range sc.Coordinators {
+		cert, err := ca.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: cs.Name, Organization: cs.Organization})
+		if err != nil {
+			return nil, err
+		}
+		cfg := coordinator.DefaultConfig()
+		cfg.Name, cfg.DataDir, cfg.Cert, cfg.CA, cfg.Logger = cs.Name, filepath.Join(work, cs.Name), cert, ca.Pool(), logger
+		cfg.GRPCAddr, cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Bootstrap = i == 0
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
+		cfg.Tick = 20 * time.Millisecond
+		c, err := coordinator.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.Start(ctx); err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, c)
+	}
+	var addrs []string
+	for _, c := range nodes {
+		addrs = append(addrs, c.Addr())
+	}
+
+	// Participants: many train at once, so each matrix product gets one thread.
+	model.SetThreads(1)
+	pctx, stopParticipants := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopParticipants(); wg.Wait() }()
+	drops := newDropper(sc.Faults, sc.Job.Seed)
+	k := 0
+	for _, g := range sc.Participants.Groups {
+		for i := range g.Count {
+			name := fmt.Sprintf("%s-%d", g.Prefix, i+1)
+			cert, err := ca.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: name})
+			if err != nil {
+				return nil, err
+			}
+			p, err := participant.New(participant.Config{
+				Coordinators: addrs, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
+				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
+				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
+				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) },
+			})
+			if err != nil {
+				return nil, err
+			}
+			k++
+			wg.Go(func() { p.Run(pctx) })
+		}
+	}
+
+	// The operator.
+	adminCert, err := ca.Issue(pki.Identity{Role: pki.RoleAdmin, Name: "operator", Organization: sc.Coordinators[0].Organization})
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(adminCert, ca.Pool()))))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	admin := pb.NewAdminServiceClient(conn)
+	if err := waitConnected(ctx, admin, sc.ParticipantCount()); err != nil {
+		return nil, err
+	}
+	resp, err := submitWithRetry(ctx, admin, sc.Job.ToProto())
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "scenario %s: %d coordinators, %d participants, job %s (%s)\n", sc.Name, len(nodes), sc.ParticipantCount(), resp.JobId, sc.Job.Model)
+
+	rep := &Report{Scenario: sc.Name, JobID: resp.JobId, TargetAccuracy: sc.Job.TargetAccuracy, Participants: sc.ParticipantCount(),
+		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}}
+	spec := model.MustParseSpec(sc.Job.Model)
+	seen := map[uint32]bool{}
+	var job *pb.Job
+	for {
+		job, err = admin.GetJob(ctx, &pb.GetJobRequest{JobId: resp.JobId})
+		if err != nil {
+			return nil, fmt.Errorf("watching job: %w", err)
+		}
+		rounds, err := admin.ListRounds(ctx, &pb.ListRoundsRequest{JobId: resp.JobId, IncludeAborted: true})
+		if err != nil {
+			return nil, fmt.Errorf("watching rounds: %w", err)
+		}
+		for _, r := range rounds.Rounds {
+			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seen[1<<31|r.Number<<8|r.Attempt] {
+				seen[1<<31|r.Number<<8|r.Attempt] = true
+				rep.RoundsAborted++
+				fmt.Fprintf(progress, "round %3d attempt %d aborted: %s\n", r.Number, r.Attempt, r.Reason)
+			}
+			if r.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || seen[r.Number] {
+				continue
+			}
+			seen[r.Number] = true
+			params, err := pull(ctx, admin, resp.JobId, r.Number, r.ModelDigest)
+			if err != nil {
+				return nil, err
+			}
+			met, err := model.Evaluate(ctx, &model.Model{Spec: spec, Params: params}, test)
+			if err != nil {
+				return nil, err
+			}
+			rr := RoundReport{Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
+				Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
+				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds()}
+			rep.Rounds = append(rep.Rounds, rr)
+			rep.BestAccuracy = max(rep.BestAccuracy, met.Accuracy)
+			marker := ""
+			if rep.TargetReachedAtRound == nil && sc.Job.TargetAccuracy > 0 && met.Accuracy >= sc.Job.TargetAccuracy {
+				n := r.Number
+				rep.TargetReachedAtRound = &n
+				marker = "  ← target reached"
+			}
+			fmt.Fprintf(progress, "round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s\n",
+				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, marker)
+		}
+		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {
+			// Pick up rounds committed since the last listing, then stop.
+			if uint32(len(rep.Rounds)) >= job.CommittedRounds {
+				break
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("scenario %s did not finish: %w", sc.Name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	rep.JobStatus, rep.JobReason, rep.RoundsCommitted = job.Status.String(), job.Reason, job.CommittedRounds
+	if n := len(rep.Rounds); n > 0 {
+		rep.FinalAccuracy = rep.Rounds[n-1].Accuracy
+	}
+	for _, c := range nodes {
+		j, err := c.FSM().Job(resp.JobId)
+		if err != nil {
+			return nil, err
+		}
+		digests := map[uint32]string{}
+		for _, r := range j.Rounds {
+			if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
+				digests[r.Number] = r.Digest
+			}
+		}
+		rep.ModelDigests[c.Name()] = digests
+	}
+	if err := coordinator.CheckInvariants(nodes); err != nil {
+		rep.InvariantsError = err.Error()
+	} else {
+		rep.InvariantsOK = true
+	}
+	rep.WallSeconds = time.Since(start).Seconds()
+	fmt.Fprintf(progress, "job %s: %s after %d rounds (%s); final test accuracy %.2f%%, wall time %.1fs, invariants ok: %v\n",
+		resp.JobId, rep.JobStatus, rep.RoundsCommitted, rep.JobReason, 100*rep.FinalAccuracy, rep.WallSeconds, rep.InvariantsOK)
+	return rep, nil
+}
+
+// waitConnected waits until want participants hold a task stream.
+func waitConnected(ctx context.Context, admin pb.AdminServiceClient, want int) error {
+	for {
+		ps, err := admin.ListParticipants(ctx, &pb.ListParticipantsRequest{})
+		if err == nil {
+			n := 0
+			for _, p := range ps.Participants {
+				if p.Connected {
+					n++
+				}
+			}
+			if n >= want {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d participants to connect: %w", want, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func submitWithRetry(ctx context.Context, admin pb.AdminServiceClient, spec *pb.JobSpec) (*pb.SubmitJobResponse, error) {
+	for {
+		resp, err := admin.SubmitJob(ctx, &pb.SubmitJobRequest{Spec: spec})
+		if err == nil || ctx.Err() != nil {
+			return resp, err
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !isUnavailable(err) {
+			return nil, fmt.Errorf("submitting job: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pull downloads a committed model and checks its digest.
+func pull(ctx context.Context, admin pb.AdminServiceClient, jobID string, round uint32, digest string) ([]float32, error) {
+	blob, _, err := PullModel(ctx, admin, jobID, round, false)
+	if err != nil {
+		return nil, err
+	}
+	if got := protocol.Digest(blob); got != digest {
+		return nil, fmt.Errorf("round %d model hashes to %s, not %s", round, got, digest)
+	}
+	return protocol.DecodeFloat32(blob)
+}
+
+// PullModel downloads a committed model's bytes and its spec.
+func PullModel(ctx context.Context, admin pb.AdminServiceClient, jobID string, round uint32, latest bool) ([]byte, *pb.ModelChunk, error) {
+	stream, err := admin.PullModel(ctx, &pb.PullModelRequest{JobId: jobID, Round: round, Latest: latest})
+	if err != nil {
+		return nil, nil, err
+	}
+	var blob []byte
+	var first *pb.ModelChunk
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return blob, first, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("pulling job %s round %d: %w", jobID, round, err)
+		}
+		if first == nil {
+			first = ch
+		}
+		blob = append(blob, ch.Data...)
+	}
+}
+
+// dropper makes chosen participants of chosen rounds fail after training.
+type dropper struct {
+	faults []Fault
+	seed   uint64
+}
+
+func newDropper(faults []Fault, seed uint64) *dropper { return &dropper{faults: faults, seed: seed} }
+
+func (d *dropper) check(name string, t *pb.Task) error {
+	for _, f := range d.faults {
+		if f.Round != t.Round {
+			continue
+		}
+		h := rand.New(rand.NewPCG(d.seed^uint64(t.Round), hashName(name)))
+		if h.Float64() < f.Fraction {
+			return fmt.Errorf("scenario fault: %s drops out of round %d after training", name, t.Round)
+		}
+	}
+	return nil
+}
+
+func hashName(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+func isUnavailable(err error) bool { return status.Code(err) == codes.Unavailable }
