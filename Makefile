@@ -53,6 +53,15 @@ endif
 ifeq ($(HAVE_OPENBLAS),yes)
 	CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench . -benchtime 2s ./model/...
 endif
+	$(GO) test -run '^$$' -bench RoundProtocol -benchtime 20x ./coordinator/
+
+## demo: the FedAvg MNIST demo, an in-process federation on loopback.
+demo: build
+	$(BIN)/accord demo
+
+## scenarios: every scenario file, one after the other (long).
+scenarios: build
+	@for f in scenarios/*.yaml; do echo "== $$f"; $(BIN)/accord scenario run $$f || exit 1; done
 
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,84 @@
+package scenarios
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+const smallScenario = `
+name: small
+coordinators:
+  - {name: coord-a, organization: org-a}
+participants:
+  groups:
+    - {region: de, prefix: de-site, count: 6}
+    - {region: br, prefix: br-site, count: 4}
+  data: {dataset: mnist, partition: iid, examples_per_participant: 300, seed: 3}
+job:
+  name: small
+  model: logreg:784-10
+  dataset: mnist
+  rounds: 4
+  target_accuracy: 0
+  participants_per_round: 10
+  min_participants: 6
+  round_deadline: 3s
+faults:
+  - {kind: drop_after_training, round: 2, fraction: 0.3}
+timeout: 5m
+`
+
+// TestRunSmallScenario runs a whole federation on real MNIST shards,
+// including a round where about 30% of the cohort drops out after training,
+// and checks the report.
+func TestRunSmallScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MNIST from the module proxy")
+	}
+	sc, err := Parse([]byte(smallScenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	rep, err := Run(t.Context(), sc, Options{Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(progress.String())
+	if rep.RoundsCommitted != 4 || len(rep.Rounds) != 4 || !rep.InvariantsOK {
+		t.Fatalf("report: %d rounds committed, %d listed, invariants ok %v (%s)", rep.RoundsCommitted, len(rep.Rounds), rep.InvariantsOK, rep.InvariantsError)
+	}
+	r2 := rep.Rounds[1]
+	if r2.Contributors >= r2.Cohort || r2.Contributors < 6 {
+		t.Errorf("round 2 (30%% dropout): %d of %d contributed; want fewer than all and at least the minimum 6", r2.Contributors, r2.Cohort)
+	}
+	if rep.FinalAccuracy < 0.80 {
+		t.Errorf("final accuracy %.3f; want ≥ 0.80 for logistic regression after 4 rounds", rep.FinalAccuracy)
+	}
+	if d := rep.ModelDigests["coord-a"]; len(d) != 4 || d[4] != rep.Rounds[3].ModelDigest {
+		t.Errorf("model digests %v do not match the rounds", d)
+	}
+	if !strings.Contains(progress.String(), "round   4") {
+		t.Errorf("progress has no line for round 4:\n%s", progress.String())
+	}
+}
+
+func TestParseRefusesBadScenarios(t *testing.T) {
+	cases := map[string]string{
+		"unknown field":   "name: x\nbogus: 1\n",
+		"no coordinators": "name: x\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\n",
+		"bad partition":   "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: weird}}\n",
+		"bad job":         "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\njob: {learning_rate: -1}\n",
+		"no participants": "name: x\ncoordinators: [{name: c}]\nparticipants: {data: {dataset: mnist, partition: iid}}\n",
+		"bad fault":       "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\nfaults: [{kind: meteor, round: 1, fraction: 0.5}]\n",
+	}
+	for name, y := range cases {
+		if _, err := Parse([]byte(y)); err == nil {
+			t.Errorf("%s: parsed without error", name)
+		}
+	}
+	if _, err := Parse(DemoYAML); err != nil {
+		t.Errorf("the demo scenario: %v", err)
+	}
+}
