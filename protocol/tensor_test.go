@@ -1,0 +1,31 @@
+package protocol
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"testing"
+)
+
+func TestTensorRoundTripAndChunks(t *testing.T) {
+	v := []float32{1, -2.5, 3e-7, float32(math.MaxFloat32)}
+	got, err := DecodeFloat32(EncodeFloat32(v))
+	if err != nil || !slices.Equal(got, v) {
+		t.Fatalf("round trip: %v, %v", got, err)
+	}
+	bad := EncodeFloat32([]float32{1, float32(math.Inf(1))})
+	if _, err := DecodeFloat32(bad); !errors.Is(err, ErrTensor) {
+		t.Errorf("infinity decoded: %v", err)
+	}
+	if _, err := DecodeFloat32([]byte{1, 2, 3}); !errors.Is(err, ErrTensor) {
+		t.Errorf("3 bytes decoded: %v", err)
+	}
+	big := make([]byte, 2*ChunkBytes+5)
+	chunks := Chunks(big)
+	if len(chunks) != 3 || len(chunks[2]) != 5 {
+		t.Errorf("chunks of %d bytes: %d pieces", len(big), len(chunks))
+	}
+	if len(Chunks(nil)) != 1 {
+		t.Error("an empty blob must still make one (empty) chunk")
+	}
+}
