@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"time"
 
 	"github.com/accord-fl/accord/model"
@@ -21,21 +22,26 @@ type adminService struct {
 }
 
 func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) (*pb.SubmitJobResponse, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
+	id, err := caller(ctx, pki.RoleAdmin)
+	if err != nil {
 		return nil, toStatus(err)
 	}
 	spec := JobSpecFromProto(req.GetSpec())
 	if err := spec.Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	if err := s.c.requireLeader(); err != nil {
-		return nil, toStatus(err)
+	if !s.c.IsLeader() {
+		cc, err := s.c.leaderConn()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return pb.NewAdminServiceClient(cc).SubmitJob(forwardContext(ctx, id), req)
 	}
-	id, err := s.c.SubmitJob(spec, time.Now())
+	jobID, err := s.c.SubmitJob(spec, time.Now())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.SubmitJobResponse{JobId: id}, nil
+	return &pb.SubmitJobResponse{JobId: jobID}, nil
 }
 
 // SubmitJob validates spec, stores its initial model and commits the job.
@@ -45,7 +51,7 @@ func (c *Coordinator) SubmitJob(spec JobSpec, now time.Time) (string, error) {
 		return "", err
 	}
 	m := model.New(model.MustParseSpec(spec.Model), spec.Seed)
-	digest, err := c.store.PutBlob(protocol.EncodeFloat32(m.Params))
+	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(m.Params))
 	if err != nil {
 		return "", err
 	}
@@ -84,11 +90,16 @@ func (s *adminService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.J
 }
 
 func (s *adminService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) (*pb.CancelJobResponse, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
+	id, err := caller(ctx, pki.RoleAdmin)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := s.c.requireLeader(); err != nil {
-		return nil, toStatus(err)
+	if !s.c.IsLeader() {
+		cc, err := s.c.leaderConn()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return pb.NewAdminServiceClient(cc).CancelJob(forwardContext(ctx, id), req)
 	}
 	reason := req.GetReason()
 	if reason == "" {
@@ -149,9 +160,66 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 	if digest == "" {
 		return toStatus(fmt.Errorf("%w: job %s has no committed round %d (it has %d)", ErrUnknownRound, j.ID, round, j.CommittedRounds))
 	}
-	blob, err := s.c.store.GetBlob(digest)
+	blob, err := s.c.blob(stream.Context(), digest)
 	if err != nil {
 		return toStatus(err)
 	}
 	return sendBlob(stream, blob, digest, j.Spec.Model)
+}
+
+func (s *adminService) ListMembers(ctx context.Context, _ *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
+	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
+		return nil, toStatus(err)
+	}
+	roles := map[string]string{}
+	if servers, err := s.c.voters(); err == nil {
+		for _, sv := range servers {
+			roles[string(sv.ID)] = "voter"
+		}
+	}
+	_, leader := s.c.raft.LeaderWithID()
+	if leader != "" {
+		roles[string(leader)] = "leader"
+	}
+	lastContact := int64(0)
+	if !s.c.IsLeader() {
+		if t := s.c.raft.LastContact(); !t.IsZero() {
+			lastContact = time.Since(t).Milliseconds()
+		}
+	}
+	out := &pb.ListMembersResponse{Leader: string(leader), AnsweredBy: s.c.cfg.Name}
+	for _, m := range s.c.memberList() {
+		role := roles[m.Name]
+		if role == "" {
+			role = "none"
+		}
+		mem := &pb.Member{Name: m.Name, Organization: m.Meta.Org, GrpcAddress: m.Meta.GRPC, RaftAddress: m.Meta.Raft, RaftRole: role, GossipState: m.State}
+		if m.Name == s.c.cfg.Name {
+			mem.LastContactMs = lastContact
+		}
+		out.Members = append(out.Members, mem)
+	}
+	return out, nil
+}
+
+func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
+	id, err := caller(ctx, pki.RoleAdmin)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if !s.c.IsLeader() {
+		cc, err := s.c.leaderConn()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return pb.NewAdminServiceClient(cc).RemoveMember(forwardContext(ctx, id), req)
+	}
+	if req.GetName() == s.c.cfg.Name {
+		return nil, toStatus(fmt.Errorf("%w: the leader cannot remove itself; stop it and remove it from the new leader", ErrConflict))
+	}
+	if err := s.c.raft.RemoveServer(raft.ServerID(req.GetName()), 0, s.c.cfg.ApplyTimeout).Error(); err != nil {
+		return nil, toStatus(fmt.Errorf("removing %s: %w", req.GetName(), err))
+	}
+	s.c.log.Info("coordinator removed by an administrator", "member", req.GetName())
+	return &pb.RemoveMemberResponse{}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -41,6 +42,18 @@ type Config struct {
 	// Bootstrap makes this node form a new cluster of itself when its data
 	// folder holds no Raft state.
 	Bootstrap bool
+	// BootstrapExpect, if positive, forms the cluster once that many
+	// coordinators have found each other by gossip (and this node has no
+	// Raft state).
+	BootstrapExpect int
+	// GossipAddr is where memberlist listens (UDP and TCP).
+	GossipAddr string
+	// Join lists gossip addresses of coordinators to join.
+	Join []string
+	// GossipKey encrypts gossip (16, 24 or 32 bytes; from `accord pki init`).
+	GossipKey []byte
+	// FastGossip shortens memberlist's probe intervals (tests, scenarios).
+	FastGossip bool
 	// Cert is the coordinator's certificate; CA the federation's.
 	Cert tls.Certificate
 	CA   *x509.CertPool
@@ -68,7 +81,7 @@ type Config struct {
 func DefaultConfig() Config {
 	rc := raft.DefaultConfig()
 	return Config{
-		GRPCAddr: "127.0.0.1:7700", RaftAddr: "127.0.0.1:7701",
+		GRPCAddr: "127.0.0.1:7700", RaftAddr: "127.0.0.1:7701", GossipAddr: "127.0.0.1:7702",
 		HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout,
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		ApplyTimeout: 10 * time.Second, SnapshotThreshold: rc.SnapshotThreshold, SnapshotInterval: rc.SnapshotInterval,
@@ -83,8 +96,12 @@ func (c Config) Validate() error {
 		return errors.New("coordinator config: Name is empty")
 	case c.DataDir == "":
 		return errors.New("coordinator config: DataDir is empty")
-	case c.GRPCAddr == "" || c.RaftAddr == "":
-		return errors.New("coordinator config: GRPCAddr and RaftAddr are required")
+	case c.GRPCAddr == "" || c.RaftAddr == "" || c.GossipAddr == "":
+		return errors.New("coordinator config: GRPCAddr, RaftAddr and GossipAddr are required")
+	case len(c.GossipKey) != 0 && len(c.GossipKey) != 16 && len(c.GossipKey) != 24 && len(c.GossipKey) != 32:
+		return errors.New("coordinator config: GossipKey must be 16, 24 or 32 bytes")
+	case c.Bootstrap && c.BootstrapExpect > 0:
+		return errors.New("coordinator config: set Bootstrap or BootstrapExpect, not both")
 	case len(c.Cert.Certificate) == 0 || c.CA == nil:
 		return errors.New("coordinator config: a certificate and the federation CA are required (no insecure mode)")
 	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.Tick <= 0:
@@ -107,9 +124,14 @@ type Coordinator struct {
 	metrics *metrics
 	httpSrv *http.Server
 
-	sessions *sessions
-	leader   leaderState
-	notifyCh chan bool
+	sessions     *sessions
+	leader       leaderState
+	notifyCh     chan bool
+	members      *membership
+	peers        *peers
+	org          string
+	bootstrapped atomic.Bool
+	crashed      bool // Kill: stop without leaving gossip
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -126,11 +148,17 @@ func New(cfg Config) (*Coordinator, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Coordinator{
-		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(), sessions: newSessions(),
+	org := ""
+	if leaf, err := x509.ParseCertificate(cfg.Cert.Certificate[0]); err == nil && len(leaf.Subject.Organization) > 0 {
+		org = leaf.Subject.Organization[0]
+	}
+	c := &Coordinator{
+		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(), sessions: newSessions(), org: org,
 		metrics: newMetrics(), stop: make(chan struct{}), notifyCh: make(chan bool, 16),
 		leader: leaderState{kick: make(chan struct{}, 1)},
-	}, nil
+	}
+	c.peers = newPeers(c)
+	return c, nil
 }
 
 // Start opens the store, starts Raft and the gRPC server, and begins
@@ -153,6 +181,10 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 	if err := c.startGRPC(); err != nil {
 		return err
 	}
+	if err := c.startGossip(); err != nil {
+		return err
+	}
+	c.wg.Go(c.blobFetchLoop)
 	if c.cfg.MetricsAddr != "" {
 		if err := c.startMetrics(); err != nil {
 			return err
@@ -180,7 +212,7 @@ func (c *Coordinator) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft snapshot store: %w", err)
 	}
-	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA)
+	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.peers)
 	if err != nil {
 		return err
 	}
@@ -190,11 +222,12 @@ func (c *Coordinator) startRaft() error {
 	if c.raft, err = raft.NewRaft(rc, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
+	has, err := raft.HasExistingState(c.store, c.store, snaps)
+	if err != nil {
+		return err
+	}
+	c.bootstrapped.Store(has)
 	if c.cfg.Bootstrap {
-		has, err := raft.HasExistingState(c.store, c.store, snaps)
-		if err != nil {
-			return err
-		}
 		if !has {
 			f := c.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: c.trans.LocalAddr()}}})
 			if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
@@ -211,12 +244,15 @@ func (c *Coordinator) startGRPC() error {
 		return fmt.Errorf("grpc listener on %s: %w", c.cfg.GRPCAddr, err)
 	}
 	c.grpcLn = ln
+	serverTLS := pki.ServerTLS(c.cfg.Cert, c.cfg.CA)
+	serverTLS.VerifyConnection = c.peers.verifyIncoming
 	c.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(pki.ServerTLS(c.cfg.Cert, c.cfg.CA))),
+		grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.MaxRecvMsgSize(2<<20),
 	)
 	pb.RegisterParticipantServiceServer(c.grpc, &participantService{c: c})
 	pb.RegisterAdminServiceServer(c.grpc, &adminService{c: c})
+	pb.RegisterClusterServiceServer(c.grpc, &clusterService{c: c})
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	reflection.Register(c.grpc)
@@ -258,6 +294,13 @@ func (c *Coordinator) Shutdown() error {
 	c.closeOnce.Do(func() {
 		close(c.stop)
 		var errs []error
+		if c.members != nil && c.members.ml != nil {
+			if !c.crashed {
+				_ = c.members.ml.Leave(time.Second)
+			}
+			errs = append(errs, c.members.ml.Shutdown())
+		}
+		c.peers.closeAll()
 		if c.httpSrv != nil {
 			errs = append(errs, c.httpSrv.Close())
 		}

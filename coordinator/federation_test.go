@@ -75,7 +75,7 @@ func blobsJob(rounds uint32) *pb.JobSpec {
 }
 
 func TestFederationTrainsToTheEnd(t *testing.T) {
-	tc := coordinator.NewTestCluster(t)
+	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	startParticipants(t, tc, 6, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))

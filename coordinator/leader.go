@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +16,10 @@ import (
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
+
+// reconcileInterval is how often the leader matches the Raft configuration
+// to gossip membership (and whenever a membership event wakes it).
+const reconcileInterval = 500 * time.Millisecond
 
 // leaderState is the leader's in-memory work: the open round of each job
 // and the evaluation being collected. It is lost on leader change by
@@ -118,7 +123,12 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 
 	ticker := time.NewTicker(c.cfg.Tick)
 	defer ticker.Stop()
+	var reconciled time.Time
 	for {
+		if time.Since(reconciled) > reconcileInterval {
+			c.reconcileMembers()
+			reconciled = time.Now()
+		}
 		c.schedule(time.Now())
 		select {
 		case <-stop:
@@ -268,7 +278,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	}
 	cohort := choose(connected, k, seededRand(spec.Seed, uint64(number), uint64(attempt)))
 	baseDigest := job.modelDigest(number - 1)
-	blob, err := c.store.GetBlob(baseDigest)
+	blob, err := c.blob(context.Background(), baseDigest)
 	if err != nil {
 		return fmt.Errorf("base model of round %d: %w", number, err)
 	}
@@ -311,7 +321,7 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, now time.Time) error {
 	if err := model.CheckParams(model.MustParseSpec(job.Spec.Model), params); err != nil {
 		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: "aggregate is not finite: " + err.Error(), At: now.UnixMilli()})
 	}
-	digest, err := c.store.PutBlob(protocol.EncodeFloat32(params))
+	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(params))
 	if err != nil {
 		return err
 	}

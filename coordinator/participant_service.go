@@ -20,10 +20,18 @@ type participantService struct {
 }
 
 // caller returns the peer's identity if its role is one of roles.
+//
+// A coordinator forwarding a call vouches for the identity it authenticated;
+// only coordinators may vouch.
 func caller(ctx context.Context, roles ...pki.Role) (pki.Identity, error) {
 	id, err := pki.PeerIdentity(ctx)
 	if err != nil {
 		return pki.Identity{}, err
+	}
+	if id.Role == pki.RoleCoordinator {
+		if vouched, ok := vouchedIdentity(ctx); ok {
+			id = vouched
+		}
 	}
 	for _, r := range roles {
 		if id.Role == r {
@@ -41,6 +49,18 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > 64 {
 		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", ErrBadUpdate))
 	}
+	if !s.c.IsLeader() {
+		cc, err := s.c.leaderConn()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp, err := pb.NewParticipantServiceClient(cc).Register(forwardContext(ctx, id), req)
+		if err != nil {
+			return nil, err
+		}
+		resp.Coordinators = s.c.coordinatorAddrs()
+		return resp, nil
+	}
 	s.c.sessions.setDatasets(id.Name, req.GetDatasets())
 	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples()}
 	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples {
@@ -52,13 +72,16 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 			return nil, toStatus(err)
 		}
 	}
-	return &pb.RegisterResponse{ParticipantId: id.Name, Coordinators: []string{s.c.Addr()}}, nil
+	return &pb.RegisterResponse{ParticipantId: id.Name, Coordinators: s.c.coordinatorAddrs()}, nil
 }
 
 func (s *participantService) Tasks(_ *pb.TasksRequest, stream pb.ParticipantService_TasksServer) error {
 	id, err := caller(stream.Context(), pki.RoleParticipant)
 	if err != nil {
 		return toStatus(err)
+	}
+	if !s.c.IsLeader() {
+		return s.forwardTasks(stream, id)
 	}
 	ses := s.c.sessions.open(id.Name, time.Now())
 	defer s.c.sessions.close(ses, time.Now())
@@ -95,7 +118,7 @@ func (s *participantService) DownloadModel(req *pb.DownloadModelRequest, stream 
 	if _, err := caller(stream.Context(), pki.RoleParticipant, pki.RoleCoordinator, pki.RoleAdmin); err != nil {
 		return toStatus(err)
 	}
-	blob, err := s.c.store.GetBlob(req.GetDigest())
+	blob, err := s.c.blob(stream.Context(), req.GetDigest())
 	if err != nil {
 		return toStatus(fmt.Errorf("%w %s: %w", ErrUnknownModel, req.GetDigest(), err))
 	}
@@ -114,6 +137,9 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	h := first.GetHeader()
 	if h == nil {
 		return toStatus(fmt.Errorf("%w: the first chunk must carry the header", ErrBadUpdate))
+	}
+	if !s.c.IsLeader() {
+		return s.forwardUpload(stream, id, first)
 	}
 	r, err := s.c.admitUpdate(id.Name, h)
 	if err != nil {
@@ -176,8 +202,91 @@ func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.Repor
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if !s.c.IsLeader() {
+		cc, err := s.c.leaderConn()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return pb.NewParticipantServiceClient(cc).ReportEvaluation(forwardContext(ctx, id), req)
+	}
 	if err := s.c.addEvaluation(id.Name, req); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.ReportEvaluationResponse{}, nil
+}
+
+// forwardTasks relays the leader's task stream for a participant connected
+// to this follower. It ends when either side does; the participant then
+// reconnects (to whichever coordinator it reaches).
+func (s *participantService) forwardTasks(stream pb.ParticipantService_TasksServer, id pki.Identity) error {
+	cc, err := s.c.leaderConn()
+	if err != nil {
+		return toStatus(err)
+	}
+	ctx, cancel := context.WithCancel(forwardContext(stream.Context(), id))
+	defer cancel()
+	up, err := pb.NewParticipantServiceClient(cc).Tasks(ctx, &pb.TasksRequest{})
+	if err != nil {
+		return err
+	}
+	go func() {
+		select {
+		case <-s.c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		t, err := up.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := stream.Send(t); err != nil {
+			return err
+		}
+	}
+}
+
+// forwardUpload relays an update to the leader chunk by chunk.
+func (s *participantService) forwardUpload(stream pb.ParticipantService_UploadUpdateServer, id pki.Identity, first *pb.UpdateChunk) error {
+	cc, err := s.c.leaderConn()
+	if err != nil {
+		return toStatus(err)
+	}
+	up, err := pb.NewParticipantServiceClient(cc).UploadUpdate(forwardContext(stream.Context(), id))
+	if err != nil {
+		return err
+	}
+	send := func(ch *pb.UpdateChunk) error {
+		if err := up.Send(ch); err != nil {
+			if errors.Is(err, io.EOF) {
+				_, err = up.CloseAndRecv()
+			}
+			return err
+		}
+		return nil
+	}
+	if err := send(first); err != nil {
+		return err
+	}
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := send(ch); err != nil {
+			return err
+		}
+	}
+	resp, err := up.CloseAndRecv()
+	if err != nil {
+		return err
+	}
+	return stream.SendAndClose(resp)
 }

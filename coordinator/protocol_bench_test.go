@@ -22,7 +22,7 @@ import (
 //	go test -run '^$' -bench RoundProtocol -benchtime 20x ./coordinator/
 func BenchmarkRoundProtocol(b *testing.B) {
 	const participants = 100
-	tc := coordinator.NewTestCluster(b)
+	tc := coordinator.NewTestCluster(b, 1)
 	tc.Leader(5 * time.Second)
 	type raw struct {
 		name   string

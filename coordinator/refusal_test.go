@@ -42,7 +42,7 @@ func connectRaw(t *testing.T, tc *coordinator.TestCluster, name string) *rawPart
 // TestRefusals checks that each update that does not belong is refused with
 // a clear gRPC status, and that the round still commits with the good ones.
 func TestRefusals(t *testing.T) {
-	tc := coordinator.NewTestCluster(t)
+	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	raws := []*rawParticipant{connectRaw(t, tc, "alice"), connectRaw(t, tc, "bob"), connectRaw(t, tc, "carol")}
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))

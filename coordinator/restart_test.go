@@ -13,7 +13,7 @@ import (
 // it again on the same data folder: the job goes on at the next round and
 // the committed history (round → digest) is unchanged.
 func TestRestartResumes(t *testing.T) {
-	tc := coordinator.NewTestCluster(t)
+	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	startParticipants(t, tc, 6, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))

@@ -19,6 +19,7 @@ type tlsStreamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
 	client    *tls.Config
+	peers     *peers // tracks connections so a partition (tests) can cut them
 }
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
@@ -39,16 +40,22 @@ func requireCoordinator(cs tls.ConnectionState) error {
 	return nil
 }
 
-func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool) (*tlsStreamLayer, error) {
+func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers) (*tlsStreamLayer, error) {
+	verify := func(cs tls.ConnectionState) error {
+		if err := requireCoordinator(cs); err != nil {
+			return err
+		}
+		return p.allowed(cs)
+	}
 	server := pki.ServerTLS(cert, ca)
-	server.VerifyConnection = requireCoordinator
+	server.VerifyConnection = verify
 	client := pki.ClientTLS(cert, ca)
-	client.VerifyConnection = requireCoordinator
+	client.VerifyConnection = verify
 	ln, err := tls.Listen("tcp", addr, server)
 	if err != nil {
 		return nil, fmt.Errorf("raft listener on %s: %w", addr, err)
 	}
-	return &tlsStreamLayer{ln: ln, advertise: ln.Addr(), client: client}, nil
+	return &tlsStreamLayer{ln: ln, advertise: ln.Addr(), client: client, peers: p}, nil
 }
 
 // Accept waits for the next connection and completes its handshake, so a
@@ -69,7 +76,7 @@ func (t *tlsStreamLayer) Accept() (net.Conn, error) {
 			continue
 		}
 		tc.SetDeadline(time.Time{})
-		return tc, nil
+		return t.peers.track(tc), nil
 	}
 }
 
@@ -79,5 +86,9 @@ func (t *tlsStreamLayer) Addr() net.Addr { return t.advertise }
 // Dial opens a TLS connection to a Raft peer.
 func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := &net.Dialer{Timeout: timeout}
-	return tls.DialWithDialer(d, "tcp", string(address), t.client)
+	c, err := tls.DialWithDialer(d, "tcp", string(address), t.client)
+	if err != nil {
+		return nil, err
+	}
+	return t.peers.track(c), nil
 }

@@ -22,7 +22,8 @@ import (
 func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
 	cfg := DefaultConfig()
 	cfg.Name, cfg.DataDir, cfg.Cert, cfg.CA = name, dataDir, cert, ca.Pool()
-	cfg.GRPCAddr, cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.GRPCAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.FastGossip = true
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.Tick = 10 * time.Millisecond
@@ -38,34 +39,57 @@ type TestCluster struct {
 	cfgs  []Config
 }
 
-// NewTestCluster starts a one-coordinator cluster (bootstrapped) in a
-// temporary folder and stops it when the test ends.
-func NewTestCluster(tb testing.TB) *TestCluster {
+// NewTestCluster starts n coordinators c1…cn, each run by its own
+// organisation, in temporary folders: they find each other by gossip and
+// bootstrap Raft once all n have met. The cluster stops when the test ends.
+func NewTestCluster(tb testing.TB, n int, opts ...func(*Config)) *TestCluster {
 	tb.Helper()
 	ca, err := pki.NewCA("test")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tc := &TestCluster{tb: tb, CA: ca}
-	name := "c1"
-	cert, err := ca.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: name, Organization: "org1"})
+	key, err := pki.NewGossipKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg := TestConfig(name, filepath.Join(tb.TempDir(), name), cert, ca)
-	cfg.Bootstrap = true
-	tc.cfgs = append(tc.cfgs, cfg)
-	tc.Nodes = append(tc.Nodes, nil)
-	tc.Restart(0)
+	tc := &TestCluster{tb: tb, CA: ca}
+	base := tb.TempDir() // before the Cleanup below, so it is removed after Shutdown
 	tb.Cleanup(tc.Shutdown)
+	for i := range n {
+		name := fmt.Sprintf("c%d", i+1)
+		cert, err := ca.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: name, Organization: fmt.Sprintf("org%d", i+1)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg := TestConfig(name, filepath.Join(base, name), cert, ca)
+		cfg.GossipKey = key
+		if n == 1 {
+			cfg.Bootstrap = true
+		} else {
+			cfg.BootstrapExpect = n
+		}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		tc.cfgs = append(tc.cfgs, cfg)
+		tc.Nodes = append(tc.Nodes, nil)
+		tc.Restart(i)
+	}
 	return tc
 }
 
 // Restart starts node i again on its data folder (after Kill), or for the
-// first time. Its gRPC address stays the same, so clients reconnect.
+// first time, joining the gossip of the nodes running. Its addresses stay
+// the same, so Raft peers and clients find it again.
 func (tc *TestCluster) Restart(i int) *Coordinator {
 	tc.tb.Helper()
 	cfg := tc.cfgs[i]
+	cfg.Join = nil
+	for j, c := range tc.Nodes {
+		if j != i && c != nil {
+			cfg.Join = append(cfg.Join, c.GossipAddr())
+		}
+	}
 	c, err := New(cfg)
 	if err != nil {
 		tc.tb.Fatal(err)
@@ -73,16 +97,54 @@ func (tc *TestCluster) Restart(i int) *Coordinator {
 	if err := c.Start(context.Background()); err != nil {
 		tc.tb.Fatal(err)
 	}
-	tc.cfgs[i].GRPCAddr, tc.cfgs[i].RaftAddr = c.Addr(), c.RaftAddr()
+	tc.cfgs[i].GRPCAddr, tc.cfgs[i].RaftAddr, tc.cfgs[i].GossipAddr = c.Addr(), c.RaftAddr(), c.GossipAddr()
 	tc.Nodes[i] = c
 	return c
 }
 
-// Kill stops node i (its data folder stays).
+// Kill stops node i as a crash would: no goodbye to the others (its data
+// folder stays).
 func (tc *TestCluster) Kill(i int) {
 	if c := tc.Nodes[i]; c != nil {
+		c.crashed = true
 		c.Shutdown()
 		tc.Nodes[i] = nil
+	}
+}
+
+// Index returns the position of c in the cluster.
+func (tc *TestCluster) Index(c *Coordinator) int {
+	return slices.Index(tc.Nodes, c)
+}
+
+// Partition cuts node i off from every other coordinator: Raft, blob
+// transfers and forwarding (gossip still flows). Participants can still
+// reach it.
+func (tc *TestCluster) Partition(i int) {
+	for j, c := range tc.Nodes {
+		if c == nil {
+			continue
+		}
+		if j == i {
+			var others []string
+			for k, cfg := range tc.cfgs {
+				if k != i {
+					others = append(others, cfg.Name)
+				}
+			}
+			c.peers.setBlocked(others)
+		} else {
+			c.peers.setBlocked([]string{tc.cfgs[i].Name})
+		}
+	}
+}
+
+// Heal undoes every partition.
+func (tc *TestCluster) Heal() {
+	for _, c := range tc.Nodes {
+		if c != nil {
+			c.peers.setBlocked(nil)
+		}
 	}
 }
 
@@ -92,6 +154,9 @@ func (tc *TestCluster) Shutdown() {
 		tc.Kill(i)
 	}
 }
+
+// Cfg returns node i's config (its addresses once started).
+func (tc *TestCluster) Cfg(i int) Config { return tc.cfgs[i] }
 
 // Addrs are the gRPC addresses of the nodes.
 func (tc *TestCluster) Addrs() []string {
@@ -138,6 +203,21 @@ func (tc *TestCluster) Dial(i int, creds credentials.TransportCredentials) *grpc
 	}
 	tc.tb.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// WaitConverged waits until every running node's FSM equals the leader's
+// and holds every model the FSM names.
+func (tc *TestCluster) WaitConverged(timeout time.Duration) {
+	tc.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = CheckInvariants(tc.running()); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tc.tb.Fatalf("cluster did not converge within %v: %v", timeout, err)
 }
 
 // WaitJob polls the leader's FSM until the job is no longer running or

@@ -559,6 +559,279 @@ func (x *PullModelRequest) GetLatest() bool {
 	return false
 }
 
+type ListMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersRequest) Reset() {
+	*x = ListMembersRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersRequest) ProtoMessage() {}
+
+func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListMembersRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+type Member struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Name         string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Organization string                 `protobuf:"bytes,2,opt,name=organization,proto3" json:"organization,omitempty"`
+	GrpcAddress  string                 `protobuf:"bytes,3,opt,name=grpc_address,json=grpcAddress,proto3" json:"grpc_address,omitempty"`
+	RaftAddress  string                 `protobuf:"bytes,4,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	// Raft role: leader, voter, nonvoter, or none (not in the configuration).
+	RaftRole string `protobuf:"bytes,5,opt,name=raft_role,json=raftRole,proto3" json:"raft_role,omitempty"`
+	// Gossip state: alive, suspect, failed, left.
+	GossipState string `protobuf:"bytes,6,opt,name=gossip_state,json=gossipState,proto3" json:"gossip_state,omitempty"`
+	// Milliseconds since this member last heard from the leader, as the
+	// answering coordinator sees it (its own only).
+	LastContactMs int64 `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_accord_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Member) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Member) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *Member) GetGrpcAddress() string {
+	if x != nil {
+		return x.GrpcAddress
+	}
+	return ""
+}
+
+func (x *Member) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+func (x *Member) GetRaftRole() string {
+	if x != nil {
+		return x.RaftRole
+	}
+	return ""
+}
+
+func (x *Member) GetGossipState() string {
+	if x != nil {
+		return x.GossipState
+	}
+	return ""
+}
+
+func (x *Member) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
+type ListMembersResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	Leader  string                 `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The coordinator that answered.
+	AnsweredBy    string `protobuf:"bytes,3,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersResponse) Reset() {
+	*x = ListMembersResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersResponse) ProtoMessage() {}
+
+func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListMembersResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListMembersResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *ListMembersResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *ListMembersResponse) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RemoveMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
 var File_accord_v1_admin_proto protoreflect.FileDescriptor
 
 const file_accord_v1_admin_proto_rawDesc = "" +
@@ -588,7 +861,24 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\x10PullModelRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x16\n" +
-	"\x06latest\x18\x03 \x01(\bR\x06latest2\x82\x04\n" +
+	"\x06latest\x18\x03 \x01(\bR\x06latest\"\x14\n" +
+	"\x12ListMembersRequest\"\xee\x01\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
+	"\forganization\x18\x02 \x01(\tR\forganization\x12!\n" +
+	"\fgrpc_address\x18\x03 \x01(\tR\vgrpcAddress\x12!\n" +
+	"\fraft_address\x18\x04 \x01(\tR\vraftAddress\x12\x1b\n" +
+	"\traft_role\x18\x05 \x01(\tR\braftRole\x12!\n" +
+	"\fgossip_state\x18\x06 \x01(\tR\vgossipState\x12&\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\"{\n" +
+	"\x13ListMembersResponse\x12+\n" +
+	"\amembers\x18\x01 \x03(\v2\x11.accord.v1.MemberR\amembers\x12\x16\n" +
+	"\x06leader\x18\x02 \x01(\tR\x06leader\x12\x1f\n" +
+	"\vanswered_by\x18\x03 \x01(\tR\n" +
+	"answeredBy\")\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14RemoveMemberResponse2\xa1\x05\n" +
 	"\fAdminService\x12F\n" +
 	"\tSubmitJob\x12\x1b.accord.v1.SubmitJobRequest\x1a\x1c.accord.v1.SubmitJobResponse\x12C\n" +
 	"\bListJobs\x12\x1a.accord.v1.ListJobsRequest\x1a\x1b.accord.v1.ListJobsResponse\x122\n" +
@@ -597,7 +887,9 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"ListRounds\x12\x1c.accord.v1.ListRoundsRequest\x1a\x1d.accord.v1.ListRoundsResponse\x12[\n" +
 	"\x10ListParticipants\x12\".accord.v1.ListParticipantsRequest\x1a#.accord.v1.ListParticipantsResponse\x12A\n" +
-	"\tPullModel\x12\x1b.accord.v1.PullModelRequest\x1a\x15.accord.v1.ModelChunk0\x01B8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
+	"\tPullModel\x12\x1b.accord.v1.PullModelRequest\x1a\x15.accord.v1.ModelChunk0\x01\x12L\n" +
+	"\vListMembers\x12\x1d.accord.v1.ListMembersRequest\x1a\x1e.accord.v1.ListMembersResponse\x12O\n" +
+	"\fRemoveMember\x12\x1e.accord.v1.RemoveMemberRequest\x1a\x1f.accord.v1.RemoveMemberResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
 
 var (
 	file_accord_v1_admin_proto_rawDescOnce sync.Once
@@ -611,7 +903,7 @@ func file_accord_v1_admin_proto_rawDescGZIP() []byte {
 	return file_accord_v1_admin_proto_rawDescData
 }
 
-var file_accord_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_accord_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_accord_v1_admin_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),         // 0: accord.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),        // 1: accord.v1.SubmitJobResponse
@@ -625,36 +917,46 @@ var file_accord_v1_admin_proto_goTypes = []any{
 	(*ListParticipantsRequest)(nil),  // 9: accord.v1.ListParticipantsRequest
 	(*ListParticipantsResponse)(nil), // 10: accord.v1.ListParticipantsResponse
 	(*PullModelRequest)(nil),         // 11: accord.v1.PullModelRequest
-	(*JobSpec)(nil),                  // 12: accord.v1.JobSpec
-	(*Job)(nil),                      // 13: accord.v1.Job
-	(*Round)(nil),                    // 14: accord.v1.Round
-	(*Participant)(nil),              // 15: accord.v1.Participant
-	(*ModelChunk)(nil),               // 16: accord.v1.ModelChunk
+	(*ListMembersRequest)(nil),       // 12: accord.v1.ListMembersRequest
+	(*Member)(nil),                   // 13: accord.v1.Member
+	(*ListMembersResponse)(nil),      // 14: accord.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),      // 15: accord.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),     // 16: accord.v1.RemoveMemberResponse
+	(*JobSpec)(nil),                  // 17: accord.v1.JobSpec
+	(*Job)(nil),                      // 18: accord.v1.Job
+	(*Round)(nil),                    // 19: accord.v1.Round
+	(*Participant)(nil),              // 20: accord.v1.Participant
+	(*ModelChunk)(nil),               // 21: accord.v1.ModelChunk
 }
 var file_accord_v1_admin_proto_depIdxs = []int32{
-	12, // 0: accord.v1.SubmitJobRequest.spec:type_name -> accord.v1.JobSpec
-	13, // 1: accord.v1.ListJobsResponse.jobs:type_name -> accord.v1.Job
-	14, // 2: accord.v1.ListRoundsResponse.rounds:type_name -> accord.v1.Round
-	15, // 3: accord.v1.ListParticipantsResponse.participants:type_name -> accord.v1.Participant
-	0,  // 4: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
-	2,  // 5: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
-	4,  // 6: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
-	5,  // 7: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
-	7,  // 8: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
-	9,  // 9: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
-	11, // 10: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
-	1,  // 11: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
-	3,  // 12: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
-	13, // 13: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
-	6,  // 14: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
-	8,  // 15: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
-	10, // 16: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
-	16, // 17: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	17, // 0: accord.v1.SubmitJobRequest.spec:type_name -> accord.v1.JobSpec
+	18, // 1: accord.v1.ListJobsResponse.jobs:type_name -> accord.v1.Job
+	19, // 2: accord.v1.ListRoundsResponse.rounds:type_name -> accord.v1.Round
+	20, // 3: accord.v1.ListParticipantsResponse.participants:type_name -> accord.v1.Participant
+	13, // 4: accord.v1.ListMembersResponse.members:type_name -> accord.v1.Member
+	0,  // 5: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
+	2,  // 6: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
+	4,  // 7: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
+	5,  // 8: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
+	7,  // 9: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
+	9,  // 10: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
+	11, // 11: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
+	12, // 12: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
+	15, // 13: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
+	1,  // 14: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
+	3,  // 15: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
+	18, // 16: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
+	6,  // 17: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
+	8,  // 18: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
+	10, // 19: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
+	21, // 20: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
+	14, // 21: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
+	16, // 22: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
+	14, // [14:23] is the sub-list for method output_type
+	5,  // [5:14] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_admin_proto_init() }
@@ -669,7 +971,7 @@ func file_accord_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_admin_proto_rawDesc), len(file_accord_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,251 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// memberMeta is what each coordinator gossips about itself.
+type memberMeta struct {
+	Org  string `json:"org"`
+	GRPC string `json:"grpc"`
+	Raft string `json:"raft"`
+}
+
+// member is one coordinator as gossip sees it.
+type member struct {
+	Name  string
+	Meta  memberMeta
+	State string // alive, suspect, failed, left
+}
+
+// membership is this coordinator's view of the others, kept by memberlist.
+type membership struct {
+	ml     *memberlist.Memberlist
+	meta   []byte
+	events chan memberlist.NodeEvent
+
+	mu      sync.Mutex
+	members map[string]*member
+}
+
+// NodeMeta, NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState make
+// membership a memberlist.Delegate that only publishes metadata.
+func (m *membership) NodeMeta(limit int) []byte {
+	if len(m.meta) > limit {
+		return nil
+	}
+	return m.meta
+}
+func (m *membership) NotifyMsg([]byte)                           {}
+func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (m *membership) LocalState(join bool) []byte                { return nil }
+func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
+
+func nodeState(n *memberlist.Node) string {
+	switch n.State {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateLeft:
+		return "left"
+	default:
+		return "failed"
+	}
+}
+
+// startGossip joins the coordinators' gossip pool, encrypted with the
+// federation's gossip key.
+func (c *Coordinator) startGossip() error {
+	meta, err := json.Marshal(memberMeta{Org: c.org, GRPC: c.Addr(), Raft: c.RaftAddr()})
+	if err != nil {
+		return err
+	}
+	c.members = &membership{meta: meta, events: make(chan memberlist.NodeEvent, 256), members: map[string]*member{}}
+	mc := memberlist.DefaultLANConfig()
+	if c.cfg.FastGossip {
+		mc = memberlist.DefaultLocalConfig()
+		mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
+		mc.SuspicionMult = 2
+	}
+	host, port, err := net.SplitHostPort(c.cfg.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("gossip address %q: %w", c.cfg.GossipAddr, err)
+	}
+	mc.Name = c.cfg.Name
+	mc.BindAddr = host
+	mc.BindPort, _ = strconv.Atoi(port)
+	mc.AdvertisePort = mc.BindPort
+	mc.SecretKey = c.cfg.GossipKey
+	mc.Delegate = c.members
+	mc.Events = &memberlist.ChannelEventDelegate{Ch: c.members.events}
+	mc.Logger = log.New(io.Discard, "", 0)
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)
+	}
+	c.members.ml = ml
+	c.wg.Go(c.gossipLoop)
+	if len(c.cfg.Join) > 0 {
+		if _, err := ml.Join(c.cfg.Join); err != nil {
+			c.log.Warn("joining gossip; will keep running alone until someone joins us", "join", c.cfg.Join, "err", err)
+		}
+	}
+	return nil
+}
+
+// GossipAddr is where other coordinators reach this one's gossip.
+func (c *Coordinator) GossipAddr() string {
+	if c.members == nil || c.members.ml == nil {
+		return c.cfg.GossipAddr
+	}
+	n := c.members.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// gossipLoop reads membership events in one place.
+func (c *Coordinator) gossipLoop() {
+	for {
+		select {
+		case <-c.stop:
+			return
+		case ev := <-c.members.events:
+			var meta memberMeta
+			if err := json.Unmarshal(ev.Node.Meta, &meta); err != nil {
+				continue // not one of ours
+			}
+			c.members.mu.Lock()
+			c.members.members[ev.Node.Name] = &member{Name: ev.Node.Name, Meta: meta, State: nodeState(ev.Node)}
+			c.members.mu.Unlock()
+			c.log.Debug("member event", "member", ev.Node.Name, "state", nodeState(ev.Node))
+			c.maybeBootstrap()
+			c.kickLeader()
+		}
+	}
+}
+
+// memberList returns the known coordinators, by name.
+func (c *Coordinator) memberList() []member {
+	if c.members == nil {
+		return nil
+	}
+	c.members.mu.Lock()
+	defer c.members.mu.Unlock()
+	var out []member
+	for _, m := range c.members.members {
+		mm := *m
+		if c.members.ml != nil {
+			for _, n := range c.members.ml.Members() {
+				if n.Name == m.Name {
+					mm.State = nodeState(n)
+				}
+			}
+		}
+		out = append(out, mm)
+	}
+	slices.SortFunc(out, func(a, b member) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// memberByName returns a known coordinator's metadata.
+func (c *Coordinator) memberByName(name string) (memberMeta, bool) {
+	if c.members == nil {
+		return memberMeta{}, false
+	}
+	c.members.mu.Lock()
+	defer c.members.mu.Unlock()
+	m, ok := c.members.members[name]
+	if !ok {
+		return memberMeta{}, false
+	}
+	return m.Meta, true
+}
+
+// coordinatorAddrs are the gRPC addresses of every known coordinator, this
+// one first, for participants to fail over to.
+func (c *Coordinator) coordinatorAddrs() []string {
+	out := []string{c.Addr()}
+	for _, m := range c.memberList() {
+		if m.State != "left" && !slices.Contains(out, m.Meta.GRPC) {
+			out = append(out, m.Meta.GRPC)
+		}
+	}
+	return out
+}
+
+// maybeBootstrap forms the cluster once BootstrapExpect coordinators have
+// gossiped, if this node has no Raft state: every one of them bootstraps
+// with the same configuration, as Consul and Nomad do.
+func (c *Coordinator) maybeBootstrap() {
+	if c.cfg.BootstrapExpect <= 0 || c.bootstrapped.Load() {
+		return
+	}
+	var servers []raft.Server
+	for _, m := range c.memberList() {
+		if m.State == "alive" {
+			servers = append(servers, raft.Server{ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.Raft), Suffrage: raft.Voter})
+		}
+	}
+	if len(servers) < c.cfg.BootstrapExpect {
+		return
+	}
+	c.bootstrapped.Store(true)
+	f := c.raft.BootstrapCluster(raft.Configuration{Servers: servers})
+	if err := f.Error(); err != nil && err != raft.ErrCantBootstrap {
+		c.log.Error("bootstrapping raft", "err", err)
+		return
+	}
+	c.log.Info("bootstrapped raft", "servers", len(servers))
+}
+
+// reconcileMembers runs on the leader: a live coordinator that gossips but is
+// not in the Raft configuration is added as a voter; one that left gracefully
+// is removed. One that failed is left in place (an operator removes it), so a
+// flapping network never shrinks the quorum by itself.
+func (c *Coordinator) reconcileMembers() {
+	if c.members == nil {
+		return
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	inConfig := map[raft.ServerID]bool{}
+	for _, s := range f.Configuration().Servers {
+		inConfig[s.ID] = true
+	}
+	for _, m := range c.memberList() {
+		id := raft.ServerID(m.Name)
+		switch {
+		case m.State == "alive" && !inConfig[id]:
+			c.log.Info("adding coordinator to raft", "member", m.Name, "raft", m.Meta.Raft)
+			if err := c.raft.AddVoter(id, raft.ServerAddress(m.Meta.Raft), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+				c.log.Warn("adding voter", "member", m.Name, "err", err)
+			}
+		case m.State == "left" && inConfig[id] && m.Name != c.cfg.Name:
+			c.log.Info("removing coordinator that left", "member", m.Name)
+			if err := c.raft.RemoveServer(id, 0, c.cfg.ApplyTimeout).Error(); err != nil {
+				c.log.Warn("removing server", "member", m.Name, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,198 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/accord-fl/accord/pki"
+)
+
+// onBehalfOfKey is the metadata a coordinator adds when it forwards a call
+// to the leader: the identity of the participant or admin it authenticated.
+// Only a peer with a coordinator certificate may vouch like this.
+const onBehalfOfKey = "accord-on-behalf-of"
+
+// peers holds this coordinator's gRPC connections to the others, and the
+// test hook that cuts it off from some of them (a partition).
+type peers struct {
+	c       *Coordinator
+	mu      sync.Mutex
+	conns   map[string]*grpc.ClientConn
+	blocked map[string]bool
+	tracked map[*trackedConn]bool
+}
+
+func newPeers(c *Coordinator) *peers {
+	return &peers{c: c, conns: map[string]*grpc.ClientConn{}, blocked: map[string]bool{}, tracked: map[*trackedConn]bool{}}
+}
+
+func peerName(cs tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
+}
+
+// allowed refuses a TLS connection with a coordinator this node is
+// partitioned from.
+func (p *peers) allowed(cs tls.ConnectionState) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if name := peerName(cs); p.blocked[name] {
+		return fmt.Errorf("partitioned from %s", name)
+	}
+	return nil
+}
+
+// verifyIncoming is the gRPC server's VerifyConnection: coordinators this
+// node is partitioned from are refused; everyone else passes (the handlers
+// check roles).
+func (p *peers) verifyIncoming(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 {
+		return nil
+	}
+	if id, err := pki.IdentityOf(cs.VerifiedChains[0][0]); err == nil && id.Role == pki.RoleCoordinator {
+		return p.allowed(cs)
+	}
+	return nil
+}
+
+// trackedConn is a Raft connection remembered so a partition can cut it.
+type trackedConn struct {
+	*tls.Conn
+	p    *peers
+	peer string
+	once sync.Once
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.p.mu.Lock()
+		delete(t.p.tracked, t)
+		t.p.mu.Unlock()
+	})
+	return t.Conn.Close()
+}
+
+func (p *peers) track(c *tls.Conn) net.Conn {
+	t := &trackedConn{Conn: c, p: p, peer: peerName(c.ConnectionState())}
+	p.mu.Lock()
+	p.tracked[t] = true
+	p.mu.Unlock()
+	return t
+}
+
+// setBlocked replaces the set of coordinators this node cannot talk to and
+// cuts any connection to them.
+func (p *peers) setBlocked(names []string) {
+	p.mu.Lock()
+	p.blocked = map[string]bool{}
+	for _, n := range names {
+		p.blocked[n] = true
+	}
+	var cut []*trackedConn
+	for t := range p.tracked {
+		if p.blocked[t.peer] {
+			cut = append(cut, t)
+		}
+	}
+	var conns []*grpc.ClientConn
+	for name, cc := range p.conns {
+		if p.blocked[name] {
+			conns = append(conns, cc)
+			delete(p.conns, name)
+		}
+	}
+	p.mu.Unlock()
+	for _, t := range cut {
+		t.Close()
+	}
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
+
+// conn returns a connection to the named coordinator.
+func (p *peers) conn(name string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[name]; ok {
+		return cc, nil
+	}
+	if p.blocked[name] {
+		return nil, fmt.Errorf("%w: partitioned from %s", ErrNotLeader, name)
+	}
+	meta, ok := p.c.memberByName(name)
+	if !ok || meta.GRPC == "" {
+		return nil, fmt.Errorf("%w: no address known for coordinator %s", ErrNotLeader, name)
+	}
+	cfg := pki.ClientTLS(p.c.cfg.Cert, p.c.cfg.CA)
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if err := requireCoordinator(cs); err != nil {
+			return err
+		}
+		return p.allowed(cs)
+	}
+	cc, err := grpc.NewClient(meta.GRPC, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		return nil, err
+	}
+	p.conns[name] = cc
+	return cc, nil
+}
+
+func (p *peers) closeAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = map[string]*grpc.ClientConn{}
+	p.mu.Unlock()
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
+
+// leaderConn returns a connection to the current leader (not this node).
+func (c *Coordinator) leaderConn() (*grpc.ClientConn, error) {
+	_, id := c.raft.LeaderWithID()
+	if id == "" {
+		return nil, fmt.Errorf("%w: no leader is known yet; retry", ErrNotLeader)
+	}
+	if string(id) == c.cfg.Name {
+		return nil, fmt.Errorf("%w: leadership is changing; retry", ErrNotLeader)
+	}
+	return c.peers.conn(string(id))
+}
+
+// forwardContext carries the caller's identity to the leader.
+func forwardContext(ctx context.Context, id pki.Identity) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, onBehalfOfKey, strings.Join([]string{string(id.Role), id.Name, id.Organization}, "|"))
+}
+
+// vouchedIdentity returns the identity a coordinator forwarded, if any.
+func vouchedIdentity(ctx context.Context) (pki.Identity, bool) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return pki.Identity{}, false
+	}
+	v := md.Get(onBehalfOfKey)
+	if len(v) != 1 {
+		return pki.Identity{}, false
+	}
+	parts := strings.Split(v[0], "|")
+	if len(parts) != 3 {
+		return pki.Identity{}, false
+	}
+	role, err := pki.ParseRole(parts[0])
+	if err != nil || role == pki.RoleCoordinator {
+		return pki.Identity{}, false
+	}
+	return pki.Identity{Role: role, Name: parts[1], Organization: parts[2]}, true
+}
