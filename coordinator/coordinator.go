@@ -300,7 +300,6 @@ func (c *Coordinator) Shutdown() error {
 			}
 			errs = append(errs, c.members.ml.Shutdown())
 		}
-		c.peers.closeAll()
 		if c.httpSrv != nil {
 			errs = append(errs, c.httpSrv.Close())
 		}
@@ -321,6 +320,7 @@ func (c *Coordinator) Shutdown() error {
 		if c.trans != nil {
 			errs = append(errs, c.trans.Close())
 		}
+		c.peers.closeAll()
 		c.wg.Wait()
 		if c.store != nil {
 			errs = append(errs, c.store.Close())

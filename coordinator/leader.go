@@ -75,6 +75,7 @@ func (c *Coordinator) monitorLeadership() {
 				c.log.Info("lost leadership")
 				c.metrics.isLeader.Set(0)
 				stopLoop()
+				c.sessions.closeAll()
 			}
 		}
 	}

@@ -149,13 +149,22 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
+// closeAll closes every connection to other coordinators, gRPC and Raft
+// (hashicorp/raft's transport leaves accepted connections open on Close).
 func (p *peers) closeAll() {
 	p.mu.Lock()
 	conns := p.conns
 	p.conns = map[string]*grpc.ClientConn{}
+	var tracked []*trackedConn
+	for t := range p.tracked {
+		tracked = append(tracked, t)
+	}
 	p.mu.Unlock()
 	for _, cc := range conns {
 		cc.Close()
+	}
+	for _, t := range tracked {
+		t.Close()
 	}
 }
 

@@ -109,3 +109,14 @@ func (s *sessions) count() int {
 	defer s.mu.Unlock()
 	return len(s.byID)
 }
+
+// closeAll ends every stream (the participants reconnect): used when this
+// node stops leading, so that they reach the new leader.
+func (s *sessions) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, ses := range s.byID {
+		close(ses.done)
+		delete(s.byID, id)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -27,6 +29,9 @@ func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.Tick = 10 * time.Millisecond
+	if os.Getenv("ACCORD_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	return cfg
 }
 
