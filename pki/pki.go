@@ -303,13 +303,18 @@ func LoadKeyPair(certPath, keyPath string) (tls.Certificate, error) {
 
 // LoadGossipKey reads dir/gossip.key.
 func LoadGossipKey(dir string) ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(dir, gossipKeyFile))
+	return LoadGossipKeyFile(filepath.Join(dir, gossipKeyFile))
+}
+
+// LoadGossipKeyFile reads a gossip key file (base64 of 32 bytes).
+func LoadGossipKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	k, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(b)))
 	if err != nil || len(k) != 32 {
-		return nil, fmt.Errorf("%s: not a base64 32-byte key", filepath.Join(dir, gossipKeyFile))
+		return nil, fmt.Errorf("%s: not a base64 32-byte key", path)
 	}
 	return k, nil
 }

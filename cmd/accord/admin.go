@@ -277,3 +277,41 @@ func (m *Main) runModel(ctx context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "wrote %s (%s, %s)\n", out, spec, first.Digest)
 	return nil
 }
+
+func (m *Main) runMembers(ctx context.Context, args []string) error {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "remove") {
+		return usageError{fmt.Errorf("usage: accord members list [--json] | members remove NAME")}
+	}
+	c, pos, asJSON, err := m.adminCommand("members "+args[0], "[NAME] [--json]", args[1:], nil)
+	if err != nil {
+		return err
+	}
+	defer c.conn.Close()
+	if args[0] == "remove" {
+		if len(pos) != 1 {
+			return usageError{fmt.Errorf("members remove: name one coordinator")}
+		}
+		if _, err := c.client.RemoveMember(ctx, &pb.RemoveMemberRequest{Name: pos[0]}); err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "coordinator %s removed from the raft configuration\n", pos[0])
+		return nil
+	}
+	resp, err := c.client.ListMembers(ctx, &pb.ListMembersRequest{})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return printJSON(m.Stdout, resp)
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tORGANIZATION\tGRPC\tRAFT\tRAFT ROLE\tGOSSIP\tLAST CONTACT")
+	for _, mem := range resp.Members {
+		contact := "-"
+		if mem.Name == resp.AnsweredBy && mem.RaftRole != "leader" {
+			contact = fmt.Sprintf("%dms", mem.LastContactMs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mem.Name, mem.Organization, mem.GrpcAddress, mem.RaftAddress, mem.RaftRole, mem.GossipState, contact)
+	}
+	return tw.Flush()
+}

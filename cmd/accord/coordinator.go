@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
+
+	"github.com/accord-fl/accord/pki"
 
 	"github.com/accord-fl/accord/coordinator"
 )
@@ -16,7 +19,11 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", "", "folder for the Badger database and Raft snapshots")
 	grpcAddr := fs.String("grpc-addr", def.GRPCAddr, "address participants and admins connect to")
 	raftAddr := fs.String("raft-addr", def.RaftAddr, "address other coordinators reach Raft at")
-	bootstrap := fs.Bool("bootstrap", false, "form a new cluster of this node if its data folder is empty")
+	bootstrap := fs.Bool("bootstrap", false, "form a new cluster of this node alone if its data folder is empty")
+	expect := fs.Int("bootstrap-expect", 0, "form the cluster once this many coordinators have found each other by gossip")
+	gossipAddr := fs.String("gossip-addr", def.GossipAddr, "address (UDP and TCP) for gossip with the other coordinators")
+	join := fs.String("join", "", "comma-separated gossip addresses of coordinators to join")
+	gossipKey := fs.String("gossip-key", envOr("ACCORD_GOSSIP_KEY", ""), "file holding the federation's gossip key (gossip.key from 'accord pki init') [$ACCORD_GOSSIP_KEY]")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	tf := addTLSFlags(fs)
@@ -37,6 +44,18 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	cfg := def
 	cfg.Name, cfg.DataDir, cfg.GRPCAddr, cfg.RaftAddr, cfg.Bootstrap = *name, *dataDir, *grpcAddr, *raftAddr, *bootstrap
 	cfg.MetricsAddr, cfg.Cert, cfg.CA = *metricsAddr, mat.cert, mat.pool
+	cfg.BootstrapExpect, cfg.GossipAddr = *expect, *gossipAddr
+	if *join != "" {
+		cfg.Join = strings.Split(*join, ",")
+	}
+	if *gossipKey == "" {
+		return usageError{fmt.Errorf("--gossip-key is required: gossip between coordinators is always encrypted")}
+	}
+	key, err := pki.LoadGossipKeyFile(*gossipKey)
+	if err != nil {
+		return fmt.Errorf("--gossip-key: %w", err)
+	}
+	cfg.GossipKey = key
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	c, err := coordinator.New(cfg)
 	if err != nil {

@@ -52,6 +52,7 @@ func (m *Main) subcommands() []subcommand {
 	return []subcommand{
 		{"coordinator", "run a coordinator (a Raft member serving participants and admins)", (*Main).runCoordinator},
 		{"participant", "run a participant daemon next to local data", (*Main).runParticipant},
+		{"members", "list | remove NAME: the coordinator cluster", (*Main).runMembers},
 		{"pki", "init | issue: make the federation CA and certificates", (*Main).runPKI},
 		{"job", "submit FILE | list | show ID | cancel ID", (*Main).runJob},
 		{"round", "list JOB: the rounds of a job", (*Main).runRound},

@@ -1,0 +1,319 @@
+package processes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// cluster is a federation of real processes in a temporary folder.
+type cluster struct {
+	t     *testing.T
+	bin   string
+	dir   string
+	coord []*proc
+	parts []*exec.Cmd
+}
+
+// proc is one coordinator process and the arguments to restart it.
+type proc struct {
+	name   string
+	args   []string
+	cmd    *exec.Cmd
+	grpc   string
+	gossip string
+	log    *os.File
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// run runs the binary to completion and returns its standard output.
+func (c *cluster) run(args ...string) (string, error) {
+	cmd := exec.Command(c.bin, args...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), "ACCORD_CA=pki/ca.crt", "ACCORD_CERT=pki/ops.crt", "ACCORD_KEY=pki/ops.key")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("accord %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (c *cluster) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+func (c *cluster) start(p *proc) {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, p.args...)
+	cmd.Dir = c.dir
+	cmd.Stderr, cmd.Stdout = p.log, p.log
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	p.cmd = cmd
+}
+
+func (c *cluster) kill(p *proc) {
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		p.cmd.Wait()
+		p.cmd = nil
+	}
+}
+
+func newCluster(t *testing.T, participants int) *cluster {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "accord")
+	build := exec.Command("go", "build", "-o", bin, "github.com/accord-fl/accord/cmd/accord")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("building accord: %v", err)
+	}
+	c := &cluster{t: t, bin: bin, dir: dir}
+	t.Cleanup(func() {
+		for _, p := range c.coord {
+			c.kill(p)
+			p.log.Close()
+		}
+		for _, p := range c.parts {
+			p.Process.Signal(syscall.SIGKILL)
+			p.Wait()
+		}
+	})
+	c.must("pki", "init", "--dir", "pki")
+	c.must("pki", "issue", "--dir", "pki", "--role", "admin", "--name", "ops", "--org", "ops")
+	orgs := []string{"charite", "aphp", "riken"}
+	for i, org := range orgs {
+		name := fmt.Sprintf("coord-%d", i+1)
+		c.must("pki", "issue", "--dir", "pki", "--role", "coordinator", "--name", name, "--org", org)
+		log, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.coord = append(c.coord, &proc{name: name, grpc: freePort(t), gossip: freePort(t), log: log})
+	}
+	for i, p := range c.coord {
+		p.args = []string{"coordinator", "--name", p.name, "--data-dir", "data/" + p.name, "--bootstrap-expect", "3",
+			"--grpc-addr", p.grpc, "--raft-addr", freePort(t), "--gossip-addr", p.gossip, "--gossip-key", "pki/gossip.key",
+			"--ca", "pki/ca.crt", "--cert", "pki/" + p.name + ".crt", "--key", "pki/" + p.name + ".key", "--log-level", "info"}
+		var join []string
+		for j, q := range c.coord {
+			if j != i {
+				join = append(join, q.gossip)
+			}
+		}
+		p.args = append(p.args, "--join", strings.Join(join, ","))
+		c.start(p)
+	}
+	var addrs []string
+	for _, p := range c.coord {
+		addrs = append(addrs, p.grpc)
+	}
+	for i := range participants {
+		name := fmt.Sprintf("site-%d", i+1)
+		c.must("pki", "issue", "--dir", "pki", "--role", "participant", "--name", name, "--org", "hospital-"+name)
+		cmd := exec.Command(bin, "participant", "--coordinator", strings.Join(addrs, ","), "--data", "mnist",
+			"--shard", fmt.Sprintf("%d/%d", i+1, participants), "--examples", "600", "--log-level", "warn",
+			"--ca", "pki/ca.crt", "--cert", "pki/"+name+".crt", "--key", "pki/"+name+".key")
+		cmd.Dir = dir
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c.parts = append(c.parts, cmd)
+	}
+	return c
+}
+
+type membersOut struct {
+	Leader string `json:"leader"`
+}
+
+// leader asks any live coordinator who leads.
+func (c *cluster) leader(timeout time.Duration) *proc {
+	c.t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for _, p := range c.coord {
+			if p.cmd == nil {
+				continue
+			}
+			out, err := c.run("members", "list", "--json", "--coordinator", p.grpc)
+			if err != nil {
+				continue
+			}
+			var m membersOut
+			if json.Unmarshal([]byte(out), &m) == nil && m.Leader != "" {
+				for _, q := range c.coord {
+					if q.name == m.Leader && q.cmd != nil {
+						return q
+					}
+				}
+			}
+		}
+	}
+	c.t.Fatal("no leader")
+	return nil
+}
+
+type jobOut struct {
+	Status          int32  `json:"status"`
+	CommittedRounds uint32 `json:"committed_rounds"`
+	Reason          string `json:"reason"`
+}
+
+func (c *cluster) job(id string) (jobOut, error) {
+	for _, p := range c.coord {
+		if p.cmd == nil {
+			continue
+		}
+		out, err := c.run("job", "show", id, "--json", "--coordinator", p.grpc)
+		if err != nil {
+			continue
+		}
+		var j jobOut
+		if err := json.Unmarshal([]byte(out), &j); err == nil {
+			return j, nil
+		}
+	}
+	return jobOut{}, fmt.Errorf("no coordinator answered for job %s", id)
+}
+
+type roundOut struct {
+	Number      uint32 `json:"number"`
+	ModelDigest string `json:"model_digest"`
+}
+
+// TestLeaderKilledWithSIGKILL runs a job on three coordinator processes and
+// ten participant processes and kills the leader with SIGKILL during it,
+// restarting it a few seconds later. The job completes, every coordinator
+// lists the same round → digest history with no gap, and every committed
+// model can be pulled from every coordinator.
+func TestLeaderKilledWithSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	rounds, kills, model := 8, 1, "logreg:784-10"
+	if os.Getenv("ACCORD_PROCESS_FULL") != "" {
+		rounds, kills, model = 30, 3, "mlp:784-200-200-10"
+	}
+	c := newCluster(t, 10)
+	c.leader(30 * time.Second)
+	jobFile := filepath.Join(c.dir, "job.yaml")
+	os.WriteFile(jobFile, []byte(fmt.Sprintf(`name: sigkill
+model: %s
+dataset: mnist
+rounds: %d
+target_accuracy: 0
+participants_per_round: 10
+min_participants: 5
+round_deadline: 20s
+evaluate_fraction: 1
+`, model, rounds)), 0o600)
+	// Wait for the participants to connect (they load MNIST first).
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, _ := c.run("participants", "list", "--json", "--coordinator", c.leader(10*time.Second).grpc)
+		if strings.Count(out, `"connected": true`) >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("participants did not connect:\n%s", out)
+		}
+	}
+	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[0].grpc))
+
+	for k := 1; k <= kills; k++ {
+		at := uint32(k * rounds / (kills + 1))
+		for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if j, err := c.job(id); err == nil && j.CommittedRounds >= at {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d not committed", at)
+			}
+		}
+		l := c.leader(30 * time.Second)
+		t.Logf("SIGKILL %d: leader %s after round %d", k, l.name, at)
+		c.kill(l)
+		time.Sleep(3 * time.Second)
+		c.start(l)
+	}
+	var j jobOut
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		if j, err = c.job(id); err == nil && j.Status != 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still running: %+v", j)
+		}
+	}
+	if j.Status != 2 || j.CommittedRounds != uint32(rounds) {
+		t.Fatalf("job ended with status %d after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
+	}
+
+	// Identical histories, no gaps, every model everywhere.
+	var first []roundOut
+	for _, p := range c.coord {
+		var rs []roundOut
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			out, err := c.run("round", "list", id, "--json", "--coordinator", p.grpc)
+			if err == nil && json.Unmarshal([]byte(out), &rs) == nil && len(rs) == rounds {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lists %d rounds: %v", p.name, len(rs), err)
+			}
+		}
+		for i, r := range rs {
+			if r.Number != uint32(i+1) {
+				t.Fatalf("%s: round list has a gap or repeat at position %d: round %d", p.name, i, r.Number)
+			}
+		}
+		if first == nil {
+			first = rs
+		} else if !slices.Equal(first, rs) {
+			t.Fatalf("%s's round → digest list differs from %s's", p.name, c.coord[0].name)
+		}
+		for _, r := range rs {
+			var pulled struct{ Digest string }
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			var out string
+			var err error
+			for ctx.Err() == nil {
+				if out, err = c.run("model", "pull", id, "--round", fmt.Sprint(r.Number), "--out", filepath.Join(c.dir, "m.safetensors"), "--json", "--coordinator", p.grpc); err == nil {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			cancel()
+			if err != nil || json.Unmarshal([]byte(out), &pulled) != nil || pulled.Digest != r.ModelDigest {
+				t.Fatalf("pulling round %d from %s: %v (%s)", r.Number, p.name, err, out)
+			}
+		}
+	}
+	t.Logf("%d rounds, identical on 3 coordinators, every model pulled from each", rounds)
+}
