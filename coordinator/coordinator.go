@@ -72,6 +72,9 @@ type Config struct {
 	// SnapshotThreshold is the number of log entries between snapshots.
 	SnapshotThreshold uint64
 	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries a snapshot leaves in the log; a
+	// follower further behind is sent the snapshot (InstallSnapshot).
+	TrailingLogs uint64
 	// Tick is how often the leader re-examines open rounds for deadlines.
 	Tick time.Duration
 }
@@ -124,14 +127,15 @@ type Coordinator struct {
 	metrics *metrics
 	httpSrv *http.Server
 
-	sessions     *sessions
-	leader       leaderState
-	notifyCh     chan bool
-	members      *membership
-	peers        *peers
-	org          string
-	bootstrapped atomic.Bool
-	crashed      bool // Kill: stop without leaving gossip
+	sessions        *sessions
+	leader          leaderState
+	notifyCh        chan bool
+	members         *membership
+	peers           *peers
+	org             string
+	bootstrapped    atomic.Bool
+	crashed         bool // Kill: stop without leaving gossip
+	startupRestores int64
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -203,6 +207,9 @@ func (c *Coordinator) startRaft() error {
 	if c.cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = c.cfg.SnapshotThreshold
 	}
+	if c.cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = c.cfg.TrailingLogs
+	}
 	if c.cfg.SnapshotInterval > 0 {
 		rc.SnapshotInterval = c.cfg.SnapshotInterval
 	}
@@ -222,6 +229,7 @@ func (c *Coordinator) startRaft() error {
 	if c.raft, err = raft.NewRaft(rc, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
+	c.startupRestores = c.fsm.restores.Load()
 	has, err := raft.HasExistingState(c.store, c.store, snaps)
 	if err != nil {
 		return err
@@ -285,6 +293,14 @@ func (c *Coordinator) FSM() *FSM { return c.fsm }
 // Store exposes the coordinator's blobs for reads.
 func (c *Coordinator) Store() *store.Store { return c.store }
 
+// Snapshot takes a Raft snapshot now (and compacts the log).
+func (c *Coordinator) Snapshot() error { return c.raft.Snapshot().Error() }
+
+// InstalledSnapshots counts the snapshots the leader sent this coordinator
+// (InstallSnapshot) since it started; its own snapshot, restored at
+// start-up, does not count.
+func (c *Coordinator) InstalledSnapshots() int64 { return c.fsm.restores.Load() - c.startupRestores }
+
 // IsLeader reports whether this node is the Raft leader now.
 func (c *Coordinator) IsLeader() bool { return c.raft != nil && c.raft.State() == raft.Leader }
 
@@ -322,6 +338,7 @@ func (c *Coordinator) Shutdown() error {
 		}
 		c.peers.closeAll()
 		c.wg.Wait()
+		c.peers.closeAll() // again: a goroutine may have dialled while stopping
 		if c.store != nil {
 			errs = append(errs, c.store.Close())
 		}

@@ -35,7 +35,7 @@ func blobs(n int, seed uint64) *model.Dataset {
 
 // startParticipants runs n participant daemons against the cluster until
 // the test ends.
-func startParticipants(t *testing.T, tc *coordinator.TestCluster, n int, hook func(name string, t *pb.Task) error) []*participant.Participant {
+func startParticipants(t testing.TB, tc *coordinator.TestCluster, n int, hook func(name string, t *pb.Task) error) []*participant.Participant {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

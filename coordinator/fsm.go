@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -104,8 +105,9 @@ type fsmState struct {
 // source: the leader writes times and seeds into commands. Reads take a read
 // lock; Apply takes the write lock.
 type FSM struct {
-	mu sync.RWMutex
-	st fsmState
+	mu       sync.RWMutex
+	st       fsmState
+	restores atomic.Int64
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -316,6 +318,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.st = st
 	f.mu.Unlock()
+	f.restores.Add(1)
 	return nil
 }
 

@@ -206,6 +206,12 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 			return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli()})
 		}
 	}
+	// A round open in the FSM that this leader does not hold (an apply that
+	// failed here but committed anyway) can never finish: abort it.
+	if rec := job.openRound(); rec != nil {
+		c.metrics.roundsAborted.Inc()
+		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: "round lost by the leader", At: now.UnixMilli()})
+	}
 	// Evaluate the latest model first if nobody has.
 	latest := job.CommittedRounds
 	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.evaluated(latest) {
@@ -324,7 +330,9 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, now time.Time) error {
 	}
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(params))
 	if err != nil {
-		return err
+		c.metrics.roundsAborted.Inc()
+		return errors.Join(err, c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
+			Reason: "new model did not reach a quorum of coordinators", At: now.UnixMilli()}))
 	}
 	contributors := slices.Sorted(slices.Values(r.contributors))
 	err = c.apply(cmdCommitRound, commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,

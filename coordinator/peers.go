@@ -7,8 +7,10 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
@@ -28,6 +30,7 @@ type peers struct {
 	conns   map[string]*grpc.ClientConn
 	blocked map[string]bool
 	tracked map[*trackedConn]bool
+	closed  bool // after closeAll, no new connections
 }
 
 func newPeers(c *Coordinator) *peers {
@@ -127,6 +130,9 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 	if cc, ok := p.conns[name]; ok {
 		return cc, nil
 	}
+	if p.closed {
+		return nil, fmt.Errorf("%w: coordinator is shutting down", ErrNotLeader)
+	}
 	if p.blocked[name] {
 		return nil, fmt.Errorf("%w: partitioned from %s", ErrNotLeader, name)
 	}
@@ -141,7 +147,11 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 		}
 		return p.allowed(cs)
 	}
-	cc, err := grpc.NewClient(meta.GRPC, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	// Peers come back within seconds after a restart: retry quickly.
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = time.Second
+	cc, err := grpc.NewClient(meta.GRPC, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 2 * time.Second}))
 	if err != nil {
 		return nil, err
 	}
@@ -153,6 +163,7 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 // (hashicorp/raft's transport leaves accepted connections open on Close).
 func (p *peers) closeAll() {
 	p.mu.Lock()
+	p.closed = true
 	conns := p.conns
 	p.conns = map[string]*grpc.ClientConn{}
 	var tracked []*trackedConn

@@ -1,0 +1,89 @@
+package coordinator_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// BenchmarkFailover kills the leader of a three-coordinator cluster once per
+// iteration, in the middle of a job, with hashicorp/raft's default (LAN)
+// timings, and reports the median and worst time to a new leader and to the
+// next committed round. The killed coordinator is restarted before the next
+// iteration.
+//
+//	go test -run '^$' -bench Failover -benchtime 10x ./coordinator/
+func BenchmarkFailover(b *testing.B) {
+	def := raft.DefaultConfig()
+	tc := coordinator.NewTestCluster(b, 3, func(c *coordinator.Config) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = def.HeartbeatTimeout, def.ElectionTimeout, def.LeaderLeaseTimeout
+		c.CommitTimeout = def.CommitTimeout
+	})
+	tc.Leader(20 * time.Second)
+	startParticipants(b, tc, 8, nil)
+	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	resp, err := admin.SubmitJob(b.Context(), &pb.SubmitJobRequest{Spec: blobsJob(1_000_000)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var toLeader, toCommit []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		leader := tc.Leader(30 * time.Second)
+		j, _ := leader.FSM().Job(resp.JobId)
+		tc.WaitCommitted(resp.JobId, j.CommittedRounds+2, 30*time.Second)
+		j, _ = tc.Leader(30 * time.Second).FSM().Job(resp.JobId)
+		committed := j.CommittedRounds
+		old := tc.Index(tc.Leader(time.Second))
+		killed := time.Now()
+		tc.Kill(old)
+		var newLeader *coordinator.Coordinator
+		for newLeader == nil {
+			for _, c := range tc.Nodes {
+				if c != nil && c.IsLeader() {
+					newLeader = c
+				}
+			}
+			if time.Since(killed) > 30*time.Second {
+				b.Fatal("no new leader in 30s")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		toLeader = append(toLeader, time.Since(killed))
+		for {
+			if j, err := newLeader.FSM().Job(resp.JobId); err == nil && j.CommittedRounds > committed {
+				break
+			}
+			if time.Since(killed) > 60*time.Second {
+				b.Fatal("no round committed within 60s of the kill")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		toCommit = append(toCommit, time.Since(killed))
+		j, _ = newLeader.FSM().Job(resp.JobId)
+		back := tc.Restart(old)
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if bj, err := back.FSM().Job(resp.JobId); err == nil && bj.CommittedRounds >= j.CommittedRounds {
+				break // caught up; the rounds go on, so FSMs are never equal for long
+			}
+			if time.Now().After(deadline) {
+				b.Fatal("restarted coordinator did not catch up")
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(toLeader)
+	slices.Sort(toCommit)
+	b.ReportMetric(toLeader[len(toLeader)/2].Seconds(), "s-to-leader-median")
+	b.ReportMetric(toLeader[len(toLeader)-1].Seconds(), "s-to-leader-worst")
+	b.ReportMetric(toCommit[len(toCommit)/2].Seconds(), "s-to-commit-median")
+	b.ReportMetric(toCommit[len(toCommit)-1].Seconds(), "s-to-commit-worst")
+	b.Logf("to leader: %v; to next commit: %v", toLeader, toCommit)
+	admin.CancelJob(b.Context(), &pb.CancelJobRequest{JobId: resp.JobId})
+}
