@@ -54,14 +54,16 @@ ifeq ($(HAVE_OPENBLAS),yes)
 	CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench . -benchtime 2s ./model/...
 endif
 	$(GO) test -run '^$$' -bench RoundProtocol -benchtime 20x ./coordinator/
+	$(GO) test -run '^$$' -bench Failover -benchtime 10x ./coordinator/
 
 ## demo: the FedAvg MNIST demo, an in-process federation on loopback.
 demo: build
 	$(BIN)/accord demo
 
-## scenarios: every scenario file, one after the other (long).
+## scenarios: every scenario file, then the real-process leader-kill test in full (long).
 scenarios: build
 	@for f in scenarios/*.yaml; do echo "== $$f"; $(BIN)/accord scenario run $$f || exit 1; done
+	ACCORD_PROCESS_FULL=1 $(GO) test -count=1 -v -timeout 20m ./scenarios/processes/
 
 clean:
 	rm -rf $(BIN)

@@ -128,9 +128,19 @@ func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest
 	return out, nil
 }
 
-func (s *adminService) ListParticipants(ctx context.Context, _ *pb.ListParticipantsRequest) (*pb.ListParticipantsResponse, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
+// ListParticipants is answered by the leader: which participants are
+// connected is its knowledge (followers only relay their task streams).
+func (s *adminService) ListParticipants(ctx context.Context, req *pb.ListParticipantsRequest) (*pb.ListParticipantsResponse, error) {
+	id, err := caller(ctx, pki.RoleAdmin)
+	if err != nil {
 		return nil, toStatus(err)
+	}
+	if !s.c.IsLeader() {
+		cc, err := s.c.leaderConn()
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return pb.NewAdminServiceClient(cc).ListParticipants(forwardContext(ctx, id), req)
 	}
 	out := &pb.ListParticipantsResponse{}
 	for _, p := range s.c.fsm.Participants() {

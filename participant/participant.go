@@ -43,6 +43,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives structured logs (nil: discarded).
 	Logger *slog.Logger
+	// Compute, if set, is a semaphore shared by participants simulated in
+	// one process: each holds a slot while it trains or evaluates, so they
+	// share the machine's cores instead of starving its other goroutines.
+	Compute chan struct{}
 	// BeforeUpload, if set, runs after local training and before the upload;
 	// returning an error drops the update. Scenarios use it to simulate
 	// participants that fail mid-round.
@@ -212,6 +216,14 @@ func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceCl
 	base, err := p.download(ctx, client, t.GetBaseModelDigest())
 	if err != nil {
 		return err
+	}
+	if p.cfg.Compute != nil {
+		select {
+		case p.cfg.Compute <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-p.cfg.Compute }()
 	}
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_TRAIN:

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -150,23 +151,34 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		return nil, err
 	}
 
-	// Coordinators.
+	// Coordinators: they find each other by gossip and form one Raft cluster.
+	gossipKey, err := pki.NewGossipKey()
+	if err != nil {
+		return nil, err
+	}
 	var nodes []*coordinator.Coordinator
 	defer func() {
 		for _, c := range nodes {
 			c.Shutdown()
 		}
 	}()
-	for i, cs := range sc.Coordinators {
+	for _, cs := range sc.Coordinators {
 		cert, err := ca.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: cs.Name, Organization: cs.Organization})
 		if err != nil {
 			return nil, err
 		}
 		cfg := coordinator.DefaultConfig()
 		cfg.Name, cfg.DataDir, cfg.Cert, cfg.CA, cfg.Logger = cs.Name, filepath.Join(work, cs.Name), cert, ca.Pool(), logger
-		cfg.GRPCAddr, cfg.RaftAddr = "127.0.0.1:0", "127.0.0.1:0"
-		cfg.Bootstrap = i == 0
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
+		cfg.GRPCAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.GossipKey, cfg.FastGossip = gossipKey, true
+		if len(sc.Coordinators) == 1 {
+			cfg.Bootstrap = true
+		} else {
+			cfg.BootstrapExpect = len(sc.Coordinators)
+		}
+		for _, n := range nodes {
+			cfg.Join = append(cfg.Join, n.GossipAddr())
+		}
 		cfg.Tick = 20 * time.Millisecond
 		c, err := coordinator.New(cfg)
 		if err != nil {
@@ -188,6 +200,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	var wg sync.WaitGroup
 	defer func() { stopParticipants(); wg.Wait() }()
 	drops := newDropper(sc.Faults, sc.Job.Seed)
+	compute := make(chan struct{}, runtime.GOMAXPROCS(0))
 	k := 0
 	for _, g := range sc.Participants.Groups {
 		for i := range g.Count {
@@ -200,7 +213,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 				Coordinators: addrs, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
 				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) },
+				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) }, Compute: compute,
 			})
 			if err != nil {
 				return nil, err
@@ -293,6 +306,19 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if n := len(rep.Rounds); n > 0 {
 		rep.FinalAccuracy = rep.Rounds[n-1].Accuracy
 	}
+	// Followers may still be applying the last entries or fetching the last
+	// model: give them a moment to converge before checking.
+	var invErr error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if invErr = coordinator.CheckInvariants(nodes); invErr == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if invErr != nil {
+		rep.InvariantsError = invErr.Error()
+	} else {
+		rep.InvariantsOK = true
+	}
 	for _, c := range nodes {
 		j, err := c.FSM().Job(resp.JobId)
 		if err != nil {
@@ -305,11 +331,6 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			}
 		}
 		rep.ModelDigests[c.Name()] = digests
-	}
-	if err := coordinator.CheckInvariants(nodes); err != nil {
-		rep.InvariantsError = err.Error()
-	} else {
-		rep.InvariantsOK = true
 	}
 	rep.WallSeconds = time.Since(start).Seconds()
 	fmt.Fprintf(progress, "job %s: %s after %d rounds (%s); final test accuracy %.2f%%, wall time %.1fs, invariants ok: %v\n",

@@ -114,8 +114,8 @@ func (s *Scenario) Validate() error {
 		return errors.New("scenario: name is empty")
 	case len(s.Coordinators) == 0:
 		return errors.New("scenario: coordinators: list at least one")
-	case len(s.Coordinators) > 1:
-		return errors.New("scenario: coordinators: clusters of more than one coordinator are not supported yet")
+	case len(s.Coordinators) > 7:
+		return errors.New("scenario: coordinators: at most 7")
 	case s.ParticipantCount() < 1:
 		return errors.New("scenario: participants.groups: no participants")
 	case s.Participants.Data.Dataset != "mnist":
