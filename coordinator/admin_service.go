@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"time"
 
 	"github.com/accord-fl/accord/model"
@@ -30,12 +31,10 @@ func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) 
 	if err := spec.Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	if !s.c.IsLeader() {
-		cc, err := s.c.leaderConn()
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return pb.NewAdminServiceClient(cc).SubmitJob(forwardContext(ctx, id), req)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SubmitJobResponse, error) {
+		return pb.NewAdminServiceClient(cc).SubmitJob(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	jobID, err := s.c.SubmitJob(spec, time.Now())
 	if err != nil {
@@ -94,12 +93,10 @@ func (s *adminService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if !s.c.IsLeader() {
-		cc, err := s.c.leaderConn()
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return pb.NewAdminServiceClient(cc).CancelJob(forwardContext(ctx, id), req)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.CancelJobResponse, error) {
+		return pb.NewAdminServiceClient(cc).CancelJob(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	reason := req.GetReason()
 	if reason == "" {
@@ -135,12 +132,10 @@ func (s *adminService) ListParticipants(ctx context.Context, req *pb.ListPartici
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if !s.c.IsLeader() {
-		cc, err := s.c.leaderConn()
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return pb.NewAdminServiceClient(cc).ListParticipants(forwardContext(ctx, id), req)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.ListParticipantsResponse, error) {
+		return pb.NewAdminServiceClient(cc).ListParticipants(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	out := &pb.ListParticipantsResponse{}
 	for _, p := range s.c.fsm.Participants() {
@@ -217,12 +212,10 @@ func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if !s.c.IsLeader() {
-		cc, err := s.c.leaderConn()
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return pb.NewAdminServiceClient(cc).RemoveMember(forwardContext(ctx, id), req)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RemoveMemberResponse, error) {
+		return pb.NewAdminServiceClient(cc).RemoveMember(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	if req.GetName() == s.c.cfg.Name {
 		return nil, toStatus(fmt.Errorf("%w: the leader cannot remove itself; stop it and remove it from the new leader", ErrConflict))

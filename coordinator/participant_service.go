@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc"
 	"io"
 	"time"
 
@@ -49,17 +50,13 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > 64 {
 		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", ErrBadUpdate))
 	}
-	if !s.c.IsLeader() {
-		cc, err := s.c.leaderConn()
-		if err != nil {
-			return nil, toStatus(err)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RegisterResponse, error) {
+		return pb.NewParticipantServiceClient(cc).Register(ctx, req)
+	}); fwd {
+		if err == nil {
+			resp.Coordinators = s.c.coordinatorAddrs()
 		}
-		resp, err := pb.NewParticipantServiceClient(cc).Register(forwardContext(ctx, id), req)
-		if err != nil {
-			return nil, err
-		}
-		resp.Coordinators = s.c.coordinatorAddrs()
-		return resp, nil
+		return resp, err
 	}
 	s.c.sessions.setDatasets(id.Name, req.GetDatasets())
 	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples()}
@@ -202,12 +199,10 @@ func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.Repor
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if !s.c.IsLeader() {
-		cc, err := s.c.leaderConn()
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		return pb.NewParticipantServiceClient(cc).ReportEvaluation(forwardContext(ctx, id), req)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.ReportEvaluationResponse, error) {
+		return pb.NewParticipantServiceClient(cc).ReportEvaluation(ctx, req)
+	}); fwd {
+		return resp, err
 	}
 	if err := s.c.addEvaluation(id.Name, req); err != nil {
 		return nil, toStatus(err)

@@ -216,3 +216,18 @@ func vouchedIdentity(ctx context.Context) (pki.Identity, bool) {
 	}
 	return pki.Identity{Role: role, Name: parts[1], Organization: parts[2]}, true
 }
+
+// forwardUnary makes a unary call on the leader, on the caller's behalf, when
+// this node is not the leader; forwarded reports whether it did.
+func forwardUnary[Resp any](ctx context.Context, c *Coordinator, id pki.Identity,
+	call func(ctx context.Context, cc grpc.ClientConnInterface) (Resp, error)) (resp Resp, forwarded bool, err error) {
+	if c.IsLeader() {
+		return resp, false, nil
+	}
+	cc, err := c.leaderConn()
+	if err != nil {
+		return resp, true, toStatus(err)
+	}
+	resp, err = call(forwardContext(ctx, id), cc)
+	return resp, true, err
+}
