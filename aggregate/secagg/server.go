@@ -1,0 +1,255 @@
+package secagg
+
+import (
+	"crypto/ecdh"
+	"fmt"
+	"slices"
+)
+
+// Server is the coordinator's side of a round. It only ever holds
+// advertisements, encrypted shares, the running sum of masked vectors, and
+// the shares clients reveal at the end — never one client's input.
+type Server struct {
+	p       Params
+	graph   [][]int
+	phase   int
+	ads     map[int]Advertisement
+	routed  map[int][]EncryptedShare // by recipient
+	sent    map[int]bool             // clients that completed phase 1
+	u2      []int
+	sum     []uint32
+	masked  map[int]bool
+	u3      []int
+	reveals map[int]map[SecretKind][]share // owner → kind → shares
+	from4   map[int]bool
+}
+
+// NewServer starts a round.
+func NewServer(p Params) (*Server, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &Server{p: p, graph: neighbours(p.N, p.K, p.GraphSeed), ads: map[int]Advertisement{}, routed: map[int][]EncryptedShare{},
+		sent: map[int]bool{}, sum: make([]uint32, p.Length), masked: map[int]bool{},
+		reveals: map[int]map[SecretKind][]share{}, from4: map[int]bool{}}, nil
+}
+
+func (s *Server) in(phase int) error {
+	if s.phase != phase {
+		return fmt.Errorf("%w: server is in phase %d, not %d", ErrPhase, s.phase, phase)
+	}
+	return nil
+}
+
+func (s *Server) valid(id int) error {
+	if id < 0 || id >= s.p.N {
+		return fmt.Errorf("%w: no client %d", ErrBadMessage, id)
+	}
+	return nil
+}
+
+// ReceiveAdvertisement takes one client's keys (phase 0).
+func (s *Server) ReceiveAdvertisement(a Advertisement) error {
+	if err := s.in(0); err != nil {
+		return err
+	}
+	if err := s.valid(a.From); err != nil {
+		return err
+	}
+	if _, dup := s.ads[a.From]; dup {
+		return fmt.Errorf("%w: second advertisement from %d", ErrBadMessage, a.From)
+	}
+	s.ads[a.From] = a
+	return nil
+}
+
+// CloseAdvertise ends phase 0 and returns the advertisements to broadcast.
+func (s *Server) CloseAdvertise() ([]Advertisement, error) {
+	if err := s.in(0); err != nil {
+		return nil, err
+	}
+	if len(s.ads) < s.p.T {
+		return nil, fmt.Errorf("%w: %d clients advertised keys; threshold %d", ErrTooFew, len(s.ads), s.p.T)
+	}
+	s.phase = 1
+	var out []Advertisement
+	for _, a := range s.ads {
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b Advertisement) int { return a.From - b.From })
+	return out, nil
+}
+
+// ReceiveShares takes one client's encrypted shares (phase 1).
+func (s *Server) ReceiveShares(from int, shares []EncryptedShare) error {
+	if err := s.in(1); err != nil {
+		return err
+	}
+	if _, ok := s.ads[from]; !ok || s.sent[from] {
+		return fmt.Errorf("%w: shares from %d (advertised: %v, already sent: %v)", ErrBadMessage, from, ok, s.sent[from])
+	}
+	neigh := map[int]bool{}
+	for _, v := range s.graph[from] {
+		neigh[v] = true
+	}
+	for _, e := range shares {
+		if e.From != from || !neigh[e.To] {
+			return fmt.Errorf("%w: share from %d to %d", ErrBadMessage, e.From, e.To)
+		}
+	}
+	s.sent[from] = true
+	for _, e := range shares {
+		s.routed[e.To] = append(s.routed[e.To], e)
+	}
+	return nil
+}
+
+// CloseShareKeys ends phase 1: it returns the clients that completed it (U2)
+// and the shares to deliver to each.
+func (s *Server) CloseShareKeys() (u2 []int, deliver map[int][]EncryptedShare, err error) {
+	if err := s.in(1); err != nil {
+		return nil, nil, err
+	}
+	for v := range s.sent {
+		s.u2 = append(s.u2, v)
+	}
+	slices.Sort(s.u2)
+	if len(s.u2) < s.p.T {
+		return nil, nil, fmt.Errorf("%w: %d clients shared keys; threshold %d", ErrTooFew, len(s.u2), s.p.T)
+	}
+	s.phase = 2
+	deliver = map[int][]EncryptedShare{}
+	for _, v := range s.u2 {
+		for _, e := range s.routed[v] {
+			if s.sent[e.From] {
+				deliver[v] = append(deliver[v], e)
+			}
+		}
+	}
+	s.routed = nil
+	return s.u2, deliver, nil
+}
+
+// ReceiveMaskedInput adds one client's masked vector into the sum (phase 2).
+func (s *Server) ReceiveMaskedInput(from int, y []uint32) error {
+	if err := s.in(2); err != nil {
+		return err
+	}
+	if !s.sent[from] || s.masked[from] {
+		return fmt.Errorf("%w: masked input from %d", ErrBadMessage, from)
+	}
+	if len(y) != s.p.Length {
+		return fmt.Errorf("%w: masked input of %d values; want %d", ErrBadMessage, len(y), s.p.Length)
+	}
+	for i, v := range y {
+		s.sum[i] += v
+	}
+	s.masked[from] = true
+	return nil
+}
+
+// CloseMaskedInput ends phase 2 and returns the survivors (U3), whose inputs
+// the sum holds.
+func (s *Server) CloseMaskedInput() ([]int, error) {
+	if err := s.in(2); err != nil {
+		return nil, err
+	}
+	for v := range s.masked {
+		s.u3 = append(s.u3, v)
+	}
+	slices.Sort(s.u3)
+	if len(s.u3) < s.p.T {
+		return nil, fmt.Errorf("%w: %d masked inputs; threshold %d", ErrTooFew, len(s.u3), s.p.T)
+	}
+	s.phase = 3
+	return s.u3, nil
+}
+
+// ReceiveReveals takes one survivor's shares (phase 3). A share of the wrong
+// kind for its owner (a mask seed of a dropped client, a mask key of a
+// survivor) is refused: the server never holds both secrets of one client.
+func (s *Server) ReceiveReveals(from int, rs []Reveal) error {
+	if err := s.in(3); err != nil {
+		return err
+	}
+	if !s.masked[from] || s.from4[from] {
+		return fmt.Errorf("%w: reveals from %d", ErrBadMessage, from)
+	}
+	for _, r := range rs {
+		want := MaskKey
+		if s.masked[r.Owner] {
+			want = MaskSeed
+		}
+		if !s.sent[r.Owner] || r.Kind != want || r.Share.X != uint32(from+1) {
+			return fmt.Errorf("%w: client %d revealed a %v share of %d", ErrUnsafeRequest, from, r.Kind, r.Owner)
+		}
+	}
+	s.from4[from] = true
+	for _, r := range rs {
+		if s.reveals[r.Owner] == nil {
+			s.reveals[r.Owner] = map[SecretKind][]share{}
+		}
+		s.reveals[r.Owner][r.Kind] = append(s.reveals[r.Owner][r.Kind], r.Share)
+	}
+	return nil
+}
+
+// Finish removes the masks and returns Σ x_u over the survivors, mod 2^32.
+// It fails (and the round must be aborted) if any needed secret has fewer
+// than T shares.
+func (s *Server) Finish() ([]uint32, error) {
+	if err := s.in(3); err != nil {
+		return nil, err
+	}
+	s.phase = 4
+	out := s.sum
+	for _, u := range s.u3 {
+		seed, err := combineShares(s.reveals[u][MaskSeed], s.p.T)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mask seed of client %d: %v", ErrTooFew, u, err)
+		}
+		addPRG(out, seed, -1)
+	}
+	for _, v := range s.u2 {
+		if s.masked[v] {
+			continue
+		}
+		var survivors []int
+		for _, u := range s.graph[v] {
+			if s.masked[u] {
+				if _, ok := s.ads[v]; ok {
+					survivors = append(survivors, u)
+				}
+			}
+		}
+		if len(survivors) == 0 {
+			continue
+		}
+		raw, err := combineShares(s.reveals[v][MaskKey], s.p.T)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mask key of dropped client %d: %v", ErrTooFew, v, err)
+		}
+		sk, err := ecdh.X25519().NewPrivateKey(raw[:])
+		if err != nil {
+			return nil, fmt.Errorf("%w: rebuilt key of client %d: %v", ErrBadMessage, v, err)
+		}
+		for _, u := range survivors {
+			pub, err := ecdh.X25519().NewPublicKey(s.ads[u].SKey)
+			if err != nil {
+				return nil, err
+			}
+			secret, err := sk.ECDH(pub)
+			if err != nil {
+				return nil, err
+			}
+			seed := kdf("accord secagg pair", secret)
+			// u added +PRG(s_uv) when u < v: take it out.
+			if u < v {
+				addPRG(out, seed, -1)
+			} else {
+				addPRG(out, seed, +1)
+			}
+		}
+	}
+	return out, nil
+}
