@@ -55,6 +55,8 @@ ifeq ($(HAVE_OPENBLAS),yes)
 endif
 	$(GO) test -run '^$$' -bench RoundProtocol -benchtime 20x ./coordinator/
 	$(GO) test -run '^$$' -bench Failover -benchtime 10x ./coordinator/
+	$(GO) test -run '^$$' -bench MaskExpansion -cpu 1 ./aggregate/secagg/
+	$(GO) test -run '^$$' -bench Round -benchtime 1x ./aggregate/secagg/
 
 ## demo: the FedAvg MNIST demo, an in-process federation on loopback.
 demo: build
