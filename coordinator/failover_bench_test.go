@@ -35,10 +35,9 @@ func BenchmarkFailover(b *testing.B) {
 	var toLeader, toCommit []time.Duration
 	b.ResetTimer()
 	for range b.N {
-		leader := tc.Leader(30 * time.Second)
-		j, _ := leader.FSM().Job(resp.JobId)
+		j := tc.WaitJob(resp.JobId, 0)
 		tc.WaitCommitted(resp.JobId, j.CommittedRounds+2, 30*time.Second)
-		j, _ = tc.Leader(30 * time.Second).FSM().Job(resp.JobId)
+		j = tc.WaitJob(resp.JobId, 0)
 		committed := j.CommittedRounds
 		old := tc.Index(tc.Leader(time.Second))
 		killed := time.Now()
@@ -66,7 +65,7 @@ func BenchmarkFailover(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		toCommit = append(toCommit, time.Since(killed))
-		j, _ = newLeader.FSM().Job(resp.JobId)
+		j = tc.WaitJob(resp.JobId, 0)
 		back := tc.Restart(old)
 		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 			if bj, err := back.FSM().Job(resp.JobId); err == nil && bj.CommittedRounds >= j.CommittedRounds {

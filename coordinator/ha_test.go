@@ -115,16 +115,16 @@ func TestPartitionedLeader(t *testing.T) {
 	}
 	// The majority goes on.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		j, _ := leader.FSM().Job(resp.JobId)
-		if j.CommittedRounds >= before.CommittedRounds+3 {
+		j, err := leader.FSM().Job(resp.JobId)
+		if err == nil && j.CommittedRounds >= before.CommittedRounds+3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the majority committed only %d rounds (had %d at the partition)", j.CommittedRounds, before.CommittedRounds)
+			t.Fatalf("the majority did not commit 3 more rounds (had %d at the partition): %v", before.CommittedRounds, err)
 		}
 	}
 	// The isolated old leader committed nothing meanwhile.
-	if j, _ := oldLeader.FSM().Job(resp.JobId); j.CommittedRounds > before.CommittedRounds+1 {
+	if j, err := oldLeader.FSM().Job(resp.JobId); err != nil || j.CommittedRounds > before.CommittedRounds+1 {
 		t.Errorf("the isolated coordinator advanced from %d to %d committed rounds", before.CommittedRounds, j.CommittedRounds)
 	}
 	if oldLeader.IsLeader() {

@@ -44,10 +44,7 @@ func TestRestartResumes(t *testing.T) {
 
 func committedDigests(t *testing.T, tc *coordinator.TestCluster, jobID string) map[uint32]string {
 	t.Helper()
-	job, err := tc.Leader(5 * time.Second).FSM().Job(jobID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	job := tc.WaitJob(jobID, 0) // the job as the leader holds it now
 	out := map[uint32]string{}
 	for _, r := range job.Rounds {
 		if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {

@@ -231,11 +231,13 @@ func (tc *TestCluster) WaitJob(jobID string, timeout time.Duration) *Job {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		j, err := tc.Leader(timeout).FSM().Job(jobID)
-		if err != nil {
+		// A leader applies its log after it is elected: a job may be
+		// missing from its FSM for a moment after a restart.
+		j, err := tc.Leader(max(timeout, 5*time.Second)).FSM().Job(jobID)
+		if err != nil && time.Now().After(deadline.Add(5*time.Second)) {
 			tc.tb.Fatal(err)
 		}
-		if !j.running() || time.Now().After(deadline) {
+		if err == nil && (!j.running() || time.Now().After(deadline)) {
 			return j
 		}
 		time.Sleep(20 * time.Millisecond)
