@@ -28,10 +28,7 @@ func BenchmarkFailover(b *testing.B) {
 	tc.Leader(20 * time.Second)
 	startParticipants(b, tc, 8, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
-	resp, err := admin.SubmitJob(b.Context(), &pb.SubmitJobRequest{Spec: blobsJob(1_000_000)})
-	if err != nil {
-		b.Fatal(err)
-	}
+	resp := &pb.SubmitJobResponse{JobId: submit(b, admin, blobsJob(1_000_000))}
 	var toLeader, toCommit []time.Duration
 	b.ResetTimer()
 	for range b.N {

@@ -2,6 +2,8 @@ package coordinator_test
 
 import (
 	"context"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -79,10 +81,7 @@ func TestFederationTrainsToTheEnd(t *testing.T) {
 	tc.Leader(5 * time.Second)
 	startParticipants(t, tc, 6, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
-	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: blobsJob(5)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(5))}
 	job := tc.WaitJob(resp.JobId, 30*time.Second)
 	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != 5 {
 		t.Fatalf("job ended %v with %d rounds (%s); want SUCCEEDED with 5", job.Status, job.CommittedRounds, job.Reason)
@@ -99,4 +98,19 @@ func TestFederationTrainsToTheEnd(t *testing.T) {
 		t.Errorf("federated accuracy after 5 rounds %.3f; want ≥ 0.85", acc)
 	}
 	tc.CheckInvariants()
+}
+
+// submit submits a job, retrying while the cluster has no leader it knows
+// (a follower answers Unavailable until it has heard from one).
+func submit(t testing.TB, admin pb.AdminServiceClient, spec *pb.JobSpec) string {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := admin.SubmitJob(context.Background(), &pb.SubmitJobRequest{Spec: spec})
+		if err == nil {
+			return resp.JobId
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("submitting job: %v", err)
+		}
+	}
 }

@@ -54,10 +54,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		return nil
 	})
 	admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
-	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: blobsJob(10)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(10))}
 	tc.WaitCommitted(resp.JobId, 3, 30*time.Second)
 	if r := waitOpenRound(t, tc, resp.JobId); r.Number != 4 {
 		t.Fatalf("round %d open; want 4", r.Number)
@@ -91,10 +88,7 @@ func TestPartitionedLeader(t *testing.T) {
 	tc.Leader(10 * time.Second)
 	startParticipants(t, tc, 8, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
-	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: blobsJob(12)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
 	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)
 	oldLeader := tc.Leader(time.Second)
 	old := tc.Index(oldLeader)

@@ -17,10 +17,7 @@ func TestRestartResumes(t *testing.T) {
 	tc.Leader(5 * time.Second)
 	startParticipants(t, tc, 6, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
-	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: blobsJob(12)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
 	tc.WaitCommitted(resp.JobId, 4, 30*time.Second)
 	before := committedDigests(t, tc, resp.JobId)
 

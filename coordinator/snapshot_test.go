@@ -19,10 +19,7 @@ func TestStoppedCoordinatorCatchesUpBySnapshot(t *testing.T) {
 	leader := tc.Leader(10 * time.Second)
 	startParticipants(t, tc, 6, nil)
 	admin := pb.NewAdminServiceClient(tc.Dial(tc.Index(leader), tc.Credentials(pki.RoleAdmin, "ops")))
-	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: blobsJob(30)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(30))}
 	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)
 	stopped := (tc.Index(tc.Leader(time.Second)) + 1) % 3
 	tc.Kill(stopped)

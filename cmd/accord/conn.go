@@ -52,6 +52,12 @@ func (t tlsFlags) load() (*pkiMaterial, error) {
 	return &pkiMaterial{pool: pool, cert: cert}, nil
 }
 
+// retryUnavailable makes gRPC retry a call that a coordinator refused with
+// UNAVAILABLE (no leader known yet, leadership moving) for a few seconds.
+const retryUnavailable = `{"methodConfig": [{"name": [{"service": "accord.v1.AdminService"}],
+  "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.2s", "maxBackoff": "2s", "backoffMultiplier": 2,
+                  "retryableStatusCodes": ["UNAVAILABLE"]}}]}`
+
 // adminConn is a connection to a coordinator's admin service.
 type adminConn struct {
 	conn   *grpc.ClientConn
@@ -69,7 +75,8 @@ func dialAdmin(addr string, tf tlsFlags) (*adminConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))),
+		grpc.WithDefaultServiceConfig(retryUnavailable))
 	if err != nil {
 		return nil, fmt.Errorf("--coordinator %s: %w", addr, err)
 	}
