@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -14,9 +13,6 @@ import (
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
-
-// maxBlobBytes bounds a blob one coordinator accepts from another.
-const maxBlobBytes = 1 << 30
 
 // clusterService implements pb.ClusterServiceServer for the other
 // coordinators.
@@ -29,26 +25,22 @@ func (s *clusterService) PutBlob(stream pb.ClusterService_PutBlobServer) error {
 	if _, err := caller(stream.Context(), pki.RoleCoordinator); err != nil {
 		return toStatus(err)
 	}
-	var digest string
-	var blob []byte
-	for {
+	var digest string // named by the first chunk
+	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
 		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
 		if digest == "" {
 			digest = ch.GetDigest()
 		}
-		if len(blob)+len(ch.GetData()) > maxBlobBytes {
-			return toStatus(fmt.Errorf("%w: blob larger than %d bytes", ErrBadUpdate, maxBlobBytes))
-		}
-		blob = append(blob, ch.GetData()...)
+		return ch.GetData(), err
+	}, "")
+	if err == nil && protocol.Digest(blob) != digest {
+		err = fmt.Errorf("%w: content does not hash to %s", protocol.ErrBlob, digest)
 	}
-	if got := protocol.Digest(blob); got != digest {
-		return toStatus(fmt.Errorf("%w: blob hashes to %s, not %s", ErrBadUpdate, got, digest))
+	if errors.Is(err, protocol.ErrBlob) {
+		return toStatus(fmt.Errorf("%w: %w", ErrBadUpdate, err))
+	}
+	if err != nil {
+		return err
 	}
 	if _, err := s.c.store.PutBlob(blob); err != nil {
 		return toStatus(err)
@@ -179,22 +171,12 @@ func (c *Coordinator) fetchBlobFrom(ctx context.Context, peer, digest string) ([
 	if err != nil {
 		return nil, err
 	}
-	var blob []byte
-	for {
+	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
 		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("fetching %s from %s: %w", digest, peer, err)
-		}
-		if len(blob)+len(ch.GetData()) > maxBlobBytes {
-			return nil, fmt.Errorf("fetching %s from %s: larger than %d bytes", digest, peer, maxBlobBytes)
-		}
-		blob = append(blob, ch.GetData()...)
-	}
-	if got := protocol.Digest(blob); got != digest {
-		return nil, fmt.Errorf("fetching %s from %s: content hashes to %s", digest, peer, got)
+		return ch.GetData(), err
+	}, digest)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s from %s: %w", digest, peer, err)
 	}
 	return blob, nil
 }

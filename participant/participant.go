@@ -76,11 +76,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Stats counts what a participant has done.
-type Stats struct {
-	Connections, Trained, Uploaded, Evaluated, Failed int
-}
-
 // Participant is one participant daemon.
 type Participant struct {
 	cfg   Config
@@ -89,7 +84,6 @@ type Participant struct {
 
 	mu     sync.Mutex
 	addrs  []string
-	stats  Stats
 	models map[string][]float32 // small cache of downloaded models by digest
 }
 
@@ -116,19 +110,6 @@ func New(cfg Config) (*Participant, error) {
 		cfg: cfg, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
 		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{},
 	}, nil
-}
-
-// Stats returns a copy of the counters.
-func (p *Participant) Stats() Stats {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stats
-}
-
-func (p *Participant) count(f func(*Stats)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	f(&p.stats)
 }
 
 // Run connects and serves tasks until ctx is done, reconnecting with
@@ -176,14 +157,12 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("task stream from %s: %w", addr, err)
 	}
-	p.count(func(s *Stats) { s.Connections++ })
 	for {
 		t, err := stream.Recv()
 		if err != nil {
 			return err
 		}
 		if err := p.handle(ctx, client, t); err != nil {
-			p.count(func(s *Stats) { s.Failed++ })
 			p.log.Info("task failed", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "err", err)
 		}
 	}
@@ -248,22 +227,12 @@ func (p *Participant) download(ctx context.Context, client pb.ParticipantService
 	if err != nil {
 		return nil, err
 	}
-	var blob []byte
-	for {
+	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
 		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("downloading %s: %w", digest, err)
-		}
-		if ch.GetOffset() != uint64(len(blob)) {
-			return nil, fmt.Errorf("downloading %s: chunk at offset %d, expected %d", digest, ch.GetOffset(), len(blob))
-		}
-		blob = append(blob, ch.GetData()...)
-	}
-	if got := protocol.Digest(blob); got != digest {
-		return nil, fmt.Errorf("downloaded model hashes to %s, not %s", got, digest)
+		return ch.GetData(), err
+	}, digest)
+	if err != nil {
+		return nil, fmt.Errorf("downloading %s: %w", digest, err)
 	}
 	params, err := protocol.DecodeFloat32(blob)
 	if err != nil {
@@ -288,7 +257,6 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)
 	}
-	p.count(func(s *Stats) { s.Trained++ })
 	delta := m.Params
 	for i, b := range base {
 		delta[i] -= b
@@ -307,7 +275,6 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	if err := Upload(ctx, client, hdr, delta); err != nil {
 		return err
 	}
-	p.count(func(s *Stats) { s.Uploaded++ })
 	return nil
 }
 
@@ -356,8 +323,5 @@ func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantService
 		JobId: t.GetJobId(), ModelRound: t.GetRound(), ModelDigest: t.GetBaseModelDigest(),
 		Examples: n, Correct: uint64(math.Round(met.Accuracy * float64(n))), LossSum: met.Loss * float64(n),
 	})
-	if err == nil {
-		p.count(func(s *Stats) { s.Evaluated++ })
-	}
 	return err
 }

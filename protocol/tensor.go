@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 )
 
@@ -62,4 +63,36 @@ func Chunks(b []byte) [][]byte {
 		b = b[ChunkBytes:]
 	}
 	return append(out, b)
+}
+
+// MaxBlobBytes bounds a blob received in chunks.
+const MaxBlobBytes = 1 << 30
+
+// ErrBlob means chunks do not make the blob expected: too large, or not
+// hashing to its digest.
+var ErrBlob = errors.New("bad blob")
+
+// ReceiveBlob reads chunks until recv returns io.EOF and joins their data.
+// When want is not empty, the result must hash to it.
+func ReceiveBlob(recv func() ([]byte, error), want string) ([]byte, error) {
+	var blob []byte
+	for {
+		data, err := recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(blob)+len(data) > MaxBlobBytes {
+			return nil, fmt.Errorf("%w: larger than %d bytes", ErrBlob, MaxBlobBytes)
+		}
+		blob = append(blob, data...)
+	}
+	if want != "" {
+		if got := Digest(blob); got != want {
+			return nil, fmt.Errorf("%w: content hashes to %s, not %s", ErrBlob, got, want)
+		}
+	}
+	return blob, nil
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"io"
 	"math"
 	"slices"
 	"testing"
@@ -27,5 +28,30 @@ func TestTensorRoundTripAndChunks(t *testing.T) {
 	}
 	if len(Chunks(nil)) != 1 {
 		t.Error("an empty blob must still make one (empty) chunk")
+	}
+}
+
+func TestReceiveBlob(t *testing.T) {
+	chunks := func(parts ...[]byte) func() ([]byte, error) {
+		return func() ([]byte, error) {
+			if len(parts) == 0 {
+				return nil, io.EOF
+			}
+			p := parts[0]
+			parts = parts[1:]
+			return p, nil
+		}
+	}
+	whole := []byte("federated")
+	got, err := ReceiveBlob(chunks([]byte("feder"), []byte("ated")), Digest(whole))
+	if err != nil || string(got) != "federated" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := ReceiveBlob(chunks([]byte("tampered")), Digest(whole)); !errors.Is(err, ErrBlob) {
+		t.Errorf("wrong content: got %v; want ErrBlob", err)
+	}
+	broken := errors.New("connection reset")
+	if _, err := ReceiveBlob(func() ([]byte, error) { return nil, broken }, ""); !errors.Is(err, broken) {
+		t.Errorf("stream error: got %v; want it passed through", err)
 	}
 }

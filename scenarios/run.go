@@ -246,7 +246,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	rep := &Report{Scenario: sc.Name, JobID: resp.JobId, TargetAccuracy: sc.Job.TargetAccuracy, Participants: sc.ParticipantCount(),
 		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}}
 	spec := model.MustParseSpec(sc.Job.Model)
-	seen := map[uint32]bool{}
+	seen := map[uint32]bool{}           // committed rounds reported
+	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
 	var job *pb.Job
 	for {
 		job, err = admin.GetJob(ctx, &pb.GetJobRequest{JobId: resp.JobId})
@@ -258,8 +259,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("watching rounds: %w", err)
 		}
 		for _, r := range rounds.Rounds {
-			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seen[1<<31|r.Number<<8|r.Attempt] {
-				seen[1<<31|r.Number<<8|r.Attempt] = true
+			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[[2]uint32{r.Number, r.Attempt}] {
+				seenAborted[[2]uint32{r.Number, r.Attempt}] = true
 				rep.RoundsAborted++
 				fmt.Fprintf(progress, "round %3d attempt %d aborted: %s\n", r.Number, r.Attempt, r.Reason)
 			}
@@ -392,21 +393,18 @@ func PullModel(ctx context.Context, admin pb.AdminServiceClient, jobID string, r
 	if err != nil {
 		return nil, nil, err
 	}
-	var blob []byte
-	var first *pb.ModelChunk
-	for {
+	var first *pb.ModelChunk // carries the digest and the model spec
+	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
 		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return blob, first, nil
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("pulling job %s round %d: %w", jobID, round, err)
-		}
-		if first == nil {
+		if first == nil && err == nil {
 			first = ch
 		}
-		blob = append(blob, ch.Data...)
+		return ch.GetData(), err
+	}, "")
+	if err != nil {
+		return nil, nil, fmt.Errorf("pulling job %s round %d: %w", jobID, round, err)
 	}
+	return blob, first, nil
 }
 
 // dropper makes chosen participants of chosen rounds fail after training.
