@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/model"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -30,13 +31,82 @@ type JobSpec struct {
 	EvaluateFraction     float64           `yaml:"evaluate_fraction" json:"evaluate_fraction"`
 }
 
-// SecureAggregation is the job file's secure_aggregation section. Masking is
-// not implemented yet: a job that asks for it is refused.
+// SecureAggregation is the job file's secure_aggregation section. With a
+// mode set, participants mask their updates and the coordinators learn only
+// the sum of each round's survivors.
 type SecureAggregation struct {
-	Mode        string  `yaml:"mode" json:"mode"`
-	Threshold   uint32  `yaml:"threshold" json:"threshold"`
+	// Mode is "secagg" (every pair of the cohort shares a mask: Bonawitz et
+	// al.), "secagg+" (neighbours on a random Harary graph: Bell et al.), or
+	// "" / "none".
+	Mode string `yaml:"mode" json:"mode"`
+	// Threshold is how many clients must survive every phase. 0 derives it:
+	// a majority of the cohort for secagg; from the dropout and corruption
+	// rates for secagg+.
+	Threshold uint32 `yaml:"threshold" json:"threshold"`
+	// DropoutRate is the fraction of a cohort expected to drop out
+	// (secagg+; 0 means 0.1).
 	DropoutRate float64 `yaml:"dropout_rate" json:"dropout_rate"`
-	Clip        float64 `yaml:"clip" json:"clip"`
+	// CorruptRate is the fraction of clients assumed to collude with the
+	// coordinators (secagg+; 0 means none).
+	CorruptRate float64 `yaml:"corrupt_rate" json:"corrupt_rate"`
+	// Clip bounds every entry of a weighted update to [−clip, clip] before
+	// quantisation (0 means 1).
+	Clip float64 `yaml:"clip" json:"clip"`
+	// PhaseDeadline bounds each phase after training (0 means 10s).
+	PhaseDeadline Duration `yaml:"phase_deadline" json:"phase_deadline"`
+}
+
+// Secure aggregation modes.
+const (
+	ModeSecAgg     = "secagg"
+	ModeSecAggPlus = "secagg+"
+)
+
+// Enabled reports whether updates are masked.
+func (sa SecureAggregation) Enabled() bool { return sa.Mode != "" && sa.Mode != "none" }
+
+// clip is the clipping range, defaulted.
+func (sa SecureAggregation) clip() float64 {
+	if sa.Clip == 0 {
+		return 1
+	}
+	return sa.Clip
+}
+
+// phaseDeadline is each post-training phase's time limit, defaulted.
+func (sa SecureAggregation) phaseDeadline() time.Duration {
+	if sa.PhaseDeadline == 0 {
+		return 10 * time.Second
+	}
+	return time.Duration(sa.PhaseDeadline)
+}
+
+// graph returns the degree and threshold for a cohort of n clients.
+func (sa SecureAggregation) graph(n int) (k, t int, err error) {
+	if n < 3 {
+		return 0, 0, fmt.Errorf("secure aggregation needs a cohort of at least 3; this one has %d", n)
+	}
+	k, t = n-1, n/2+1
+	if sa.Mode == ModeSecAggPlus {
+		dropout := sa.DropoutRate
+		if dropout == 0 {
+			dropout = 0.1
+		}
+		if gk, gt, err := secagg.ChooseGraph(n, dropout, sa.CorruptRate); err == nil {
+			k, t = gk, gt
+		} else {
+			// Small cohorts cannot meet the failure bounds: use the complete
+			// graph and a threshold that tolerates the dropout rate.
+			t = max(2, int(math.Floor((1-dropout)*float64(n))))
+		}
+	}
+	if sa.Threshold > 0 {
+		t = int(sa.Threshold)
+	}
+	if t > k+1 {
+		return 0, 0, fmt.Errorf("threshold %d exceeds the %d shareholders each client has in a cohort of %d", t, k+1, n)
+	}
+	return k, t, nil
 }
 
 // Duration is a time.Duration written as "30s" in YAML and JSON.
@@ -100,12 +170,51 @@ func (s JobSpec) Validate() error {
 		return bad("prox_mu", s.ProxMu, "want 0 or more")
 	case s.Strategy != "fedavg":
 		return bad("strategy", fmt.Sprintf("%q", s.Strategy), `want "fedavg"`)
-	case s.SecureAggregation.Mode != "" && s.SecureAggregation.Mode != "none":
-		return bad("secure_aggregation.mode", fmt.Sprintf("%q", s.SecureAggregation.Mode), "secure aggregation is not implemented yet; leave it unset")
+	}
+	if err := s.SecureAggregation.validate(s.ParticipantsPerRound); err != nil {
+		return err
+	}
+	switch {
 	case time.Duration(s.RoundDeadline) < 100*time.Millisecond || time.Duration(s.RoundDeadline) > 24*time.Hour:
 		return bad("round_deadline", time.Duration(s.RoundDeadline), "want 100ms–24h")
 	case !finite(s.EvaluateFraction) || s.EvaluateFraction < 0 || s.EvaluateFraction > 1:
 		return bad("evaluate_fraction", s.EvaluateFraction, "want a fraction in [0, 1]")
+	}
+	return nil
+}
+
+// validate checks the secure_aggregation section against the cohort size.
+func (sa SecureAggregation) validate(perRound uint32) error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("%w: secure_aggregation.%s %v: %s", ErrBadJobSpec, field, v, want)
+	}
+	switch sa.Mode {
+	case "", "none":
+		return nil
+	case ModeSecAgg, ModeSecAggPlus:
+	default:
+		return bad("mode", fmt.Sprintf("%q", sa.Mode), `want "secagg", "secagg+" or "none"`)
+	}
+	switch {
+	case !(sa.Clip >= 0) || math.IsInf(sa.Clip, 0):
+		return bad("clip", sa.Clip, "want a positive number")
+	case !(sa.DropoutRate >= 0 && sa.DropoutRate < 1):
+		return bad("dropout_rate", sa.DropoutRate, "want a fraction in [0, 1)")
+	case !(sa.CorruptRate >= 0 && sa.CorruptRate < 1):
+		return bad("corrupt_rate", sa.CorruptRate, "want a fraction in [0, 1)")
+	case sa.Threshold == 1:
+		return bad("threshold", sa.Threshold, "want 0 (derived) or at least 2")
+	case sa.PhaseDeadline != 0 && (time.Duration(sa.PhaseDeadline) < 100*time.Millisecond || time.Duration(sa.PhaseDeadline) > time.Hour):
+		return bad("phase_deadline", time.Duration(sa.PhaseDeadline), "want 100ms–1h")
+	case perRound > 0 && perRound < 3:
+		return fmt.Errorf("%w: participants_per_round %d: secure aggregation needs at least 3", ErrBadJobSpec, perRound)
+	case perRound > 0 && sa.Threshold > perRound:
+		return bad("threshold", sa.Threshold, fmt.Sprintf("cannot exceed participants_per_round %d", perRound))
+	}
+	if perRound > 0 {
+		if _, _, err := sa.graph(int(perRound)); err != nil {
+			return fmt.Errorf("%w: secure_aggregation: %v", ErrBadJobSpec, err)
+		}
 	}
 	return nil
 }
@@ -123,7 +232,8 @@ func (s JobSpec) ToProto() *pb.JobSpec {
 		MinParticipants: s.MinParticipants, LocalEpochs: s.LocalEpochs, BatchSize: s.BatchSize,
 		LearningRate: s.LearningRate, ProxMu: s.ProxMu, Strategy: s.Strategy,
 		SecureAggregation: &pb.SecureAggregation{Mode: s.SecureAggregation.Mode, Threshold: s.SecureAggregation.Threshold,
-			DropoutRate: s.SecureAggregation.DropoutRate, Clip: s.SecureAggregation.Clip},
+			DropoutRate: s.SecureAggregation.DropoutRate, Clip: s.SecureAggregation.Clip, CorruptRate: s.SecureAggregation.CorruptRate,
+			PhaseDeadlineMs: uint64(time.Duration(s.SecureAggregation.PhaseDeadline) / time.Millisecond)},
 		RoundDeadlineMs: uint64(time.Duration(s.RoundDeadline) / time.Millisecond), Seed: s.Seed, EvaluateFraction: s.EvaluateFraction,
 	}
 }
@@ -141,7 +251,8 @@ func JobSpecFromProto(p *pb.JobSpec) JobSpec {
 		RoundDeadline: Duration(time.Duration(p.RoundDeadlineMs) * time.Millisecond), Seed: p.Seed, EvaluateFraction: p.EvaluateFraction,
 	}
 	if sa := p.SecureAggregation; sa != nil {
-		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip}
+		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip,
+			CorruptRate: sa.CorruptRate, PhaseDeadline: Duration(time.Duration(sa.PhaseDeadlineMs) * time.Millisecond)}
 	}
 	return s
 }

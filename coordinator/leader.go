@@ -192,12 +192,20 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 			}
 		}
 	}
+	if r := run.round; r != nil && r.sec != nil {
+		return c.advanceSecure(job, run, now)
+	}
 	if r := run.round; r != nil {
 		switch r.outcome(now) {
 		case roundPending:
 			return nil
 		case roundComplete, roundCommit:
-			return c.commitRound(job, run, now)
+			params, err := r.acc.Apply(r.base)
+			if err != nil {
+				run.round = nil
+				return err
+			}
+			return c.commitRound(job, run, params, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
 		case roundAbort:
 			run.round = nil
 			c.metrics.roundsAborted.Inc()
@@ -294,12 +302,25 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		return fmt.Errorf("base model of round %d: %w", number, err)
 	}
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
+	var sec *secureRound
+	if spec.SecureAggregation.Enabled() {
+		if sec, err = newSecureRound(spec.SecureAggregation, cohort, len(base), c.weightScale(cohort), deadline, c.cfg.CA); err != nil {
+			if !run.waitingLogged {
+				c.log.Info("cannot open a round with secure aggregation yet", "job", job.ID, "cohort", len(cohort), "err", err)
+				run.waitingLogged = true
+			}
+			return nil
+		}
+	}
 	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
 	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec}); err != nil {
 		return err
 	}
 	minUpdates := min(int(spec.MinParticipants), len(cohort))
 	run.round = newRound(job.ID, number, attempt, cohort, base, baseDigest, deadline, minUpdates)
+	if sec != nil {
+		run.round.sec, run.round.acc = sec, nil
+	}
 	sent := 0
 	for _, id := range cohort {
 		h := fnv.New64a()
@@ -310,6 +331,9 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
 			Seed: seededRand(spec.Seed, uint64(number), uint64(attempt), h.Sum64()).Uint64(),
 		}
+		if sec != nil {
+			t.Secagg = sec.trainTask(id)
+		}
 		if c.sessions.send(id, t) {
 			sent++
 		}
@@ -318,13 +342,59 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	return nil
 }
 
-func (c *Coordinator) commitRound(job *Job, run *jobRun, now time.Time) error {
+// weightScale is the largest number of examples a cohort member registered
+// with: secure aggregation weights are examples / weightScale, at most 1.
+func (c *Coordinator) weightScale(cohort []string) float64 {
+	scale := uint64(1)
+	for _, id := range cohort {
+		if p := c.fsm.Participant(id); p != nil {
+			scale = max(scale, p.Examples)
+		}
+	}
+	return float64(scale)
+}
+
+// advanceSecure moves a round with secure aggregation through its phases,
+// sending each phase's tasks, and commits or aborts it at the end.
+func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error {
+	r := run.round
+	kind, tasks, err := r.sec.advance(now, func(id string) bool { ok, _ := c.sessions.status(id); return ok })
+	if err == nil && r.sec.phase == phaseDone && len(r.sec.survivors) < r.minUpdates {
+		err = fmt.Errorf("%d masked inputs; the job needs at least %d", len(r.sec.survivors), r.minUpdates)
+	}
+	if err != nil {
+		run.round = nil
+		c.metrics.roundsAborted.Inc()
+		c.log.Info("round aborted", "job", job.ID, "round", r.number, "attempt", r.attempt, "reason", err)
+		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: err.Error(), At: now.UnixMilli()})
+	}
+	if r.sec.phase == phaseDone {
+		delta, contributors, examples, err := r.sec.result()
+		if err != nil {
+			run.round = nil
+			return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: err.Error(), At: now.UnixMilli()})
+		}
+		params := slices.Clone(r.base)
+		for i, d := range delta {
+			params[i] += d
+		}
+		return c.commitRound(job, run, params, contributors, examples, now)
+	}
+	for id, st := range tasks {
+		c.sessions.send(id, &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
+			Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: r.sec.deadline.UnixMilli(), Secagg: st})
+	}
+	if len(tasks) > 0 {
+		c.log.Debug("secure aggregation phase", "job", job.ID, "round", r.number, "phase", r.sec.phase, "clients", len(tasks))
+	}
+	return nil
+}
+
+// commitRound stores the round's new model on a quorum of coordinators and
+// commits it, or aborts the round if it cannot.
+func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, contributors []string, examples uint64, now time.Time) error {
 	r := run.round
 	run.round = nil
-	params, err := r.acc.Apply(r.base)
-	if err != nil {
-		return err
-	}
 	if err := model.CheckParams(model.MustParseSpec(job.Spec.Model), params); err != nil {
 		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: "aggregate is not finite: " + err.Error(), At: now.UnixMilli()})
 	}
@@ -334,9 +404,8 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, now time.Time) error {
 		return errors.Join(err, c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
 			Reason: "new model did not reach a quorum of coordinators", At: now.UnixMilli()}))
 	}
-	contributors := slices.Sorted(slices.Values(r.contributors))
 	err = c.apply(cmdCommitRound, commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
-		Contributors: contributors, Examples: r.examples, At: now.UnixMilli()})
+		Contributors: contributors, Examples: examples, At: now.UnixMilli()})
 	if err != nil {
 		return err
 	}
@@ -383,7 +452,11 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[h.GetJobId()]; run != nil && run.round != nil {
-		if err := run.round.admit(from, h, time.Now()); err != nil {
+		admit := func() error { return run.round.admit(from, h, time.Now()) }
+		if h.GetMasked() {
+			admit = func() error { return run.round.admitMasked(from, h) }
+		}
+		if err := admit(); err != nil {
 			return nil, err
 		}
 		return run.round, nil
@@ -417,6 +490,54 @@ func (c *Coordinator) releaseUpdate(r *round, from string) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	r.release(from)
+	if r.sec != nil {
+		r.sec.releaseMasked(from)
+	}
+}
+
+// addMasked sums an admitted masked input into its round, if that round is
+// still the open one.
+func (c *Coordinator) addMasked(r *round, from string, y []uint32) error {
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
+		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrWrongRound, r.number)
+	}
+	if err := r.sec.addMasked(from, y); err != nil {
+		return err
+	}
+	c.kickLeader()
+	return nil
+}
+
+// secureMessage hands a secure-aggregation message to the open round it
+// names, under the leader's lock.
+func (c *Coordinator) secureMessage(ref *pb.SecAggRound, deliver func(s *secureRound) error) error {
+	if err := c.requireLeader(); err != nil {
+		return err
+	}
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	run := c.leader.jobs[ref.GetJobId()]
+	if run == nil || run.round == nil {
+		if _, err := c.fsm.Job(ref.GetJobId()); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: job %s has no round open (message for round %d)", ErrWrongRound, ref.GetJobId(), ref.GetRound())
+	}
+	r := run.round
+	switch {
+	case ref.GetRound() != r.number || ref.GetAttempt() != r.attempt:
+		return fmt.Errorf("%w: message for round %d attempt %d; job %s has round %d attempt %d open",
+			ErrWrongRound, ref.GetRound(), ref.GetAttempt(), r.jobID, r.number, r.attempt)
+	case r.sec == nil:
+		return fmt.Errorf("%w: round %d does not use secure aggregation", ErrBadUpdate, r.number)
+	}
+	if err := deliver(r.sec); err != nil {
+		return err
+	}
+	c.kickLeader()
+	return nil
 }
 
 // addEvaluation records one participant's evaluation report.

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"google.golang.org/grpc"
@@ -142,6 +143,17 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	if err != nil {
 		return toStatus(err)
 	}
+	if h.GetMasked() {
+		y, err := receiveMasked(stream, first.GetData(), int(h.GetNumParams()), s.c.metrics)
+		if err != nil {
+			s.c.releaseUpdate(r, id.Name)
+			return toStatus(err)
+		}
+		if err := s.c.addMasked(r, id.Name, y); err != nil {
+			return toStatus(err)
+		}
+		return stream.SendAndClose(&pb.UploadUpdateResponse{})
+	}
 	delta, err := receiveUpdate(stream, first.GetData(), len(r.base), s.c.metrics)
 	if err != nil {
 		s.c.releaseUpdate(r, id.Name)
@@ -192,6 +204,99 @@ func receiveUpdate(stream pb.ParticipantService_UploadUpdateServer, firstData []
 		return nil, fmt.Errorf("%w: %d of %d parameters received", ErrBadUpdate, filled, n)
 	}
 	return delta, nil
+}
+
+// receiveMasked reads a masked input of n uint32 values (little endian).
+func receiveMasked(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics) ([]uint32, error) {
+	y := make([]uint32, 0, n)
+	add := func(b []byte) error {
+		if len(b)%4 != 0 || len(y)+len(b)/4 > n {
+			return fmt.Errorf("%w: more than the %d values announced, or a partial value", ErrBadUpdate, n)
+		}
+		for i := 0; i < len(b); i += 4 {
+			y = append(y, binary.LittleEndian.Uint32(b[i:]))
+		}
+		m.bytesReceived.Add(float64(len(b)))
+		return nil
+	}
+	if err := add(firstData); err != nil {
+		return nil, err
+	}
+	for {
+		ch, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ch.GetHeader() != nil {
+			return nil, fmt.Errorf("%w: a second header in one upload", ErrBadUpdate)
+		}
+		if err := add(ch.GetData()); err != nil {
+			return nil, err
+		}
+	}
+	if len(y) != n {
+		return nil, fmt.Errorf("%w: %d of %d values received", ErrBadUpdate, len(y), n)
+	}
+	return y, nil
+}
+
+// maxSecAggItems bounds the shares or reveals one message may carry: one
+// per client of the largest cohort secure aggregation accepts.
+const maxSecAggItems = 1 << 16
+
+func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAggAdvertiseRequest) (*pb.SecAggResponse, error) {
+	return secAggCall(ctx, s.c, req, func(cc pb.ParticipantServiceClient, ctx context.Context) (*pb.SecAggResponse, error) {
+		return cc.SecAggAdvertise(ctx, req)
+	}, func(from string) error {
+		return s.c.secureMessage(req.GetRound(), func(r *secureRound) error { return r.advertise(from, req.GetAdvertisement()) })
+	})
+}
+
+func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAggShareKeysRequest) (*pb.SecAggResponse, error) {
+	if len(req.GetShares()) > maxSecAggItems {
+		return nil, toStatus(fmt.Errorf("%w: %d shares in one message", ErrBadUpdate, len(req.GetShares())))
+	}
+	return secAggCall(ctx, s.c, req, func(cc pb.ParticipantServiceClient, ctx context.Context) (*pb.SecAggResponse, error) {
+		return cc.SecAggShareKeys(ctx, req)
+	}, func(from string) error {
+		return s.c.secureMessage(req.GetRound(), func(r *secureRound) error { return r.shareKeys(from, req.GetShares()) })
+	})
+}
+
+func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnmaskRequest) (*pb.SecAggResponse, error) {
+	if len(req.GetReveals()) > maxSecAggItems {
+		return nil, toStatus(fmt.Errorf("%w: %d reveals in one message", ErrBadUpdate, len(req.GetReveals())))
+	}
+	return secAggCall(ctx, s.c, req, func(cc pb.ParticipantServiceClient, ctx context.Context) (*pb.SecAggResponse, error) {
+		return cc.SecAggUnmask(ctx, req)
+	}, func(from string) error {
+		return s.c.secureMessage(req.GetRound(), func(r *secureRound) error { return r.unmask(from, req.GetReveals()) })
+	})
+}
+
+// secAggCall authenticates a participant's secure-aggregation message and
+// either forwards it to the leader or delivers it here.
+func secAggCall(ctx context.Context, c *Coordinator, req interface{ GetRound() *pb.SecAggRound },
+	forward func(pb.ParticipantServiceClient, context.Context) (*pb.SecAggResponse, error), deliver func(from string) error) (*pb.SecAggResponse, error) {
+	id, err := caller(ctx, pki.RoleParticipant)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if req.GetRound() == nil {
+		return nil, toStatus(fmt.Errorf("%w: the message names no round", ErrBadUpdate))
+	}
+	if resp, fwd, err := forwardUnary(ctx, c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SecAggResponse, error) {
+		return forward(pb.NewParticipantServiceClient(cc), ctx)
+	}); fwd {
+		return resp, err
+	}
+	if err := deliver(id.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.SecAggResponse{}, nil
 }
 
 func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.ReportEvaluationRequest) (*pb.ReportEvaluationResponse, error) {

@@ -27,6 +27,9 @@ type round struct {
 	examples        uint64
 	receiving       map[string]bool // uploads admitted but not yet added
 	done            map[string]bool // contributors, as a set
+	// sec runs secure aggregation when the job asks for it; then updates
+	// arrive masked, acc is unused and deadline bounds training only.
+	sec *secureRound
 }
 
 func newRound(jobID string, number, attempt uint32, cohort []string, base []float32, baseDigest string, deadline time.Time, minUpdates int) *round {
@@ -61,6 +64,8 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
 	case r.done[from] || r.receiving[from]:
 		return fmt.Errorf("%w: %s, round %d", ErrDuplicate, from, r.number)
+	case r.sec != nil:
+		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", ErrBadUpdate, r.number)
 	case h.GetNumParams() != uint64(len(r.base)):
 		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), len(r.base))
 	case h.GetExamples() == 0 || h.GetExamples() > maxExamples:
@@ -68,6 +73,20 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 	}
 	r.receiving[from] = true
 	return nil
+}
+
+// admitMasked checks a masked input's header and reserves the sender's slot.
+func (r *round) admitMasked(from string, h *pb.UpdateHeader) error {
+	switch {
+	case h.GetRound() != r.number || h.GetAttempt() != r.attempt:
+		return fmt.Errorf("%w: masked input for round %d attempt %d; job %s has round %d attempt %d open",
+			ErrWrongRound, h.GetRound(), h.GetAttempt(), r.jobID, r.number, r.attempt)
+	case h.GetBaseModelDigest() != r.baseDigest:
+		return fmt.Errorf("%w: masked input trained from %s; the round's base model is %s", ErrWrongRound, h.GetBaseModelDigest(), r.baseDigest)
+	case r.sec == nil:
+		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", ErrBadUpdate, r.number)
+	}
+	return r.sec.admitMasked(from, h.GetNumParams())
 }
 
 // release gives back a slot admit reserved when the upload failed.

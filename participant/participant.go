@@ -51,6 +51,9 @@ type Config struct {
 	// returning an error drops the update. Scenarios use it to simulate
 	// participants that fail mid-round.
 	BeforeUpload func(t *pb.Task) error
+	// AfterTask, if set, runs after each task the participant completed.
+	// Tests use it to kill a participant at a chosen point of a round.
+	AfterTask func(t *pb.Task)
 }
 
 // Validate reports the first missing setting.
@@ -84,7 +87,8 @@ type Participant struct {
 
 	mu     sync.Mutex
 	addrs  []string
-	models map[string][]float32 // small cache of downloaded models by digest
+	models map[string][]float32    // small cache of downloaded models by digest
+	secure map[string]*secureRound // secure aggregation in progress, by round attempt
 }
 
 // New checks cfg and returns a participant; it connects nothing until Run.
@@ -108,7 +112,7 @@ func New(cfg Config) (*Participant, error) {
 	}
 	return &Participant{
 		cfg: cfg, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
-		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{},
+		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: map[string]*secureRound{},
 	}, nil
 }
 
@@ -164,6 +168,8 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 		}
 		if err := p.handle(ctx, client, t); err != nil {
 			p.log.Info("task failed", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "err", err)
+		} else if p.cfg.AfterTask != nil {
+			p.cfg.AfterTask(t)
 		}
 	}
 }
@@ -187,6 +193,10 @@ func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceCl
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(d))
 		defer cancel()
+	}
+	switch t.GetKind() {
+	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		return p.secureStep(ctx, client, t)
 	}
 	spec, err := model.ParseSpec(t.GetModel())
 	if err != nil {
@@ -270,16 +280,21 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	if len(res.EpochLoss) > 0 {
 		loss = res.EpochLoss[len(res.EpochLoss)-1]
 	}
+	if t.GetSecagg() != nil {
+		return p.startSecure(ctx, client, t, delta)
+	}
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 		NumParams: uint64(len(delta)), Examples: uint64(p.cfg.Train.Len()), TrainLoss: loss}
-	if err := Upload(ctx, client, hdr, delta); err != nil {
-		return err
-	}
-	return nil
+	return Upload(ctx, client, hdr, delta)
 }
 
 // Upload sends one update: the header, then the values in chunks.
 func Upload(ctx context.Context, client pb.ParticipantServiceClient, hdr *pb.UpdateHeader, delta []float32) error {
+	return uploadBytes(ctx, client, hdr, protocol.EncodeFloat32(delta))
+}
+
+// uploadBytes sends an update's header, then its encoded values in chunks.
+func uploadBytes(ctx context.Context, client pb.ParticipantServiceClient, hdr *pb.UpdateHeader, data []byte) error {
 	stream, err := client.UploadUpdate(ctx)
 	if err != nil {
 		return err
@@ -287,7 +302,7 @@ func Upload(ctx context.Context, client pb.ParticipantServiceClient, hdr *pb.Upd
 	if err := stream.Send(&pb.UpdateChunk{Header: hdr}); err != nil {
 		return uploadErr(stream, err)
 	}
-	for _, ch := range protocol.Chunks(protocol.EncodeFloat32(delta)) {
+	for _, ch := range protocol.Chunks(data) {
 		if err := stream.Send(&pb.UpdateChunk{Data: ch}); err != nil {
 			return uploadErr(stream, err)
 		}

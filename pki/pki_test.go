@@ -54,3 +54,56 @@ func TestIssueAndReadIdentity(t *testing.T) {
 		}
 	}
 }
+
+func TestSignatureNamesItsSigner(t *testing.T) {
+	ca, err := NewCA("fed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := Identity{Role: RoleParticipant, Name: "alice", Organization: "a"}
+	cert, err := ca.Issue(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := other.Issue(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("keys")
+	sig, err := Sign(cert, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerSig, err := Sign(stranger, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := cert.Certificate[0]
+	tests := []struct {
+		name     string
+		cert     []byte
+		want     Identity
+		msg, sig []byte
+		ok       bool
+	}{
+		{"genuine", der, alice, msg, sig, true},
+		{"other message", der, alice, []byte("other keys"), sig, false},
+		{"other name", der, Identity{Role: RoleParticipant, Name: "bob"}, msg, sig, false},
+		{"other role", der, Identity{Role: RoleCoordinator, Name: "alice"}, msg, sig, false},
+		{"another CA", stranger.Certificate[0], alice, msg, strangerSig, false},
+		{"garbage certificate", []byte("x"), alice, msg, sig, false},
+	}
+	for _, tt := range tests {
+		err := VerifySigned(ca.Pool(), tt.cert, tt.want, tt.msg, tt.sig)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: VerifySigned = %v; want ok=%v", tt.name, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrBadSignature) {
+			t.Errorf("%s: %v is not ErrBadSignature", tt.name, err)
+		}
+	}
+}

@@ -14,7 +14,7 @@ func TestShamirRebuildsFromAnyT(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pick := range [][]int{{0, 1, 2, 3}, {6, 4, 2, 0}, {3, 4, 5, 6}} {
-		var sub []share
+		var sub []Share
 		for _, i := range pick {
 			sub = append(sub, shares[i])
 		}

@@ -71,7 +71,9 @@ type Advertisement struct {
 	Identity string // who signed (the certificate's name)
 }
 
-func (a Advertisement) signed(p Params) []byte {
+// SignedBytes is what the advertisement's signature covers: its sender's
+// index, both keys and the round's graph seed.
+func (a Advertisement) SignedBytes(p Params) []byte {
 	b := []byte("accord secagg advertise")
 	b = binary.LittleEndian.AppendUint64(b, p.GraphSeed)
 	b = binary.LittleEndian.AppendUint32(b, uint32(a.From))
@@ -100,7 +102,7 @@ const (
 type Reveal struct {
 	Owner int
 	Kind  SecretKind
-	Share share
+	Share Share
 }
 
 // Signer signs advertisements with a client's identity key; Verifier checks
@@ -111,7 +113,7 @@ type (
 	Verifier func(from int, identity string, msg, sig []byte) bool
 )
 
-type heldPair struct{ Seed, Key share }
+type heldPair struct{ Seed, Key Share }
 
 // Client is one client's side of a round.
 type Client struct {
@@ -166,7 +168,7 @@ func (c *Client) Advertise() (Advertisement, error) {
 		return Advertisement{}, err
 	}
 	a := Advertisement{From: c.id, CKey: c.cKey.PublicKey().Bytes(), SKey: c.sKey.PublicKey().Bytes(), Identity: c.identity}
-	if a.Sig, err = c.sign(a.signed(c.p)); err != nil {
+	if a.Sig, err = c.sign(a.SignedBytes(c.p)); err != nil {
 		return Advertisement{}, err
 	}
 	return a, nil
@@ -213,7 +215,7 @@ func (c *Client) ShareKeys(ads []Advertisement) ([]EncryptedShare, error) {
 		if !neigh[a.From] {
 			continue
 		}
-		if !c.verify(a.From, a.Identity, a.signed(c.p), a.Sig) {
+		if !c.verify(a.From, a.Identity, a.SignedBytes(c.p), a.Sig) {
 			return nil, fmt.Errorf("%w: client %d's advertisement is not signed by %q", ErrBadMessage, a.From, a.Identity)
 		}
 		c.peers[a.From] = a

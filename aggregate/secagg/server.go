@@ -20,7 +20,7 @@ type Server struct {
 	sum     []uint32
 	masked  map[int]bool
 	u3      []int
-	reveals map[int]map[SecretKind][]share // owner → kind → shares
+	reveals map[int]map[SecretKind][]Share // owner → kind → shares
 	from4   map[int]bool
 }
 
@@ -31,7 +31,16 @@ func NewServer(p Params) (*Server, error) {
 	}
 	return &Server{p: p, graph: neighbours(p.N, p.K, p.GraphSeed), ads: map[int]Advertisement{}, routed: map[int][]EncryptedShare{},
 		sent: map[int]bool{}, sum: make([]uint32, p.Length), masked: map[int]bool{},
-		reveals: map[int]map[SecretKind][]share{}, from4: map[int]bool{}}, nil
+		reveals: map[int]map[SecretKind][]Share{}, from4: map[int]bool{}}, nil
+}
+
+// Neighbours returns client u's neighbours on the round's graph: the clients
+// whose advertisements u needs.
+func (s *Server) Neighbours(u int) []int {
+	if u < 0 || u >= len(s.graph) {
+		return nil
+	}
+	return slices.Clone(s.graph[u])
 }
 
 func (s *Server) in(phase int) error {
@@ -180,14 +189,14 @@ func (s *Server) ReceiveReveals(from int, rs []Reveal) error {
 		if s.masked[r.Owner] {
 			want = MaskSeed
 		}
-		if !s.sent[r.Owner] || r.Kind != want || r.Share.X != uint32(from+1) {
+		if !s.sent[r.Owner] || r.Kind != want || r.Share.X != uint32(from+1) || !r.Share.inField() {
 			return fmt.Errorf("%w: client %d revealed a %v share of %d", ErrUnsafeRequest, from, r.Kind, r.Owner)
 		}
 	}
 	s.from4[from] = true
 	for _, r := range rs {
 		if s.reveals[r.Owner] == nil {
-			s.reveals[r.Owner] = map[SecretKind][]share{}
+			s.reveals[r.Owner] = map[SecretKind][]Share{}
 		}
 		s.reveals[r.Owner][r.Kind] = append(s.reveals[r.Owner][r.Kind], r.Share)
 	}

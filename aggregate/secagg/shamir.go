@@ -14,7 +14,9 @@ import (
 
 const prime = 1<<61 - 1
 
-const limbs = 5 // 5 × 7 bytes ≥ 32
+// Limbs is the number of field elements a 32-byte secret is split into
+// (5 × 7 bytes ≥ 32).
+const Limbs = 5
 
 func addMod(a, b uint64) uint64 {
 	s := a + b
@@ -55,10 +57,21 @@ func powMod(a, e uint64) uint64 {
 
 func invMod(a uint64) uint64 { return powMod(a, prime-2) }
 
-// share is one recipient's evaluation of the limb polynomials at X.
-type share struct {
+// Share is one recipient's evaluation of the limb polynomials at X (the
+// field is GF(2^61−1); a 32-byte secret is Limbs limbs).
+type Share struct {
 	X uint32
-	Y [limbs]uint64
+	Y [Limbs]uint64
+}
+
+// inField reports whether every evaluation is a field element.
+func (s Share) inField() bool {
+	for _, y := range s.Y {
+		if y >= prime {
+			return false
+		}
+	}
+	return true
 }
 
 func randField() (uint64, error) {
@@ -76,14 +89,14 @@ func randField() (uint64, error) {
 
 // splitSecret shares secret among xs (distinct, non-zero) so that any t
 // shares rebuild it.
-func splitSecret(secret [32]byte, t int, xs []uint32) ([]share, error) {
+func splitSecret(secret [32]byte, t int, xs []uint32) ([]Share, error) {
 	if t < 1 || t > len(xs) {
 		return nil, fmt.Errorf("threshold %d for %d shares", t, len(xs))
 	}
-	var padded [limbs * 7]byte
+	var padded [Limbs * 7]byte
 	copy(padded[:], secret[:])
-	coeffs := make([][]uint64, limbs)
-	for l := range limbs {
+	coeffs := make([][]uint64, Limbs)
+	for l := range Limbs {
 		var b [8]byte
 		copy(b[:7], padded[7*l:7*l+7])
 		coeffs[l] = make([]uint64, t)
@@ -96,10 +109,10 @@ func splitSecret(secret [32]byte, t int, xs []uint32) ([]share, error) {
 			coeffs[l][i] = v
 		}
 	}
-	out := make([]share, len(xs))
+	out := make([]Share, len(xs))
 	for i, x := range xs {
 		out[i].X = x
-		for l := range limbs {
+		for l := range Limbs {
 			// Horner's rule.
 			var y uint64
 			for j := t - 1; j >= 0; j-- {
@@ -113,7 +126,7 @@ func splitSecret(secret [32]byte, t int, xs []uint32) ([]share, error) {
 
 // combineShares rebuilds a secret from exactly t or more shares by Lagrange
 // interpolation at 0 (the first t are used).
-func combineShares(shares []share, t int) ([32]byte, error) {
+func combineShares(shares []Share, t int) ([32]byte, error) {
 	var secret [32]byte
 	if len(shares) < t {
 		return secret, fmt.Errorf("%d shares; need %d", len(shares), t)
@@ -126,8 +139,8 @@ func combineShares(shares []share, t int) ([32]byte, error) {
 		}
 		seen[s.X] = true
 	}
-	var padded [limbs * 7]byte
-	for l := range limbs {
+	var padded [Limbs * 7]byte
+	for l := range Limbs {
 		var acc uint64
 		for i, si := range shares {
 			num, den := uint64(1), uint64(1)

@@ -27,6 +27,12 @@ const (
 	TaskKind_TASK_KIND_UNSPECIFIED TaskKind = 0
 	TaskKind_TASK_KIND_TRAIN       TaskKind = 1
 	TaskKind_TASK_KIND_EVALUATE    TaskKind = 2
+	// Secure aggregation phases after training: relay the cohort's
+	// advertisements, deliver shares and the phase-1 survivors, name the
+	// phase-2 survivors whose shares to reveal.
+	TaskKind_TASK_KIND_SECAGG_SHARE_KEYS   TaskKind = 3
+	TaskKind_TASK_KIND_SECAGG_MASKED_INPUT TaskKind = 4
+	TaskKind_TASK_KIND_SECAGG_UNMASK       TaskKind = 5
 )
 
 // Enum value maps for TaskKind.
@@ -35,11 +41,17 @@ var (
 		0: "TASK_KIND_UNSPECIFIED",
 		1: "TASK_KIND_TRAIN",
 		2: "TASK_KIND_EVALUATE",
+		3: "TASK_KIND_SECAGG_SHARE_KEYS",
+		4: "TASK_KIND_SECAGG_MASKED_INPUT",
+		5: "TASK_KIND_SECAGG_UNMASK",
 	}
 	TaskKind_value = map[string]int32{
-		"TASK_KIND_UNSPECIFIED": 0,
-		"TASK_KIND_TRAIN":       1,
-		"TASK_KIND_EVALUATE":    2,
+		"TASK_KIND_UNSPECIFIED":         0,
+		"TASK_KIND_TRAIN":               1,
+		"TASK_KIND_EVALUATE":            2,
+		"TASK_KIND_SECAGG_SHARE_KEYS":   3,
+		"TASK_KIND_SECAGG_MASKED_INPUT": 4,
+		"TASK_KIND_SECAGG_UNMASK":       5,
 	}
 )
 
@@ -68,6 +80,55 @@ func (x TaskKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use TaskKind.Descriptor instead.
 func (TaskKind) EnumDescriptor() ([]byte, []int) {
 	return file_accord_v1_participant_proto_rawDescGZIP(), []int{0}
+}
+
+type SecAggReveal_Kind int32
+
+const (
+	SecAggReveal_KIND_UNSPECIFIED SecAggReveal_Kind = 0
+	SecAggReveal_KIND_MASK_SEED   SecAggReveal_Kind = 1
+	SecAggReveal_KIND_MASK_KEY    SecAggReveal_Kind = 2
+)
+
+// Enum value maps for SecAggReveal_Kind.
+var (
+	SecAggReveal_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_MASK_SEED",
+		2: "KIND_MASK_KEY",
+	}
+	SecAggReveal_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_MASK_SEED":   1,
+		"KIND_MASK_KEY":    2,
+	}
+)
+
+func (x SecAggReveal_Kind) Enum() *SecAggReveal_Kind {
+	p := new(SecAggReveal_Kind)
+	*p = x
+	return p
+}
+
+func (x SecAggReveal_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SecAggReveal_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_accord_v1_participant_proto_enumTypes[1].Descriptor()
+}
+
+func (SecAggReveal_Kind) Type() protoreflect.EnumType {
+	return &file_accord_v1_participant_proto_enumTypes[1]
+}
+
+func (x SecAggReveal_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SecAggReveal_Kind.Descriptor instead.
+func (SecAggReveal_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7, 0}
 }
 
 type RegisterRequest struct {
@@ -236,8 +297,11 @@ type Task struct {
 	ProxMu          float64                `protobuf:"fixed64,11,opt,name=prox_mu,json=proxMu,proto3" json:"prox_mu,omitempty"`
 	Seed            uint64                 `protobuf:"varint,12,opt,name=seed,proto3" json:"seed,omitempty"`
 	DeadlineUnixMs  int64                  `protobuf:"varint,13,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set on the train task of a round with secure aggregation, and on the
+	// tasks of its later phases.
+	Secagg        *SecAggTask `protobuf:"bytes,14,opt,name=secagg,proto3" json:"secagg,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -361,6 +425,619 @@ func (x *Task) GetDeadlineUnixMs() int64 {
 	return 0
 }
 
+func (x *Task) GetSecagg() *SecAggTask {
+	if x != nil {
+		return x.Secagg
+	}
+	return nil
+}
+
+// SecAggTask is what a participant needs for one secure-aggregation phase.
+type SecAggTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Protocol parameters (train task): cohort size, graph degree, threshold,
+	// vector length (the model's parameters plus one weight entry) and the
+	// seed of the relabelled Harary graph.
+	N         uint32 `protobuf:"varint,1,opt,name=n,proto3" json:"n,omitempty"`
+	Degree    uint32 `protobuf:"varint,2,opt,name=degree,proto3" json:"degree,omitempty"`
+	Threshold uint32 `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Length    uint64 `protobuf:"varint,4,opt,name=length,proto3" json:"length,omitempty"`
+	GraphSeed uint64 `protobuf:"varint,5,opt,name=graph_seed,json=graphSeed,proto3" json:"graph_seed,omitempty"`
+	// The cohort in client-index order; the receiver is cohort[index].
+	Cohort []string `protobuf:"bytes,6,rep,name=cohort,proto3" json:"cohort,omitempty"`
+	Index  uint32   `protobuf:"varint,7,opt,name=index,proto3" json:"index,omitempty"`
+	// Updates are clipped to [-clip, clip] before quantisation.
+	Clip float64 `protobuf:"fixed64,8,opt,name=clip,proto3" json:"clip,omitempty"`
+	// A participant's FedAvg weight is min(1, examples / weight_scale).
+	WeightScale float64 `protobuf:"fixed64,9,opt,name=weight_scale,json=weightScale,proto3" json:"weight_scale,omitempty"`
+	// Phase 1 input: every advertisement the server accepted.
+	Advertisements []*SecAggAdvertisement `protobuf:"bytes,10,rep,name=advertisements,proto3" json:"advertisements,omitempty"`
+	// Phase 2 input: the clients that completed phase 1, and the shares
+	// addressed to the receiver from them.
+	Survivors     []uint32       `protobuf:"varint,11,rep,packed,name=survivors,proto3" json:"survivors,omitempty"`
+	Shares        []*SecAggShare `protobuf:"bytes,12,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggTask) Reset() {
+	*x = SecAggTask{}
+	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggTask) ProtoMessage() {}
+
+func (x *SecAggTask) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggTask.ProtoReflect.Descriptor instead.
+func (*SecAggTask) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SecAggTask) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetDegree() uint32 {
+	if x != nil {
+		return x.Degree
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetThreshold() uint32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetLength() uint64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetGraphSeed() uint64 {
+	if x != nil {
+		return x.GraphSeed
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetCohort() []string {
+	if x != nil {
+		return x.Cohort
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetClip() float64 {
+	if x != nil {
+		return x.Clip
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetWeightScale() float64 {
+	if x != nil {
+		return x.WeightScale
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetAdvertisements() []*SecAggAdvertisement {
+	if x != nil {
+		return x.Advertisements
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetSurvivors() []uint32 {
+	if x != nil {
+		return x.Survivors
+	}
+	return nil
+}
+
+func (x *SecAggTask) GetShares() []*SecAggShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+// SecAggAdvertisement is a client's two X25519 public keys, signed with its
+// certificate key; the certificate travels along so every neighbour can
+// check the signature against the federation CA.
+type SecAggAdvertisement struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	CKey          []byte                 `protobuf:"bytes,2,opt,name=c_key,json=cKey,proto3" json:"c_key,omitempty"`
+	SKey          []byte                 `protobuf:"bytes,3,opt,name=s_key,json=sKey,proto3" json:"s_key,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,4,opt,name=signature,proto3" json:"signature,omitempty"`
+	Certificate   []byte                 `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggAdvertisement) Reset() {
+	*x = SecAggAdvertisement{}
+	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggAdvertisement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggAdvertisement) ProtoMessage() {}
+
+func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggAdvertisement.ProtoReflect.Descriptor instead.
+func (*SecAggAdvertisement) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SecAggAdvertisement) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SecAggAdvertisement) GetCKey() []byte {
+	if x != nil {
+		return x.CKey
+	}
+	return nil
+}
+
+func (x *SecAggAdvertisement) GetSKey() []byte {
+	if x != nil {
+		return x.SKey
+	}
+	return nil
+}
+
+func (x *SecAggAdvertisement) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SecAggAdvertisement) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+// SecAggShare is one encrypted pair of Shamir shares from one client to
+// another.
+type SecAggShare struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          uint32                 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To            uint32                 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggShare) Reset() {
+	*x = SecAggShare{}
+	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggShare) ProtoMessage() {}
+
+func (x *SecAggShare) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggShare.ProtoReflect.Descriptor instead.
+func (*SecAggShare) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SecAggShare) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+func (x *SecAggShare) GetTo() uint32 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *SecAggShare) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// SecAggReveal is one Shamir share a survivor reveals: of the mask seed of a
+// surviving client, or of the mask key of a dropped one.
+type SecAggReveal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Owner         uint32                 `protobuf:"varint,1,opt,name=owner,proto3" json:"owner,omitempty"`
+	Kind          SecAggReveal_Kind      `protobuf:"varint,2,opt,name=kind,proto3,enum=accord.v1.SecAggReveal_Kind" json:"kind,omitempty"`
+	X             uint32                 `protobuf:"varint,3,opt,name=x,proto3" json:"x,omitempty"`
+	Y             []uint64               `protobuf:"varint,4,rep,packed,name=y,proto3" json:"y,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggReveal) Reset() {
+	*x = SecAggReveal{}
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggReveal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggReveal) ProtoMessage() {}
+
+func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggReveal.ProtoReflect.Descriptor instead.
+func (*SecAggReveal) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SecAggReveal) GetOwner() uint32 {
+	if x != nil {
+		return x.Owner
+	}
+	return 0
+}
+
+func (x *SecAggReveal) GetKind() SecAggReveal_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return SecAggReveal_KIND_UNSPECIFIED
+}
+
+func (x *SecAggReveal) GetX() uint32 {
+	if x != nil {
+		return x.X
+	}
+	return 0
+}
+
+func (x *SecAggReveal) GetY() []uint64 {
+	if x != nil {
+		return x.Y
+	}
+	return nil
+}
+
+// SecAggRound names the round attempt a secure-aggregation message is for.
+type SecAggRound struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Round         uint32                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggRound) Reset() {
+	*x = SecAggRound{}
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggRound) ProtoMessage() {}
+
+func (x *SecAggRound) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggRound.ProtoReflect.Descriptor instead.
+func (*SecAggRound) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SecAggRound) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *SecAggRound) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *SecAggRound) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+type SecAggAdvertiseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         *SecAggRound           `protobuf:"bytes,1,opt,name=round,proto3" json:"round,omitempty"`
+	Advertisement *SecAggAdvertisement   `protobuf:"bytes,2,opt,name=advertisement,proto3" json:"advertisement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggAdvertiseRequest) Reset() {
+	*x = SecAggAdvertiseRequest{}
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggAdvertiseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggAdvertiseRequest) ProtoMessage() {}
+
+func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggAdvertiseRequest.ProtoReflect.Descriptor instead.
+func (*SecAggAdvertiseRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SecAggAdvertiseRequest) GetRound() *SecAggRound {
+	if x != nil {
+		return x.Round
+	}
+	return nil
+}
+
+func (x *SecAggAdvertiseRequest) GetAdvertisement() *SecAggAdvertisement {
+	if x != nil {
+		return x.Advertisement
+	}
+	return nil
+}
+
+type SecAggShareKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         *SecAggRound           `protobuf:"bytes,1,opt,name=round,proto3" json:"round,omitempty"`
+	Shares        []*SecAggShare         `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggShareKeysRequest) Reset() {
+	*x = SecAggShareKeysRequest{}
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggShareKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggShareKeysRequest) ProtoMessage() {}
+
+func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggShareKeysRequest.ProtoReflect.Descriptor instead.
+func (*SecAggShareKeysRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SecAggShareKeysRequest) GetRound() *SecAggRound {
+	if x != nil {
+		return x.Round
+	}
+	return nil
+}
+
+func (x *SecAggShareKeysRequest) GetShares() []*SecAggShare {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+type SecAggUnmaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Round         *SecAggRound           `protobuf:"bytes,1,opt,name=round,proto3" json:"round,omitempty"`
+	Reveals       []*SecAggReveal        `protobuf:"bytes,2,rep,name=reveals,proto3" json:"reveals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggUnmaskRequest) Reset() {
+	*x = SecAggUnmaskRequest{}
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggUnmaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggUnmaskRequest) ProtoMessage() {}
+
+func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggUnmaskRequest.ProtoReflect.Descriptor instead.
+func (*SecAggUnmaskRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SecAggUnmaskRequest) GetRound() *SecAggRound {
+	if x != nil {
+		return x.Round
+	}
+	return nil
+}
+
+func (x *SecAggUnmaskRequest) GetReveals() []*SecAggReveal {
+	if x != nil {
+		return x.Reveals
+	}
+	return nil
+}
+
+type SecAggResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecAggResponse) Reset() {
+	*x = SecAggResponse{}
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecAggResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecAggResponse) ProtoMessage() {}
+
+func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecAggResponse.ProtoReflect.Descriptor instead.
+func (*SecAggResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
+}
+
 // UpdateChunk: the first chunk of a stream holds header; the rest hold data,
 // the update Δ = w_local − w_base as float32 little endian, in order.
 type UpdateChunk struct {
@@ -373,7 +1050,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +1062,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +1075,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateChunk) GetHeader() *UpdateHeader {
@@ -423,15 +1100,18 @@ type UpdateHeader struct {
 	BaseModelDigest string                 `protobuf:"bytes,4,opt,name=base_model_digest,json=baseModelDigest,proto3" json:"base_model_digest,omitempty"`
 	NumParams       uint64                 `protobuf:"varint,5,opt,name=num_params,json=numParams,proto3" json:"num_params,omitempty"`
 	// Number of local examples trained on: the update's FedAvg weight.
-	Examples      uint64  `protobuf:"varint,6,opt,name=examples,proto3" json:"examples,omitempty"`
-	TrainLoss     float64 `protobuf:"fixed64,7,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"`
+	Examples  uint64  `protobuf:"varint,6,opt,name=examples,proto3" json:"examples,omitempty"`
+	TrainLoss float64 `protobuf:"fixed64,7,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"`
+	// Masked: the data are a secure-aggregation masked input (uint32 little
+	// endian, num_params of them), not float32 values; examples is 0.
+	Masked        bool `protobuf:"varint,8,opt,name=masked,proto3" json:"masked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +1123,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +1136,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateHeader) GetJobId() string {
@@ -508,6 +1188,13 @@ func (x *UpdateHeader) GetTrainLoss() float64 {
 	return 0
 }
 
+func (x *UpdateHeader) GetMasked() bool {
+	if x != nil {
+		return x.Masked
+	}
+	return false
+}
+
 type UploadUpdateResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	ContributorsSoFar uint32                 `protobuf:"varint,1,opt,name=contributors_so_far,json=contributorsSoFar,proto3" json:"contributors_so_far,omitempty"`
@@ -517,7 +1204,7 @@ type UploadUpdateResponse struct {
 
 func (x *UploadUpdateResponse) Reset() {
 	*x = UploadUpdateResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +1216,7 @@ func (x *UploadUpdateResponse) String() string {
 func (*UploadUpdateResponse) ProtoMessage() {}
 
 func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +1229,7 @@ func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadUpdateResponse.ProtoReflect.Descriptor instead.
 func (*UploadUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UploadUpdateResponse) GetContributorsSoFar() uint32 {
@@ -567,7 +1254,7 @@ type ReportEvaluationRequest struct {
 
 func (x *ReportEvaluationRequest) Reset() {
 	*x = ReportEvaluationRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +1266,7 @@ func (x *ReportEvaluationRequest) String() string {
 func (*ReportEvaluationRequest) ProtoMessage() {}
 
 func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +1279,7 @@ func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationRequest.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportEvaluationRequest) GetJobId() string {
@@ -645,7 +1332,7 @@ type ReportEvaluationResponse struct {
 
 func (x *ReportEvaluationResponse) Reset() {
 	*x = ReportEvaluationResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +1344,7 @@ func (x *ReportEvaluationResponse) String() string {
 func (*ReportEvaluationResponse) ProtoMessage() {}
 
 func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +1357,7 @@ func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationResponse.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
 }
 
 type DownloadModelRequest struct {
@@ -682,7 +1369,7 @@ type DownloadModelRequest struct {
 
 func (x *DownloadModelRequest) Reset() {
 	*x = DownloadModelRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +1381,7 @@ func (x *DownloadModelRequest) String() string {
 func (*DownloadModelRequest) ProtoMessage() {}
 
 func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +1394,7 @@ func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadModelRequest.ProtoReflect.Descriptor instead.
 func (*DownloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DownloadModelRequest) GetDigest() string {
@@ -729,7 +1416,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"\x0e\n" +
-	"\fTasksRequest\"\x90\x03\n" +
+	"\fTasksRequest\"\xbf\x03\n" +
 	"\x04Task\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.accord.v1.TaskKindR\x04kind\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -745,10 +1432,62 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	" \x01(\x01R\flearningRate\x12\x17\n" +
 	"\aprox_mu\x18\v \x01(\x01R\x06proxMu\x12\x12\n" +
 	"\x04seed\x18\f \x01(\x04R\x04seed\x12(\n" +
-	"\x10deadline_unix_ms\x18\r \x01(\x03R\x0edeadlineUnixMs\"R\n" +
+	"\x10deadline_unix_ms\x18\r \x01(\x03R\x0edeadlineUnixMs\x12-\n" +
+	"\x06secagg\x18\x0e \x01(\v2\x15.accord.v1.SecAggTaskR\x06secagg\"\x82\x03\n" +
+	"\n" +
+	"SecAggTask\x12\f\n" +
+	"\x01n\x18\x01 \x01(\rR\x01n\x12\x16\n" +
+	"\x06degree\x18\x02 \x01(\rR\x06degree\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\rR\tthreshold\x12\x16\n" +
+	"\x06length\x18\x04 \x01(\x04R\x06length\x12\x1d\n" +
+	"\n" +
+	"graph_seed\x18\x05 \x01(\x04R\tgraphSeed\x12\x16\n" +
+	"\x06cohort\x18\x06 \x03(\tR\x06cohort\x12\x14\n" +
+	"\x05index\x18\a \x01(\rR\x05index\x12\x12\n" +
+	"\x04clip\x18\b \x01(\x01R\x04clip\x12!\n" +
+	"\fweight_scale\x18\t \x01(\x01R\vweightScale\x12F\n" +
+	"\x0eadvertisements\x18\n" +
+	" \x03(\v2\x1e.accord.v1.SecAggAdvertisementR\x0eadvertisements\x12\x1c\n" +
+	"\tsurvivors\x18\v \x03(\rR\tsurvivors\x12.\n" +
+	"\x06shares\x18\f \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\"\x93\x01\n" +
+	"\x13SecAggAdvertisement\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\rR\x04from\x12\x13\n" +
+	"\x05c_key\x18\x02 \x01(\fR\x04cKey\x12\x13\n" +
+	"\x05s_key\x18\x03 \x01(\fR\x04sKey\x12\x1c\n" +
+	"\tsignature\x18\x04 \x01(\fR\tsignature\x12 \n" +
+	"\vcertificate\x18\x05 \x01(\fR\vcertificate\"Q\n" +
+	"\vSecAggShare\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\rR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\rR\x02to\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"\xb7\x01\n" +
+	"\fSecAggReveal\x12\x14\n" +
+	"\x05owner\x18\x01 \x01(\rR\x05owner\x120\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1c.accord.v1.SecAggReveal.KindR\x04kind\x12\f\n" +
+	"\x01x\x18\x03 \x01(\rR\x01x\x12\f\n" +
+	"\x01y\x18\x04 \x03(\x04R\x01y\"C\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eKIND_MASK_SEED\x10\x01\x12\x11\n" +
+	"\rKIND_MASK_KEY\x10\x02\"T\n" +
+	"\vSecAggRound\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\"\x8c\x01\n" +
+	"\x16SecAggAdvertiseRequest\x12,\n" +
+	"\x05round\x18\x01 \x01(\v2\x16.accord.v1.SecAggRoundR\x05round\x12D\n" +
+	"\radvertisement\x18\x02 \x01(\v2\x1e.accord.v1.SecAggAdvertisementR\radvertisement\"v\n" +
+	"\x16SecAggShareKeysRequest\x12,\n" +
+	"\x05round\x18\x01 \x01(\v2\x16.accord.v1.SecAggRoundR\x05round\x12.\n" +
+	"\x06shares\x18\x02 \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\"v\n" +
+	"\x13SecAggUnmaskRequest\x12,\n" +
+	"\x05round\x18\x01 \x01(\v2\x16.accord.v1.SecAggRoundR\x05round\x121\n" +
+	"\areveals\x18\x02 \x03(\v2\x17.accord.v1.SecAggRevealR\areveals\"\x10\n" +
+	"\x0eSecAggResponse\"R\n" +
 	"\vUpdateChunk\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.accord.v1.UpdateHeaderR\x06header\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xdb\x01\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xf3\x01\n" +
 	"\fUpdateHeader\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
@@ -758,7 +1497,8 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"num_params\x18\x05 \x01(\x04R\tnumParams\x12\x1a\n" +
 	"\bexamples\x18\x06 \x01(\x04R\bexamples\x12\x1d\n" +
 	"\n" +
-	"train_loss\x18\a \x01(\x01R\ttrainLoss\"F\n" +
+	"train_loss\x18\a \x01(\x01R\ttrainLoss\x12\x16\n" +
+	"\x06masked\x18\b \x01(\bR\x06masked\"F\n" +
 	"\x14UploadUpdateResponse\x12.\n" +
 	"\x13contributors_so_far\x18\x01 \x01(\rR\x11contributorsSoFar\"\xc5\x01\n" +
 	"\x17ReportEvaluationRequest\x12\x15\n" +
@@ -771,17 +1511,23 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\bloss_sum\x18\x06 \x01(\x01R\alossSum\"\x1a\n" +
 	"\x18ReportEvaluationResponse\".\n" +
 	"\x14DownloadModelRequest\x12\x16\n" +
-	"\x06digest\x18\x01 \x01(\tR\x06digest*R\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest*\xb3\x01\n" +
 	"\bTaskKind\x12\x19\n" +
 	"\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fTASK_KIND_TRAIN\x10\x01\x12\x16\n" +
-	"\x12TASK_KIND_EVALUATE\x10\x022\x81\x03\n" +
+	"\x12TASK_KIND_EVALUATE\x10\x02\x12\x1f\n" +
+	"\x1bTASK_KIND_SECAGG_SHARE_KEYS\x10\x03\x12!\n" +
+	"\x1dTASK_KIND_SECAGG_MASKED_INPUT\x10\x04\x12\x1b\n" +
+	"\x17TASK_KIND_SECAGG_UNMASK\x10\x052\xee\x04\n" +
 	"\x12ParticipantService\x12C\n" +
 	"\bRegister\x12\x1a.accord.v1.RegisterRequest\x1a\x1b.accord.v1.RegisterResponse\x123\n" +
 	"\x05Tasks\x12\x17.accord.v1.TasksRequest\x1a\x0f.accord.v1.Task0\x01\x12I\n" +
 	"\rDownloadModel\x12\x1f.accord.v1.DownloadModelRequest\x1a\x15.accord.v1.ModelChunk0\x01\x12I\n" +
 	"\fUploadUpdate\x12\x16.accord.v1.UpdateChunk\x1a\x1f.accord.v1.UploadUpdateResponse(\x01\x12[\n" +
-	"\x10ReportEvaluation\x12\".accord.v1.ReportEvaluationRequest\x1a#.accord.v1.ReportEvaluationResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
+	"\x10ReportEvaluation\x12\".accord.v1.ReportEvaluationRequest\x1a#.accord.v1.ReportEvaluationResponse\x12O\n" +
+	"\x0fSecAggAdvertise\x12!.accord.v1.SecAggAdvertiseRequest\x1a\x19.accord.v1.SecAggResponse\x12O\n" +
+	"\x0fSecAggShareKeys\x12!.accord.v1.SecAggShareKeysRequest\x1a\x19.accord.v1.SecAggResponse\x12I\n" +
+	"\fSecAggUnmask\x12\x1e.accord.v1.SecAggUnmaskRequest\x1a\x19.accord.v1.SecAggResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
 
 var (
 	file_accord_v1_participant_proto_rawDescOnce sync.Once
@@ -795,40 +1541,66 @@ func file_accord_v1_participant_proto_rawDescGZIP() []byte {
 	return file_accord_v1_participant_proto_rawDescData
 }
 
-var file_accord_v1_participant_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_accord_v1_participant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_accord_v1_participant_proto_goTypes = []any{
 	(TaskKind)(0),                    // 0: accord.v1.TaskKind
-	(*RegisterRequest)(nil),          // 1: accord.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 2: accord.v1.RegisterResponse
-	(*TasksRequest)(nil),             // 3: accord.v1.TasksRequest
-	(*Task)(nil),                     // 4: accord.v1.Task
-	(*UpdateChunk)(nil),              // 5: accord.v1.UpdateChunk
-	(*UpdateHeader)(nil),             // 6: accord.v1.UpdateHeader
-	(*UploadUpdateResponse)(nil),     // 7: accord.v1.UploadUpdateResponse
-	(*ReportEvaluationRequest)(nil),  // 8: accord.v1.ReportEvaluationRequest
-	(*ReportEvaluationResponse)(nil), // 9: accord.v1.ReportEvaluationResponse
-	(*DownloadModelRequest)(nil),     // 10: accord.v1.DownloadModelRequest
-	(*ModelChunk)(nil),               // 11: accord.v1.ModelChunk
+	(SecAggReveal_Kind)(0),           // 1: accord.v1.SecAggReveal.Kind
+	(*RegisterRequest)(nil),          // 2: accord.v1.RegisterRequest
+	(*RegisterResponse)(nil),         // 3: accord.v1.RegisterResponse
+	(*TasksRequest)(nil),             // 4: accord.v1.TasksRequest
+	(*Task)(nil),                     // 5: accord.v1.Task
+	(*SecAggTask)(nil),               // 6: accord.v1.SecAggTask
+	(*SecAggAdvertisement)(nil),      // 7: accord.v1.SecAggAdvertisement
+	(*SecAggShare)(nil),              // 8: accord.v1.SecAggShare
+	(*SecAggReveal)(nil),             // 9: accord.v1.SecAggReveal
+	(*SecAggRound)(nil),              // 10: accord.v1.SecAggRound
+	(*SecAggAdvertiseRequest)(nil),   // 11: accord.v1.SecAggAdvertiseRequest
+	(*SecAggShareKeysRequest)(nil),   // 12: accord.v1.SecAggShareKeysRequest
+	(*SecAggUnmaskRequest)(nil),      // 13: accord.v1.SecAggUnmaskRequest
+	(*SecAggResponse)(nil),           // 14: accord.v1.SecAggResponse
+	(*UpdateChunk)(nil),              // 15: accord.v1.UpdateChunk
+	(*UpdateHeader)(nil),             // 16: accord.v1.UpdateHeader
+	(*UploadUpdateResponse)(nil),     // 17: accord.v1.UploadUpdateResponse
+	(*ReportEvaluationRequest)(nil),  // 18: accord.v1.ReportEvaluationRequest
+	(*ReportEvaluationResponse)(nil), // 19: accord.v1.ReportEvaluationResponse
+	(*DownloadModelRequest)(nil),     // 20: accord.v1.DownloadModelRequest
+	(*ModelChunk)(nil),               // 21: accord.v1.ModelChunk
 }
 var file_accord_v1_participant_proto_depIdxs = []int32{
 	0,  // 0: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
-	6,  // 1: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
-	1,  // 2: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
-	3,  // 3: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
-	10, // 4: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
-	5,  // 5: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
-	8,  // 6: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
-	2,  // 7: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
-	4,  // 8: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
-	11, // 9: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
-	7,  // 10: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
-	9,  // 11: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	6,  // 1: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
+	7,  // 2: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
+	8,  // 3: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
+	1,  // 4: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
+	10, // 5: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
+	7,  // 6: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
+	10, // 7: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
+	8,  // 8: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
+	10, // 9: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
+	9,  // 10: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
+	16, // 11: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
+	2,  // 12: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
+	4,  // 13: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
+	20, // 14: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
+	15, // 15: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
+	18, // 16: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
+	11, // 17: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
+	12, // 18: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
+	13, // 19: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
+	3,  // 20: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
+	5,  // 21: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
+	21, // 22: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
+	17, // 23: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
+	19, // 24: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
+	14, // 25: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
+	14, // 26: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
+	14, // 27: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_participant_proto_init() }
@@ -842,8 +1614,8 @@ func file_accord_v1_participant_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_participant_proto_rawDesc), len(file_accord_v1_participant_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   10,
+			NumEnums:      2,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,9 @@ const (
 	ParticipantService_DownloadModel_FullMethodName    = "/accord.v1.ParticipantService/DownloadModel"
 	ParticipantService_UploadUpdate_FullMethodName     = "/accord.v1.ParticipantService/UploadUpdate"
 	ParticipantService_ReportEvaluation_FullMethodName = "/accord.v1.ParticipantService/ReportEvaluation"
+	ParticipantService_SecAggAdvertise_FullMethodName  = "/accord.v1.ParticipantService/SecAggAdvertise"
+	ParticipantService_SecAggShareKeys_FullMethodName  = "/accord.v1.ParticipantService/SecAggShareKeys"
+	ParticipantService_SecAggUnmask_FullMethodName     = "/accord.v1.ParticipantService/SecAggUnmask"
 )
 
 // ParticipantServiceClient is the client API for ParticipantService service.
@@ -43,6 +46,15 @@ type ParticipantServiceClient interface {
 	UploadUpdate(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[UpdateChunk, UploadUpdateResponse], error)
 	// ReportEvaluation reports a model's evaluation on local validation data.
 	ReportEvaluation(ctx context.Context, in *ReportEvaluationRequest, opts ...grpc.CallOption) (*ReportEvaluationResponse, error)
+	// SecAggAdvertise sends a client's two signed public keys (secure
+	// aggregation phase 0); the masked input (phase 2) is an UploadUpdate with
+	// header.masked set.
+	SecAggAdvertise(ctx context.Context, in *SecAggAdvertiseRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
+	// SecAggShareKeys sends a client's encrypted shares for its neighbours
+	// (phase 1).
+	SecAggShareKeys(ctx context.Context, in *SecAggShareKeysRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
+	// SecAggUnmask sends the shares a survivor reveals (phase 3).
+	SecAggUnmask(ctx context.Context, in *SecAggUnmaskRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
 }
 
 type participantServiceClient struct {
@@ -124,6 +136,36 @@ func (c *participantServiceClient) ReportEvaluation(ctx context.Context, in *Rep
 	return out, nil
 }
 
+func (c *participantServiceClient) SecAggAdvertise(ctx context.Context, in *SecAggAdvertiseRequest, opts ...grpc.CallOption) (*SecAggResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecAggResponse)
+	err := c.cc.Invoke(ctx, ParticipantService_SecAggAdvertise_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *participantServiceClient) SecAggShareKeys(ctx context.Context, in *SecAggShareKeysRequest, opts ...grpc.CallOption) (*SecAggResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecAggResponse)
+	err := c.cc.Invoke(ctx, ParticipantService_SecAggShareKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *participantServiceClient) SecAggUnmask(ctx context.Context, in *SecAggUnmaskRequest, opts ...grpc.CallOption) (*SecAggResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SecAggResponse)
+	err := c.cc.Invoke(ctx, ParticipantService_SecAggUnmask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ParticipantServiceServer is the server API for ParticipantService service.
 // All implementations must embed UnimplementedParticipantServiceServer
 // for forward compatibility.
@@ -141,6 +183,15 @@ type ParticipantServiceServer interface {
 	UploadUpdate(grpc.ClientStreamingServer[UpdateChunk, UploadUpdateResponse]) error
 	// ReportEvaluation reports a model's evaluation on local validation data.
 	ReportEvaluation(context.Context, *ReportEvaluationRequest) (*ReportEvaluationResponse, error)
+	// SecAggAdvertise sends a client's two signed public keys (secure
+	// aggregation phase 0); the masked input (phase 2) is an UploadUpdate with
+	// header.masked set.
+	SecAggAdvertise(context.Context, *SecAggAdvertiseRequest) (*SecAggResponse, error)
+	// SecAggShareKeys sends a client's encrypted shares for its neighbours
+	// (phase 1).
+	SecAggShareKeys(context.Context, *SecAggShareKeysRequest) (*SecAggResponse, error)
+	// SecAggUnmask sends the shares a survivor reveals (phase 3).
+	SecAggUnmask(context.Context, *SecAggUnmaskRequest) (*SecAggResponse, error)
 	mustEmbedUnimplementedParticipantServiceServer()
 }
 
@@ -165,6 +216,15 @@ func (UnimplementedParticipantServiceServer) UploadUpdate(grpc.ClientStreamingSe
 }
 func (UnimplementedParticipantServiceServer) ReportEvaluation(context.Context, *ReportEvaluationRequest) (*ReportEvaluationResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReportEvaluation not implemented")
+}
+func (UnimplementedParticipantServiceServer) SecAggAdvertise(context.Context, *SecAggAdvertiseRequest) (*SecAggResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SecAggAdvertise not implemented")
+}
+func (UnimplementedParticipantServiceServer) SecAggShareKeys(context.Context, *SecAggShareKeysRequest) (*SecAggResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SecAggShareKeys not implemented")
+}
+func (UnimplementedParticipantServiceServer) SecAggUnmask(context.Context, *SecAggUnmaskRequest) (*SecAggResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SecAggUnmask not implemented")
 }
 func (UnimplementedParticipantServiceServer) mustEmbedUnimplementedParticipantServiceServer() {}
 func (UnimplementedParticipantServiceServer) testEmbeddedByValue()                            {}
@@ -252,6 +312,60 @@ func _ParticipantService_ReportEvaluation_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ParticipantService_SecAggAdvertise_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SecAggAdvertiseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParticipantServiceServer).SecAggAdvertise(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParticipantService_SecAggAdvertise_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParticipantServiceServer).SecAggAdvertise(ctx, req.(*SecAggAdvertiseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ParticipantService_SecAggShareKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SecAggShareKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParticipantServiceServer).SecAggShareKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParticipantService_SecAggShareKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParticipantServiceServer).SecAggShareKeys(ctx, req.(*SecAggShareKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ParticipantService_SecAggUnmask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SecAggUnmaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParticipantServiceServer).SecAggUnmask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParticipantService_SecAggUnmask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParticipantServiceServer).SecAggUnmask(ctx, req.(*SecAggUnmaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ParticipantService_ServiceDesc is the grpc.ServiceDesc for ParticipantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -266,6 +380,18 @@ var ParticipantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportEvaluation",
 			Handler:    _ParticipantService_ReportEvaluation_Handler,
+		},
+		{
+			MethodName: "SecAggAdvertise",
+			Handler:    _ParticipantService_SecAggAdvertise_Handler,
+		},
+		{
+			MethodName: "SecAggShareKeys",
+			Handler:    _ParticipantService_SecAggShareKeys_Handler,
+		},
+		{
+			MethodName: "SecAggUnmask",
+			Handler:    _ParticipantService_SecAggUnmask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -313,15 +313,24 @@ func (x *JobSpec) GetEvaluateFraction() float64 {
 	return 0
 }
 
-// SecureAggregation configures masking of updates (not yet enforced).
+// SecureAggregation configures masking of updates: the coordinators learn
+// only the cohort's sum.
 type SecureAggregation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Mode          string                 `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
-	Threshold     uint32                 `protobuf:"varint,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
-	DropoutRate   float64                `protobuf:"fixed64,3,opt,name=dropout_rate,json=dropoutRate,proto3" json:"dropout_rate,omitempty"`
-	Clip          float64                `protobuf:"fixed64,4,opt,name=clip,proto3" json:"clip,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "secagg" (complete graph) or "secagg+" (Harary graph); empty or "none"
+	// turns it off.
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Minimum number of clients that must survive every phase; 0 derives it.
+	Threshold uint32 `protobuf:"varint,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// Fraction of the cohort expected to drop out, and of it assumed corrupt,
+	// from which the graph degree and threshold are chosen.
+	DropoutRate float64 `protobuf:"fixed64,3,opt,name=dropout_rate,json=dropoutRate,proto3" json:"dropout_rate,omitempty"`
+	Clip        float64 `protobuf:"fixed64,4,opt,name=clip,proto3" json:"clip,omitempty"`
+	CorruptRate float64 `protobuf:"fixed64,5,opt,name=corrupt_rate,json=corruptRate,proto3" json:"corrupt_rate,omitempty"`
+	// Deadline of each phase after training, in milliseconds.
+	PhaseDeadlineMs uint64 `protobuf:"varint,6,opt,name=phase_deadline_ms,json=phaseDeadlineMs,proto3" json:"phase_deadline_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SecureAggregation) Reset() {
@@ -378,6 +387,20 @@ func (x *SecureAggregation) GetDropoutRate() float64 {
 func (x *SecureAggregation) GetClip() float64 {
 	if x != nil {
 		return x.Clip
+	}
+	return 0
+}
+
+func (x *SecureAggregation) GetCorruptRate() float64 {
+	if x != nil {
+		return x.CorruptRate
+	}
+	return 0
+}
+
+func (x *SecureAggregation) GetPhaseDeadlineMs() uint64 {
+	if x != nil {
+		return x.PhaseDeadlineMs
 	}
 	return 0
 }
@@ -907,12 +930,14 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\x12secure_aggregation\x18\x0e \x01(\v2\x1c.accord.v1.SecureAggregationR\x11secureAggregation\x12*\n" +
 	"\x11round_deadline_ms\x18\x0f \x01(\x04R\x0froundDeadlineMs\x12\x12\n" +
 	"\x04seed\x18\x10 \x01(\x04R\x04seed\x12+\n" +
-	"\x11evaluate_fraction\x18\x11 \x01(\x01R\x10evaluateFraction\"|\n" +
+	"\x11evaluate_fraction\x18\x11 \x01(\x01R\x10evaluateFraction\"\xcb\x01\n" +
 	"\x11SecureAggregation\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\rR\tthreshold\x12!\n" +
 	"\fdropout_rate\x18\x03 \x01(\x01R\vdropoutRate\x12\x12\n" +
-	"\x04clip\x18\x04 \x01(\x01R\x04clip\"\xe9\x02\n" +
+	"\x04clip\x18\x04 \x01(\x01R\x04clip\x12!\n" +
+	"\fcorrupt_rate\x18\x05 \x01(\x01R\vcorruptRate\x12*\n" +
+	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\xe9\x02\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.accord.v1.JobSpecR\x04spec\x12,\n" +

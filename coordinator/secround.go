@@ -1,0 +1,334 @@
+package coordinator
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/accord-fl/accord/aggregate/secagg"
+	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// secPhase is where a round with secure aggregation stands.
+type secPhase int
+
+const (
+	phaseAdvertise   secPhase = iota // training, then advertising keys
+	phaseShareKeys                   // sending encrypted shares
+	phaseMaskedInput                 // uploading masked inputs
+	phaseUnmask                      // revealing shares
+	phaseDone                        // the sum is known
+)
+
+func (p secPhase) String() string {
+	return [...]string{"advertise-keys", "share-keys", "masked-input", "unmask", "done"}[p]
+}
+
+// secureRound is the leader's side of secure aggregation for one round
+// attempt: it feeds the clients' messages to a secagg.Server, closes each
+// phase when everyone it waits for has answered, has disconnected, or its
+// deadline passes, and says which tasks start the next phase. Like round it
+// does no I/O and takes time as an argument. It only ever holds public keys,
+// encrypted shares, masked inputs and, at the end, the sum.
+type secureRound struct {
+	params        secagg.Params
+	server        *secagg.Server
+	quant         secagg.Quantizer
+	clip          float64
+	weightScale   float64
+	ca            *x509.CertPool
+	ids           []string // client index → participant
+	index         map[string]int
+	phase         secPhase
+	deadline      time.Time // of the current phase
+	phaseDeadline time.Duration
+	waiting       map[int]bool                    // clients the current phase still waits for
+	receiving     map[int]bool                    // masked inputs admitted, not yet added
+	advertised    map[int]*pb.SecAggAdvertisement // relayed to neighbours
+	survivors     []int                           // who completed masked input
+	sum           []uint32
+}
+
+// newSecureRound prepares secure aggregation of vectors of length values
+// (the model's parameters; one more entry carries the weight) over cohort.
+// Training and advertising keys share the round's deadline.
+func newSecureRound(sa SecureAggregation, cohort []string, length int, weightScale float64, trainDeadline time.Time, ca *x509.CertPool) (*secureRound, error) {
+	k, t, err := sa.graph(len(cohort))
+	if err != nil {
+		return nil, err
+	}
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	p := secagg.Params{N: len(cohort), K: k, T: t, Length: length + 1, GraphSeed: binary.LittleEndian.Uint64(seed[:])}
+	server, err := secagg.NewServer(p)
+	if err != nil {
+		return nil, err
+	}
+	quant, err := secagg.NewQuantizer(sa.clip(), len(cohort))
+	if err != nil {
+		return nil, err
+	}
+	s := &secureRound{
+		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
+		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(),
+		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
+	}
+	for i, id := range cohort {
+		s.index[id] = i
+		s.waiting[i] = true
+	}
+	return s, nil
+}
+
+// trainTask is the secure-aggregation part of id's training task.
+func (s *secureRound) trainTask(id string) *pb.SecAggTask {
+	return &pb.SecAggTask{
+		N: uint32(s.params.N), Degree: uint32(min(s.params.K, s.params.N-1)), Threshold: uint32(s.params.T),
+		Length: uint64(s.params.Length), GraphSeed: s.params.GraphSeed, Cohort: s.ids, Index: uint32(s.index[id]),
+		Clip: s.clip, WeightScale: s.weightScale,
+	}
+}
+
+// expect checks that from may send the current phase's message now and
+// returns its client index.
+func (s *secureRound) expect(from string, phase secPhase) (int, error) {
+	i, ok := s.index[from]
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("%w: %s is not in the round's cohort", ErrNotInCohort, from)
+	case s.phase != phase:
+		return 0, fmt.Errorf("%w: %s message during the %s phase", ErrWrongRound, phase, s.phase)
+	case !s.waiting[i] || s.receiving[i]:
+		return 0, fmt.Errorf("%w: %s message from %s", ErrDuplicate, phase, from)
+	}
+	return i, nil
+}
+
+// secaggErr maps the protocol's refusals to the coordinator's errors.
+func secaggErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, secagg.ErrPhase):
+		return fmt.Errorf("%w: %w", ErrWrongRound, err)
+	default:
+		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+	}
+}
+
+// advertise takes a client's signed keys, after checking that its
+// certificate is the federation's, names the sender and signed them.
+func (s *secureRound) advertise(from string, a *pb.SecAggAdvertisement) error {
+	i, err := s.expect(from, phaseAdvertise)
+	if err != nil {
+		return err
+	}
+	if a.GetFrom() != uint32(i) {
+		return fmt.Errorf("%w: advertisement from client %d; %s is client %d", ErrBadUpdate, a.GetFrom(), from, i)
+	}
+	ad := secagg.Advertisement{From: i, CKey: a.GetCKey(), SKey: a.GetSKey(), Sig: a.GetSignature(), Identity: from}
+	want := pki.Identity{Role: pki.RoleParticipant, Name: from}
+	if err := pki.VerifySigned(s.ca, a.GetCertificate(), want, ad.SignedBytes(s.params), ad.Sig); err != nil {
+		return fmt.Errorf("%w: advertisement: %w", ErrBadUpdate, err)
+	}
+	if err := s.server.ReceiveAdvertisement(ad); err != nil {
+		return secaggErr(err)
+	}
+	s.advertised[i] = a
+	delete(s.waiting, i)
+	return nil
+}
+
+// shareKeys takes a client's encrypted shares for its neighbours.
+func (s *secureRound) shareKeys(from string, in []*pb.SecAggShare) error {
+	i, err := s.expect(from, phaseShareKeys)
+	if err != nil {
+		return err
+	}
+	shares := make([]secagg.EncryptedShare, len(in))
+	for j, e := range in {
+		shares[j] = secagg.EncryptedShare{From: int(e.GetFrom()), To: int(e.GetTo()), Ciphertext: e.GetCiphertext()}
+	}
+	if err := s.server.ReceiveShares(i, shares); err != nil {
+		return secaggErr(err)
+	}
+	delete(s.waiting, i)
+	return nil
+}
+
+// admitMasked reserves from's slot for a masked input of n values.
+func (s *secureRound) admitMasked(from string, n uint64) error {
+	i, err := s.expect(from, phaseMaskedInput)
+	if err != nil {
+		return err
+	}
+	if n != uint64(s.params.Length) {
+		return fmt.Errorf("%w: masked input of %d values; the round's vectors have %d", ErrBadUpdate, n, s.params.Length)
+	}
+	s.receiving[i] = true
+	return nil
+}
+
+// releaseMasked gives back a slot admitMasked reserved.
+func (s *secureRound) releaseMasked(from string) { delete(s.receiving, s.index[from]) }
+
+// addMasked sums an admitted masked input.
+func (s *secureRound) addMasked(from string, y []uint32) error {
+	i := s.index[from]
+	delete(s.receiving, i)
+	if s.phase != phaseMaskedInput {
+		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrWrongRound, from)
+	}
+	if err := s.server.ReceiveMaskedInput(i, y); err != nil {
+		return secaggErr(err)
+	}
+	delete(s.waiting, i)
+	return nil
+}
+
+// unmask takes a survivor's revealed shares.
+func (s *secureRound) unmask(from string, in []*pb.SecAggReveal) error {
+	i, err := s.expect(from, phaseUnmask)
+	if err != nil {
+		return err
+	}
+	reveals := make([]secagg.Reveal, len(in))
+	for j, r := range in {
+		if len(r.GetY()) != secagg.Limbs {
+			return fmt.Errorf("%w: a revealed share has %d evaluations; want %d", ErrBadUpdate, len(r.GetY()), secagg.Limbs)
+		}
+		kind := secagg.MaskSeed
+		switch r.GetKind() {
+		case pb.SecAggReveal_KIND_MASK_SEED:
+		case pb.SecAggReveal_KIND_MASK_KEY:
+			kind = secagg.MaskKey
+		default:
+			return fmt.Errorf("%w: revealed share of kind %v", ErrBadUpdate, r.GetKind())
+		}
+		reveals[j] = secagg.Reveal{Owner: int(r.GetOwner()), Kind: kind, Share: secagg.Share{X: r.GetX(), Y: [secagg.Limbs]uint64(r.GetY())}}
+	}
+	if err := s.server.ReceiveReveals(i, reveals); err != nil {
+		return secaggErr(err)
+	}
+	delete(s.waiting, i)
+	return nil
+}
+
+// advance closes the current phase if everyone it waits for answered, the
+// rest have disconnected (live says who is connected), or its deadline
+// passed. It returns the tasks that open the next phase, by participant. An
+// error means too few clients survived: the round must be aborted, the
+// error says why.
+func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.TaskKind, map[string]*pb.SecAggTask, error) {
+	if s.phase == phaseDone || len(s.receiving) > 0 && now.Before(s.deadline) {
+		return 0, nil, nil
+	}
+	if now.Before(s.deadline) {
+		for i := range s.waiting {
+			if live(s.ids[i]) {
+				return 0, nil, nil
+			}
+		}
+	}
+	closing := s.phase
+	wrap := func(err error) error {
+		return fmt.Errorf("secure aggregation, %s phase: %w", closing, err)
+	}
+	tasks := map[string]*pb.SecAggTask{}
+	var kind pb.TaskKind
+	switch s.phase {
+	case phaseAdvertise:
+		ads, err := s.server.CloseAdvertise()
+		if err != nil {
+			return 0, nil, wrap(err)
+		}
+		kind = pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS
+		for _, a := range ads {
+			t := &pb.SecAggTask{}
+			for _, v := range s.server.Neighbours(a.From) {
+				if ad, ok := s.advertised[v]; ok {
+					t.Advertisements = append(t.Advertisements, ad)
+				}
+			}
+			tasks[s.ids[a.From]] = t
+		}
+	case phaseShareKeys:
+		u2, deliver, err := s.server.CloseShareKeys()
+		if err != nil {
+			return 0, nil, wrap(err)
+		}
+		s.advertised = nil
+		kind = pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT
+		for _, u := range u2 {
+			t := &pb.SecAggTask{Survivors: indexes(u2)}
+			for _, e := range deliver[u] {
+				t.Shares = append(t.Shares, &pb.SecAggShare{From: uint32(e.From), To: uint32(e.To), Ciphertext: e.Ciphertext})
+			}
+			tasks[s.ids[u]] = t
+		}
+	case phaseMaskedInput:
+		u3, err := s.server.CloseMaskedInput()
+		if err != nil {
+			return 0, nil, wrap(err)
+		}
+		s.survivors = u3
+		kind = pb.TaskKind_TASK_KIND_SECAGG_UNMASK
+		for _, u := range u3 {
+			tasks[s.ids[u]] = &pb.SecAggTask{Survivors: indexes(u3)}
+		}
+	case phaseUnmask:
+		sum, err := s.server.Finish()
+		if err != nil {
+			return 0, nil, wrap(err)
+		}
+		s.sum = sum
+		s.phase = phaseDone
+		return 0, nil, nil
+	}
+	s.phase++
+	s.deadline = now.Add(s.phaseDeadline)
+	s.receiving = map[int]bool{}
+	s.waiting = map[int]bool{}
+	for id := range tasks {
+		s.waiting[s.index[id]] = true
+	}
+	return kind, tasks, nil
+}
+
+func indexes(v []int) []uint32 {
+	out := make([]uint32, len(v))
+	for i, x := range v {
+		out[i] = uint32(x)
+	}
+	return out
+}
+
+// result turns the unmasked sum into the FedAvg update: Σ w·Δ / Σ w, and
+// returns who contributed and the examples Σ w stands for.
+func (s *secureRound) result() (delta []float32, contributors []string, examples uint64, err error) {
+	if s.phase != phaseDone {
+		return nil, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", ErrConflict)
+	}
+	vals := s.quant.Dequantize(s.sum, len(s.survivors))
+	weight := vals[len(vals)-1] / s.clip
+	if !(weight > 0) {
+		return nil, nil, 0, fmt.Errorf("secure aggregation: the survivors' weights sum to %v", weight)
+	}
+	delta = make([]float32, len(vals)-1)
+	for i, v := range vals[:len(vals)-1] {
+		delta[i] = float32(v / weight)
+	}
+	for _, u := range s.survivors {
+		contributors = append(contributors, s.ids[u])
+	}
+	slices.Sort(contributors)
+	return delta, contributors, uint64(math.Round(weight * s.weightScale)), nil
+}

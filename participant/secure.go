@@ -1,0 +1,178 @@
+package participant
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+
+	"github.com/accord-fl/accord/aggregate/secagg"
+	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// secureRound is a participant's side of secure aggregation in one round
+// attempt: the protocol client, the cohort it was told, and the
+// certificates its neighbours advertised with.
+type secureRound struct {
+	client *secagg.Client
+	cohort []string
+	certs  map[int][]byte
+}
+
+// roundKey names a round attempt.
+func roundKey(t *pb.Task) string {
+	return fmt.Sprintf("%s/%d/%d", t.GetJobId(), t.GetRound(), t.GetAttempt())
+}
+
+func secAggRound(t *pb.Task) *pb.SecAggRound {
+	return &pb.SecAggRound{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt()}
+}
+
+// name is the participant's identity: its certificate's common name.
+func (p *Participant) name() string {
+	if p.cfg.Cert.Leaf != nil {
+		return p.cfg.Cert.Leaf.Subject.CommonName
+	}
+	return ""
+}
+
+// startSecure weights, clips and quantises a trained update, makes this
+// round's protocol client and advertises its keys (phase 0).
+func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, delta []float32) error {
+	st := t.GetSecagg()
+	n := int(st.GetN())
+	switch {
+	case len(st.GetCohort()) != n || int(st.GetIndex()) >= n:
+		return fmt.Errorf("secure aggregation task: cohort of %d names for %d clients, index %d", len(st.GetCohort()), n, st.GetIndex())
+	case st.GetCohort()[st.GetIndex()] != p.name():
+		return fmt.Errorf("secure aggregation task: client %d is %q, not this participant (%q)", st.GetIndex(), st.GetCohort()[st.GetIndex()], p.name())
+	case st.GetLength() != uint64(len(delta))+1:
+		return fmt.Errorf("secure aggregation task: vectors of %d values; this update has %d (+1 weight)", st.GetLength(), len(delta))
+	case !(st.GetWeightScale() >= 1):
+		return fmt.Errorf("secure aggregation task: weight scale %v", st.GetWeightScale())
+	}
+	quant, err := secagg.NewQuantizer(st.GetClip(), n)
+	if err != nil {
+		return fmt.Errorf("secure aggregation task: %w", err)
+	}
+	// The weight w = examples / scale travels masked as the last entry,
+	// scaled by clip so that it uses the quantiser's whole range.
+	w := min(1, float64(p.cfg.Train.Len())/st.GetWeightScale())
+	x := make([]float32, len(delta)+1)
+	for i, d := range delta {
+		x[i] = float32(w * float64(d))
+	}
+	x[len(delta)] = float32(w * st.GetClip())
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return err
+	}
+	q := quant.Quantize(x, mrand.New(mrand.NewChaCha8(seed)))
+
+	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed()}
+	sr := &secureRound{cohort: st.GetCohort(), certs: map[int][]byte{}}
+	sign := func(msg []byte) ([]byte, error) { return pki.Sign(p.cfg.Cert, msg) }
+	verify := func(from int, identity string, msg, sig []byte) bool {
+		if from < 0 || from >= len(sr.cohort) || sr.cohort[from] != identity {
+			return false
+		}
+		want := pki.Identity{Role: pki.RoleParticipant, Name: identity}
+		return pki.VerifySigned(p.cfg.CA, sr.certs[from], want, msg, sig) == nil
+	}
+	sr.client, err = secagg.NewClient(params, int(st.GetIndex()), p.name(), q, sign, verify)
+	if err != nil {
+		return fmt.Errorf("secure aggregation: %w", err)
+	}
+	ad, err := sr.client.Advertise()
+	if err != nil {
+		return fmt.Errorf("secure aggregation: %w", err)
+	}
+	p.mu.Lock()
+	if len(p.secure) >= 8 {
+		clear(p.secure) // rounds long gone
+	}
+	p.secure[roundKey(t)] = sr
+	p.mu.Unlock()
+	_, err = client.SecAggAdvertise(ctx, &pb.SecAggAdvertiseRequest{Round: secAggRound(t), Advertisement: &pb.SecAggAdvertisement{
+		From: uint32(ad.From), CKey: ad.CKey, SKey: ad.SKey, Signature: ad.Sig, Certificate: p.cfg.Cert.Certificate[0]}})
+	return err
+}
+
+// secureStep runs one later phase of secure aggregation.
+func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
+	p.mu.Lock()
+	sr := p.secure[roundKey(t)]
+	p.mu.Unlock()
+	if sr == nil {
+		return fmt.Errorf("secure aggregation %v for round %s, which this participant did not train", t.GetKind(), roundKey(t))
+	}
+	st := t.GetSecagg()
+	switch t.GetKind() {
+	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS:
+		var ads []secagg.Advertisement
+		for _, a := range st.GetAdvertisements() {
+			from := int(a.GetFrom())
+			if from >= len(sr.cohort) {
+				return fmt.Errorf("secure aggregation: advertisement from client %d of %d", from, len(sr.cohort))
+			}
+			sr.certs[from] = a.GetCertificate()
+			ads = append(ads, secagg.Advertisement{From: from, CKey: a.GetCKey(), SKey: a.GetSKey(), Sig: a.GetSignature(), Identity: sr.cohort[from]})
+		}
+		shares, err := sr.client.ShareKeys(ads)
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
+		}
+		req := &pb.SecAggShareKeysRequest{Round: secAggRound(t)}
+		for _, e := range shares {
+			req.Shares = append(req.Shares, &pb.SecAggShare{From: uint32(e.From), To: uint32(e.To), Ciphertext: e.Ciphertext})
+		}
+		_, err = client.SecAggShareKeys(ctx, req)
+		return err
+	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
+		in := make([]secagg.EncryptedShare, len(st.GetShares()))
+		for i, e := range st.GetShares() {
+			in[i] = secagg.EncryptedShare{From: int(e.GetFrom()), To: int(e.GetTo()), Ciphertext: e.GetCiphertext()}
+		}
+		y, err := sr.client.MaskedInput(in, ints(st.GetSurvivors()))
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
+		}
+		data := make([]byte, 0, 4*len(y))
+		for _, v := range y {
+			data = binary.LittleEndian.AppendUint32(data, v)
+		}
+		hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
+			NumParams: uint64(len(y)), Masked: true}
+		return uploadBytes(ctx, client, hdr, data)
+	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		reveals, err := sr.client.Unmask(ints(st.GetSurvivors()))
+		p.mu.Lock()
+		delete(p.secure, roundKey(t))
+		p.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
+		}
+		req := &pb.SecAggUnmaskRequest{Round: secAggRound(t)}
+		for _, r := range reveals {
+			kind := pb.SecAggReveal_KIND_MASK_SEED
+			if r.Kind == secagg.MaskKey {
+				kind = pb.SecAggReveal_KIND_MASK_KEY
+			}
+			req.Reveals = append(req.Reveals, &pb.SecAggReveal{Owner: uint32(r.Owner), Kind: kind, X: r.Share.X, Y: r.Share.Y[:]})
+		}
+		_, err = client.SecAggUnmask(ctx, req)
+		return err
+	}
+	return errors.New("not a secure aggregation task")
+}
+
+func ints(v []uint32) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
