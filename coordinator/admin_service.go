@@ -34,6 +34,10 @@ func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) 
 	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SubmitJobResponse, error) {
 		return pb.NewAdminServiceClient(cc).SubmitJob(ctx, req)
 	}); fwd {
+		if err == nil {
+			// Read your writes: the caller's next call may come here.
+			s.c.waitForJob(ctx, resp.GetJobId())
+		}
 		return resp, err
 	}
 	jobID, err := s.c.SubmitJob(spec, time.Now())
@@ -41,6 +45,18 @@ func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) 
 		return nil, toStatus(err)
 	}
 	return &pb.SubmitJobResponse{JobId: jobID}, nil
+}
+
+// waitForJob waits, for at most the apply timeout, until this node's FSM
+// holds a job the leader committed.
+func (c *Coordinator) waitForJob(ctx context.Context, id string) {
+	deadline := time.Now().Add(c.cfg.ApplyTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if _, err := c.fsm.Job(id); err == nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // SubmitJob validates spec, stores its initial model and commits the job.

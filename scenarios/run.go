@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -199,7 +200,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	pctx, stopParticipants := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopParticipants(); wg.Wait() }()
-	drops := newDropper(sc.Faults, sc.Job.Seed)
+	drops := newDropper(sc.Faults, sc.Job.Seed, int(sc.Job.ParticipantsPerRound))
 	compute := make(chan struct{}, runtime.GOMAXPROCS(0))
 	k := 0
 	for _, g := range sc.Participants.Groups {
@@ -209,17 +210,25 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
+			ctx, kill := context.WithCancel(pctx)
 			p, err := participant.New(participant.Config{
 				Coordinators: addrs, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
 				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) }, Compute: compute,
+				AfterTask: func(t *pb.Task) {
+					if drops.kill(name, t) {
+						fmt.Fprintf(progress, "round %3d: %s killed after sharing its keys\n", t.Round, name)
+						kill()
+					}
+				},
 			})
 			if err != nil {
+				kill()
 				return nil, err
 			}
 			k++
-			wg.Go(func() { p.Run(pctx) })
+			wg.Go(func() { defer kill(); p.Run(ctx) })
 		}
 	}
 
@@ -407,17 +416,42 @@ func PullModel(ctx context.Context, admin pb.AdminServiceClient, jobID string, r
 	return blob, first, nil
 }
 
-// dropper makes chosen participants of chosen rounds fail after training.
+// dropper makes chosen participants of chosen rounds fail after training,
+// or kills them after they shared their keys.
 type dropper struct {
-	faults []Fault
-	seed   uint64
+	faults   []Fault
+	seed     uint64
+	perRound int
+
+	mu     sync.Mutex
+	killed map[uint32]int // round → participants killed in it
 }
 
-func newDropper(faults []Fault, seed uint64) *dropper { return &dropper{faults: faults, seed: seed} }
+func newDropper(faults []Fault, seed uint64, perRound int) *dropper {
+	return &dropper{faults: faults, seed: seed, perRound: perRound, killed: map[uint32]int{}}
+}
+
+// kill reports whether the participant that just completed t must die: the
+// first fraction × participants_per_round of a round's cohort to share
+// their keys in its first attempt are killed.
+func (d *dropper) kill(name string, t *pb.Task) bool {
+	if t.Kind != pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS || t.Attempt != 1 {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, f := range d.faults {
+		if f.Kind == FaultKillAfterShareKeys && f.Round == t.Round && d.killed[t.Round] < int(math.Round(f.Fraction*float64(d.perRound))) {
+			d.killed[t.Round]++
+			return true
+		}
+	}
+	return false
+}
 
 func (d *dropper) check(name string, t *pb.Task) error {
 	for _, f := range d.faults {
-		if f.Round != t.Round {
+		if f.Kind != FaultDropAfterTraining || f.Round != t.Round {
 			continue
 		}
 		h := rand.New(rand.NewPCG(d.seed^uint64(t.Round), hashName(name)))

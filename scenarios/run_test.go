@@ -64,14 +64,72 @@ func TestRunSmallScenario(t *testing.T) {
 	}
 }
 
+const secureScenario = `
+name: small-secagg
+coordinators:
+  - {name: coord-a, organization: org-a}
+  - {name: coord-b, organization: org-b}
+  - {name: coord-c, organization: org-c}
+participants:
+  groups:
+    - {region: de, prefix: de-site, count: 10}
+  data: {dataset: mnist, partition: iid, examples_per_participant: 300, seed: 3}
+job:
+  name: small-secagg
+  model: logreg:784-10
+  dataset: mnist
+  rounds: 4
+  target_accuracy: 0
+  participants_per_round: 10
+  min_participants: 6
+  round_deadline: 10s
+  secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 5s}
+faults:
+  - {kind: kill_after_share_keys, round: 2, fraction: 0.3}
+timeout: 5m
+`
+
+// TestRunSecureScenario runs secure aggregation on three coordinators with
+// real MNIST shards; in round 2, three of the ten participants are killed
+// right after sharing their keys, and the round still commits.
+func TestRunSecureScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MNIST from the module proxy")
+	}
+	sc, err := Parse([]byte(secureScenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	rep, err := Run(t.Context(), sc, Options{Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(progress.String())
+	if rep.RoundsCommitted != 4 || len(rep.Rounds) != 4 || !rep.InvariantsOK || rep.RoundsAborted != 0 {
+		t.Fatalf("report: %d rounds committed, %d listed, %d aborted, invariants ok %v (%s)",
+			rep.RoundsCommitted, len(rep.Rounds), rep.RoundsAborted, rep.InvariantsOK, rep.InvariantsError)
+	}
+	if r2 := rep.Rounds[1]; r2.Cohort != 10 || r2.Contributors != 7 {
+		t.Errorf("round 2 (3 killed after sharing keys): %d of %d contributed; want 7 of 10", r2.Contributors, r2.Cohort)
+	}
+	if rep.FinalAccuracy < 0.80 {
+		t.Errorf("final accuracy %.3f; want ≥ 0.80 for logistic regression after 4 rounds", rep.FinalAccuracy)
+	}
+	if got := strings.Count(progress.String(), "killed after sharing its keys"); got != 3 {
+		t.Errorf("%d participants killed; want 3", got)
+	}
+}
+
 func TestParseRefusesBadScenarios(t *testing.T) {
 	cases := map[string]string{
-		"unknown field":   "name: x\nbogus: 1\n",
-		"no coordinators": "name: x\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\n",
-		"bad partition":   "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: weird}}\n",
-		"bad job":         "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\njob: {learning_rate: -1}\n",
-		"no participants": "name: x\ncoordinators: [{name: c}]\nparticipants: {data: {dataset: mnist, partition: iid}}\n",
-		"bad fault":       "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\nfaults: [{kind: meteor, round: 1, fraction: 0.5}]\n",
+		"unknown field":                   "name: x\nbogus: 1\n",
+		"no coordinators":                 "name: x\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\n",
+		"bad partition":                   "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: weird}}\n",
+		"bad job":                         "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\njob: {learning_rate: -1}\n",
+		"no participants":                 "name: x\ncoordinators: [{name: c}]\nparticipants: {data: {dataset: mnist, partition: iid}}\n",
+		"kill without secure aggregation": "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\nfaults: [{kind: kill_after_share_keys, round: 1, fraction: 0.3}]\n",
+		"bad fault":                       "name: x\ncoordinators: [{name: c}]\nparticipants: {groups: [{prefix: a, count: 1}], data: {dataset: mnist, partition: iid}}\nfaults: [{kind: meteor, round: 1, fraction: 0.5}]\n",
 	}
 	for name, y := range cases {
 		if _, err := Parse([]byte(y)); err == nil {

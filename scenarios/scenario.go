@@ -63,10 +63,20 @@ type DataSpec struct {
 	Seed uint64 `yaml:"seed"`
 }
 
+// Fault kinds.
+const (
+	// FaultDropAfterTraining: a fraction of the round's cohort (chosen by
+	// hash) trains but never uploads.
+	FaultDropAfterTraining = "drop_after_training"
+	// FaultKillAfterShareKeys: fraction × participants_per_round of the
+	// round's cohort are killed (their daemons stop for good) right after
+	// sending their encrypted key shares.
+	FaultKillAfterShareKeys = "kill_after_share_keys"
+)
+
 // Fault is something done to the federation during the run.
 type Fault struct {
-	// Kind is "drop_after_training": the named fraction of a round's cohort
-	// trains but never uploads.
+	// Kind is FaultDropAfterTraining or FaultKillAfterShareKeys.
 	Kind string `yaml:"kind"`
 	// Round is the round it happens in.
 	Round uint32 `yaml:"round"`
@@ -132,8 +142,11 @@ func (s *Scenario) Validate() error {
 		return fmt.Errorf("scenario: participants.data.partition %q: want iid, pathological or dirichlet", s.Participants.Data.Partition)
 	}
 	for i, f := range s.Faults {
-		if f.Kind != "drop_after_training" || f.Fraction <= 0 || f.Fraction > 1 || f.Round < 1 {
-			return fmt.Errorf("scenario: faults[%d]: want kind drop_after_training, a round ≥ 1 and a fraction in (0, 1]", i)
+		if f.Kind != FaultDropAfterTraining && f.Kind != FaultKillAfterShareKeys || f.Fraction <= 0 || f.Fraction > 1 || f.Round < 1 {
+			return fmt.Errorf("scenario: faults[%d]: want kind %s or %s, a round ≥ 1 and a fraction in (0, 1]", i, FaultDropAfterTraining, FaultKillAfterShareKeys)
+		}
+		if f.Kind == FaultKillAfterShareKeys && (!s.Job.SecureAggregation.Enabled() || s.Job.ParticipantsPerRound == 0) {
+			return fmt.Errorf("scenario: faults[%d]: %s needs a job with secure_aggregation and participants_per_round", i, f.Kind)
 		}
 	}
 	if s.Job.Dataset != s.Participants.Data.Dataset {

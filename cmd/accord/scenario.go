@@ -33,8 +33,10 @@ func (m *Main) runScenario(ctx context.Context, args []string) error {
 }
 
 func (m *Main) runDemo(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("demo", "[--json]")
+	fs := m.newFlagSet("demo", "[--json] [--secure-aggregation secagg|secagg+] [--rounds N]")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end instead of progress lines")
+	secure := fs.String("secure-aggregation", "", "mask every update: secagg (complete graph) or secagg+ (Harary graph)")
+	rounds := fs.Uint("rounds", 0, "run exactly this many rounds, ignoring the target accuracy (0: the demo's own stop rule)")
 	level := fs.String("log-level", "error", "log level of the components: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -42,6 +44,16 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	sc, err := scenarios.Parse(scenarios.DemoYAML)
 	if err != nil {
 		return err
+	}
+	if *secure != "" {
+		sc.Job.SecureAggregation.Mode = *secure
+		sc.Job.Name += "-" + *secure
+	}
+	if *rounds > 0 {
+		sc.Job.Rounds, sc.Job.TargetAccuracy = uint32(*rounds), 0
+	}
+	if err := sc.Validate(); err != nil {
+		return usageError{fmt.Errorf("--secure-aggregation or --rounds: %w", err)}
 	}
 	return m.runLoadedScenario(ctx, sc, *asJSON, *level)
 }
