@@ -29,6 +29,9 @@ var (
 	ErrJobNotRunning = errors.New("job is not running")
 	// ErrWrongRound means an update names a round that is not open.
 	ErrWrongRound = errors.New("round is not open")
+	// ErrWrongPhase means a secure-aggregation message came outside its
+	// phase of the round.
+	ErrWrongPhase = errors.New("not this phase of secure aggregation")
 	// ErrNotInCohort means the sender was not selected for the round.
 	ErrNotInCohort = errors.New("participant is not in the round's cohort")
 	// ErrDuplicate means the sender already submitted an update this round.
@@ -65,7 +68,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrBadJobSpec), errors.Is(err, ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
 		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden):
 		code = codes.PermissionDenied

@@ -105,7 +105,7 @@ func (s *secureRound) expect(from string, phase secPhase) (int, error) {
 	case !ok:
 		return 0, fmt.Errorf("%w: %s is not in the round's cohort", ErrNotInCohort, from)
 	case s.phase != phase:
-		return 0, fmt.Errorf("%w: %s message during the %s phase", ErrWrongRound, phase, s.phase)
+		return 0, fmt.Errorf("%w: a %s message during the %s phase", ErrWrongPhase, phase, s.phase)
 	case !s.waiting[i] || s.receiving[i]:
 		return 0, fmt.Errorf("%w: %s message from %s", ErrDuplicate, phase, from)
 	}
@@ -118,7 +118,7 @@ func secaggErr(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, secagg.ErrPhase):
-		return fmt.Errorf("%w: %w", ErrWrongRound, err)
+		return fmt.Errorf("%w: %w", ErrWrongPhase, err)
 	default:
 		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
 	}
@@ -185,7 +185,7 @@ func (s *secureRound) addMasked(from string, y []uint32) error {
 	i := s.index[from]
 	delete(s.receiving, i)
 	if s.phase != phaseMaskedInput {
-		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrWrongRound, from)
+		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrWrongPhase, from)
 	}
 	if err := s.server.ReceiveMaskedInput(i, y); err != nil {
 		return secaggErr(err)

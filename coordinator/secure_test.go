@@ -2,12 +2,20 @@ package coordinator_test
 
 import (
 	"context"
+	"crypto/tls"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -230,4 +238,141 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 	k.mu.Unlock()
 	tc.WaitConverged(10 * time.Second)
 	tc.CheckInvariants()
+}
+
+// TestSecureAggregationRefusals checks that each secure-aggregation message
+// that does not belong is refused with a clear status and changes nothing.
+func TestSecureAggregationRefusals(t *testing.T) {
+	tc := coordinator.NewTestCluster(t, 1)
+	tc.Leader(5 * time.Second)
+	type rawSecure struct {
+		name   string
+		cert   tls.Certificate
+		client pb.ParticipantServiceClient
+		tasks  pb.ParticipantService_TasksClient
+	}
+	var raws []*rawSecure
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := pb.NewParticipantServiceClient(tc.Dial(0, credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))))
+		if _, err := client.Register(t.Context(), &pb.RegisterRequest{Examples: 100, Datasets: []string{"blobs"}}); err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := client.Tasks(t.Context(), &pb.TasksRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, &rawSecure{name: name, cert: cert, client: client, tasks: tasks})
+	}
+	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	waitConnected(t, admin, 4)
+	spec := secureBlobsJob(1, 3, coordinator.ModeSecAgg)
+	spec.EvaluateFraction, spec.RoundDeadlineMs = 0, 60_000
+	jobID := submit(t, admin, spec)
+
+	// Three of the four get a training task with secure aggregation.
+	var cohort []*rawSecure
+	var outsider *rawSecure
+	var task *pb.Task
+	for _, r := range raws {
+		got := make(chan *pb.Task, 1)
+		go func() {
+			tk, err := r.tasks.Recv()
+			if err == nil {
+				got <- tk
+			}
+		}()
+		select {
+		case tk := <-got:
+			cohort, task = append(cohort, r), tk
+		case <-time.After(time.Second):
+			outsider = r
+		}
+	}
+	if len(cohort) != 3 || outsider == nil || task.Secagg == nil {
+		t.Fatalf("cohort of %d, outsider %v, secagg %v", len(cohort), outsider != nil, task.GetSecagg())
+	}
+	st := task.Secagg
+	params := secagg.Params{N: int(st.N), K: int(st.Degree), T: int(st.Threshold), Length: int(st.Length), GraphSeed: st.GraphSeed}
+	round := &pb.SecAggRound{JobId: jobID, Round: task.Round, Attempt: task.Attempt}
+	advertisement := func(r *rawSecure, signer tls.Certificate) *pb.SecAggAdvertisement {
+		idx := slices.Index(st.Cohort, r.name)
+		c, err := secagg.NewClient(params, max(idx, 0), r.name, make([]uint32, params.Length),
+			func(msg []byte) ([]byte, error) { return pki.Sign(signer, msg) }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := c.Advertise()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &pb.SecAggAdvertisement{From: uint32(a.From), CKey: a.CKey, SKey: a.SKey, Signature: a.Sig, Certificate: r.cert.Certificate[0]}
+	}
+	alice, bob := cohort[0], cohort[1]
+	wrongIndex := advertisement(alice, alice.cert)
+	wrongIndex.From = (wrongIndex.From + 1) % 3
+	otherRound := proto.Clone(round).(*pb.SecAggRound)
+	otherRound.Round++
+	plainHeader := &pb.UpdateHeader{JobId: jobID, Round: task.Round, Attempt: task.Attempt, BaseModelDigest: task.BaseModelDigest, NumParams: 27, Examples: 100}
+	maskedHeader := &pb.UpdateHeader{JobId: jobID, Round: task.Round, Attempt: task.Attempt, BaseModelDigest: task.BaseModelDigest, NumParams: st.Length, Masked: true}
+
+	tests := []struct {
+		name string
+		call func() error
+		want codes.Code
+	}{
+		{"an unmasked update", func() error {
+			return participant.Upload(t.Context(), alice.client, plainHeader, make([]float32, 27))
+		}, codes.InvalidArgument},
+		{"keys from outside the cohort", func() error {
+			_, err := outsider.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: advertisement(outsider, outsider.cert)})
+			return err
+		}, codes.PermissionDenied},
+		{"keys under another client's index", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: wrongIndex})
+			return err
+		}, codes.InvalidArgument},
+		{"keys signed by someone else", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: advertisement(alice, bob.cert)})
+			return err
+		}, codes.InvalidArgument},
+		{"keys for another round", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: otherRound, Advertisement: advertisement(alice, alice.cert)})
+			return err
+		}, codes.FailedPrecondition},
+		{"no round named", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Advertisement: advertisement(alice, alice.cert)})
+			return err
+		}, codes.InvalidArgument},
+		{"shares before the share-keys phase", func() error {
+			_, err := alice.client.SecAggShareKeys(t.Context(), &pb.SecAggShareKeysRequest{Round: round})
+			return err
+		}, codes.FailedPrecondition},
+		{"a masked input before its phase", func() error {
+			return participant.UploadMasked(t.Context(), alice.client, maskedHeader, make([]uint32, st.Length))
+		}, codes.FailedPrecondition},
+		{"a genuine advertisement", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: advertisement(alice, alice.cert)})
+			return err
+		}, codes.OK},
+		{"a second advertisement", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: advertisement(alice, alice.cert)})
+			return err
+		}, codes.AlreadyExists},
+		{"reveals before the unmask phase", func() error {
+			_, err := bob.client.SecAggUnmask(t.Context(), &pb.SecAggUnmaskRequest{Round: round})
+			return err
+		}, codes.FailedPrecondition},
+	}
+	for _, tt := range tests {
+		err := tt.call()
+		if got := status.Code(err); got != tt.want {
+			t.Errorf("%s: got %v (%v); want %v", tt.name, got, err, tt.want)
+		} else if err != nil {
+			t.Logf("%s: %v", tt.name, err)
+		}
+	}
 }

@@ -140,13 +140,9 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
-		data := make([]byte, 0, 4*len(y))
-		for _, v := range y {
-			data = binary.LittleEndian.AppendUint32(data, v)
-		}
 		hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 			NumParams: uint64(len(y)), Masked: true}
-		return uploadBytes(ctx, client, hdr, data)
+		return UploadMasked(ctx, client, hdr, y)
 	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
 		reveals, err := sr.client.Unmask(ints(st.GetSurvivors()))
 		p.mu.Lock()
@@ -167,6 +163,16 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 		return err
 	}
 	return errors.New("not a secure aggregation task")
+}
+
+// UploadMasked sends a secure-aggregation masked input: the header (with
+// Masked set), then the values as uint32 little endian in chunks.
+func UploadMasked(ctx context.Context, client pb.ParticipantServiceClient, hdr *pb.UpdateHeader, y []uint32) error {
+	data := make([]byte, 0, 4*len(y))
+	for _, v := range y {
+		data = binary.LittleEndian.AppendUint32(data, v)
+	}
+	return uploadBytes(ctx, client, hdr, data)
 }
 
 func ints(v []uint32) []int {
