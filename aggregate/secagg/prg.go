@@ -5,39 +5,73 @@ import (
 	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
+	"runtime"
+	"sync"
 )
 
 // prgBlock is how many keystream bytes are generated per call into the
 // accumulator: large enough to amortise the call, small enough for L1.
 const prgBlock = 4096
 
+// zeros is the plaintext whose encryption is the keystream.
+var zeros [prgBlock]byte
+
+// mask is one pseudorandom vector to add (sign = +1) or subtract (−1).
+type mask struct {
+	seed [32]byte
+	sign int
+}
+
 // addPRG adds (sign = +1) or subtracts (sign = −1) the mask expanded from
 // seed into acc, mod 2^32: AES-128-CTR keyed by SHA-256(seed), read as
-// little-endian uint32 words. It allocates one small buffer, never a
-// vector-sized one.
-func addPRG(acc []uint32, seed [32]byte, sign int) {
+// little-endian uint32 words.
+func addPRG(acc []uint32, seed [32]byte, sign int) { addPRGAt(acc, 0, seed, sign) }
+
+// addPRGAt adds the words offset … offset+len(acc)−1 of seed's mask into
+// acc; offset is a multiple of 4 (one AES block), so CTR starts at block
+// offset/4. It allocates one small buffer, never a vector-sized one.
+func addPRGAt(acc []uint32, offset int, seed [32]byte, sign int) {
 	key := sha256.Sum256(append([]byte("accord secagg prg"), seed[:]...))
 	block, err := aes.NewCipher(key[:16])
 	if err != nil {
 		panic(err) // a 16-byte key cannot fail
 	}
 	var iv [aes.BlockSize]byte
+	binary.BigEndian.PutUint64(iv[8:], uint64(offset/4))
 	stream := cipher.NewCTR(block, iv[:])
 	var buf [prgBlock]byte
 	for start := 0; start < len(acc); start += prgBlock / 4 {
 		n := min(prgBlock/4, len(acc)-start)
 		ks := buf[:4*n]
-		clear(ks)
-		stream.XORKeyStream(ks, ks)
-		dst := acc[start : start+n]
-		if sign > 0 {
-			for i := range dst {
-				dst[i] += binary.LittleEndian.Uint32(ks[4*i:])
-			}
-		} else {
-			for i := range dst {
-				dst[i] -= binary.LittleEndian.Uint32(ks[4*i:])
-			}
-		}
+		stream.XORKeyStream(ks, zeros[:4*n])
+		addWords(acc[start:start+n], ks, sign)
 	}
+}
+
+// parallelWords is the vector length from which expanding masks is split
+// over the cores.
+const parallelWords = 1 << 14
+
+// addMasks adds every mask into acc, spreading the work over the cores:
+// each core takes a contiguous slice of the vector and expands every mask's
+// keystream for that slice only.
+func addMasks(acc []uint32, masks []mask) {
+	workers := min(runtime.GOMAXPROCS(0), len(acc)/parallelWords)
+	if workers <= 1 || len(masks) == 0 {
+		for _, m := range masks {
+			addPRG(acc, m.seed, m.sign)
+		}
+		return
+	}
+	per := (len(acc)/workers + 3) &^ 3 // whole AES blocks
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(acc); lo += per {
+		part := acc[lo:min(lo+per, len(acc))]
+		wg.Go(func() {
+			for _, m := range masks {
+				addPRGAt(part, lo, m.seed, m.sign)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -2,6 +2,8 @@ package secagg
 
 import (
 	"crypto/rand"
+	mrand "math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -65,5 +67,55 @@ func TestHararyGraph(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The vector add and subtract agree with plain Go for every length,
+// including tails that are not a multiple of the vector width.
+func TestAddWordsMatchesGeneric(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(5, 5))
+	for _, n := range []int{0, 1, 31, 32, 33, 64, 100, 1023, 1024, 1029} {
+		for _, sign := range []int{+1, -1} {
+			ks := make([]byte, 4*n)
+			for i := range ks {
+				ks[i] = byte(rng.Uint32())
+			}
+			want := make([]uint32, n)
+			for i := range want {
+				want[i] = rng.Uint32()
+			}
+			got := slices.Clone(want)
+			addWordsGeneric(want, ks, sign)
+			addWords(got, ks, sign)
+			if !slices.Equal(got, want) {
+				t.Fatalf("n=%d sign=%d: vector result differs from plain Go", n, sign)
+			}
+		}
+	}
+}
+
+// Expanding a mask in slices from any block offset, and over the cores,
+// gives the same vector as expanding it whole.
+func TestMasksSplitOverCoresMatchWhole(t *testing.T) {
+	var seeds [3][32]byte
+	for i := range seeds {
+		rand.Read(seeds[i][:])
+	}
+	const n = 3*parallelWords + 37
+	want := make([]uint32, n)
+	for i, s := range seeds {
+		addPRG(want, s, 1-2*(i%2))
+	}
+	got := make([]uint32, n)
+	addMasks(got, []mask{{seeds[0], +1}, {seeds[1], -1}, {seeds[2], +1}})
+	if !slices.Equal(got, want) {
+		t.Fatal("masks added over the cores differ from masks added whole")
+	}
+	part := make([]uint32, 100)
+	addPRGAt(part, 1000, seeds[0], +1)
+	whole := make([]uint32, 1100)
+	addPRG(whole, seeds[0], +1)
+	if !slices.Equal(part, whole[1000:]) {
+		t.Fatal("a mask expanded from offset 1000 differs from the whole mask's words 1000…")
 	}
 }

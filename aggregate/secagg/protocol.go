@@ -310,8 +310,7 @@ func (c *Client) MaskedInput(in []EncryptedShare, u2 []int) ([]uint32, error) {
 		}
 		c.held[e.From] = pair
 	}
-	y := slices.Clone(c.x)
-	addPRG(y, c.seed, +1)
+	masks := []mask{{c.seed, +1}}
 	for v := range c.peers {
 		if !c.u2[v] {
 			continue
@@ -321,11 +320,13 @@ func (c *Client) MaskedInput(in []EncryptedShare, u2 []int) ([]uint32, error) {
 			return nil, err
 		}
 		if c.id < v {
-			addPRG(y, s, +1)
+			masks = append(masks, mask{s, +1})
 		} else {
-			addPRG(y, s, -1)
+			masks = append(masks, mask{s, -1})
 		}
 	}
+	y := slices.Clone(c.x)
+	addMasks(y, masks)
 	return y, nil
 }
 

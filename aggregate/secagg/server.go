@@ -2,26 +2,30 @@ package secagg
 
 import (
 	"crypto/ecdh"
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 )
 
 // Server is the coordinator's side of a round. It only ever holds
 // advertisements, encrypted shares, the running sum of masked vectors, and
 // the shares clients reveal at the end — never one client's input.
 type Server struct {
-	p       Params
-	graph   [][]int
-	phase   int
-	ads     map[int]Advertisement
-	routed  map[int][]EncryptedShare // by recipient
-	sent    map[int]bool             // clients that completed phase 1
-	u2      []int
-	sum     []uint32
-	masked  map[int]bool
-	u3      []int
-	reveals map[int]map[SecretKind][]Share // owner → kind → shares
-	from4   map[int]bool
+	p        Params
+	graph    [][]int
+	phase    int
+	ads      map[int]Advertisement
+	routed   map[int][]EncryptedShare // by recipient
+	sent     map[int]bool             // clients that completed phase 1
+	u2       []int
+	sum      []uint32
+	masked   map[int]bool
+	u3       []int
+	reveals  map[int]map[SecretKind][]Share // owner → kind → shares
+	from4    map[int]bool
+	lagrange lagrangeCache
 }
 
 // NewServer starts a round.
@@ -211,54 +215,86 @@ func (s *Server) Finish() ([]uint32, error) {
 		return nil, err
 	}
 	s.phase = 4
-	out := s.sum
+	var masks []mask
 	for _, u := range s.u3 {
-		seed, err := combineShares(s.reveals[u][MaskSeed], s.p.T)
+		seed, err := s.lagrange.combine(s.reveals[u][MaskSeed], s.p.T)
 		if err != nil {
 			return nil, fmt.Errorf("%w: mask seed of client %d: %v", ErrTooFew, u, err)
 		}
-		addPRG(out, seed, -1)
+		masks = append(masks, mask{seed, -1})
 	}
+	var dropped []int
 	for _, v := range s.u2 {
-		if s.masked[v] {
-			continue
+		if !s.masked[v] {
+			dropped = append(dropped, v)
 		}
-		var survivors []int
-		for _, u := range s.graph[v] {
-			if s.masked[u] {
-				if _, ok := s.ads[v]; ok {
-					survivors = append(survivors, u)
-				}
+	}
+	// Rebuilding a dropped client's pair seeds costs one X25519 agreement per
+	// surviving neighbour: spread the dropped clients over the cores.
+	pairs := make([][]mask, len(dropped))
+	errs := make([]error, len(dropped))
+	next := make(chan int, len(dropped))
+	for i := range dropped {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(dropped)) {
+		wg.Go(func() {
+			for i := range next {
+				pairs[i], errs[i] = s.droppedPairMasks(dropped[i])
 			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for _, p := range pairs {
+		masks = append(masks, p...)
+	}
+	out := s.sum
+	addMasks(out, masks)
+	return out, nil
+}
+
+// droppedPairMasks rebuilds dropped client v's mask key from the revealed
+// shares and returns, for each surviving neighbour u, the pair mask u added
+// with the sign that takes it out of the sum.
+func (s *Server) droppedPairMasks(v int) ([]mask, error) {
+	var survivors []int
+	for _, u := range s.graph[v] {
+		if s.masked[u] {
+			survivors = append(survivors, u)
 		}
-		if len(survivors) == 0 {
-			continue
-		}
-		raw, err := combineShares(s.reveals[v][MaskKey], s.p.T)
+	}
+	if len(survivors) == 0 {
+		return nil, nil
+	}
+	raw, err := s.lagrange.combine(s.reveals[v][MaskKey], s.p.T)
+	if err != nil {
+		return nil, fmt.Errorf("%w: mask key of dropped client %d: %v", ErrTooFew, v, err)
+	}
+	sk, err := ecdh.X25519().NewPrivateKey(raw[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: rebuilt key of client %d: %v", ErrBadMessage, v, err)
+	}
+	var out []mask
+	for _, u := range survivors {
+		pub, err := ecdh.X25519().NewPublicKey(s.ads[u].SKey)
 		if err != nil {
-			return nil, fmt.Errorf("%w: mask key of dropped client %d: %v", ErrTooFew, v, err)
+			return nil, err
 		}
-		sk, err := ecdh.X25519().NewPrivateKey(raw[:])
+		secret, err := sk.ECDH(pub)
 		if err != nil {
-			return nil, fmt.Errorf("%w: rebuilt key of client %d: %v", ErrBadMessage, v, err)
+			return nil, err
 		}
-		for _, u := range survivors {
-			pub, err := ecdh.X25519().NewPublicKey(s.ads[u].SKey)
-			if err != nil {
-				return nil, err
-			}
-			secret, err := sk.ECDH(pub)
-			if err != nil {
-				return nil, err
-			}
-			seed := kdf("accord secagg pair", secret)
-			// u added +PRG(s_uv) when u < v: take it out.
-			if u < v {
-				addPRG(out, seed, -1)
-			} else {
-				addPRG(out, seed, +1)
-			}
+		// u added +PRG(s_uv) when u < v: take it out.
+		sign := +1
+		if u < v {
+			sign = -1
 		}
+		out = append(out, mask{kdf("accord secagg pair", secret), sign})
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync"
 )
 
 // Shamir secret sharing over GF(p), p = 2^61 − 1. A 32-byte secret is split
@@ -124,34 +125,83 @@ func splitSecret(secret [32]byte, t int, xs []uint32) ([]Share, error) {
 	return out, nil
 }
 
-// combineShares rebuilds a secret from exactly t or more shares by Lagrange
+// combineShares rebuilds a secret from t or more shares by Lagrange
 // interpolation at 0 (the first t are used).
 func combineShares(shares []Share, t int) ([32]byte, error) {
+	return (*lagrangeCache)(nil).combine(shares, t)
+}
+
+// lagrangeCache keeps the Lagrange coefficients at 0 of the x sets seen:
+// the server rebuilds many clients' secrets from shares held by the same
+// survivors, so one set of coefficients serves them all. A nil cache
+// computes them every time.
+type lagrangeCache struct {
+	mu     sync.Mutex
+	coeffs map[string][]uint64
+}
+
+// lagrangeAtZero returns, for distinct non-zero xs, the coefficients c_i
+// with f(0) = Σ c_i·f(x_i) for every polynomial f of degree < len(xs).
+func lagrangeAtZero(xs []uint64) []uint64 {
+	out := make([]uint64, len(xs))
+	for i, xi := range xs {
+		num, den := uint64(1), uint64(1)
+		for j, xj := range xs {
+			if i != j {
+				num = mulMod(num, xj)
+				den = mulMod(den, subMod(xj, xi))
+			}
+		}
+		out[i] = mulMod(num, invMod(den))
+	}
+	return out
+}
+
+func (c *lagrangeCache) coefficients(xs []uint64) []uint64 {
+	if c == nil {
+		return lagrangeAtZero(xs)
+	}
+	key := make([]byte, 0, 4*len(xs))
+	for _, x := range xs {
+		key = binary.LittleEndian.AppendUint32(key, uint32(x))
+	}
+	c.mu.Lock()
+	co, ok := c.coeffs[string(key)]
+	c.mu.Unlock()
+	if !ok {
+		co = lagrangeAtZero(xs)
+		c.mu.Lock()
+		if c.coeffs == nil || len(c.coeffs) > 1024 {
+			c.coeffs = map[string][]uint64{}
+		}
+		c.coeffs[string(key)] = co
+		c.mu.Unlock()
+	}
+	return co
+}
+
+// combine rebuilds a secret from the first t of shares.
+func (c *lagrangeCache) combine(shares []Share, t int) ([32]byte, error) {
 	var secret [32]byte
 	if len(shares) < t {
 		return secret, fmt.Errorf("%d shares; need %d", len(shares), t)
 	}
 	shares = shares[:t]
 	seen := map[uint32]bool{}
-	for _, s := range shares {
+	xs := make([]uint64, t)
+	for i, s := range shares {
 		if s.X == 0 || seen[s.X] {
 			return secret, errors.New("shares with repeated or zero x")
 		}
 		seen[s.X] = true
+		xs[i] = uint64(s.X)
 	}
+	co := c.coefficients(xs)
 	var padded [Limbs * 7]byte
 	for l := range Limbs {
 		var acc uint64
 		for i, si := range shares {
-			num, den := uint64(1), uint64(1)
-			for j, sj := range shares {
-				if i == j {
-					continue
-				}
-				num = mulMod(num, uint64(sj.X))
-				den = mulMod(den, subMod(uint64(sj.X), uint64(si.X)))
-			}
-			acc = addMod(acc, mulMod(si.Y[l], mulMod(num, invMod(den))))
+			acc = addMod(acc, mulMod(si.Y[l], co[i]))
 		}
 		if acc >= 1<<56 {
 			return secret, errors.New("shares do not rebuild a secret (inconsistent shares)")

@@ -1,0 +1,7 @@
+//go:build !amd64
+
+package secagg
+
+// addWords adds (sign > 0) or subtracts the little-endian words of ks into
+// dst, mod 2^32.
+func addWords(dst []uint32, ks []byte, sign int) { addWordsGeneric(dst, ks, sign) }
