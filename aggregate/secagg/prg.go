@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"runtime"
 	"sync"
+	"unsafe"
 )
 
 // prgBlock is how many keystream bytes are generated per call into the
@@ -39,7 +40,11 @@ func addPRGAt(acc []uint32, offset int, seed [32]byte, sign int) {
 	var iv [aes.BlockSize]byte
 	binary.BigEndian.PutUint64(iv[8:], uint64(offset/4))
 	stream := cipher.NewCTR(block, iv[:])
-	var buf [prgBlock]byte
+	// The keystream buffer starts on a cache line, so the vector loads in
+	// addWords never straddle two.
+	var raw [prgBlock + 64]byte
+	off := int(-uintptr(unsafe.Pointer(&raw[0])) & 63)
+	buf := raw[off : off+prgBlock]
 	for start := 0; start < len(acc); start += prgBlock / 4 {
 		n := min(prgBlock/4, len(acc)-start)
 		ks := buf[:4*n]

@@ -7,10 +7,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/participant/data"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 func (m *Main) runParticipant(ctx context.Context, args []string) error {
@@ -24,6 +26,8 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	valFraction := fs.Float64("validation-fraction", 0.1, "CSV only: fraction of rows kept for evaluating global models")
 	region := fs.String("region", "", "region or country reported at registration")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	killAfterShareKeys := fs.Uint("fault-kill-after-share-keys", 0,
+		"fault injection for tests: SIGKILL this process right after it sends its key shares in this round (0: never)")
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -77,10 +81,19 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	default:
 		return usageError{fmt.Errorf("--data is required: mnist or a CSV file")}
 	}
-	p, err := participant.New(participant.Config{
+	cfg := participant.Config{
 		Coordinators: strings.Split(*addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *region, Dataset: datasetName,
 		Train: train, Validation: val, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})),
-	})
+	}
+	if round := uint32(*killAfterShareKeys); round > 0 {
+		cfg.AfterTask = func(t *pb.Task) {
+			if t.Kind == pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS && t.Round == round {
+				fmt.Fprintf(os.Stderr, "fault injection: killed after sharing keys in round %d\n", round)
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		}
+	}
+	p, err := participant.New(cfg)
 	if err != nil {
 		return err
 	}

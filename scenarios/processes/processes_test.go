@@ -86,7 +86,9 @@ func (c *cluster) kill(p *proc) {
 	}
 }
 
-func newCluster(t *testing.T, participants int) *cluster {
+// newCluster starts three coordinators and the participants; extra, if set,
+// gives participant i more arguments.
+func newCluster(t *testing.T, participants int, extra func(i int) []string) *cluster {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "accord")
 	build := exec.Command("go", "build", "-o", bin, "github.com/accord-fl/accord/cmd/accord")
@@ -140,6 +142,9 @@ func newCluster(t *testing.T, participants int) *cluster {
 		cmd := exec.Command(bin, "participant", "--coordinator", strings.Join(addrs, ","), "--data", "mnist",
 			"--shard", fmt.Sprintf("%d/%d", i+1, participants), "--examples", "600", "--log-level", "warn",
 			"--ca", "pki/ca.crt", "--cert", "pki/"+name+".crt", "--key", "pki/"+name+".key")
+		if extra != nil {
+			cmd.Args = append(cmd.Args, extra(i)...)
+		}
 		cmd.Dir = dir
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -147,6 +152,36 @@ func newCluster(t *testing.T, participants int) *cluster {
 		c.parts = append(c.parts, cmd)
 	}
 	return c
+}
+
+// waitParticipants waits for n participants to connect (they load MNIST
+// first).
+func (c *cluster) waitParticipants(n int) {
+	c.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, _ := c.run("participants", "list", "--json", "--coordinator", c.leader(10*time.Second).grpc)
+		if strings.Count(out, `"connected": true`) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("participants did not connect:\n%s", out)
+		}
+	}
+}
+
+// waitJob waits for a job to end.
+func (c *cluster) waitJob(id string, timeout time.Duration) jobOut {
+	c.t.Helper()
+	var j jobOut
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		var err error
+		if j, err = c.job(id); err == nil && j.Status != 1 {
+			return j
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("job still running: %+v", j)
+		}
+	}
 }
 
 type membersOut struct {
@@ -220,7 +255,7 @@ func TestLeaderKilledWithSIGKILL(t *testing.T) {
 	if os.Getenv("ACCORD_PROCESS_FULL") != "" {
 		rounds, kills, model = 30, 3, "mlp:784-200-200-10"
 	}
-	c := newCluster(t, 10)
+	c := newCluster(t, 10, nil)
 	c.leader(30 * time.Second)
 	jobFile := filepath.Join(c.dir, "job.yaml")
 	os.WriteFile(jobFile, []byte(fmt.Sprintf(`name: sigkill
@@ -233,16 +268,7 @@ min_participants: 5
 round_deadline: 20s
 evaluate_fraction: 1
 `, model, rounds)), 0o600)
-	// Wait for the participants to connect (they load MNIST first).
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		out, _ := c.run("participants", "list", "--json", "--coordinator", c.leader(10*time.Second).grpc)
-		if strings.Count(out, `"connected": true`) >= 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("participants did not connect:\n%s", out)
-		}
-	}
+	c.waitParticipants(10)
 	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[0].grpc))
 
 	for k := 1; k <= kills; k++ {
@@ -261,16 +287,7 @@ evaluate_fraction: 1
 		time.Sleep(3 * time.Second)
 		c.start(l)
 	}
-	var j jobOut
-	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		var err error
-		if j, err = c.job(id); err == nil && j.Status != 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job still running: %+v", j)
-		}
-	}
+	j := c.waitJob(id, 5*time.Minute)
 	if j.Status != 2 || j.CommittedRounds != uint32(rounds) {
 		t.Fatalf("job ended with status %d after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
 	}
@@ -316,4 +333,63 @@ evaluate_fraction: 1
 		}
 	}
 	t.Logf("%d rounds, identical on 3 coordinators, every model pulled from each", rounds)
+}
+
+// TestSecureRoundSurvivesSIGKILLedParticipants: a job with SecAgg+ on three
+// coordinator processes and ten participant processes; in round 3, three
+// participants SIGKILL themselves right after sending their key shares. The
+// round commits with the seven survivors, and the job completes.
+func TestSecureRoundSurvivesSIGKILLedParticipants(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	const rounds, killed = 5, 3
+	c := newCluster(t, 10, func(i int) []string {
+		if i < killed {
+			return []string{"--fault-kill-after-share-keys", "3"}
+		}
+		return nil
+	})
+	c.leader(30 * time.Second)
+	jobFile := filepath.Join(c.dir, "job.yaml")
+	os.WriteFile(jobFile, []byte(fmt.Sprintf(`name: secagg-sigkill
+model: logreg:784-10
+dataset: mnist
+rounds: %d
+target_accuracy: 0
+participants_per_round: 10
+min_participants: 5
+round_deadline: 20s
+evaluate_fraction: 0
+secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
+`, rounds)), 0o600)
+	c.waitParticipants(10)
+	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[1].grpc))
+	j := c.waitJob(id, 3*time.Minute)
+	if j.Status != 2 || j.CommittedRounds != rounds {
+		t.Fatalf("job ended with status %d after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
+	}
+	out := c.must("round", "list", id, "--json", "--all", "--coordinator", c.leader(10*time.Second).grpc)
+	var rs []struct {
+		Number       uint32   `json:"number"`
+		Attempt      uint32   `json:"attempt"`
+		Status       int32    `json:"status"`
+		Cohort       []string `json:"cohort"`
+		Contributors []string `json:"contributors"`
+		Reason       string   `json:"reason"`
+	}
+	if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		t.Fatalf("round list: %v\n%s", err, out)
+	}
+	for _, r := range rs {
+		t.Logf("round %d attempt %d: status %d, cohort %d, contributors %d %s", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), r.Reason)
+		if r.Number == 3 && (r.Attempt != 1 || len(r.Cohort) != 10 || len(r.Contributors) != 10-killed) {
+			t.Errorf("round 3: attempt %d, %d of %d contributed; want attempt 1 committed by %d of 10", r.Attempt, len(r.Contributors), len(r.Cohort), 10-killed)
+		}
+	}
+	for i := range killed {
+		if err := c.parts[i].Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("participant %d: %v; want killed", i+1, err)
+		}
+	}
 }
