@@ -124,8 +124,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	progress := opts.Progress
-	if progress == nil {
+	var progress io.Writer = &lockedWriter{w: opts.Progress} // participants write to it too
+	if opts.Progress == nil {
 		progress = io.Discard
 	}
 	if t := time.Duration(sc.Timeout); t > 0 {
@@ -414,6 +414,18 @@ func PullModel(ctx context.Context, admin pb.AdminServiceClient, jobID string, r
 		return nil, nil, fmt.Errorf("pulling job %s round %d: %w", jobID, round, err)
 	}
 	return blob, first, nil
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // dropper makes chosen participants of chosen rounds fail after training,
