@@ -376,3 +376,45 @@ func TestSecureAggregationRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestSecureRoundLeaderKilled kills the leader in the middle of a round's
+// secure aggregation (after keys were shared): the new leader records the
+// round aborted ("leader change") and retries it with fresh keys, and the
+// job completes on every coordinator alike.
+func TestSecureRoundLeaderKilled(t *testing.T) {
+	tc := coordinator.NewTestCluster(t, 3)
+	tc.Leader(10 * time.Second)
+	shared := make(chan struct{}, 16)
+	gate := make(chan struct{})
+	release := sync.OnceFunc(func() { close(gate) })
+	defer release()
+	startKillable(t, tc, 6, func(_ string, task *pb.Task) bool {
+		if task.Kind == pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS && task.Round == 3 && task.Attempt == 1 {
+			shared <- struct{}{}
+			<-gate // hold this participant until the leader is dead
+		}
+		return false
+	})
+	admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
+	waitConnected(t, admin, 6)
+	jobID := submit(t, admin, secureBlobsJob(6, 6, coordinator.ModeSecAggPlus))
+	select {
+	case <-shared:
+	case <-time.After(30 * time.Second):
+		t.Fatal("round 3 never reached the share-keys phase")
+	}
+	old := tc.Index(tc.Leader(time.Second))
+	tc.Kill(old)
+	tc.Leader(10 * time.Second)
+	release()
+	job := tc.WaitJob(jobID, 60*time.Second)
+	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != 6 {
+		t.Fatalf("job ended %v with %d rounds: %s", job.Status, job.CommittedRounds, job.Reason)
+	}
+	if !hasAbort(job, "leader change") {
+		t.Errorf("no round was recorded aborted by the leader change: %+v", job.Rounds)
+	}
+	tc.Restart(old)
+	tc.WaitConverged(20 * time.Second)
+	tc.CheckInvariants()
+}

@@ -90,6 +90,18 @@ func TestAddWordsMatchesGeneric(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Fatalf("n=%d sign=%d: vector result differs from plain Go", n, sign)
 			}
+			src := make([]uint32, n)
+			for i := range src {
+				src[i] = rng.Uint32()
+			}
+			want2 := slices.Clone(got)
+			for i := range want2 {
+				want2[i] += src[i]
+			}
+			addVector(got, src)
+			if !slices.Equal(got, want2) {
+				t.Fatalf("n=%d: addVector differs from plain Go", n)
+			}
 		}
 	}
 }

@@ -154,9 +154,7 @@ func (s *Server) ReceiveMaskedInput(from int, y []uint32) error {
 	if len(y) != s.p.Length {
 		return fmt.Errorf("%w: masked input of %d values; want %d", ErrBadMessage, len(y), s.p.Length)
 	}
-	for i, v := range y {
-		s.sum[i] += v
-	}
+	addVector(s.sum, y)
 	s.masked[from] = true
 	return nil
 }

@@ -34,3 +34,18 @@ func addWords(dst []uint32, ks []byte, sign int) {
 	}
 	addWordsGeneric(dst[n:], ks[4*n:], sign)
 }
+
+// addVector adds src into dst word by word, mod 2^32.
+func addVector(dst, src []uint32) {
+	src = src[:len(dst)]
+	n := 0
+	if haveAVX2 {
+		n = len(dst) &^ 31
+		if n > 0 {
+			addWordsAVX2(unsafe.SliceData(dst), unsafe.SliceData(src), n)
+		}
+	}
+	for i := n; i < len(dst); i++ {
+		dst[i] += src[i]
+	}
+}
