@@ -33,7 +33,19 @@ func addPRG(acc []uint32, seed [32]byte, sign int) { addPRGAt(acc, 0, seed, sign
 // offset/4. It allocates one small buffer, never a vector-sized one.
 func addPRGAt(acc []uint32, offset int, seed [32]byte, sign int) {
 	key := sha256.Sum256(append([]byte("accord secagg prg"), seed[:]...))
-	block, err := aes.NewCipher(key[:16])
+	// The fused kernel generates the keystream in registers and adds it
+	// directly; Go's CTR covers what it does not (no VAES, or the tail).
+	done := addFusedCTR(acc, [16]byte(key[:16]), uint64(offset/4), sign)
+	addPRGAtGeneric(acc[done:], offset+done, [16]byte(key[:16]), sign)
+}
+
+// addPRGAtGeneric is addPRGAt with Go's AES-CTR: keystream into a small
+// buffer, then added into acc.
+func addPRGAtGeneric(acc []uint32, offset int, key [16]byte, sign int) {
+	if len(acc) == 0 {
+		return
+	}
+	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		panic(err) // a 16-byte key cannot fail
 	}

@@ -2,6 +2,7 @@ package secagg
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
@@ -129,5 +130,30 @@ func TestMasksSplitOverCoresMatchWhole(t *testing.T) {
 	addPRG(whole, seeds[0], +1)
 	if !slices.Equal(part, whole[1000:]) {
 		t.Fatal("a mask expanded from offset 1000 differs from the whole mask's words 1000…")
+	}
+}
+
+// The fused VAES kernel's keystream is AES-128-CTR exactly as crypto/aes
+// computes it, from any starting block and for any length (the tail falls
+// back to Go's CTR), added and subtracted.
+func TestFusedCTRMatchesCryptoAES(t *testing.T) {
+	if !haveFusedCTR {
+		t.Skip("this CPU has no AVX-512 VAES; the Go path is the only one")
+	}
+	var seed [32]byte
+	rand.Read(seed[:])
+	key := sha256.Sum256(append([]byte("accord secagg prg"), seed[:]...))
+	for _, c := range []struct{ offset, n int }{{0, 64}, {0, 1000}, {4, 640}, {4096, 77}, {1 << 20, 12345}, {4 * (1<<32 - 8), 256}} {
+		want := make([]uint32, c.n)
+		addPRGAtGeneric(want, c.offset, [16]byte(key[:16]), +1)
+		got := make([]uint32, c.n)
+		addPRGAt(got, c.offset, seed, +1)
+		if !slices.Equal(got, want) {
+			t.Fatalf("offset %d, %d words: fused keystream differs from crypto/aes's", c.offset, c.n)
+		}
+		addPRGAt(got, c.offset, seed, -1)
+		if slices.ContainsFunc(got, func(v uint32) bool { return v != 0 }) {
+			t.Fatalf("offset %d, %d words: subtracting the mask does not cancel adding it", c.offset, c.n)
+		}
 	}
 }
