@@ -304,7 +304,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
 	var sec *secureRound
 	if spec.SecureAggregation.Enabled() {
-		if sec, err = newSecureRound(spec.SecureAggregation, cohort, len(base), c.weightScale(cohort), deadline, c.cfg.CA); err != nil {
+		if sec, err = newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt), cohort, len(base), c.weightScale(cohort), now, deadline, c.cfg.CA); err != nil {
 			if !run.waitingLogged {
 				c.log.Info("cannot open a round with secure aggregation yet", "job", job.ID, "cohort", len(cohort), "err", err)
 				run.waitingLogged = true
@@ -358,7 +358,12 @@ func (c *Coordinator) weightScale(cohort []string) float64 {
 // sending each phase's tasks, and commits or aborts it at the end.
 func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error {
 	r := run.round
+	phase, missing, started := r.sec.phase, len(r.sec.waiting), r.sec.phaseStart
 	kind, tasks, err := r.sec.advance(now, func(id string) bool { ok, _ := c.sessions.status(id); return ok })
+	if err != nil || r.sec.phase != phase {
+		c.metrics.secaggPhaseSeconds.WithLabelValues(phase.String()).Observe(now.Sub(started).Seconds())
+		c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
+	}
 	if err == nil && r.sec.phase == phaseDone && len(r.sec.survivors) < r.minUpdates {
 		err = fmt.Errorf("%d masked inputs; the job needs at least %d", len(r.sec.survivors), r.minUpdates)
 	}

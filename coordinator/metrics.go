@@ -21,6 +21,8 @@ type metrics struct {
 	bytesReceived         prometheus.Counter
 	roundSeconds          prometheus.Histogram
 	isLeader              prometheus.Gauge
+	secaggPhaseSeconds    *prometheus.HistogramVec
+	secaggDropouts        *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,8 +39,13 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}),
 		isLeader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "accord_raft_leader", Help: "1 while this coordinator is the Raft leader."}),
+		secaggPhaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "accord_secagg_phase_duration_seconds", Help: "Time each secure-aggregation phase stayed open (advertise-keys includes training).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"phase"}),
+		secaggDropouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "accord_secagg_dropouts_total", Help: "Clients a secure-aggregation phase closed without."}, []string{"phase"}),
 	}
-	m.reg.MustRegister(m.roundsCommitted, m.roundsAborted, m.bytesReceived, m.roundSeconds, m.isLeader,
+	m.reg.MustRegister(m.roundsCommitted, m.roundsAborted, m.bytesReceived, m.roundSeconds, m.isLeader, m.secaggPhaseSeconds, m.secaggDropouts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

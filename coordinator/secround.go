@@ -47,6 +47,7 @@ type secureRound struct {
 	index         map[string]int
 	phase         secPhase
 	deadline      time.Time // of the current phase
+	phaseStart    time.Time
 	phaseDeadline time.Duration
 	waiting       map[int]bool                    // clients the current phase still waits for
 	receiving     map[int]bool                    // masked inputs admitted, not yet added
@@ -58,7 +59,7 @@ type secureRound struct {
 // newSecureRound prepares secure aggregation of vectors of length values
 // (the model's parameters; one more entry carries the weight) over cohort.
 // Training and advertising keys share the round's deadline.
-func newSecureRound(sa SecureAggregation, cohort []string, length int, weightScale float64, trainDeadline time.Time, ca *x509.CertPool) (*secureRound, error) {
+func newSecureRound(sa SecureAggregation, session []byte, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool) (*secureRound, error) {
 	k, t, err := sa.graph(len(cohort))
 	if err != nil {
 		return nil, err
@@ -67,7 +68,7 @@ func newSecureRound(sa SecureAggregation, cohort []string, length int, weightSca
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
 	}
-	p := secagg.Params{N: len(cohort), K: k, T: t, Length: length + 1, GraphSeed: binary.LittleEndian.Uint64(seed[:])}
+	p := secagg.Params{N: len(cohort), K: k, T: t, Length: length + 1, GraphSeed: binary.LittleEndian.Uint64(seed[:]), Session: session}
 	server, err := secagg.NewServer(p)
 	if err != nil {
 		return nil, err
@@ -78,7 +79,7 @@ func newSecureRound(sa SecureAggregation, cohort []string, length int, weightSca
 	}
 	s := &secureRound{
 		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
-		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(),
+		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
 	}
 	for i, id := range cohort {
@@ -291,9 +292,11 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		}
 		s.sum = sum
 		s.phase = phaseDone
+		s.phaseStart = now
 		return 0, nil, nil
 	}
 	s.phase++
+	s.phaseStart = now
 	s.deadline = now.Add(s.phaseDeadline)
 	s.receiving = map[int]bool{}
 	s.waiting = map[int]bool{}

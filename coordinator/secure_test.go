@@ -296,22 +296,16 @@ func TestSecureAggregationRefusals(t *testing.T) {
 		t.Fatalf("cohort of %d, outsider %v, secagg %v", len(cohort), outsider != nil, task.GetSecagg())
 	}
 	st := task.Secagg
-	params := secagg.Params{N: int(st.N), K: int(st.Degree), T: int(st.Threshold), Length: int(st.Length), GraphSeed: st.GraphSeed}
+	params := secagg.Params{N: int(st.N), K: int(st.Degree), T: int(st.Threshold), Length: int(st.Length), GraphSeed: st.GraphSeed,
+		Session: protocol.SecAggSession(jobID, task.Round, task.Attempt)}
 	round := &pb.SecAggRound{JobId: jobID, Round: task.Round, Attempt: task.Attempt}
 	advertisement := func(r *rawSecure, signer tls.Certificate) *pb.SecAggAdvertisement {
-		idx := slices.Index(st.Cohort, r.name)
-		c, err := secagg.NewClient(params, max(idx, 0), r.name, make([]uint32, params.Length),
-			func(msg []byte) ([]byte, error) { return pki.Sign(signer, msg) }, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := c.Advertise()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &pb.SecAggAdvertisement{From: uint32(a.From), CKey: a.CKey, SKey: a.SKey, Signature: a.Sig, Certificate: r.cert.Certificate[0]}
+		return signedAdvertisement(t, params, st.Cohort, r.name, r.cert, signer)
 	}
 	alice, bob := cohort[0], cohort[1]
+	otherSession := params
+	otherSession.Session = protocol.SecAggSession(jobID, task.Round+1, task.Attempt)
+	replayed := signedAdvertisement(t, otherSession, st.Cohort, alice.name, alice.cert, alice.cert)
 	wrongIndex := advertisement(alice, alice.cert)
 	wrongIndex.From = (wrongIndex.From + 1) % 3
 	otherRound := proto.Clone(round).(*pb.SecAggRound)
@@ -337,6 +331,10 @@ func TestSecureAggregationRefusals(t *testing.T) {
 		}, codes.InvalidArgument},
 		{"keys signed by someone else", func() error {
 			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: advertisement(alice, bob.cert)})
+			return err
+		}, codes.InvalidArgument},
+		{"keys signed for another round", func() error {
+			_, err := alice.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: replayed})
 			return err
 		}, codes.InvalidArgument},
 		{"keys for another round", func() error {
@@ -375,6 +373,22 @@ func TestSecureAggregationRefusals(t *testing.T) {
 			t.Logf("%s: %v", tt.name, err)
 		}
 	}
+}
+
+// signedAdvertisement makes a client's advertisement for params, signed
+// with signer's key and carrying cert.
+func signedAdvertisement(t *testing.T, params secagg.Params, cohort []string, name string, cert, signer tls.Certificate) *pb.SecAggAdvertisement {
+	t.Helper()
+	c, err := secagg.NewClient(params, max(slices.Index(cohort, name), 0), name, make([]uint32, params.Length),
+		func(msg []byte) ([]byte, error) { return pki.Sign(signer, msg) }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Advertise()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &pb.SecAggAdvertisement{From: uint32(a.From), CKey: a.CKey, SKey: a.SKey, Signature: a.Sig, Certificate: cert.Certificate[0]}
 }
 
 // TestSecureRoundLeaderKilled kills the leader in the middle of a round's

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -72,7 +73,8 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	}
 	q := quant.Quantize(x, mrand.New(mrand.NewChaCha8(seed)))
 
-	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed()}
+	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed(),
+		Session: protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt())}
 	sr := &secureRound{cohort: st.GetCohort(), certs: map[int][]byte{}}
 	sign := func(msg []byte) ([]byte, error) { return pki.Sign(p.cfg.Cert, msg) }
 	verify := func(from int, identity string, msg, sig []byte) bool {

@@ -41,6 +41,10 @@ type Params struct {
 	Length int
 	// GraphSeed relabels the Harary graph (drawn by the server each round).
 	GraphSeed uint64
+	// Session names the protocol run (for example a job's round attempt);
+	// advertisement signatures cover it, so keys signed for one run are
+	// refused in another.
+	Session []byte
 }
 
 // Validate checks that the parameters can work.
@@ -72,10 +76,12 @@ type Advertisement struct {
 }
 
 // SignedBytes is what the advertisement's signature covers: its sender's
-// index, both keys and the round's graph seed.
+// index, both keys, the round's graph seed and the session.
 func (a Advertisement) SignedBytes(p Params) []byte {
 	b := []byte("accord secagg advertise")
 	b = binary.LittleEndian.AppendUint64(b, p.GraphSeed)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(p.Session)))
+	b = append(b, p.Session...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(a.From))
 	b = append(b, a.CKey...)
 	return append(b, a.SKey...)
