@@ -170,12 +170,35 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 // refusing too many or too few values and non-finite ones.
 func receiveUpdate(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics) ([]float32, error) {
 	delta := make([]float32, n)
+	err := receiveWords(stream, firstData, n, m, func(at int, b []byte) error {
+		return protocol.DecodeFloat32Into(delta, at, b)
+	})
+	return delta, err
+}
+
+// receiveMasked reads a masked input of n uint32 values (little endian).
+func receiveMasked(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics) ([]uint32, error) {
+	y := make([]uint32, n)
+	err := receiveWords(stream, firstData, n, m, func(at int, b []byte) error {
+		for i := range len(b) / 4 {
+			y[at+i] = binary.LittleEndian.Uint32(b[4*i:])
+		}
+		return nil
+	})
+	return y, err
+}
+
+// receiveWords reads the data chunks of an upload of n four-byte values
+// (the first chunk's data, then the rest of the stream), handing each chunk
+// to decode with the index of its first value. Too many or too few values,
+// a partial value or a second header are refused.
+func receiveWords(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics, decode func(at int, b []byte) error) error {
 	filled := 0
 	add := func(b []byte) error {
 		if len(b)%4 != 0 || filled+len(b)/4 > n {
-			return fmt.Errorf("%w: more than the %d parameters announced", ErrBadUpdate, n)
+			return fmt.Errorf("%w: more than the %d values announced, or a partial value", ErrBadUpdate, n)
 		}
-		if err := protocol.DecodeFloat32Into(delta, filled, b); err != nil {
+		if err := decode(filled, b); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadUpdate, err)
 		}
 		filled += len(b) / 4
@@ -183,7 +206,7 @@ func receiveUpdate(stream pb.ParticipantService_UploadUpdateServer, firstData []
 		return nil
 	}
 	if err := add(firstData); err != nil {
-		return nil, err
+		return err
 	}
 	for {
 		ch, err := stream.Recv()
@@ -191,56 +214,19 @@ func receiveUpdate(stream pb.ParticipantService_UploadUpdateServer, firstData []
 			break
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if ch.GetHeader() != nil {
-			return nil, fmt.Errorf("%w: a second header in one upload", ErrBadUpdate)
+			return fmt.Errorf("%w: a second header in one upload", ErrBadUpdate)
 		}
 		if err := add(ch.GetData()); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if filled != n {
-		return nil, fmt.Errorf("%w: %d of %d parameters received", ErrBadUpdate, filled, n)
+		return fmt.Errorf("%w: %d of %d values received", ErrBadUpdate, filled, n)
 	}
-	return delta, nil
-}
-
-// receiveMasked reads a masked input of n uint32 values (little endian).
-func receiveMasked(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics) ([]uint32, error) {
-	y := make([]uint32, 0, n)
-	add := func(b []byte) error {
-		if len(b)%4 != 0 || len(y)+len(b)/4 > n {
-			return fmt.Errorf("%w: more than the %d values announced, or a partial value", ErrBadUpdate, n)
-		}
-		for i := 0; i < len(b); i += 4 {
-			y = append(y, binary.LittleEndian.Uint32(b[i:]))
-		}
-		m.bytesReceived.Add(float64(len(b)))
-		return nil
-	}
-	if err := add(firstData); err != nil {
-		return nil, err
-	}
-	for {
-		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		if ch.GetHeader() != nil {
-			return nil, fmt.Errorf("%w: a second header in one upload", ErrBadUpdate)
-		}
-		if err := add(ch.GetData()); err != nil {
-			return nil, err
-		}
-	}
-	if len(y) != n {
-		return nil, fmt.Errorf("%w: %d of %d values received", ErrBadUpdate, len(y), n)
-	}
-	return y, nil
+	return nil
 }
 
 // maxSecAggItems bounds the shares or reveals one message may carry: one
