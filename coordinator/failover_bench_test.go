@@ -26,7 +26,7 @@ func BenchmarkFailover(b *testing.B) {
 		c.CommitTimeout = def.CommitTimeout
 	})
 	tc.Leader(20 * time.Second)
-	startParticipants(b, tc, 8, nil)
+	startFleet(b, tc, 8, fleetHooks{})
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
 	resp := &pb.SubmitJobResponse{JobId: submit(b, admin, blobsJob(1_000_000))}
 	var toLeader, toCommit []time.Duration

@@ -35,36 +35,61 @@ func blobs(n int, seed uint64) *model.Dataset {
 	return ds
 }
 
-// startParticipants runs n participant daemons against the cluster until
-// the test ends.
-func startParticipants(t testing.TB, tc *coordinator.TestCluster, n int, hook func(name string, t *pb.Task) error) []*participant.Participant {
+// fleetHooks customise the participants startFleet runs. beforeUpload may
+// drop a trained update (an error); kill, after a task the participant
+// completed, may stop that participant for good (true).
+type fleetHooks struct {
+	beforeUpload func(name string, t *pb.Task) error
+	kill         func(name string, t *pb.Task) bool
+}
+
+// fleet is the participants startFleet runs.
+type fleet struct {
+	mu     sync.Mutex
+	killed []string
+}
+
+// startFleet runs n participant daemons, each with its own context, against
+// the cluster until the test ends.
+func startFleet(t testing.TB, tc *coordinator.TestCluster, n int, hooks fleetHooks) *fleet {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	f := &fleet{}
+	ctx, stopAll := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	var out []*participant.Participant
+	t.Cleanup(func() { stopAll(); wg.Wait() })
 	for i := range n {
 		name := "p" + string(rune('a'+i%26)) + string(rune('0'+i/26))
 		cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: "hospital-" + name})
 		if err != nil {
 			t.Fatal(err)
 		}
+		pctx, kill := context.WithCancel(ctx)
 		cfg := participant.Config{
 			Coordinators: tc.Addrs(), Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
 			Train: blobs(120, uint64(i)), Validation: blobs(40, uint64(1000+i)),
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		}
-		if hook != nil {
-			cfg.BeforeUpload = func(task *pb.Task) error { return hook(name, task) }
+		if hooks.beforeUpload != nil {
+			cfg.BeforeUpload = func(task *pb.Task) error { return hooks.beforeUpload(name, task) }
+		}
+		if hooks.kill != nil {
+			cfg.AfterTask = func(task *pb.Task) {
+				if hooks.kill(name, task) {
+					f.mu.Lock()
+					f.killed = append(f.killed, name)
+					f.mu.Unlock()
+					kill()
+				}
+			}
 		}
 		p, err := participant.New(cfg)
 		if err != nil {
+			kill()
 			t.Fatal(err)
 		}
-		out = append(out, p)
-		wg.Go(func() { p.Run(ctx) })
+		wg.Go(func() { defer kill(); p.Run(pctx) })
 	}
-	return out
+	return f
 }
 
 func blobsJob(rounds uint32) *pb.JobSpec {
@@ -79,7 +104,7 @@ func blobsJob(rounds uint32) *pb.JobSpec {
 func TestFederationTrainsToTheEnd(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
-	startParticipants(t, tc, 6, nil)
+	startFleet(t, tc, 6, fleetHooks{})
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(5))}
 	job := tc.WaitJob(resp.JobId, 30*time.Second)

@@ -46,13 +46,13 @@ func TestLeaderKilledMidRound(t *testing.T) {
 	// Round 4's first attempt cannot finish: its updates are held until the
 	// leader is dead, then dropped.
 	gate := make(chan struct{})
-	startParticipants(t, tc, 8, func(_ string, task *pb.Task) error {
+	startFleet(t, tc, 8, fleetHooks{beforeUpload: func(_ string, task *pb.Task) error {
 		if task.Round == 4 && task.Attempt == 1 {
 			<-gate
 			return errors.New("held past the leader's death")
 		}
 		return nil
-	})
+	}})
 	admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(10))}
 	tc.WaitCommitted(resp.JobId, 3, 30*time.Second)
@@ -86,7 +86,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 func TestPartitionedLeader(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 3)
 	tc.Leader(10 * time.Second)
-	startParticipants(t, tc, 8, nil)
+	startFleet(t, tc, 8, fleetHooks{})
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
 	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)

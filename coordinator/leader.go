@@ -113,11 +113,8 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 			continue
 		}
 		if r := job.openRound(); r != nil {
-			err := c.apply(cmdAbortRound, abortRound{JobID: id, Number: r.Number, Attempt: r.Attempt, Reason: "leader change", At: now.UnixMilli()})
-			if err != nil {
+			if err := c.recordAbort(id, r.Number, r.Attempt, "leader change", now); err != nil {
 				c.log.Warn("aborting round left open by the previous leader", "job", id, "round", r.Number, "err", err)
-			} else {
-				c.metrics.roundsAborted.Inc()
 			}
 		}
 	}
@@ -208,17 +205,14 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 			return c.commitRound(job, run, params, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
 		case roundAbort:
 			run.round = nil
-			c.metrics.roundsAborted.Inc()
-			reason := fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates)
-			c.log.Info("round aborted", "job", job.ID, "round", r.number, "attempt", r.attempt, "reason", reason)
-			return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli()})
+			return c.recordAbort(job.ID, r.number, r.attempt,
+				fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates), now)
 		}
 	}
 	// A round open in the FSM that this leader does not hold (an apply that
 	// failed here but committed anyway) can never finish: abort it.
 	if rec := job.openRound(); rec != nil {
-		c.metrics.roundsAborted.Inc()
-		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: "round lost by the leader", At: now.UnixMilli()})
+		return c.recordAbort(job.ID, rec.Number, rec.Attempt, "round lost by the leader", now)
 	}
 	// Evaluate the latest model first if nobody has.
 	latest := job.CommittedRounds
@@ -317,10 +311,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		return err
 	}
 	minUpdates := min(int(spec.MinParticipants), len(cohort))
-	run.round = newRound(job.ID, number, attempt, cohort, base, baseDigest, deadline, minUpdates)
-	if sec != nil {
-		run.round.sec, run.round.acc = sec, nil
-	}
+	run.round = newRound(job.ID, number, attempt, cohort, base, baseDigest, deadline, minUpdates, sec)
 	sent := 0
 	for _, id := range cohort {
 		h := fnv.New64a()
@@ -364,26 +355,21 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 		c.metrics.secaggPhaseSeconds.WithLabelValues(phase.String()).Observe(now.Sub(started).Seconds())
 		c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
 	}
-	if err == nil && r.sec.phase == phaseDone && len(r.sec.survivors) < r.minUpdates {
-		err = fmt.Errorf("%d masked inputs; the job needs at least %d", len(r.sec.survivors), r.minUpdates)
+	if err == nil && r.sec.phase == phaseDone {
+		var delta []float32
+		var contributors []string
+		var examples uint64
+		if delta, contributors, examples, err = r.sec.result(r.minUpdates); err == nil {
+			params := slices.Clone(r.base)
+			for i, d := range delta {
+				params[i] += d
+			}
+			return c.commitRound(job, run, params, contributors, examples, now)
+		}
 	}
 	if err != nil {
 		run.round = nil
-		c.metrics.roundsAborted.Inc()
-		c.log.Info("round aborted", "job", job.ID, "round", r.number, "attempt", r.attempt, "reason", err)
-		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: err.Error(), At: now.UnixMilli()})
-	}
-	if r.sec.phase == phaseDone {
-		delta, contributors, examples, err := r.sec.result()
-		if err != nil {
-			run.round = nil
-			return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: err.Error(), At: now.UnixMilli()})
-		}
-		params := slices.Clone(r.base)
-		for i, d := range delta {
-			params[i] += d
-		}
-		return c.commitRound(job, run, params, contributors, examples, now)
+		return c.recordAbort(job.ID, r.number, r.attempt, err.Error(), now)
 	}
 	for id, st := range tasks {
 		c.sessions.send(id, &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
@@ -395,19 +381,28 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 	return nil
 }
 
+// recordAbort commits a round attempt's abort, with its reason, through
+// Raft; the next attempt draws a new cohort.
+func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason string, now time.Time) error {
+	c.log.Info("round aborted", "job", jobID, "round", number, "attempt", attempt, "reason", reason)
+	if err := c.apply(cmdAbortRound, abortRound{JobID: jobID, Number: number, Attempt: attempt, Reason: reason, At: now.UnixMilli()}); err != nil {
+		return err
+	}
+	c.metrics.roundsAborted.Inc()
+	return nil
+}
+
 // commitRound stores the round's new model on a quorum of coordinators and
 // commits it, or aborts the round if it cannot.
 func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, contributors []string, examples uint64, now time.Time) error {
 	r := run.round
 	run.round = nil
 	if err := model.CheckParams(model.MustParseSpec(job.Spec.Model), params); err != nil {
-		return c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: "aggregate is not finite: " + err.Error(), At: now.UnixMilli()})
+		return c.recordAbort(job.ID, r.number, r.attempt, "aggregate is not finite: "+err.Error(), now)
 	}
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(params))
 	if err != nil {
-		c.metrics.roundsAborted.Inc()
-		return errors.Join(err, c.apply(cmdAbortRound, abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
-			Reason: "new model did not reach a quorum of coordinators", At: now.UnixMilli()}))
+		return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "new model did not reach a quorum of coordinators", now))
 	}
 	err = c.apply(cmdCommitRound, commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
 		Contributors: contributors, Examples: examples, At: now.UnixMilli()})
@@ -531,11 +526,10 @@ func (c *Coordinator) secureMessage(ref *pb.SecAggRound, deliver func(s *secureR
 		return fmt.Errorf("%w: job %s has no round open (message for round %d)", ErrWrongRound, ref.GetJobId(), ref.GetRound())
 	}
 	r := run.round
-	switch {
-	case ref.GetRound() != r.number || ref.GetAttempt() != r.attempt:
-		return fmt.Errorf("%w: message for round %d attempt %d; job %s has round %d attempt %d open",
-			ErrWrongRound, ref.GetRound(), ref.GetAttempt(), r.jobID, r.number, r.attempt)
-	case r.sec == nil:
+	if err := r.names(ref.GetRound(), ref.GetAttempt(), "message"); err != nil {
+		return err
+	}
+	if r.sec == nil {
 		return fmt.Errorf("%w: round %d does not use secure aggregation", ErrBadUpdate, r.number)
 	}
 	if err := deliver(r.sec); err != nil {

@@ -234,52 +234,47 @@ func receiveWords(stream pb.ParticipantService_UploadUpdateServer, firstData []b
 const maxSecAggItems = 1 << 16
 
 func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAggAdvertiseRequest) (*pb.SecAggResponse, error) {
-	return secAggCall(ctx, s.c, req, func(cc pb.ParticipantServiceClient, ctx context.Context) (*pb.SecAggResponse, error) {
+	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggAdvertise(ctx, req)
-	}, func(from string) error {
-		return s.c.secureMessage(req.GetRound(), func(r *secureRound) error { return r.advertise(from, req.GetAdvertisement()) })
-	})
+	}, func(from string, r *secureRound) error { return r.advertise(from, req.GetAdvertisement()) })
 }
 
 func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAggShareKeysRequest) (*pb.SecAggResponse, error) {
 	if len(req.GetShares()) > maxSecAggItems {
 		return nil, toStatus(fmt.Errorf("%w: %d shares in one message", ErrBadUpdate, len(req.GetShares())))
 	}
-	return secAggCall(ctx, s.c, req, func(cc pb.ParticipantServiceClient, ctx context.Context) (*pb.SecAggResponse, error) {
+	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggShareKeys(ctx, req)
-	}, func(from string) error {
-		return s.c.secureMessage(req.GetRound(), func(r *secureRound) error { return r.shareKeys(from, req.GetShares()) })
-	})
+	}, func(from string, r *secureRound) error { return r.shareKeys(from, req.GetShares()) })
 }
 
 func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnmaskRequest) (*pb.SecAggResponse, error) {
 	if len(req.GetReveals()) > maxSecAggItems {
 		return nil, toStatus(fmt.Errorf("%w: %d reveals in one message", ErrBadUpdate, len(req.GetReveals())))
 	}
-	return secAggCall(ctx, s.c, req, func(cc pb.ParticipantServiceClient, ctx context.Context) (*pb.SecAggResponse, error) {
+	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggUnmask(ctx, req)
-	}, func(from string) error {
-		return s.c.secureMessage(req.GetRound(), func(r *secureRound) error { return r.unmask(from, req.GetReveals()) })
-	})
+	}, func(from string, r *secureRound) error { return r.unmask(from, req.GetReveals()) })
 }
 
-// secAggCall authenticates a participant's secure-aggregation message and
-// either forwards it to the leader or delivers it here.
-func secAggCall(ctx context.Context, c *Coordinator, req interface{ GetRound() *pb.SecAggRound },
-	forward func(pb.ParticipantServiceClient, context.Context) (*pb.SecAggResponse, error), deliver func(from string) error) (*pb.SecAggResponse, error) {
+// secAggCall authenticates a participant's secure-aggregation message for
+// round ref and either forwards it to the leader or delivers it to that
+// round here.
+func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound,
+	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), deliver func(from string, r *secureRound) error) (*pb.SecAggResponse, error) {
 	id, err := caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if req.GetRound() == nil {
+	if ref == nil {
 		return nil, toStatus(fmt.Errorf("%w: the message names no round", ErrBadUpdate))
 	}
-	if resp, fwd, err := forwardUnary(ctx, c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SecAggResponse, error) {
-		return forward(pb.NewParticipantServiceClient(cc), ctx)
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SecAggResponse, error) {
+		return forward(ctx, pb.NewParticipantServiceClient(cc))
 	}); fwd {
 		return resp, err
 	}
-	if err := deliver(id.Name); err != nil {
+	if err := s.c.secureMessage(ref, func(r *secureRound) error { return deliver(id.Name, r) }); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.SecAggResponse{}, nil

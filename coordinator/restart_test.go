@@ -15,7 +15,7 @@ import (
 func TestRestartResumes(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
-	startParticipants(t, tc, 6, nil)
+	startFleet(t, tc, 6, fleetHooks{})
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
 	tc.WaitCommitted(resp.JobId, 4, 30*time.Second)

@@ -32,11 +32,16 @@ type round struct {
 	sec *secureRound
 }
 
-func newRound(jobID string, number, attempt uint32, cohort []string, base []float32, baseDigest string, deadline time.Time, minUpdates int) *round {
+// newRound opens a round attempt; with sec set, its updates arrive masked
+// and no FedAvg accumulator is kept.
+func newRound(jobID string, number, attempt uint32, cohort []string, base []float32, baseDigest string, deadline time.Time, minUpdates int, sec *secureRound) *round {
 	r := &round{
 		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
 		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates,
-		acc: aggregate.NewFedAvg(len(base)), receiving: map[string]bool{}, done: map[string]bool{},
+		receiving: map[string]bool{}, done: map[string]bool{}, sec: sec,
+	}
+	if sec == nil {
+		r.acc = aggregate.NewFedAvg(len(base))
 	}
 	for _, id := range cohort {
 		r.cohort[id] = true
@@ -52,12 +57,10 @@ const maxExamples = 1 << 32
 // the sender's slot: the round and attempt must be this one, the sender in
 // the cohort and not already heard from, the length the model's.
 func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
+	if err := r.trainedIn(h, "update"); err != nil {
+		return err
+	}
 	switch {
-	case h.GetRound() != r.number || h.GetAttempt() != r.attempt:
-		return fmt.Errorf("%w: update for round %d attempt %d; job %s has round %d attempt %d open",
-			ErrWrongRound, h.GetRound(), h.GetAttempt(), r.jobID, r.number, r.attempt)
-	case h.GetBaseModelDigest() != r.baseDigest:
-		return fmt.Errorf("%w: update trained from %s; the round's base model is %s", ErrWrongRound, h.GetBaseModelDigest(), r.baseDigest)
 	case !now.Before(r.deadline):
 		return fmt.Errorf("%w: round %d's deadline has passed", ErrWrongRound, r.number)
 	case !r.cohort[from]:
@@ -77,16 +80,34 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 
 // admitMasked checks a masked input's header and reserves the sender's slot.
 func (r *round) admitMasked(from string, h *pb.UpdateHeader) error {
-	switch {
-	case h.GetRound() != r.number || h.GetAttempt() != r.attempt:
-		return fmt.Errorf("%w: masked input for round %d attempt %d; job %s has round %d attempt %d open",
-			ErrWrongRound, h.GetRound(), h.GetAttempt(), r.jobID, r.number, r.attempt)
-	case h.GetBaseModelDigest() != r.baseDigest:
-		return fmt.Errorf("%w: masked input trained from %s; the round's base model is %s", ErrWrongRound, h.GetBaseModelDigest(), r.baseDigest)
-	case r.sec == nil:
+	if err := r.trainedIn(h, "masked input"); err != nil {
+		return err
+	}
+	if r.sec == nil {
 		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", ErrBadUpdate, r.number)
 	}
 	return r.sec.admitMasked(from, h.GetNumParams())
+}
+
+// names checks that a message (what) names this round attempt.
+func (r *round) names(number, attempt uint32, what string) error {
+	if number != r.number || attempt != r.attempt {
+		return fmt.Errorf("%w: %s for round %d attempt %d; job %s has round %d attempt %d open",
+			ErrWrongRound, what, number, attempt, r.jobID, r.number, r.attempt)
+	}
+	return nil
+}
+
+// trainedIn checks that an upload's header names this round attempt and was
+// trained from its base model.
+func (r *round) trainedIn(h *pb.UpdateHeader, what string) error {
+	if err := r.names(h.GetRound(), h.GetAttempt(), what); err != nil {
+		return err
+	}
+	if h.GetBaseModelDigest() != r.baseDigest {
+		return fmt.Errorf("%w: %s trained from %s; the round's base model is %s", ErrWrongRound, what, h.GetBaseModelDigest(), r.baseDigest)
+	}
+	return nil
 }
 
 // release gives back a slot admit reserved when the upload failed.

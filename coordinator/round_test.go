@@ -10,7 +10,7 @@ import (
 
 func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := newRound("job1", 3, 2, []string{"a", "b"}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1)
+	r := newRound("job1", 3, 2, []string{"a", "b"}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, nil)
 	good := func() *pb.UpdateHeader {
 		return &pb.UpdateHeader{JobId: "job1", Round: 3, Attempt: 2, BaseModelDigest: "sha256:base", NumParams: 4, Examples: 10}
 	}
@@ -65,7 +65,7 @@ func TestRoundOutcomes(t *testing.T) {
 	hdr := func(n uint32) *pb.UpdateHeader {
 		return &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}
 	}
-	r := newRound("j", 1, 1, []string{"a", "b", "c"}, []float32{0}, "d", deadline, 2)
+	r := newRound("j", 1, 1, []string{"a", "b", "c"}, []float32{0}, "d", deadline, 2, nil)
 	if r.outcome(deadline) != roundAbort {
 		t.Error("no updates at the deadline: want abort")
 	}

@@ -315,10 +315,14 @@ func indexes(v []int) []uint32 {
 }
 
 // result turns the unmasked sum into the FedAvg update: Σ w·Δ / Σ w, and
-// returns who contributed and the examples Σ w stands for.
-func (s *secureRound) result() (delta []float32, contributors []string, examples uint64, err error) {
-	if s.phase != phaseDone {
+// returns who contributed and the examples Σ w stands for; an error if fewer
+// than minInputs masked inputs made the sum.
+func (s *secureRound) result(minInputs int) (delta []float32, contributors []string, examples uint64, err error) {
+	switch {
+	case s.phase != phaseDone:
 		return nil, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", ErrConflict)
+	case len(s.survivors) < minInputs:
+		return nil, nil, 0, fmt.Errorf("%d masked inputs; the job needs at least %d", len(s.survivors), minInputs)
 	}
 	vals := s.quant.Dequantize(s.sum, len(s.survivors))
 	weight := vals[len(vals)-1] / s.clip

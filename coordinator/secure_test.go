@@ -1,7 +1,6 @@
 package coordinator_test
 
 import (
-	"context"
 	"crypto/tls"
 	"math"
 	"slices"
@@ -22,58 +21,6 @@ import (
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
-
-// killable runs n participants, each with its own context; afterTask may
-// return true to kill the participant that just completed the task.
-type killable struct {
-	mu      sync.Mutex
-	cancels map[string]context.CancelFunc
-	killed  []string
-}
-
-func startKillable(t *testing.T, tc *coordinator.TestCluster, n int, kill func(name string, task *pb.Task) bool) *killable {
-	t.Helper()
-	k := &killable{cancels: map[string]context.CancelFunc{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		k.mu.Lock()
-		for _, c := range k.cancels {
-			c()
-		}
-		k.mu.Unlock()
-		wg.Wait()
-	})
-	for i := range n {
-		name := "p" + string(rune('a'+i%26)) + string(rune('0'+i/26))
-		cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: "hospital-" + name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cfg := participant.Config{
-			Coordinators: tc.Addrs(), Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
-			Train: blobs(120, uint64(i)), Validation: blobs(40, uint64(1000+i)),
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-			AfterTask: func(task *pb.Task) {
-				if kill != nil && kill(name, task) {
-					k.mu.Lock()
-					k.killed = append(k.killed, name)
-					k.mu.Unlock()
-					cancel()
-				}
-			},
-		}
-		p, err := participant.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k.mu.Lock()
-		k.cancels[name] = cancel
-		k.mu.Unlock()
-		wg.Go(func() { p.Run(ctx) })
-	}
-	return k
-}
 
 func secureBlobsJob(rounds, perRound uint32, mode string) *pb.JobSpec {
 	spec := blobsJob(rounds)
@@ -139,7 +86,7 @@ func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			tc := coordinator.NewTestCluster(t, 3)
 			tc.Leader(5 * time.Second)
-			startKillable(t, tc, 6, nil)
+			startFleet(t, tc, 6, fleetHooks{})
 			admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
 			waitConnected(t, admin, 6)
 			plain := blobsJob(3)
@@ -185,7 +132,7 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 	var mu sync.Mutex
 	victims := map[uint32]int{2: 3, 4: 4} // round → how many to kill
 	killed := map[uint32]int{}
-	k := startKillable(t, tc, n, func(name string, task *pb.Task) bool {
+	k := startFleet(t, tc, n, fleetHooks{kill: func(name string, task *pb.Task) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		if task.Kind != pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS || task.Attempt != 1 || killed[task.Round] >= victims[task.Round] {
@@ -193,7 +140,7 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 		}
 		killed[task.Round]++
 		return true
-	})
+	}})
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
 	spec := secureBlobsJob(5, n, coordinator.ModeSecAggPlus)
 	spec.MinParticipants = 2
@@ -402,13 +349,13 @@ func TestSecureRoundLeaderKilled(t *testing.T) {
 	gate := make(chan struct{})
 	release := sync.OnceFunc(func() { close(gate) })
 	defer release()
-	startKillable(t, tc, 6, func(_ string, task *pb.Task) bool {
+	startFleet(t, tc, 6, fleetHooks{kill: func(_ string, task *pb.Task) bool {
 		if task.Kind == pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS && task.Round == 3 && task.Attempt == 1 {
 			shared <- struct{}{}
 			<-gate // hold this participant until the leader is dead
 		}
 		return false
-	})
+	}})
 	admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
 	waitConnected(t, admin, 6)
 	jobID := submit(t, admin, secureBlobsJob(6, 6, coordinator.ModeSecAggPlus))

@@ -17,7 +17,7 @@ func TestStoppedCoordinatorCatchesUpBySnapshot(t *testing.T) {
 		c.SnapshotThreshold, c.TrailingLogs = 8, 4
 	})
 	leader := tc.Leader(10 * time.Second)
-	startParticipants(t, tc, 6, nil)
+	startFleet(t, tc, 6, fleetHooks{})
 	admin := pb.NewAdminServiceClient(tc.Dial(tc.Index(leader), tc.Credentials(pki.RoleAdmin, "ops")))
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(30))}
 	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)

@@ -82,6 +82,7 @@ func (c Config) Validate() error {
 // Participant is one participant daemon.
 type Participant struct {
 	cfg   Config
+	name  string // the identity in the certificate
 	log   *slog.Logger
 	creds credentials.TransportCredentials
 
@@ -106,12 +107,16 @@ func New(cfg Config) (*Participant, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	name := ""
-	if cfg.Cert.Leaf != nil {
-		name = cfg.Cert.Leaf.Subject.CommonName
+	leaf := cfg.Cert.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cfg.Cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("participant config: certificate: %w", err)
+		}
 	}
+	name := leaf.Subject.CommonName
 	return &Participant{
-		cfg: cfg, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
+		cfg: cfg, name: name, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
 		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: map[string]*secureRound{},
 	}, nil
 }

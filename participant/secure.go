@@ -23,21 +23,14 @@ type secureRound struct {
 	certs  map[int][]byte
 }
 
-// roundKey names a round attempt.
-func roundKey(t *pb.Task) string {
-	return fmt.Sprintf("%s/%d/%d", t.GetJobId(), t.GetRound(), t.GetAttempt())
+// session names the round attempt a task belongs to: the key of its state
+// here, and what advertisements are signed for.
+func session(t *pb.Task) []byte {
+	return protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt())
 }
 
 func secAggRound(t *pb.Task) *pb.SecAggRound {
 	return &pb.SecAggRound{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt()}
-}
-
-// name is the participant's identity: its certificate's common name.
-func (p *Participant) name() string {
-	if p.cfg.Cert.Leaf != nil {
-		return p.cfg.Cert.Leaf.Subject.CommonName
-	}
-	return ""
 }
 
 // startSecure weights, clips and quantises a trained update, makes this
@@ -48,8 +41,8 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	switch {
 	case len(st.GetCohort()) != n || int(st.GetIndex()) >= n:
 		return fmt.Errorf("secure aggregation task: cohort of %d names for %d clients, index %d", len(st.GetCohort()), n, st.GetIndex())
-	case st.GetCohort()[st.GetIndex()] != p.name():
-		return fmt.Errorf("secure aggregation task: client %d is %q, not this participant (%q)", st.GetIndex(), st.GetCohort()[st.GetIndex()], p.name())
+	case st.GetCohort()[st.GetIndex()] != p.name:
+		return fmt.Errorf("secure aggregation task: client %d is %q, not this participant (%q)", st.GetIndex(), st.GetCohort()[st.GetIndex()], p.name)
 	case st.GetLength() != uint64(len(delta))+1:
 		return fmt.Errorf("secure aggregation task: vectors of %d values; this update has %d (+1 weight)", st.GetLength(), len(delta))
 	case !(st.GetWeightScale() >= 1):
@@ -74,7 +67,7 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	q := quant.Quantize(x, mrand.New(mrand.NewChaCha8(seed)))
 
 	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed(),
-		Session: protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt())}
+		Session: session(t)}
 	sr := &secureRound{cohort: st.GetCohort(), certs: map[int][]byte{}}
 	sign := func(msg []byte) ([]byte, error) { return pki.Sign(p.cfg.Cert, msg) }
 	verify := func(from int, identity string, msg, sig []byte) bool {
@@ -84,7 +77,7 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 		want := pki.Identity{Role: pki.RoleParticipant, Name: identity}
 		return pki.VerifySigned(p.cfg.CA, sr.certs[from], want, msg, sig) == nil
 	}
-	sr.client, err = secagg.NewClient(params, int(st.GetIndex()), p.name(), q, sign, verify)
+	sr.client, err = secagg.NewClient(params, int(st.GetIndex()), p.name, q, sign, verify)
 	if err != nil {
 		return fmt.Errorf("secure aggregation: %w", err)
 	}
@@ -96,7 +89,7 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	if len(p.secure) >= 8 {
 		clear(p.secure) // rounds long gone
 	}
-	p.secure[roundKey(t)] = sr
+	p.secure[string(session(t))] = sr
 	p.mu.Unlock()
 	_, err = client.SecAggAdvertise(ctx, &pb.SecAggAdvertiseRequest{Round: secAggRound(t), Advertisement: &pb.SecAggAdvertisement{
 		From: uint32(ad.From), CKey: ad.CKey, SKey: ad.SKey, Signature: ad.Sig, Certificate: p.cfg.Cert.Certificate[0]}})
@@ -106,10 +99,10 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 // secureStep runs one later phase of secure aggregation.
 func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
 	p.mu.Lock()
-	sr := p.secure[roundKey(t)]
+	sr := p.secure[string(session(t))]
 	p.mu.Unlock()
 	if sr == nil {
-		return fmt.Errorf("secure aggregation %v for round %s, which this participant did not train", t.GetKind(), roundKey(t))
+		return fmt.Errorf("secure aggregation %v for round %s, which this participant did not train", t.GetKind(), session(t))
 	}
 	st := t.GetSecagg()
 	switch t.GetKind() {
@@ -148,7 +141,7 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
 		reveals, err := sr.client.Unmask(ints(st.GetSurvivors()))
 		p.mu.Lock()
-		delete(p.secure, roundKey(t))
+		delete(p.secure, string(session(t)))
 		p.mu.Unlock()
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)

@@ -210,14 +210,14 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			ctx, kill := context.WithCancel(pctx)
+			own, kill := context.WithCancel(pctx)
 			p, err := participant.New(participant.Config{
 				Coordinators: addrs, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
 				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) }, Compute: compute,
 				AfterTask: func(t *pb.Task) {
-					if drops.kill(name, t) {
+					if drops.kill(t) {
 						fmt.Fprintf(progress, "round %3d: %s killed after sharing its keys\n", t.Round, name)
 						kill()
 					}
@@ -228,7 +228,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 				return nil, err
 			}
 			k++
-			wg.Go(func() { defer kill(); p.Run(ctx) })
+			wg.Go(func() { defer kill(); p.Run(own) })
 		}
 	}
 
@@ -446,7 +446,7 @@ func newDropper(faults []Fault, seed uint64, perRound int) *dropper {
 // kill reports whether the participant that just completed t must die: the
 // first fraction × participants_per_round of a round's cohort to share
 // their keys in its first attempt are killed.
-func (d *dropper) kill(name string, t *pb.Task) bool {
+func (d *dropper) kill(t *pb.Task) bool {
 	if t.Kind != pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS || t.Attempt != 1 {
 		return false
 	}

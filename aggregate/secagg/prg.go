@@ -28,19 +28,25 @@ type mask struct {
 // little-endian uint32 words.
 func addPRG(acc []uint32, seed [32]byte, sign int) { addPRGAt(acc, 0, seed, sign) }
 
-// addPRGAt adds the words offset … offset+len(acc)−1 of seed's mask into
-// acc; offset is a multiple of 4 (one AES block), so CTR starts at block
-// offset/4. It allocates one small buffer, never a vector-sized one.
-func addPRGAt(acc []uint32, offset int, seed [32]byte, sign int) {
-	key := sha256.Sum256(append([]byte("accord secagg prg"), seed[:]...))
-	// The fused kernel generates the keystream in registers and adds it
-	// directly; Go's CTR covers what it does not (no VAES, or the tail).
-	done := addFusedCTR(acc, [16]byte(key[:16]), uint64(offset/4), sign)
-	addPRGAtGeneric(acc[done:], offset+done, [16]byte(key[:16]), sign)
+// prgKey is the AES-128 key of seed's mask.
+func prgKey(seed [32]byte) [16]byte {
+	h := sha256.Sum256(append([]byte("accord secagg prg"), seed[:]...))
+	return [16]byte(h[:16])
 }
 
-// addPRGAtGeneric is addPRGAt with Go's AES-CTR: keystream into a small
-// buffer, then added into acc.
+// addPRGAt adds the words offset … offset+len(acc)−1 of seed's mask into
+// acc; offset is a multiple of 4 (one AES block), so CTR starts at block
+// offset/4. No vector-sized buffer is allocated.
+func addPRGAt(acc []uint32, offset int, seed [32]byte, sign int) {
+	key := prgKey(seed)
+	// The fused kernel generates the keystream in registers and adds it
+	// directly; Go's CTR covers what it does not (no VAES, or the tail).
+	done := addFusedCTR(acc, key, uint64(offset/4), sign)
+	addPRGAtGeneric(acc[done:], offset+done, key, sign)
+}
+
+// addPRGAtGeneric is addPRGAt with Go's AES-CTR and AES key key:
+// keystream into one small buffer, then added into acc.
 func addPRGAtGeneric(acc []uint32, offset int, key [16]byte, sign int) {
 	if len(acc) == 0 {
 		return

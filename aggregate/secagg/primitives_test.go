@@ -2,7 +2,6 @@ package secagg
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
@@ -142,10 +141,10 @@ func TestFusedCTRMatchesCryptoAES(t *testing.T) {
 	}
 	var seed [32]byte
 	rand.Read(seed[:])
-	key := sha256.Sum256(append([]byte("accord secagg prg"), seed[:]...))
+	key := prgKey(seed)
 	for _, c := range []struct{ offset, n int }{{0, 64}, {0, 1000}, {4, 640}, {4096, 77}, {1 << 20, 12345}, {4 * (1<<32 - 8), 256}} {
 		want := make([]uint32, c.n)
-		addPRGAtGeneric(want, c.offset, [16]byte(key[:16]), +1)
+		addPRGAtGeneric(want, c.offset, key, +1)
 		got := make([]uint32, c.n)
 		addPRGAt(got, c.offset, seed, +1)
 		if !slices.Equal(got, want) {

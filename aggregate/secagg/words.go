@@ -16,3 +16,11 @@ func addWordsGeneric(dst []uint32, ks []byte, sign int) {
 		dst[i] -= binary.LittleEndian.Uint32(ks[4*i:])
 	}
 }
+
+// addVectorGeneric adds src into dst word by word, mod 2^32.
+func addVectorGeneric(dst, src []uint32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}

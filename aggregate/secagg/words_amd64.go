@@ -45,7 +45,5 @@ func addVector(dst, src []uint32) {
 			addWordsAVX2(unsafe.SliceData(dst), unsafe.SliceData(src), n)
 		}
 	}
-	for i := n; i < len(dst); i++ {
-		dst[i] += src[i]
-	}
+	addVectorGeneric(dst[n:], src[n:])
 }

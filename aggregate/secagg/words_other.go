@@ -7,9 +7,4 @@ package secagg
 func addWords(dst []uint32, ks []byte, sign int) { addWordsGeneric(dst, ks, sign) }
 
 // addVector adds src into dst word by word, mod 2^32.
-func addVector(dst, src []uint32) {
-	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] += src[i]
-	}
-}
+func addVector(dst, src []uint32) { addVectorGeneric(dst, src) }
