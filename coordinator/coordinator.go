@@ -138,6 +138,8 @@ type Coordinator struct {
 	startupRestores int64
 
 	stop      chan struct{}
+	stopLead  chan struct{} // closed first by Shutdown: ends monitorLeadership
+	ledDone   chan struct{} // set by Start; closed when monitorLeadership has returned
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -158,7 +160,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c := &Coordinator{
 		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(), sessions: newSessions(), org: org,
-		metrics: newMetrics(), stop: make(chan struct{}), notifyCh: make(chan bool, 16),
+		metrics: newMetrics(), stop: make(chan struct{}), stopLead: make(chan struct{}), notifyCh: make(chan bool, 16),
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
 	c.peers = newPeers(c)
@@ -194,7 +196,11 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	c.wg.Go(c.monitorLeadership)
+	c.ledDone = make(chan struct{})
+	c.wg.Go(func() {
+		defer close(c.ledDone)
+		c.monitorLeadership()
+	})
 	c.log.Info("coordinator started", "grpc", c.Addr(), "raft", c.RaftAddr())
 	return nil
 }
@@ -308,6 +314,15 @@ func (c *Coordinator) IsLeader() bool { return c.raft != nil && c.raft.State() =
 // every goroutine. It is safe to call twice.
 func (c *Coordinator) Shutdown() error {
 	c.closeOnce.Do(func() {
+		// The leader loop stops first, while Raft and the participants'
+		// streams are still up: otherwise it would see its own shutdown
+		// disconnect everyone and record the open round aborted for
+		// missing clients, where the next leader must record "leader
+		// change" and retry it.
+		close(c.stopLead)
+		if c.ledDone != nil {
+			<-c.ledDone
+		}
 		close(c.stop)
 		var errs []error
 		if c.members != nil && c.members.ml != nil {

@@ -61,7 +61,7 @@ func (c *Coordinator) monitorLeadership() {
 	defer stopLoop()
 	for {
 		select {
-		case <-c.stop:
+		case <-c.stopLead:
 			return
 		case isLeader := <-c.notifyCh:
 			switch {

@@ -373,7 +373,10 @@ func TestSecureRoundLeaderKilled(t *testing.T) {
 		t.Fatalf("job ended %v with %d rounds: %s", job.Status, job.CommittedRounds, job.Reason)
 	}
 	if !hasAbort(job, "leader change") {
-		t.Errorf("no round was recorded aborted by the leader change: %+v", job.Rounds)
+		for _, r := range job.Rounds {
+			t.Logf("round %d attempt %d: %v %q", r.Number, r.Attempt, r.Status, r.Reason)
+		}
+		t.Error("no round was recorded aborted by the leader change")
 	}
 	tc.Restart(old)
 	tc.WaitConverged(20 * time.Second)
