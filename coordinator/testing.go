@@ -26,7 +26,7 @@ func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
 	cfg.Name, cfg.DataDir, cfg.Cert, cfg.CA = name, dataDir, cert, ca.Pool()
 	cfg.GRPCAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.FastGossip = true
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 200*time.Millisecond, 200*time.Millisecond, 100*time.Millisecond
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.Tick = 10 * time.Millisecond
 	if os.Getenv("ACCORD_TEST_LOG") != "" {
