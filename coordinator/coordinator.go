@@ -137,12 +137,12 @@ type Coordinator struct {
 	crashed         bool // Kill: stop without leaving gossip
 	startupRestores int64
 
-	stop      chan struct{}
-	stopLead  chan struct{} // closed first by Shutdown: ends monitorLeadership
-	ledDone   chan struct{} // set by Start; closed when monitorLeadership has returned
-	wg        sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	stop        chan struct{}
+	stopLead    chan struct{} // closed first by Shutdown: ends monitorLeadership
+	leadStopped chan struct{} // set by Start; closed when monitorLeadership has returned
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // New checks cfg and returns a coordinator; it starts nothing.
@@ -196,9 +196,9 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	c.ledDone = make(chan struct{})
+	c.leadStopped = make(chan struct{})
 	c.wg.Go(func() {
-		defer close(c.ledDone)
+		defer close(c.leadStopped)
 		c.monitorLeadership()
 	})
 	c.log.Info("coordinator started", "grpc", c.Addr(), "raft", c.RaftAddr())
@@ -320,8 +320,8 @@ func (c *Coordinator) Shutdown() error {
 		// missing clients, where the next leader must record "leader
 		// change" and retry it.
 		close(c.stopLead)
-		if c.ledDone != nil {
-			<-c.ledDone
+		if c.leadStopped != nil {
+			<-c.leadStopped
 		}
 		close(c.stop)
 		var errs []error
