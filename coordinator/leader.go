@@ -356,14 +356,10 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 		c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
 	}
 	if err == nil && r.sec.phase == phaseDone {
-		var delta []float32
+		var params []float32
 		var contributors []string
 		var examples uint64
-		if delta, contributors, examples, err = r.sec.result(r.minUpdates); err == nil {
-			params := slices.Clone(r.base)
-			for i, d := range delta {
-				params[i] += d
-			}
+		if params, contributors, examples, err = r.sec.result(r.base, r.minUpdates); err == nil {
 			return c.commitRound(job, run, params, contributors, examples, now)
 		}
 	}
@@ -452,11 +448,13 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[h.GetJobId()]; run != nil && run.round != nil {
-		admit := func() error { return run.round.admit(from, h, time.Now()) }
+		var err error
 		if h.GetMasked() {
-			admit = func() error { return run.round.admitMasked(from, h) }
+			err = run.round.admitMasked(from, h)
+		} else {
+			err = run.round.admit(from, h, time.Now())
 		}
-		if err := admit(); err != nil {
+		if err != nil {
 			return nil, err
 		}
 		return run.round, nil

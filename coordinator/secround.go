@@ -12,6 +12,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -135,7 +136,7 @@ func (s *secureRound) advertise(from string, a *pb.SecAggAdvertisement) error {
 	if a.GetFrom() != uint32(i) {
 		return fmt.Errorf("%w: advertisement from client %d; %s is client %d", ErrBadUpdate, a.GetFrom(), from, i)
 	}
-	ad := secagg.Advertisement{From: i, CKey: a.GetCKey(), SKey: a.GetSKey(), Sig: a.GetSignature(), Identity: from}
+	ad := protocol.AdvertisementFromWire(a, from)
 	want := pki.Identity{Role: pki.RoleParticipant, Name: from}
 	if err := pki.VerifySigned(s.ca, a.GetCertificate(), want, ad.SignedBytes(s.params), ad.Sig); err != nil {
 		return fmt.Errorf("%w: advertisement: %w", ErrBadUpdate, err)
@@ -154,11 +155,7 @@ func (s *secureRound) shareKeys(from string, in []*pb.SecAggShare) error {
 	if err != nil {
 		return err
 	}
-	shares := make([]secagg.EncryptedShare, len(in))
-	for j, e := range in {
-		shares[j] = secagg.EncryptedShare{From: int(e.GetFrom()), To: int(e.GetTo()), Ciphertext: e.GetCiphertext()}
-	}
-	if err := s.server.ReceiveShares(i, shares); err != nil {
+	if err := s.server.ReceiveShares(i, protocol.SharesFromWire(in)); err != nil {
 		return secaggErr(err)
 	}
 	delete(s.waiting, i)
@@ -201,20 +198,9 @@ func (s *secureRound) unmask(from string, in []*pb.SecAggReveal) error {
 	if err != nil {
 		return err
 	}
-	reveals := make([]secagg.Reveal, len(in))
-	for j, r := range in {
-		if len(r.GetY()) != secagg.Limbs {
-			return fmt.Errorf("%w: a revealed share has %d evaluations; want %d", ErrBadUpdate, len(r.GetY()), secagg.Limbs)
-		}
-		kind := secagg.MaskSeed
-		switch r.GetKind() {
-		case pb.SecAggReveal_KIND_MASK_SEED:
-		case pb.SecAggReveal_KIND_MASK_KEY:
-			kind = secagg.MaskKey
-		default:
-			return fmt.Errorf("%w: revealed share of kind %v", ErrBadUpdate, r.GetKind())
-		}
-		reveals[j] = secagg.Reveal{Owner: int(r.GetOwner()), Kind: kind, Share: secagg.Share{X: r.GetX(), Y: [secagg.Limbs]uint64(r.GetY())}}
+	reveals, err := protocol.RevealsFromWire(in)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
 	}
 	if err := s.server.ReceiveReveals(i, reveals); err != nil {
 		return secaggErr(err)
@@ -269,11 +255,7 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		s.advertised = nil
 		kind = pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT
 		for _, u := range u2 {
-			t := &pb.SecAggTask{Survivors: indexes(u2)}
-			for _, e := range deliver[u] {
-				t.Shares = append(t.Shares, &pb.SecAggShare{From: uint32(e.From), To: uint32(e.To), Ciphertext: e.Ciphertext})
-			}
-			tasks[s.ids[u]] = t
+			tasks[s.ids[u]] = &pb.SecAggTask{Survivors: indexes(u2), Shares: protocol.SharesToWire(deliver[u])}
 		}
 	case phaseMaskedInput:
 		u3, err := s.server.CloseMaskedInput()
@@ -314,10 +296,10 @@ func indexes(v []int) []uint32 {
 	return out
 }
 
-// result turns the unmasked sum into the FedAvg update: Σ w·Δ / Σ w, and
-// returns who contributed and the examples Σ w stands for; an error if fewer
-// than minInputs masked inputs made the sum.
-func (s *secureRound) result(minInputs int) (delta []float32, contributors []string, examples uint64, err error) {
+// result turns the unmasked sum into the FedAvg update Σ w·Δ / Σ w and
+// returns base plus it, who contributed and the examples Σ w stands for; an
+// error if fewer than minInputs masked inputs made the sum.
+func (s *secureRound) result(base []float32, minInputs int) (params []float32, contributors []string, examples uint64, err error) {
 	switch {
 	case s.phase != phaseDone:
 		return nil, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", ErrConflict)
@@ -329,13 +311,13 @@ func (s *secureRound) result(minInputs int) (delta []float32, contributors []str
 	if !(weight > 0) {
 		return nil, nil, 0, fmt.Errorf("secure aggregation: the survivors' weights sum to %v", weight)
 	}
-	delta = make([]float32, len(vals)-1)
+	params = slices.Clone(base)
 	for i, v := range vals[:len(vals)-1] {
-		delta[i] = float32(v / weight)
+		params[i] += float32(v / weight)
 	}
 	for _, u := range s.survivors {
 		contributors = append(contributors, s.ids[u])
 	}
 	slices.Sort(contributors)
-	return delta, contributors, uint64(math.Round(weight * s.weightScale)), nil
+	return params, contributors, uint64(math.Round(weight * s.weightScale)), nil
 }

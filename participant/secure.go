@@ -91,8 +91,8 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	}
 	p.secure[string(session(t))] = sr
 	p.mu.Unlock()
-	_, err = client.SecAggAdvertise(ctx, &pb.SecAggAdvertiseRequest{Round: secAggRound(t), Advertisement: &pb.SecAggAdvertisement{
-		From: uint32(ad.From), CKey: ad.CKey, SKey: ad.SKey, Signature: ad.Sig, Certificate: p.cfg.Cert.Certificate[0]}})
+	_, err = client.SecAggAdvertise(ctx, &pb.SecAggAdvertiseRequest{Round: secAggRound(t),
+		Advertisement: protocol.AdvertisementToWire(ad, p.cfg.Cert.Certificate[0])})
 	return err
 }
 
@@ -114,24 +114,16 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 				return fmt.Errorf("secure aggregation: advertisement from client %d of %d", from, len(sr.cohort))
 			}
 			sr.certs[from] = a.GetCertificate()
-			ads = append(ads, secagg.Advertisement{From: from, CKey: a.GetCKey(), SKey: a.GetSKey(), Sig: a.GetSignature(), Identity: sr.cohort[from]})
+			ads = append(ads, protocol.AdvertisementFromWire(a, sr.cohort[from]))
 		}
 		shares, err := sr.client.ShareKeys(ads)
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
-		req := &pb.SecAggShareKeysRequest{Round: secAggRound(t)}
-		for _, e := range shares {
-			req.Shares = append(req.Shares, &pb.SecAggShare{From: uint32(e.From), To: uint32(e.To), Ciphertext: e.Ciphertext})
-		}
-		_, err = client.SecAggShareKeys(ctx, req)
+		_, err = client.SecAggShareKeys(ctx, &pb.SecAggShareKeysRequest{Round: secAggRound(t), Shares: protocol.SharesToWire(shares)})
 		return err
 	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
-		in := make([]secagg.EncryptedShare, len(st.GetShares()))
-		for i, e := range st.GetShares() {
-			in[i] = secagg.EncryptedShare{From: int(e.GetFrom()), To: int(e.GetTo()), Ciphertext: e.GetCiphertext()}
-		}
-		y, err := sr.client.MaskedInput(in, ints(st.GetSurvivors()))
+		y, err := sr.client.MaskedInput(protocol.SharesFromWire(st.GetShares()), ints(st.GetSurvivors()))
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
@@ -146,15 +138,7 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
-		req := &pb.SecAggUnmaskRequest{Round: secAggRound(t)}
-		for _, r := range reveals {
-			kind := pb.SecAggReveal_KIND_MASK_SEED
-			if r.Kind == secagg.MaskKey {
-				kind = pb.SecAggReveal_KIND_MASK_KEY
-			}
-			req.Reveals = append(req.Reveals, &pb.SecAggReveal{Owner: uint32(r.Owner), Kind: kind, X: r.Share.X, Y: r.Share.Y[:]})
-		}
-		_, err = client.SecAggUnmask(ctx, req)
+		_, err = client.SecAggUnmask(ctx, &pb.SecAggUnmaskRequest{Round: secAggRound(t), Reveals: protocol.RevealsToWire(reveals)})
 		return err
 	}
 	return errors.New("not a secure aggregation task")

@@ -96,9 +96,3 @@ func ReceiveBlob(recv func() ([]byte, error), want string) ([]byte, error) {
 	}
 	return blob, nil
 }
-
-// SecAggSession names one round attempt of a job for secure aggregation:
-// clients sign their keys for it, so keys cannot be replayed into another.
-func SecAggSession(jobID string, round, attempt uint32) []byte {
-	return fmt.Appendf(nil, "accord/%s/round/%d/attempt/%d", jobID, round, attempt)
-}
