@@ -5,9 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"time"
+
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
-	"time"
 
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"

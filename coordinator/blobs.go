@@ -130,9 +130,8 @@ func (c *Coordinator) pushBlob(ctx context.Context, peer, digest string, blob []
 		return err
 	}
 	for _, ch := range protocol.Chunks(blob) {
-		if err := stream.Send(&pb.BlobChunk{Digest: digest, Data: ch}); err != nil {
-			_, err = stream.CloseAndRecv()
-			return fmt.Errorf("pushing %s to %s: %w", digest, peer, err)
+		if stream.Send(&pb.BlobChunk{Digest: digest, Data: ch}) != nil {
+			break // the stream ended; CloseAndRecv says why
 		}
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {

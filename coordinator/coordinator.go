@@ -351,9 +351,8 @@ func (c *Coordinator) Shutdown() error {
 		if c.trans != nil {
 			errs = append(errs, c.trans.Close())
 		}
-		c.peers.closeAll()
+		c.peers.closeAll() // later dials are refused (conn) or closed at once (track)
 		c.wg.Wait()
-		c.peers.closeAll() // again: a goroutine may have dialled while stopping
 		if c.store != nil {
 			errs = append(errs, c.store.Close())
 		}

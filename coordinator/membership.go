@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,34 +136,29 @@ func (c *Coordinator) gossipLoop() {
 	}
 }
 
-// memberList returns the known coordinators, by name.
+// memberList returns the known coordinators, by name, each with memberlist's
+// current view of its state.
 func (c *Coordinator) memberList() []member {
 	if c.members == nil {
 		return nil
+	}
+	live := map[string]string{}
+	if c.members.ml != nil {
+		for _, n := range c.members.ml.Members() {
+			live[n.Name] = nodeState(n)
+		}
 	}
 	c.members.mu.Lock()
 	defer c.members.mu.Unlock()
 	var out []member
 	for _, m := range c.members.members {
 		mm := *m
-		if c.members.ml != nil {
-			for _, n := range c.members.ml.Members() {
-				if n.Name == m.Name {
-					mm.State = nodeState(n)
-				}
-			}
+		if state, ok := live[m.Name]; ok {
+			mm.State = state
 		}
 		out = append(out, mm)
 	}
-	slices.SortFunc(out, func(a, b member) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

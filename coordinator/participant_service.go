@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc"
 	"io"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"

@@ -55,6 +55,15 @@ func (p *peers) allowed(cs tls.ConnectionState) error {
 	return nil
 }
 
+// verifyCoordinator is VerifyConnection for links between coordinators:
+// the peer must hold a coordinator certificate and not be cut off.
+func (p *peers) verifyCoordinator(cs tls.ConnectionState) error {
+	if err := requireCoordinator(cs); err != nil {
+		return err
+	}
+	return p.allowed(cs)
+}
+
 // verifyIncoming is the gRPC server's VerifyConnection: coordinators this
 // node is partitioned from are refused; everyone else passes (the handlers
 // check roles).
@@ -85,11 +94,18 @@ func (t *trackedConn) Close() error {
 	return t.Conn.Close()
 }
 
+// track remembers a Raft connection; after closeAll it closes it at once.
 func (p *peers) track(c *tls.Conn) net.Conn {
 	t := &trackedConn{Conn: c, p: p, peer: peerName(c.ConnectionState())}
 	p.mu.Lock()
-	p.tracked[t] = true
+	closed := p.closed
+	if !closed {
+		p.tracked[t] = true
+	}
 	p.mu.Unlock()
+	if closed {
+		c.Close()
+	}
 	return t
 }
 
@@ -141,12 +157,7 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("%w: no address known for coordinator %s", ErrNotLeader, name)
 	}
 	cfg := pki.ClientTLS(p.c.cfg.Cert, p.c.cfg.CA)
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		if err := requireCoordinator(cs); err != nil {
-			return err
-		}
-		return p.allowed(cs)
-	}
+	cfg.VerifyConnection = p.verifyCoordinator
 	// Peers come back within seconds after a restart: retry quickly.
 	bo := backoff.DefaultConfig
 	bo.MaxDelay = time.Second

@@ -45,21 +45,7 @@ func BenchmarkRoundProtocol(b *testing.B) {
 		raws = append(raws, &raw{name: name, client: client, tasks: tasks})
 	}
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ps, _ := admin.ListParticipants(ctx, &pb.ListParticipantsRequest{})
-		n := 0
-		for _, p := range ps.GetParticipants() {
-			if p.Connected {
-				n++
-			}
-		}
-		if n == participants {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d participants connected", n, participants)
-		}
-	}
+	waitConnected(b, admin, participants)
 	spec := coordinator.DefaultJobSpec()
 	spec.Rounds, spec.TargetAccuracy, spec.EvaluateFraction = 1_000_000, 0, 0
 	spec.ParticipantsPerRound, spec.MinParticipants = participants, participants

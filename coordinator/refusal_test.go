@@ -22,13 +22,18 @@ import (
 // rawParticipant is a participant driven by the test itself over real gRPC.
 type rawParticipant struct {
 	name   string
+	cert   tls.Certificate
 	client pb.ParticipantServiceClient
 	tasks  pb.ParticipantService_TasksClient
 }
 
 func connectRaw(t *testing.T, tc *coordinator.TestCluster, name string) *rawParticipant {
 	t.Helper()
-	client := pb.NewParticipantServiceClient(tc.Dial(0, tc.Credentials(pki.RoleParticipant, name)))
+	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: "org-" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := pb.NewParticipantServiceClient(tc.Dial(0, credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))))
 	if _, err := client.Register(t.Context(), &pb.RegisterRequest{Examples: 100, Datasets: []string{"blobs"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +41,38 @@ func connectRaw(t *testing.T, tc *coordinator.TestCluster, name string) *rawPart
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rawParticipant{name: name, client: client, tasks: tasks}
+	return &rawParticipant{name: name, cert: cert, client: client, tasks: tasks}
+}
+
+// firstRound waits until the job's first round is open and splits raws into
+// its cohort and the others; task is what the first of the cohort received.
+func firstRound(t *testing.T, tc *coordinator.TestCluster, jobID string, raws []*rawParticipant) (cohort, others []*rawParticipant, task *pb.Task) {
+	t.Helper()
+	var job *coordinator.Job
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		job, _ = tc.Leader(time.Second).FSM().Job(jobID)
+		if job != nil && len(job.Rounds) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no round opened: %+v", job)
+		}
+	}
+	for _, r := range raws {
+		if slices.Contains(job.Rounds[0].Cohort, r.name) {
+			cohort = append(cohort, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	if len(cohort) == 0 {
+		t.Fatalf("none of the test's participants is in the cohort %v", job.Rounds[0].Cohort)
+	}
+	task, err := cohort[0].tasks.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cohort, others, task
 }
 
 // TestRefusals checks that each update that does not belong is refused with
@@ -49,50 +85,14 @@ func TestRefusals(t *testing.T) {
 	spec := coordinator.JobSpecFromProto(blobsJob(1))
 	spec.ParticipantsPerRound, spec.MinParticipants, spec.EvaluateFraction = 2, 2, 0
 	spec.RoundDeadline = coordinator.Duration(time.Minute)
-	// Wait until all three streams are registered, so the cohort is 2 of 3.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ps, _ := admin.ListParticipants(t.Context(), &pb.ListParticipantsRequest{})
-		n := 0
-		for _, p := range ps.GetParticipants() {
-			if p.Connected {
-				n++
-			}
-		}
-		if n == 3 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitConnected(t, admin, 3) // all three streams registered: the cohort is 2 of 3
 	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: spec.ToProto()})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	job, _ := tc.Leader(time.Second).FSM().Job(resp.JobId)
-	var cohort []*rawParticipant
-	var outsider *rawParticipant
-	var task *pb.Task
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		job, _ = tc.Leader(time.Second).FSM().Job(resp.JobId)
-		if len(job.Rounds) > 0 {
-			break
-		}
-	}
-	if len(job.Rounds) != 1 {
-		t.Fatalf("no round opened: %+v", job)
-	}
-	for _, r := range raws {
-		if slices.Contains(job.Rounds[0].Cohort, r.name) {
-			cohort = append(cohort, r)
-		} else {
-			outsider = r
-		}
-	}
-	task, err = cohort[0].tasks.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cohort, others, task := firstRound(t, tc, resp.JobId, raws)
+	outsider := others[0]
 	params := 8*3 + 3
 	header := func() *pb.UpdateHeader {
 		return &pb.UpdateHeader{JobId: resp.JobId, Round: 1, Attempt: 1, BaseModelDigest: task.BaseModelDigest, NumParams: uint64(params), Examples: 100}
@@ -172,7 +172,7 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("second cohort member: %v", err)
 	}
 	tc.WaitCommitted(resp.JobId, 1, 5*time.Second)
-	job, _ = tc.Leader(time.Second).FSM().Job(resp.JobId)
+	job, _ := tc.Leader(time.Second).FSM().Job(resp.JobId)
 	got := job.Rounds[len(job.Rounds)-1].Contributors
 	want := []string{cohort[0].name, cohort[1].name}
 	slices.Sort(want)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"github.com/accord-fl/accord/scenarios"
 )
 
 func secureBlobsJob(rounds, perRound uint32, mode string) *pb.JobSpec {
@@ -32,16 +32,9 @@ func secureBlobsJob(rounds, perRound uint32, mode string) *pb.JobSpec {
 // pullModel downloads a committed model's parameters.
 func pullModel(t *testing.T, admin pb.AdminServiceClient, jobID string, round uint32) []float32 {
 	t.Helper()
-	stream, err := admin.PullModel(t.Context(), &pb.PullModelRequest{JobId: jobID, Round: round})
+	blob, _, err := scenarios.PullModel(t.Context(), admin, jobID, round, false)
 	if err != nil {
 		t.Fatal(err)
-	}
-	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
-		ch, err := stream.Recv()
-		return ch.GetData(), err
-	}, "")
-	if err != nil {
-		t.Fatalf("pulling round %d of %s: %v", round, jobID, err)
 	}
 	params, err := protocol.DecodeFloat32(blob)
 	if err != nil {
@@ -51,9 +44,9 @@ func pullModel(t *testing.T, admin pb.AdminServiceClient, jobID string, round ui
 }
 
 // waitConnected waits until n participants are connected to the leader.
-func waitConnected(t *testing.T, admin pb.AdminServiceClient, n int) {
+func waitConnected(t testing.TB, admin pb.AdminServiceClient, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		resp, err := admin.ListParticipants(t.Context(), &pb.ListParticipantsRequest{})
 		connected := 0
 		for _, p := range resp.GetParticipants() {
@@ -192,27 +185,9 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 func TestSecureAggregationRefusals(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
-	type rawSecure struct {
-		name   string
-		cert   tls.Certificate
-		client pb.ParticipantServiceClient
-		tasks  pb.ParticipantService_TasksClient
-	}
-	var raws []*rawSecure
+	var raws []*rawParticipant
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		client := pb.NewParticipantServiceClient(tc.Dial(0, credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))))
-		if _, err := client.Register(t.Context(), &pb.RegisterRequest{Examples: 100, Datasets: []string{"blobs"}}); err != nil {
-			t.Fatal(err)
-		}
-		tasks, err := client.Tasks(t.Context(), &pb.TasksRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		raws = append(raws, &rawSecure{name: name, cert: cert, client: client, tasks: tasks})
+		raws = append(raws, connectRaw(t, tc, name))
 	}
 	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
 	waitConnected(t, admin, 4)
@@ -221,32 +196,16 @@ func TestSecureAggregationRefusals(t *testing.T) {
 	jobID := submit(t, admin, spec)
 
 	// Three of the four get a training task with secure aggregation.
-	var cohort []*rawSecure
-	var outsider *rawSecure
-	var task *pb.Task
-	for _, r := range raws {
-		got := make(chan *pb.Task, 1)
-		go func() {
-			tk, err := r.tasks.Recv()
-			if err == nil {
-				got <- tk
-			}
-		}()
-		select {
-		case tk := <-got:
-			cohort, task = append(cohort, r), tk
-		case <-time.After(time.Second):
-			outsider = r
-		}
+	cohort, others, task := firstRound(t, tc, jobID, raws)
+	if len(cohort) != 3 || len(others) != 1 || task.Secagg == nil {
+		t.Fatalf("cohort of %d, %d others, secagg %v", len(cohort), len(others), task.GetSecagg())
 	}
-	if len(cohort) != 3 || outsider == nil || task.Secagg == nil {
-		t.Fatalf("cohort of %d, outsider %v, secagg %v", len(cohort), outsider != nil, task.GetSecagg())
-	}
+	outsider := others[0]
 	st := task.Secagg
 	params := secagg.Params{N: int(st.N), K: int(st.Degree), T: int(st.Threshold), Length: int(st.Length), GraphSeed: st.GraphSeed,
 		Session: protocol.SecAggSession(jobID, task.Round, task.Attempt)}
 	round := &pb.SecAggRound{JobId: jobID, Round: task.Round, Attempt: task.Attempt}
-	advertisement := func(r *rawSecure, signer tls.Certificate) *pb.SecAggAdvertisement {
+	advertisement := func(r *rawParticipant, signer tls.Certificate) *pb.SecAggAdvertisement {
 		return signedAdvertisement(t, params, st.Cohort, r.name, r.cert, signer)
 	}
 	alice, bob := cohort[0], cohort[1]
@@ -335,7 +294,7 @@ func signedAdvertisement(t *testing.T, params secagg.Params, cohort []string, na
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &pb.SecAggAdvertisement{From: uint32(a.From), CKey: a.CKey, SKey: a.SKey, Signature: a.Sig, Certificate: cert.Certificate[0]}
+	return protocol.AdvertisementToWire(a, cert.Certificate[0])
 }
 
 // TestSecureRoundLeaderKilled kills the leader in the middle of a round's

@@ -41,16 +41,10 @@ func requireCoordinator(cs tls.ConnectionState) error {
 }
 
 func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers) (*tlsStreamLayer, error) {
-	verify := func(cs tls.ConnectionState) error {
-		if err := requireCoordinator(cs); err != nil {
-			return err
-		}
-		return p.allowed(cs)
-	}
 	server := pki.ServerTLS(cert, ca)
-	server.VerifyConnection = verify
+	server.VerifyConnection = p.verifyCoordinator
 	client := pki.ClientTLS(cert, ca)
-	client.VerifyConnection = verify
+	client.VerifyConnection = p.verifyCoordinator
 	ln, err := tls.Listen("tcp", addr, server)
 	if err != nil {
 		return nil, fmt.Errorf("raft listener on %s: %w", addr, err)

@@ -214,15 +214,9 @@ func (tc *TestCluster) Dial(i int, creds credentials.TransportCredentials) *grpc
 // and holds every model the FSM names.
 func (tc *TestCluster) WaitConverged(timeout time.Duration) {
 	tc.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = CheckInvariants(tc.running()); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := WaitInvariants(tc.running(), timeout); err != nil {
+		tc.tb.Fatalf("cluster did not converge within %v: %v", timeout, err)
 	}
-	tc.tb.Fatalf("cluster did not converge within %v: %v", timeout, err)
 }
 
 // WaitJob polls the leader's FSM until the job is no longer running or
@@ -276,6 +270,20 @@ func (tc *TestCluster) running() []*Coordinator {
 		}
 	}
 	return out
+}
+
+// WaitInvariants checks the invariants until they hold or timeout passes
+// (followers may still be applying the last entries or fetching the last
+// model) and returns the last violation.
+func WaitInvariants(nodes []*Coordinator, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := CheckInvariants(nodes)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // CheckInvariants checks the invariants over a set of running coordinators.

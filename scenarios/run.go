@@ -124,9 +124,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	var progress io.Writer = &lockedWriter{w: opts.Progress} // participants write to it too
-	if opts.Progress == nil {
-		progress = io.Discard
+	var progress io.Writer = io.Discard
+	if opts.Progress != nil {
+		progress = &lockedWriter{w: opts.Progress} // participants write to it too
 	}
 	if t := time.Duration(sc.Timeout); t > 0 {
 		var cancel context.CancelFunc
@@ -316,15 +316,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if n := len(rep.Rounds); n > 0 {
 		rep.FinalAccuracy = rep.Rounds[n-1].Accuracy
 	}
-	// Followers may still be applying the last entries or fetching the last
-	// model: give them a moment to converge before checking.
-	var invErr error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if invErr = coordinator.CheckInvariants(nodes); invErr == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if invErr != nil {
+	if invErr := coordinator.WaitInvariants(nodes, 10*time.Second); invErr != nil {
 		rep.InvariantsError = invErr.Error()
 	} else {
 		rep.InvariantsOK = true

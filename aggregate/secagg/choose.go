@@ -23,12 +23,12 @@ func logBinomTail(n, k int, p float64) float64 {
 		return math.Inf(-1)
 	}
 	lp, lq := math.Log(p), math.Log1p(-p)
+	lgN, _ := math.Lgamma(float64(n + 1))
 	acc := math.Inf(-1)
 	for i := k; i <= n; i++ {
-		lg1, _ := math.Lgamma(float64(n + 1))
-		lg2, _ := math.Lgamma(float64(i + 1))
-		lg3, _ := math.Lgamma(float64(n - i + 1))
-		term := lg1 - lg2 - lg3 + float64(i)*lp + float64(n-i)*lq
+		lgI, _ := math.Lgamma(float64(i + 1))
+		lgRest, _ := math.Lgamma(float64(n - i + 1))
+		term := lgN - lgI - lgRest + float64(i)*lp + float64(n-i)*lq
 		if math.IsInf(acc, -1) {
 			acc = term
 		} else {

@@ -125,16 +125,9 @@ func splitSecret(secret [32]byte, t int, xs []uint32) ([]Share, error) {
 	return out, nil
 }
 
-// combineShares rebuilds a secret from t or more shares by Lagrange
-// interpolation at 0 (the first t are used).
-func combineShares(shares []Share, t int) ([32]byte, error) {
-	return (*lagrangeCache)(nil).combine(shares, t)
-}
-
 // lagrangeCache keeps the Lagrange coefficients at 0 of the x sets seen:
 // the server rebuilds many clients' secrets from shares held by the same
-// survivors, so one set of coefficients serves them all. A nil cache
-// computes them every time.
+// survivors, so one set of coefficients serves them all.
 type lagrangeCache struct {
 	mu     sync.Mutex
 	coeffs map[string][]uint64
@@ -158,9 +151,6 @@ func lagrangeAtZero(xs []uint64) []uint64 {
 }
 
 func (c *lagrangeCache) coefficients(xs []uint64) []uint64 {
-	if c == nil {
-		return lagrangeAtZero(xs)
-	}
 	key := make([]byte, 0, 4*len(xs))
 	for _, x := range xs {
 		key = binary.LittleEndian.AppendUint32(key, uint32(x))
@@ -180,7 +170,8 @@ func (c *lagrangeCache) coefficients(xs []uint64) []uint64 {
 	return co
 }
 
-// combine rebuilds a secret from the first t of shares.
+// combine rebuilds a secret from t or more shares by Lagrange
+// interpolation at 0 (the first t are used).
 func (c *lagrangeCache) combine(shares []Share, t int) ([32]byte, error) {
 	var secret [32]byte
 	if len(shares) < t {

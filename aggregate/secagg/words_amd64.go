@@ -35,15 +35,9 @@ func addWords(dst []uint32, ks []byte, sign int) {
 	addWordsGeneric(dst[n:], ks[4*n:], sign)
 }
 
-// addVector adds src into dst word by word, mod 2^32.
+// addVector adds src into dst word by word, mod 2^32: addWords over src's
+// bytes (amd64 is little endian).
 func addVector(dst, src []uint32) {
 	src = src[:len(dst)]
-	n := 0
-	if haveAVX2 {
-		n = len(dst) &^ 31
-		if n > 0 {
-			addWordsAVX2(unsafe.SliceData(dst), unsafe.SliceData(src), n)
-		}
-	}
-	addVectorGeneric(dst[n:], src[n:])
+	addWords(dst, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 4*len(src)), +1)
 }

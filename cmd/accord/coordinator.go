@@ -7,9 +7,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/accord-fl/accord/pki"
-
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/pki"
 )
 
 func (m *Main) runCoordinator(ctx context.Context, args []string) error {

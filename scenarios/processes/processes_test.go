@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // cluster is a federation of real processes in a temporary folder.
@@ -215,9 +217,9 @@ func (c *cluster) leader(timeout time.Duration) *proc {
 }
 
 type jobOut struct {
-	Status          int32  `json:"status"`
-	CommittedRounds uint32 `json:"committed_rounds"`
-	Reason          string `json:"reason"`
+	Status          pb.JobStatus `json:"status"`
+	CommittedRounds uint32       `json:"committed_rounds"`
+	Reason          string       `json:"reason"`
 }
 
 func (c *cluster) job(id string) (jobOut, error) {
@@ -288,8 +290,8 @@ evaluate_fraction: 1
 		c.start(l)
 	}
 	j := c.waitJob(id, 5*time.Minute)
-	if j.Status != 2 || j.CommittedRounds != uint32(rounds) {
-		t.Fatalf("job ended with status %d after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
+	if j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.CommittedRounds != uint32(rounds) {
+		t.Fatalf("job ended %v after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
 	}
 
 	// Identical histories, no gaps, every model everywhere.
@@ -366,8 +368,8 @@ secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
 	c.waitParticipants(10)
 	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[1].grpc))
 	j := c.waitJob(id, 3*time.Minute)
-	if j.Status != 2 || j.CommittedRounds != rounds {
-		t.Fatalf("job ended with status %d after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
+	if j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.CommittedRounds != rounds {
+		t.Fatalf("job ended %v after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
 	}
 	out := c.must("round", "list", id, "--json", "--all", "--coordinator", c.leader(10*time.Second).grpc)
 	var rs []struct {
