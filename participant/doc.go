@@ -4,4 +4,10 @@
 // downloads the base model, trains or evaluates locally, and uploads its
 // update or its metrics. When its coordinator goes away it reconnects, with
 // backoff, to the next coordinator it knows.
+//
+// It trusts only servers whose certificate is a coordinator's (pki.ClientTLS),
+// and it decides for itself which jobs it takes part in: a site Policy,
+// enforced here where the data is, refuses the tasks of jobs it does not
+// accept, before any model is downloaded or any example read, and tells the
+// coordinators why (RefuseTask).
 package participant

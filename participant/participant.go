@@ -54,6 +54,15 @@ type Config struct {
 	// AfterTask, if set, runs after each task the participant completed.
 	// Tests use it to kill a participant at a chosen point of a round.
 	AfterTask func(t *pb.Task)
+	// Policy is the site's policy: the train and evaluate tasks of jobs it
+	// refuses are refused (RefuseTask) without touching the data. Nil
+	// accepts every job.
+	Policy *Policy
+	// DeclaredExamples, if nonzero, is the example count this participant
+	// declares instead of its real one: a fault, for tests and scenarios
+	// that simulate a participant lying about its size. It is what
+	// registration, plain updates and the secure-aggregation weight report.
+	DeclaredExamples uint64
 }
 
 // Validate reports the first missing setting.
@@ -70,6 +79,11 @@ func (c Config) Validate() error {
 	}
 	if err := c.Train.Validate(); err != nil {
 		return fmt.Errorf("participant config: training data: %w", err)
+	}
+	if c.Policy != nil {
+		if err := c.Policy.Validate(); err != nil {
+			return fmt.Errorf("participant config: site policy: %w", err)
+		}
 	}
 	if c.Validation != nil && c.Validation.Len() > 0 {
 		if err := c.Validation.Validate(); err != nil {
@@ -90,6 +104,9 @@ type Participant struct {
 	addrs  []string
 	models map[string][]float32    // small cache of downloaded models by digest
 	secure map[string]*secureRound // secure aggregation in progress, by round attempt
+	// refused holds the jobs the site policy refused, with the reason, so
+	// that their later tasks are refused without checking again.
+	refused map[string]string
 }
 
 // New checks cfg and returns a participant; it connects nothing until Run.
@@ -118,6 +135,7 @@ func New(cfg Config) (*Participant, error) {
 	return &Participant{
 		cfg: cfg, name: name, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
 		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: map[string]*secureRound{},
+		refused: map[string]string{},
 	}, nil
 }
 
@@ -157,7 +175,7 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 	}
 	defer conn.Close()
 	client := pb.NewParticipantServiceClient(conn)
-	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: uint64(p.cfg.Train.Len()), Datasets: []string{p.cfg.Dataset}})
+	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: p.examples(), Datasets: []string{p.cfg.Dataset}})
 	if err != nil {
 		return fmt.Errorf("register with %s: %w", addr, err)
 	}
@@ -202,6 +220,10 @@ func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceCl
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
 		return p.secureStep(ctx, client, t)
+	case pb.TaskKind_TASK_KIND_TRAIN, pb.TaskKind_TASK_KIND_EVALUATE:
+		if p.refuse(ctx, client, t) {
+			return nil
+		}
 	}
 	spec, err := model.ParseSpec(t.GetModel())
 	if err != nil {
@@ -227,6 +249,45 @@ func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceCl
 	default:
 		return fmt.Errorf("unknown task kind %v", t.GetKind())
 	}
+}
+
+// examples is the number of training examples this participant declares:
+// its real count, unless Config.DeclaredExamples simulates a lie.
+func (p *Participant) examples() uint64 {
+	if p.cfg.DeclaredExamples != 0 {
+		return p.cfg.DeclaredExamples
+	}
+	return uint64(p.cfg.Train.Len())
+}
+
+// refuse checks a task's job against the site policy. If the policy
+// refuses it, refuse tells the coordinators why (a failure to tell them is
+// logged: the task is refused all the same) and returns true.
+func (p *Participant) refuse(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) bool {
+	p.mu.Lock()
+	reason, known := p.refused[t.GetJobId()]
+	p.mu.Unlock()
+	if !known {
+		err := p.cfg.Policy.Check(t)
+		if err == nil {
+			return false
+		}
+		reason = err.Error()
+		p.mu.Lock()
+		if len(p.refused) >= 1024 {
+			clear(p.refused) // jobs long gone; they would only be checked again
+		}
+		p.refused[t.GetJobId()] = reason
+		p.mu.Unlock()
+		p.log.Info("site policy refuses job", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "reason", reason)
+	} else {
+		p.log.Debug("site policy refuses job", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "reason", reason)
+	}
+	_, err := client.RefuseTask(ctx, &pb.RefuseTaskRequest{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), Reason: reason})
+	if err != nil {
+		p.log.Warn("could not report a refused task", "job", t.GetJobId(), "round", t.GetRound(), "err", err)
+	}
+	return true
 }
 
 // download fetches a model by digest (or takes it from the cache) and checks
@@ -289,7 +350,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 		return p.startSecure(ctx, client, t, delta)
 	}
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
-		NumParams: uint64(len(delta)), Examples: uint64(p.cfg.Train.Len()), TrainLoss: loss}
+		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss}
 	return Upload(ctx, client, hdr, delta)
 }
 

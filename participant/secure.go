@@ -53,8 +53,9 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 		return fmt.Errorf("secure aggregation task: %w", err)
 	}
 	// The weight w = examples / scale travels masked as the last entry,
-	// scaled by clip so that it uses the quantiser's whole range.
-	w := min(1, float64(p.cfg.Train.Len())/st.GetWeightScale())
+	// scaled by clip so that it uses the quantiser's whole range. examples
+	// is the declared count: the job's weight scale bounds what it can buy.
+	w := min(1, float64(p.examples())/st.GetWeightScale())
 	x := make([]float32, len(delta)+1)
 	for i, d := range delta {
 		x[i] = float32(w * float64(d))

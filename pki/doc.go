@@ -3,6 +3,14 @@
 // whose role, name and organisation every connection reads from the peer's
 // certificate (never from a request field). It also makes the gossip key.
 //
+// Each role has its own certificate profile (CA.IssueWith): a coordinator's
+// may serve and dial, and names its hosts; a participant's or an admin's
+// may only dial and names none. Clients dialling coordinators (ClientTLS)
+// also refuse any server whose certificate is not a coordinator's, so that
+// a participant's certificate, even one wrongly issued to serve, cannot pose
+// as a coordinator. Certificates are valid for DefaultValidity unless the
+// issuer says otherwise, and revocations name them by SerialOf.
+//
 // On disk a federation folder holds ca.crt and ca.key (the CA), gossip.key,
 // and NAME.crt / NAME.key per issued identity.
 package pki

@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -44,6 +46,15 @@ var (
 	ErrBadName = errors.New("bad name")
 	// ErrNoIdentity means a connection carried no verified certificate.
 	ErrNoIdentity = errors.New("no verified client certificate")
+	// ErrBadValidity means a certificate's requested validity is negative or
+	// outlasts the CA.
+	ErrBadValidity = errors.New("bad validity")
+	// ErrHostsNotAllowed means hosts were given for a participant's or an
+	// admin's certificate, which serves no TLS.
+	ErrHostsNotAllowed = errors.New("hosts on a client-only certificate")
+	// ErrNotCoordinator means a server that a participant or an admin
+	// dialled did not present a coordinator's certificate.
+	ErrNotCoordinator = errors.New("not a coordinator")
 )
 
 // ParseRole checks and returns a role.
@@ -111,19 +122,76 @@ func serial() *big.Int {
 // Pool is a pool holding just this CA.
 func (ca *CA) Pool() *x509.CertPool { return ca.pool }
 
-// Issue makes a certificate and key for an identity, valid for two years.
-// hosts (IP addresses or DNS names) are added to the certificate so it can
-// serve TLS for them; loopback and "localhost" are always included.
+// DefaultValidity is how long an issued certificate is valid when
+// IssueOptions.ValidFor is zero: one year, so that a lost or leaked
+// certificate stops working on its own within a year even if nobody revokes
+// it, while operators renew certificates only once a year.
+const DefaultValidity = 365 * 24 * time.Hour
+
+// clockSkew is how far back a certificate's validity starts by default, so
+// that a host whose clock is a little behind the CA's accepts it.
+const clockSkew = time.Hour
+
+// IssueOptions are the choices an issuer makes beyond the identity.
+type IssueOptions struct {
+	// Hosts are the DNS names and IP addresses a coordinator's certificate
+	// serves TLS for, besides its name. With none, a coordinator's
+	// certificate serves "localhost", 127.0.0.1 and ::1 (single-machine
+	// use). Participants and admins only make outbound connections: giving
+	// them hosts is an error.
+	Hosts []string
+	// ValidFor is how long the certificate is valid (0: DefaultValidity),
+	// counted from NotBefore when that is set, else from now.
+	ValidFor time.Duration
+	// NotBefore is when validity starts (zero: an hour ago, to allow for
+	// clock skew). With a short ValidFor, a NotBefore in the past makes an
+	// already expired certificate, which tests need.
+	NotBefore time.Time
+}
+
+// Issue makes a certificate and key for an identity, valid for
+// DefaultValidity, with the profile of its role (see IssueWith). hosts are
+// IssueOptions.Hosts: coordinators only.
 func (ca *CA) Issue(id Identity, hosts ...string) (tls.Certificate, error) {
+	return ca.IssueWith(id, IssueOptions{Hosts: hosts})
+}
+
+// IssueWith makes a certificate and key for an identity. Each role has its
+// own profile:
+//
+//   - a coordinator's certificate serves and dials (extended key usages
+//     ServerAuth and ClientAuth) and names its name as a DNS name, and
+//     opt.Hosts, or "localhost", 127.0.0.1 and ::1 when there are none;
+//   - a participant's or an admin's only dials (ClientAuth) and names no
+//     host, so that it cannot pose as a server to anyone who checks key
+//     usage; opt.Hosts must then be empty.
+//
+// The role, name and organisation go into the subject (see IdentityOf).
+func (ca *CA) IssueWith(id Identity, opt IssueOptions) (tls.Certificate, error) {
 	if _, err := ParseRole(string(id.Role)); err != nil {
 		return tls.Certificate{}, err
 	}
 	if !nameRE.MatchString(id.Name) || !nameRE.MatchString(id.Organization) {
 		return tls.Certificate{}, fmt.Errorf("%w: name %q, organisation %q: use 1–64 letters, digits, '.', '-' or '_'", ErrBadName, id.Name, id.Organization)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
+	if opt.ValidFor < 0 {
+		return tls.Certificate{}, fmt.Errorf("%w: validity %v is negative", ErrBadValidity, opt.ValidFor)
+	}
+	var hosts []string
+	for _, h := range opt.Hosts {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	validFor := cmp.Or(opt.ValidFor, DefaultValidity)
+	notBefore, notAfter := opt.NotBefore, opt.NotBefore.Add(validFor)
+	if notBefore.IsZero() {
+		now := time.Now()
+		notBefore, notAfter = now.Add(-clockSkew), now.Add(validFor)
+	}
+	if notAfter.After(ca.Cert.NotAfter) {
+		return tls.Certificate{}, fmt.Errorf("%w: the certificate would be valid until %s, after the CA expires (%s)",
+			ErrBadValidity, notAfter.UTC().Format(time.RFC3339), ca.Cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -132,29 +200,54 @@ func (ca *CA) Issue(id Identity, hosts ...string) (tls.Certificate, error) {
 			Organization:       []string{id.Organization},
 			OrganizationalUnit: []string{string(id.Role)},
 		},
-		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().AddDate(2, 0, 0),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:    []string{"localhost", id.Name},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		NotBefore: notBefore,
+		NotAfter:  notAfter,
+		KeyUsage:  x509.KeyUsageDigitalSignature,
 	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
+	switch id.Role {
+	case RoleCoordinator:
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		tmpl.DNSNames = []string{id.Name}
+		if len(hosts) == 0 {
+			tmpl.DNSNames = append(tmpl.DNSNames, "localhost")
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 		}
+		for _, h := range hosts {
+			if ip := net.ParseIP(h); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else if !slices.Contains(tmpl.DNSNames, h) {
+				tmpl.DNSNames = append(tmpl.DNSNames, h)
+			}
+		}
+	default:
+		if len(hosts) > 0 {
+			return tls.Certificate{}, fmt.Errorf("%w: a %s certificate only dials out and serves no hosts (got %s)", ErrHostsNotAllowed, id.Role, strings.Join(hosts, ", "))
+		}
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("generating a key for %s %q: %w", id.Role, id.Name, err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
-		return tls.Certificate{}, err
+		return tls.Certificate{}, fmt.Errorf("signing the certificate of %s %q: %w", id.Role, id.Name, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, err
+		return tls.Certificate{}, fmt.Errorf("reading back the certificate of %s %q: %w", id.Role, id.Name, err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// SerialOf returns a certificate's serial number in lower-case hexadecimal,
+// without leading zeros or a prefix. Revocations name certificates by
+// their serial in this form.
+func SerialOf(cert *x509.Certificate) string {
+	if cert == nil || cert.SerialNumber == nil {
+		return ""
+	}
+	return cert.SerialNumber.Text(16)
 }
 
 // IdentityOf reads the identity a certificate names.
@@ -195,13 +288,38 @@ func ServerTLS(cert tls.Certificate, ca *x509.CertPool) *tls.Config {
 }
 
 // ClientTLS is the TLS configuration of a client presenting cert and
-// trusting only the federation CA.
+// trusting only the federation CA: participants and the admin CLI use it to
+// dial coordinators. Besides the usual checks (the server's certificate
+// chains to the CA, has not expired, allows server authentication and names
+// the host dialled), it refuses a server whose certificate is not a
+// coordinator's (RequireCoordinatorServer). A coordinator dialling another
+// coordinator may replace VerifyConnection with a stricter check.
 func ClientTLS(cert tls.Certificate, ca *x509.CertPool) *tls.Config {
 	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		RootCAs:      ca,
-		MinVersion:   tls.VersionTLS13,
+		Certificates:     []tls.Certificate{cert},
+		RootCAs:          ca,
+		MinVersion:       tls.VersionTLS13,
+		VerifyConnection: RequireCoordinatorServer,
 	}
+}
+
+// RequireCoordinatorServer is a tls.Config.VerifyConnection for clients: it
+// returns an error wrapping ErrNotCoordinator unless the server's verified
+// certificate names a coordinator. It must run after the chain was verified
+// (as VerifyConnection does); a connection with no verified chain is
+// refused.
+func RequireCoordinatorServer(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+		return fmt.Errorf("server %q presented no verified certificate, so it is %w", cs.ServerName, ErrNotCoordinator)
+	}
+	id, err := IdentityOf(cs.VerifiedChains[0][0])
+	if err != nil {
+		return fmt.Errorf("server %q is %w: %w", cs.ServerName, ErrNotCoordinator, err)
+	}
+	if id.Role != RoleCoordinator {
+		return fmt.Errorf("server %s is a %s, %w", id.Name, id.Role, ErrNotCoordinator)
+	}
+	return nil
 }
 
 // NewGossipKey returns a random 32-byte key for memberlist encryption.
@@ -275,15 +393,16 @@ func LoadCAPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// IssueToDir issues an identity's certificate into dir/NAME.crt and NAME.key.
-func (ca *CA) IssueToDir(dir string, id Identity, hosts ...string) (certPath, keyPath string, err error) {
-	c, err := ca.Issue(id, hosts...)
+// IssueToDir issues an identity's certificate (see IssueWith) into
+// dir/NAME.crt and dir/NAME.key.
+func (ca *CA) IssueToDir(dir string, id Identity, opt IssueOptions) (certPath, keyPath string, err error) {
+	c, err := ca.IssueWith(id, opt)
 	if err != nil {
 		return "", "", err
 	}
 	key, err := x509.MarshalECPrivateKey(c.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
-		return "", "", err
+		return "", "", fmt.Errorf("encoding the key of %s %q: %w", id.Role, id.Name, err)
 	}
 	certPath, keyPath = filepath.Join(dir, id.Name+".crt"), filepath.Join(dir, id.Name+".key")
 	if err := writePEM(certPath, "CERTIFICATE", c.Certificate[0], 0o644); err != nil {
@@ -346,3 +465,6 @@ func readCert(path string) (*x509.Certificate, error) {
 	}
 	return c, nil
 }
+
+// LoadCertificate reads a PEM certificate file.
+func LoadCertificate(path string) (*x509.Certificate, error) { return readCert(path) }

@@ -19,7 +19,8 @@ func TestIssueAndReadIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPath, keyPath, err := ca.IssueToDir(dir, Identity{Role: RoleParticipant, Name: "site-1", Organization: "hospital"}, "10.0.0.7", "site.example")
+	coord := Identity{Role: RoleCoordinator, Name: "coord-1", Organization: "hospital"}
+	certPath, keyPath, err := ca.IssueToDir(dir, coord, IssueOptions{Hosts: []string{"10.0.0.7", "site.example"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestIssueAndReadIdentity(t *testing.T) {
 		t.Fatalf("issued certificate does not verify under the CA: %v", err)
 	}
 	id, err := IdentityOf(leaf)
-	if err != nil || id != (Identity{Role: RoleParticipant, Name: "site-1", Organization: "hospital"}) {
+	if err != nil || id != coord {
 		t.Fatalf("identity %+v, %v", id, err)
 	}
 	if err := leaf.VerifyHostname("site.example"); err != nil {

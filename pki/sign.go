@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // ErrBadSignature means a signed message does not verify: the certificate
@@ -28,14 +29,20 @@ func Sign(cert tls.Certificate, msg []byte) ([]byte, error) {
 	return signer.Sign(rand.Reader, digest[:], crypto.SHA256)
 }
 
-// VerifySigned checks that certDER chains to the federation CA in pool,
-// names want (role and name), and that its key signed msg.
+// VerifySigned checks that certDER chains to the federation CA in pool and
+// is valid now, names want (role and name), and that its key signed msg.
 func VerifySigned(pool *x509.CertPool, certDER []byte, want Identity, msg, sig []byte) error {
+	return VerifySignedAt(pool, certDER, want, msg, sig, time.Now())
+}
+
+// VerifySignedAt is VerifySigned with the certificate's validity checked at
+// t (the time a message was signed, for records checked long after).
+func VerifySignedAt(pool *x509.CertPool, certDER []byte, want Identity, msg, sig []byte, t time.Time) error {
 	cert, err := x509.ParseCertificate(certDER)
 	if err != nil {
 		return fmt.Errorf("%w: certificate: %v", ErrBadSignature, err)
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: t, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("%w: certificate %q: %v", ErrBadSignature, cert.Subject.CommonName, err)
 	}
 	id, err := IdentityOf(cert)

@@ -16,7 +16,7 @@ import (
 )
 
 func (m *Main) runParticipant(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("participant", "--coordinator ADDR[,ADDR] --ca FILE --cert FILE --key FILE --data mnist --shard I/N | --data FILE.csv --label COL")
+	fs := m.newFlagSet("participant", "--coordinator ADDR[,ADDR] --ca FILE --cert FILE --key FILE --data mnist --shard I/N | --data FILE.csv --label COL [--policy FILE]")
 	addrs := fs.String("coordinator", envOr("ACCORD_COORDINATOR", "127.0.0.1:7700"), "comma-separated coordinator addresses [$ACCORD_COORDINATOR]")
 	dataName := fs.String("data", "", "mnist, or a CSV file of local records")
 	shard := fs.String("shard", "", "mnist only: I/N takes IID shard I of N (1-based) of the training set, and shard I of the test set for validation")
@@ -26,8 +26,11 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	valFraction := fs.Float64("validation-fraction", 0.1, "CSV only: fraction of rows kept for evaluating global models")
 	region := fs.String("region", "", "region or country reported at registration")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	policyFile := fs.String("policy", "", "the site's policy: a YAML file of the organisations, models, secure aggregation and rounds this site accepts (default: accept every job)")
 	killAfterShareKeys := fs.Uint("fault-kill-after-share-keys", 0,
 		"fault injection for tests: SIGKILL this process right after it sends its key shares in this round (0: never)")
+	declaredExamples := fs.Uint64("fault-declared-examples", 0,
+		"fault injection for tests: declare this many training examples instead of the real count (0: the real count)")
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -35,6 +38,13 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
 		return usageError{fmt.Errorf("--log-level: %w", err)}
+	}
+	var policy *participant.Policy
+	if *policyFile != "" {
+		var err error
+		if policy, err = participant.LoadPolicy(*policyFile); err != nil {
+			return fmt.Errorf("--policy: %w", err)
+		}
 	}
 	mat, err := tf.load()
 	if err != nil {
@@ -84,6 +94,7 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	cfg := participant.Config{
 		Coordinators: strings.Split(*addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *region, Dataset: datasetName,
 		Train: train, Validation: val, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})),
+		Policy: policy, DeclaredExamples: *declaredExamples,
 	}
 	if round := uint32(*killAfterShareKeys); round > 0 {
 		cfg.AfterTask = func(t *pb.Task) {

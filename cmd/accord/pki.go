@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/accord-fl/accord/pki"
 )
@@ -33,12 +36,13 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "federation CA and gossip key written to %s (keep ca.key offline)\n", *dir)
 		return nil
 	case "issue":
-		fs := m.newFlagSet("pki issue", "--dir DIR --role coordinator|participant|admin --name NAME --org ORG [--host HOST,...]")
+		fs := m.newFlagSet("pki issue", "--dir DIR --role coordinator|participant|admin --name NAME --org ORG [--host HOST,...] [--valid-for DURATION]")
 		dir := fs.String("dir", "pki", "the federation folder made by 'accord pki init'")
 		role := fs.String("role", "", "coordinator, participant or admin")
 		name := fs.String("name", "", "the identity's name (a participant's ID, a coordinator's Raft ID)")
 		org := fs.String("org", "", "the organisation it belongs to")
-		hosts := fs.String("host", "", "comma-separated extra DNS names or IPs the certificate serves (coordinators)")
+		hosts := fs.String("host", "", "coordinators only: comma-separated DNS names or IPs the certificate serves (default: localhost and loopback)")
+		validFor := fs.String("valid-for", "", "how long the certificate is valid: a Go duration (8760h) or days (90d) (default: 1 year)")
 		out := fs.String("out", "", "folder to write NAME.crt and NAME.key (default: --dir)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
@@ -47,6 +51,19 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 		if err != nil {
 			return usageError{fmt.Errorf("--role: %w", err)}
 		}
+		valid, err := parseValidFor(*validFor)
+		if err != nil {
+			return usageError{fmt.Errorf("--valid-for %q: %w", *validFor, err)}
+		}
+		var hs []string
+		for _, h := range strings.Split(*hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hs = append(hs, h)
+			}
+		}
+		if len(hs) > 0 && r != pki.RoleCoordinator {
+			return usageError{fmt.Errorf("--host: a %s certificate serves no hosts (only coordinators' do)", r)}
+		}
 		ca, err := pki.LoadCA(*dir)
 		if err != nil {
 			return fmt.Errorf("--dir %s: %w", *dir, err)
@@ -54,16 +71,44 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 		if *out == "" {
 			*out = *dir
 		}
-		var hs []string
-		if *hosts != "" {
-			hs = strings.Split(*hosts, ",")
-		}
-		certPath, keyPath, err := ca.IssueToDir(*out, pki.Identity{Role: r, Name: *name, Organization: *org}, hs...)
-		if err != nil {
+		certPath, keyPath, err := ca.IssueToDir(*out, pki.Identity{Role: r, Name: *name, Organization: *org}, pki.IssueOptions{Hosts: hs, ValidFor: valid})
+		if errors.Is(err, pki.ErrBadValidity) {
+			return usageError{fmt.Errorf("--valid-for: %w", err)}
+		} else if err != nil {
 			return fmt.Errorf("--name/--org: %w", err)
 		}
-		fmt.Fprintf(m.Stdout, "issued %s %q of %q: %s, %s\n", r, *name, *org, certPath, keyPath)
+		pair, err := pki.LoadKeyPair(certPath, keyPath)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(m.Stdout, "issued %s %q of %q (serial %s, expires %s): %s, %s\n", r, *name, *org,
+			pki.SerialOf(pair.Leaf), pair.Leaf.NotAfter.UTC().Format(time.RFC3339), certPath, keyPath)
 		return nil
 	}
 	return usageError{fmt.Errorf("unknown pki command %q (want init or issue)", args[0])}
+}
+
+// parseValidFor reads --valid-for: empty (the default validity), a Go
+// duration such as 8760h, or a whole number of days such as 90d.
+func parseValidFor(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 32)
+		if err != nil || n > 100*366 {
+			return 0, errors.New("want a whole number of days, for example 90d")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, errors.New("want a duration such as 8760h or a number of days such as 90d")
+		}
+	}
+	if d <= 0 {
+		return 0, errors.New("want a positive duration")
+	}
+	return d, nil
 }

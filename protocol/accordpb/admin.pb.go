@@ -66,8 +66,10 @@ func (x *SubmitJobRequest) GetSpec() *JobSpec {
 }
 
 type SubmitJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// RUNNING, or PENDING_APPROVAL until enough organisations approved.
+	Status        JobStatus `protobuf:"varint,2,opt,name=status,proto3,enum=accord.v1.JobStatus" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -107,6 +109,13 @@ func (x *SubmitJobResponse) GetJobId() string {
 		return x.JobId
 	}
 	return ""
+}
+
+func (x *SubmitJobResponse) GetStatus() JobStatus {
+	if x != nil {
+		return x.Status
+	}
+	return JobStatus_JOB_STATUS_UNSPECIFIED
 }
 
 type ListJobsRequest struct {
@@ -286,7 +295,9 @@ func (x *CancelJobRequest) GetReason() string {
 }
 
 type CancelJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cancellation, executed or waiting for approvals.
+	Proposal      *Proposal `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,6 +330,13 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
 	return file_accord_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CancelJobResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
 }
 
 type ListRoundsRequest struct {
@@ -798,6 +816,7 @@ func (x *RemoveMemberRequest) GetName() string {
 
 type RemoveMemberResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *Proposal              `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -832,15 +851,607 @@ func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
 	return file_accord_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
+func (x *RemoveMemberResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+type AddMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AddMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ApproveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId    string                 `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveRequest) Reset() {
+	*x = ApproveRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveRequest) ProtoMessage() {}
+
+func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
+func (*ApproveRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ApproveRequest) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
+}
+
+type ProposalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposal      *Proposal              `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposalResponse) Reset() {
+	*x = ProposalResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposalResponse) ProtoMessage() {}
+
+func (x *ProposalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposalResponse.ProtoReflect.Descriptor instead.
+func (*ProposalResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ProposalResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
+	}
+	return nil
+}
+
+type ListProposalsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProposalsRequest) Reset() {
+	*x = ListProposalsRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProposalsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProposalsRequest) ProtoMessage() {}
+
+func (x *ListProposalsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProposalsRequest.ProtoReflect.Descriptor instead.
+func (*ListProposalsRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{20}
+}
+
+type ListProposalsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Proposals     []*Proposal            `protobuf:"bytes,1,rep,name=proposals,proto3" json:"proposals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListProposalsResponse) Reset() {
+	*x = ListProposalsResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListProposalsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListProposalsResponse) ProtoMessage() {}
+
+func (x *ListProposalsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListProposalsResponse.ProtoReflect.Descriptor instead.
+func (*ListProposalsResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListProposalsResponse) GetProposals() []*Proposal {
+	if x != nil {
+		return x.Proposals
+	}
+	return nil
+}
+
+type SetPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *Policy                `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPolicyRequest) Reset() {
+	*x = SetPolicyRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPolicyRequest) ProtoMessage() {}
+
+func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetPolicyRequest) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+type GetPolicyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyRequest) Reset() {
+	*x = GetPolicyRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyRequest) ProtoMessage() {}
+
+func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{23}
+}
+
+type RevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Serial number (hex) of the certificate, or the name it carries (every
+	// serial the federation has seen under that name).
+	Serial        string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RevokeRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RevokeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revoked       []*Revocation          `protobuf:"bytes,1,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResponse) Reset() {
+	*x = RevokeResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResponse) ProtoMessage() {}
+
+func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
+func (*RevokeResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RevokeResponse) GetRevoked() []*Revocation {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
+type ListRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{26}
+}
+
+type ListRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsResponse) Reset() {
+	*x = ListRevocationsResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsResponse) ProtoMessage() {}
+
+func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// First entry to return (0: from the start) and at most how many (0: all).
+	FromIndex     uint64 `protobuf:"varint,1,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListAuditRequest) GetFromIndex() uint64 {
+	if x != nil {
+		return x.FromIndex
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListAuditResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Entries []*AuditEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	// Number of entries in the whole log.
+	Total         uint64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_accord_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *ListAuditResponse) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
 var File_accord_v1_admin_proto protoreflect.FileDescriptor
 
 const file_accord_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x15accord/v1/admin.proto\x12\taccord.v1\x1a\x15accord/v1/types.proto\":\n" +
 	"\x10SubmitJobRequest\x12&\n" +
-	"\x04spec\x18\x01 \x01(\v2\x12.accord.v1.JobSpecR\x04spec\"*\n" +
+	"\x04spec\x18\x01 \x01(\v2\x12.accord.v1.JobSpecR\x04spec\"X\n" +
 	"\x11SubmitJobResponse\x12\x15\n" +
-	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"\x11\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x14.accord.v1.JobStatusR\x06status\"\x11\n" +
 	"\x0fListJobsRequest\"6\n" +
 	"\x10ListJobsResponse\x12\"\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x0e.accord.v1.JobR\x04jobs\"&\n" +
@@ -848,8 +1459,9 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"A\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x13\n" +
-	"\x11CancelJobResponse\"S\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
+	"\x11CancelJobResponse\x12/\n" +
+	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"S\n" +
 	"\x11ListRoundsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12'\n" +
 	"\x0finclude_aborted\x18\x02 \x01(\bR\x0eincludeAborted\">\n" +
@@ -877,8 +1489,38 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\vanswered_by\x18\x03 \x01(\tR\n" +
 	"answeredBy\")\n" +
 	"\x13RemoveMemberRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14RemoveMemberResponse2\xa1\x05\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
+	"\x14RemoveMemberResponse\x12/\n" +
+	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"&\n" +
+	"\x10AddMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"1\n" +
+	"\x0eApproveRequest\x12\x1f\n" +
+	"\vproposal_id\x18\x01 \x01(\tR\n" +
+	"proposalId\"C\n" +
+	"\x10ProposalResponse\x12/\n" +
+	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"\x16\n" +
+	"\x14ListProposalsRequest\"J\n" +
+	"\x15ListProposalsResponse\x121\n" +
+	"\tproposals\x18\x01 \x03(\v2\x13.accord.v1.ProposalR\tproposals\"=\n" +
+	"\x10SetPolicyRequest\x12)\n" +
+	"\x06policy\x18\x01 \x01(\v2\x11.accord.v1.PolicyR\x06policy\"\x12\n" +
+	"\x10GetPolicyRequest\"S\n" +
+	"\rRevokeRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"A\n" +
+	"\x0eRevokeResponse\x12/\n" +
+	"\arevoked\x18\x01 \x03(\v2\x15.accord.v1.RevocationR\arevoked\"\x18\n" +
+	"\x16ListRevocationsRequest\"R\n" +
+	"\x17ListRevocationsResponse\x127\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x15.accord.v1.RevocationR\vrevocations\"G\n" +
+	"\x10ListAuditRequest\x12\x1d\n" +
+	"\n" +
+	"from_index\x18\x01 \x01(\x04R\tfromIndex\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"Z\n" +
+	"\x11ListAuditResponse\x12/\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.accord.v1.AuditEntryR\aentries\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total2\xe4\t\n" +
 	"\fAdminService\x12F\n" +
 	"\tSubmitJob\x12\x1b.accord.v1.SubmitJobRequest\x1a\x1c.accord.v1.SubmitJobResponse\x12C\n" +
 	"\bListJobs\x12\x1a.accord.v1.ListJobsRequest\x1a\x1b.accord.v1.ListJobsResponse\x122\n" +
@@ -889,7 +1531,15 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\x10ListParticipants\x12\".accord.v1.ListParticipantsRequest\x1a#.accord.v1.ListParticipantsResponse\x12A\n" +
 	"\tPullModel\x12\x1b.accord.v1.PullModelRequest\x1a\x15.accord.v1.ModelChunk0\x01\x12L\n" +
 	"\vListMembers\x12\x1d.accord.v1.ListMembersRequest\x1a\x1e.accord.v1.ListMembersResponse\x12O\n" +
-	"\fRemoveMember\x12\x1e.accord.v1.RemoveMemberRequest\x1a\x1f.accord.v1.RemoveMemberResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
+	"\fRemoveMember\x12\x1e.accord.v1.RemoveMemberRequest\x1a\x1f.accord.v1.RemoveMemberResponse\x12E\n" +
+	"\tAddMember\x12\x1b.accord.v1.AddMemberRequest\x1a\x1b.accord.v1.ProposalResponse\x12A\n" +
+	"\aApprove\x12\x19.accord.v1.ApproveRequest\x1a\x1b.accord.v1.ProposalResponse\x12R\n" +
+	"\rListProposals\x12\x1f.accord.v1.ListProposalsRequest\x1a .accord.v1.ListProposalsResponse\x12E\n" +
+	"\tSetPolicy\x12\x1b.accord.v1.SetPolicyRequest\x1a\x1b.accord.v1.ProposalResponse\x12;\n" +
+	"\tGetPolicy\x12\x1b.accord.v1.GetPolicyRequest\x1a\x11.accord.v1.Policy\x12=\n" +
+	"\x06Revoke\x12\x18.accord.v1.RevokeRequest\x1a\x19.accord.v1.RevokeResponse\x12X\n" +
+	"\x0fListRevocations\x12!.accord.v1.ListRevocationsRequest\x1a\".accord.v1.ListRevocationsResponse\x12F\n" +
+	"\tListAudit\x12\x1b.accord.v1.ListAuditRequest\x1a\x1c.accord.v1.ListAuditResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
 
 var (
 	file_accord_v1_admin_proto_rawDescOnce sync.Once
@@ -903,7 +1553,7 @@ func file_accord_v1_admin_proto_rawDescGZIP() []byte {
 	return file_accord_v1_admin_proto_rawDescData
 }
 
-var file_accord_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_accord_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_accord_v1_admin_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),         // 0: accord.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),        // 1: accord.v1.SubmitJobResponse
@@ -922,41 +1572,84 @@ var file_accord_v1_admin_proto_goTypes = []any{
 	(*ListMembersResponse)(nil),      // 14: accord.v1.ListMembersResponse
 	(*RemoveMemberRequest)(nil),      // 15: accord.v1.RemoveMemberRequest
 	(*RemoveMemberResponse)(nil),     // 16: accord.v1.RemoveMemberResponse
-	(*JobSpec)(nil),                  // 17: accord.v1.JobSpec
-	(*Job)(nil),                      // 18: accord.v1.Job
-	(*Round)(nil),                    // 19: accord.v1.Round
-	(*Participant)(nil),              // 20: accord.v1.Participant
-	(*ModelChunk)(nil),               // 21: accord.v1.ModelChunk
+	(*AddMemberRequest)(nil),         // 17: accord.v1.AddMemberRequest
+	(*ApproveRequest)(nil),           // 18: accord.v1.ApproveRequest
+	(*ProposalResponse)(nil),         // 19: accord.v1.ProposalResponse
+	(*ListProposalsRequest)(nil),     // 20: accord.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),    // 21: accord.v1.ListProposalsResponse
+	(*SetPolicyRequest)(nil),         // 22: accord.v1.SetPolicyRequest
+	(*GetPolicyRequest)(nil),         // 23: accord.v1.GetPolicyRequest
+	(*RevokeRequest)(nil),            // 24: accord.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 25: accord.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),   // 26: accord.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 27: accord.v1.ListRevocationsResponse
+	(*ListAuditRequest)(nil),         // 28: accord.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 29: accord.v1.ListAuditResponse
+	(*JobSpec)(nil),                  // 30: accord.v1.JobSpec
+	(JobStatus)(0),                   // 31: accord.v1.JobStatus
+	(*Job)(nil),                      // 32: accord.v1.Job
+	(*Proposal)(nil),                 // 33: accord.v1.Proposal
+	(*Round)(nil),                    // 34: accord.v1.Round
+	(*Participant)(nil),              // 35: accord.v1.Participant
+	(*Policy)(nil),                   // 36: accord.v1.Policy
+	(*Revocation)(nil),               // 37: accord.v1.Revocation
+	(*AuditEntry)(nil),               // 38: accord.v1.AuditEntry
+	(*ModelChunk)(nil),               // 39: accord.v1.ModelChunk
 }
 var file_accord_v1_admin_proto_depIdxs = []int32{
-	17, // 0: accord.v1.SubmitJobRequest.spec:type_name -> accord.v1.JobSpec
-	18, // 1: accord.v1.ListJobsResponse.jobs:type_name -> accord.v1.Job
-	19, // 2: accord.v1.ListRoundsResponse.rounds:type_name -> accord.v1.Round
-	20, // 3: accord.v1.ListParticipantsResponse.participants:type_name -> accord.v1.Participant
-	13, // 4: accord.v1.ListMembersResponse.members:type_name -> accord.v1.Member
-	0,  // 5: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
-	2,  // 6: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
-	4,  // 7: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
-	5,  // 8: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
-	7,  // 9: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
-	9,  // 10: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
-	11, // 11: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
-	12, // 12: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
-	15, // 13: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
-	1,  // 14: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
-	3,  // 15: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
-	18, // 16: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
-	6,  // 17: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
-	8,  // 18: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
-	10, // 19: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
-	21, // 20: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
-	14, // 21: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
-	16, // 22: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
-	14, // [14:23] is the sub-list for method output_type
-	5,  // [5:14] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	30, // 0: accord.v1.SubmitJobRequest.spec:type_name -> accord.v1.JobSpec
+	31, // 1: accord.v1.SubmitJobResponse.status:type_name -> accord.v1.JobStatus
+	32, // 2: accord.v1.ListJobsResponse.jobs:type_name -> accord.v1.Job
+	33, // 3: accord.v1.CancelJobResponse.proposal:type_name -> accord.v1.Proposal
+	34, // 4: accord.v1.ListRoundsResponse.rounds:type_name -> accord.v1.Round
+	35, // 5: accord.v1.ListParticipantsResponse.participants:type_name -> accord.v1.Participant
+	13, // 6: accord.v1.ListMembersResponse.members:type_name -> accord.v1.Member
+	33, // 7: accord.v1.RemoveMemberResponse.proposal:type_name -> accord.v1.Proposal
+	33, // 8: accord.v1.ProposalResponse.proposal:type_name -> accord.v1.Proposal
+	33, // 9: accord.v1.ListProposalsResponse.proposals:type_name -> accord.v1.Proposal
+	36, // 10: accord.v1.SetPolicyRequest.policy:type_name -> accord.v1.Policy
+	37, // 11: accord.v1.RevokeResponse.revoked:type_name -> accord.v1.Revocation
+	37, // 12: accord.v1.ListRevocationsResponse.revocations:type_name -> accord.v1.Revocation
+	38, // 13: accord.v1.ListAuditResponse.entries:type_name -> accord.v1.AuditEntry
+	0,  // 14: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
+	2,  // 15: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
+	4,  // 16: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
+	5,  // 17: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
+	7,  // 18: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
+	9,  // 19: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
+	11, // 20: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
+	12, // 21: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
+	15, // 22: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
+	17, // 23: accord.v1.AdminService.AddMember:input_type -> accord.v1.AddMemberRequest
+	18, // 24: accord.v1.AdminService.Approve:input_type -> accord.v1.ApproveRequest
+	20, // 25: accord.v1.AdminService.ListProposals:input_type -> accord.v1.ListProposalsRequest
+	22, // 26: accord.v1.AdminService.SetPolicy:input_type -> accord.v1.SetPolicyRequest
+	23, // 27: accord.v1.AdminService.GetPolicy:input_type -> accord.v1.GetPolicyRequest
+	24, // 28: accord.v1.AdminService.Revoke:input_type -> accord.v1.RevokeRequest
+	26, // 29: accord.v1.AdminService.ListRevocations:input_type -> accord.v1.ListRevocationsRequest
+	28, // 30: accord.v1.AdminService.ListAudit:input_type -> accord.v1.ListAuditRequest
+	1,  // 31: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
+	3,  // 32: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
+	32, // 33: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
+	6,  // 34: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
+	8,  // 35: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
+	10, // 36: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
+	39, // 37: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
+	14, // 38: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
+	16, // 39: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
+	19, // 40: accord.v1.AdminService.AddMember:output_type -> accord.v1.ProposalResponse
+	19, // 41: accord.v1.AdminService.Approve:output_type -> accord.v1.ProposalResponse
+	21, // 42: accord.v1.AdminService.ListProposals:output_type -> accord.v1.ListProposalsResponse
+	19, // 43: accord.v1.AdminService.SetPolicy:output_type -> accord.v1.ProposalResponse
+	36, // 44: accord.v1.AdminService.GetPolicy:output_type -> accord.v1.Policy
+	25, // 45: accord.v1.AdminService.Revoke:output_type -> accord.v1.RevokeResponse
+	27, // 46: accord.v1.AdminService.ListRevocations:output_type -> accord.v1.ListRevocationsResponse
+	29, // 47: accord.v1.AdminService.ListAudit:output_type -> accord.v1.ListAuditResponse
+	31, // [31:48] is the sub-list for method output_type
+	14, // [14:31] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_admin_proto_init() }
@@ -971,7 +1664,7 @@ func file_accord_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_admin_proto_rawDesc), len(file_accord_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -128,7 +128,7 @@ func (x SecAggReveal_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SecAggReveal_Kind.Descriptor instead.
 func (SecAggReveal_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7, 0}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9, 0}
 }
 
 type RegisterRequest struct {
@@ -299,9 +299,15 @@ type Task struct {
 	DeadlineUnixMs  int64                  `protobuf:"varint,13,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
 	// Set on the train task of a round with secure aggregation, and on the
 	// tasks of its later phases.
-	Secagg        *SecAggTask `protobuf:"bytes,14,opt,name=secagg,proto3" json:"secagg,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Secagg *SecAggTask `protobuf:"bytes,14,opt,name=secagg,proto3" json:"secagg,omitempty"`
+	// What a site policy decides on: the organisation that submitted the
+	// job, the job's number of rounds and its secure-aggregation mode ("" or
+	// "none", "secagg+", "secagg").
+	JobOrganization   string `protobuf:"bytes,15,opt,name=job_organization,json=jobOrganization,proto3" json:"job_organization,omitempty"`
+	JobRounds         uint32 `protobuf:"varint,16,opt,name=job_rounds,json=jobRounds,proto3" json:"job_rounds,omitempty"`
+	SecureAggregation string `protobuf:"bytes,17,opt,name=secure_aggregation,json=secureAggregation,proto3" json:"secure_aggregation,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -432,6 +438,132 @@ func (x *Task) GetSecagg() *SecAggTask {
 	return nil
 }
 
+func (x *Task) GetJobOrganization() string {
+	if x != nil {
+		return x.JobOrganization
+	}
+	return ""
+}
+
+func (x *Task) GetJobRounds() uint32 {
+	if x != nil {
+		return x.JobRounds
+	}
+	return 0
+}
+
+func (x *Task) GetSecureAggregation() string {
+	if x != nil {
+		return x.SecureAggregation
+	}
+	return ""
+}
+
+type RefuseTaskRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Round   uint32                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32                 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// Why the site refuses, for the record ("organisation C is not accepted").
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefuseTaskRequest) Reset() {
+	*x = RefuseTaskRequest{}
+	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefuseTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefuseTaskRequest) ProtoMessage() {}
+
+func (x *RefuseTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefuseTaskRequest.ProtoReflect.Descriptor instead.
+func (*RefuseTaskRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RefuseTaskRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *RefuseTaskRequest) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *RefuseTaskRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *RefuseTaskRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RefuseTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefuseTaskResponse) Reset() {
+	*x = RefuseTaskResponse{}
+	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefuseTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefuseTaskResponse) ProtoMessage() {}
+
+func (x *RefuseTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefuseTaskResponse.ProtoReflect.Descriptor instead.
+func (*RefuseTaskResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{5}
+}
+
 // SecAggTask is what a participant needs for one secure-aggregation phase.
 type SecAggTask struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -462,7 +594,7 @@ type SecAggTask struct {
 
 func (x *SecAggTask) Reset() {
 	*x = SecAggTask{}
-	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	mi := &file_accord_v1_participant_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +606,7 @@ func (x *SecAggTask) String() string {
 func (*SecAggTask) ProtoMessage() {}
 
 func (x *SecAggTask) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	mi := &file_accord_v1_participant_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +619,7 @@ func (x *SecAggTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggTask.ProtoReflect.Descriptor instead.
 func (*SecAggTask) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SecAggTask) GetN() uint32 {
@@ -590,7 +722,7 @@ type SecAggAdvertisement struct {
 
 func (x *SecAggAdvertisement) Reset() {
 	*x = SecAggAdvertisement{}
-	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +734,7 @@ func (x *SecAggAdvertisement) String() string {
 func (*SecAggAdvertisement) ProtoMessage() {}
 
 func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +747,7 @@ func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggAdvertisement.ProtoReflect.Descriptor instead.
 func (*SecAggAdvertisement) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SecAggAdvertisement) GetFrom() uint32 {
@@ -666,7 +798,7 @@ type SecAggShare struct {
 
 func (x *SecAggShare) Reset() {
 	*x = SecAggShare{}
-	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +810,7 @@ func (x *SecAggShare) String() string {
 func (*SecAggShare) ProtoMessage() {}
 
 func (x *SecAggShare) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +823,7 @@ func (x *SecAggShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShare.ProtoReflect.Descriptor instead.
 func (*SecAggShare) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SecAggShare) GetFrom() uint32 {
@@ -729,7 +861,7 @@ type SecAggReveal struct {
 
 func (x *SecAggReveal) Reset() {
 	*x = SecAggReveal{}
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -741,7 +873,7 @@ func (x *SecAggReveal) String() string {
 func (*SecAggReveal) ProtoMessage() {}
 
 func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -754,7 +886,7 @@ func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggReveal.ProtoReflect.Descriptor instead.
 func (*SecAggReveal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SecAggReveal) GetOwner() uint32 {
@@ -797,7 +929,7 @@ type SecAggRound struct {
 
 func (x *SecAggRound) Reset() {
 	*x = SecAggRound{}
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +941,7 @@ func (x *SecAggRound) String() string {
 func (*SecAggRound) ProtoMessage() {}
 
 func (x *SecAggRound) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +954,7 @@ func (x *SecAggRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggRound.ProtoReflect.Descriptor instead.
 func (*SecAggRound) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SecAggRound) GetJobId() string {
@@ -856,7 +988,7 @@ type SecAggAdvertiseRequest struct {
 
 func (x *SecAggAdvertiseRequest) Reset() {
 	*x = SecAggAdvertiseRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1000,7 @@ func (x *SecAggAdvertiseRequest) String() string {
 func (*SecAggAdvertiseRequest) ProtoMessage() {}
 
 func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1013,7 @@ func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggAdvertiseRequest.ProtoReflect.Descriptor instead.
 func (*SecAggAdvertiseRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SecAggAdvertiseRequest) GetRound() *SecAggRound {
@@ -908,7 +1040,7 @@ type SecAggShareKeysRequest struct {
 
 func (x *SecAggShareKeysRequest) Reset() {
 	*x = SecAggShareKeysRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1052,7 @@ func (x *SecAggShareKeysRequest) String() string {
 func (*SecAggShareKeysRequest) ProtoMessage() {}
 
 func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1065,7 @@ func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShareKeysRequest.ProtoReflect.Descriptor instead.
 func (*SecAggShareKeysRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SecAggShareKeysRequest) GetRound() *SecAggRound {
@@ -960,7 +1092,7 @@ type SecAggUnmaskRequest struct {
 
 func (x *SecAggUnmaskRequest) Reset() {
 	*x = SecAggUnmaskRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -972,7 +1104,7 @@ func (x *SecAggUnmaskRequest) String() string {
 func (*SecAggUnmaskRequest) ProtoMessage() {}
 
 func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -985,7 +1117,7 @@ func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggUnmaskRequest.ProtoReflect.Descriptor instead.
 func (*SecAggUnmaskRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecAggUnmaskRequest) GetRound() *SecAggRound {
@@ -1010,7 +1142,7 @@ type SecAggResponse struct {
 
 func (x *SecAggResponse) Reset() {
 	*x = SecAggResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1154,7 @@ func (x *SecAggResponse) String() string {
 func (*SecAggResponse) ProtoMessage() {}
 
 func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1167,7 @@ func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggResponse.ProtoReflect.Descriptor instead.
 func (*SecAggResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
 }
 
 // UpdateChunk: the first chunk of a stream holds header; the rest hold data,
@@ -1050,7 +1182,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_accord_v1_participant_proto_msgTypes[13]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1062,7 +1194,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[13]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1075,7 +1207,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateChunk) GetHeader() *UpdateHeader {
@@ -1111,7 +1243,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_accord_v1_participant_proto_msgTypes[14]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1255,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[14]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1268,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateHeader) GetJobId() string {
@@ -1204,7 +1336,7 @@ type UploadUpdateResponse struct {
 
 func (x *UploadUpdateResponse) Reset() {
 	*x = UploadUpdateResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[15]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1348,7 @@ func (x *UploadUpdateResponse) String() string {
 func (*UploadUpdateResponse) ProtoMessage() {}
 
 func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[15]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1361,7 @@ func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadUpdateResponse.ProtoReflect.Descriptor instead.
 func (*UploadUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UploadUpdateResponse) GetContributorsSoFar() uint32 {
@@ -1254,7 +1386,7 @@ type ReportEvaluationRequest struct {
 
 func (x *ReportEvaluationRequest) Reset() {
 	*x = ReportEvaluationRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[16]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1398,7 @@ func (x *ReportEvaluationRequest) String() string {
 func (*ReportEvaluationRequest) ProtoMessage() {}
 
 func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[16]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1411,7 @@ func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationRequest.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportEvaluationRequest) GetJobId() string {
@@ -1332,7 +1464,7 @@ type ReportEvaluationResponse struct {
 
 func (x *ReportEvaluationResponse) Reset() {
 	*x = ReportEvaluationResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[17]
+	mi := &file_accord_v1_participant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1476,7 @@ func (x *ReportEvaluationResponse) String() string {
 func (*ReportEvaluationResponse) ProtoMessage() {}
 
 func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[17]
+	mi := &file_accord_v1_participant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1489,7 @@ func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationResponse.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{19}
 }
 
 type DownloadModelRequest struct {
@@ -1369,7 +1501,7 @@ type DownloadModelRequest struct {
 
 func (x *DownloadModelRequest) Reset() {
 	*x = DownloadModelRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[18]
+	mi := &file_accord_v1_participant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1513,7 @@ func (x *DownloadModelRequest) String() string {
 func (*DownloadModelRequest) ProtoMessage() {}
 
 func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[18]
+	mi := &file_accord_v1_participant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1526,7 @@ func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadModelRequest.ProtoReflect.Descriptor instead.
 func (*DownloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DownloadModelRequest) GetDigest() string {
@@ -1416,7 +1548,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"\x0e\n" +
-	"\fTasksRequest\"\xbf\x03\n" +
+	"\fTasksRequest\"\xb8\x04\n" +
 	"\x04Task\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.accord.v1.TaskKindR\x04kind\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1433,7 +1565,17 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\aprox_mu\x18\v \x01(\x01R\x06proxMu\x12\x12\n" +
 	"\x04seed\x18\f \x01(\x04R\x04seed\x12(\n" +
 	"\x10deadline_unix_ms\x18\r \x01(\x03R\x0edeadlineUnixMs\x12-\n" +
-	"\x06secagg\x18\x0e \x01(\v2\x15.accord.v1.SecAggTaskR\x06secagg\"\x82\x03\n" +
+	"\x06secagg\x18\x0e \x01(\v2\x15.accord.v1.SecAggTaskR\x06secagg\x12)\n" +
+	"\x10job_organization\x18\x0f \x01(\tR\x0fjobOrganization\x12\x1d\n" +
+	"\n" +
+	"job_rounds\x18\x10 \x01(\rR\tjobRounds\x12-\n" +
+	"\x12secure_aggregation\x18\x11 \x01(\tR\x11secureAggregation\"r\n" +
+	"\x11RefuseTaskRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x14\n" +
+	"\x12RefuseTaskResponse\"\x82\x03\n" +
 	"\n" +
 	"SecAggTask\x12\f\n" +
 	"\x01n\x18\x01 \x01(\rR\x01n\x12\x16\n" +
@@ -1518,7 +1660,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x12TASK_KIND_EVALUATE\x10\x02\x12\x1f\n" +
 	"\x1bTASK_KIND_SECAGG_SHARE_KEYS\x10\x03\x12!\n" +
 	"\x1dTASK_KIND_SECAGG_MASKED_INPUT\x10\x04\x12\x1b\n" +
-	"\x17TASK_KIND_SECAGG_UNMASK\x10\x052\xee\x04\n" +
+	"\x17TASK_KIND_SECAGG_UNMASK\x10\x052\xb9\x05\n" +
 	"\x12ParticipantService\x12C\n" +
 	"\bRegister\x12\x1a.accord.v1.RegisterRequest\x1a\x1b.accord.v1.RegisterResponse\x123\n" +
 	"\x05Tasks\x12\x17.accord.v1.TasksRequest\x1a\x0f.accord.v1.Task0\x01\x12I\n" +
@@ -1527,7 +1669,9 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x10ReportEvaluation\x12\".accord.v1.ReportEvaluationRequest\x1a#.accord.v1.ReportEvaluationResponse\x12O\n" +
 	"\x0fSecAggAdvertise\x12!.accord.v1.SecAggAdvertiseRequest\x1a\x19.accord.v1.SecAggResponse\x12O\n" +
 	"\x0fSecAggShareKeys\x12!.accord.v1.SecAggShareKeysRequest\x1a\x19.accord.v1.SecAggResponse\x12I\n" +
-	"\fSecAggUnmask\x12\x1e.accord.v1.SecAggUnmaskRequest\x1a\x19.accord.v1.SecAggResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
+	"\fSecAggUnmask\x12\x1e.accord.v1.SecAggUnmaskRequest\x1a\x19.accord.v1.SecAggResponse\x12I\n" +
+	"\n" +
+	"RefuseTask\x12\x1c.accord.v1.RefuseTaskRequest\x1a\x1d.accord.v1.RefuseTaskResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
 
 var (
 	file_accord_v1_participant_proto_rawDescOnce sync.Once
@@ -1542,7 +1686,7 @@ func file_accord_v1_participant_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_participant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_accord_v1_participant_proto_goTypes = []any{
 	(TaskKind)(0),                    // 0: accord.v1.TaskKind
 	(SecAggReveal_Kind)(0),           // 1: accord.v1.SecAggReveal.Kind
@@ -1550,54 +1694,58 @@ var file_accord_v1_participant_proto_goTypes = []any{
 	(*RegisterResponse)(nil),         // 3: accord.v1.RegisterResponse
 	(*TasksRequest)(nil),             // 4: accord.v1.TasksRequest
 	(*Task)(nil),                     // 5: accord.v1.Task
-	(*SecAggTask)(nil),               // 6: accord.v1.SecAggTask
-	(*SecAggAdvertisement)(nil),      // 7: accord.v1.SecAggAdvertisement
-	(*SecAggShare)(nil),              // 8: accord.v1.SecAggShare
-	(*SecAggReveal)(nil),             // 9: accord.v1.SecAggReveal
-	(*SecAggRound)(nil),              // 10: accord.v1.SecAggRound
-	(*SecAggAdvertiseRequest)(nil),   // 11: accord.v1.SecAggAdvertiseRequest
-	(*SecAggShareKeysRequest)(nil),   // 12: accord.v1.SecAggShareKeysRequest
-	(*SecAggUnmaskRequest)(nil),      // 13: accord.v1.SecAggUnmaskRequest
-	(*SecAggResponse)(nil),           // 14: accord.v1.SecAggResponse
-	(*UpdateChunk)(nil),              // 15: accord.v1.UpdateChunk
-	(*UpdateHeader)(nil),             // 16: accord.v1.UpdateHeader
-	(*UploadUpdateResponse)(nil),     // 17: accord.v1.UploadUpdateResponse
-	(*ReportEvaluationRequest)(nil),  // 18: accord.v1.ReportEvaluationRequest
-	(*ReportEvaluationResponse)(nil), // 19: accord.v1.ReportEvaluationResponse
-	(*DownloadModelRequest)(nil),     // 20: accord.v1.DownloadModelRequest
-	(*ModelChunk)(nil),               // 21: accord.v1.ModelChunk
+	(*RefuseTaskRequest)(nil),        // 6: accord.v1.RefuseTaskRequest
+	(*RefuseTaskResponse)(nil),       // 7: accord.v1.RefuseTaskResponse
+	(*SecAggTask)(nil),               // 8: accord.v1.SecAggTask
+	(*SecAggAdvertisement)(nil),      // 9: accord.v1.SecAggAdvertisement
+	(*SecAggShare)(nil),              // 10: accord.v1.SecAggShare
+	(*SecAggReveal)(nil),             // 11: accord.v1.SecAggReveal
+	(*SecAggRound)(nil),              // 12: accord.v1.SecAggRound
+	(*SecAggAdvertiseRequest)(nil),   // 13: accord.v1.SecAggAdvertiseRequest
+	(*SecAggShareKeysRequest)(nil),   // 14: accord.v1.SecAggShareKeysRequest
+	(*SecAggUnmaskRequest)(nil),      // 15: accord.v1.SecAggUnmaskRequest
+	(*SecAggResponse)(nil),           // 16: accord.v1.SecAggResponse
+	(*UpdateChunk)(nil),              // 17: accord.v1.UpdateChunk
+	(*UpdateHeader)(nil),             // 18: accord.v1.UpdateHeader
+	(*UploadUpdateResponse)(nil),     // 19: accord.v1.UploadUpdateResponse
+	(*ReportEvaluationRequest)(nil),  // 20: accord.v1.ReportEvaluationRequest
+	(*ReportEvaluationResponse)(nil), // 21: accord.v1.ReportEvaluationResponse
+	(*DownloadModelRequest)(nil),     // 22: accord.v1.DownloadModelRequest
+	(*ModelChunk)(nil),               // 23: accord.v1.ModelChunk
 }
 var file_accord_v1_participant_proto_depIdxs = []int32{
 	0,  // 0: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
-	6,  // 1: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
-	7,  // 2: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
-	8,  // 3: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
+	8,  // 1: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
+	9,  // 2: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
+	10, // 3: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
 	1,  // 4: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
-	10, // 5: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
-	7,  // 6: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
-	10, // 7: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
-	8,  // 8: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
-	10, // 9: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
-	9,  // 10: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
-	16, // 11: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
+	12, // 5: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
+	9,  // 6: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
+	12, // 7: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
+	10, // 8: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
+	12, // 9: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
+	11, // 10: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
+	18, // 11: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
 	2,  // 12: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
 	4,  // 13: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
-	20, // 14: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
-	15, // 15: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
-	18, // 16: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
-	11, // 17: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
-	12, // 18: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
-	13, // 19: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
-	3,  // 20: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
-	5,  // 21: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
-	21, // 22: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
-	17, // 23: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
-	19, // 24: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
-	14, // 25: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
-	14, // 26: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
-	14, // 27: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
-	20, // [20:28] is the sub-list for method output_type
-	12, // [12:20] is the sub-list for method input_type
+	22, // 14: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
+	17, // 15: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
+	20, // 16: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
+	13, // 17: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
+	14, // 18: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
+	15, // 19: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
+	6,  // 20: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
+	3,  // 21: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
+	5,  // 22: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
+	23, // 23: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
+	19, // 24: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
+	21, // 25: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
+	16, // 26: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
+	16, // 27: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
+	16, // 28: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
+	7,  // 29: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
+	21, // [21:30] is the sub-list for method output_type
+	12, // [12:21] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1615,7 +1763,7 @@ func file_accord_v1_participant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_participant_proto_rawDesc), len(file_accord_v1_participant_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	ParticipantService_SecAggAdvertise_FullMethodName  = "/accord.v1.ParticipantService/SecAggAdvertise"
 	ParticipantService_SecAggShareKeys_FullMethodName  = "/accord.v1.ParticipantService/SecAggShareKeys"
 	ParticipantService_SecAggUnmask_FullMethodName     = "/accord.v1.ParticipantService/SecAggUnmask"
+	ParticipantService_RefuseTask_FullMethodName       = "/accord.v1.ParticipantService/RefuseTask"
 )
 
 // ParticipantServiceClient is the client API for ParticipantService service.
@@ -55,6 +56,9 @@ type ParticipantServiceClient interface {
 	SecAggShareKeys(ctx context.Context, in *SecAggShareKeysRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
 	// SecAggUnmask sends the shares a survivor reveals (phase 3).
 	SecAggUnmask(ctx context.Context, in *SecAggUnmaskRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
+	// RefuseTask tells the coordinators that this site's policy refuses a
+	// job's task; the refusal is recorded and the job goes on without it.
+	RefuseTask(ctx context.Context, in *RefuseTaskRequest, opts ...grpc.CallOption) (*RefuseTaskResponse, error)
 }
 
 type participantServiceClient struct {
@@ -166,6 +170,16 @@ func (c *participantServiceClient) SecAggUnmask(ctx context.Context, in *SecAggU
 	return out, nil
 }
 
+func (c *participantServiceClient) RefuseTask(ctx context.Context, in *RefuseTaskRequest, opts ...grpc.CallOption) (*RefuseTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RefuseTaskResponse)
+	err := c.cc.Invoke(ctx, ParticipantService_RefuseTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ParticipantServiceServer is the server API for ParticipantService service.
 // All implementations must embed UnimplementedParticipantServiceServer
 // for forward compatibility.
@@ -192,6 +206,9 @@ type ParticipantServiceServer interface {
 	SecAggShareKeys(context.Context, *SecAggShareKeysRequest) (*SecAggResponse, error)
 	// SecAggUnmask sends the shares a survivor reveals (phase 3).
 	SecAggUnmask(context.Context, *SecAggUnmaskRequest) (*SecAggResponse, error)
+	// RefuseTask tells the coordinators that this site's policy refuses a
+	// job's task; the refusal is recorded and the job goes on without it.
+	RefuseTask(context.Context, *RefuseTaskRequest) (*RefuseTaskResponse, error)
 	mustEmbedUnimplementedParticipantServiceServer()
 }
 
@@ -225,6 +242,9 @@ func (UnimplementedParticipantServiceServer) SecAggShareKeys(context.Context, *S
 }
 func (UnimplementedParticipantServiceServer) SecAggUnmask(context.Context, *SecAggUnmaskRequest) (*SecAggResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SecAggUnmask not implemented")
+}
+func (UnimplementedParticipantServiceServer) RefuseTask(context.Context, *RefuseTaskRequest) (*RefuseTaskResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RefuseTask not implemented")
 }
 func (UnimplementedParticipantServiceServer) mustEmbedUnimplementedParticipantServiceServer() {}
 func (UnimplementedParticipantServiceServer) testEmbeddedByValue()                            {}
@@ -366,6 +386,24 @@ func _ParticipantService_SecAggUnmask_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ParticipantService_RefuseTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefuseTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParticipantServiceServer).RefuseTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParticipantService_RefuseTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParticipantServiceServer).RefuseTask(ctx, req.(*RefuseTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ParticipantService_ServiceDesc is the grpc.ServiceDesc for ParticipantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -392,6 +430,10 @@ var ParticipantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SecAggUnmask",
 			Handler:    _ParticipantService_SecAggUnmask_Handler,
+		},
+		{
+			MethodName: "RefuseTask",
+			Handler:    _ParticipantService_RefuseTask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -29,6 +29,8 @@ const (
 	JobStatus_JOB_STATUS_SUCCEEDED   JobStatus = 2
 	JobStatus_JOB_STATUS_CANCELLED   JobStatus = 3
 	JobStatus_JOB_STATUS_FAILED      JobStatus = 4
+	// Submitted, waiting for the approvals the federation's policy requires.
+	JobStatus_JOB_STATUS_PENDING_APPROVAL JobStatus = 5
 )
 
 // Enum value maps for JobStatus.
@@ -39,13 +41,15 @@ var (
 		2: "JOB_STATUS_SUCCEEDED",
 		3: "JOB_STATUS_CANCELLED",
 		4: "JOB_STATUS_FAILED",
+		5: "JOB_STATUS_PENDING_APPROVAL",
 	}
 	JobStatus_value = map[string]int32{
-		"JOB_STATUS_UNSPECIFIED": 0,
-		"JOB_STATUS_RUNNING":     1,
-		"JOB_STATUS_SUCCEEDED":   2,
-		"JOB_STATUS_CANCELLED":   3,
-		"JOB_STATUS_FAILED":      4,
+		"JOB_STATUS_UNSPECIFIED":      0,
+		"JOB_STATUS_RUNNING":          1,
+		"JOB_STATUS_SUCCEEDED":        2,
+		"JOB_STATUS_CANCELLED":        3,
+		"JOB_STATUS_FAILED":           4,
+		"JOB_STATUS_PENDING_APPROVAL": 5,
 	}
 )
 
@@ -160,8 +164,11 @@ type JobSpec struct {
 	// Fraction of connected participants asked to evaluate each new model on
 	// their local validation data (federated evaluation); 0 means 1.
 	EvaluateFraction float64 `protobuf:"fixed64,17,opt,name=evaluate_fraction,json=evaluateFraction,proto3" json:"evaluate_fraction,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Most examples one participant's update may weigh as (0: the default,
+	// coordinator.DefaultMaxExamples); larger claims count as this many.
+	MaxExamples   uint64 `protobuf:"varint,18,opt,name=max_examples,json=maxExamples,proto3" json:"max_examples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -313,6 +320,13 @@ func (x *JobSpec) GetEvaluateFraction() float64 {
 	return 0
 }
 
+func (x *JobSpec) GetMaxExamples() uint64 {
+	if x != nil {
+		return x.MaxExamples
+	}
+	return 0
+}
+
 // SecureAggregation configures masking of updates: the coordinators learn
 // only the cohort's sum.
 type SecureAggregation struct {
@@ -419,8 +433,15 @@ type Job struct {
 	FinishedUnixMs     int64  `protobuf:"varint,8,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
 	// First round whose model's federated accuracy reached the target (0: not yet).
 	TargetReachedAtRound uint32 `protobuf:"varint,9,opt,name=target_reached_at_round,json=targetReachedAtRound,proto3" json:"target_reached_at_round,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The organisation whose admin submitted the job, and the admin.
+	Organization string `protobuf:"bytes,10,opt,name=organization,proto3" json:"organization,omitempty"`
+	SubmittedBy  string `protobuf:"bytes,11,opt,name=submitted_by,json=submittedBy,proto3" json:"submitted_by,omitempty"`
+	// Approvals of the job's submission, one per organisation.
+	Approvals []*Approval `protobuf:"bytes,12,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// Participants whose site policy refused the job.
+	Refusals      []*Refusal `protobuf:"bytes,13,rep,name=refusals,proto3" json:"refusals,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -516,6 +537,584 @@ func (x *Job) GetTargetReachedAtRound() uint32 {
 	return 0
 }
 
+func (x *Job) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *Job) GetSubmittedBy() string {
+	if x != nil {
+		return x.SubmittedBy
+	}
+	return ""
+}
+
+func (x *Job) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Job) GetRefusals() []*Refusal {
+	if x != nil {
+		return x.Refusals
+	}
+	return nil
+}
+
+// Approval is one organisation's approval of a proposal, by one admin.
+type Approval struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Admin         string                 `protobuf:"bytes,1,opt,name=admin,proto3" json:"admin,omitempty"`
+	Organization  string                 `protobuf:"bytes,2,opt,name=organization,proto3" json:"organization,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,3,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_accord_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Approval) GetAdmin() string {
+	if x != nil {
+		return x.Admin
+	}
+	return ""
+}
+
+func (x *Approval) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *Approval) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+// Refusal is a participant's site policy refusing a job.
+type Refusal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Participant   string                 `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,3,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Refusal) Reset() {
+	*x = Refusal{}
+	mi := &file_accord_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Refusal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Refusal) ProtoMessage() {}
+
+func (x *Refusal) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
+func (*Refusal) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Refusal) GetParticipant() string {
+	if x != nil {
+		return x.Participant
+	}
+	return ""
+}
+
+func (x *Refusal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Refusal) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+// Policy is the federation's governance, replicated by Raft.
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Member organisations whose admins may propose and approve; empty
+	// means any organisation with an admin certificate.
+	Organizations []string `protobuf:"bytes,1,rep,name=organizations,proto3" json:"organizations,omitempty"`
+	// Distinct organisations that must approve a job, a cancellation, a
+	// membership change or a policy change (0 or 1: the proposer alone).
+	ApprovalsRequired uint32 `protobuf:"varint,2,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_accord_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Policy) GetOrganizations() []string {
+	if x != nil {
+		return x.Organizations
+	}
+	return nil
+}
+
+func (x *Policy) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+// Proposal is a governed action waiting for (or past) its approvals.
+type Proposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// submit_job, cancel_job, add_member, remove_member or set_policy.
+	Kind              string      `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	JobId             string      `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Member            string      `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
+	Policy            *Policy     `protobuf:"bytes,5,opt,name=policy,proto3" json:"policy,omitempty"`
+	Reason            string      `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	ProposedBy        string      `protobuf:"bytes,7,opt,name=proposed_by,json=proposedBy,proto3" json:"proposed_by,omitempty"`
+	Organization      string      `protobuf:"bytes,8,opt,name=organization,proto3" json:"organization,omitempty"`
+	Approvals         []*Approval `protobuf:"bytes,9,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	ApprovalsRequired uint32      `protobuf:"varint,10,opt,name=approvals_required,json=approvalsRequired,proto3" json:"approvals_required,omitempty"`
+	// pending, approved (executing), executed or failed.
+	Status        string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
+	Outcome       string `protobuf:"bytes,12,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	CreatedUnixMs int64  `protobuf:"varint,13,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Proposal) Reset() {
+	*x = Proposal{}
+	mi := &file_accord_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Proposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Proposal) ProtoMessage() {}
+
+func (x *Proposal) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
+func (*Proposal) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Proposal) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Proposal) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Proposal) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *Proposal) GetMember() string {
+	if x != nil {
+		return x.Member
+	}
+	return ""
+}
+
+func (x *Proposal) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *Proposal) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Proposal) GetProposedBy() string {
+	if x != nil {
+		return x.ProposedBy
+	}
+	return ""
+}
+
+func (x *Proposal) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *Proposal) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *Proposal) GetApprovalsRequired() uint32 {
+	if x != nil {
+		return x.ApprovalsRequired
+	}
+	return 0
+}
+
+func (x *Proposal) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Proposal) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *Proposal) GetCreatedUnixMs() int64 {
+	if x != nil {
+		return x.CreatedUnixMs
+	}
+	return 0
+}
+
+// Revocation is a revoked certificate.
+type Revocation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	RevokedBy     string                 `protobuf:"bytes,4,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	UnixMs        int64                  `protobuf:"varint,5,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_accord_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Revocation) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Revocation) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Revocation) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Revocation) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *Revocation) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+// AuditEntry is one signed admin action in the hash-chained audit log.
+// hash = SHA-256 of prev_hash and the entry's other fields (package audit);
+// signature is the admin's over the request (package adminauth).
+type AuditEntry struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Index           uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	PrevHash        []byte                 `protobuf:"bytes,2,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash            []byte                 `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	Action          string                 `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	Summary         string                 `protobuf:"bytes,5,opt,name=summary,proto3" json:"summary,omitempty"`
+	Signer          string                 `protobuf:"bytes,6,opt,name=signer,proto3" json:"signer,omitempty"`
+	Organization    string                 `protobuf:"bytes,7,opt,name=organization,proto3" json:"organization,omitempty"`
+	Method          string                 `protobuf:"bytes,8,opt,name=method,proto3" json:"method,omitempty"`
+	Request         []byte                 `protobuf:"bytes,9,opt,name=request,proto3" json:"request,omitempty"`
+	SignedUnixMs    int64                  `protobuf:"varint,10,opt,name=signed_unix_ms,json=signedUnixMs,proto3" json:"signed_unix_ms,omitempty"`
+	Nonce           []byte                 `protobuf:"bytes,11,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Certificate     []byte                 `protobuf:"bytes,12,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Signature       []byte                 `protobuf:"bytes,13,opt,name=signature,proto3" json:"signature,omitempty"`
+	CommittedUnixMs int64                  `protobuf:"varint,14,opt,name=committed_unix_ms,json=committedUnixMs,proto3" json:"committed_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_accord_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AuditEntry) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetSigner() string {
+	if x != nil {
+		return x.Signer
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetSignedUnixMs() int64 {
+	if x != nil {
+		return x.SignedUnixMs
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetCommittedUnixMs() int64 {
+	if x != nil {
+		return x.CommittedUnixMs
+	}
+	return 0
+}
+
 // Evaluation is a model's federated evaluation: summed over the participants
 // that reported.
 type Evaluation struct {
@@ -530,7 +1129,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +1141,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +1154,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Evaluation) GetExamples() uint64 {
@@ -610,7 +1209,7 @@ type Round struct {
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +1221,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +1234,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Round) GetJobId() string {
@@ -751,7 +1350,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1362,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1375,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Participant) GetId() string {
@@ -843,7 +1442,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +1454,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +1467,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ModelChunk) GetDigest() string {
@@ -910,7 +1509,7 @@ var File_accord_v1_types_proto protoreflect.FileDescriptor
 
 const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15accord/v1/types.proto\x12\taccord.v1\"\xfa\x04\n" +
+	"\x15accord/v1/types.proto\x12\taccord.v1\"\x9d\x05\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
@@ -930,14 +1529,15 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\x12secure_aggregation\x18\x0e \x01(\v2\x1c.accord.v1.SecureAggregationR\x11secureAggregation\x12*\n" +
 	"\x11round_deadline_ms\x18\x0f \x01(\x04R\x0froundDeadlineMs\x12\x12\n" +
 	"\x04seed\x18\x10 \x01(\x04R\x04seed\x12+\n" +
-	"\x11evaluate_fraction\x18\x11 \x01(\x01R\x10evaluateFraction\"\xcb\x01\n" +
+	"\x11evaluate_fraction\x18\x11 \x01(\x01R\x10evaluateFraction\x12!\n" +
+	"\fmax_examples\x18\x12 \x01(\x04R\vmaxExamples\"\xcb\x01\n" +
 	"\x11SecureAggregation\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\rR\tthreshold\x12!\n" +
 	"\fdropout_rate\x18\x03 \x01(\x01R\vdropoutRate\x12\x12\n" +
 	"\x04clip\x18\x04 \x01(\x01R\x04clip\x12!\n" +
 	"\fcorrupt_rate\x18\x05 \x01(\x01R\vcorruptRate\x12*\n" +
-	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\xe9\x02\n" +
+	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\x93\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.accord.v1.JobSpecR\x04spec\x12,\n" +
@@ -947,7 +1547,64 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\x14initial_model_digest\x18\x06 \x01(\tR\x12initialModelDigest\x12&\n" +
 	"\x0fcreated_unix_ms\x18\a \x01(\x03R\rcreatedUnixMs\x12(\n" +
 	"\x10finished_unix_ms\x18\b \x01(\x03R\x0efinishedUnixMs\x125\n" +
-	"\x17target_reached_at_round\x18\t \x01(\rR\x14targetReachedAtRound\"{\n" +
+	"\x17target_reached_at_round\x18\t \x01(\rR\x14targetReachedAtRound\x12\"\n" +
+	"\forganization\x18\n" +
+	" \x01(\tR\forganization\x12!\n" +
+	"\fsubmitted_by\x18\v \x01(\tR\vsubmittedBy\x121\n" +
+	"\tapprovals\x18\f \x03(\v2\x13.accord.v1.ApprovalR\tapprovals\x12.\n" +
+	"\brefusals\x18\r \x03(\v2\x12.accord.v1.RefusalR\brefusals\"]\n" +
+	"\bApproval\x12\x14\n" +
+	"\x05admin\x18\x01 \x01(\tR\x05admin\x12\"\n" +
+	"\forganization\x18\x02 \x01(\tR\forganization\x12\x17\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"\\\n" +
+	"\aRefusal\x12 \n" +
+	"\vparticipant\x18\x01 \x01(\tR\vparticipant\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"]\n" +
+	"\x06Policy\x12$\n" +
+	"\rorganizations\x18\x01 \x03(\tR\rorganizations\x12-\n" +
+	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xa1\x03\n" +
+	"\bProposal\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x15\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06member\x18\x04 \x01(\tR\x06member\x12)\n" +
+	"\x06policy\x18\x05 \x01(\v2\x11.accord.v1.PolicyR\x06policy\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vproposed_by\x18\a \x01(\tR\n" +
+	"proposedBy\x12\"\n" +
+	"\forganization\x18\b \x01(\tR\forganization\x121\n" +
+	"\tapprovals\x18\t \x03(\v2\x13.accord.v1.ApprovalR\tapprovals\x12-\n" +
+	"\x12approvals_required\x18\n" +
+	" \x01(\rR\x11approvalsRequired\x12\x16\n" +
+	"\x06status\x18\v \x01(\tR\x06status\x12\x18\n" +
+	"\aoutcome\x18\f \x01(\tR\aoutcome\x12&\n" +
+	"\x0fcreated_unix_ms\x18\r \x01(\x03R\rcreatedUnixMs\"\x88\x01\n" +
+	"\n" +
+	"Revocation\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x04 \x01(\tR\trevokedBy\x12\x17\n" +
+	"\aunix_ms\x18\x05 \x01(\x03R\x06unixMs\"\x9b\x03\n" +
+	"\n" +
+	"AuditEntry\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1b\n" +
+	"\tprev_hash\x18\x02 \x01(\fR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x18\n" +
+	"\asummary\x18\x05 \x01(\tR\asummary\x12\x16\n" +
+	"\x06signer\x18\x06 \x01(\tR\x06signer\x12\"\n" +
+	"\forganization\x18\a \x01(\tR\forganization\x12\x16\n" +
+	"\x06method\x18\b \x01(\tR\x06method\x12\x18\n" +
+	"\arequest\x18\t \x01(\fR\arequest\x12$\n" +
+	"\x0esigned_unix_ms\x18\n" +
+	" \x01(\x03R\fsignedUnixMs\x12\x14\n" +
+	"\x05nonce\x18\v \x01(\fR\x05nonce\x12 \n" +
+	"\vcertificate\x18\f \x01(\fR\vcertificate\x12\x1c\n" +
+	"\tsignature\x18\r \x01(\fR\tsignature\x12*\n" +
+	"\x11committed_unix_ms\x18\x0e \x01(\x03R\x0fcommittedUnixMs\"{\n" +
 	"\n" +
 	"Evaluation\x12\x1a\n" +
 	"\bexamples\x18\x01 \x01(\x04R\bexamples\x12\x18\n" +
@@ -987,13 +1644,14 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\vtotal_bytes\x18\x03 \x01(\x04R\n" +
 	"totalBytes\x12\x16\n" +
 	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04data\x18\x05 \x01(\fR\x04data*\x8a\x01\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data*\xab\x01\n" +
 	"\tJobStatus\x12\x1a\n" +
 	"\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STATUS_RUNNING\x10\x01\x12\x18\n" +
 	"\x14JOB_STATUS_SUCCEEDED\x10\x02\x12\x18\n" +
 	"\x14JOB_STATUS_CANCELLED\x10\x03\x12\x15\n" +
-	"\x11JOB_STATUS_FAILED\x10\x04*x\n" +
+	"\x11JOB_STATUS_FAILED\x10\x04\x12\x1f\n" +
+	"\x1bJOB_STATUS_PENDING_APPROVAL\x10\x05*x\n" +
 	"\vRoundStatus\x12\x1c\n" +
 	"\x18ROUND_STATUS_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11ROUND_STATUS_OPEN\x10\x01\x12\x1a\n" +
@@ -1013,29 +1671,39 @@ func file_accord_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_accord_v1_types_proto_goTypes = []any{
 	(JobStatus)(0),            // 0: accord.v1.JobStatus
 	(RoundStatus)(0),          // 1: accord.v1.RoundStatus
 	(*JobSpec)(nil),           // 2: accord.v1.JobSpec
 	(*SecureAggregation)(nil), // 3: accord.v1.SecureAggregation
 	(*Job)(nil),               // 4: accord.v1.Job
-	(*Evaluation)(nil),        // 5: accord.v1.Evaluation
-	(*Round)(nil),             // 6: accord.v1.Round
-	(*Participant)(nil),       // 7: accord.v1.Participant
-	(*ModelChunk)(nil),        // 8: accord.v1.ModelChunk
+	(*Approval)(nil),          // 5: accord.v1.Approval
+	(*Refusal)(nil),           // 6: accord.v1.Refusal
+	(*Policy)(nil),            // 7: accord.v1.Policy
+	(*Proposal)(nil),          // 8: accord.v1.Proposal
+	(*Revocation)(nil),        // 9: accord.v1.Revocation
+	(*AuditEntry)(nil),        // 10: accord.v1.AuditEntry
+	(*Evaluation)(nil),        // 11: accord.v1.Evaluation
+	(*Round)(nil),             // 12: accord.v1.Round
+	(*Participant)(nil),       // 13: accord.v1.Participant
+	(*ModelChunk)(nil),        // 14: accord.v1.ModelChunk
 }
 var file_accord_v1_types_proto_depIdxs = []int32{
-	3, // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
-	2, // 1: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
-	0, // 2: accord.v1.Job.status:type_name -> accord.v1.JobStatus
-	1, // 3: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
-	5, // 4: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3,  // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
+	2,  // 1: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
+	0,  // 2: accord.v1.Job.status:type_name -> accord.v1.JobStatus
+	5,  // 3: accord.v1.Job.approvals:type_name -> accord.v1.Approval
+	6,  // 4: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
+	7,  // 5: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
+	5,  // 6: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
+	1,  // 7: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
+	11, // 8: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_types_proto_init() }
@@ -1049,7 +1717,7 @@ func file_accord_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_types_proto_rawDesc), len(file_accord_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
