@@ -9,43 +9,84 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/accord-fl/accord/adminauth"
+	"github.com/accord-fl/accord/audit"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
-// adminService implements pb.AdminServiceServer; only admin certificates may
-// call it.
+// adminService implements pb.AdminServiceServer. Every unary call must be
+// signed by an admin (package adminauth); the signature, checked here and
+// again by every FSM for actions, is the only identity an admin call has.
 type adminService struct {
 	pb.UnimplementedAdminServiceServer
 	c *Coordinator
 }
 
-func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) (*pb.SubmitJobResponse, error) {
-	id, err := caller(ctx, pki.RoleAdmin)
+// adminCall authenticates a signed admin call to method and then runs it:
+// on a follower, do forwards it to the leader with the admin's signature;
+// on the leader (or for reads, anywhere) lead runs it here.
+func adminCall[Req proto.Message, Resp any](ctx context.Context, s *adminService, method string, req Req,
+	forward func(context.Context, pb.AdminServiceClient) (Resp, error), lead func(principal, *adminauth.Signed) (Resp, error)) (Resp, error) {
+	var zero Resp
+	id, signed, release, err := s.c.adminCaller(ctx, method, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return zero, toStatus(err)
 	}
+	resp, err := func() (Resp, error) {
+		if forward != nil {
+			if resp, fwd, err := forwardUnary(adminauth.Attach(ctx, signed), s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (Resp, error) {
+				return forward(ctx, pb.NewAdminServiceClient(cc))
+			}); fwd {
+				return resp, err
+			}
+		}
+		return lead(id, signed)
+	}()
+	if err != nil {
+		release()
+		return zero, toStatus(err)
+	}
+	return resp, nil
+}
+
+// applyAdmin commits a signed admin action through Raft and returns what
+// the FSM made of it.
+func (c *Coordinator) applyAdmin(a adminAction) (actionResult, error) {
+	if a.At == 0 {
+		a.At = time.Now().UnixMilli()
+	}
+	resp, err := c.applyResponse(cmdAdminAction, a)
+	if err != nil {
+		return actionResult{}, err
+	}
+	res, _ := resp.(actionResult)
+	return res, nil
+}
+
+func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) (*pb.SubmitJobResponse, error) {
 	spec := JobSpecFromProto(req.GetSpec())
 	if err := spec.Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SubmitJobResponse, error) {
-		return pb.NewAdminServiceClient(cc).SubmitJob(ctx, req)
-	}); fwd {
+	return adminCall(ctx, s, methodSubmitJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.SubmitJobResponse, error) {
+		resp, err := cc.SubmitJob(ctx, req)
 		if err == nil {
 			// Read your writes: the caller's next call may come here.
 			s.c.waitForJob(ctx, resp.GetJobId())
 		}
 		return resp, err
-	}
-	jobID, err := s.c.SubmitJob(spec, time.Now())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.SubmitJobResponse{JobId: jobID}, nil
+	}, func(_ principal, signed *adminauth.Signed) (*pb.SubmitJobResponse, error) {
+		j, err := s.c.SubmitJob(spec, signed)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.SubmitJobResponse{JobId: j.ID, Status: j.Status}, nil
+	})
 }
 
 // waitForJob waits, for at most the apply timeout, until this node's FSM
@@ -60,114 +101,117 @@ func (c *Coordinator) waitForJob(ctx context.Context, id string) {
 	}
 }
 
-// SubmitJob validates spec, stores its initial model and commits the job.
-// It must run on the leader.
-func (c *Coordinator) SubmitJob(spec JobSpec, now time.Time) (string, error) {
+// SubmitJob validates a signed job submission, stores its initial model
+// and commits the job: running, or pending until enough organisations
+// approve it. It must run on the leader.
+func (c *Coordinator) SubmitJob(spec JobSpec, signed *adminauth.Signed) (*Job, error) {
 	if err := spec.Validate(); err != nil {
-		return "", err
+		return nil, err
 	}
 	m := model.New(model.MustParseSpec(spec.Model), spec.Seed)
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(m.Params))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	id := "job-" + hex.EncodeToString(rnd[:])
-	job := Job{ID: id, Spec: spec, InitialDigest: digest, CreatedAt: now.UnixMilli()}
-	if err := c.apply(cmdSubmitJob, submitJob{Job: job}); err != nil {
-		return "", err
+	if _, err := c.applyAdmin(adminAction{Signed: *signed, JobID: id, InitialDigest: digest}); err != nil {
+		return nil, err
 	}
-	c.log.Info("job submitted", "job", id, "name", spec.Name, "model", spec.Model)
+	j, err := c.fsm.Job(id)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Info("job submitted", "job", id, "name", spec.Name, "model", spec.Model, "by", j.SubmittedBy, "organization", j.Organization, "status", j.Status)
 	c.kickLeader()
-	return id, nil
+	return j, nil
 }
 
-func (s *adminService) ListJobs(ctx context.Context, _ *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
-		return nil, toStatus(err)
+func (s *adminService) ListJobs(ctx context.Context, req *pb.ListJobsRequest) (*pb.ListJobsResponse, error) {
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListJobs", req, nil, func(principal, *adminauth.Signed) (*pb.ListJobsResponse, error) {
+		out := &pb.ListJobsResponse{}
+		for _, j := range s.c.fsm.Jobs() {
+			out.Jobs = append(out.Jobs, s.c.jobProto(j))
+		}
+		return out, nil
+	})
+}
+
+// jobProto is a job for the wire, with the approvals of its submission.
+func (c *Coordinator) jobProto(j *Job) *pb.Job {
+	out := j.toProto()
+	if p := c.fsm.Proposal(j.ID); p != nil {
+		for _, a := range p.Approvals {
+			out.Approvals = append(out.Approvals, a.toProto())
+		}
 	}
-	out := &pb.ListJobsResponse{}
-	for _, j := range s.c.fsm.Jobs() {
-		out.Jobs = append(out.Jobs, j.toProto())
-	}
-	return out, nil
+	return out
 }
 
 func (s *adminService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
-		return nil, toStatus(err)
-	}
-	j, err := s.c.fsm.Job(req.GetJobId())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return j.toProto(), nil
+	return adminCall(ctx, s, "/accord.v1.AdminService/GetJob", req, nil, func(principal, *adminauth.Signed) (*pb.Job, error) {
+		j, err := s.c.fsm.Job(req.GetJobId())
+		if err != nil {
+			return nil, err
+		}
+		return s.c.jobProto(j), nil
+	})
 }
 
 func (s *adminService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) (*pb.CancelJobResponse, error) {
-	id, err := caller(ctx, pki.RoleAdmin)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.CancelJobResponse, error) {
-		return pb.NewAdminServiceClient(cc).CancelJob(ctx, req)
-	}); fwd {
-		return resp, err
-	}
-	reason := req.GetReason()
-	if reason == "" {
-		reason = "cancelled by an administrator"
-	}
-	if err := s.c.apply(cmdCancelJob, cancelJob{JobID: req.GetJobId(), Reason: reason, At: time.Now().UnixMilli()}); err != nil {
-		return nil, toStatus(err)
-	}
-	return &pb.CancelJobResponse{}, nil
+	return adminCall(ctx, s, methodCancelJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.CancelJobResponse, error) {
+		return cc.CancelJob(ctx, req)
+	}, func(_ principal, signed *adminauth.Signed) (*pb.CancelJobResponse, error) {
+		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		if err != nil {
+			return nil, err
+		}
+		s.c.kickLeader()
+		return &pb.CancelJobResponse{Proposal: res.proposal.toProto()}, nil
+	})
 }
 
 func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest) (*pb.ListRoundsResponse, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
-		return nil, toStatus(err)
-	}
-	j, err := s.c.fsm.Job(req.GetJobId())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	out := &pb.ListRoundsResponse{}
-	for _, r := range j.Rounds {
-		if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED || req.GetIncludeAborted() {
-			out.Rounds = append(out.Rounds, r.toProto(j.ID))
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListRounds", req, nil, func(principal, *adminauth.Signed) (*pb.ListRoundsResponse, error) {
+		j, err := s.c.fsm.Job(req.GetJobId())
+		if err != nil {
+			return nil, err
 		}
-	}
-	return out, nil
+		out := &pb.ListRoundsResponse{}
+		for _, r := range j.Rounds {
+			if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED || req.GetIncludeAborted() {
+				out.Rounds = append(out.Rounds, r.toProto(j.ID))
+			}
+		}
+		return out, nil
+	})
 }
 
 // ListParticipants is answered by the leader: which participants are
 // connected is its knowledge (followers only relay their task streams).
 func (s *adminService) ListParticipants(ctx context.Context, req *pb.ListParticipantsRequest) (*pb.ListParticipantsResponse, error) {
-	id, err := caller(ctx, pki.RoleAdmin)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.ListParticipantsResponse, error) {
-		return pb.NewAdminServiceClient(cc).ListParticipants(ctx, req)
-	}); fwd {
-		return resp, err
-	}
-	out := &pb.ListParticipantsResponse{}
-	for _, p := range s.c.fsm.Participants() {
-		connected, seen := s.c.sessions.status(p.ID)
-		var seenMs int64
-		if !seen.IsZero() {
-			seenMs = seen.UnixMilli()
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListParticipants", req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ListParticipantsResponse, error) {
+		return cc.ListParticipants(ctx, req)
+	}, func(principal, *adminauth.Signed) (*pb.ListParticipantsResponse, error) {
+		out := &pb.ListParticipantsResponse{}
+		for _, p := range s.c.fsm.Participants() {
+			connected, seen := s.c.sessions.status(p.ID)
+			var seenMs int64
+			if !seen.IsZero() {
+				seenMs = seen.UnixMilli()
+			}
+			out.Participants = append(out.Participants, p.toProto(connected, seenMs))
 		}
-		out.Participants = append(out.Participants, p.toProto(connected, seenMs))
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
+// PullModel is a server stream: it carries no signature (gRPC sends a
+// stream's metadata before its request), so it is authorised by the
+// admin's certificate alone, which must not be revoked.
 func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminService_PullModelServer) error {
-	if _, err := caller(stream.Context(), pki.RoleAdmin); err != nil {
+	if _, err := s.c.caller(stream.Context(), pki.RoleAdmin); err != nil {
 		return toStatus(err)
 	}
 	j, err := s.c.fsm.Job(req.GetJobId())
@@ -189,57 +233,171 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 	return sendBlob(stream, blob, digest, j.Spec.Model)
 }
 
-func (s *adminService) ListMembers(ctx context.Context, _ *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
-	if _, err := caller(ctx, pki.RoleAdmin); err != nil {
-		return nil, toStatus(err)
-	}
-	roles := map[string]string{}
-	if servers, err := s.c.voters(); err == nil {
-		for _, sv := range servers {
-			roles[string(sv.ID)] = "voter"
+func (s *adminService) ListMembers(ctx context.Context, req *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListMembers", req, nil, func(principal, *adminauth.Signed) (*pb.ListMembersResponse, error) {
+		roles := map[string]string{}
+		if servers, err := s.c.voters(); err == nil {
+			for _, sv := range servers {
+				roles[string(sv.ID)] = "voter"
+			}
 		}
-	}
-	_, leader := s.c.raft.LeaderWithID()
-	if leader != "" {
-		roles[string(leader)] = "leader"
-	}
-	lastContact := int64(0)
-	if !s.c.IsLeader() {
-		if t := s.c.raft.LastContact(); !t.IsZero() {
-			lastContact = time.Since(t).Milliseconds()
+		_, leader := s.c.raft.LeaderWithID()
+		if leader != "" {
+			roles[string(leader)] = "leader"
 		}
-	}
-	out := &pb.ListMembersResponse{Leader: string(leader), AnsweredBy: s.c.cfg.Name}
-	for _, m := range s.c.memberList() {
-		role := roles[m.Name]
-		if role == "" {
-			role = "none"
+		lastContact := int64(0)
+		if !s.c.IsLeader() {
+			if t := s.c.raft.LastContact(); !t.IsZero() {
+				lastContact = time.Since(t).Milliseconds()
+			}
 		}
-		mem := &pb.Member{Name: m.Name, Organization: m.Meta.Org, GrpcAddress: m.Meta.GRPC, RaftAddress: m.Meta.Raft, RaftRole: role, GossipState: m.State}
-		if m.Name == s.c.cfg.Name {
-			mem.LastContactMs = lastContact
+		out := &pb.ListMembersResponse{Leader: string(leader), AnsweredBy: s.c.cfg.Name}
+		for _, m := range s.c.memberList() {
+			role := roles[m.Name]
+			if role == "" {
+				role = "none"
+			}
+			mem := &pb.Member{Name: m.Name, Organization: m.Meta.Org, GrpcAddress: m.Meta.GRPC, RaftAddress: m.Meta.Raft, RaftRole: role, GossipState: m.State}
+			if m.Name == s.c.cfg.Name {
+				mem.LastContactMs = lastContact
+			}
+			out.Members = append(out.Members, mem)
 		}
-		out.Members = append(out.Members, mem)
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
+// RemoveMember proposes removing a coordinator from the Raft
+// configuration; once approved, the leader removes it (and never adds it
+// back unless an AddMember is approved).
 func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
-	id, err := caller(ctx, pki.RoleAdmin)
-	if err != nil {
+	return adminCall(ctx, s, methodRemoveMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RemoveMemberResponse, error) {
+		return cc.RemoveMember(ctx, req)
+	}, func(_ principal, signed *adminauth.Signed) (*pb.RemoveMemberResponse, error) {
+		if req.GetName() == s.c.cfg.Name {
+			return nil, fmt.Errorf("%w: the leader cannot remove itself; stop it and remove it from the new leader", ErrConflict)
+		}
+		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		if err != nil {
+			return nil, err
+		}
+		if res.proposal.Status == proposalExecuted {
+			if err := s.c.removeServer(req.GetName()); err != nil {
+				return nil, err
+			}
+		}
+		return &pb.RemoveMemberResponse{Proposal: res.proposal.toProto()}, nil
+	})
+}
+
+// removeServer takes a coordinator out of the Raft configuration.
+func (c *Coordinator) removeServer(name string) error {
+	if err := c.raft.RemoveServer(raft.ServerID(name), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+		return fmt.Errorf("removing %s: %w", name, err)
+	}
+	c.log.Info("coordinator removed by an administrator", "member", name)
+	return nil
+}
+
+func (s *adminService) AddMember(ctx context.Context, req *pb.AddMemberRequest) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, methodAddMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+		return cc.AddMember(ctx, req)
+	})
+}
+
+func (s *adminService) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*pb.ProposalResponse, error) {
+	if err := PolicyFromProto(req.GetPolicy()).Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RemoveMemberResponse, error) {
-		return pb.NewAdminServiceClient(cc).RemoveMember(ctx, req)
-	}); fwd {
-		return resp, err
-	}
-	if req.GetName() == s.c.cfg.Name {
-		return nil, toStatus(fmt.Errorf("%w: the leader cannot remove itself; stop it and remove it from the new leader", ErrConflict))
-	}
-	if err := s.c.raft.RemoveServer(raft.ServerID(req.GetName()), 0, s.c.cfg.ApplyTimeout).Error(); err != nil {
-		return nil, toStatus(fmt.Errorf("removing %s: %w", req.GetName(), err))
-	}
-	s.c.log.Info("coordinator removed by an administrator", "member", req.GetName())
-	return &pb.RemoveMemberResponse{}, nil
+	return s.propose(ctx, methodSetPolicy, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+		return cc.SetPolicy(ctx, req)
+	})
+}
+
+func (s *adminService) Approve(ctx context.Context, req *pb.ApproveRequest) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, methodApprove, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+		return cc.Approve(ctx, req)
+	})
+}
+
+// propose commits a signed governed action (a proposal or an approval) and
+// answers with the proposal as it now stands.
+func (s *adminService) propose(ctx context.Context, method string, req proto.Message, forward func(context.Context, pb.AdminServiceClient) (*pb.ProposalResponse, error)) (*pb.ProposalResponse, error) {
+	return adminCall(ctx, s, method, req, forward, func(_ principal, signed *adminauth.Signed) (*pb.ProposalResponse, error) {
+		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		if err != nil {
+			return nil, err
+		}
+		p := res.proposal
+		if p.Kind == kindRemoveMember && p.Status == proposalExecuted && p.Member != s.c.cfg.Name {
+			if err := s.c.removeServer(p.Member); err != nil {
+				s.c.log.Warn("removing an excluded coordinator; reconciliation will retry", "member", p.Member, "err", err)
+			}
+		}
+		s.c.kickLeader()
+		return &pb.ProposalResponse{Proposal: p.toProto()}, nil
+	})
+}
+
+func (s *adminService) ListProposals(ctx context.Context, req *pb.ListProposalsRequest) (*pb.ListProposalsResponse, error) {
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListProposals", req, nil, func(principal, *adminauth.Signed) (*pb.ListProposalsResponse, error) {
+		out := &pb.ListProposalsResponse{}
+		for _, p := range s.c.fsm.Proposals() {
+			out.Proposals = append(out.Proposals, p.toProto())
+		}
+		return out, nil
+	})
+}
+
+func (s *adminService) GetPolicy(ctx context.Context, req *pb.GetPolicyRequest) (*pb.Policy, error) {
+	return adminCall(ctx, s, "/accord.v1.AdminService/GetPolicy", req, nil, func(principal, *adminauth.Signed) (*pb.Policy, error) {
+		return s.c.fsm.Policy().toProto(), nil
+	})
+}
+
+// Revoke commits a revocation; it takes effect without approvals (a
+// compromised key must be stopped at once) and is audited like every
+// admin action.
+func (s *adminService) Revoke(ctx context.Context, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
+	return adminCall(ctx, s, methodRevoke, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RevokeResponse, error) {
+		return cc.Revoke(ctx, req)
+	}, func(_ principal, signed *adminauth.Signed) (*pb.RevokeResponse, error) {
+		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		if err != nil {
+			return nil, err
+		}
+		out := &pb.RevokeResponse{}
+		for _, r := range res.revoked {
+			out.Revoked = append(out.Revoked, r.toProto())
+		}
+		return out, nil
+	})
+}
+
+func (s *adminService) ListRevocations(ctx context.Context, req *pb.ListRevocationsRequest) (*pb.ListRevocationsResponse, error) {
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListRevocations", req, nil, func(principal, *adminauth.Signed) (*pb.ListRevocationsResponse, error) {
+		out := &pb.ListRevocationsResponse{}
+		for _, r := range s.c.fsm.Revocations() {
+			out.Revocations = append(out.Revocations, r.toProto())
+		}
+		return out, nil
+	})
+}
+
+// maxAuditPage bounds the entries one ListAudit answer carries.
+const maxAuditPage = 1000
+
+func (s *adminService) ListAudit(ctx context.Context, req *pb.ListAuditRequest) (*pb.ListAuditResponse, error) {
+	return adminCall(ctx, s, "/accord.v1.AdminService/ListAudit", req, nil, func(principal, *adminauth.Signed) (*pb.ListAuditResponse, error) {
+		limit := int(req.GetLimit())
+		if limit <= 0 || limit > maxAuditPage {
+			limit = maxAuditPage
+		}
+		entries, total := s.c.fsm.Audit(req.GetFromIndex(), limit)
+		out := &pb.ListAuditResponse{Total: total}
+		for _, e := range entries {
+			out.Entries = append(out.Entries, audit.ToWire(e))
+		}
+		return out, nil
+	})
 }

@@ -22,7 +22,7 @@ type clusterService struct {
 }
 
 func (s *clusterService) PutBlob(stream pb.ClusterService_PutBlobServer) error {
-	if _, err := caller(stream.Context(), pki.RoleCoordinator); err != nil {
+	if _, err := s.c.caller(stream.Context(), pki.RoleCoordinator); err != nil {
 		return toStatus(err)
 	}
 	var digest string // named by the first chunk
@@ -49,7 +49,7 @@ func (s *clusterService) PutBlob(stream pb.ClusterService_PutBlobServer) error {
 }
 
 func (s *clusterService) GetBlob(req *pb.GetBlobRequest, stream pb.ClusterService_GetBlobServer) error {
-	if _, err := caller(stream.Context(), pki.RoleCoordinator); err != nil {
+	if _, err := s.c.caller(stream.Context(), pki.RoleCoordinator); err != nil {
 		return toStatus(err)
 	}
 	blob, err := s.c.store.GetBlob(req.GetDigest())

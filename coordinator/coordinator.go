@@ -107,6 +107,19 @@ func (c Config) Validate() error {
 		return errors.New("coordinator config: set Bootstrap or BootstrapExpect, not both")
 	case len(c.Cert.Certificate) == 0 || c.CA == nil:
 		return errors.New("coordinator config: a certificate and the federation CA are required (no insecure mode)")
+	}
+	leaf, err := x509.ParseCertificate(c.Cert.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("coordinator config: certificate: %w", err)
+	}
+	id, err := pki.IdentityOf(leaf)
+	switch {
+	case err != nil:
+		return fmt.Errorf("coordinator config: certificate: %w", err)
+	case id.Role != pki.RoleCoordinator:
+		return fmt.Errorf("coordinator config: the certificate of %s is a %s's, not a coordinator's", id.Name, id.Role)
+	case id.Name != c.Name:
+		return fmt.Errorf("coordinator config: name %q differs from the certificate's %q (a coordinator's name is its certificate's, and its Raft server ID)", c.Name, id.Name)
 	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.Tick <= 0:
 		return errors.New("coordinator config: timeouts must be positive")
 	}
@@ -128,6 +141,9 @@ type Coordinator struct {
 	httpSrv *http.Server
 
 	sessions        *sessions
+	streams         *streamRegistry  // long-lived streams, by certificate serial
+	nonces          *nonceCache      // signed admin requests seen here
+	revoked         *revocationQueue // revocations applied, for revocationLoop
 	leader          leaderState
 	notifyCh        chan bool
 	members         *membership
@@ -159,11 +175,13 @@ func New(cfg Config) (*Coordinator, error) {
 		org = leaf.Subject.Organization[0]
 	}
 	c := &Coordinator{
-		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(), sessions: newSessions(), org: org,
+		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(cfg.CA), sessions: newSessions(), org: org,
+		streams: newStreamRegistry(), nonces: newNonceCache(), revoked: &revocationQueue{wake: make(chan struct{}, 1)},
 		metrics: newMetrics(), stop: make(chan struct{}), stopLead: make(chan struct{}), notifyCh: make(chan bool, 16),
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
 	c.peers = newPeers(c)
+	c.fsm.onRevoke = c.revoked.push
 	return c, nil
 }
 
@@ -191,6 +209,7 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 		return err
 	}
 	c.wg.Go(c.blobFetchLoop)
+	c.wg.Go(c.revocationLoop)
 	if c.cfg.MetricsAddr != "" {
 		if err := c.startMetrics(); err != nil {
 			return err
@@ -364,21 +383,28 @@ func (c *Coordinator) Shutdown() error {
 
 // apply submits a command to Raft and returns the error Raft or the FSM gave.
 func (c *Coordinator) apply(t commandType, body any) error {
+	_, err := c.applyResponse(t, body)
+	return err
+}
+
+// applyResponse submits a command to Raft and returns what the FSM
+// answered, or the error Raft or the FSM gave.
+func (c *Coordinator) applyResponse(t commandType, body any) (any, error) {
 	b, err := encodeCommand(t, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f := c.raft.Apply(b, c.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
-		return fmt.Errorf("raft apply: %w", err)
+		return nil, fmt.Errorf("raft apply: %w", err)
 	}
-	if resp, ok := f.Response().(error); ok && resp != nil {
-		return resp
+	if err, ok := f.Response().(error); ok && err != nil {
+		return nil, err
 	}
-	return nil
+	return f.Response(), nil
 }
 
 // requireLeader returns ErrNotLeader naming the leader when this node is not it.

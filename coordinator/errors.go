@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/aggregate"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
@@ -45,6 +46,19 @@ var (
 	// ErrConflict means a command does not fit the FSM's state (for example,
 	// committing a round that is not open).
 	ErrConflict = errors.New("command conflicts with state")
+	// ErrReplay means a signed admin request was already carried out.
+	ErrReplay = errors.New("replayed admin request")
+	// ErrRevoked means a certificate has been revoked.
+	ErrRevoked = errors.New("certificate revoked")
+	// ErrBadPolicy means a policy, member name or revocation is invalid.
+	ErrBadPolicy = errors.New("invalid governance request")
+	// ErrUnknownProposal means no proposal has the given ID.
+	ErrUnknownProposal = errors.New("unknown proposal")
+	// ErrAlreadyApproved means the approver's organisation already
+	// approved the proposal (an organisation counts once).
+	ErrAlreadyApproved = errors.New("already approved by this organisation")
+	// ErrUnknownCertificate means no certificate of that name was seen.
+	ErrUnknownCertificate = errors.New("unknown certificate")
 )
 
 // toStatus maps an error to a gRPC status carrying its message.
@@ -63,18 +77,20 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, ErrNotLeader):
 		code = codes.Unavailable
-	case errors.Is(err, ErrUnknownJob), errors.Is(err, ErrUnknownRound), errors.Is(err, ErrUnknownModel), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, ErrUnknownJob), errors.Is(err, ErrUnknownRound), errors.Is(err, ErrUnknownModel), errors.Is(err, store.ErrNotFound),
+		errors.Is(err, ErrUnknownProposal), errors.Is(err, ErrUnknownCertificate):
 		code = codes.NotFound
 	case errors.Is(err, ErrBadJobSpec), errors.Is(err, ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
-		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec):
+		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, ErrBadPolicy):
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden), errors.Is(err, ErrReplay), errors.Is(err, ErrRevoked),
+		errors.Is(err, adminauth.ErrBadSignature):
 		code = codes.PermissionDenied
-	case errors.Is(err, ErrDuplicate):
+	case errors.Is(err, ErrDuplicate), errors.Is(err, ErrAlreadyApproved):
 		code = codes.AlreadyExists
-	case errors.Is(err, pki.ErrNoIdentity):
+	case errors.Is(err, pki.ErrNoIdentity), errors.Is(err, adminauth.ErrUnsigned):
 		code = codes.Unauthenticated
 	}
 	return status.Error(code, err.Error())

@@ -8,7 +8,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/accord-fl/accord/coordinator"
-	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -27,7 +26,7 @@ func BenchmarkFailover(b *testing.B) {
 	})
 	tc.Leader(20 * time.Second)
 	startFleet(b, tc, 8, fleetHooks{})
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(b, admin, blobsJob(1_000_000))}
 	var toLeader, toCommit []time.Duration
 	b.ResetTimer()

@@ -105,7 +105,7 @@ func TestFederationTrainsToTheEnd(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	startFleet(t, tc, 6, fleetHooks{})
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(5))}
 	job := tc.WaitJob(resp.JobId, 30*time.Second)
 	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != 5 {

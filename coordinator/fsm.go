@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/audit"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -29,6 +31,8 @@ const (
 	cmdAbortRound
 	cmdRecordEvaluation
 	cmdFinishJob
+	cmdAdminAction
+	cmdRecordRefusal
 )
 
 // ignoreUnknownFlag marks a command that an older FSM that does not know it
@@ -52,6 +56,10 @@ type cancelJob struct {
 type openRound struct {
 	JobID string      `json:"job_id"`
 	Round RoundRecord `json:"round"`
+	// Declared fixes the example count of cohort members at their first
+	// task of the job (capped at its max_examples); later claims do not
+	// change it.
+	Declared map[string]uint64 `json:"declared,omitempty"`
 }
 
 type commitRound struct {
@@ -99,6 +107,33 @@ func encodeCommand(t commandType, body any) ([]byte, error) {
 type fsmState struct {
 	Participants map[string]*Participant `json:"participants"`
 	Jobs         map[string]*Job         `json:"jobs"`
+	// Governance: the policy, proposals by ID, what approved proposals
+	// decided about coordinators, revoked certificates by serial, and the
+	// audit log of every admin action.
+	Policy      Policy                 `json:"policy"`
+	Proposals   map[string]*Proposal   `json:"proposals"`
+	MemberRules map[string]string      `json:"member_rules"`
+	Revoked     map[string]*Revocation `json:"revoked"`
+	Audit       []audit.Entry          `json:"audit"`
+}
+
+// init fills the maps a decoded state may lack.
+func (st *fsmState) init() {
+	if st.Participants == nil {
+		st.Participants = map[string]*Participant{}
+	}
+	if st.Jobs == nil {
+		st.Jobs = map[string]*Job{}
+	}
+	if st.Proposals == nil {
+		st.Proposals = map[string]*Proposal{}
+	}
+	if st.MemberRules == nil {
+		st.MemberRules = map[string]string{}
+	}
+	if st.Revoked == nil {
+		st.Revoked = map[string]*Revocation{}
+	}
 }
 
 // FSM is the replicated state machine. It never reads a clock or a random
@@ -107,14 +142,23 @@ type fsmState struct {
 type FSM struct {
 	mu       sync.RWMutex
 	st       fsmState
+	nonces   map[string]bool // of the audit log's signed requests: replays
 	restores atomic.Int64
+	// ca checks admin signatures (see adminAction); onRevoke, if set, is
+	// told of revocations as they are applied (it must not block or call
+	// back into the FSM).
+	ca       *x509.CertPool
+	onRevoke func([]Revocation)
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
-// NewFSM returns an empty FSM.
-func NewFSM() *FSM {
-	return &FSM{st: fsmState{Participants: map[string]*Participant{}, Jobs: map[string]*Job{}}}
+// NewFSM returns an empty FSM that checks admin signatures against the
+// federation CA in ca (nil: it refuses every admin action).
+func NewFSM(ca *x509.CertPool) *FSM {
+	f := &FSM{ca: ca, nonces: map[string]bool{}}
+	f.st.init()
+	return f
 }
 
 // Apply applies one committed log entry. Its return value is nil or an error
@@ -147,6 +191,18 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = applyJSON(body, f.applyRecordEvaluation)
 	case cmdFinishJob:
 		err = applyJSON(body, f.applyFinishJob)
+	case cmdRecordRefusal:
+		err = applyJSON(body, f.applyRecordRefusal)
+	case cmdAdminAction:
+		var res any
+		err = applyJSON(body, func(c *adminAction) error {
+			var err error
+			res, err = f.applyAdminAction(c)
+			return err
+		})
+		if err == nil {
+			return res
+		}
 	default:
 		if t&ignoreUnknownFlag != 0 {
 			return nil
@@ -165,10 +221,21 @@ func applyJSON[C any](body []byte, apply func(*C) error) error {
 	return apply(&c)
 }
 
+// maxSerialsPerParticipant bounds the certificate serials remembered per
+// participant (for revocation by name).
+const maxSerialsPerParticipant = 8
+
 func (f *FSM) applyRegisterParticipant(c *registerParticipant) error {
 	p := c.Participant
 	if old, ok := f.st.Participants[p.ID]; ok {
 		p.RegisteredAt = old.RegisteredAt
+		serials := slices.Clone(old.Serials)
+		for _, s := range p.Serials {
+			if !slices.Contains(serials, s) {
+				serials = append(serials, s)
+			}
+		}
+		p.Serials = serials[max(0, len(serials)-maxSerialsPerParticipant):]
 	}
 	f.st.Participants[p.ID] = &p
 	return nil
@@ -196,15 +263,14 @@ func (f *FSM) runningJob(id string) (*Job, error) {
 	return j, nil
 }
 
+// applyCancelJob applies a cancellation from logs written before
+// cancellations were signed and governed (adminAction).
 func (f *FSM) applyCancelJob(c *cancelJob) error {
 	j, err := f.runningJob(c.JobID)
 	if err != nil {
 		return err
 	}
-	if r := j.openRound(); r != nil {
-		r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, "job cancelled", c.At
-	}
-	j.Status, j.Reason, j.FinishedAt = pb.JobStatus_JOB_STATUS_CANCELLED, c.Reason, c.At
+	f.cancel(j, c.Reason, c.At)
 	return nil
 }
 
@@ -227,6 +293,14 @@ func (f *FSM) applyOpenRound(c *openRound) error {
 	r := c.Round
 	r.Status = pb.RoundStatus_ROUND_STATUS_OPEN
 	j.Rounds = append(j.Rounds, &r)
+	for id, n := range c.Declared {
+		if _, ok := j.Declared[id]; !ok {
+			if j.Declared == nil {
+				j.Declared = map[string]uint64{}
+			}
+			j.Declared[id] = n
+		}
+	}
 	return nil
 }
 
@@ -309,14 +383,20 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := json.NewDecoder(rc).Decode(&st); err != nil {
 		return fmt.Errorf("restoring FSM snapshot: %w", err)
 	}
-	if st.Participants == nil {
-		st.Participants = map[string]*Participant{}
+	st.init()
+	nonces := map[string]bool{}
+	for _, e := range st.Audit {
+		nonces[e.Signed.NonceKey()] = true
 	}
-	if st.Jobs == nil {
-		st.Jobs = map[string]*Job{}
+	var revoked []Revocation
+	for _, r := range st.Revoked {
+		revoked = append(revoked, *r)
 	}
 	f.mu.Lock()
-	f.st = st
+	f.st, f.nonces = st, nonces
+	if f.onRevoke != nil && len(revoked) > 0 {
+		f.onRevoke(revoked)
+	}
 	f.mu.Unlock()
 	f.restores.Add(1)
 	return nil

@@ -34,7 +34,7 @@ func (d *fsmDriver) apply(t commandType, body any) error {
 // each command that does not fit the state is refused with ErrConflict (or a
 // more precise error) and changes nothing.
 func TestFSMRoundLifecycle(t *testing.T) {
-	d := &fsmDriver{t: t, f: NewFSM()}
+	d := &fsmDriver{t: t, f: NewFSM(nil)}
 	spec := DefaultJobSpec()
 	must := func(err error) {
 		t.Helper()
@@ -120,7 +120,7 @@ func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 func (s *memSink) Close() error  { return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	d := &fsmDriver{t: t, f: NewFSM()}
+	d := &fsmDriver{t: t, f: NewFSM(nil)}
 	d.apply(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p1", Organization: "o", RegisteredAt: 5}})
 	d.apply(cmdSubmitJob, submitJob{Job: Job{ID: "j1", Spec: DefaultJobSpec(), InitialDigest: "d0"}})
 	d.apply(cmdOpenRound, openRound{JobID: "j1", Round: RoundRecord{Number: 1, Attempt: 1}})
@@ -134,7 +134,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap.Release()
-	restored := NewFSM()
+	restored := NewFSM(nil)
 	if err := restored.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 }
 
 func TestFSMUnknownCommands(t *testing.T) {
-	f := NewFSM()
+	f := NewFSM(nil)
 	if resp := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{byte(ignoreUnknownFlag | 0x7f), '{', '}'}}); resp != nil {
 		t.Fatalf("a skippable unknown command returned %v", resp)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
-	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -53,7 +52,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 		}
 		return nil
 	}})
-	admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(1, "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(10))}
 	tc.WaitCommitted(resp.JobId, 3, 30*time.Second)
 	if r := waitOpenRound(t, tc, resp.JobId); r.Number != 4 {
@@ -87,7 +86,7 @@ func TestPartitionedLeader(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 3)
 	tc.Leader(10 * time.Second)
 	startFleet(t, tc, 8, fleetHooks{})
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
 	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)
 	oldLeader := tc.Leader(time.Second)

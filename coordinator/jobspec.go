@@ -29,7 +29,30 @@ type JobSpec struct {
 	RoundDeadline        Duration          `yaml:"round_deadline" json:"round_deadline"`
 	Seed                 uint64            `yaml:"seed" json:"seed"`
 	EvaluateFraction     float64           `yaml:"evaluate_fraction" json:"evaluate_fraction"`
+	// MaxExamples is the most examples one participant's update weighs as
+	// (0: DefaultMaxExamples). A larger claim counts as MaxExamples, in
+	// plain and secure rounds alike, so no participant can outweigh the
+	// others by lying about its size.
+	MaxExamples uint64 `yaml:"max_examples" json:"max_examples,omitempty"`
 }
+
+// DefaultMaxExamples is a job's max_examples when the job file sets none:
+// a large hospital's or bank's dataset.
+const DefaultMaxExamples = 100_000
+
+// maxExamplesLimit bounds max_examples itself.
+const maxExamplesLimit = 1 << 32
+
+// maxExamples is the job's cap on one participant's weight, defaulted.
+func (s JobSpec) maxExamples() uint64 {
+	if s.MaxExamples == 0 {
+		return DefaultMaxExamples
+	}
+	return s.MaxExamples
+}
+
+// weight is what a participant claiming examples counts for in this job.
+func (s JobSpec) weight(examples uint64) uint64 { return min(examples, s.maxExamples()) }
 
 // SecureAggregation is the job file's secure_aggregation section. With a
 // mode set, participants mask their updates and the coordinators learn only
@@ -179,6 +202,8 @@ func (s JobSpec) Validate() error {
 		return bad("round_deadline", time.Duration(s.RoundDeadline), "want 100ms–24h")
 	case !finite(s.EvaluateFraction) || s.EvaluateFraction < 0 || s.EvaluateFraction > 1:
 		return bad("evaluate_fraction", s.EvaluateFraction, "want a fraction in [0, 1]")
+	case s.MaxExamples > maxExamplesLimit:
+		return bad("max_examples", s.MaxExamples, fmt.Sprintf("want 0 (default %d) to %d", DefaultMaxExamples, uint64(maxExamplesLimit)))
 	}
 	return nil
 }
@@ -235,6 +260,7 @@ func (s JobSpec) ToProto() *pb.JobSpec {
 			DropoutRate: s.SecureAggregation.DropoutRate, Clip: s.SecureAggregation.Clip, CorruptRate: s.SecureAggregation.CorruptRate,
 			PhaseDeadlineMs: uint64(time.Duration(s.SecureAggregation.PhaseDeadline) / time.Millisecond)},
 		RoundDeadlineMs: uint64(time.Duration(s.RoundDeadline) / time.Millisecond), Seed: s.Seed, EvaluateFraction: s.EvaluateFraction,
+		MaxExamples: s.MaxExamples,
 	}
 }
 
@@ -249,6 +275,7 @@ func JobSpecFromProto(p *pb.JobSpec) JobSpec {
 		MinParticipants: p.MinParticipants, LocalEpochs: p.LocalEpochs, BatchSize: p.BatchSize,
 		LearningRate: p.LearningRate, ProxMu: p.ProxMu, Strategy: p.Strategy,
 		RoundDeadline: Duration(time.Duration(p.RoundDeadlineMs) * time.Millisecond), Seed: p.Seed, EvaluateFraction: p.EvaluateFraction,
+		MaxExamples: p.MaxExamples,
 	}
 	if sa := p.SecureAggregation; sa != nil {
 		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip,

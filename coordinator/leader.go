@@ -265,7 +265,7 @@ func choose(ids []string, k int, rng *rand.Rand) []string {
 
 func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	spec := job.Spec
-	connected := c.sessions.connected(spec.Dataset)
+	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
 	k := int(spec.ParticipantsPerRound)
 	if k == 0 {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
@@ -298,7 +298,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
 	var sec *secureRound
 	if spec.SecureAggregation.Enabled() {
-		if sec, err = newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt), cohort, len(base), c.weightScale(cohort), now, deadline, c.cfg.CA); err != nil {
+		if sec, err = newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt), cohort, len(base), float64(spec.maxExamples()), now, deadline, c.cfg.CA); err != nil {
 			if !run.waitingLogged {
 				c.log.Info("cannot open a round with secure aggregation yet", "job", job.ID, "cohort", len(cohort), "err", err)
 				run.waitingLogged = true
@@ -306,12 +306,13 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			return nil
 		}
 	}
+	weights, declared := c.cohortWeights(job, cohort)
 	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
-	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec}); err != nil {
+	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec, Declared: declared}); err != nil {
 		return err
 	}
 	minUpdates := min(int(spec.MinParticipants), len(cohort))
-	run.round = newRound(job.ID, number, attempt, cohort, base, baseDigest, deadline, minUpdates, sec)
+	run.round = newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, sec)
 	sent := 0
 	for _, id := range cohort {
 		h := fnv.New64a()
@@ -320,7 +321,8 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			Kind: pb.TaskKind_TASK_KIND_TRAIN, JobId: job.ID, Round: number, Attempt: attempt, Model: spec.Model,
 			Dataset: spec.Dataset, BaseModelDigest: baseDigest, LocalEpochs: spec.LocalEpochs, BatchSize: spec.BatchSize,
 			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
-			Seed: seededRand(spec.Seed, uint64(number), uint64(attempt), h.Sum64()).Uint64(),
+			Seed:            seededRand(spec.Seed, uint64(number), uint64(attempt), h.Sum64()).Uint64(),
+			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
 		}
 		if sec != nil {
 			t.Secagg = sec.trainTask(id)
@@ -333,16 +335,24 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	return nil
 }
 
-// weightScale is the largest number of examples a cohort member registered
-// with: secure aggregation weights are examples / weightScale, at most 1.
-func (c *Coordinator) weightScale(cohort []string) float64 {
-	scale := uint64(1)
+// cohortWeights returns each cohort member's FedAvg weight in this job, and
+// the counts to fix for members at their first task of the job: the
+// example count it registered with, capped at the job's max_examples. A
+// participant's weight never changes afterwards, whatever it claims later.
+func (c *Coordinator) cohortWeights(job *Job, cohort []string) (weights, declared map[string]uint64) {
+	weights, declared = map[string]uint64{}, map[string]uint64{}
 	for _, id := range cohort {
-		if p := c.fsm.Participant(id); p != nil {
-			scale = max(scale, p.Examples)
+		n, ok := job.Declared[id]
+		if !ok {
+			if p := c.fsm.Participant(id); p != nil {
+				n = job.Spec.weight(p.Examples)
+			}
+			n = max(n, 1)
+			declared[id] = n
 		}
+		weights[id] = job.Spec.weight(n)
 	}
-	return float64(scale)
+	return weights, declared
 }
 
 // advanceSecure moves a round with secure aggregation through its phases,
@@ -350,7 +360,7 @@ func (c *Coordinator) weightScale(cohort []string) float64 {
 func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error {
 	r := run.round
 	phase, missing, started := r.sec.phase, len(r.sec.waiting), r.sec.phaseStart
-	kind, tasks, err := r.sec.advance(now, func(id string) bool { ok, _ := c.sessions.status(id); return ok })
+	kind, tasks, err := r.sec.advance(now, func(id string) bool { ok, _ := c.sessions.status(id); return ok && !r.refused[id] })
 	if err != nil || r.sec.phase != phase {
 		c.metrics.secaggPhaseSeconds.WithLabelValues(phase.String()).Observe(now.Sub(started).Seconds())
 		c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
@@ -369,7 +379,8 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 	}
 	for id, st := range tasks {
 		c.sessions.send(id, &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
-			Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: r.sec.deadline.UnixMilli(), Secagg: st})
+			Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: r.sec.deadline.UnixMilli(), Secagg: st,
+			JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode})
 	}
 	if len(tasks) > 0 {
 		c.log.Debug("secure aggregation phase", "job", job.ID, "round", r.number, "phase", r.sec.phase, "clients", len(tasks))
@@ -420,14 +431,15 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, contr
 // the model after round number; false if none could be asked.
 func (c *Coordinator) startEvaluation(job *Job, run *jobRun, number uint32, now time.Time) bool {
 	spec := job.Spec
-	connected := c.sessions.connected(spec.Dataset)
+	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
 	k := int(math.Ceil(spec.EvaluateFraction * float64(len(connected))))
 	evaluators := choose(connected, k, seededRand(spec.Seed, uint64(number), 0xe7a1))
 	digest := job.modelDigest(number)
 	var asked []string
 	for _, id := range evaluators {
 		t := &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
-			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: now.Add(time.Duration(spec.RoundDeadline)).UnixMilli()}
+			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: now.Add(time.Duration(spec.RoundDeadline)).UnixMilli(),
+			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode}
 		if c.sessions.send(id, t) {
 			asked = append(asked, id)
 		}
@@ -471,13 +483,13 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 
 // addUpdate sums an admitted update into its round, if that round is still
 // the open one.
-func (c *Coordinator) addUpdate(r *round, from string, delta []float32, examples uint64) (int, error) {
+func (c *Coordinator) addUpdate(r *round, from string, delta []float32) (int, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
 		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrWrongRound, r.number)
 	}
-	if err := r.add(from, delta, examples); err != nil {
+	if err := r.add(from, delta); err != nil {
 		return 0, err
 	}
 	c.kickLeader()
@@ -551,6 +563,40 @@ func (c *Coordinator) addEvaluation(from string, req *pb.ReportEvaluationRequest
 	if err := run.eval.add(from, req); err != nil {
 		return err
 	}
+	c.kickLeader()
+	return nil
+}
+
+// refuseTask records that a participant's site policy refused a job it was
+// asked to work on, and lets the open round go on without it.
+func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
+	if err := c.requireLeader(); err != nil {
+		return err
+	}
+	reason := req.GetReason()
+	if len(reason) > 512 {
+		reason = reason[:512]
+	}
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	run := c.leader.jobs[req.GetJobId()]
+	asked := run != nil && ((run.round != nil && run.round.cohort[from]) || (run.eval != nil && run.eval.expected[from]))
+	if !asked {
+		if _, err := c.fsm.Job(req.GetJobId()); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s has no task of job %s to refuse", ErrNotInCohort, from, req.GetJobId())
+	}
+	if err := c.apply(cmdRecordRefusal, recordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
+		return err
+	}
+	if run.round != nil {
+		run.round.refuse(from)
+	}
+	if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
+		delete(run.eval.expected, from)
+	}
+	c.log.Info("participant refused a job by its site policy", "job", req.GetJobId(), "participant", from, "reason", reason)
 	c.kickLeader()
 	return nil
 }

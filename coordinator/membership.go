@@ -1,10 +1,12 @@
 package coordinator
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+
+	"github.com/accord-fl/accord/pki"
 )
 
 // memberMeta is what each coordinator gossips about itself.
@@ -38,6 +42,7 @@ type membership struct {
 
 	mu      sync.Mutex
 	members map[string]*member
+	refused map[string]string // why the leader did not add a member
 }
 
 // NodeMeta, NotifyMsg, GetBroadcasts, LocalState and MergeRemoteState make
@@ -214,9 +219,12 @@ func (c *Coordinator) maybeBootstrap() {
 }
 
 // reconcileMembers runs on the leader: a live coordinator that gossips but is
-// not in the Raft configuration is added as a voter; one that left gracefully
-// is removed. One that failed is left in place (an operator removes it), so a
-// flapping network never shrinks the quorum by itself.
+// not in the Raft configuration is added as a voter, if the federation's
+// policy lets it join (see mayJoin) and its Raft port presents a
+// certificate with its name; one that left gracefully, or that an approved
+// proposal excluded, is removed. One that failed is left in place (an
+// operator removes it), so a flapping network never shrinks the quorum by
+// itself.
 func (c *Coordinator) reconcileMembers() {
 	if c.members == nil {
 		return
@@ -228,11 +236,25 @@ func (c *Coordinator) reconcileMembers() {
 	inConfig := map[raft.ServerID]bool{}
 	for _, s := range f.Configuration().Servers {
 		inConfig[s.ID] = true
+		if name := string(s.ID); c.fsm.MemberRule(name) == memberExcluded {
+			if name == c.cfg.Name {
+				c.log.Info("this coordinator was excluded by an approved proposal; handing over leadership")
+				_ = c.raft.LeadershipTransfer().Error()
+				return
+			}
+			if err := c.removeServer(name); err != nil {
+				c.log.Warn("removing an excluded coordinator", "member", name, "err", err)
+			}
+		}
 	}
 	for _, m := range c.memberList() {
 		id := raft.ServerID(m.Name)
 		switch {
 		case m.State == "alive" && !inConfig[id]:
+			if err := c.mayJoin(m); err != nil {
+				c.refuseJoin(m.Name, err)
+				continue
+			}
 			c.log.Info("adding coordinator to raft", "member", m.Name, "raft", m.Meta.Raft)
 			if err := c.raft.AddVoter(id, raft.ServerAddress(m.Meta.Raft), 0, c.cfg.ApplyTimeout).Error(); err != nil {
 				c.log.Warn("adding voter", "member", m.Name, "err", err)
@@ -244,4 +266,53 @@ func (c *Coordinator) reconcileMembers() {
 			}
 		}
 	}
+}
+
+// mayJoin decides whether a coordinator that gossips may become a voter:
+// no approved proposal excluded it; under a policy that requires approvals,
+// an approved AddMember admitted it; and its Raft port presents a
+// coordinator certificate, not revoked, whose name is the name it gossips
+// (its Raft server ID).
+func (c *Coordinator) mayJoin(m member) error {
+	switch rule := c.fsm.MemberRule(m.Name); {
+	case rule == memberExcluded:
+		return fmt.Errorf("%w: an approved proposal removed %s; an approved add-member lets it back", ErrForbidden, m.Name)
+	case rule != memberAdmitted && c.fsm.Policy().governed():
+		return fmt.Errorf("%w: the federation's policy requires an approved add-member for %s", ErrForbidden, m.Name)
+	}
+	cfg := pki.ClientTLS(c.cfg.Cert, c.cfg.CA)
+	cfg.VerifyConnection = c.peers.verifyNamed(m.Name)
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", m.Meta.Raft, cfg)
+	if err != nil {
+		return fmt.Errorf("checking %s's identity at %s: %w", m.Name, m.Meta.Raft, err)
+	}
+	conn.Close()
+	return nil
+}
+
+// refuseJoin logs (once per reason) and remembers why a coordinator was
+// not let into the Raft configuration.
+func (c *Coordinator) refuseJoin(name string, err error) {
+	c.members.mu.Lock()
+	if c.members.refused == nil {
+		c.members.refused = map[string]string{}
+	}
+	changed := c.members.refused[name] != err.Error()
+	c.members.refused[name] = err.Error()
+	c.members.mu.Unlock()
+	if changed {
+		c.log.Warn("coordinator not admitted to raft", "member", name, "err", err)
+	}
+}
+
+// JoinRefusals says, by name, why this coordinator (while leading) refused
+// to add coordinators to the Raft configuration.
+func (c *Coordinator) JoinRefusals() map[string]string {
+	if c.members == nil {
+		return nil
+	}
+	c.members.mu.Lock()
+	defer c.members.mu.Unlock()
+	return maps.Clone(c.members.refused)
 }

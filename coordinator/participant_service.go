@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,30 +23,8 @@ type participantService struct {
 	c *Coordinator
 }
 
-// caller returns the peer's identity if its role is one of roles.
-//
-// A coordinator forwarding a call vouches for the identity it authenticated;
-// only coordinators may vouch.
-func caller(ctx context.Context, roles ...pki.Role) (pki.Identity, error) {
-	id, err := pki.PeerIdentity(ctx)
-	if err != nil {
-		return pki.Identity{}, err
-	}
-	if id.Role == pki.RoleCoordinator {
-		if vouched, ok := vouchedIdentity(ctx); ok {
-			id = vouched
-		}
-	}
-	for _, r := range roles {
-		if id.Role == r {
-			return id, nil
-		}
-	}
-	return pki.Identity{}, fmt.Errorf("%w: %s is a %s", ErrForbidden, id.Name, id.Role)
-}
-
 func (s *participantService) Register(ctx context.Context, req *pb.RegisterRequest) (*pb.RegisterResponse, error) {
-	id, err := caller(ctx, pki.RoleParticipant)
+	id, err := s.c.caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -61,8 +40,9 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 		return resp, err
 	}
 	s.c.sessions.setDatasets(id.Name, req.GetDatasets())
-	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples()}
-	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples {
+	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial}}
+	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples ||
+		!slices.Contains(old.Serials, id.Serial) {
 		if err := s.c.requireLeader(); err != nil {
 			return nil, toStatus(err)
 		}
@@ -75,19 +55,29 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 }
 
 func (s *participantService) Tasks(_ *pb.TasksRequest, stream pb.ParticipantService_TasksServer) error {
-	id, err := caller(stream.Context(), pki.RoleParticipant)
+	id, err := s.c.caller(stream.Context(), pki.RoleParticipant)
 	if err != nil {
 		return toStatus(err)
 	}
 	if !s.c.IsLeader() {
 		return s.forwardTasks(stream, id)
 	}
+	// A revocation of the participant's certificate ends the stream.
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	defer s.c.streams.add(id.Serial, cancel)()
+	if s.c.fsm.IsRevoked(id.Serial) {
+		return toStatus(fmt.Errorf("%w: %s's certificate %s", ErrRevoked, id.Name, id.Serial))
+	}
 	ses := s.c.sessions.open(id.Name, time.Now())
 	defer s.c.sessions.close(ses, time.Now())
 	s.c.kickLeader()
 	for {
 		select {
-		case <-stream.Context().Done():
+		case <-ctx.Done():
+			if stream.Context().Err() == nil {
+				return toStatus(fmt.Errorf("%w: %s's certificate %s", ErrRevoked, id.Name, id.Serial))
+			}
 			return nil
 		case <-ses.done:
 			return nil // replaced by a newer stream
@@ -114,7 +104,7 @@ func sendBlob(st interface{ Send(*pb.ModelChunk) error }, blob []byte, digest, s
 }
 
 func (s *participantService) DownloadModel(req *pb.DownloadModelRequest, stream pb.ParticipantService_DownloadModelServer) error {
-	if _, err := caller(stream.Context(), pki.RoleParticipant, pki.RoleCoordinator, pki.RoleAdmin); err != nil {
+	if _, err := s.c.caller(stream.Context(), pki.RoleParticipant, pki.RoleCoordinator, pki.RoleAdmin); err != nil {
 		return toStatus(err)
 	}
 	blob, err := s.c.blob(stream.Context(), req.GetDigest())
@@ -125,7 +115,7 @@ func (s *participantService) DownloadModel(req *pb.DownloadModelRequest, stream 
 }
 
 func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpdateServer) error {
-	id, err := caller(stream.Context(), pki.RoleParticipant)
+	id, err := s.c.caller(stream.Context(), pki.RoleParticipant)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -160,7 +150,7 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 		s.c.releaseUpdate(r, id.Name)
 		return toStatus(err)
 	}
-	n, err := s.c.addUpdate(r, id.Name, delta, h.GetExamples())
+	n, err := s.c.addUpdate(r, id.Name, delta)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -263,7 +253,7 @@ func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnm
 // round here.
 func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound,
 	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), deliver func(from string, r *secureRound) error) (*pb.SecAggResponse, error) {
-	id, err := caller(ctx, pki.RoleParticipant)
+	id, err := s.c.caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -281,8 +271,24 @@ func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound
 	return &pb.SecAggResponse{}, nil
 }
 
+func (s *participantService) RefuseTask(ctx context.Context, req *pb.RefuseTaskRequest) (*pb.RefuseTaskResponse, error) {
+	id, err := s.c.caller(ctx, pki.RoleParticipant)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RefuseTaskResponse, error) {
+		return pb.NewParticipantServiceClient(cc).RefuseTask(ctx, req)
+	}); fwd {
+		return resp, err
+	}
+	if err := s.c.refuseTask(id.Name, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RefuseTaskResponse{}, nil
+}
+
 func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.ReportEvaluationRequest) (*pb.ReportEvaluationResponse, error) {
-	id, err := caller(ctx, pki.RoleParticipant)
+	id, err := s.c.caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -300,13 +306,14 @@ func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.Repor
 // forwardTasks relays the leader's task stream for a participant connected
 // to this follower. It ends when either side does; the participant then
 // reconnects (to whichever coordinator it reaches).
-func (s *participantService) forwardTasks(stream pb.ParticipantService_TasksServer, id pki.Identity) error {
+func (s *participantService) forwardTasks(stream pb.ParticipantService_TasksServer, id principal) error {
 	cc, err := s.c.leaderConn()
 	if err != nil {
 		return toStatus(err)
 	}
 	ctx, cancel := context.WithCancel(forwardContext(stream.Context(), id))
 	defer cancel()
+	defer s.c.streams.add(id.Serial, cancel)()
 	up, err := pb.NewParticipantServiceClient(cc).Tasks(ctx, &pb.TasksRequest{})
 	if err != nil {
 		return err
@@ -333,7 +340,7 @@ func (s *participantService) forwardTasks(stream pb.ParticipantService_TasksServ
 }
 
 // forwardUpload relays an update to the leader chunk by chunk.
-func (s *participantService) forwardUpload(stream pb.ParticipantService_UploadUpdateServer, id pki.Identity, first *pb.UpdateChunk) error {
+func (s *participantService) forwardUpload(stream pb.ParticipantService_UploadUpdateServer, id principal, first *pb.UpdateChunk) error {
 	cc, err := s.c.leaderConn()
 	if err != nil {
 		return toStatus(err)

@@ -5,22 +5,15 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/accord-fl/accord/pki"
 )
-
-// onBehalfOfKey is the metadata a coordinator adds when it forwards a call
-// to the leader: the identity of the participant or admin it authenticated.
-// Only a peer with a coordinator certificate may vouch like this.
-const onBehalfOfKey = "accord-on-behalf-of"
 
 // peers holds this coordinator's gRPC connections to the others, and the
 // test hook that cuts it off from some of them (a partition).
@@ -56,20 +49,42 @@ func (p *peers) allowed(cs tls.ConnectionState) error {
 }
 
 // verifyCoordinator is VerifyConnection for links between coordinators:
-// the peer must hold a coordinator certificate and not be cut off.
+// the peer must hold a coordinator certificate that is not revoked, and not
+// be cut off.
 func (p *peers) verifyCoordinator(cs tls.ConnectionState) error {
 	if err := requireCoordinator(cs); err != nil {
+		return err
+	}
+	if err := p.c.refuseRevoked(cs); err != nil {
 		return err
 	}
 	return p.allowed(cs)
 }
 
-// verifyIncoming is the gRPC server's VerifyConnection: coordinators this
-// node is partitioned from are refused; everyone else passes (the handlers
-// check roles).
+// verifyNamed is VerifyConnection for a link dialled to the coordinator
+// called name: its certificate must carry that name (a coordinator's name
+// is its Raft server ID).
+func (p *peers) verifyNamed(name string) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if err := p.verifyCoordinator(cs); err != nil {
+			return err
+		}
+		if got := peerName(cs); got != name {
+			return fmt.Errorf("%w: dialled coordinator %s, but its certificate names %q", ErrForbidden, name, got)
+		}
+		return nil
+	}
+}
+
+// verifyIncoming is the gRPC server's VerifyConnection: revoked
+// certificates and coordinators this node is partitioned from are refused;
+// everyone else passes (the handlers check roles).
 func (p *peers) verifyIncoming(cs tls.ConnectionState) error {
 	if len(cs.VerifiedChains) == 0 {
 		return nil
+	}
+	if err := p.c.refuseRevoked(cs); err != nil {
+		return err
 	}
 	if id, err := pki.IdentityOf(cs.VerifiedChains[0][0]); err == nil && id.Role == pki.RoleCoordinator {
 		return p.allowed(cs)
@@ -77,12 +92,38 @@ func (p *peers) verifyIncoming(cs tls.ConnectionState) error {
 	return nil
 }
 
+// cutSerial closes every link to a coordinator whose certificate has the
+// given serial (it was revoked), and returns how many it closed.
+func (p *peers) cutSerial(serial string) int {
+	p.mu.Lock()
+	var cut []*trackedConn
+	var conns []*grpc.ClientConn
+	for t := range p.tracked {
+		if t.serial == serial {
+			cut = append(cut, t)
+			if cc, ok := p.conns[t.peer]; ok {
+				conns = append(conns, cc)
+				delete(p.conns, t.peer)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, t := range cut {
+		t.Close()
+	}
+	for _, cc := range conns {
+		cc.Close()
+	}
+	return len(cut) + len(conns)
+}
+
 // trackedConn is a Raft connection remembered so a partition can cut it.
 type trackedConn struct {
 	*tls.Conn
-	p    *peers
-	peer string
-	once sync.Once
+	p      *peers
+	peer   string
+	serial string
+	once   sync.Once
 }
 
 func (t *trackedConn) Close() error {
@@ -96,7 +137,11 @@ func (t *trackedConn) Close() error {
 
 // track remembers a Raft connection; after closeAll it closes it at once.
 func (p *peers) track(c *tls.Conn) net.Conn {
-	t := &trackedConn{Conn: c, p: p, peer: peerName(c.ConnectionState())}
+	cs := c.ConnectionState()
+	t := &trackedConn{Conn: c, p: p, peer: peerName(cs)}
+	if len(cs.PeerCertificates) > 0 {
+		t.serial = pki.SerialOf(cs.PeerCertificates[0])
+	}
 	p.mu.Lock()
 	closed := p.closed
 	if !closed {
@@ -157,7 +202,7 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("%w: no address known for coordinator %s", ErrNotLeader, name)
 	}
 	cfg := pki.ClientTLS(p.c.cfg.Cert, p.c.cfg.CA)
-	cfg.VerifyConnection = p.verifyCoordinator
+	cfg.VerifyConnection = p.verifyNamed(name)
 	// Peers come back within seconds after a restart: retry quickly.
 	bo := backoff.DefaultConfig
 	bo.MaxDelay = time.Second
@@ -202,35 +247,9 @@ func (c *Coordinator) leaderConn() (*grpc.ClientConn, error) {
 	return c.peers.conn(string(id))
 }
 
-// forwardContext carries the caller's identity to the leader.
-func forwardContext(ctx context.Context, id pki.Identity) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, onBehalfOfKey, strings.Join([]string{string(id.Role), id.Name, id.Organization}, "|"))
-}
-
-// vouchedIdentity returns the identity a coordinator forwarded, if any.
-func vouchedIdentity(ctx context.Context) (pki.Identity, bool) {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return pki.Identity{}, false
-	}
-	v := md.Get(onBehalfOfKey)
-	if len(v) != 1 {
-		return pki.Identity{}, false
-	}
-	parts := strings.Split(v[0], "|")
-	if len(parts) != 3 {
-		return pki.Identity{}, false
-	}
-	role, err := pki.ParseRole(parts[0])
-	if err != nil || role == pki.RoleCoordinator {
-		return pki.Identity{}, false
-	}
-	return pki.Identity{Role: role, Name: parts[1], Organization: parts[2]}, true
-}
-
 // forwardUnary makes a unary call on the leader, on the caller's behalf, when
 // this node is not the leader; forwarded reports whether it did.
-func forwardUnary[Resp any](ctx context.Context, c *Coordinator, id pki.Identity,
+func forwardUnary[Resp any](ctx context.Context, c *Coordinator, id principal,
 	call func(ctx context.Context, cc grpc.ClientConnInterface) (Resp, error)) (resp Resp, forwarded bool, err error) {
 	if c.IsLeader() {
 		return resp, false, nil

@@ -44,7 +44,7 @@ func BenchmarkRoundProtocol(b *testing.B) {
 		}
 		raws = append(raws, &raw{name: name, client: client, tasks: tasks})
 	}
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	waitConnected(b, admin, participants)
 	spec := coordinator.DefaultJobSpec()
 	spec.Rounds, spec.TargetAccuracy, spec.EvaluateFraction = 1_000_000, 0, 0

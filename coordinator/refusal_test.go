@@ -81,7 +81,7 @@ func TestRefusals(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	raws := []*rawParticipant{connectRaw(t, tc, "alice"), connectRaw(t, tc, "bob"), connectRaw(t, tc, "carol")}
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	spec := coordinator.JobSpecFromProto(blobsJob(1))
 	spec.ParticipantsPerRound, spec.MinParticipants, spec.EvaluateFraction = 2, 2, 0
 	spec.RoundDeadline = coordinator.Duration(time.Minute)

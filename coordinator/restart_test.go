@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
-	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -16,7 +15,7 @@ func TestRestartResumes(t *testing.T) {
 	tc := coordinator.NewTestCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	startFleet(t, tc, 6, fleetHooks{})
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
 	tc.WaitCommitted(resp.JobId, 4, 30*time.Second)
 	before := committedDigests(t, tc, resp.JobId)

@@ -27,6 +27,13 @@ type round struct {
 	examples        uint64
 	receiving       map[string]bool // uploads admitted but not yet added
 	done            map[string]bool // contributors, as a set
+	// weights are the cohort's FedAvg weights: each member's example count
+	// as fixed at its first task of the job, capped at the job's
+	// max_examples. What an update's header claims does not change them.
+	weights map[string]uint64
+	// refused are cohort members whose site policy refused the job; the
+	// round does not wait for them.
+	refused map[string]bool
 	// sec runs secure aggregation when the job asks for it; then updates
 	// arrive masked, acc is unused and deadline bounds training only.
 	sec *secureRound
@@ -34,11 +41,11 @@ type round struct {
 
 // newRound opens a round attempt; with sec set, its updates arrive masked
 // and no FedAvg accumulator is kept.
-func newRound(jobID string, number, attempt uint32, cohort []string, base []float32, baseDigest string, deadline time.Time, minUpdates int, sec *secureRound) *round {
+func newRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, sec *secureRound) *round {
 	r := &round{
 		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
 		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates,
-		receiving: map[string]bool{}, done: map[string]bool{}, sec: sec,
+		receiving: map[string]bool{}, done: map[string]bool{}, sec: sec, weights: weights, refused: map[string]bool{},
 	}
 	if sec == nil {
 		r.acc = aggregate.NewFedAvg(len(base))
@@ -49,9 +56,8 @@ func newRound(jobID string, number, attempt uint32, cohort []string, base []floa
 	return r
 }
 
-// maxExamples bounds the weight one participant may claim, so that one
-// update cannot dwarf the others by lying about its size.
-const maxExamples = 1 << 32
+// maxEvalExamples bounds the examples one evaluation report may claim.
+const maxEvalExamples = 1 << 32
 
 // admit checks an update's header before its data is received and reserves
 // the sender's slot: the round and attempt must be this one, the sender in
@@ -71,8 +77,10 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", ErrBadUpdate, r.number)
 	case h.GetNumParams() != uint64(len(r.base)):
 		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), len(r.base))
-	case h.GetExamples() == 0 || h.GetExamples() > maxExamples:
-		return fmt.Errorf("%w: update claims %d examples; want 1–%d", ErrBadUpdate, h.GetExamples(), uint64(maxExamples))
+	case h.GetExamples() == 0:
+		return fmt.Errorf("%w: update claims 0 examples", ErrBadUpdate)
+	case r.refused[from]:
+		return fmt.Errorf("%w: %s refused job %s", ErrConflict, from, r.jobID)
 	}
 	r.receiving[from] = true
 	return nil
@@ -113,16 +121,26 @@ func (r *round) trainedIn(h *pb.UpdateHeader, what string) error {
 // release gives back a slot admit reserved when the upload failed.
 func (r *round) release(from string) { delete(r.receiving, from) }
 
-// add sums an admitted update into the round.
-func (r *round) add(from string, delta []float32, examples uint64) error {
+// add sums an admitted update into the round, weighted by the sender's
+// fixed weight (see weights).
+func (r *round) add(from string, delta []float32) error {
 	delete(r.receiving, from)
-	if err := r.acc.Add(delta, float64(examples)); err != nil {
+	w := r.weights[from]
+	if err := r.acc.Add(delta, float64(w)); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
 	}
 	r.done[from] = true
 	r.contributors = append(r.contributors, from)
-	r.examples += examples
+	r.examples += w
 	return nil
+}
+
+// refuse records that a cohort member's site refused the job: the round
+// stops waiting for it.
+func (r *round) refuse(from string) {
+	if r.cohort[from] && !r.done[from] {
+		r.refused[from] = true
+	}
 }
 
 type roundOutcome int
@@ -138,6 +156,8 @@ func (r *round) outcome(now time.Time) roundOutcome {
 	switch {
 	case len(r.contributors) == len(r.cohortList):
 		return roundComplete
+	case len(r.contributors)+len(r.refused) == len(r.cohortList) && len(r.contributors) >= max(1, r.minUpdates):
+		return roundComplete // everyone who will answer has
 	case now.Before(r.deadline):
 		return roundPending
 	case len(r.contributors) >= r.minUpdates:
@@ -175,7 +195,7 @@ func (e *evalCollection) add(from string, req *pb.ReportEvaluationRequest) error
 		return fmt.Errorf("%w: %s was not asked to evaluate round %d", ErrNotInCohort, from, e.modelRound)
 	case e.got[from]:
 		return fmt.Errorf("%w: evaluation from %s for round %d", ErrDuplicate, from, e.modelRound)
-	case req.GetExamples() == 0 || req.GetExamples() > maxExamples || req.GetCorrect() > req.GetExamples():
+	case req.GetExamples() == 0 || req.GetExamples() > maxEvalExamples || req.GetCorrect() > req.GetExamples():
 		return fmt.Errorf("%w: evaluation of %d examples with %d correct", ErrBadUpdate, req.GetExamples(), req.GetCorrect())
 	case math.IsNaN(req.GetLossSum()) || math.IsInf(req.GetLossSum(), 0) || req.GetLossSum() < 0:
 		return fmt.Errorf("%w: evaluation loss %v", ErrBadUpdate, req.GetLossSum())

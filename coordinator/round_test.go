@@ -10,7 +10,7 @@ import (
 
 func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := newRound("job1", 3, 2, []string{"a", "b"}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, nil)
+	r := newRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, nil)
 	good := func() *pb.UpdateHeader {
 		return &pb.UpdateHeader{JobId: "job1", Round: 3, Attempt: 2, BaseModelDigest: "sha256:base", NumParams: 4, Examples: 10}
 	}
@@ -42,7 +42,7 @@ func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
-			if err := r.add(c.from, []float32{1, 2, 3, 4}, 10); err != nil {
+			if err := r.add(c.from, []float32{1, 2, 3, 4}); err != nil {
 				t.Fatal(err)
 			}
 			continue
@@ -65,7 +65,7 @@ func TestRoundOutcomes(t *testing.T) {
 	hdr := func(n uint32) *pb.UpdateHeader {
 		return &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}
 	}
-	r := newRound("j", 1, 1, []string{"a", "b", "c"}, []float32{0}, "d", deadline, 2, nil)
+	r := newRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, nil)
 	if r.outcome(deadline) != roundAbort {
 		t.Error("no updates at the deadline: want abort")
 	}
@@ -73,7 +73,7 @@ func TestRoundOutcomes(t *testing.T) {
 		if err := r.admit(id, hdr(1), t0); err != nil {
 			t.Fatal(err)
 		}
-		r.add(id, []float32{1}, 1)
+		r.add(id, []float32{1})
 	}
 	if r.outcome(t0) != roundComplete {
 		t.Error("every cohort member in: want complete")

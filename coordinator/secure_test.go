@@ -26,6 +26,9 @@ func secureBlobsJob(rounds, perRound uint32, mode string) *pb.JobSpec {
 	spec := blobsJob(rounds)
 	spec.ParticipantsPerRound = perRound
 	spec.SecureAggregation = &pb.SecureAggregation{Mode: mode, Clip: 10, DropoutRate: 0.3, PhaseDeadlineMs: 3000}
+	// Masked weights are examples / max_examples: a cap near the sites'
+	// real sizes (120 here) keeps the quantisation error small.
+	spec.MaxExamples = 1000
 	return spec
 }
 
@@ -80,7 +83,7 @@ func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 			tc := coordinator.NewTestCluster(t, 3)
 			tc.Leader(5 * time.Second)
 			startFleet(t, tc, 6, fleetHooks{})
-			admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
+			admin := tc.Admin(1, "ops")
 			waitConnected(t, admin, 6)
 			plain := blobsJob(3)
 			plain.ParticipantsPerRound = 6
@@ -134,7 +137,7 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 		killed[task.Round]++
 		return true
 	}})
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	spec := secureBlobsJob(5, n, coordinator.ModeSecAggPlus)
 	spec.MinParticipants = 2
 	jobID := submit(t, admin, spec)
@@ -189,7 +192,7 @@ func TestSecureAggregationRefusals(t *testing.T) {
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
 		raws = append(raws, connectRaw(t, tc, name))
 	}
-	admin := pb.NewAdminServiceClient(tc.Dial(0, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(0, "ops")
 	waitConnected(t, admin, 4)
 	spec := secureBlobsJob(1, 3, coordinator.ModeSecAgg)
 	spec.EvaluateFraction, spec.RoundDeadlineMs = 0, 60_000
@@ -315,7 +318,7 @@ func TestSecureRoundLeaderKilled(t *testing.T) {
 		}
 		return false
 	}})
-	admin := pb.NewAdminServiceClient(tc.Dial(1, tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(1, "ops")
 	waitConnected(t, admin, 6)
 	jobID := submit(t, admin, secureBlobsJob(6, 6, coordinator.ModeSecAggPlus))
 	select {

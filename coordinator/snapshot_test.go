@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
-	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -18,7 +17,7 @@ func TestStoppedCoordinatorCatchesUpBySnapshot(t *testing.T) {
 	})
 	leader := tc.Leader(10 * time.Second)
 	startFleet(t, tc, 6, fleetHooks{})
-	admin := pb.NewAdminServiceClient(tc.Dial(tc.Index(leader), tc.Credentials(pki.RoleAdmin, "ops")))
+	admin := tc.Admin(tc.Index(leader), "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(30))}
 	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)
 	stopped := (tc.Index(tc.Leader(time.Second)) + 1) % 3

@@ -11,6 +11,9 @@ type Participant struct {
 	Region       string `json:"region"`
 	Examples     uint64 `json:"examples"`
 	RegisteredAt int64  `json:"registered_at"` // unix ms
+	// Serials are the certificate serials it registered with (the latest
+	// few), so `accord revoke NAME` can find them.
+	Serials []string `json:"serials,omitempty"`
 }
 
 // Evaluation is a model's federated evaluation, summed over reporters.
@@ -49,6 +52,15 @@ type Job struct {
 	TargetReachedAtRound uint32         `json:"target_reached_at_round,omitempty"`
 	InitialEval          *Evaluation    `json:"initial_eval,omitempty"`
 	Rounds               []*RoundRecord `json:"rounds"` // every attempt, in order
+	// Organization and SubmittedBy are the submitting admin's.
+	Organization string `json:"organization,omitempty"`
+	SubmittedBy  string `json:"submitted_by,omitempty"`
+	// Declared is each participant's example count as fixed at its first
+	// task of this job (capped at max_examples).
+	Declared map[string]uint64 `json:"declared,omitempty"`
+	// Refusals are participants whose site policy refused the job; they
+	// are not chosen for its rounds again.
+	Refusals []Refusal `json:"refusals,omitempty"`
 }
 
 // RoundRecord is one attempt at one round.
@@ -105,8 +117,17 @@ func (j *Job) toProto() *pb.Job {
 	return &pb.Job{
 		Id: j.ID, Spec: j.Spec.ToProto(), Status: j.Status, Reason: j.Reason, CommittedRounds: j.CommittedRounds,
 		InitialModelDigest: j.InitialDigest, CreatedUnixMs: j.CreatedAt, FinishedUnixMs: j.FinishedAt,
-		TargetReachedAtRound: j.TargetReachedAtRound,
+		TargetReachedAtRound: j.TargetReachedAtRound, Organization: j.Organization, SubmittedBy: j.SubmittedBy,
+		Refusals: refusalsToProto(j.Refusals),
 	}
+}
+
+func refusalsToProto(rs []Refusal) []*pb.Refusal {
+	var out []*pb.Refusal
+	for _, r := range rs {
+		out = append(out, &pb.Refusal{Participant: r.Participant, Reason: r.Reason, UnixMs: r.At})
+	}
+	return out
 }
 
 func (r *RoundRecord) toProto(jobID string) *pb.Round {

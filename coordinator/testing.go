@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -197,6 +198,40 @@ func (tc *TestCluster) Credentials(role pki.Role, name string) credentials.Trans
 		tc.tb.Fatal(err)
 	}
 	return credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))
+}
+
+// AdminCert issues an admin certificate for name of org.
+func (tc *TestCluster) AdminCert(name, org string) tls.Certificate {
+	tc.tb.Helper()
+	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleAdmin, Name: name, Organization: org})
+	if err != nil {
+		tc.tb.Fatal(err)
+	}
+	return cert
+}
+
+// Admin returns a client of node i's admin service for the admin name of
+// organisation "org-"+name, signing every call as the CLI does.
+func (tc *TestCluster) Admin(i int, name string) pb.AdminServiceClient {
+	return tc.AdminOf(i, name, "org-"+name)
+}
+
+// AdminOf is Admin for an admin of the given organisation.
+func (tc *TestCluster) AdminOf(i int, name, org string) pb.AdminServiceClient {
+	tc.tb.Helper()
+	return tc.AdminWith(i, tc.AdminCert(name, org))
+}
+
+// AdminWith is Admin with a given admin certificate.
+func (tc *TestCluster) AdminWith(i int, cert tls.Certificate) pb.AdminServiceClient {
+	tc.tb.Helper()
+	conn, err := grpc.NewClient(tc.cfgs[i].GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))),
+		grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert)))
+	if err != nil {
+		tc.tb.Fatal(err)
+	}
+	tc.tb.Cleanup(func() { conn.Close() })
+	return pb.NewAdminServiceClient(conn)
 }
 
 // Dial connects to node i with creds; the connection closes with the test.

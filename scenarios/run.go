@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
@@ -237,7 +238,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(adminCert, ca.Pool()))))
+	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(adminCert, ca.Pool()))),
+		grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(adminCert)))
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func (m *Main) adminCommand(name, usage string, args []string, extra func(*flag.
 
 func (m *Main) runJob(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | cancel ID")}
+		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | approve ID | cancel ID")}
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -74,9 +74,12 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 			return fmt.Errorf("submitting %s: %w", pos[0], err)
 		}
 		if asJSON {
-			return printJSON(m.Stdout, map[string]string{"job_id": resp.JobId})
+			return printJSON(m.Stdout, map[string]string{"job_id": resp.JobId, "status": resp.Status.String()})
 		}
 		fmt.Fprintln(m.Stdout, resp.JobId)
+		if resp.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
+			fmt.Fprintf(m.Stderr, "job %s waits for approvals: admins of other organisations run 'accord job approve %s'\n", resp.JobId, resp.JobId)
+		}
 		return nil
 	case "list":
 		c, _, asJSON, err := m.adminCommand("job list", "[--json]", args, nil)
@@ -113,12 +116,32 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		if asJSON {
 			return printJSON(m.Stdout, j)
 		}
-		fmt.Fprintf(m.Stdout, "job %s (%s)\n  model %s on %s\n  status %s %s\n  committed rounds %d of %d\n  target %.4g, reached at round %d\n  created %s, finished %s\n",
-			j.Id, j.Spec.GetName(), j.Spec.GetModel(), j.Spec.GetDataset(), j.Status, j.Reason, j.CommittedRounds, j.Spec.GetRounds(),
+		fmt.Fprintf(m.Stdout, "job %s (%s)\n  submitted by %s of %s\n  model %s on %s\n  status %s %s\n  committed rounds %d of %d\n  target %.4g, reached at round %d\n  created %s, finished %s\n",
+			j.Id, j.Spec.GetName(), j.SubmittedBy, j.Organization, j.Spec.GetModel(), j.Spec.GetDataset(), j.Status, j.Reason, j.CommittedRounds, j.Spec.GetRounds(),
 			j.Spec.GetTargetAccuracy(), j.TargetReachedAtRound, msTime(j.CreatedUnixMs), msTime(j.FinishedUnixMs))
+		for _, a := range j.Approvals {
+			fmt.Fprintf(m.Stdout, "  approved by %s of %s at %s\n", a.Admin, a.Organization, msTime(a.UnixMs))
+		}
+		for _, r := range j.Refusals {
+			fmt.Fprintf(m.Stdout, "  refused by participant %s at %s: %s\n", r.Participant, msTime(r.UnixMs), r.Reason)
+		}
 		return nil
+	case "approve":
+		c, pos, asJSON, err := m.adminCommand("job approve", "ID [--json]", args, nil)
+		if err != nil {
+			return err
+		}
+		defer c.conn.Close()
+		if len(pos) != 1 {
+			return usageError{fmt.Errorf("job approve: name one job ID")}
+		}
+		resp, err := c.client.Approve(ctx, &pb.ApproveRequest{ProposalId: pos[0]})
+		if err != nil {
+			return fmt.Errorf("approving job %s: %w", pos[0], err)
+		}
+		return m.printProposal(resp.GetProposal(), asJSON)
 	case "cancel":
-		c, pos, _, err := m.adminCommand("job cancel", "ID", args, nil)
+		c, pos, asJSON, err := m.adminCommand("job cancel", "ID [--json]", args, nil)
 		if err != nil {
 			return err
 		}
@@ -126,13 +149,13 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		if len(pos) != 1 {
 			return usageError{fmt.Errorf("job cancel: name one job ID")}
 		}
-		if _, err := c.client.CancelJob(ctx, &pb.CancelJobRequest{JobId: pos[0]}); err != nil {
+		resp, err := c.client.CancelJob(ctx, &pb.CancelJobRequest{JobId: pos[0]})
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(m.Stdout, "job %s cancelled\n", pos[0])
-		return nil
+		return m.printProposal(resp.GetProposal(), asJSON)
 	}
-	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show or cancel)", sub)}
+	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show, approve or cancel)", sub)}
 }
 
 // loadJobFile reads a YAML job file over the defaults and validates it.
@@ -279,23 +302,33 @@ func (m *Main) runModel(ctx context.Context, args []string) error {
 }
 
 func (m *Main) runMembers(ctx context.Context, args []string) error {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "remove") {
-		return usageError{fmt.Errorf("usage: accord members list [--json] | members remove NAME")}
+	if len(args) == 0 || (args[0] != "list" && args[0] != "remove" && args[0] != "add") {
+		return usageError{fmt.Errorf("usage: accord members list [--json] | members add NAME | members remove NAME")}
 	}
 	c, pos, asJSON, err := m.adminCommand("members "+args[0], "[NAME] [--json]", args[1:], nil)
 	if err != nil {
 		return err
 	}
 	defer c.conn.Close()
-	if args[0] == "remove" {
+	if args[0] == "remove" || args[0] == "add" {
 		if len(pos) != 1 {
-			return usageError{fmt.Errorf("members remove: name one coordinator")}
+			return usageError{fmt.Errorf("members %s: name one coordinator", args[0])}
 		}
-		if _, err := c.client.RemoveMember(ctx, &pb.RemoveMemberRequest{Name: pos[0]}); err != nil {
-			return err
+		var p *pb.Proposal
+		if args[0] == "remove" {
+			resp, err := c.client.RemoveMember(ctx, &pb.RemoveMemberRequest{Name: pos[0]})
+			if err != nil {
+				return err
+			}
+			p = resp.GetProposal()
+		} else {
+			resp, err := c.client.AddMember(ctx, &pb.AddMemberRequest{Name: pos[0]})
+			if err != nil {
+				return err
+			}
+			p = resp.GetProposal()
 		}
-		fmt.Fprintf(m.Stdout, "coordinator %s removed from the raft configuration\n", pos[0])
-		return nil
+		return m.printProposal(p, asJSON)
 	}
 	resp, err := c.client.ListMembers(ctx, &pb.ListMembersRequest{})
 	if err != nil {

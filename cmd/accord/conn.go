@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -75,8 +76,10 @@ func dialAdmin(addr string, tf tlsFlags) (*adminConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every call is signed with the admin's key: coordinators believe the
+	// signature, not the coordinator that forwards the call.
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))),
-		grpc.WithDefaultServiceConfig(retryUnavailable))
+		grpc.WithDefaultServiceConfig(retryUnavailable), grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(mat.cert)))
 	if err != nil {
 		return nil, fmt.Errorf("--coordinator %s: %w", addr, err)
 	}
