@@ -41,6 +41,10 @@ func blobs(n int, seed uint64) *model.Dataset {
 type fleetHooks struct {
 	beforeUpload func(name string, t *pb.Task) error
 	kill         func(name string, t *pb.Task) bool
+	// policy, if set, gives a participant a site policy; declared, if
+	// set, the example count it claims (0: its real one).
+	policy   func(name string) *participant.Policy
+	declared func(name string) uint64
 }
 
 // fleet is the participants startFleet runs.
@@ -68,6 +72,12 @@ func startFleet(t testing.TB, tc *coordinator.TestCluster, n int, hooks fleetHoo
 			Coordinators: tc.Addrs(), Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
 			Train: blobs(120, uint64(i)), Validation: blobs(40, uint64(1000+i)),
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		}
+		if hooks.policy != nil {
+			cfg.Policy = hooks.policy(name)
+		}
+		if hooks.declared != nil {
+			cfg.DeclaredExamples = hooks.declared(name)
 		}
 		if hooks.beforeUpload != nil {
 			cfg.BeforeUpload = func(task *pb.Task) error { return hooks.beforeUpload(name, task) }

@@ -254,6 +254,15 @@ func seededRand(seed uint64, parts ...uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(h.Sum64(), seed))
 }
 
+// TaskSeed is the seed of a participant's local training in a round
+// attempt of a job with the given seed, as the leader sends it: anyone can
+// reproduce a round's training from it.
+func TaskSeed(jobSeed uint64, round, attempt uint32, participant string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(participant))
+	return seededRand(jobSeed, uint64(round), uint64(attempt), h.Sum64()).Uint64()
+}
+
 // choose picks k of the sorted ids with rng.
 func choose(ids []string, k int, rng *rand.Rand) []string {
 	ids = slices.Clone(ids)
@@ -315,13 +324,11 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	run.round = newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, sec)
 	sent := 0
 	for _, id := range cohort {
-		h := fnv.New64a()
-		h.Write([]byte(id))
 		t := &pb.Task{
 			Kind: pb.TaskKind_TASK_KIND_TRAIN, JobId: job.ID, Round: number, Attempt: attempt, Model: spec.Model,
 			Dataset: spec.Dataset, BaseModelDigest: baseDigest, LocalEpochs: spec.LocalEpochs, BatchSize: spec.BatchSize,
 			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
-			Seed:            seededRand(spec.Seed, uint64(number), uint64(attempt), h.Sum64()).Uint64(),
+			Seed:            TaskSeed(spec.Seed, number, attempt, id),
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
 		}
 		if sec != nil {

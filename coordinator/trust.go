@@ -122,6 +122,9 @@ func (c *Coordinator) adminCaller(ctx context.Context, method string, req proto.
 		return principal{}, nil, nil, fmt.Errorf("%w: %s's certificate %s", ErrRevoked, peerID.Name, peerID.Serial)
 	}
 	if s, err = adminauth.FromIncoming(ctx, method, req); err != nil {
+		if peerID.Role == pki.RoleCoordinator {
+			return principal{}, nil, nil, fmt.Errorf("%w: coordinator %s cannot act for an admin without the admin's signature: %w", ErrForbidden, peerID.Name, err)
+		}
 		return principal{}, nil, nil, err
 	}
 	now := time.Now()

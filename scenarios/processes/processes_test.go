@@ -394,4 +394,34 @@ secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
 			t.Errorf("participant %d: %v; want killed", i+1, err)
 		}
 	}
+
+	// The audit trail of the run, with the CLI: a revocation joins the
+	// submission; the log verifies from the CA certificate alone, and an
+	// exported copy with one entry altered does not, naming the entry.
+	leader := c.leader(10 * time.Second).grpc
+	t.Log(strings.TrimSpace(c.must("revoke", "site-1", "--reason", "site closed", "--coordinator", leader)))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// Any coordinator: a follower may be a moment behind the leader.
+		out = c.must("audit", "verify", "--coordinator", c.coord[2].grpc)
+		if strings.Contains(out, "2 entries") || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Log(strings.TrimSpace(out))
+	if !strings.Contains(out, "audit log verifies: 2 entries") {
+		t.Errorf("audit verify: %s; want 2 entries verified", out)
+	}
+	var entries []map[string]any
+	if err := json.Unmarshal([]byte(c.must("audit", "list", "--json", "--coordinator", leader)), &entries); err != nil || len(entries) != 2 {
+		t.Fatalf("audit list: %d entries (%v)", len(entries), err)
+	}
+	entries[1]["summary"] = "revoked nobody"
+	altered, _ := json.Marshal(entries)
+	file := filepath.Join(c.dir, "audit.json")
+	os.WriteFile(file, altered, 0o600)
+	if _, err := c.run("audit", "verify", "--file", file); err == nil || !strings.Contains(err.Error(), "entry 1:") {
+		t.Errorf("audit verify of an altered log: %v; want a failure naming entry 1", err)
+	} else {
+		t.Logf("altered log: %v", err)
+	}
 }

@@ -1,0 +1,66 @@
+package coordinator
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/accord-fl/accord/pki"
+)
+
+// A coordinator's name is its certificate's and its Raft server ID. One
+// whose --name differs from its certificate does not start; and one that
+// skips that check (a modified binary) is not let into the Raft
+// configuration: the leader finds another name in its certificate.
+func TestCoordinatorWhoseNameIsNotItsCertificatesCannotJoin(t *testing.T) {
+	tc := NewTestCluster(t, 3)
+	leader := tc.Leader(5 * time.Second)
+	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: "impostor", Organization: "org4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := TestConfig("c4", filepath.Join(t.TempDir(), "c4"), cert, tc.CA)
+	cfg.GossipKey = tc.cfgs[0].GossipKey
+	for _, n := range tc.Nodes {
+		cfg.Join = append(cfg.Join, n.GossipAddr())
+	}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "differs from the certificate") {
+		t.Fatalf("New with name c4 and a certificate for impostor: %v; want refused", err)
+	}
+	cfg.Name = "impostor"
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cfg.Name = "c4" // what a modified binary would do
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown() })
+
+	var why string
+	for deadline := time.Now().Add(20 * time.Second); why == ""; time.Sleep(20 * time.Millisecond) {
+		leader = tc.Leader(5 * time.Second)
+		why = leader.JoinRefusals()["c4"]
+		if time.Now().After(deadline) {
+			t.Fatal("the leader never considered c4")
+		}
+	}
+	t.Logf("leader %s refused c4: %s", leader.Name(), why)
+	if !strings.Contains(why, `certificate names "impostor"`) {
+		t.Errorf("refusal %q; want it to name the certificate's name", why)
+	}
+	servers, err := leader.voters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if s.ID == raft.ServerID("c4") || s.ID == "impostor" {
+			t.Errorf("%s is in the Raft configuration", s.ID)
+		}
+	}
+}
