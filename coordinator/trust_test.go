@@ -490,7 +490,10 @@ func TestAuditLogVerifies(t *testing.T) {
 	}{
 		{"summary", func(e *audit.Entry) { e.Summary = "approved nothing" }},
 		{"signer", func(e *audit.Entry) { e.Signer = "alice" }},
-		{"signed request", func(e *audit.Entry) { e.Signed.Request = append([]byte{}, e.Signed.Request...); e.Signed.Request[0] ^= 1 }},
+		{"signed request", func(e *audit.Entry) {
+			e.Signed.Request = append([]byte{}, e.Signed.Request...)
+			e.Signed.Request[0] ^= 1
+		}},
 	}
 	for _, c := range alter {
 		forged := slices.Clone(entries)
