@@ -314,6 +314,7 @@ func TestSitePolicyRefusesAnotherOrganisationsJob(t *testing.T) {
 	if err != nil || len(shown.Refusals) != 1 {
 		t.Errorf("job show lists refusals %v (%v)", shown.GetRefusals(), err)
 	}
+	tc.WaitConverged(10 * time.Second)
 	tc.CheckInvariants()
 }
 
