@@ -91,6 +91,17 @@ func Chain(prev *Entry, e Entry) Entry {
 	return e
 }
 
+// actions are the audit action each signed admin method records.
+var actions = map[string]string{
+	"/accord.v1.AdminService/SubmitJob":    "submit_job",
+	"/accord.v1.AdminService/CancelJob":    "cancel_job",
+	"/accord.v1.AdminService/Approve":      "approve",
+	"/accord.v1.AdminService/AddMember":    "add_member",
+	"/accord.v1.AdminService/RemoveMember": "remove_member",
+	"/accord.v1.AdminService/SetPolicy":    "set_policy",
+	"/accord.v1.AdminService/Revoke":       "revoke",
+}
+
 // Verify checks a whole log, oldest first: indices from 0 without gaps,
 // each entry's previous hash and hash, and each signature against the
 // federation CA in pool at its signing time, by the admin the entry names.
@@ -117,6 +128,9 @@ func Verify(entries []Entry, pool *x509.CertPool) error {
 		}
 		if id.Name != e.Signer || id.Organization != e.Organization {
 			return fail("signed by %s of %s, but the entry names %s of %s", id.Name, id.Organization, e.Signer, e.Organization)
+		}
+		if want, ok := actions[e.Signed.Method]; !ok || want != e.Action {
+			return fail("action %q, but the admin signed %s", e.Action, e.Signed.Method)
 		}
 		prevHash = e.Hash
 	}

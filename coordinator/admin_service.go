@@ -274,20 +274,29 @@ func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberReq
 	return adminCall(ctx, s, methodRemoveMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RemoveMemberResponse, error) {
 		return cc.RemoveMember(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.RemoveMemberResponse, error) {
-		if req.GetName() == s.c.cfg.Name {
-			return nil, fmt.Errorf("%w: the leader cannot remove itself; stop it and remove it from the new leader", ErrConflict)
-		}
 		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
-		if res.proposal.Status == proposalExecuted {
-			if err := s.c.removeServer(req.GetName()); err != nil {
-				return nil, err
-			}
-		}
+		s.c.executeMember(res.proposal)
 		return &pb.RemoveMemberResponse{Proposal: res.proposal.toProto()}, nil
 	})
+}
+
+// executeMember carries out an executed proposal to remove a coordinator
+// at once (reconciliation would, within reconcileInterval; an excluded
+// leader hands over leadership there first).
+func (c *Coordinator) executeMember(p *Proposal) {
+	if p.Kind != kindRemoveMember || p.Status != proposalExecuted {
+		return
+	}
+	if p.Member == c.cfg.Name {
+		c.kickLeader()
+		return
+	}
+	if err := c.removeServer(p.Member); err != nil {
+		c.log.Warn("removing an excluded coordinator; reconciliation will retry", "member", p.Member, "err", err)
+	}
 }
 
 // removeServer takes a coordinator out of the Raft configuration.
@@ -328,14 +337,9 @@ func (s *adminService) propose(ctx context.Context, method string, req proto.Mes
 		if err != nil {
 			return nil, err
 		}
-		p := res.proposal
-		if p.Kind == kindRemoveMember && p.Status == proposalExecuted && p.Member != s.c.cfg.Name {
-			if err := s.c.removeServer(p.Member); err != nil {
-				s.c.log.Warn("removing an excluded coordinator; reconciliation will retry", "member", p.Member, "err", err)
-			}
-		}
+		s.c.executeMember(res.proposal)
 		s.c.kickLeader()
-		return &pb.ProposalResponse{Proposal: p.toProto()}, nil
+		return &pb.ProposalResponse{Proposal: res.proposal.toProto()}, nil
 	})
 }
 
@@ -355,9 +359,9 @@ func (s *adminService) GetPolicy(ctx context.Context, req *pb.GetPolicyRequest) 
 	})
 }
 
-// Revoke commits a revocation; it takes effect without approvals (a
-// compromised key must be stopped at once) and is audited like every
-// admin action.
+// Revoke proposes a revocation: an admin's own organisation's certificates
+// are revoked at once (a compromised key must stop now); others need the
+// approvals the policy requires. Audited like every admin action.
 func (s *adminService) Revoke(ctx context.Context, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
 	return adminCall(ctx, s, methodRevoke, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RevokeResponse, error) {
 		return cc.Revoke(ctx, req)
@@ -366,7 +370,7 @@ func (s *adminService) Revoke(ctx context.Context, req *pb.RevokeRequest) (*pb.R
 		if err != nil {
 			return nil, err
 		}
-		out := &pb.RevokeResponse{}
+		out := &pb.RevokeResponse{Proposal: res.proposal.toProto()}
 		for _, r := range res.revoked {
 			out.Revoked = append(out.Revoked, r.toProto())
 		}

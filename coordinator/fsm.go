@@ -115,6 +115,11 @@ type fsmState struct {
 	MemberRules map[string]string      `json:"member_rules"`
 	Revoked     map[string]*Revocation `json:"revoked"`
 	Audit       []audit.Entry          `json:"audit"`
+	// Nonces of the signed admin requests received (carried out or not),
+	// with their action time, for replay checks; LastActionAt is the latest
+	// action time, which the next may not precede by more than MaxSkew.
+	Nonces       map[string]int64 `json:"nonces"`
+	LastActionAt int64            `json:"last_action_at"`
 }
 
 // init fills the maps a decoded state may lack.
@@ -134,6 +139,9 @@ func (st *fsmState) init() {
 	if st.Revoked == nil {
 		st.Revoked = map[string]*Revocation{}
 	}
+	if st.Nonces == nil {
+		st.Nonces = map[string]int64{}
+	}
 }
 
 // FSM is the replicated state machine. It never reads a clock or a random
@@ -142,7 +150,6 @@ func (st *fsmState) init() {
 type FSM struct {
 	mu       sync.RWMutex
 	st       fsmState
-	nonces   map[string]bool // of the audit log's signed requests: replays
 	restores atomic.Int64
 	// ca checks admin signatures (see adminAction); onRevoke, if set, is
 	// told of revocations as they are applied (it must not block or call
@@ -156,7 +163,7 @@ var _ raft.FSM = (*FSM)(nil)
 // NewFSM returns an empty FSM that checks admin signatures against the
 // federation CA in ca (nil: it refuses every admin action).
 func NewFSM(ca *x509.CertPool) *FSM {
-	f := &FSM{ca: ca, nonces: map[string]bool{}}
+	f := &FSM{ca: ca}
 	f.st.init()
 	return f
 }
@@ -212,11 +219,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return err
 }
 
-// applyJSON decodes body into a C and applies it; undecodable bodies panic.
+// applyJSON decodes body into a C and applies it. A body that does not
+// decode is refused, the same way on every coordinator: the leader that
+// wrote it may be hostile, and a panic here would stop every FSM at the
+// same entry, for good.
 func applyJSON[C any](body []byte, apply func(*C) error) error {
 	var c C
 	if err := json.Unmarshal(body, &c); err != nil {
-		panic(fmt.Sprintf("coordinator: undecodable command: %v", err))
+		return fmt.Errorf("%w: undecodable command: %v", ErrConflict, err)
 	}
 	return apply(&c)
 }
@@ -241,15 +251,11 @@ func (f *FSM) applyRegisterParticipant(c *registerParticipant) error {
 	return nil
 }
 
+// applySubmitJob refuses the unsigned job submissions of logs written
+// before admin actions were signed (adminAction): a leader could write one
+// in any organisation's name.
 func (f *FSM) applySubmitJob(c *submitJob) error {
-	if _, ok := f.st.Jobs[c.Job.ID]; ok {
-		return fmt.Errorf("%w: job %s exists", ErrConflict, c.Job.ID)
-	}
-	j := c.Job
-	j.Status = pb.JobStatus_JOB_STATUS_RUNNING
-	j.Rounds = nil
-	f.st.Jobs[j.ID] = &j
-	return nil
+	return fmt.Errorf("%w: unsigned job submission %s; jobs are submitted by an admin's signed request", ErrForbidden, c.Job.ID)
 }
 
 func (f *FSM) runningJob(id string) (*Job, error) {
@@ -263,15 +269,10 @@ func (f *FSM) runningJob(id string) (*Job, error) {
 	return j, nil
 }
 
-// applyCancelJob applies a cancellation from logs written before
-// cancellations were signed and governed (adminAction).
+// applyCancelJob refuses the unsigned cancellations of older logs, like
+// applySubmitJob.
 func (f *FSM) applyCancelJob(c *cancelJob) error {
-	j, err := f.runningJob(c.JobID)
-	if err != nil {
-		return err
-	}
-	f.cancel(j, c.Reason, c.At)
-	return nil
+	return fmt.Errorf("%w: unsigned cancellation of job %s; cancellations are signed and approved", ErrForbidden, c.JobID)
 }
 
 func (f *FSM) applyOpenRound(c *openRound) error {
@@ -298,7 +299,7 @@ func (f *FSM) applyOpenRound(c *openRound) error {
 			if j.Declared == nil {
 				j.Declared = map[string]uint64{}
 			}
-			j.Declared[id] = n
+			j.Declared[id] = j.Spec.weight(n)
 		}
 	}
 	return nil
@@ -384,16 +385,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restoring FSM snapshot: %w", err)
 	}
 	st.init()
-	nonces := map[string]bool{}
-	for _, e := range st.Audit {
-		nonces[e.Signed.NonceKey()] = true
-	}
 	var revoked []Revocation
 	for _, r := range st.Revoked {
 		revoked = append(revoked, *r)
 	}
 	f.mu.Lock()
-	f.st, f.nonces = st, nonces
+	f.st = st
 	if f.onRevoke != nil && len(revoked) > 0 {
 		f.onRevoke(revoked)
 	}

@@ -2,19 +2,38 @@ package coordinator
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/accord-fl/accord/adminauth"
+	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 type fsmDriver struct {
-	t     *testing.T
-	f     *FSM
-	index uint64
+	t      *testing.T
+	f      *FSM
+	index  uint64
+	ca     *pki.CA
+	admins map[pki.Identity]tls.Certificate
+	now    int64 // unix ms; each admin action one second later
+}
+
+func newFSMDriver(t *testing.T) *fsmDriver {
+	ca, err := pki.NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fsmDriver{t: t, f: NewFSM(ca.Pool()), ca: ca, admins: map[pki.Identity]tls.Certificate{}, now: time.Now().UnixMilli()}
 }
 
 func (d *fsmDriver) apply(t commandType, body any) error {
@@ -24,17 +43,64 @@ func (d *fsmDriver) apply(t commandType, body any) error {
 		d.t.Fatal(err)
 	}
 	d.index++
-	if resp := d.f.Apply(&raft.Log{Index: d.index, Type: raft.LogCommand, Data: b}); resp != nil {
-		return resp.(error)
+	if err, ok := d.f.Apply(&raft.Log{Index: d.index, Type: raft.LogCommand, Data: b}).(error); ok {
+		return err
 	}
 	return nil
 }
+
+// act applies an admin action signed by who, as the leader would.
+func (d *fsmDriver) act(who pki.Identity, method string, req proto.Message, edit func(*adminAction)) error {
+	d.t.Helper()
+	cert, ok := d.admins[who]
+	if !ok {
+		var err error
+		if cert, err = d.ca.Issue(who); err != nil {
+			d.t.Fatal(err)
+		}
+		d.admins[who] = cert
+	}
+	d.now += 1000
+	s, err := adminauth.Sign(cert, method, req, time.UnixMilli(d.now))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	a := adminAction{Signed: *s, At: d.now}
+	if edit != nil {
+		edit(&a)
+	}
+	return d.apply(cmdAdminAction, a)
+}
+
+var (
+	fsmAdmin  = pki.Identity{Role: pki.RoleAdmin, Name: "ops", Organization: "org1"}
+	fsmAdmin2 = pki.Identity{Role: pki.RoleAdmin, Name: "ana", Organization: "org2"}
+)
+
+// submit applies a signed job submission with the given ID.
+func (d *fsmDriver) submit(id string, spec JobSpec) error {
+	d.t.Helper()
+	return d.act(fsmAdmin, methodSubmitJob, &pb.SubmitJobRequest{Spec: spec.ToProto()}, func(a *adminAction) { a.JobID, a.InitialDigest = id, "d0" })
+}
+
+// digest is the FSM's digest without the replay records, which every
+// signed request adds to, carried out or not.
+func (d *fsmDriver) digest() string {
+	d.f.mu.RLock()
+	st := d.f.st
+	d.f.mu.RUnlock()
+	st.Nonces, st.LastActionAt = nil, 0
+	b, _ := json.Marshal(&st)
+	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+const j1 = "job-000000000001"
 
 // TestFSMRoundLifecycle walks a job through its commands and checks that
 // each command that does not fit the state is refused with ErrConflict (or a
 // more precise error) and changes nothing.
 func TestFSMRoundLifecycle(t *testing.T) {
-	d := &fsmDriver{t: t, f: NewFSM(nil)}
+	d := newFSMDriver(t)
 	spec := DefaultJobSpec()
 	must := func(err error) {
 		t.Helper()
@@ -42,49 +108,52 @@ func TestFSMRoundLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(d.apply(cmdSubmitJob, submitJob{Job: Job{ID: "j1", Spec: spec, InitialDigest: "d0", CreatedAt: 1}}))
+	must(d.submit(j1, spec))
 	open := func(n, a uint32) error {
-		return d.apply(cmdOpenRound, openRound{JobID: "j1", Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}})
+		return d.apply(cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}})
 	}
 	steps := []struct {
 		name string
 		do   func() error
 		want error
 	}{
-		{"submit the same job again", func() error { return d.apply(cmdSubmitJob, submitJob{Job: Job{ID: "j1"}}) }, ErrConflict},
+		{"submit the same job again", func() error { return d.submit(j1, spec) }, ErrConflict},
+		{"submit a job under a proposal-like ID", func() error { return d.submit("policy-1", spec) }, ErrConflict},
+		{"submit unsigned", func() error { return d.apply(cmdSubmitJob, submitJob{Job: Job{ID: "job-000000000002", Spec: spec}}) }, ErrForbidden},
 		{"open round 2 first", func() error { return open(2, 1) }, ErrConflict},
 		{"open round 1", func() error { return open(1, 1) }, nil},
 		{"open a second round while one is open", func() error { return open(1, 2) }, ErrConflict},
 		{"commit another attempt", func() error {
-			return d.apply(cmdCommitRound, commitRound{JobID: "j1", Number: 1, Attempt: 2, Digest: "d1"})
+			return d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1"})
 		}, ErrConflict},
 		{"abort round 1", func() error {
-			return d.apply(cmdAbortRound, abortRound{JobID: "j1", Number: 1, Attempt: 1, Reason: "leader change"})
+			return d.apply(cmdAbortRound, abortRound{JobID: j1, Number: 1, Attempt: 1, Reason: "leader change"})
 		}, nil},
 		{"reopen attempt 1", func() error { return open(1, 1) }, ErrConflict},
 		{"open attempt 2", func() error { return open(1, 2) }, nil},
 		{"commit attempt 2", func() error {
-			return d.apply(cmdCommitRound, commitRound{JobID: "j1", Number: 1, Attempt: 2, Digest: "d1", Contributors: []string{"p1"}})
+			return d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1", Contributors: []string{"p1"}})
 		}, nil},
 		{"commit it twice", func() error {
-			return d.apply(cmdCommitRound, commitRound{JobID: "j1", Number: 1, Attempt: 2, Digest: "d1"})
+			return d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1"})
 		}, ErrConflict},
 		{"evaluate an uncommitted round", func() error {
-			return d.apply(cmdRecordEvaluation, recordEvaluation{JobID: "j1", ModelRound: 5})
+			return d.apply(cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 5})
 		}, ErrUnknownRound},
 		{"evaluate round 1", func() error {
-			return d.apply(cmdRecordEvaluation, recordEvaluation{JobID: "j1", ModelRound: 1, Eval: Evaluation{Examples: 10, Correct: 9}})
+			return d.apply(cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 1, Eval: Evaluation{Examples: 10, Correct: 9}})
 		}, nil},
 		{"open round 2", func() error { return open(2, 1) }, nil},
 		{"finish the job", func() error {
-			return d.apply(cmdFinishJob, finishJob{JobID: "j1", Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, TargetRound: 1})
+			return d.apply(cmdFinishJob, finishJob{JobID: j1, Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, TargetRound: 1})
 		}, nil},
 		{"open a round of a finished job", func() error { return open(2, 2) }, ErrJobNotRunning},
-		{"cancel a finished job", func() error { return d.apply(cmdCancelJob, cancelJob{JobID: "j1"}) }, ErrJobNotRunning},
-		{"cancel an unknown job", func() error { return d.apply(cmdCancelJob, cancelJob{JobID: "nope"}) }, ErrUnknownJob},
+		{"cancel a finished job", func() error { return d.act(fsmAdmin, methodCancelJob, &pb.CancelJobRequest{JobId: j1}, nil) }, ErrJobNotRunning},
+		{"cancel an unknown job", func() error { return d.act(fsmAdmin, methodCancelJob, &pb.CancelJobRequest{JobId: "nope"}, nil) }, ErrUnknownJob},
+		{"cancel unsigned", func() error { return d.apply(cmdCancelJob, cancelJob{JobID: j1}) }, ErrForbidden},
 	}
 	for _, s := range steps {
-		before := d.f.Digest()
+		before := d.digest()
 		err := s.do()
 		if s.want == nil && err != nil {
 			t.Fatalf("%s: %v", s.name, err)
@@ -93,12 +162,12 @@ func TestFSMRoundLifecycle(t *testing.T) {
 			if !errors.Is(err, s.want) {
 				t.Fatalf("%s: got %v; want %v", s.name, err, s.want)
 			}
-			if d.f.Digest() != before {
+			if d.digest() != before {
 				t.Fatalf("%s: refused, but the state changed", s.name)
 			}
 		}
 	}
-	j, _ := d.f.Job("j1")
+	j, _ := d.f.Job(j1)
 	if j.CommittedRounds != 1 || j.modelDigest(1) != "d1" || j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.openRound() != nil {
 		t.Fatalf("final job: %+v", j)
 	}
@@ -120,15 +189,17 @@ func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 func (s *memSink) Close() error  { return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	d := &fsmDriver{t: t, f: NewFSM(nil)}
+	d := newFSMDriver(t)
 	d.apply(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p1", Organization: "o", RegisteredAt: 5}})
-	d.apply(cmdSubmitJob, submitJob{Job: Job{ID: "j1", Spec: DefaultJobSpec(), InitialDigest: "d0"}})
-	d.apply(cmdOpenRound, openRound{JobID: "j1", Round: RoundRecord{Number: 1, Attempt: 1}})
+	if err := d.submit(j1, DefaultJobSpec()); err != nil {
+		t.Fatal(err)
+	}
+	d.apply(cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 1}})
 	snap, err := d.f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.apply(cmdCommitRound, commitRound{JobID: "j1", Number: 1, Attempt: 1, Digest: "d1"}) // after the snapshot
+	d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 1, Digest: "d1"}) // after the snapshot
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {
 		t.Fatal(err)
@@ -138,7 +209,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	if err := restored.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
-	j, _ := restored.Job("j1")
+	j, _ := restored.Job(j1)
 	if j.CommittedRounds != 0 || j.openRound() == nil || restored.Participant("p1") == nil {
 		t.Fatalf("restored state is not the snapshot's: %+v", j)
 	}
@@ -152,9 +223,14 @@ func TestFSMUnknownCommands(t *testing.T) {
 	if resp := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{byte(ignoreUnknownFlag | 0x7f), '{', '}'}}); resp != nil {
 		t.Fatalf("a skippable unknown command returned %v", resp)
 	}
+	// A body that does not decode is refused the same way everywhere (a
+	// hostile leader may write one); a command type this FSM does not know
+	// stops it (an older binary must not skip what a newer one applies).
+	if err, ok := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{byte(cmdAdminAction), 'x'}}).(error); !ok || !errors.Is(err, ErrConflict) {
+		t.Errorf("undecodable body: %v; want ErrConflict", err)
+	}
 	for name, data := range map[string][]byte{
-		"unknown command":  {0x7f, '{', '}'},
-		"undecodable body": {byte(cmdSubmitJob), 'x'},
+		"unknown command": {0x7f, '{', '}'},
 	} {
 		func() {
 			defer func() {
@@ -165,4 +241,104 @@ func TestFSMUnknownCommands(t *testing.T) {
 			f.Apply(&raft.Log{Type: raft.LogCommand, Data: data})
 		}()
 	}
+}
+
+// TestFSMGovernance checks, at the FSM, the rules a hostile leader or a
+// careless admin meets: approvals bound to a kind and counted once per
+// organisation, requests spent once even when refused, actions that cannot
+// be backdated, revoked approvers that no longer count, and revocations of
+// another organisation's certificates that need approvals.
+func TestFSMGovernance(t *testing.T) {
+	d := newFSMDriver(t)
+	org3 := pki.Identity{Role: pki.RoleAdmin, Name: "kai", Organization: "org3"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	approve := func(who pki.Identity, id, kind string) error {
+		return d.act(who, methodApprove, &pb.ApproveRequest{ProposalId: id, Kind: kind}, nil)
+	}
+	must(d.act(fsmAdmin, methodSetPolicy, &pb.SetPolicyRequest{Policy: &pb.Policy{Organizations: []string{"org1", "org2", "org3"}, ApprovalsRequired: 3}}, nil))
+	if p := d.f.Policy(); p.ApprovalsRequired != 3 {
+		t.Fatalf("policy %+v", p)
+	}
+
+	// A request refused once is spent: replayed when it would fit, it is a
+	// replay.
+	const j2 = "job-000000000002"
+	cert := d.admins[fsmAdmin2]
+	if cert.Certificate == nil {
+		var err error
+		cert, err = d.ca.Issue(fsmAdmin2)
+		must(err)
+		d.admins[fsmAdmin2] = cert
+	}
+	early, err := adminauth.Sign(cert, methodApprove, &pb.ApproveRequest{ProposalId: j2, Kind: kindSubmitJob}, time.UnixMilli(d.now+1000))
+	must(err)
+	replay := func() error { return d.apply(cmdAdminAction, adminAction{Signed: *early, At: early.UnixMs}) }
+	if err := replay(); !errors.Is(err, ErrUnknownProposal) {
+		t.Fatalf("approval of a job not yet submitted: %v; want ErrUnknownProposal", err)
+	}
+	d.now += 1000
+	must(d.submit(j2, DefaultJobSpec()))
+	if err := replay(); !errors.Is(err, ErrReplay) {
+		t.Fatalf("the refused approval replayed once the job exists: %v; want ErrReplay", err)
+	}
+
+	steps := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"org2 approves as a cancellation", func() error { return approve(fsmAdmin2, j2, kindCancelJob) }, ErrConflict},
+		{"org2 approves without naming the kind", func() error { return approve(fsmAdmin2, j2, "") }, ErrBadPolicy},
+		{"org1 approves its own job again", func() error { return approve(fsmAdmin, j2, kindSubmitJob) }, ErrAlreadyApproved},
+		{"an admin of a non-member organisation approves", func() error {
+			return approve(pki.Identity{Role: pki.RoleAdmin, Name: "eve", Organization: "org9"}, j2, kindSubmitJob)
+		}, ErrForbidden},
+		{"org2 approves", func() error { return approve(fsmAdmin2, j2, kindSubmitJob) }, nil},
+		{"a backdated action", func() error {
+			return d.act(org3, methodApprove, &pb.ApproveRequest{ProposalId: j2, Kind: kindSubmitJob}, func(a *adminAction) {
+				a.At -= 2 * adminauth.MaxSkew.Milliseconds()
+			})
+		}, ErrConflict},
+		// org2 revokes its own admin's key at once; its approval stops counting.
+		{"org2 revokes its own admin", func() error { return d.act(fsmAdmin2, methodRevoke, &pb.RevokeRequest{Name: "ana"}, nil) }, nil},
+		{"org3 approves", func() error { return approve(org3, j2, kindSubmitJob) }, nil},
+	}
+	for _, s := range steps {
+		if err := s.do(); !errors.Is(err, s.want) || (s.want == nil && err != nil) {
+			t.Fatalf("%s: got %v; want %v", s.name, err, s.want)
+		}
+	}
+	if j, _ := d.f.Job(j2); j.Status != pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
+		t.Fatalf("job %v with org2's approval revoked; want it still pending (2 of 3)", j.Status)
+	}
+
+	// Revoking another organisation's admin needs the policy's approvals.
+	must(d.act(fsmAdmin, methodRevoke, &pb.RevokeRequest{Name: "kai"}, nil))
+	if d.f.IsRevoked(pki.SerialOf(d.admins[org3].Leaf)) {
+		t.Fatal("org1 alone revoked org3's admin")
+	}
+	var pending *Proposal
+	for _, p := range d.f.Proposals() {
+		if p.Kind == kindRevoke && p.Status == proposalPending {
+			pending = p
+		}
+	}
+	if pending == nil || len(pending.Revocations) != 1 || pending.Revocations[0].Organization != "org3" {
+		t.Fatalf("revoke proposal %+v; want one pending for org3's admin", pending)
+	}
+	// Audit: every action carried out, in a chain that verifies.
+	entries, _ := d.f.Audit(0, 0)
+	if len(entries) == 0 {
+		t.Fatal("no audit entries")
+	}
+	var actions []string
+	for _, e := range entries {
+		actions = append(actions, e.Action)
+	}
+	t.Logf("audit: %v", actions)
 }

@@ -2,8 +2,8 @@ package coordinator
 
 import (
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -73,6 +73,7 @@ const (
 	kindAddMember    = "add_member"
 	kindRemoveMember = "remove_member"
 	kindSetPolicy    = "set_policy"
+	kindRevoke       = "revoke"
 )
 
 // Proposal states.
@@ -87,6 +88,9 @@ type Approval struct {
 	Admin        string `json:"admin"`
 	Organization string `json:"organization"`
 	At           int64  `json:"at"`
+	// Serial is the approving admin's certificate: an approval by a
+	// certificate revoked since no longer counts.
+	Serial string `json:"serial,omitempty"`
 }
 
 // Proposal is a governed action and its approvals.
@@ -104,10 +108,19 @@ type Proposal struct {
 	Status       string     `json:"status"`
 	Outcome      string     `json:"outcome,omitempty"`
 	CreatedAt    int64      `json:"created_at"`
+	// Revocations are what a revoke proposal revokes.
+	Revocations []Revocation `json:"revocations,omitempty"`
 }
 
-func (p *Proposal) approvedBy(org string) bool {
-	return slices.ContainsFunc(p.Approvals, func(a Approval) bool { return a.Organization == org })
+// approvedBy reports whether org has an approval of p that still counts.
+func (f *FSM) approvedBy(p *Proposal, org string) bool {
+	return slices.ContainsFunc(p.Approvals, func(a Approval) bool { return a.Organization == org && f.counts(a) })
+}
+
+// counts reports whether an approval counts: its organisation is a member
+// and its certificate is not revoked.
+func (f *FSM) counts(a Approval) bool {
+	return f.st.Policy.admits(a.Organization) && f.st.Revoked[a.Serial] == nil
 }
 
 func (p *Proposal) toProto() *pb.Proposal {
@@ -119,6 +132,9 @@ func (p *Proposal) toProto() *pb.Proposal {
 	for _, a := range p.Approvals {
 		out.Approvals = append(out.Approvals, a.toProto())
 	}
+	for _, r := range p.Revocations {
+		out.Revocations = append(out.Revocations, r.toProto())
+	}
 	return out
 }
 
@@ -128,11 +144,12 @@ func (a Approval) toProto() *pb.Approval {
 
 // Revocation is a revoked certificate, by serial (pki.SerialOf).
 type Revocation struct {
-	Serial    string `json:"serial"`
-	Name      string `json:"name"`
-	Reason    string `json:"reason,omitempty"`
-	RevokedBy string `json:"revoked_by"`
-	At        int64  `json:"at"`
+	Serial       string `json:"serial"`
+	Name         string `json:"name"`
+	Organization string `json:"organization,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	RevokedBy    string `json:"revoked_by"`
+	At           int64  `json:"at"`
 }
 
 func (r *Revocation) toProto() *pb.Revocation {
@@ -169,18 +186,37 @@ type actionResult struct {
 	revoked  []Revocation
 }
 
+// maxNonceAge is how long the FSM remembers a signed request's nonce:
+// older requests are refused as stale (adminauth.MaxSkew from the action's
+// time, which may not go back more than MaxSkew).
+const maxNonceAge = 3 * adminauth.MaxSkew
+
 // applyAdminAction verifies a signed admin request and carries it out; on
 // success the action is appended to the audit log.
 func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 	s := &c.Signed
+	if c.At < f.st.LastActionAt-adminauth.MaxSkew.Milliseconds() {
+		return nil, fmt.Errorf("%w: action dated %d, before the last one (%d)", ErrConflict, c.At, f.st.LastActionAt)
+	}
 	signer, cert, err := f.verifySigner(s, c.At)
 	if err != nil {
 		return nil, err
 	}
-	if f.nonces[s.NonceKey()] {
-		return nil, fmt.Errorf("%w: this signed request was already carried out (a replay)", ErrReplay)
+	key := s.NonceKey()
+	if _, seen := f.st.Nonces[key]; seen {
+		return nil, fmt.Errorf("%w: this signed request was already received (a replay)", ErrReplay)
 	}
-	if f.st.Revoked[pki.SerialOf(cert)] != nil {
+	// From here on the request is spent, whether it succeeds or not: a
+	// request that failed once cannot be applied later, when it might fit.
+	f.st.LastActionAt = max(f.st.LastActionAt, c.At)
+	f.st.Nonces[key] = c.At
+	for k, at := range f.st.Nonces {
+		if f.st.LastActionAt-at > maxNonceAge.Milliseconds() {
+			delete(f.st.Nonces, k)
+		}
+	}
+	serial := pki.SerialOf(cert)
+	if f.st.Revoked[serial] != nil {
 		return nil, fmt.Errorf("%w: the certificate of %s is revoked", ErrRevoked, signer.Name)
 	}
 	if !f.st.Policy.admits(signer.Organization) {
@@ -197,7 +233,7 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 			return nil, err
 		}
 		action = kindSubmitJob
-		res.proposal, err = f.submitJob(c, JobSpecFromProto(req.GetSpec()), signer)
+		res.proposal, err = f.submitJob(c, JobSpecFromProto(req.GetSpec()), signed{signer, serial})
 		if err == nil {
 			summary = fmt.Sprintf("submitted job %s (%s, %s)", c.JobID, req.GetSpec().GetName(), req.GetSpec().GetModel())
 		}
@@ -207,7 +243,7 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 			return nil, err
 		}
 		action, summary = kindCancelJob, fmt.Sprintf("proposed cancelling job %s", req.GetJobId())
-		res.proposal, err = f.proposeCancel(c, req.GetJobId(), req.GetReason(), signer)
+		res.proposal, err = f.proposeCancel(c, req.GetJobId(), req.GetReason(), signed{signer, serial})
 	case methodAddMember, methodRemoveMember:
 		req := &pb.AddMemberRequest{} // RemoveMemberRequest has the same shape
 		var name string
@@ -223,7 +259,7 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 			return nil, err
 		}
 		summary = fmt.Sprintf("proposed %s %s", strings.ReplaceAll(action, "_", " "), name)
-		res.proposal, err = f.proposeMember(c, action, name, signer)
+		res.proposal, err = f.proposeMember(c, action, name, signed{signer, serial})
 	case methodSetPolicy:
 		req := &pb.SetPolicyRequest{}
 		if err := decodeSigned(s, req); err != nil {
@@ -231,14 +267,14 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 		}
 		p := PolicyFromProto(req.GetPolicy())
 		action, summary = kindSetPolicy, fmt.Sprintf("proposed policy: organisations %v, %d approvals", p.Organizations, p.ApprovalsRequired)
-		res.proposal, err = f.proposePolicy(c, p, signer)
+		res.proposal, err = f.proposePolicy(c, p, signed{signer, serial})
 	case methodApprove:
 		req := &pb.ApproveRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action = "approve"
-		res.proposal, err = f.approve(c, req.GetProposalId(), signer)
+		res.proposal, err = f.approve(c, req.GetProposalId(), req.GetKind(), signed{signer, serial})
 		if err == nil {
 			summary = fmt.Sprintf("approved %s (%s): %d of %d organisations", res.proposal.ID, res.proposal.Kind, len(res.proposal.Approvals), res.proposal.Required)
 		}
@@ -247,14 +283,17 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
-		action = "revoke"
-		res.revoked, err = f.revoke(c, req, signer)
+		action = kindRevoke
+		res.proposal, err = f.proposeRevoke(c, req, signed{signer, serial})
 		if err == nil {
 			var serials []string
-			for _, r := range res.revoked {
+			for _, r := range res.proposal.Revocations {
 				serials = append(serials, r.Name+" "+r.Serial)
 			}
-			summary = "revoked " + strings.Join(serials, ", ")
+			summary = "proposed revoking " + strings.Join(serials, ", ")
+			if res.proposal.Status == proposalExecuted {
+				res.revoked, summary = res.proposal.Revocations, "revoked "+strings.Join(serials, ", ")
+			}
 		}
 	default:
 		return nil, fmt.Errorf("%w: %s is not an admin action", ErrConflict, s.Method)
@@ -296,41 +335,64 @@ func (f *FSM) appendAudit(e audit.Entry) {
 		prev = &f.st.Audit[n-1]
 	}
 	f.st.Audit = append(f.st.Audit, audit.Chain(prev, e))
-	f.nonces[e.Signed.NonceKey()] = true
 }
+
+// signed is the admin behind an action: its identity and certificate serial.
+type signed struct {
+	pki.Identity
+	Serial string
+}
+
+func (s signed) approval(at int64) Approval {
+	return Approval{Admin: s.Name, Organization: s.Organization, At: at, Serial: s.Serial}
+}
+
+// jobIDRE is the form of the job IDs the leader makes: "job-" and 12 hex
+// digits; the FSM refuses others, so no job ID can take a proposal's.
+var jobIDRE = regexp.MustCompile(`^job-[0-9a-f]{12}$`)
 
 // nextIndex is the audit index the action being applied will take: a
 // deterministic suffix for new proposal IDs.
 func (f *FSM) nextIndex() int { return len(f.st.Audit) }
 
-func (f *FSM) newProposal(c *adminAction, kind, id string, signer pki.Identity) *Proposal {
+// newProposal records a proposal, approved by its proposer's organisation;
+// proposals are never replaced.
+func (f *FSM) newProposal(c *adminAction, kind, id string, signer signed) (*Proposal, error) {
+	if _, ok := f.st.Proposals[id]; ok {
+		return nil, fmt.Errorf("%w: proposal %s exists", ErrConflict, id)
+	}
 	p := &Proposal{ID: id, Kind: kind, ProposedBy: signer.Name, Organization: signer.Organization,
-		Approvals: []Approval{{Admin: signer.Name, Organization: signer.Organization, At: c.At}},
-		Required:  uint32(f.st.Policy.required()), Status: proposalPending, CreatedAt: c.At}
+		Approvals: []Approval{signer.approval(c.At)}, Required: uint32(f.st.Policy.required()), Status: proposalPending, CreatedAt: c.At}
 	f.st.Proposals[id] = p
-	return p
+	return p, nil
 }
 
-func (f *FSM) submitJob(c *adminAction, spec JobSpec, signer pki.Identity) (*Proposal, error) {
+func (f *FSM) submitJob(c *adminAction, spec JobSpec, signer signed) (*Proposal, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if c.JobID == "" || c.InitialDigest == "" {
-		return nil, fmt.Errorf("%w: a job needs an ID and an initial model", ErrConflict)
+	if !jobIDRE.MatchString(c.JobID) || c.InitialDigest == "" {
+		return nil, fmt.Errorf("%w: a job needs an ID of the form job-XXXXXXXXXXXX and an initial model; got %q", ErrConflict, c.JobID)
 	}
 	if _, ok := f.st.Jobs[c.JobID]; ok {
 		return nil, fmt.Errorf("%w: job %s exists", ErrConflict, c.JobID)
 	}
+	if _, ok := f.st.Proposals[c.JobID]; ok {
+		return nil, fmt.Errorf("%w: proposal %s exists", ErrConflict, c.JobID)
+	}
 	j := &Job{ID: c.JobID, Spec: spec, Status: pb.JobStatus_JOB_STATUS_PENDING_APPROVAL, InitialDigest: c.InitialDigest,
 		CreatedAt: c.At, Organization: signer.Organization, SubmittedBy: signer.Name}
+	p, err := f.newProposal(c, kindSubmitJob, j.ID, signer)
+	if err != nil {
+		return nil, err
+	}
 	f.st.Jobs[j.ID] = j
-	p := f.newProposal(c, kindSubmitJob, j.ID, signer)
 	p.JobID = j.ID
 	f.maybeExecute(p, c.At)
 	return p, nil
 }
 
-func (f *FSM) proposeCancel(c *adminAction, jobID, reason string, signer pki.Identity) (*Proposal, error) {
+func (f *FSM) proposeCancel(c *adminAction, jobID, reason string, signer signed) (*Proposal, error) {
 	j, ok := f.st.Jobs[jobID]
 	if !ok {
 		return nil, fmt.Errorf("%w %s", ErrUnknownJob, jobID)
@@ -344,33 +406,42 @@ func (f *FSM) proposeCancel(c *adminAction, jobID, reason string, signer pki.Ide
 	if reason == "" {
 		reason = "cancelled by an administrator"
 	}
-	p := f.newProposal(c, kindCancelJob, fmt.Sprintf("cancel-%s-%d", jobID, f.nextIndex()), signer)
+	p, err := f.newProposal(c, kindCancelJob, fmt.Sprintf("cancel-%s-%d", jobID, f.nextIndex()), signer)
+	if err != nil {
+		return nil, err
+	}
 	p.JobID, p.Reason = jobID, reason
 	f.maybeExecute(p, c.At)
 	return p, nil
 }
 
-func (f *FSM) proposeMember(c *adminAction, kind, name string, signer pki.Identity) (*Proposal, error) {
+func (f *FSM) proposeMember(c *adminAction, kind, name string, signer signed) (*Proposal, error) {
 	if name == "" || len(name) > 64 {
 		return nil, fmt.Errorf("%w: coordinator name %q", ErrBadPolicy, name)
 	}
 	if p := f.pendingFor(kind, "", name); p != nil {
 		return nil, fmt.Errorf("%w: %s %s is already proposed as %s; approve it instead", ErrConflict, kind, name, p.ID)
 	}
-	p := f.newProposal(c, kind, fmt.Sprintf("%s-%s-%d", strings.TrimSuffix(kind, "_member"), name, f.nextIndex()), signer)
+	p, err := f.newProposal(c, kind, fmt.Sprintf("%s-%s-%d", strings.TrimSuffix(kind, "_member"), name, f.nextIndex()), signer)
+	if err != nil {
+		return nil, err
+	}
 	p.Member = name
 	f.maybeExecute(p, c.At)
 	return p, nil
 }
 
-func (f *FSM) proposePolicy(c *adminAction, pol Policy, signer pki.Identity) (*Proposal, error) {
+func (f *FSM) proposePolicy(c *adminAction, pol Policy, signer signed) (*Proposal, error) {
 	if err := pol.Validate(); err != nil {
 		return nil, err
 	}
 	if len(pol.Organizations) > 0 && !slices.Contains(pol.Organizations, signer.Organization) {
 		return nil, fmt.Errorf("%w: organizations must include the proposer's own (%s)", ErrBadPolicy, signer.Organization)
 	}
-	p := f.newProposal(c, kindSetPolicy, fmt.Sprintf("policy-%d", f.nextIndex()), signer)
+	p, err := f.newProposal(c, kindSetPolicy, fmt.Sprintf("policy-%d", f.nextIndex()), signer)
+	if err != nil {
+		return nil, err
+	}
 	p.Policy = &pol
 	f.maybeExecute(p, c.At)
 	return p, nil
@@ -386,25 +457,23 @@ func (f *FSM) pendingFor(kind, jobID, member string) *Proposal {
 	return nil
 }
 
-// approve adds the signer's organisation's approval to a proposal. A job
-// ID names the job's pending submission, or else its pending cancellation.
-func (f *FSM) approve(c *adminAction, id string, signer pki.Identity) (*Proposal, error) {
+// approve adds the signer's organisation's approval to the proposal id,
+// which must be of the kind the admin signed for.
+func (f *FSM) approve(c *adminAction, id, kind string, signer signed) (*Proposal, error) {
 	p := f.st.Proposals[id]
-	if p != nil && p.Status != proposalPending && p.Kind == kindSubmitJob {
-		if cp := f.pendingFor(kindCancelJob, id, ""); cp != nil {
-			p = cp
-		}
-	}
-	if p == nil {
+	switch {
+	case p == nil:
 		return nil, fmt.Errorf("%w: no proposal %s", ErrUnknownProposal, id)
-	}
-	if p.Status != proposalPending {
+	case kind == "":
+		return nil, fmt.Errorf("%w: an approval must name the kind of action it approves", ErrBadPolicy)
+	case p.Kind != kind:
+		return nil, fmt.Errorf("%w: proposal %s is a %s, not the %s this approval was signed for", ErrConflict, id, p.Kind, kind)
+	case p.Status != proposalPending:
 		return nil, fmt.Errorf("%w: proposal %s is %s", ErrConflict, p.ID, p.Status)
-	}
-	if p.approvedBy(signer.Organization) {
+	case f.approvedBy(p, signer.Organization):
 		return nil, fmt.Errorf("%w: organisation %s already approved %s; another organisation must", ErrAlreadyApproved, signer.Organization, p.ID)
 	}
-	p.Approvals = append(p.Approvals, Approval{Admin: signer.Name, Organization: signer.Organization, At: c.At})
+	p.Approvals = append(p.Approvals, signer.approval(c.At))
 	f.maybeExecute(p, c.At)
 	return p, nil
 }
@@ -412,13 +481,13 @@ func (f *FSM) approve(c *adminAction, id string, signer pki.Identity) (*Proposal
 // maybeExecute carries out a proposal once enough member organisations
 // approved it.
 func (f *FSM) maybeExecute(p *Proposal, at int64) {
-	n := 0
+	orgs := map[string]bool{}
 	for _, a := range p.Approvals {
-		if f.st.Policy.admits(a.Organization) {
-			n++
+		if f.counts(a) {
+			orgs[a.Organization] = true
 		}
 	}
-	if n < int(p.Required) {
+	if len(orgs) < int(p.Required) {
 		return
 	}
 	p.Status = proposalExecuted
@@ -447,6 +516,20 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 	case kindRemoveMember:
 		f.st.MemberRules[p.Member] = memberExcluded
 		p.Outcome = "excluded: the leader removes it from the Raft configuration"
+	case kindRevoke:
+		var done []Revocation
+		for _, r := range p.Revocations {
+			if f.st.Revoked[r.Serial] == nil {
+				r.At = at
+				f.st.Revoked[r.Serial] = &r
+				done = append(done, r)
+			}
+		}
+		p.Revocations = done
+		p.Outcome = fmt.Sprintf("%d certificates revoked", len(done))
+		if f.onRevoke != nil && len(done) > 0 {
+			f.onRevoke(done)
+		}
 	}
 }
 
@@ -467,16 +550,21 @@ const (
 	memberExcluded = "excluded"
 )
 
-// revoke revokes the certificate the request names by serial, or every
-// serial the federation has seen under its name.
-func (f *FSM) revoke(c *adminAction, req *pb.RevokeRequest, signer pki.Identity) ([]Revocation, error) {
+// proposeRevoke proposes revoking the certificate the request names by
+// serial, or every serial the federation has seen under its name. An admin
+// revokes its own organisation's certificates at once; a certificate of
+// another organisation, or of none the federation knows, needs the
+// approvals the policy requires, like any other governed action.
+func (f *FSM) proposeRevoke(c *adminAction, req *pb.RevokeRequest, signer signed) (*Proposal, error) {
 	var serials []string
 	name := req.GetName()
 	switch {
+	case req.GetSerial() != "" && name != "":
+		return nil, fmt.Errorf("%w: name a certificate by serial or by name, not both", ErrBadPolicy)
 	case req.GetSerial() != "":
-		s := strings.ToLower(strings.TrimPrefix(req.GetSerial(), "0x"))
-		if _, err := hex.DecodeString(strings.Repeat("0", len(s)%2) + s); err != nil || len(s) == 0 || len(s) > 64 {
-			return nil, fmt.Errorf("%w: serial %q: want the certificate's serial number in hex", ErrBadPolicy, req.GetSerial())
+		s, err := pki.ParseSerial(req.GetSerial())
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadPolicy, err)
 		}
 		serials = []string{s}
 	case name != "":
@@ -487,25 +575,33 @@ func (f *FSM) revoke(c *adminAction, req *pb.RevokeRequest, signer pki.Identity)
 	default:
 		return nil, fmt.Errorf("%w: name a certificate by serial or name", ErrBadPolicy)
 	}
-	var out []Revocation
+	var targets []Revocation
+	own := true
 	for _, s := range serials {
 		if f.st.Revoked[s] != nil {
 			continue
 		}
-		r := Revocation{Serial: s, Name: name, Reason: req.GetReason(), RevokedBy: signer.Name + " (" + signer.Organization + ")", At: c.At}
-		if r.Name == "" {
-			r.Name = f.nameOfSerial(s)
+		holder, org := f.holderOf(s)
+		if holder == "" {
+			holder = name
 		}
-		f.st.Revoked[s] = &r
-		out = append(out, r)
+		own = own && org == signer.Organization
+		targets = append(targets, Revocation{Serial: s, Name: holder, Organization: org, Reason: req.GetReason(),
+			RevokedBy: signer.Name + " (" + signer.Organization + ")", At: c.At})
 	}
-	if len(out) == 0 {
+	if len(targets) == 0 {
 		return nil, fmt.Errorf("%w: already revoked", ErrConflict)
 	}
-	if f.onRevoke != nil {
-		f.onRevoke(out)
+	p, err := f.newProposal(c, kindRevoke, fmt.Sprintf("revoke-%d", f.nextIndex()), signer)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	p.Revocations, p.Reason = targets, req.GetReason()
+	if own {
+		p.Required = 1 // an organisation stops its own keys at once
+	}
+	f.maybeExecute(p, c.At)
+	return p, nil
 }
 
 // serialsOf lists every certificate serial seen under a name: the
@@ -527,13 +623,20 @@ func (f *FSM) serialsOf(name string) []string {
 	return slices.Compact(out)
 }
 
-func (f *FSM) nameOfSerial(serial string) string {
+// holderOf names the holder of a certificate serial the federation has
+// seen, and its organisation ("" when unknown).
+func (f *FSM) holderOf(serial string) (name, org string) {
 	for _, p := range f.st.Participants {
 		if slices.Contains(p.Serials, serial) {
-			return p.ID
+			return p.ID, p.Organization
 		}
 	}
-	return ""
+	for _, e := range f.st.Audit {
+		if cert, err := x509.ParseCertificate(e.Signed.Certificate); err == nil && pki.SerialOf(cert) == serial {
+			return e.Signer, e.Organization
+		}
+	}
+	return "", ""
 }
 
 // IsRevoked reports whether a certificate serial is revoked.
@@ -615,11 +718,12 @@ func (f *FSM) Audit(from uint64, limit int) ([]audit.Entry, uint64) {
 	return slices.Clone(f.st.Audit[from:end]), n
 }
 
-// UsedNonce reports whether a signed request was already carried out.
+// UsedNonce reports whether a signed request was already received.
 func (f *FSM) UsedNonce(key string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.nonces[key]
+	_, ok := f.st.Nonces[key]
+	return ok
 }
 
 // recordRefusal is the command recording a participant's site refusing a job.

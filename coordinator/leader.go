@@ -587,6 +587,9 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
+	if job, err := c.fsm.Job(req.GetJobId()); err == nil && job.refused(from) {
+		return nil // recorded already: nothing more to commit
+	}
 	asked := run != nil && ((run.round != nil && run.round.cohort[from]) || (run.eval != nil && run.eval.expected[from]))
 	if !asked {
 		if _, err := c.fsm.Job(req.GetJobId()); err != nil {

@@ -84,5 +84,28 @@ func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	if err != nil {
 		return nil, err
 	}
+	// The server at a configuration's address must be the server ID the
+	// configuration names there: a coordinator's name is its Raft ID.
+	if want := t.peers.c.raftIDAt(address); want != "" {
+		if got := peerName(c.ConnectionState()); got != want {
+			c.Close()
+			return nil, fmt.Errorf("%w: raft server %s at %s presents a certificate naming %q", ErrForbidden, want, address, got)
+		}
+	}
 	return t.peers.track(c), nil
+}
+
+// raftIDAt returns the server ID the latest Raft configuration gives the
+// address, or "" (hashicorp/raft's GetConfiguration reads a cached value
+// and does not block).
+func (c *Coordinator) raftIDAt(address raft.ServerAddress) string {
+	if c.raft == nil {
+		return ""
+	}
+	for _, s := range c.raft.GetConfiguration().Configuration().Servers {
+		if s.Address == address {
+			return string(s.ID)
+		}
+	}
+	return ""
 }

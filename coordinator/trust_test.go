@@ -87,7 +87,7 @@ func TestCoordinatorCannotActInAnAdminsName(t *testing.T) {
 		wantCode(t, "cancel vouched for bob", err, codes.PermissionDenied)
 		_, err = raw.RemoveMember(ctx, &pb.RemoveMemberRequest{Name: "c3"})
 		wantCode(t, "remove member vouched for bob", err, codes.PermissionDenied)
-		_, err = raw.Approve(ctx, &pb.ApproveRequest{ProposalId: jobID})
+		_, err = raw.Approve(ctx, &pb.ApproveRequest{ProposalId: jobID, Kind: "submit_job"})
 		wantCode(t, "approve vouched for bob", err, codes.PermissionDenied)
 
 		// Signed with the coordinator's own key: not an admin's.
@@ -217,13 +217,13 @@ func TestJobWaitsForApprovalsOfOtherOrganisations(t *testing.T) {
 	if err != nil || job.Status != pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
 		t.Fatalf("job after submission: %v %v; want PENDING_APPROVAL", job.GetStatus(), err)
 	}
-	_, err = a.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id})
+	_, err = a.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"})
 	wantCode(t, "org1 approving its own job again", err, codes.AlreadyExists)
-	_, err = adminOf(tc, 2, pki.Identity{Name: "alice2", Organization: "org1"}).Approve(t.Context(), &pb.ApproveRequest{ProposalId: id})
+	_, err = adminOf(tc, 2, pki.Identity{Name: "alice2", Organization: "org1"}).Approve(t.Context(), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"})
 	wantCode(t, "a second admin of org1 approving", err, codes.AlreadyExists)
-	_, err = asCoordinator(t, tc, 1).Approve(vouchFor(t.Context(), bob), &pb.ApproveRequest{ProposalId: id})
+	_, err = asCoordinator(t, tc, 1).Approve(vouchFor(t.Context(), bob), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"})
 	wantCode(t, "org1's coordinator approving for bob", err, codes.PermissionDenied)
-	_, err = adminOf(tc, 0, pki.Identity{Name: "dave", Organization: "org9"}).Approve(t.Context(), &pb.ApproveRequest{ProposalId: id})
+	_, err = adminOf(tc, 0, pki.Identity{Name: "dave", Organization: "org9"}).Approve(t.Context(), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"})
 	wantCode(t, "an admin of a non-member organisation", err, codes.PermissionDenied)
 
 	// The participants are connected, so a running job would open a round
@@ -234,7 +234,7 @@ func TestJobWaitsForApprovalsOfOtherOrganisations(t *testing.T) {
 			t.Fatalf("before org2 approved: job %v with %d rounds (%v)", j.Status, len(j.Rounds), err)
 		}
 	}
-	resp, err := b.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id})
+	resp, err := b.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"})
 	if err != nil || resp.GetProposal().GetStatus() != "executed" {
 		t.Fatalf("org2's approval: %v %v", resp, err)
 	}
@@ -254,15 +254,24 @@ func TestJobWaitsForApprovalsOfOtherOrganisations(t *testing.T) {
 	}
 	// Cancelling and changing the policy follow the same rule.
 	id2 := submit(t, b, blobsJob(50))
-	if _, err := a.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id2}); err != nil {
+	if _, err := a.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id2, Kind: "submit_job"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := a.CancelJob(t.Context(), &pb.CancelJobRequest{JobId: id2})
 	if err != nil || c.GetProposal().GetStatus() != "pending" {
 		t.Fatalf("cancel by org1 alone: %v %v; want pending", c, err)
 	}
-	if _, err := adminOf(tc, 2, carol).Approve(t.Context(), &pb.ApproveRequest{ProposalId: id2}); err != nil {
-		t.Fatalf("org3 approving the cancellation (by job ID): %v", err)
+	// An approval is signed for one kind of action: org3 supporting the
+	// job cannot be counted for its cancellation, nor the other way round.
+	_, err = adminOf(tc, 2, carol).Approve(t.Context(), &pb.ApproveRequest{ProposalId: id2, Kind: "submit_job"})
+	wantCode(t, "approving the running job's submission again", err, codes.FailedPrecondition)
+	_, err = adminOf(tc, 2, carol).Approve(t.Context(), &pb.ApproveRequest{ProposalId: c.GetProposal().GetId(), Kind: "submit_job"})
+	wantCode(t, "an approval signed for another kind", err, codes.FailedPrecondition)
+	if j, _ := tc.Leader(5 * time.Second).FSM().Job(id2); j.Status != pb.JobStatus_JOB_STATUS_RUNNING {
+		t.Fatalf("job %s is %v before its cancellation was approved", id2, j.Status)
+	}
+	if _, err := adminOf(tc, 2, carol).Approve(t.Context(), &pb.ApproveRequest{ProposalId: c.GetProposal().GetId(), Kind: "cancel_job"}); err != nil {
+		t.Fatalf("org3 approving the cancellation: %v", err)
 	}
 	if done := tc.WaitJob(id2, 10*time.Second); done.Status != pb.JobStatus_JOB_STATUS_CANCELLED {
 		t.Errorf("job %s %v after two organisations cancelled it", id2, done.Status)
@@ -461,7 +470,7 @@ func TestAuditLogVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := submit(t, a, blobsJob(1))
-	if _, err := b.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id}); err != nil {
+	if _, err := b.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.CancelJob(t.Context(), &pb.CancelJobRequest{JobId: id}); err != nil {

@@ -349,6 +349,9 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	if t.GetSecagg() != nil {
 		return p.startSecure(ctx, client, t, delta)
 	}
+	if m := t.GetSecureAggregation(); m != "" && m != "none" {
+		return fmt.Errorf("the task claims secure aggregation %q but carries no masking parameters: not sending the update unmasked", m)
+	}
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss}
 	return Upload(ctx, client, hdr, delta)

@@ -167,6 +167,17 @@ func (p *Policy) Check(t *pb.Task) error {
 	if p.MinSecureAggregation != "" && rank < slices.Index(secureAggregationModes, p.MinSecureAggregation) {
 		return refusal(fmt.Sprintf("secure aggregation %q is weaker than this site's minimum, %q", mode, p.MinSecureAggregation))
 	}
+	// A training task must carry what the mode it claims needs: a
+	// coordinator that names a mode and sends no masking parameters would
+	// get this site's update unmasked.
+	if st := t.GetSecagg(); t.GetKind() == pb.TaskKind_TASK_KIND_TRAIN && mode != "none" {
+		switch {
+		case st == nil:
+			return refusal(fmt.Sprintf("the task claims secure aggregation %q but carries no masking parameters", mode))
+		case mode == "secagg" && st.GetDegree()+1 != st.GetN():
+			return refusal(fmt.Sprintf("the task claims secure aggregation %q (every pair masks) but its graph has degree %d for %d clients", mode, st.GetDegree(), st.GetN()))
+		}
+	}
 	if p.MaxRounds > 0 && t.GetJobRounds() > p.MaxRounds {
 		return refusal(fmt.Sprintf("the job's %d rounds exceed this site's limit of %d", t.GetJobRounds(), p.MaxRounds))
 	}

@@ -468,3 +468,15 @@ func readCert(path string) (*x509.Certificate, error) {
 
 // LoadCertificate reads a PEM certificate file.
 func LoadCertificate(path string) (*x509.Certificate, error) { return readCert(path) }
+
+// ParseSerial reads a certificate serial number written in hex (with or
+// without a 0x prefix, colons or leading zeros, as openssl prints it) and
+// returns it in SerialOf's form.
+func ParseSerial(s string) (string, error) {
+	clean := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(s), "0x"), ":", ""))
+	n, ok := new(big.Int).SetString(clean, 16)
+	if !ok || clean == "" || len(clean) > 64 || n.Sign() < 0 {
+		return "", fmt.Errorf("serial %q: want the certificate's serial number in hex", s)
+	}
+	return n.Text(16), nil
+}

@@ -135,9 +135,9 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		if len(pos) != 1 {
 			return usageError{fmt.Errorf("job approve: name one job ID")}
 		}
-		resp, err := c.client.Approve(ctx, &pb.ApproveRequest{ProposalId: pos[0]})
+		resp, err := c.client.Approve(ctx, &pb.ApproveRequest{ProposalId: pos[0], Kind: "submit_job"})
 		if err != nil {
-			return fmt.Errorf("approving job %s: %w", pos[0], err)
+			return fmt.Errorf("approving job %s: %w (a cancellation is approved with 'accord proposals approve cancel-…')", pos[0], err)
 		}
 		return m.printProposal(resp.GetProposal(), asJSON)
 	case "cancel":

@@ -51,7 +51,7 @@ func (m *Main) runProposals(ctx context.Context, args []string) error {
 		if len(pos) != 1 {
 			return usageError{fmt.Errorf("proposals approve: name one proposal ID")}
 		}
-		resp, err := c.client.Approve(ctx, &pb.ApproveRequest{ProposalId: pos[0]})
+		resp, err := c.client.Approve(ctx, &pb.ApproveRequest{ProposalId: pos[0], Kind: proposalKind(pos[0])})
 		if err != nil {
 			return fmt.Errorf("approving %s: %w", pos[0], err)
 		}
@@ -75,6 +75,19 @@ func (m *Main) runProposals(ctx context.Context, args []string) error {
 			len(p.GetApprovals()), p.GetApprovalsRequired(), p.GetStatus(), msTime(p.GetCreatedUnixMs()))
 	}
 	return tw.Flush()
+}
+
+// proposalKind is the kind of action a proposal ID names (the
+// coordinators make IDs of these forms); an approval is signed for it, so
+// it cannot be counted for a proposal of another kind.
+func proposalKind(id string) string {
+	for prefix, kind := range map[string]string{"job-": "submit_job", "cancel-": "cancel_job", "add-": "add_member",
+		"remove-": "remove_member", "policy-": "set_policy", "revoke-": "revoke"} {
+		if strings.HasPrefix(id, prefix) {
+			return kind
+		}
+	}
+	return ""
 }
 
 // loadPolicyFile reads a YAML federation policy.
@@ -135,7 +148,7 @@ func (m *Main) runPolicy(ctx context.Context, args []string) error {
 
 func (m *Main) runRevoke(ctx context.Context, args []string) error {
 	var serial, certFile, reason string
-	c, pos, asJSON, err := m.adminCommand("revoke", "NAME | --serial HEX | --cert FILE [--reason TEXT]", args, func(fs *flag.FlagSet) {
+	c, pos, asJSON, err := m.adminCommand("revoke", "NAME | --serial HEX | --cert-file FILE [--reason TEXT]", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&serial, "serial", "", "serial number (hex) of the certificate to revoke")
 		fs.StringVar(&certFile, "cert-file", "", "the certificate file to revoke (its serial is read)")
 		fs.StringVar(&reason, "reason", "", "why, for the audit log")
@@ -155,18 +168,21 @@ func (m *Main) runRevoke(ctx context.Context, args []string) error {
 		}
 		req.Serial = pki.SerialOf(cert)
 	}
-	if len(pos) > 1 || (req.Name == "" && req.Serial == "") {
-		return usageError{fmt.Errorf("revoke: name one certificate: NAME, --serial HEX or --cert-file FILE")}
+	if len(pos) > 1 || (req.Name == "") == (req.Serial == "") {
+		return usageError{fmt.Errorf("revoke: name one certificate: NAME, --serial HEX or --cert-file FILE (one of them)")}
 	}
 	resp, err := c.client.Revoke(ctx, req)
 	if err != nil {
 		return fmt.Errorf("revoking: %w", err)
 	}
 	if asJSON {
-		return printJSON(m.Stdout, resp.GetRevoked())
+		return printJSON(m.Stdout, resp)
 	}
 	for _, r := range resp.GetRevoked() {
 		fmt.Fprintf(m.Stdout, "revoked %s (serial %s)\n", r.GetName(), r.GetSerial())
+	}
+	if len(resp.GetRevoked()) == 0 {
+		return m.printProposal(resp.GetProposal(), false)
 	}
 	return nil
 }

@@ -903,8 +903,12 @@ func (x *AddMemberRequest) GetName() string {
 }
 
 type ApproveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProposalId    string                 `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ProposalId string                 `protobuf:"bytes,1,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// The kind of action approved (submit_job, cancel_job, add_member,
+	// remove_member, set_policy, revoke): a signed approval is refused for a
+	// proposal of another kind.
+	Kind          string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -942,6 +946,13 @@ func (*ApproveRequest) Descriptor() ([]byte, []int) {
 func (x *ApproveRequest) GetProposalId() string {
 	if x != nil {
 		return x.ProposalId
+	}
+	return ""
+}
+
+func (x *ApproveRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
 	}
 	return ""
 }
@@ -1213,8 +1224,11 @@ func (x *RevokeRequest) GetReason() string {
 }
 
 type RevokeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revoked       []*Revocation          `protobuf:"bytes,1,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was revoked now; or, when some certificate belongs to another
+	// organisation and the policy requires approvals, the proposal to approve.
+	Revoked       []*Revocation `protobuf:"bytes,1,rep,name=revoked,proto3" json:"revoked,omitempty"`
+	Proposal      *Proposal     `protobuf:"bytes,2,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1252,6 +1266,13 @@ func (*RevokeResponse) Descriptor() ([]byte, []int) {
 func (x *RevokeResponse) GetRevoked() []*Revocation {
 	if x != nil {
 		return x.Revoked
+	}
+	return nil
+}
+
+func (x *RevokeResponse) GetProposal() *Proposal {
+	if x != nil {
+		return x.Proposal
 	}
 	return nil
 }
@@ -1493,10 +1514,11 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\x14RemoveMemberResponse\x12/\n" +
 	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"&\n" +
 	"\x10AddMemberRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"1\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"E\n" +
 	"\x0eApproveRequest\x12\x1f\n" +
 	"\vproposal_id\x18\x01 \x01(\tR\n" +
-	"proposalId\"C\n" +
+	"proposalId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\"C\n" +
 	"\x10ProposalResponse\x12/\n" +
 	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"\x16\n" +
 	"\x14ListProposalsRequest\"J\n" +
@@ -1508,9 +1530,10 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\rRevokeRequest\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"A\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"r\n" +
 	"\x0eRevokeResponse\x12/\n" +
-	"\arevoked\x18\x01 \x03(\v2\x15.accord.v1.RevocationR\arevoked\"\x18\n" +
+	"\arevoked\x18\x01 \x03(\v2\x15.accord.v1.RevocationR\arevoked\x12/\n" +
+	"\bproposal\x18\x02 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"\x18\n" +
 	"\x16ListRevocationsRequest\"R\n" +
 	"\x17ListRevocationsResponse\x127\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x15.accord.v1.RevocationR\vrevocations\"G\n" +
@@ -1609,47 +1632,48 @@ var file_accord_v1_admin_proto_depIdxs = []int32{
 	33, // 9: accord.v1.ListProposalsResponse.proposals:type_name -> accord.v1.Proposal
 	36, // 10: accord.v1.SetPolicyRequest.policy:type_name -> accord.v1.Policy
 	37, // 11: accord.v1.RevokeResponse.revoked:type_name -> accord.v1.Revocation
-	37, // 12: accord.v1.ListRevocationsResponse.revocations:type_name -> accord.v1.Revocation
-	38, // 13: accord.v1.ListAuditResponse.entries:type_name -> accord.v1.AuditEntry
-	0,  // 14: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
-	2,  // 15: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
-	4,  // 16: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
-	5,  // 17: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
-	7,  // 18: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
-	9,  // 19: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
-	11, // 20: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
-	12, // 21: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
-	15, // 22: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
-	17, // 23: accord.v1.AdminService.AddMember:input_type -> accord.v1.AddMemberRequest
-	18, // 24: accord.v1.AdminService.Approve:input_type -> accord.v1.ApproveRequest
-	20, // 25: accord.v1.AdminService.ListProposals:input_type -> accord.v1.ListProposalsRequest
-	22, // 26: accord.v1.AdminService.SetPolicy:input_type -> accord.v1.SetPolicyRequest
-	23, // 27: accord.v1.AdminService.GetPolicy:input_type -> accord.v1.GetPolicyRequest
-	24, // 28: accord.v1.AdminService.Revoke:input_type -> accord.v1.RevokeRequest
-	26, // 29: accord.v1.AdminService.ListRevocations:input_type -> accord.v1.ListRevocationsRequest
-	28, // 30: accord.v1.AdminService.ListAudit:input_type -> accord.v1.ListAuditRequest
-	1,  // 31: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
-	3,  // 32: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
-	32, // 33: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
-	6,  // 34: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
-	8,  // 35: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
-	10, // 36: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
-	39, // 37: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
-	14, // 38: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
-	16, // 39: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
-	19, // 40: accord.v1.AdminService.AddMember:output_type -> accord.v1.ProposalResponse
-	19, // 41: accord.v1.AdminService.Approve:output_type -> accord.v1.ProposalResponse
-	21, // 42: accord.v1.AdminService.ListProposals:output_type -> accord.v1.ListProposalsResponse
-	19, // 43: accord.v1.AdminService.SetPolicy:output_type -> accord.v1.ProposalResponse
-	36, // 44: accord.v1.AdminService.GetPolicy:output_type -> accord.v1.Policy
-	25, // 45: accord.v1.AdminService.Revoke:output_type -> accord.v1.RevokeResponse
-	27, // 46: accord.v1.AdminService.ListRevocations:output_type -> accord.v1.ListRevocationsResponse
-	29, // 47: accord.v1.AdminService.ListAudit:output_type -> accord.v1.ListAuditResponse
-	31, // [31:48] is the sub-list for method output_type
-	14, // [14:31] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	33, // 12: accord.v1.RevokeResponse.proposal:type_name -> accord.v1.Proposal
+	37, // 13: accord.v1.ListRevocationsResponse.revocations:type_name -> accord.v1.Revocation
+	38, // 14: accord.v1.ListAuditResponse.entries:type_name -> accord.v1.AuditEntry
+	0,  // 15: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
+	2,  // 16: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
+	4,  // 17: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
+	5,  // 18: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
+	7,  // 19: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
+	9,  // 20: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
+	11, // 21: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
+	12, // 22: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
+	15, // 23: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
+	17, // 24: accord.v1.AdminService.AddMember:input_type -> accord.v1.AddMemberRequest
+	18, // 25: accord.v1.AdminService.Approve:input_type -> accord.v1.ApproveRequest
+	20, // 26: accord.v1.AdminService.ListProposals:input_type -> accord.v1.ListProposalsRequest
+	22, // 27: accord.v1.AdminService.SetPolicy:input_type -> accord.v1.SetPolicyRequest
+	23, // 28: accord.v1.AdminService.GetPolicy:input_type -> accord.v1.GetPolicyRequest
+	24, // 29: accord.v1.AdminService.Revoke:input_type -> accord.v1.RevokeRequest
+	26, // 30: accord.v1.AdminService.ListRevocations:input_type -> accord.v1.ListRevocationsRequest
+	28, // 31: accord.v1.AdminService.ListAudit:input_type -> accord.v1.ListAuditRequest
+	1,  // 32: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
+	3,  // 33: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
+	32, // 34: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
+	6,  // 35: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
+	8,  // 36: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
+	10, // 37: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
+	39, // 38: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
+	14, // 39: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
+	16, // 40: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
+	19, // 41: accord.v1.AdminService.AddMember:output_type -> accord.v1.ProposalResponse
+	19, // 42: accord.v1.AdminService.Approve:output_type -> accord.v1.ProposalResponse
+	21, // 43: accord.v1.AdminService.ListProposals:output_type -> accord.v1.ListProposalsResponse
+	19, // 44: accord.v1.AdminService.SetPolicy:output_type -> accord.v1.ProposalResponse
+	36, // 45: accord.v1.AdminService.GetPolicy:output_type -> accord.v1.Policy
+	25, // 46: accord.v1.AdminService.Revoke:output_type -> accord.v1.RevokeResponse
+	27, // 47: accord.v1.AdminService.ListRevocations:output_type -> accord.v1.ListRevocationsResponse
+	29, // 48: accord.v1.AdminService.ListAudit:output_type -> accord.v1.ListAuditResponse
+	32, // [32:49] is the sub-list for method output_type
+	15, // [15:32] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_admin_proto_init() }

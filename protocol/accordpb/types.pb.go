@@ -748,7 +748,7 @@ func (x *Policy) GetApprovalsRequired() uint32 {
 type Proposal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// submit_job, cancel_job, add_member, remove_member or set_policy.
+	// submit_job, cancel_job, add_member, remove_member, set_policy or revoke.
 	Kind              string      `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	JobId             string      `protobuf:"bytes,3,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Member            string      `protobuf:"bytes,4,opt,name=member,proto3" json:"member,omitempty"`
@@ -762,6 +762,8 @@ type Proposal struct {
 	Status        string `protobuf:"bytes,11,opt,name=status,proto3" json:"status,omitempty"`
 	Outcome       string `protobuf:"bytes,12,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	CreatedUnixMs int64  `protobuf:"varint,13,opt,name=created_unix_ms,json=createdUnixMs,proto3" json:"created_unix_ms,omitempty"`
+	// The certificates a revoke proposal revokes.
+	Revocations   []*Revocation `protobuf:"bytes,14,rep,name=revocations,proto3" json:"revocations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -885,6 +887,13 @@ func (x *Proposal) GetCreatedUnixMs() int64 {
 		return x.CreatedUnixMs
 	}
 	return 0
+}
+
+func (x *Proposal) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
 }
 
 // Revocation is a revoked certificate.
@@ -1563,7 +1572,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"]\n" +
 	"\x06Policy\x12$\n" +
 	"\rorganizations\x18\x01 \x03(\tR\rorganizations\x12-\n" +
-	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xa1\x03\n" +
+	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xda\x03\n" +
 	"\bProposal\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x15\n" +
@@ -1579,7 +1588,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	" \x01(\rR\x11approvalsRequired\x12\x16\n" +
 	"\x06status\x18\v \x01(\tR\x06status\x12\x18\n" +
 	"\aoutcome\x18\f \x01(\tR\aoutcome\x12&\n" +
-	"\x0fcreated_unix_ms\x18\r \x01(\x03R\rcreatedUnixMs\"\x88\x01\n" +
+	"\x0fcreated_unix_ms\x18\r \x01(\x03R\rcreatedUnixMs\x127\n" +
+	"\vrevocations\x18\x0e \x03(\v2\x15.accord.v1.RevocationR\vrevocations\"\x88\x01\n" +
 	"\n" +
 	"Revocation\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x12\n" +
@@ -1697,13 +1707,14 @@ var file_accord_v1_types_proto_depIdxs = []int32{
 	6,  // 4: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
 	7,  // 5: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
 	5,  // 6: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
-	1,  // 7: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
-	11, // 8: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 7: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
+	1,  // 8: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
+	11, // 9: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_types_proto_init() }
