@@ -58,6 +58,9 @@ func (p *peers) verifyCoordinator(cs tls.ConnectionState) error {
 	if err := p.c.refuseRevoked(cs); err != nil {
 		return err
 	}
+	if name := peerName(cs); p.c.fsm.MemberRule(name) == memberExcluded {
+		return fmt.Errorf("%w: coordinator %s was removed by an approved proposal", ErrForbidden, name)
+	}
 	return p.allowed(cs)
 }
 

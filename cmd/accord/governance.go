@@ -236,7 +236,7 @@ func fetchAudit(ctx context.Context, client pb.AdminServiceClient) ([]audit.Entr
 func (m *Main) auditVerify(ctx context.Context, args []string) error {
 	fs := m.newFlagSet("audit verify", "[--file LOG.json] [--ca CA.crt]")
 	addr, tf := addAdminFlags(fs)
-	file := fs.String("file", "", "an exported log (accord audit list --json); without it, the log is fetched from --coordinator")
+	file := fs.String("file", "", "an exported log (accord audit list --json); without it, the log is fetched from each of --coordinator (comma-separated) and the copies compared")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -257,13 +257,33 @@ func (m *Main) auditVerify(ctx context.Context, args []string) error {
 			return fmt.Errorf("--file %s: %w", *file, err)
 		}
 	} else {
-		c, err := dialAdmin(*addr, tf)
-		if err != nil {
-			return err
-		}
-		defer c.conn.Close()
-		if entries, err = fetchAudit(ctx, c.client); err != nil {
-			return err
+		// Each coordinator's copy verifies, and they agree (a coordinator
+		// that rewrote its copy and rehashed it would still verify alone).
+		// A follower may be a few entries behind: the shorter copy must be
+		// a prefix of the longer.
+		for _, a := range strings.Split(*addr, ",") {
+			c, err := dialAdmin(a, tf)
+			if err != nil {
+				return err
+			}
+			got, err := fetchAudit(ctx, c.client)
+			c.conn.Close()
+			if err != nil {
+				return fmt.Errorf("--coordinator %s: %w", a, err)
+			}
+			if err := audit.Verify(got, pool); err != nil {
+				return fmt.Errorf("--coordinator %s: %w", a, err)
+			}
+			short, long := got, entries
+			if len(short) > len(long) {
+				short, long = long, short
+			}
+			if n := len(short); n > 0 && !bytes.Equal(short[n-1].Hash, long[n-1].Hash) {
+				return fmt.Errorf("%w: --coordinator %s's copy differs from the others' at or before entry %d", audit.ErrBroken, a, n-1)
+			}
+			if len(got) > len(entries) {
+				entries = got
+			}
 		}
 	}
 	return m.reportVerify(entries, pool)

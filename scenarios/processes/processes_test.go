@@ -401,8 +401,9 @@ secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
 	leader := c.leader(10 * time.Second).grpc
 	t.Log(strings.TrimSpace(c.must("revoke", "site-1", "--reason", "site closed", "--coordinator", leader)))
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		// Any coordinator: a follower may be a moment behind the leader.
-		out = c.must("audit", "verify", "--coordinator", c.coord[2].grpc)
+		// Every coordinator's copy, compared: a follower may be a moment
+		// behind the leader.
+		out = c.must("audit", "verify", "--coordinator", c.coord[0].grpc+","+c.coord[1].grpc+","+c.coord[2].grpc)
 		if strings.Contains(out, "2 entries") || time.Now().After(deadline) {
 			break
 		}
