@@ -174,7 +174,7 @@ func TestReplayedAdminRequestIsRefused(t *testing.T) {
 
 // Expired certificates are refused, whoever presents them.
 func TestExpiredCertificatesAreRefused(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 1)
+	tc := coordinator.NewTestCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	expired := func(id pki.Identity) tls.Certificate {
 		c, err := tc.CA.IssueWith(id, pki.IssueOptions{NotBefore: time.Now().Add(-48 * time.Hour), ValidFor: time.Hour})
@@ -190,8 +190,24 @@ func TestExpiredCertificatesAreRefused(t *testing.T) {
 		t.Error("a participant with an expired certificate registered")
 	}
 	a := expired(alice)
-	if _, err := tc.AdminWith(0, a).ListJobs(t.Context(), &pb.ListJobsRequest{}); err == nil {
-		t.Error("an admin with an expired certificate was answered")
+	for i := range 3 {
+		if _, err := tc.AdminWith(i, a).ListJobs(t.Context(), &pb.ListJobsRequest{}); err == nil {
+			t.Errorf("c%d answered an admin with an expired certificate", i+1)
+		}
+	}
+	// A request signed while the certificate was valid, sent after it
+	// expired, is refused too: the certificate must be valid now.
+	short, err := tc.CA.IssueWith(alice, pki.IssueOptions{NotBefore: time.Now().Add(-time.Hour), ValidFor: time.Hour + 2*time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := &pb.ListJobsRequest{}
+	signed, err := adminauth.Sign(short, "/accord.v1.AdminService/ListJobs", list, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := signed.VerifyAt(tc.CA.Pool(), time.Now().Add(time.Minute)); !errors.Is(err, adminauth.ErrBadSignature) {
+		t.Errorf("a signature checked after its certificate expired: %v; want refused", err)
 	}
 	if got := tc.Nodes[0].FSM().Participants(); len(got) != 0 {
 		t.Errorf("participants %v; want none", got)
