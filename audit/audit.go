@@ -100,6 +100,7 @@ var actions = map[string]string{
 	"/accord.v1.AdminService/RemoveMember": "remove_member",
 	"/accord.v1.AdminService/SetPolicy":    "set_policy",
 	"/accord.v1.AdminService/Revoke":       "revoke",
+	"/accord.v1.AdminService/DeleteJob":    "delete_job",
 }
 
 // Verify checks a whole log, oldest first: indices from 0 without gaps,

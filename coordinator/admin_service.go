@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -178,10 +179,32 @@ func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest
 		if err != nil {
 			return nil, err
 		}
+		size := int(req.GetPageSize())
+		if size <= 0 {
+			size = defaultRoundsPage
+		}
+		size = min(size, maxRoundsPage)
+		// A page token is the index in the job's attempts to go on from.
+		from := 0
+		if t := req.GetPageToken(); t != "" {
+			if from, err = strconv.Atoi(t); err != nil || from < 0 || from > len(j.Rounds) {
+				return nil, fmt.Errorf("%w: page_token %q is not one this job gave", ErrBadRequest, t)
+			}
+		}
 		out := &pb.ListRoundsResponse{}
-		for _, r := range j.Rounds {
+		kept := j.retained()
+		for i := from; i < len(j.Rounds); i++ {
+			if len(out.Rounds) == size {
+				out.NextPageToken = strconv.Itoa(i)
+				break
+			}
+			r := j.Rounds[i]
 			if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED || req.GetIncludeAborted() {
-				out.Rounds = append(out.Rounds, r.toProto(j.ID))
+				p := r.toProto(j.ID)
+				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED && !kept[r.Number] {
+					p.ModelDeleted = true
+				}
+				out.Rounds = append(out.Rounds, p)
 			}
 		}
 		return out, nil
@@ -225,6 +248,9 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 	digest := j.modelDigest(round)
 	if digest == "" {
 		return toStatus(fmt.Errorf("%w: job %s has no committed round %d (it has %d)", ErrUnknownRound, j.ID, round, j.CommittedRounds))
+	}
+	if !j.retained()[round] {
+		return toStatus(fmt.Errorf("%w: job %s's round %d model was deleted by the job's retain policy (or accord job delete)", ErrUnknownModel, j.ID, round))
 	}
 	blob, err := s.c.blob(stream.Context(), digest)
 	if err != nil {
@@ -306,6 +332,18 @@ func (c *Coordinator) removeServer(name string) error {
 	}
 	c.log.Info("coordinator removed by an administrator", "member", name)
 	return nil
+}
+
+// Pages of ListRounds.
+const (
+	defaultRoundsPage = 500
+	maxRoundsPage     = 5000
+)
+
+func (s *adminService) DeleteJob(ctx context.Context, req *pb.DeleteJobRequest) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, methodDeleteJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+		return cc.DeleteJob(ctx, req)
+	})
 }
 
 func (s *adminService) AddMember(ctx context.Context, req *pb.AddMemberRequest) (*pb.ProposalResponse, error) {

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 	"github.com/accord-fl/accord/store"
@@ -77,6 +78,12 @@ type Config struct {
 	TrailingLogs uint64
 	// Tick is how often the leader re-examines open rounds for deadlines.
 	Tick time.Duration
+	// Limits bound what peers, participants and requests can take.
+	Limits Limits
+	// RetentionInterval is how often models no job keeps are deleted;
+	// ValueLogGCInterval how often Badger's value log is collected.
+	RetentionInterval  time.Duration
+	ValueLogGCInterval time.Duration
 }
 
 // DefaultConfig is a coordinator on loopback with hashicorp/raft's
@@ -88,7 +95,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout: rc.HeartbeatTimeout, ElectionTimeout: rc.ElectionTimeout,
 		LeaderLeaseTimeout: rc.LeaderLeaseTimeout, CommitTimeout: rc.CommitTimeout,
 		ApplyTimeout: 10 * time.Second, SnapshotThreshold: rc.SnapshotThreshold, SnapshotInterval: rc.SnapshotInterval,
-		Tick: 50 * time.Millisecond,
+		Tick: 50 * time.Millisecond, Limits: DefaultLimits(), RetentionInterval: 10 * time.Second, ValueLogGCInterval: 5 * time.Minute,
 	}
 }
 
@@ -120,8 +127,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator config: the certificate of %s is a %s's, not a coordinator's", id.Name, id.Role)
 	case id.Name != c.Name:
 		return fmt.Errorf("coordinator config: name %q differs from the certificate's %q (a coordinator's name is its certificate's, and its Raft server ID)", c.Name, id.Name)
-	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.Tick <= 0:
+	case c.HeartbeatTimeout <= 0 || c.ElectionTimeout <= 0 || c.LeaderLeaseTimeout <= 0 || c.ApplyTimeout <= 0 || c.Tick <= 0 ||
+		c.RetentionInterval <= 0 || c.ValueLogGCInterval <= 0:
 		return errors.New("coordinator config: timeouts must be positive")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("coordinator config: %w", err)
 	}
 	return nil
 }
@@ -144,6 +155,7 @@ type Coordinator struct {
 	streams         *streamRegistry  // long-lived streams, by certificate serial
 	nonces          *nonceCache      // signed admin requests seen here
 	revoked         *revocationQueue // revocations applied, for revocationLoop
+	rates           *rateLimiter     // participants' call rates
 	leader          leaderState
 	notifyCh        chan bool
 	members         *membership
@@ -177,6 +189,7 @@ func New(cfg Config) (*Coordinator, error) {
 	c := &Coordinator{
 		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(cfg.CA), sessions: newSessions(), org: org,
 		streams: newStreamRegistry(), nonces: newNonceCache(), revoked: &revocationQueue{wake: make(chan struct{}, 1)},
+		rates:   newRateLimiter(cfg.Limits),
 		metrics: newMetrics(), stop: make(chan struct{}), stopLead: make(chan struct{}), notifyCh: make(chan bool, 16),
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
@@ -210,6 +223,7 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 	}
 	c.wg.Go(c.blobFetchLoop)
 	c.wg.Go(c.revocationLoop)
+	c.wg.Go(c.retentionLoop)
 	if c.cfg.MetricsAddr != "" {
 		if err := c.startMetrics(); err != nil {
 			return err
@@ -244,7 +258,7 @@ func (c *Coordinator) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft snapshot store: %w", err)
 	}
-	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.peers)
+	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.peers, c.cfg.Limits)
 	if err != nil {
 		return err
 	}
@@ -276,20 +290,21 @@ func (c *Coordinator) startGRPC() error {
 	if err != nil {
 		return fmt.Errorf("grpc listener on %s: %w", c.cfg.GRPCAddr, err)
 	}
-	c.grpcLn = ln
+	c.grpcLn = netlimit.Listen(ln, c.cfg.Limits.MaxConnsPerIP)
 	serverTLS := pki.ServerTLS(c.cfg.Cert, c.cfg.CA)
 	serverTLS.VerifyConnection = c.peers.verifyIncoming
-	c.grpc = grpc.NewServer(
+	c.grpc = grpc.NewServer(append(c.cfg.Limits.grpcOptions(),
 		grpc.Creds(credentials.NewTLS(serverTLS)),
-		grpc.MaxRecvMsgSize(2<<20),
-	)
+		grpc.ChainUnaryInterceptor(c.unaryLimits),
+		grpc.ChainStreamInterceptor(c.streamLimits),
+	)...)
 	pb.RegisterParticipantServiceServer(c.grpc, &participantService{c: c})
 	pb.RegisterAdminServiceServer(c.grpc, &adminService{c: c})
 	pb.RegisterClusterServiceServer(c.grpc, &clusterService{c: c})
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	reflection.Register(c.grpc)
-	c.wg.Go(func() { _ = c.grpc.Serve(ln) })
+	c.wg.Go(func() { _ = c.grpc.Serve(c.grpcLn) })
 	return nil
 }
 

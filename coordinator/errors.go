@@ -48,6 +48,8 @@ var (
 	ErrConflict = errors.New("command conflicts with state")
 	// ErrReplay means a signed admin request was already carried out.
 	ErrReplay = errors.New("replayed admin request")
+	// ErrBadRequest means a request field is invalid (a page token, say).
+	ErrBadRequest = errors.New("invalid request")
 	// ErrRevoked means a certificate has been revoked.
 	ErrRevoked = errors.New("certificate revoked")
 	// ErrBadPolicy means a policy, member name or revocation is invalid.
@@ -81,7 +83,8 @@ func toStatus(err error) error {
 		errors.Is(err, ErrUnknownProposal), errors.Is(err, ErrUnknownCertificate):
 		code = codes.NotFound
 	case errors.Is(err, ErrBadJobSpec), errors.Is(err, ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
-		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, ErrBadPolicy):
+		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, ErrBadPolicy),
+		errors.Is(err, ErrBadRequest):
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict):
 		code = codes.FailedPrecondition
@@ -90,6 +93,8 @@ func toStatus(err error) error {
 		code = codes.PermissionDenied
 	case errors.Is(err, ErrDuplicate), errors.Is(err, ErrAlreadyApproved):
 		code = codes.AlreadyExists
+	case errors.Is(err, ErrRateLimited):
+		code = codes.ResourceExhausted
 	case errors.Is(err, pki.ErrNoIdentity), errors.Is(err, adminauth.ErrUnsigned):
 		code = codes.Unauthenticated
 	}

@@ -511,20 +511,17 @@ func (f *FSM) Participant(id string) *Participant {
 	return nil
 }
 
-// ModelDigests lists every model digest the FSM names (initial models and
-// committed rounds), so each coordinator can check it holds them all.
+// ModelDigests lists every model digest the jobs keep (initial models and
+// committed rounds, as their retain policies say), so each coordinator can
+// check it holds them all.
 func (f *FSM) ModelDigests() []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []string
 	for _, j := range f.st.Jobs {
-		out = append(out, j.InitialDigest)
-		for _, r := range j.Rounds {
-			if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
-				out = append(out, r.Digest)
-			}
-		}
+		kept, _ := j.modelDigests()
+		out = append(out, kept...)
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out)
 }

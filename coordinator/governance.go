@@ -74,6 +74,7 @@ const (
 	kindRemoveMember = "remove_member"
 	kindSetPolicy    = "set_policy"
 	kindRevoke       = "revoke"
+	kindDeleteJob    = "delete_job"
 )
 
 // Proposal states.
@@ -165,6 +166,7 @@ const (
 	methodRemoveMember = "/accord.v1.AdminService/RemoveMember"
 	methodSetPolicy    = "/accord.v1.AdminService/SetPolicy"
 	methodRevoke       = "/accord.v1.AdminService/Revoke"
+	methodDeleteJob    = "/accord.v1.AdminService/DeleteJob"
 )
 
 // adminAction is the Raft command for every admin action: the admin's
@@ -244,6 +246,13 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 		}
 		action, summary = kindCancelJob, fmt.Sprintf("proposed cancelling job %s", req.GetJobId())
 		res.proposal, err = f.proposeCancel(c, req.GetJobId(), req.GetReason(), signed{signer, serial})
+	case methodDeleteJob:
+		req := &pb.DeleteJobRequest{}
+		if err := decodeSigned(s, req); err != nil {
+			return nil, err
+		}
+		action, summary = kindDeleteJob, fmt.Sprintf("proposed deleting job %s's models", req.GetJobId())
+		res.proposal, err = f.proposeDelete(c, req.GetJobId(), signed{signer, serial})
 	case methodAddMember, methodRemoveMember:
 		req := &pb.AddMemberRequest{} // RemoveMemberRequest has the same shape
 		var name string
@@ -415,6 +424,28 @@ func (f *FSM) proposeCancel(c *adminAction, jobID, reason string, signer signed)
 	return p, nil
 }
 
+func (f *FSM) proposeDelete(c *adminAction, jobID string, signer signed) (*Proposal, error) {
+	j, ok := f.st.Jobs[jobID]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w %s", ErrUnknownJob, jobID)
+	case j.running() || j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL:
+		return nil, fmt.Errorf("%w: job %s is %s; cancel it first", ErrConflict, jobID, j.Status)
+	case j.ModelsDeleted:
+		return nil, fmt.Errorf("%w: job %s's models are deleted already", ErrConflict, jobID)
+	}
+	if p := f.pendingFor(kindDeleteJob, jobID, ""); p != nil {
+		return nil, fmt.Errorf("%w: deleting job %s is already proposed as %s; approve it instead", ErrConflict, jobID, p.ID)
+	}
+	p, err := f.newProposal(c, kindDeleteJob, fmt.Sprintf("delete-%s-%d", jobID, f.nextIndex()), signer)
+	if err != nil {
+		return nil, err
+	}
+	p.JobID = jobID
+	f.maybeExecute(p, c.At)
+	return p, nil
+}
+
 func (f *FSM) proposeMember(c *adminAction, kind, name string, signer signed) (*Proposal, error) {
 	if name == "" || len(name) > 64 {
 		return nil, fmt.Errorf("%w: coordinator name %q", ErrBadPolicy, name)
@@ -516,6 +547,8 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 	case kindRemoveMember:
 		f.st.MemberRules[p.Member] = memberExcluded
 		p.Outcome = "excluded: the leader removes it from the Raft configuration"
+	case kindDeleteJob:
+		f.deleteJobModels(p)
 	case kindRevoke:
 		var done []Revocation
 		for _, r := range p.Revocations {

@@ -34,6 +34,39 @@ type JobSpec struct {
 	// plain and secure rounds alike, so no participant can outweigh the
 	// others by lying about its size.
 	MaxExamples uint64 `yaml:"max_examples" json:"max_examples,omitempty"`
+	// MaxUpdateNorm refuses a plain update whose L2 norm is above it (0:
+	// DefaultMaxUpdateNorm), so one update cannot blow the model up.
+	// Secure rounds bound each entry with secure_aggregation.clip instead.
+	MaxUpdateNorm float64 `yaml:"max_update_norm" json:"max_update_norm,omitempty"`
+	// MaxAttempts is how many attempts in a row one round may abort before
+	// the job fails with the last reason (0: DefaultMaxAttempts).
+	MaxAttempts uint32 `yaml:"max_attempts" json:"max_attempts,omitempty"`
+	// Retain says which committed models are kept (nil: DefaultRetain).
+	Retain *Retain `yaml:"retain" json:"retain,omitempty"`
+}
+
+// DefaultMaxUpdateNorm is a job's max_update_norm when it sets none: far
+// above the norm of an honest update of the models Accord trains (a few
+// units to a few tens), far below one that ruins a model.
+const DefaultMaxUpdateNorm = 1000
+
+// DefaultMaxAttempts is a job's max_attempts when it sets none.
+const DefaultMaxAttempts = 10
+
+// maxUpdateNorm is the job's bound on an update's norm, defaulted.
+func (s JobSpec) maxUpdateNorm() float64 {
+	if s.MaxUpdateNorm == 0 {
+		return DefaultMaxUpdateNorm
+	}
+	return s.MaxUpdateNorm
+}
+
+// maxAttempts is the job's bound on a round's aborted attempts in a row.
+func (s JobSpec) maxAttempts() uint32 {
+	if s.MaxAttempts == 0 {
+		return DefaultMaxAttempts
+	}
+	return s.MaxAttempts
 }
 
 // DefaultMaxExamples is a job's max_examples when the job file sets none:
@@ -204,6 +237,13 @@ func (s JobSpec) Validate() error {
 		return bad("evaluate_fraction", s.EvaluateFraction, "want a fraction in [0, 1]")
 	case s.MaxExamples > maxExamplesLimit:
 		return bad("max_examples", s.MaxExamples, fmt.Sprintf("want 0 (default %d) to %d", DefaultMaxExamples, uint64(maxExamplesLimit)))
+	case !finite(s.MaxUpdateNorm) || s.MaxUpdateNorm < 0:
+		return bad("max_update_norm", s.MaxUpdateNorm, fmt.Sprintf("want 0 (default %d) or a positive number", DefaultMaxUpdateNorm))
+	case s.MaxAttempts > 1000:
+		return bad("max_attempts", s.MaxAttempts, fmt.Sprintf("want 0 (default %d) to 1000", DefaultMaxAttempts))
+	}
+	if err := s.retain().validate(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -260,7 +300,7 @@ func (s JobSpec) ToProto() *pb.JobSpec {
 			DropoutRate: s.SecureAggregation.DropoutRate, Clip: s.SecureAggregation.Clip, CorruptRate: s.SecureAggregation.CorruptRate,
 			PhaseDeadlineMs: uint64(time.Duration(s.SecureAggregation.PhaseDeadline) / time.Millisecond)},
 		RoundDeadlineMs: uint64(time.Duration(s.RoundDeadline) / time.Millisecond), Seed: s.Seed, EvaluateFraction: s.EvaluateFraction,
-		MaxExamples: s.MaxExamples,
+		MaxExamples: s.MaxExamples, MaxUpdateNorm: s.MaxUpdateNorm, MaxAttempts: s.MaxAttempts, Retain: s.Retain.toProto(),
 	}
 }
 
@@ -275,7 +315,7 @@ func JobSpecFromProto(p *pb.JobSpec) JobSpec {
 		MinParticipants: p.MinParticipants, LocalEpochs: p.LocalEpochs, BatchSize: p.BatchSize,
 		LearningRate: p.LearningRate, ProxMu: p.ProxMu, Strategy: p.Strategy,
 		RoundDeadline: Duration(time.Duration(p.RoundDeadlineMs) * time.Millisecond), Seed: p.Seed, EvaluateFraction: p.EvaluateFraction,
-		MaxExamples: p.MaxExamples,
+		MaxExamples: p.MaxExamples, MaxUpdateNorm: p.MaxUpdateNorm, MaxAttempts: p.MaxAttempts, Retain: retainFromProto(p.Retain),
 	}
 	if sa := p.SecureAggregation; sa != nil {
 		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip,

@@ -225,7 +225,22 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 	if latest >= spec.Rounds {
 		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0, now)
 	}
+	if n, last := job.abortedInARow(latest + 1); n >= spec.maxAttempts() {
+		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_FAILED,
+			fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.maxAttempts(), last), 0, now)
+	}
 	return c.openRound(job, run, now)
+}
+
+// abortedInARow counts the aborted attempts of round number, and returns
+// the last one's reason.
+func (j *Job) abortedInARow(number uint32) (n uint32, last string) {
+	for _, r := range j.Rounds {
+		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
+			n, last = n+1, r.Reason
+		}
+	}
+	return n, last
 }
 
 // evaluated reports whether the model after round number has a recorded
@@ -322,6 +337,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	}
 	minUpdates := min(int(spec.MinParticipants), len(cohort))
 	run.round = newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, sec)
+	run.round.maxNorm = spec.maxUpdateNorm()
 	sent := 0
 	for _, id := range cohort {
 		t := &pb.Task{
@@ -411,8 +427,8 @@ func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason s
 func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, contributors []string, examples uint64, now time.Time) error {
 	r := run.round
 	run.round = nil
-	if err := model.CheckParams(model.MustParseSpec(job.Spec.Model), params); err != nil {
-		return c.recordAbort(job.ID, r.number, r.attempt, "aggregate is not finite: "+err.Error(), now)
+	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
+		return c.recordAbort(job.ID, r.number, r.attempt, "new model not committed: "+err.Error(), now)
 	}
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(params))
 	if err != nil {
@@ -608,5 +624,35 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	}
 	c.log.Info("participant refused a job by its site policy", "job", req.GetJobId(), "participant", from, "reason", reason)
 	c.kickLeader()
+	return nil
+}
+
+// probeModel checks a new model before it is committed: every parameter
+// finite, and a finite loss on a fixed batch of random inputs. The leader
+// holds no data, but a model whose logits overflow (an update of huge
+// values got in) fails here instead of making every participant's training
+// diverge from the next round on.
+func probeModel(spec model.Spec, params []float32) error {
+	if err := model.CheckParams(spec, params); err != nil {
+		return err
+	}
+	m, err := model.FromParams(spec, params)
+	if err != nil {
+		return err
+	}
+	const rows = 8
+	in, classes := spec.Widths[0], spec.Widths[len(spec.Widths)-1]
+	ds := &model.Dataset{X: make([]float32, rows*in), Y: make([]int32, rows), Features: in, Classes: classes}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range ds.X {
+		ds.X[i] = float32(rng.NormFloat64())
+	}
+	met, err := model.Evaluate(context.Background(), m, ds)
+	if err != nil {
+		return err
+	}
+	if math.IsNaN(met.Loss) || math.IsInf(met.Loss, 0) {
+		return fmt.Errorf("%w: its loss on a probe batch is %v", model.ErrNotFinite, met.Loss)
+	}
 	return nil
 }

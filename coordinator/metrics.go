@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"github.com/accord-fl/accord/netlimit"
+
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +25,7 @@ type metrics struct {
 	isLeader              prometheus.Gauge
 	secaggPhaseSeconds    *prometheus.HistogramVec
 	secaggDropouts        *prometheus.CounterVec
+	modelsDeleted         prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -44,8 +47,11 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"phase"}),
 		secaggDropouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "accord_secagg_dropouts_total", Help: "Clients a secure-aggregation phase closed without."}, []string{"phase"}),
+		modelsDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "accord_models_deleted_total", Help: "Models this coordinator deleted because no job's retain policy keeps them."}),
 	}
 	m.reg.MustRegister(m.roundsCommitted, m.roundsAborted, m.bytesReceived, m.roundSeconds, m.isLeader, m.secaggPhaseSeconds, m.secaggDropouts,
+		m.modelsDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -61,9 +67,11 @@ func (c *Coordinator) startMetrics() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
-	c.httpSrv = &http.Server{Handler: mux}
+	lim := c.cfg.Limits
+	c.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: lim.MetricsReadTimeout, ReadTimeout: lim.MetricsReadTimeout,
+		WriteTimeout: 2 * lim.MetricsReadTimeout, IdleTimeout: 4 * lim.MetricsReadTimeout, MaxHeaderBytes: 16 << 10}
 	c.wg.Go(func() {
-		if err := c.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := c.httpSrv.Serve(netlimit.Listen(ln, lim.MaxConnsPerIP)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("metrics server", "err", err)
 		}
 	})

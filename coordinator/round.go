@@ -34,6 +34,8 @@ type round struct {
 	// refused are cohort members whose site policy refused the job; the
 	// round does not wait for them.
 	refused map[string]bool
+	// maxNorm refuses an update whose L2 norm is larger (0: no bound).
+	maxNorm float64
 	// sec runs secure aggregation when the job asks for it; then updates
 	// arrive masked, acc is unused and deadline bounds training only.
 	sec *secureRound
@@ -125,6 +127,11 @@ func (r *round) release(from string) { delete(r.receiving, from) }
 // fixed weight (see weights).
 func (r *round) add(from string, delta []float32) error {
 	delete(r.receiving, from)
+	if r.maxNorm > 0 {
+		if n := norm(delta); !(n <= r.maxNorm) {
+			return fmt.Errorf("%w: update norm %.4g exceeds the job's max_update_norm %.4g", ErrBadUpdate, n, r.maxNorm)
+		}
+	}
 	w := r.weights[from]
 	if err := r.acc.Add(delta, float64(w)); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
@@ -133,6 +140,16 @@ func (r *round) add(from string, delta []float32) error {
 	r.contributors = append(r.contributors, from)
 	r.examples += w
 	return nil
+}
+
+// norm is the L2 norm of v, in float64 (float32 entries of 1e38 square to
+// 1e76: no overflow).
+func norm(v []float32) float64 {
+	s := 0.0
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s)
 }
 
 // refuse records that a cohort member's site refused the job: the round

@@ -61,6 +61,8 @@ type Job struct {
 	// Refusals are participants whose site policy refused the job; they
 	// are not chosen for its rounds again.
 	Refusals []Refusal `json:"refusals,omitempty"`
+	// ModelsDeleted: an approved delete_job removed all its models.
+	ModelsDeleted bool `json:"models_deleted,omitempty"`
 }
 
 // RoundRecord is one attempt at one round.

@@ -3,23 +3,44 @@ package coordinator
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
 )
 
 // tlsStreamLayer carries Raft traffic over mutual TLS and accepts only
 // coordinator certificates of the federation CA, in both directions.
+//
+// hashicorp/raft calls Accept in one loop, so the handshakes do not run
+// there: a loop of the layer's own accepts connections and hands each to a
+// goroutine that completes its handshake within Limits.HandshakeTimeout;
+// only finished, verified connections reach Accept. At most
+// MaxPendingHandshakes handshakes run at once, and one source address holds
+// at most MaxRaftConnsPerIP connections: connections that never speak TLS cost
+// an attacker its own sockets, not the cluster its elections.
 type tlsStreamLayer struct {
-	ln        net.Listener
+	ln        *netlimit.Listener
+	server    *tls.Config
 	advertise net.Addr
 	client    *tls.Config
 	peers     *peers // tracks connections so a partition (tests) can cut them
+	timeout   time.Duration
+
+	pending chan struct{} // a slot per handshake in progress
+	ready   chan net.Conn // verified connections for Accept
+	done    chan struct{} // closed by Close
+	shaking map[net.Conn]bool
+	mu      sync.Mutex
+	wg      sync.WaitGroup
+	once    sync.Once
+	dropped atomic.Int64 // connections closed for a full handshake queue
 }
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
@@ -40,41 +61,112 @@ func requireCoordinator(cs tls.ConnectionState) error {
 	return nil
 }
 
-func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers) (*tlsStreamLayer, error) {
+func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers, limits Limits) (*tlsStreamLayer, error) {
 	server := pki.ServerTLS(cert, ca)
 	server.VerifyConnection = p.verifyCoordinator
 	client := pki.ClientTLS(cert, ca)
 	client.VerifyConnection = p.verifyCoordinator
-	ln, err := tls.Listen("tcp", addr, server)
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raft listener on %s: %w", addr, err)
 	}
-	return &tlsStreamLayer{ln: ln, advertise: ln.Addr(), client: client, peers: p}, nil
+	t := &tlsStreamLayer{
+		ln: netlimit.Listen(tcp, limits.MaxRaftConnsPerIP), server: server, advertise: tcp.Addr(), client: client, peers: p,
+		timeout: limits.HandshakeTimeout, pending: make(chan struct{}, limits.MaxPendingHandshakes),
+		ready: make(chan net.Conn), done: make(chan struct{}), shaking: map[net.Conn]bool{},
+	}
+	t.wg.Go(t.acceptLoop)
+	return t, nil
 }
 
-// Accept waits for the next connection and completes its handshake, so a
-// peer without a coordinator certificate never reaches Raft.
-func (t *tlsStreamLayer) Accept() (net.Conn, error) {
+// acceptLoop accepts TCP connections and starts a handshake for each, as
+// long as a handshake slot is free.
+func (t *tlsStreamLayer) acceptLoop() {
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
-			return nil, err
-		}
-		tc := c.(*tls.Conn)
-		tc.SetDeadline(time.Now().Add(10 * time.Second))
-		if err := tc.Handshake(); err != nil {
-			c.Close()
-			if errors.Is(err, net.ErrClosed) {
-				return nil, err
+			select {
+			case <-t.done:
+				return
+			default:
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			// A listener error other than Close (file descriptors
+			// exhausted): back off briefly rather than spin.
+			select {
+			case <-t.done:
+				return
+			case <-time.After(50 * time.Millisecond):
 			}
 			continue
 		}
-		tc.SetDeadline(time.Time{})
-		return t.peers.track(tc), nil
+		select {
+		case t.pending <- struct{}{}:
+		default:
+			t.dropped.Add(1)
+			c.Close()
+			continue
+		}
+		t.mu.Lock()
+		t.shaking[c] = true
+		t.mu.Unlock()
+		t.wg.Go(func() { t.handshake(c) })
 	}
 }
 
-func (t *tlsStreamLayer) Close() error   { return t.ln.Close() }
+// handshake completes one connection's TLS handshake within the timeout
+// and hands it to Accept.
+func (t *tlsStreamLayer) handshake(c net.Conn) {
+	defer func() {
+		t.mu.Lock()
+		delete(t.shaking, c)
+		t.mu.Unlock()
+		<-t.pending
+	}()
+	tc := tls.Server(c, t.server)
+	tc.SetDeadline(time.Now().Add(t.timeout))
+	if err := tc.Handshake(); err != nil {
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	tracked := t.peers.track(tc)
+	select {
+	case t.ready <- tracked:
+	case <-t.done:
+		tracked.Close()
+	}
+}
+
+// Accept returns the next connection that completed its handshake.
+func (t *tlsStreamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-t.ready:
+		return c, nil
+	case <-t.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting, ends the handshakes in progress and waits for
+// the layer's goroutines.
+func (t *tlsStreamLayer) Close() error {
+	var err error
+	t.once.Do(func() {
+		close(t.done)
+		err = t.ln.Close()
+		t.mu.Lock()
+		for c := range t.shaking {
+			c.Close()
+		}
+		t.mu.Unlock()
+		t.wg.Wait()
+	})
+	return err
+}
+
 func (t *tlsStreamLayer) Addr() net.Addr { return t.advertise }
 
 // Dial opens a TLS connection to a Raft peer.

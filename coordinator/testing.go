@@ -30,6 +30,7 @@ func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.Tick = 10 * time.Millisecond
+	cfg.RetentionInterval, cfg.ValueLogGCInterval = 100*time.Millisecond, time.Second
 	if os.Getenv("ACCORD_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -335,9 +336,13 @@ func CheckInvariants(nodes []*Coordinator) error {
 	for _, c := range nodes {
 		for _, j := range c.FSM().Jobs() {
 			var committed []uint32
+			kept := j.retained()
 			for _, r := range j.Rounds {
 				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
 					committed = append(committed, r.Number)
+					if !kept[r.Number] {
+						continue // deleted by the job's retain policy
+					}
 					blob, err := c.Store().GetBlob(r.Digest)
 					if err != nil {
 						return fmt.Errorf("%s: job %s round %d: %w", c.Name(), j.ID, r.Number, err)

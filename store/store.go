@@ -316,6 +316,59 @@ func (s *Store) HasBlob(digest string) (bool, error) {
 	return err == nil, err
 }
 
+// DeleteBlob removes a blob (deleting one that is not there is harmless).
+// Its bytes leave the disk when the value log is collected (CollectGarbage).
+func (s *Store) DeleteBlob(digest string) error {
+	err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Delete(append(append([]byte{}, prefixBlob...), digest...))
+	})
+	if err != nil {
+		return fmt.Errorf("deleting blob %s: %w", digest, err)
+	}
+	return nil
+}
+
+// Blobs lists the digests of the stored blobs.
+func (s *Store) Blobs() ([]string, error) {
+	var out []string
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefixBlob
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			out = append(out, string(it.Item().Key()[len(prefixBlob):]))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CollectGarbage rewrites value-log files of which at least discardRatio
+// is garbage (deleted blobs, compacted Raft log entries), until none is
+// left, and returns how many it rewrote. Badger never does this by itself.
+func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
+	n := 0
+	for {
+		err := s.db.RunValueLogGC(discardRatio)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("value-log garbage collection: %w", err)
+		}
+		n++
+	}
+}
+
+// Size is the bytes of the database's files on disk (LSM tree and value
+// log).
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}
+
 // badgerLogger sends Badger's warnings and errors to slog and drops its
 // chatter.
 type badgerLogger struct{ l *slog.Logger }

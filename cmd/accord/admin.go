@@ -52,7 +52,7 @@ func (m *Main) adminCommand(name, usage string, args []string, extra func(*flag.
 
 func (m *Main) runJob(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | approve ID | cancel ID")}
+		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | approve ID | cancel ID | delete ID")}
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -154,8 +154,22 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 			return err
 		}
 		return m.printProposal(resp.GetProposal(), asJSON)
+	case "delete":
+		c, pos, asJSON, err := m.adminCommand("job delete", "ID [--json]", args, nil)
+		if err != nil {
+			return err
+		}
+		defer c.conn.Close()
+		if len(pos) != 1 {
+			return usageError{fmt.Errorf("job delete: name one finished job ID")}
+		}
+		resp, err := c.client.DeleteJob(ctx, &pb.DeleteJobRequest{JobId: pos[0]})
+		if err != nil {
+			return err
+		}
+		return m.printProposal(resp.GetProposal(), asJSON)
 	}
-	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show, approve or cancel)", sub)}
+	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show, approve, cancel or delete)", sub)}
 }
 
 // loadJobFile reads a YAML job file over the defaults and validates it.
@@ -191,9 +205,17 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 	if len(pos) != 1 {
 		return usageError{fmt.Errorf("round list: name one JOB")}
 	}
-	resp, err := c.client.ListRounds(ctx, &pb.ListRoundsRequest{JobId: pos[0], IncludeAborted: all})
-	if err != nil {
-		return err
+	// Follow the pages: a long job's history does not fit one message.
+	resp := &pb.ListRoundsResponse{}
+	for token := ""; ; {
+		page, err := c.client.ListRounds(ctx, &pb.ListRoundsRequest{JobId: pos[0], IncludeAborted: all, PageToken: token})
+		if err != nil {
+			return err
+		}
+		resp.Rounds = append(resp.Rounds, page.Rounds...)
+		if token = page.NextPageToken; token == "" {
+			break
+		}
 	}
 	if asJSON {
 		return printJSON(m.Stdout, resp.Rounds)
@@ -209,7 +231,11 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 		if r.ClosedUnixMs > 0 {
 			secs = fmt.Sprintf("%.2f", float64(r.ClosedUnixMs-r.OpenedUnixMs)/1000)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), acc, secs, r.ModelDigest, r.Reason)
+		digest := r.ModelDigest
+		if r.ModelDeleted {
+			digest += " (deleted)"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), acc, secs, digest, r.Reason)
 	}
 	return tw.Flush()
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/pki"
@@ -25,6 +30,7 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	gossipKey := fs.String("gossip-key", envOr("ACCORD_GOSSIP_KEY", ""), "file holding the federation's gossip key (gossip.key from 'accord pki init') [$ACCORD_GOSSIP_KEY]")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	configFile := fs.String("config", "", "YAML file with the coordinator's limits (a `limits:` section; see coordinator.Limits); flags override it")
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -41,6 +47,11 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := def
+	if *configFile != "" {
+		if cfg.Limits, err = loadCoordinatorConfig(*configFile, def.Limits); err != nil {
+			return err
+		}
+	}
 	cfg.Name, cfg.DataDir, cfg.GRPCAddr, cfg.RaftAddr, cfg.Bootstrap = *name, *dataDir, *grpcAddr, *raftAddr, *bootstrap
 	cfg.MetricsAddr, cfg.Cert, cfg.CA = *metricsAddr, mat.cert, mat.pool
 	cfg.BootstrapExpect, cfg.GossipAddr = *expect, *gossipAddr
@@ -65,4 +76,27 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	}
 	<-ctx.Done()
 	return c.Shutdown()
+}
+
+// coordinatorFile is a coordinator's YAML config file.
+type coordinatorFile struct {
+	Limits coordinator.Limits `yaml:"limits"`
+}
+
+// loadCoordinatorConfig reads a config file over the default limits.
+func loadCoordinatorConfig(path string, def coordinator.Limits) (coordinator.Limits, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return def, fmt.Errorf("--config: %w", err)
+	}
+	f := coordinatorFile{Limits: def}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return def, fmt.Errorf("--config %s: %w", path, err)
+	}
+	if err := f.Limits.Validate(); err != nil {
+		return def, fmt.Errorf("--config %s: %w", path, err)
+	}
+	return f.Limits, nil
 }

@@ -82,7 +82,7 @@ func (m *Main) runProposals(ctx context.Context, args []string) error {
 // it cannot be counted for a proposal of another kind.
 func proposalKind(id string) string {
 	for prefix, kind := range map[string]string{"job-": "submit_job", "cancel-": "cancel_job", "add-": "add_member",
-		"remove-": "remove_member", "policy-": "set_policy", "revoke-": "revoke"} {
+		"remove-": "remove_member", "policy-": "set_policy", "revoke-": "revoke", "delete-": "delete_job"} {
 		if strings.HasPrefix(id, prefix) {
 			return kind
 		}

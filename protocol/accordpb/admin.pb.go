@@ -294,6 +294,50 @@ func (x *CancelJobRequest) GetReason() string {
 	return ""
 }
 
+type DeleteJobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteJobRequest) Reset() {
+	*x = DeleteJobRequest{}
+	mi := &file_accord_v1_admin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteJobRequest) ProtoMessage() {}
+
+func (x *DeleteJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_admin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteJobRequest.ProtoReflect.Descriptor instead.
+func (*DeleteJobRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteJobRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
 type CancelJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The cancellation, executed or waiting for approvals.
@@ -304,7 +348,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[6]
+	mi := &file_accord_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +360,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[6]
+	mi := &file_accord_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +373,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CancelJobResponse) GetProposal() *Proposal {
@@ -344,13 +388,17 @@ type ListRoundsRequest struct {
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Include aborted attempts as well as committed rounds.
 	IncludeAborted bool `protobuf:"varint,2,opt,name=include_aborted,json=includeAborted,proto3" json:"include_aborted,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// At most this many rounds an answer (0: 500; at most 5000), from the
+	// point page_token names (empty: the first).
+	PageSize      uint32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRoundsRequest) Reset() {
 	*x = ListRoundsRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[7]
+	mi := &file_accord_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +410,7 @@ func (x *ListRoundsRequest) String() string {
 func (*ListRoundsRequest) ProtoMessage() {}
 
 func (x *ListRoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[7]
+	mi := &file_accord_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +423,7 @@ func (x *ListRoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoundsRequest.ProtoReflect.Descriptor instead.
 func (*ListRoundsRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListRoundsRequest) GetJobId() string {
@@ -392,16 +440,32 @@ func (x *ListRoundsRequest) GetIncludeAborted() bool {
 	return false
 }
 
+func (x *ListRoundsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRoundsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListRoundsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Rounds        []*Round               `protobuf:"bytes,1,rep,name=rounds,proto3" json:"rounds,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Rounds []*Round               `protobuf:"bytes,1,rep,name=rounds,proto3" json:"rounds,omitempty"`
+	// Where the next page starts; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRoundsResponse) Reset() {
 	*x = ListRoundsResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[8]
+	mi := &file_accord_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +477,7 @@ func (x *ListRoundsResponse) String() string {
 func (*ListRoundsResponse) ProtoMessage() {}
 
 func (x *ListRoundsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[8]
+	mi := &file_accord_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +490,7 @@ func (x *ListRoundsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRoundsResponse.ProtoReflect.Descriptor instead.
 func (*ListRoundsResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRoundsResponse) GetRounds() []*Round {
@@ -434,6 +498,13 @@ func (x *ListRoundsResponse) GetRounds() []*Round {
 		return x.Rounds
 	}
 	return nil
+}
+
+func (x *ListRoundsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type ListParticipantsRequest struct {
@@ -444,7 +515,7 @@ type ListParticipantsRequest struct {
 
 func (x *ListParticipantsRequest) Reset() {
 	*x = ListParticipantsRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[9]
+	mi := &file_accord_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +527,7 @@ func (x *ListParticipantsRequest) String() string {
 func (*ListParticipantsRequest) ProtoMessage() {}
 
 func (x *ListParticipantsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[9]
+	mi := &file_accord_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +540,7 @@ func (x *ListParticipantsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListParticipantsRequest.ProtoReflect.Descriptor instead.
 func (*ListParticipantsRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type ListParticipantsResponse struct {
@@ -481,7 +552,7 @@ type ListParticipantsResponse struct {
 
 func (x *ListParticipantsResponse) Reset() {
 	*x = ListParticipantsResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[10]
+	mi := &file_accord_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +564,7 @@ func (x *ListParticipantsResponse) String() string {
 func (*ListParticipantsResponse) ProtoMessage() {}
 
 func (x *ListParticipantsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[10]
+	mi := &file_accord_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +577,7 @@ func (x *ListParticipantsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListParticipantsResponse.ProtoReflect.Descriptor instead.
 func (*ListParticipantsResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListParticipantsResponse) GetParticipants() []*Participant {
@@ -528,7 +599,7 @@ type PullModelRequest struct {
 
 func (x *PullModelRequest) Reset() {
 	*x = PullModelRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[11]
+	mi := &file_accord_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +611,7 @@ func (x *PullModelRequest) String() string {
 func (*PullModelRequest) ProtoMessage() {}
 
 func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[11]
+	mi := &file_accord_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +624,7 @@ func (x *PullModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullModelRequest.ProtoReflect.Descriptor instead.
 func (*PullModelRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PullModelRequest) GetJobId() string {
@@ -585,7 +656,7 @@ type ListMembersRequest struct {
 
 func (x *ListMembersRequest) Reset() {
 	*x = ListMembersRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[12]
+	mi := &file_accord_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +668,7 @@ func (x *ListMembersRequest) String() string {
 func (*ListMembersRequest) ProtoMessage() {}
 
 func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[12]
+	mi := &file_accord_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +681,7 @@ func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
 func (*ListMembersRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type Member struct {
@@ -632,7 +703,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_accord_v1_admin_proto_msgTypes[13]
+	mi := &file_accord_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +715,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[13]
+	mi := &file_accord_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +728,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Member) GetName() string {
@@ -721,7 +792,7 @@ type ListMembersResponse struct {
 
 func (x *ListMembersResponse) Reset() {
 	*x = ListMembersResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[14]
+	mi := &file_accord_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +804,7 @@ func (x *ListMembersResponse) String() string {
 func (*ListMembersResponse) ProtoMessage() {}
 
 func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[14]
+	mi := &file_accord_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +817,7 @@ func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
 func (*ListMembersResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListMembersResponse) GetMembers() []*Member {
@@ -779,7 +850,7 @@ type RemoveMemberRequest struct {
 
 func (x *RemoveMemberRequest) Reset() {
 	*x = RemoveMemberRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[15]
+	mi := &file_accord_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +862,7 @@ func (x *RemoveMemberRequest) String() string {
 func (*RemoveMemberRequest) ProtoMessage() {}
 
 func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[15]
+	mi := &file_accord_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +875,7 @@ func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
 func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RemoveMemberRequest) GetName() string {
@@ -823,7 +894,7 @@ type RemoveMemberResponse struct {
 
 func (x *RemoveMemberResponse) Reset() {
 	*x = RemoveMemberResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[16]
+	mi := &file_accord_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +906,7 @@ func (x *RemoveMemberResponse) String() string {
 func (*RemoveMemberResponse) ProtoMessage() {}
 
 func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[16]
+	mi := &file_accord_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +919,7 @@ func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
 func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RemoveMemberResponse) GetProposal() *Proposal {
@@ -867,7 +938,7 @@ type AddMemberRequest struct {
 
 func (x *AddMemberRequest) Reset() {
 	*x = AddMemberRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[17]
+	mi := &file_accord_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +950,7 @@ func (x *AddMemberRequest) String() string {
 func (*AddMemberRequest) ProtoMessage() {}
 
 func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[17]
+	mi := &file_accord_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +963,7 @@ func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
 func (*AddMemberRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AddMemberRequest) GetName() string {
@@ -915,7 +986,7 @@ type ApproveRequest struct {
 
 func (x *ApproveRequest) Reset() {
 	*x = ApproveRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[18]
+	mi := &file_accord_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -927,7 +998,7 @@ func (x *ApproveRequest) String() string {
 func (*ApproveRequest) ProtoMessage() {}
 
 func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[18]
+	mi := &file_accord_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -940,7 +1011,7 @@ func (x *ApproveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveRequest.ProtoReflect.Descriptor instead.
 func (*ApproveRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ApproveRequest) GetProposalId() string {
@@ -966,7 +1037,7 @@ type ProposalResponse struct {
 
 func (x *ProposalResponse) Reset() {
 	*x = ProposalResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[19]
+	mi := &file_accord_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1049,7 @@ func (x *ProposalResponse) String() string {
 func (*ProposalResponse) ProtoMessage() {}
 
 func (x *ProposalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[19]
+	mi := &file_accord_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1062,7 @@ func (x *ProposalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposalResponse.ProtoReflect.Descriptor instead.
 func (*ProposalResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProposalResponse) GetProposal() *Proposal {
@@ -1009,7 +1080,7 @@ type ListProposalsRequest struct {
 
 func (x *ListProposalsRequest) Reset() {
 	*x = ListProposalsRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[20]
+	mi := &file_accord_v1_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1092,7 @@ func (x *ListProposalsRequest) String() string {
 func (*ListProposalsRequest) ProtoMessage() {}
 
 func (x *ListProposalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[20]
+	mi := &file_accord_v1_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1105,7 @@ func (x *ListProposalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProposalsRequest.ProtoReflect.Descriptor instead.
 func (*ListProposalsRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{20}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{21}
 }
 
 type ListProposalsResponse struct {
@@ -1046,7 +1117,7 @@ type ListProposalsResponse struct {
 
 func (x *ListProposalsResponse) Reset() {
 	*x = ListProposalsResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[21]
+	mi := &file_accord_v1_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1129,7 @@ func (x *ListProposalsResponse) String() string {
 func (*ListProposalsResponse) ProtoMessage() {}
 
 func (x *ListProposalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[21]
+	mi := &file_accord_v1_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1142,7 @@ func (x *ListProposalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProposalsResponse.ProtoReflect.Descriptor instead.
 func (*ListProposalsResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{21}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListProposalsResponse) GetProposals() []*Proposal {
@@ -1090,7 +1161,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[22]
+	mi := &file_accord_v1_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1173,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[22]
+	mi := &file_accord_v1_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1186,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{22}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -1133,7 +1204,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[23]
+	mi := &file_accord_v1_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1216,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[23]
+	mi := &file_accord_v1_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1229,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{23}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{24}
 }
 
 type RevokeRequest struct {
@@ -1174,7 +1245,7 @@ type RevokeRequest struct {
 
 func (x *RevokeRequest) Reset() {
 	*x = RevokeRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[24]
+	mi := &file_accord_v1_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1257,7 @@ func (x *RevokeRequest) String() string {
 func (*RevokeRequest) ProtoMessage() {}
 
 func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[24]
+	mi := &file_accord_v1_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1270,7 @@ func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{24}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RevokeRequest) GetSerial() string {
@@ -1235,7 +1306,7 @@ type RevokeResponse struct {
 
 func (x *RevokeResponse) Reset() {
 	*x = RevokeResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[25]
+	mi := &file_accord_v1_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1318,7 @@ func (x *RevokeResponse) String() string {
 func (*RevokeResponse) ProtoMessage() {}
 
 func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[25]
+	mi := &file_accord_v1_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1331,7 @@ func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{25}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeResponse) GetRevoked() []*Revocation {
@@ -1285,7 +1356,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[26]
+	mi := &file_accord_v1_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1368,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[26]
+	mi := &file_accord_v1_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1381,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{26}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{27}
 }
 
 type ListRevocationsResponse struct {
@@ -1322,7 +1393,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[27]
+	mi := &file_accord_v1_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1405,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[27]
+	mi := &file_accord_v1_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1418,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{27}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -1368,7 +1439,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_accord_v1_admin_proto_msgTypes[28]
+	mi := &file_accord_v1_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1451,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[28]
+	mi := &file_accord_v1_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1464,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{28}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListAuditRequest) GetFromIndex() uint64 {
@@ -1421,7 +1492,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_accord_v1_admin_proto_msgTypes[29]
+	mi := &file_accord_v1_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1433,7 +1504,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_admin_proto_msgTypes[29]
+	mi := &file_accord_v1_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1446,7 +1517,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_admin_proto_rawDescGZIP(), []int{29}
+	return file_accord_v1_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -1480,14 +1551,20 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"A\n" +
 	"\x10CancelJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"D\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\")\n" +
+	"\x10DeleteJobRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"D\n" +
 	"\x11CancelJobResponse\x12/\n" +
-	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"S\n" +
+	"\bproposal\x18\x01 \x01(\v2\x13.accord.v1.ProposalR\bproposal\"\x8f\x01\n" +
 	"\x11ListRoundsRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12'\n" +
-	"\x0finclude_aborted\x18\x02 \x01(\bR\x0eincludeAborted\">\n" +
+	"\x0finclude_aborted\x18\x02 \x01(\bR\x0eincludeAborted\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"f\n" +
 	"\x12ListRoundsResponse\x12(\n" +
-	"\x06rounds\x18\x01 \x03(\v2\x10.accord.v1.RoundR\x06rounds\"\x19\n" +
+	"\x06rounds\x18\x01 \x03(\v2\x10.accord.v1.RoundR\x06rounds\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x19\n" +
 	"\x17ListParticipantsRequest\"V\n" +
 	"\x18ListParticipantsResponse\x12:\n" +
 	"\fparticipants\x18\x01 \x03(\v2\x16.accord.v1.ParticipantR\fparticipants\"W\n" +
@@ -1543,7 +1620,8 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"Z\n" +
 	"\x11ListAuditResponse\x12/\n" +
 	"\aentries\x18\x01 \x03(\v2\x15.accord.v1.AuditEntryR\aentries\x12\x14\n" +
-	"\x05total\x18\x02 \x01(\x04R\x05total2\xe4\t\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total2\xab\n" +
+	"\n" +
 	"\fAdminService\x12F\n" +
 	"\tSubmitJob\x12\x1b.accord.v1.SubmitJobRequest\x1a\x1c.accord.v1.SubmitJobResponse\x12C\n" +
 	"\bListJobs\x12\x1a.accord.v1.ListJobsRequest\x1a\x1b.accord.v1.ListJobsResponse\x122\n" +
@@ -1555,6 +1633,7 @@ const file_accord_v1_admin_proto_rawDesc = "" +
 	"\tPullModel\x12\x1b.accord.v1.PullModelRequest\x1a\x15.accord.v1.ModelChunk0\x01\x12L\n" +
 	"\vListMembers\x12\x1d.accord.v1.ListMembersRequest\x1a\x1e.accord.v1.ListMembersResponse\x12O\n" +
 	"\fRemoveMember\x12\x1e.accord.v1.RemoveMemberRequest\x1a\x1f.accord.v1.RemoveMemberResponse\x12E\n" +
+	"\tDeleteJob\x12\x1b.accord.v1.DeleteJobRequest\x1a\x1b.accord.v1.ProposalResponse\x12E\n" +
 	"\tAddMember\x12\x1b.accord.v1.AddMemberRequest\x1a\x1b.accord.v1.ProposalResponse\x12A\n" +
 	"\aApprove\x12\x19.accord.v1.ApproveRequest\x1a\x1b.accord.v1.ProposalResponse\x12R\n" +
 	"\rListProposals\x12\x1f.accord.v1.ListProposalsRequest\x1a .accord.v1.ListProposalsResponse\x12E\n" +
@@ -1576,7 +1655,7 @@ func file_accord_v1_admin_proto_rawDescGZIP() []byte {
 	return file_accord_v1_admin_proto_rawDescData
 }
 
-var file_accord_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_accord_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_accord_v1_admin_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),         // 0: accord.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),        // 1: accord.v1.SubmitJobResponse
@@ -1584,93 +1663,96 @@ var file_accord_v1_admin_proto_goTypes = []any{
 	(*ListJobsResponse)(nil),         // 3: accord.v1.ListJobsResponse
 	(*GetJobRequest)(nil),            // 4: accord.v1.GetJobRequest
 	(*CancelJobRequest)(nil),         // 5: accord.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),        // 6: accord.v1.CancelJobResponse
-	(*ListRoundsRequest)(nil),        // 7: accord.v1.ListRoundsRequest
-	(*ListRoundsResponse)(nil),       // 8: accord.v1.ListRoundsResponse
-	(*ListParticipantsRequest)(nil),  // 9: accord.v1.ListParticipantsRequest
-	(*ListParticipantsResponse)(nil), // 10: accord.v1.ListParticipantsResponse
-	(*PullModelRequest)(nil),         // 11: accord.v1.PullModelRequest
-	(*ListMembersRequest)(nil),       // 12: accord.v1.ListMembersRequest
-	(*Member)(nil),                   // 13: accord.v1.Member
-	(*ListMembersResponse)(nil),      // 14: accord.v1.ListMembersResponse
-	(*RemoveMemberRequest)(nil),      // 15: accord.v1.RemoveMemberRequest
-	(*RemoveMemberResponse)(nil),     // 16: accord.v1.RemoveMemberResponse
-	(*AddMemberRequest)(nil),         // 17: accord.v1.AddMemberRequest
-	(*ApproveRequest)(nil),           // 18: accord.v1.ApproveRequest
-	(*ProposalResponse)(nil),         // 19: accord.v1.ProposalResponse
-	(*ListProposalsRequest)(nil),     // 20: accord.v1.ListProposalsRequest
-	(*ListProposalsResponse)(nil),    // 21: accord.v1.ListProposalsResponse
-	(*SetPolicyRequest)(nil),         // 22: accord.v1.SetPolicyRequest
-	(*GetPolicyRequest)(nil),         // 23: accord.v1.GetPolicyRequest
-	(*RevokeRequest)(nil),            // 24: accord.v1.RevokeRequest
-	(*RevokeResponse)(nil),           // 25: accord.v1.RevokeResponse
-	(*ListRevocationsRequest)(nil),   // 26: accord.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),  // 27: accord.v1.ListRevocationsResponse
-	(*ListAuditRequest)(nil),         // 28: accord.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),        // 29: accord.v1.ListAuditResponse
-	(*JobSpec)(nil),                  // 30: accord.v1.JobSpec
-	(JobStatus)(0),                   // 31: accord.v1.JobStatus
-	(*Job)(nil),                      // 32: accord.v1.Job
-	(*Proposal)(nil),                 // 33: accord.v1.Proposal
-	(*Round)(nil),                    // 34: accord.v1.Round
-	(*Participant)(nil),              // 35: accord.v1.Participant
-	(*Policy)(nil),                   // 36: accord.v1.Policy
-	(*Revocation)(nil),               // 37: accord.v1.Revocation
-	(*AuditEntry)(nil),               // 38: accord.v1.AuditEntry
-	(*ModelChunk)(nil),               // 39: accord.v1.ModelChunk
+	(*DeleteJobRequest)(nil),         // 6: accord.v1.DeleteJobRequest
+	(*CancelJobResponse)(nil),        // 7: accord.v1.CancelJobResponse
+	(*ListRoundsRequest)(nil),        // 8: accord.v1.ListRoundsRequest
+	(*ListRoundsResponse)(nil),       // 9: accord.v1.ListRoundsResponse
+	(*ListParticipantsRequest)(nil),  // 10: accord.v1.ListParticipantsRequest
+	(*ListParticipantsResponse)(nil), // 11: accord.v1.ListParticipantsResponse
+	(*PullModelRequest)(nil),         // 12: accord.v1.PullModelRequest
+	(*ListMembersRequest)(nil),       // 13: accord.v1.ListMembersRequest
+	(*Member)(nil),                   // 14: accord.v1.Member
+	(*ListMembersResponse)(nil),      // 15: accord.v1.ListMembersResponse
+	(*RemoveMemberRequest)(nil),      // 16: accord.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),     // 17: accord.v1.RemoveMemberResponse
+	(*AddMemberRequest)(nil),         // 18: accord.v1.AddMemberRequest
+	(*ApproveRequest)(nil),           // 19: accord.v1.ApproveRequest
+	(*ProposalResponse)(nil),         // 20: accord.v1.ProposalResponse
+	(*ListProposalsRequest)(nil),     // 21: accord.v1.ListProposalsRequest
+	(*ListProposalsResponse)(nil),    // 22: accord.v1.ListProposalsResponse
+	(*SetPolicyRequest)(nil),         // 23: accord.v1.SetPolicyRequest
+	(*GetPolicyRequest)(nil),         // 24: accord.v1.GetPolicyRequest
+	(*RevokeRequest)(nil),            // 25: accord.v1.RevokeRequest
+	(*RevokeResponse)(nil),           // 26: accord.v1.RevokeResponse
+	(*ListRevocationsRequest)(nil),   // 27: accord.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),  // 28: accord.v1.ListRevocationsResponse
+	(*ListAuditRequest)(nil),         // 29: accord.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),        // 30: accord.v1.ListAuditResponse
+	(*JobSpec)(nil),                  // 31: accord.v1.JobSpec
+	(JobStatus)(0),                   // 32: accord.v1.JobStatus
+	(*Job)(nil),                      // 33: accord.v1.Job
+	(*Proposal)(nil),                 // 34: accord.v1.Proposal
+	(*Round)(nil),                    // 35: accord.v1.Round
+	(*Participant)(nil),              // 36: accord.v1.Participant
+	(*Policy)(nil),                   // 37: accord.v1.Policy
+	(*Revocation)(nil),               // 38: accord.v1.Revocation
+	(*AuditEntry)(nil),               // 39: accord.v1.AuditEntry
+	(*ModelChunk)(nil),               // 40: accord.v1.ModelChunk
 }
 var file_accord_v1_admin_proto_depIdxs = []int32{
-	30, // 0: accord.v1.SubmitJobRequest.spec:type_name -> accord.v1.JobSpec
-	31, // 1: accord.v1.SubmitJobResponse.status:type_name -> accord.v1.JobStatus
-	32, // 2: accord.v1.ListJobsResponse.jobs:type_name -> accord.v1.Job
-	33, // 3: accord.v1.CancelJobResponse.proposal:type_name -> accord.v1.Proposal
-	34, // 4: accord.v1.ListRoundsResponse.rounds:type_name -> accord.v1.Round
-	35, // 5: accord.v1.ListParticipantsResponse.participants:type_name -> accord.v1.Participant
-	13, // 6: accord.v1.ListMembersResponse.members:type_name -> accord.v1.Member
-	33, // 7: accord.v1.RemoveMemberResponse.proposal:type_name -> accord.v1.Proposal
-	33, // 8: accord.v1.ProposalResponse.proposal:type_name -> accord.v1.Proposal
-	33, // 9: accord.v1.ListProposalsResponse.proposals:type_name -> accord.v1.Proposal
-	36, // 10: accord.v1.SetPolicyRequest.policy:type_name -> accord.v1.Policy
-	37, // 11: accord.v1.RevokeResponse.revoked:type_name -> accord.v1.Revocation
-	33, // 12: accord.v1.RevokeResponse.proposal:type_name -> accord.v1.Proposal
-	37, // 13: accord.v1.ListRevocationsResponse.revocations:type_name -> accord.v1.Revocation
-	38, // 14: accord.v1.ListAuditResponse.entries:type_name -> accord.v1.AuditEntry
+	31, // 0: accord.v1.SubmitJobRequest.spec:type_name -> accord.v1.JobSpec
+	32, // 1: accord.v1.SubmitJobResponse.status:type_name -> accord.v1.JobStatus
+	33, // 2: accord.v1.ListJobsResponse.jobs:type_name -> accord.v1.Job
+	34, // 3: accord.v1.CancelJobResponse.proposal:type_name -> accord.v1.Proposal
+	35, // 4: accord.v1.ListRoundsResponse.rounds:type_name -> accord.v1.Round
+	36, // 5: accord.v1.ListParticipantsResponse.participants:type_name -> accord.v1.Participant
+	14, // 6: accord.v1.ListMembersResponse.members:type_name -> accord.v1.Member
+	34, // 7: accord.v1.RemoveMemberResponse.proposal:type_name -> accord.v1.Proposal
+	34, // 8: accord.v1.ProposalResponse.proposal:type_name -> accord.v1.Proposal
+	34, // 9: accord.v1.ListProposalsResponse.proposals:type_name -> accord.v1.Proposal
+	37, // 10: accord.v1.SetPolicyRequest.policy:type_name -> accord.v1.Policy
+	38, // 11: accord.v1.RevokeResponse.revoked:type_name -> accord.v1.Revocation
+	34, // 12: accord.v1.RevokeResponse.proposal:type_name -> accord.v1.Proposal
+	38, // 13: accord.v1.ListRevocationsResponse.revocations:type_name -> accord.v1.Revocation
+	39, // 14: accord.v1.ListAuditResponse.entries:type_name -> accord.v1.AuditEntry
 	0,  // 15: accord.v1.AdminService.SubmitJob:input_type -> accord.v1.SubmitJobRequest
 	2,  // 16: accord.v1.AdminService.ListJobs:input_type -> accord.v1.ListJobsRequest
 	4,  // 17: accord.v1.AdminService.GetJob:input_type -> accord.v1.GetJobRequest
 	5,  // 18: accord.v1.AdminService.CancelJob:input_type -> accord.v1.CancelJobRequest
-	7,  // 19: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
-	9,  // 20: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
-	11, // 21: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
-	12, // 22: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
-	15, // 23: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
-	17, // 24: accord.v1.AdminService.AddMember:input_type -> accord.v1.AddMemberRequest
-	18, // 25: accord.v1.AdminService.Approve:input_type -> accord.v1.ApproveRequest
-	20, // 26: accord.v1.AdminService.ListProposals:input_type -> accord.v1.ListProposalsRequest
-	22, // 27: accord.v1.AdminService.SetPolicy:input_type -> accord.v1.SetPolicyRequest
-	23, // 28: accord.v1.AdminService.GetPolicy:input_type -> accord.v1.GetPolicyRequest
-	24, // 29: accord.v1.AdminService.Revoke:input_type -> accord.v1.RevokeRequest
-	26, // 30: accord.v1.AdminService.ListRevocations:input_type -> accord.v1.ListRevocationsRequest
-	28, // 31: accord.v1.AdminService.ListAudit:input_type -> accord.v1.ListAuditRequest
-	1,  // 32: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
-	3,  // 33: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
-	32, // 34: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
-	6,  // 35: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
-	8,  // 36: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
-	10, // 37: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
-	39, // 38: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
-	14, // 39: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
-	16, // 40: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
-	19, // 41: accord.v1.AdminService.AddMember:output_type -> accord.v1.ProposalResponse
-	19, // 42: accord.v1.AdminService.Approve:output_type -> accord.v1.ProposalResponse
-	21, // 43: accord.v1.AdminService.ListProposals:output_type -> accord.v1.ListProposalsResponse
-	19, // 44: accord.v1.AdminService.SetPolicy:output_type -> accord.v1.ProposalResponse
-	36, // 45: accord.v1.AdminService.GetPolicy:output_type -> accord.v1.Policy
-	25, // 46: accord.v1.AdminService.Revoke:output_type -> accord.v1.RevokeResponse
-	27, // 47: accord.v1.AdminService.ListRevocations:output_type -> accord.v1.ListRevocationsResponse
-	29, // 48: accord.v1.AdminService.ListAudit:output_type -> accord.v1.ListAuditResponse
-	32, // [32:49] is the sub-list for method output_type
-	15, // [15:32] is the sub-list for method input_type
+	8,  // 19: accord.v1.AdminService.ListRounds:input_type -> accord.v1.ListRoundsRequest
+	10, // 20: accord.v1.AdminService.ListParticipants:input_type -> accord.v1.ListParticipantsRequest
+	12, // 21: accord.v1.AdminService.PullModel:input_type -> accord.v1.PullModelRequest
+	13, // 22: accord.v1.AdminService.ListMembers:input_type -> accord.v1.ListMembersRequest
+	16, // 23: accord.v1.AdminService.RemoveMember:input_type -> accord.v1.RemoveMemberRequest
+	6,  // 24: accord.v1.AdminService.DeleteJob:input_type -> accord.v1.DeleteJobRequest
+	18, // 25: accord.v1.AdminService.AddMember:input_type -> accord.v1.AddMemberRequest
+	19, // 26: accord.v1.AdminService.Approve:input_type -> accord.v1.ApproveRequest
+	21, // 27: accord.v1.AdminService.ListProposals:input_type -> accord.v1.ListProposalsRequest
+	23, // 28: accord.v1.AdminService.SetPolicy:input_type -> accord.v1.SetPolicyRequest
+	24, // 29: accord.v1.AdminService.GetPolicy:input_type -> accord.v1.GetPolicyRequest
+	25, // 30: accord.v1.AdminService.Revoke:input_type -> accord.v1.RevokeRequest
+	27, // 31: accord.v1.AdminService.ListRevocations:input_type -> accord.v1.ListRevocationsRequest
+	29, // 32: accord.v1.AdminService.ListAudit:input_type -> accord.v1.ListAuditRequest
+	1,  // 33: accord.v1.AdminService.SubmitJob:output_type -> accord.v1.SubmitJobResponse
+	3,  // 34: accord.v1.AdminService.ListJobs:output_type -> accord.v1.ListJobsResponse
+	33, // 35: accord.v1.AdminService.GetJob:output_type -> accord.v1.Job
+	7,  // 36: accord.v1.AdminService.CancelJob:output_type -> accord.v1.CancelJobResponse
+	9,  // 37: accord.v1.AdminService.ListRounds:output_type -> accord.v1.ListRoundsResponse
+	11, // 38: accord.v1.AdminService.ListParticipants:output_type -> accord.v1.ListParticipantsResponse
+	40, // 39: accord.v1.AdminService.PullModel:output_type -> accord.v1.ModelChunk
+	15, // 40: accord.v1.AdminService.ListMembers:output_type -> accord.v1.ListMembersResponse
+	17, // 41: accord.v1.AdminService.RemoveMember:output_type -> accord.v1.RemoveMemberResponse
+	20, // 42: accord.v1.AdminService.DeleteJob:output_type -> accord.v1.ProposalResponse
+	20, // 43: accord.v1.AdminService.AddMember:output_type -> accord.v1.ProposalResponse
+	20, // 44: accord.v1.AdminService.Approve:output_type -> accord.v1.ProposalResponse
+	22, // 45: accord.v1.AdminService.ListProposals:output_type -> accord.v1.ListProposalsResponse
+	20, // 46: accord.v1.AdminService.SetPolicy:output_type -> accord.v1.ProposalResponse
+	37, // 47: accord.v1.AdminService.GetPolicy:output_type -> accord.v1.Policy
+	26, // 48: accord.v1.AdminService.Revoke:output_type -> accord.v1.RevokeResponse
+	28, // 49: accord.v1.AdminService.ListRevocations:output_type -> accord.v1.ListRevocationsResponse
+	30, // 50: accord.v1.AdminService.ListAudit:output_type -> accord.v1.ListAuditResponse
+	33, // [33:51] is the sub-list for method output_type
+	15, // [15:33] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1688,7 +1770,7 @@ func file_accord_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_admin_proto_rawDesc), len(file_accord_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	AdminService_PullModel_FullMethodName        = "/accord.v1.AdminService/PullModel"
 	AdminService_ListMembers_FullMethodName      = "/accord.v1.AdminService/ListMembers"
 	AdminService_RemoveMember_FullMethodName     = "/accord.v1.AdminService/RemoveMember"
+	AdminService_DeleteJob_FullMethodName        = "/accord.v1.AdminService/DeleteJob"
 	AdminService_AddMember_FullMethodName        = "/accord.v1.AdminService/AddMember"
 	AdminService_Approve_FullMethodName          = "/accord.v1.AdminService/Approve"
 	AdminService_ListProposals_FullMethodName    = "/accord.v1.AdminService/ListProposals"
@@ -58,6 +59,9 @@ type AdminServiceClient interface {
 	ListMembers(ctx context.Context, in *ListMembersRequest, opts ...grpc.CallOption) (*ListMembersResponse, error)
 	// RemoveMember removes a coordinator from the Raft configuration.
 	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
+	// DeleteJob proposes deleting a finished job's models (governed like a
+	// cancellation); the job's record stays.
+	DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*ProposalResponse, error)
 	// AddMember approves a coordinator's admission to the Raft configuration
 	// (needed once the federation's policy requires approvals).
 	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*ProposalResponse, error)
@@ -183,6 +187,16 @@ func (c *adminServiceClient) RemoveMember(ctx context.Context, in *RemoveMemberR
 	return out, nil
 }
 
+func (c *adminServiceClient) DeleteJob(ctx context.Context, in *DeleteJobRequest, opts ...grpc.CallOption) (*ProposalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProposalResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*ProposalResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProposalResponse)
@@ -283,6 +297,9 @@ type AdminServiceServer interface {
 	ListMembers(context.Context, *ListMembersRequest) (*ListMembersResponse, error)
 	// RemoveMember removes a coordinator from the Raft configuration.
 	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
+	// DeleteJob proposes deleting a finished job's models (governed like a
+	// cancellation); the job's record stays.
+	DeleteJob(context.Context, *DeleteJobRequest) (*ProposalResponse, error)
 	// AddMember approves a coordinator's admission to the Raft configuration
 	// (needed once the federation's policy requires approvals).
 	AddMember(context.Context, *AddMemberRequest) (*ProposalResponse, error)
@@ -335,6 +352,9 @@ func (UnimplementedAdminServiceServer) ListMembers(context.Context, *ListMembers
 }
 func (UnimplementedAdminServiceServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveMember not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteJob(context.Context, *DeleteJobRequest) (*ProposalResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteJob not implemented")
 }
 func (UnimplementedAdminServiceServer) AddMember(context.Context, *AddMemberRequest) (*ProposalResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AddMember not implemented")
@@ -536,6 +556,24 @@ func _AdminService_RemoveMember_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_DeleteJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteJob(ctx, req.(*DeleteJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_AddMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AddMemberRequest)
 	if err := dec(in); err != nil {
@@ -718,6 +756,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveMember",
 			Handler:    _AdminService_RemoveMember_Handler,
+		},
+		{
+			MethodName: "DeleteJob",
+			Handler:    _AdminService_DeleteJob_Handler,
 		},
 		{
 			MethodName: "AddMember",

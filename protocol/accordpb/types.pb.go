@@ -166,7 +166,16 @@ type JobSpec struct {
 	EvaluateFraction float64 `protobuf:"fixed64,17,opt,name=evaluate_fraction,json=evaluateFraction,proto3" json:"evaluate_fraction,omitempty"`
 	// Most examples one participant's update may weigh as (0: the default,
 	// coordinator.DefaultMaxExamples); larger claims count as this many.
-	MaxExamples   uint64 `protobuf:"varint,18,opt,name=max_examples,json=maxExamples,proto3" json:"max_examples,omitempty"`
+	MaxExamples uint64 `protobuf:"varint,18,opt,name=max_examples,json=maxExamples,proto3" json:"max_examples,omitempty"`
+	// A plain update whose L2 norm is above this is refused (0: the default,
+	// coordinator.DefaultMaxUpdateNorm).
+	MaxUpdateNorm float64 `protobuf:"fixed64,19,opt,name=max_update_norm,json=maxUpdateNorm,proto3" json:"max_update_norm,omitempty"`
+	// Aborted attempts in a row of one round before the job fails (0: the
+	// default, coordinator.DefaultMaxAttempts).
+	MaxAttempts uint32 `protobuf:"varint,20,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// Which committed models every coordinator keeps (absent: the default,
+	// see coordinator.Retain).
+	Retain        *Retain `protobuf:"bytes,21,opt,name=retain,proto3" json:"retain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -327,6 +336,101 @@ func (x *JobSpec) GetMaxExamples() uint64 {
 	return 0
 }
 
+func (x *JobSpec) GetMaxUpdateNorm() float64 {
+	if x != nil {
+		return x.MaxUpdateNorm
+	}
+	return 0
+}
+
+func (x *JobSpec) GetMaxAttempts() uint32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *JobSpec) GetRetain() *Retain {
+	if x != nil {
+		return x.Retain
+	}
+	return nil
+}
+
+// Retain says which committed models are kept; the others are deleted on
+// every coordinator once the job has committed past them.
+type Retain struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Keep every model (the other fields are ignored).
+	All bool `protobuf:"varint,1,opt,name=all,proto3" json:"all,omitempty"`
+	// Keep the last N committed models (at least 1: the next round's base).
+	Last uint32 `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	// Keep every k-th round's model.
+	Every uint32 `protobuf:"varint,3,opt,name=every,proto3" json:"every,omitempty"`
+	// Keep the B models with the best federated accuracy.
+	Best          uint32 `protobuf:"varint,4,opt,name=best,proto3" json:"best,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Retain) Reset() {
+	*x = Retain{}
+	mi := &file_accord_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Retain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Retain) ProtoMessage() {}
+
+func (x *Retain) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Retain.ProtoReflect.Descriptor instead.
+func (*Retain) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Retain) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *Retain) GetLast() uint32 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
+func (x *Retain) GetEvery() uint32 {
+	if x != nil {
+		return x.Every
+	}
+	return 0
+}
+
+func (x *Retain) GetBest() uint32 {
+	if x != nil {
+		return x.Best
+	}
+	return 0
+}
+
 // SecureAggregation configures masking of updates: the coordinators learn
 // only the cohort's sum.
 type SecureAggregation struct {
@@ -349,7 +453,7 @@ type SecureAggregation struct {
 
 func (x *SecureAggregation) Reset() {
 	*x = SecureAggregation{}
-	mi := &file_accord_v1_types_proto_msgTypes[1]
+	mi := &file_accord_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -361,7 +465,7 @@ func (x *SecureAggregation) String() string {
 func (*SecureAggregation) ProtoMessage() {}
 
 func (x *SecureAggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[1]
+	mi := &file_accord_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -374,7 +478,7 @@ func (x *SecureAggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregation.ProtoReflect.Descriptor instead.
 func (*SecureAggregation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SecureAggregation) GetMode() string {
@@ -446,7 +550,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_accord_v1_types_proto_msgTypes[2]
+	mi := &file_accord_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +562,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[2]
+	mi := &file_accord_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +575,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Job) GetId() string {
@@ -577,7 +681,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +693,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +706,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Approval) GetAdmin() string {
@@ -638,7 +742,7 @@ type Refusal struct {
 
 func (x *Refusal) Reset() {
 	*x = Refusal{}
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +754,7 @@ func (x *Refusal) String() string {
 func (*Refusal) ProtoMessage() {}
 
 func (x *Refusal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +767,7 @@ func (x *Refusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
 func (*Refusal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Refusal) GetParticipant() string {
@@ -702,7 +806,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +818,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +831,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Policy) GetOrganizations() []string {
@@ -770,7 +874,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +886,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +899,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Proposal) GetId() string {
@@ -910,7 +1014,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_accord_v1_types_proto_msgTypes[7]
+	mi := &file_accord_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1026,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[7]
+	mi := &file_accord_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1039,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -998,7 +1102,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_accord_v1_types_proto_msgTypes[8]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1114,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[8]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1127,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1138,7 +1242,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_accord_v1_types_proto_msgTypes[9]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1254,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[9]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1267,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Evaluation) GetExamples() uint64 {
@@ -1211,14 +1315,16 @@ type Round struct {
 	Reason          string      `protobuf:"bytes,12,opt,name=reason,proto3" json:"reason,omitempty"`
 	Examples        uint64      `protobuf:"varint,13,opt,name=examples,proto3" json:"examples,omitempty"`
 	// Federated evaluation of this round's committed model, once known.
-	Evaluation    *Evaluation `protobuf:"bytes,14,opt,name=evaluation,proto3" json:"evaluation,omitempty"`
+	Evaluation *Evaluation `protobuf:"bytes,14,opt,name=evaluation,proto3" json:"evaluation,omitempty"`
+	// The model was deleted by the job's retain policy or accord job delete.
+	ModelDeleted  bool `protobuf:"varint,15,opt,name=model_deleted,json=modelDeleted,proto3" json:"model_deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_accord_v1_types_proto_msgTypes[10]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +1336,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[10]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +1349,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Round) GetJobId() string {
@@ -1344,6 +1450,13 @@ func (x *Round) GetEvaluation() *Evaluation {
 	return nil
 }
 
+func (x *Round) GetModelDeleted() bool {
+	if x != nil {
+		return x.ModelDeleted
+	}
+	return false
+}
+
 type Participant struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1359,7 +1472,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_accord_v1_types_proto_msgTypes[11]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1484,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[11]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1497,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Participant) GetId() string {
@@ -1451,7 +1564,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1576,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1589,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ModelChunk) GetDigest() string {
@@ -1518,7 +1631,7 @@ var File_accord_v1_types_proto protoreflect.FileDescriptor
 
 const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15accord/v1/types.proto\x12\taccord.v1\"\x9d\x05\n" +
+	"\x15accord/v1/types.proto\x12\taccord.v1\"\x93\x06\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
@@ -1539,7 +1652,15 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\x11round_deadline_ms\x18\x0f \x01(\x04R\x0froundDeadlineMs\x12\x12\n" +
 	"\x04seed\x18\x10 \x01(\x04R\x04seed\x12+\n" +
 	"\x11evaluate_fraction\x18\x11 \x01(\x01R\x10evaluateFraction\x12!\n" +
-	"\fmax_examples\x18\x12 \x01(\x04R\vmaxExamples\"\xcb\x01\n" +
+	"\fmax_examples\x18\x12 \x01(\x04R\vmaxExamples\x12&\n" +
+	"\x0fmax_update_norm\x18\x13 \x01(\x01R\rmaxUpdateNorm\x12!\n" +
+	"\fmax_attempts\x18\x14 \x01(\rR\vmaxAttempts\x12)\n" +
+	"\x06retain\x18\x15 \x01(\v2\x11.accord.v1.RetainR\x06retain\"X\n" +
+	"\x06Retain\x12\x10\n" +
+	"\x03all\x18\x01 \x01(\bR\x03all\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\rR\x04last\x12\x14\n" +
+	"\x05every\x18\x03 \x01(\rR\x05every\x12\x12\n" +
+	"\x04best\x18\x04 \x01(\rR\x04best\"\xcb\x01\n" +
 	"\x11SecureAggregation\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\rR\tthreshold\x12!\n" +
@@ -1620,7 +1741,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\bexamples\x18\x01 \x01(\x04R\bexamples\x12\x18\n" +
 	"\acorrect\x18\x02 \x01(\x04R\acorrect\x12\x19\n" +
 	"\bloss_sum\x18\x03 \x01(\x01R\alossSum\x12\x1c\n" +
-	"\treporters\x18\x04 \x01(\rR\treporters\"\xec\x03\n" +
+	"\treporters\x18\x04 \x01(\rR\treporters\"\x91\x04\n" +
 	"\x05Round\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x18\n" +
@@ -1638,7 +1759,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\bexamples\x18\r \x01(\x04R\bexamples\x125\n" +
 	"\n" +
 	"evaluation\x18\x0e \x01(\v2\x15.accord.v1.EvaluationR\n" +
-	"evaluation\"\xec\x01\n" +
+	"evaluation\x12#\n" +
+	"\rmodel_deleted\x18\x0f \x01(\bR\fmodelDeleted\"\xec\x01\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x16\n" +
@@ -1681,40 +1803,42 @@ func file_accord_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_accord_v1_types_proto_goTypes = []any{
 	(JobStatus)(0),            // 0: accord.v1.JobStatus
 	(RoundStatus)(0),          // 1: accord.v1.RoundStatus
 	(*JobSpec)(nil),           // 2: accord.v1.JobSpec
-	(*SecureAggregation)(nil), // 3: accord.v1.SecureAggregation
-	(*Job)(nil),               // 4: accord.v1.Job
-	(*Approval)(nil),          // 5: accord.v1.Approval
-	(*Refusal)(nil),           // 6: accord.v1.Refusal
-	(*Policy)(nil),            // 7: accord.v1.Policy
-	(*Proposal)(nil),          // 8: accord.v1.Proposal
-	(*Revocation)(nil),        // 9: accord.v1.Revocation
-	(*AuditEntry)(nil),        // 10: accord.v1.AuditEntry
-	(*Evaluation)(nil),        // 11: accord.v1.Evaluation
-	(*Round)(nil),             // 12: accord.v1.Round
-	(*Participant)(nil),       // 13: accord.v1.Participant
-	(*ModelChunk)(nil),        // 14: accord.v1.ModelChunk
+	(*Retain)(nil),            // 3: accord.v1.Retain
+	(*SecureAggregation)(nil), // 4: accord.v1.SecureAggregation
+	(*Job)(nil),               // 5: accord.v1.Job
+	(*Approval)(nil),          // 6: accord.v1.Approval
+	(*Refusal)(nil),           // 7: accord.v1.Refusal
+	(*Policy)(nil),            // 8: accord.v1.Policy
+	(*Proposal)(nil),          // 9: accord.v1.Proposal
+	(*Revocation)(nil),        // 10: accord.v1.Revocation
+	(*AuditEntry)(nil),        // 11: accord.v1.AuditEntry
+	(*Evaluation)(nil),        // 12: accord.v1.Evaluation
+	(*Round)(nil),             // 13: accord.v1.Round
+	(*Participant)(nil),       // 14: accord.v1.Participant
+	(*ModelChunk)(nil),        // 15: accord.v1.ModelChunk
 }
 var file_accord_v1_types_proto_depIdxs = []int32{
-	3,  // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
-	2,  // 1: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
-	0,  // 2: accord.v1.Job.status:type_name -> accord.v1.JobStatus
-	5,  // 3: accord.v1.Job.approvals:type_name -> accord.v1.Approval
-	6,  // 4: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
-	7,  // 5: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
-	5,  // 6: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
-	9,  // 7: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
-	1,  // 8: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
-	11, // 9: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	4,  // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
+	3,  // 1: accord.v1.JobSpec.retain:type_name -> accord.v1.Retain
+	2,  // 2: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
+	0,  // 3: accord.v1.Job.status:type_name -> accord.v1.JobStatus
+	6,  // 4: accord.v1.Job.approvals:type_name -> accord.v1.Approval
+	7,  // 5: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
+	8,  // 6: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
+	6,  // 7: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
+	10, // 8: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
+	1,  // 9: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
+	12, // 10: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_types_proto_init() }
@@ -1728,7 +1852,7 @@ func file_accord_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_types_proto_rawDesc), len(file_accord_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -269,6 +269,7 @@ participants_per_round: 10
 min_participants: 5
 round_deadline: 20s
 evaluate_fraction: 1
+retain: {all: true}
 `, model, rounds)), 0o600)
 	c.waitParticipants(10)
 	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[0].grpc))
