@@ -150,6 +150,8 @@ type Coordinator struct {
 	health  *health.Server
 	metrics *metrics
 	httpSrv *http.Server
+	// metricsAddr is where the metrics server listens, once started.
+	metricsAddr string
 
 	sessions        *sessions
 	streams         *streamRegistry  // long-lived streams, by certificate serial
@@ -315,6 +317,9 @@ func (c *Coordinator) Addr() string {
 	}
 	return c.grpcLn.Addr().String()
 }
+
+// MetricsAddr is where the metrics server listens ("" without one).
+func (c *Coordinator) MetricsAddr() string { return c.metricsAddr }
 
 // RaftAddr is the address other coordinators reach Raft at.
 func (c *Coordinator) RaftAddr() string {

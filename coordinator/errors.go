@@ -75,7 +75,7 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrStreamTimeout):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, ErrNotLeader):
 		code = codes.Unavailable

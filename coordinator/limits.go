@@ -49,6 +49,9 @@ type Limits struct {
 	ParticipantBurst int     `yaml:"participant_burst"`
 	// MetricsReadTimeout bounds reading a metrics request, headers included.
 	MetricsReadTimeout time.Duration `yaml:"metrics_read_timeout"`
+	// StreamIdleTimeout bounds the wait for an upload's first message; an
+	// admitted upload has until its round's (or phase's) deadline.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
 }
 
 // DefaultLimits are limits for a federation of up to a few thousand
@@ -59,7 +62,7 @@ func DefaultLimits() Limits {
 		MaxRecvMsgBytes: 2 << 20, MaxConcurrentStreams: 256,
 		KeepaliveMinTime: 10 * time.Second, KeepaliveTime: 30 * time.Second, KeepaliveTimeout: 10 * time.Second,
 		MaxConnectionIdle: 15 * time.Minute, ParticipantRate: 50, ParticipantBurst: 200,
-		MetricsReadTimeout: 5 * time.Second,
+		MetricsReadTimeout: 5 * time.Second, StreamIdleTimeout: 30 * time.Second,
 	}
 }
 
@@ -80,8 +83,8 @@ func (l Limits) Validate() error {
 		return errors.New("limits: keepalive times and max_connection_idle must be positive")
 	case !(l.ParticipantRate > 0) || l.ParticipantBurst <= 0:
 		return errors.New("limits: participant_rate and participant_burst must be positive")
-	case l.MetricsReadTimeout <= 0:
-		return errors.New("limits: metrics_read_timeout must be positive")
+	case l.MetricsReadTimeout <= 0 || l.StreamIdleTimeout <= 0:
+		return errors.New("limits: metrics_read_timeout and stream_idle_timeout must be positive")
 	}
 	return nil
 }

@@ -68,6 +68,7 @@ func (c *Coordinator) startMetrics() error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
 	lim := c.cfg.Limits
+	c.metricsAddr = ln.Addr().String()
 	c.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: lim.MetricsReadTimeout, ReadTimeout: lim.MetricsReadTimeout,
 		WriteTimeout: 2 * lim.MetricsReadTimeout, IdleTimeout: 4 * lim.MetricsReadTimeout, MaxHeaderBytes: 16 << 10}
 	c.wg.Go(func() {

@@ -119,9 +119,12 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	if err != nil {
 		return toStatus(err)
 	}
-	first, err := stream.Recv()
+	// A stream that never sends its header ends after StreamIdleTimeout;
+	// one admitted to a round ends at the round's deadline, finished or
+	// not: a slow client holds a slot no longer than the round would wait.
+	first, err := within(time.Now().Add(s.c.cfg.Limits.StreamIdleTimeout), stream.Recv)
 	if err != nil {
-		return toStatus(fmt.Errorf("%w: no header: %v", ErrBadUpdate, err))
+		return toStatus(fmt.Errorf("%w: no header: %w", ErrBadUpdate, err))
 	}
 	h := first.GetHeader()
 	if h == nil {
@@ -134,8 +137,14 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	if err != nil {
 		return toStatus(err)
 	}
+	deadline := r.deadline
+	if r.sec != nil {
+		deadline = r.sec.deadline
+	}
 	if h.GetMasked() {
-		y, err := receiveMasked(stream, first.GetData(), int(h.GetNumParams()), s.c.metrics)
+		y, err := within(deadline, func() ([]uint32, error) {
+			return receiveMasked(stream, first.GetData(), int(h.GetNumParams()), s.c.metrics)
+		})
 		if err != nil {
 			s.c.releaseUpdate(r, id.Name)
 			return toStatus(err)
@@ -145,7 +154,9 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 		}
 		return stream.SendAndClose(&pb.UploadUpdateResponse{})
 	}
-	delta, err := receiveUpdate(stream, first.GetData(), len(r.base), s.c.metrics)
+	delta, err := within(deadline, func() ([]float32, error) {
+		return receiveUpdate(stream, first.GetData(), len(r.base), s.c.metrics)
+	})
 	if err != nil {
 		s.c.releaseUpdate(r, id.Name)
 		return toStatus(err)
@@ -155,6 +166,33 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 		return toStatus(err)
 	}
 	return stream.SendAndClose(&pb.UploadUpdateResponse{ContributorsSoFar: uint32(n)})
+}
+
+// ErrStreamTimeout means a stream did not finish in the time it had.
+var ErrStreamTimeout = errors.New("stream did not finish in time")
+
+// within runs recv, which reads from a stream, and gives up at deadline.
+// The handler then returns, gRPC cancels the stream, and recv's blocked
+// read returns: the goroutine ends with the stream.
+func within[T any](deadline time.Time, recv func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := recv()
+		done <- result{v, err}
+	}()
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-timer.C:
+		var zero T
+		return zero, fmt.Errorf("%w: deadline %s passed", ErrStreamTimeout, deadline.UTC().Format(time.RFC3339Nano))
+	}
 }
 
 // receiveUpdate reads an update's data chunks into a vector of n values,
@@ -361,17 +399,33 @@ func (s *participantService) forwardUpload(stream pb.ParticipantService_UploadUp
 	if err := send(first); err != nil {
 		return err
 	}
-	for {
-		ch, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
+	// The leader bounds the upload (within); when it gives up, its end of
+	// the relay closes, and so does this one, however slow the client.
+	relayed := make(chan error, 1)
+	go func() {
+		for {
+			ch, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				relayed <- nil
+				return
+			}
+			if err == nil {
+				err = send(ch)
+			}
+			if err != nil {
+				relayed <- err
+				return
+			}
 		}
+	}()
+	select {
+	case err := <-relayed:
 		if err != nil {
 			return err
 		}
-		if err := send(ch); err != nil {
-			return err
-		}
+	case <-up.Context().Done():
+		_, err := up.CloseAndRecv()
+		return err
 	}
 	resp, err := up.CloseAndRecv()
 	if err != nil {
