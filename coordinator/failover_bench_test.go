@@ -1,7 +1,9 @@
 package coordinator_test
 
 import (
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,10 +17,58 @@ import (
 // iteration, in the middle of a job, with hashicorp/raft's default (LAN)
 // timings, and reports the median and worst time to a new leader and to the
 // next committed round. The killed coordinator is restarted before the next
-// iteration.
+// iteration. With idle=200, an attacker holds 200 connections that never
+// start TLS open on every Raft port the whole time (from four loopback
+// addresses, re-opening each as soon as it is closed).
 //
 //	go test -run '^$' -bench Failover -benchtime 10x ./coordinator/
 func BenchmarkFailover(b *testing.B) {
+	for _, idle := range []int{0, 200} {
+		b.Run(fmt.Sprintf("idle=%d", idle), func(b *testing.B) { benchmarkFailover(b, idle) })
+	}
+}
+
+// holdIdle keeps n connections that never speak open on each address until
+// stop closes; it returns when every holder has stopped.
+func holdIdle(addrs []string, n int, stop <-chan struct{}) (wait func()) {
+	var wg sync.WaitGroup
+	for _, addr := range addrs {
+		for i := range n {
+			wg.Go(func() {
+				src := fmt.Sprintf("127.0.0.%d", 2+i%4)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := dialFrom(src, addr)
+					if err != nil {
+						select {
+						case <-stop:
+							return
+						case <-time.After(50 * time.Millisecond):
+						}
+						continue
+					}
+					done := make(chan struct{})
+					go func() { closedWithin(c, time.Hour); close(done) }()
+					select {
+					case <-stop:
+						c.Close()
+						<-done
+						return
+					case <-done: // closed by the server: open another
+						c.Close()
+					}
+				}
+			})
+		}
+	}
+	return wg.Wait
+}
+
+func benchmarkFailover(b *testing.B, idle int) {
 	def := raft.DefaultConfig()
 	tc := coordinator.NewTestCluster(b, 3, func(c *coordinator.Config) {
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = def.HeartbeatTimeout, def.ElectionTimeout, def.LeaderLeaseTimeout
@@ -28,6 +78,15 @@ func BenchmarkFailover(b *testing.B) {
 	startFleet(b, tc, 8, fleetHooks{})
 	admin := tc.Admin(0, "ops")
 	resp := &pb.SubmitJobResponse{JobId: submit(b, admin, blobsJob(1_000_000))}
+	if idle > 0 {
+		var raftAddrs []string
+		for _, c := range tc.Nodes {
+			raftAddrs = append(raftAddrs, c.RaftAddr())
+		}
+		stop := make(chan struct{})
+		wait := holdIdle(raftAddrs, idle, stop)
+		defer func() { close(stop); wait() }()
+	}
 	var toLeader, toCommit []time.Duration
 	b.ResetTimer()
 	for range b.N {

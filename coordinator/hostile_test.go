@@ -480,3 +480,23 @@ func TestHostileInput(t *testing.T) {
 	tc.CheckInvariants()
 
 }
+
+// A job whose rounds keep aborting fails with the reason once one round has
+// aborted max_attempts times in a row, instead of retrying for ever.
+func TestJobFailsAfterMaxAttempts(t *testing.T) {
+	tc := coordinator.NewTestCluster(t, 1)
+	tc.Leader(5 * time.Second)
+	silent := rawOn(t, tc, 0, "silent", "blobs", 100) // connected, never uploads
+	admin := tc.Admin(0, "ops")
+	waitConnected(t, admin, 1)
+	spec := coordinator.JobSpecFromProto(blobsJob(5))
+	spec.ParticipantsPerRound, spec.MinParticipants, spec.MaxAttempts, spec.EvaluateFraction = 1, 1, 3, 0
+	spec.RoundDeadline = coordinator.Duration(200 * time.Millisecond)
+	id := submit(t, admin, spec.ToProto())
+	job := tc.WaitJob(id, 30*time.Second)
+	if job.Status != pb.JobStatus_JOB_STATUS_FAILED || !strings.Contains(job.Reason, "aborted 3 times in a row") || !strings.Contains(job.Reason, "deadline passed") {
+		t.Fatalf("job %v: %q; want FAILED after 3 aborted attempts, with the last reason", job.Status, job.Reason)
+	}
+	t.Logf("job failed: %s", job.Reason)
+	_ = silent
+}
