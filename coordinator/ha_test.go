@@ -87,8 +87,9 @@ func TestPartitionedLeader(t *testing.T) {
 	tc.Leader(10 * time.Second)
 	startFleet(t, tc, 8, fleetHooks{})
 	admin := tc.Admin(0, "ops")
+	waitConnected(t, admin, 8)
 	resp := &pb.SubmitJobResponse{JobId: submit(t, admin, blobsJob(12))}
-	tc.WaitCommitted(resp.JobId, 2, 30*time.Second)
+	tc.WaitCommitted(resp.JobId, 2, 60*time.Second)
 	oldLeader := tc.Leader(time.Second)
 	old := tc.Index(oldLeader)
 	tc.Partition(old)
@@ -96,7 +97,7 @@ func TestPartitionedLeader(t *testing.T) {
 
 	// A new leader among the other two.
 	var leader *coordinator.Coordinator
-	for deadline := time.Now().Add(10 * time.Second); leader == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); leader == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		for i, c := range tc.Nodes {
 			if i != old && c.IsLeader() {
 				leader = c
@@ -107,7 +108,7 @@ func TestPartitionedLeader(t *testing.T) {
 		t.Fatal("the majority elected no leader")
 	}
 	// The majority goes on.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		j, err := leader.FSM().Job(resp.JobId)
 		if err == nil && j.CommittedRounds >= before.CommittedRounds+3 {
 			break
@@ -125,7 +126,7 @@ func TestPartitionedLeader(t *testing.T) {
 	}
 
 	tc.Heal()
-	job := tc.WaitJob(resp.JobId, 60*time.Second)
+	job := tc.WaitJob(resp.JobId, 120*time.Second)
 	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != 12 {
 		t.Fatalf("job ended %v with %d rounds (%s); want SUCCEEDED with 12", job.Status, job.CommittedRounds, job.Reason)
 	}

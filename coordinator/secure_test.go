@@ -25,7 +25,11 @@ import (
 func secureBlobsJob(rounds, perRound uint32, mode string) *pb.JobSpec {
 	spec := blobsJob(rounds)
 	spec.ParticipantsPerRound = perRound
-	spec.SecureAggregation = &pb.SecureAggregation{Mode: mode, Clip: 10, DropoutRate: 0.3, PhaseDeadlineMs: 3000}
+	// Generous deadlines: a phase closes as soon as every member answered
+	// or disconnected, so they cost nothing unless the machine is so loaded
+	// that an honest participant is slow, which must not drop it.
+	spec.SecureAggregation = &pb.SecureAggregation{Mode: mode, Clip: 10, DropoutRate: 0.3, PhaseDeadlineMs: 30_000}
+	spec.RoundDeadlineMs = 60_000
 	// Masked weights are examples / max_examples: a cap near the sites'
 	// real sizes (120 here) keeps the quantisation error small.
 	spec.MaxExamples = 1000
@@ -86,12 +90,16 @@ func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 			admin := tc.Admin(1, "ops")
 			waitConnected(t, admin, 6)
 			plain := blobsJob(3)
-			plain.ParticipantsPerRound = 6
+			// Every round waits for all six (on a loaded machine, too), so
+			// both jobs train the same rounds from the same bases.
+			plain.ParticipantsPerRound, plain.MinParticipants, plain.RoundDeadlineMs = 6, 6, 60_000
 			plainID := submit(t, admin, plain)
 			if job := tc.WaitJob(plainID, 30*time.Second); job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED {
 				t.Fatalf("plain job ended %v: %s", job.Status, job.Reason)
 			}
-			secureID := submit(t, admin, secureBlobsJob(3, 6, mode))
+			secure := secureBlobsJob(3, 6, mode)
+			secure.MinParticipants = 6
+			secureID := submit(t, admin, secure)
 			job := tc.WaitJob(secureID, 60*time.Second)
 			if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != 3 {
 				t.Fatalf("secure job ended %v with %d rounds: %s", job.Status, job.CommittedRounds, job.Reason)
@@ -138,6 +146,7 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 		return true
 	}})
 	admin := tc.Admin(0, "ops")
+	waitConnected(t, admin, n) // every round's cohort is everyone still alive
 	spec := secureBlobsJob(5, n, coordinator.ModeSecAggPlus)
 	spec.MinParticipants = 2
 	jobID := submit(t, admin, spec)

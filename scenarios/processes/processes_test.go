@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -425,5 +426,120 @@ secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
 		t.Errorf("audit verify of an altered log: %v; want a failure naming entry 1", err)
 	} else {
 		t.Logf("altered log: %v", err)
+	}
+}
+
+// TestRandomCoordinatorsSIGKILLed: during a job on three coordinator
+// processes, a coordinator chosen at random (the leader about half the
+// time) is SIGKILLed at a random moment and restarted, again and again.
+// Every restart succeeds; afterwards every coordinator lists the same
+// round → digest history with no gap and serves every retained model with a
+// matching digest. make scenarios runs the full version: a 60-round job
+// and 20 kills.
+func TestRandomCoordinatorsSIGKILLed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real processes")
+	}
+	rounds, kills, model := 20, 4, "logreg:784-10"
+	if os.Getenv("ACCORD_PROCESS_FULL") != "" {
+		rounds, kills, model = 60, 20, "mlp:784-200-200-10"
+	}
+	c := newCluster(t, 6, nil)
+	c.leader(30 * time.Second)
+	jobFile := filepath.Join(c.dir, "job.yaml")
+	os.WriteFile(jobFile, []byte(fmt.Sprintf(`name: random-kills
+model: %s
+dataset: mnist
+rounds: %d
+target_accuracy: 0
+participants_per_round: 6
+min_participants: 3
+round_deadline: 20s
+evaluate_fraction: 0
+max_attempts: 100
+retain: {last: 5, every: 10}
+`, model, rounds)), 0o600)
+	c.waitParticipants(6)
+	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[0].grpc))
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	leaderKills := 0
+	for k := 1; k <= kills; k++ {
+		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond) // a random moment
+		if j, err := c.job(id); err == nil && j.Status != pb.JobStatus_JOB_STATUS_RUNNING {
+			t.Fatalf("the job ended (%v, %d rounds) before kill %d; make it longer", j.Status, j.CommittedRounds, k)
+		}
+		victim := c.coord[rng.IntN(len(c.coord))]
+		if rng.IntN(2) == 0 {
+			victim = c.leader(30 * time.Second)
+		}
+		if l := c.leader(30 * time.Second); l == victim {
+			leaderKills++
+		}
+		c.kill(victim)
+		c.start(victim)
+		// Restarted: it answers, and knows a leader, before the next kill.
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, err := c.run("members", "list", "--json", "--coordinator", victim.grpc)
+			var m membersOut
+			if err == nil && json.Unmarshal([]byte(out), &m) == nil && m.Leader != "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: %s did not come back: %v", k, victim.name, err)
+			}
+		}
+		t.Logf("kill %d: %s SIGKILLed and restarted", k, victim.name)
+	}
+	t.Logf("%d kills, %d of them of the leader", kills, leaderKills)
+	j := c.waitJob(id, 10*time.Minute)
+	if j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.CommittedRounds != uint32(rounds) {
+		t.Fatalf("job ended %v after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
+	}
+	type listed struct {
+		Number       uint32 `json:"number"`
+		ModelDigest  string `json:"model_digest"`
+		ModelDeleted bool   `json:"model_deleted"`
+	}
+	var first []listed
+	for _, p := range c.coord {
+		var rs []listed
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			out, err := c.run("round", "list", id, "--json", "--coordinator", p.grpc)
+			if err == nil && json.Unmarshal([]byte(out), &rs) == nil && len(rs) == rounds {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s lists %d rounds: %v", p.name, len(rs), err)
+			}
+		}
+		for i, r := range rs {
+			if r.Number != uint32(i+1) {
+				t.Fatalf("%s: round list has a gap or repeat at position %d: round %d", p.name, i, r.Number)
+			}
+		}
+		if first == nil {
+			first = rs
+		} else if !slices.Equal(first, rs) {
+			t.Fatalf("%s's round → digest list differs from %s's", p.name, c.coord[0].name)
+		}
+		retained := 0
+		for _, r := range rs {
+			if r.ModelDeleted {
+				continue
+			}
+			retained++
+			var pulled struct{ Digest string }
+			var out string
+			var err error
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				if out, err = c.run("model", "pull", id, "--round", fmt.Sprint(r.Number), "--out", filepath.Join(c.dir, "m.safetensors"), "--json", "--coordinator", p.grpc); err == nil {
+					break
+				}
+			}
+			if err != nil || json.Unmarshal([]byte(out), &pulled) != nil || pulled.Digest != r.ModelDigest {
+				t.Fatalf("pulling round %d from %s: %v (%s)", r.Number, p.name, err, out)
+			}
+		}
+		t.Logf("%s: %d rounds, identical; %d retained models pulled with matching digests", p.name, len(rs), retained)
 	}
 }
