@@ -148,20 +148,17 @@ func (c *Coordinator) retentionLoop() {
 			return
 		case <-ticker.C:
 		}
-		deleted := 0
+		var doomed []string
 		for _, d := range c.fsm.PrunableDigests() {
-			if ok, _ := c.store.HasBlob(d); !ok {
-				continue
+			if ok, _ := c.store.HasBlob(d); ok {
+				doomed = append(doomed, d)
 			}
-			if err := c.store.DeleteBlob(d); err != nil {
-				c.log.Warn("deleting a model the job no longer keeps", "digest", d, "err", err)
-				continue
-			}
-			deleted++
 		}
-		if deleted > 0 {
-			c.log.Debug("deleted models no job keeps", "models", deleted)
-			c.metrics.modelsDeleted.Add(float64(deleted))
+		if err := c.store.DeleteBlobs(doomed...); err != nil {
+			c.log.Warn("deleting models no job keeps", "models", len(doomed), "err", err)
+		} else if len(doomed) > 0 {
+			c.log.Debug("deleted models no job keeps", "models", len(doomed))
+			c.metrics.modelsDeleted.Add(float64(len(doomed)))
 		}
 		if time.Since(collected) >= c.cfg.ValueLogGCInterval {
 			collected = time.Now()

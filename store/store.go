@@ -48,13 +48,16 @@ var (
 
 // Open opens (creating if needed) the database in dir. Every write is synced
 // before it returns, so an acknowledged Raft entry survives a power cut.
+// Values over 1 KiB (model blobs) live in the value log, in files of 8 MiB,
+// so the space of deleted blobs can be collected file by file.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithLogger(badgerLogger{logger}).
 		WithNumVersionsToKeep(1).
 		WithMemTableSize(16 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(1 << 10).
+		WithValueLogFileSize(8 << 20).
 		WithNumCompactors(2)
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -316,14 +319,23 @@ func (s *Store) HasBlob(digest string) (bool, error) {
 	return err == nil, err
 }
 
-// DeleteBlob removes a blob (deleting one that is not there is harmless).
-// Its bytes leave the disk when the value log is collected (CollectGarbage).
-func (s *Store) DeleteBlob(digest string) error {
-	err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Delete(append(append([]byte{}, prefixBlob...), digest...))
-	})
-	if err != nil {
-		return fmt.Errorf("deleting blob %s: %w", digest, err)
+// DeleteBlobs removes blobs (deleting one that is not there is harmless).
+// It uses Badger's DropPrefix, which flushes the memtable and compacts the
+// keys away at once, so the value log's discard statistics know the space
+// is free: the next CollectGarbage gives it back to the disk. (A plain
+// delete leaves a tombstone in the memtable, and the value log would keep
+// the bytes until compactions happen to reach them.) Writes wait while it
+// runs; call it with a batch.
+func (s *Store) DeleteBlobs(digests ...string) error {
+	if len(digests) == 0 {
+		return nil
+	}
+	keys := make([][]byte, len(digests))
+	for i, d := range digests {
+		keys[i] = append(append([]byte{}, prefixBlob...), d...)
+	}
+	if err := s.db.DropPrefix(keys...); err != nil {
+		return fmt.Errorf("deleting %d blobs: %w", len(digests), err)
 	}
 	return nil
 }

@@ -2,7 +2,12 @@ package store
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
+	"io/fs"
+	"log/slog"
+	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,4 +92,59 @@ func TestReopenFindsEverything(t *testing.T) {
 	if first != 0 || last != 0 {
 		t.Fatalf("emptied log: indexes %d–%d; want 0–0", first, last)
 	}
+}
+
+// Deleted blobs leave the disk once the value log is collected.
+func TestDeletedBlobsLeaveTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var digests []string
+	for range 400 {
+		b := make([]byte, 64<<10)
+		rand.Read(b)
+		d, err := s.PutBlob(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests = append(digests, d)
+	}
+	full := diskBytes(dir)
+	if err := s.DeleteBlobs(digests[:390]...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CollectGarbage(0.5); err != nil {
+		t.Fatal(err)
+	}
+	after := diskBytes(dir)
+	t.Logf("400 blobs of 64 KiB: %.1f MiB on disk; 390 deleted and collected: %.1f MiB", float64(full)/(1<<20), float64(after)/(1<<20))
+	if after > full/2 {
+		t.Errorf("%d bytes on disk after deleting 390 of 400 blobs; %d before", after, full)
+	}
+	for i, d := range digests {
+		has, err := s.HasBlob(d)
+		if err != nil || has != (i >= 390) {
+			t.Fatalf("blob %d: stored %v (%v)", i, has, err)
+		}
+	}
+}
+
+// diskBytes is the bytes dir's files occupy on disk.
+func diskBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return n
 }
