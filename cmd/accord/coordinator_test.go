@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accord-fl/accord/coordinator"
+)
+
+func TestCoordinatorConfigFile(t *testing.T) {
+	def := coordinator.DefaultLimits()
+	cases := []struct {
+		name, yaml, wantErr string
+		check               func(coordinator.Limits) bool
+	}{
+		{"empty file: the defaults", "", "", func(l coordinator.Limits) bool { return l == def }},
+		{"limits override the defaults", "limits:\n  handshake_timeout: 3s\n  max_raft_conns_per_ip: 32\n", "",
+			func(l coordinator.Limits) bool {
+				return l.HandshakeTimeout == 3*time.Second && l.MaxRaftConnsPerIP == 32 && l.MaxConnsPerIP == def.MaxConnsPerIP
+			}},
+		{"unknown key", "limits:\n  handshake_timout: 3s\n", "handshake_timout", nil},
+		{"bad duration", "limits:\n  handshake_timeout: soon\n", "soon", nil},
+		{"a limit that is not positive", "limits:\n  participant_rate: 0\n", "participant_rate", nil},
+	}
+	for _, c := range cases {
+		path := filepath.Join(t.TempDir(), "coordinator.yaml")
+		os.WriteFile(path, []byte(c.yaml), 0o600)
+		got, err := loadCoordinatorConfig(path, def)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), path) {
+				t.Errorf("%s: %v; want an error naming %q and the file", c.name, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || !c.check(got) {
+			t.Errorf("%s: %+v (%v)", c.name, got, err)
+		}
+	}
+}
