@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -31,10 +32,14 @@ var (
 	prefixBlob   = []byte("b")
 )
 
-// Store is a Badger database holding the Raft log, Raft's stable values and
-// content-addressed blobs. It is safe for concurrent use.
+// Store holds the Raft log and Raft's stable values in one Badger
+// database, and content-addressed blobs in a second one (in the folder
+// blobs/ inside it). Blobs have their own database because deleting them
+// for good (DeleteBlobs) blocks that database's writes for a moment, which
+// the Raft log must never see. It is safe for concurrent use.
 type Store struct {
-	db *badger.DB
+	db    *badger.DB
+	blobs *badger.DB
 
 	mu          sync.Mutex // guards the cached indexes
 	first, last uint64
@@ -46,26 +51,42 @@ var (
 	_ raft.StableStore = (*Store)(nil)
 )
 
-// Open opens (creating if needed) the database in dir. Every write is synced
-// before it returns, so an acknowledged Raft entry survives a power cut.
-// Values over 1 KiB (model blobs) live in the value log, in files of 8 MiB,
-// so the space of deleted blobs can be collected file by file.
+// Open opens (creating if needed) the databases in dir. Every write is
+// synced before it returns, so an acknowledged Raft entry survives a power
+// cut. In the blob database values over 1 KiB live in the value log, in
+// files of 8 MiB, so the space of deleted blobs can be collected file by
+// file.
 func Open(dir string, logger *slog.Logger) (*Store, error) {
-	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithLogger(badgerLogger{logger}).
-		WithNumVersionsToKeep(1).
-		WithMemTableSize(16 << 20).
-		WithValueThreshold(1 << 10).
-		WithValueLogFileSize(8 << 20).
-		WithNumCompactors(2)
-	db, err := badger.Open(opts)
-	if err != nil {
-		return nil, fmt.Errorf("opening badger in %s: %w", dir, err)
+	open := func(dir string, blobs bool) (*badger.DB, error) {
+		opts := badger.DefaultOptions(dir).
+			WithSyncWrites(true).
+			WithLogger(badgerLogger{logger}).
+			WithNumVersionsToKeep(1).
+			WithMemTableSize(16 << 20).
+			WithValueLogFileSize(64 << 20).
+			WithNumCompactors(2)
+		if blobs {
+			opts = opts.WithValueThreshold(1 << 10).WithValueLogFileSize(8 << 20).WithMemTableSize(4 << 20)
+		}
+		db, err := badger.Open(opts)
+		if err != nil {
+			return nil, fmt.Errorf("opening badger in %s: %w", dir, err)
+		}
+		return db, nil
 	}
-	s := &Store{db: db}
+	db, err := open(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := open(filepath.Join(dir, "blobs"), true)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, blobs: blobs}
 	if err := s.loadIndexes(); err != nil {
 		db.Close()
+		blobs.Close()
 		return nil, err
 	}
 	return s, nil
@@ -74,7 +95,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 // Close closes the database; it is safe to call twice.
 func (s *Store) Close() error {
 	var err error
-	s.closeOnce.Do(func() { err = s.db.Close() })
+	s.closeOnce.Do(func() { err = errors.Join(s.blobs.Close(), s.db.Close()) })
 	return err
 }
 
@@ -275,9 +296,17 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 // digest. Storing the same content twice is harmless.
 func (s *Store) PutBlob(data []byte) (string, error) {
 	d := protocol.Digest(data)
-	err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(append(append([]byte{}, prefixBlob...), d...), data)
-	})
+	var err error
+	// Writes wait out a DeleteBlobs in progress (Badger refuses them
+	// meanwhile with ErrBlockedWrites).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		err = s.blobs.Update(func(txn *badger.Txn) error {
+			return txn.Set(append(append([]byte{}, prefixBlob...), d...), data)
+		})
+		if !errors.Is(err, badger.ErrBlockedWrites) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		return "", fmt.Errorf("storing blob %s: %w", d, err)
 	}
@@ -287,7 +316,7 @@ func (s *Store) PutBlob(data []byte) (string, error) {
 // GetBlob reads the blob with the given digest and checks its hash.
 func (s *Store) GetBlob(digest string) ([]byte, error) {
 	var out []byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.blobs.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(append(append([]byte{}, prefixBlob...), digest...))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("blob %s: %w", digest, ErrNotFound)
@@ -309,7 +338,7 @@ func (s *Store) GetBlob(digest string) ([]byte, error) {
 
 // HasBlob reports whether the blob is stored.
 func (s *Store) HasBlob(digest string) (bool, error) {
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.blobs.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(append(append([]byte{}, prefixBlob...), digest...))
 		return err
 	})
@@ -334,7 +363,7 @@ func (s *Store) DeleteBlobs(digests ...string) error {
 	for i, d := range digests {
 		keys[i] = append(append([]byte{}, prefixBlob...), d...)
 	}
-	if err := s.db.DropPrefix(keys...); err != nil {
+	if err := s.blobs.DropPrefix(keys...); err != nil {
 		return fmt.Errorf("deleting %d blobs: %w", len(digests), err)
 	}
 	return nil
@@ -343,7 +372,7 @@ func (s *Store) DeleteBlobs(digests ...string) error {
 // Blobs lists the digests of the stored blobs.
 func (s *Store) Blobs() ([]string, error) {
 	var out []string
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.blobs.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		opts.Prefix = prefixBlob
@@ -362,23 +391,27 @@ func (s *Store) Blobs() ([]string, error) {
 // left, and returns how many it rewrote. Badger never does this by itself.
 func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
 	n := 0
-	for {
-		err := s.db.RunValueLogGC(discardRatio)
-		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
-			return n, nil
+	for _, db := range []*badger.DB{s.blobs, s.db} {
+		for {
+			err := db.RunValueLogGC(discardRatio)
+			if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+				break
+			}
+			if err != nil {
+				return n, fmt.Errorf("value-log garbage collection: %w", err)
+			}
+			n++
 		}
-		if err != nil {
-			return n, fmt.Errorf("value-log garbage collection: %w", err)
-		}
-		n++
 	}
+	return n, nil
 }
 
 // Size is the bytes of the database's files on disk (LSM tree and value
 // log).
 func (s *Store) Size() int64 {
 	lsm, vlog := s.db.Size()
-	return lsm + vlog
+	blsm, bvlog := s.blobs.Size()
+	return lsm + vlog + blsm + bvlog
 }
 
 // badgerLogger sends Badger's warnings and errors to slog and drops its
