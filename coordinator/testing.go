@@ -30,7 +30,7 @@ func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 500*time.Millisecond, 500*time.Millisecond, 250*time.Millisecond
 	cfg.CommitTimeout = 5 * time.Millisecond
 	cfg.Tick = 10 * time.Millisecond
-	cfg.RetentionInterval, cfg.ValueLogGCInterval = 100*time.Millisecond, time.Second
+	cfg.RetentionInterval, cfg.ValueLogGCInterval = time.Second, 5*time.Second
 	if os.Getenv("ACCORD_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
