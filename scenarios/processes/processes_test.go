@@ -440,9 +440,11 @@ func TestRandomCoordinatorsSIGKILLed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes")
 	}
-	rounds, kills, model := 20, 4, "logreg:784-10"
+	// Local epochs make each round last long enough (about a second) for
+	// the kills to fall inside the job.
+	rounds, kills, model, epochs := 20, 4, "logreg:784-10", 50
 	if os.Getenv("ACCORD_PROCESS_FULL") != "" {
-		rounds, kills, model = 60, 20, "mlp:784-200-200-10"
+		rounds, kills, model, epochs = 60, 20, "mlp:784-200-200-10", 2
 	}
 	c := newCluster(t, 6, nil)
 	c.leader(30 * time.Second)
@@ -454,19 +456,30 @@ rounds: %d
 target_accuracy: 0
 participants_per_round: 6
 min_participants: 3
-round_deadline: 20s
+local_epochs: %d
+round_deadline: 60s
 evaluate_fraction: 0
 max_attempts: 100
 retain: {last: 5, every: 10}
-`, model, rounds)), 0o600)
+`, model, rounds, epochs)), 0o600)
 	c.waitParticipants(6)
 	id := strings.TrimSpace(c.must("job", "submit", jobFile, "--coordinator", c.coord[0].grpc))
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	leaderKills := 0
 	for k := 1; k <= kills; k++ {
-		time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond) // a random moment
+		// Spread the kills over the job, each at a random moment.
+		at := uint32(k * (rounds - 2) / (kills + 1))
+		for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+			if j, err := c.job(id); err == nil && j.CommittedRounds >= at {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d not committed before kill %d", at, k)
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(700)) * time.Millisecond)
 		if j, err := c.job(id); err == nil && j.Status != pb.JobStatus_JOB_STATUS_RUNNING {
-			t.Fatalf("the job ended (%v, %d rounds) before kill %d; make it longer", j.Status, j.CommittedRounds, k)
+			t.Fatalf("the job ended (%v, %d rounds) before kill %d; make its rounds longer", j.Status, j.CommittedRounds, k)
 		}
 		victim := c.coord[rng.IntN(len(c.coord))]
 		if rng.IntN(2) == 0 {
