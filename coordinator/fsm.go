@@ -385,6 +385,26 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("restoring FSM snapshot: %w", err)
 	}
 	st.init()
+	for id, j := range st.Jobs {
+		if j == nil || j.ID != id {
+			return fmt.Errorf("restoring FSM snapshot: job %q is missing or misfiled", id)
+		}
+	}
+	for id, p := range st.Participants {
+		if p == nil || p.ID != id {
+			return fmt.Errorf("restoring FSM snapshot: participant %q is missing or misfiled", id)
+		}
+	}
+	for id, p := range st.Proposals {
+		if p == nil || p.ID != id {
+			return fmt.Errorf("restoring FSM snapshot: proposal %q is missing or misfiled", id)
+		}
+	}
+	for s, r := range st.Revoked {
+		if r == nil {
+			return fmt.Errorf("restoring FSM snapshot: revocation %q is missing", s)
+		}
+	}
 	var revoked []Revocation
 	for _, r := range st.Revoked {
 		revoked = append(revoked, *r)

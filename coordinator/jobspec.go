@@ -69,6 +69,10 @@ func (s JobSpec) maxAttempts() uint32 {
 	return s.MaxAttempts
 }
 
+// maxSecureCohort bounds a secure round's cohort: choosing its graph and
+// the protocol's cost grow with it (secagg.ChooseGraph takes ~14 ms at 1,000).
+const maxSecureCohort = 1000
+
 // DefaultMaxExamples is a job's max_examples when the job file sets none:
 // a large hospital's or bank's dataset.
 const DefaultMaxExamples = 100_000
@@ -273,6 +277,8 @@ func (sa SecureAggregation) validate(perRound uint32) error {
 		return bad("phase_deadline", time.Duration(sa.PhaseDeadline), "want 100ms–1h")
 	case perRound > 0 && perRound < 3:
 		return fmt.Errorf("%w: participants_per_round %d: secure aggregation needs at least 3", ErrBadJobSpec, perRound)
+	case perRound > maxSecureCohort:
+		return fmt.Errorf("%w: participants_per_round %d: secure aggregation takes cohorts of at most %d", ErrBadJobSpec, perRound, maxSecureCohort)
 	case perRound > 0 && sa.Threshold > perRound:
 		return bad("threshold", sa.Threshold, fmt.Sprintf("cannot exceed participants_per_round %d", perRound))
 	}

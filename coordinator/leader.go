@@ -294,6 +294,9 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	if k == 0 {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
 	}
+	if spec.SecureAggregation.Enabled() {
+		k = min(k, maxSecureCohort)
+	}
 	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
 		if !run.waitingLogged {
 			c.log.Info("waiting for participants", "job", job.ID, "connected", len(connected), "minimum", spec.MinParticipants)

@@ -70,10 +70,16 @@ func (j *Job) retained() map[uint32]bool {
 	}
 	r := j.Spec.retain()
 	n := j.CommittedRounds
-	for i := uint32(0); i <= n; i++ {
+	consider := func(i uint32) {
 		switch {
 		case r.All, n-i < r.Last, r.Every > 0 && i%r.Every == 0:
 			keep[i] = true
+		}
+	}
+	consider(0)
+	for _, rr := range j.Rounds {
+		if rr.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED && rr.Number <= n {
+			consider(rr.Number)
 		}
 	}
 	if r.Best > 0 {

@@ -5,7 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSpec(t *testing.T) {
@@ -45,6 +47,49 @@ func TestParseSpec(t *testing.T) {
 		if again, _ := ParseSpec(spec.String()); again.NumParams() != spec.NumParams() || again.String() != spec.String() {
 			t.Errorf("%q does not round-trip through String: %q", c.in, spec.String())
 		}
+	}
+}
+
+// TestParseSpecRefusesAbsurdSpecs: a spec too deep or too large is refused
+// while it is read, so a hostile one costs nothing (one of 10,000 layers
+// of 65536 once reached the model's allocation and killed a coordinator).
+func TestParseSpecRefusesAbsurdSpecs(t *testing.T) {
+	deep := func(layers int, width string) string {
+		return "mlp:784" + strings.Repeat("-"+width, layers-1) + "-10"
+	}
+	cases := []struct {
+		name string
+		in   string
+		ok   bool
+	}{
+		{"MaxDenseLayers layers", deep(MaxDenseLayers, "2"), true},
+		{"one layer more", deep(MaxDenseLayers+1, "2"), false},
+		{"10,000 layers", deep(10_000, "10"), false},
+		{"10 million layers", deep(10_000_000, "1"), false},
+		{"8 hidden layers of 65536 (the issue's spec)", "mlp:784-65536-65536-65536-65536-65536-65536-65536-65536-10", false},
+		{"MaxParams exactly", "logreg:65535-4096", true}, // 4096 × (65535 + 1)
+		{"one more input", "logreg:65536-4096", false},
+		{"two wide layers over MaxParams", "mlp:65536-4096-2", false},
+		{"a width of 400 digits", "logreg:" + strings.Repeat("9", 400) + "-2", false},
+		{"a family of a megabyte", strings.Repeat("x", 1<<20) + ":2-2", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			spec, err := ParseSpec(c.in)
+			if c.ok != (err == nil) || err != nil && !errors.Is(err, ErrBadSpec) {
+				t.Fatalf("got %v; want ok = %v", err, c.ok)
+			}
+			if err == nil && (spec.NumParams() > MaxParams || len(spec.Layers) > 2*MaxDenseLayers) {
+				t.Errorf("accepted %d parameters in %d layers", spec.NumParams(), len(spec.Layers))
+			}
+			if err != nil && len(err.Error()) > 400 {
+				t.Errorf("error of %d bytes: it should not quote the whole spec", len(err.Error()))
+			}
+			if d := time.Since(start); d > 100*time.Millisecond {
+				t.Errorf("took %v", d)
+			}
+		})
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sort"
 )
 
 // safetensors layout: an 8-byte little-endian header length, a JSON header
@@ -98,6 +97,8 @@ const maxSafetensorsHeader = 100 << 20
 
 // ReadSafetensors reads a model written by WriteSafetensors (the spec comes
 // from the metadata; every tensor must be present with the right shape).
+// It allocates no more than the bytes it reads: lengths in the file are
+// checked against the data present first.
 func ReadSafetensors(r io.Reader) (*Model, error) {
 	var n uint64
 	if err := binary.Read(r, binary.LittleEndian, &n); err != nil {
@@ -106,9 +107,12 @@ func ReadSafetensors(r io.Reader) (*Model, error) {
 	if n > maxSafetensorsHeader {
 		return nil, fmt.Errorf("%w: safetensors header of %d bytes", ErrShape, n)
 	}
-	hb := make([]byte, n)
-	if _, err := io.ReadFull(r, hb); err != nil {
+	hb, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
 		return nil, fmt.Errorf("safetensors header: %w", err)
+	}
+	if uint64(len(hb)) != n {
+		return nil, fmt.Errorf("safetensors header: %d bytes of %d: %w", len(hb), n, io.ErrUnexpectedEOF)
 	}
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(hb, &raw); err != nil {
@@ -122,17 +126,16 @@ func ReadSafetensors(r io.Reader) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(r, int64(spec.NumParams())*4+1))
+	size := int64(spec.NumParams()) * 4
+	data, err := io.ReadAll(io.LimitReader(r, size+1))
 	if err != nil {
 		return nil, err
 	}
+	if int64(len(data)) < size {
+		return nil, fmt.Errorf("%w: %d bytes of tensor data; model %s needs %d", ErrShape, len(data), spec, size)
+	}
 	names, shapes, offsets := spec.tensorNames()
 	params := make([]float32, spec.NumParams())
-	type span struct {
-		info tensorInfo
-		i    int
-	}
-	var spans []span
 	for i, name := range names {
 		var ti tensorInfo
 		if err := json.Unmarshal(raw[name], &ti); err != nil {
@@ -141,17 +144,17 @@ func ReadSafetensors(r io.Reader) (*Model, error) {
 		if ti.DType != "F32" || fmt.Sprint(ti.Shape) != fmt.Sprint(shapes[i]) {
 			return nil, fmt.Errorf("%w: tensor %s is %s %v; want F32 %v", ErrShape, name, ti.DType, ti.Shape, shapes[i])
 		}
-		spans = append(spans, span{ti, i})
-	}
-	sort.Slice(spans, func(a, b int) bool { return spans[a].info.Offsets[0] < spans[b].info.Offsets[0] })
-	for _, s := range spans {
-		lo, hi := s.info.Offsets[0], s.info.Offsets[1]
-		count := int((hi - lo) / 4)
-		if lo < 0 || hi > int64(len(data)) || hi-lo != int64(4*len(params[offsets[s.i]:offsets[s.i]+count])) {
-			return nil, fmt.Errorf("%w: tensor %s's bytes %d–%d do not fit", ErrShape, names[s.i], lo, hi)
+		count := 1
+		for _, d := range shapes[i] {
+			count *= d
+		}
+		// Each bound on its own: hi-lo could overflow.
+		lo, hi := ti.Offsets[0], ti.Offsets[1]
+		if lo < 0 || hi < lo || hi > int64(len(data)) || hi-lo != 4*int64(count) {
+			return nil, fmt.Errorf("%w: tensor %s's data_offsets [%d, %d] are not %d bytes within the %d of data", ErrShape, name, lo, hi, 4*count, len(data))
 		}
 		for k := range count {
-			params[offsets[s.i]+k] = math.Float32frombits(binary.LittleEndian.Uint32(data[lo+4*int64(k):]))
+			params[offsets[i]+k] = math.Float32frombits(binary.LittleEndian.Uint32(data[lo+4*int64(k):]))
 		}
 	}
 	return FromParams(spec, params)

@@ -2,7 +2,10 @@ package model
 
 import (
 	"bytes"
+	"encoding/binary"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -30,5 +33,65 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	}
 	if _, err := ReadSafetensors(bytes.NewReader(b[:len(b)-4])); err == nil {
 		t.Error("truncated file read without error")
+	}
+}
+
+// safetensorsFile lays out a safetensors file with the given JSON header
+// and data.
+func safetensorsFile(header string, data []byte) []byte {
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
+	return append(append(b, header...), data...)
+}
+
+// TestReadSafetensorsRefusesCraftedFiles: crafted headers are errors, not
+// panics, and a header's lengths allocate nothing the file does not hold.
+func TestReadSafetensorsRefusesCraftedFiles(t *testing.T) {
+	// logreg:2-2 has dense_0.weight (2×2, 16 bytes) and dense_0.bias (8 bytes).
+	header := func(weight, bias string) string {
+		return `{"__metadata__":{"accord_model":"logreg:2-2"},` +
+			`"dense_0.weight":{"dtype":"F32","shape":[2,2],"data_offsets":` + weight + `},` +
+			`"dense_0.bias":{"dtype":"F32","shape":[2],"data_offsets":` + bias + `}}`
+	}
+	data := make([]byte, 24)
+	cases := []struct {
+		name string
+		file []byte
+	}{
+		{"offsets [8,0] (the reported panic)", safetensorsFile(header("[0,16]", "[8,0]"), data)},
+		{"offsets reversed by a multiple of 4", safetensorsFile(header("[16,0]", "[16,24]"), data)},
+		{"negative start", safetensorsFile(header("[-8,8]", "[16,24]"), data)},
+		{"range past the data", safetensorsFile(header("[0,16]", "[24,32]"), data)},
+		{"range whose length overflows", safetensorsFile(header("[0,16]", "[-9223372036854775808,9223372036854775807]"), data)},
+		{"range not a multiple of 4", safetensorsFile(header("[0,16]", "[16,23]"), data)},
+		{"range of the wrong length", safetensorsFile(header("[0,12]", "[16,24]"), data)},
+		{"wrong dtype", safetensorsFile(strings.Replace(header("[0,16]", "[16,24]"), "F32", "F16", 1), data)},
+		{"wrong shape", safetensorsFile(strings.Replace(header("[0,16]", "[16,24]"), "[2,2]", "[4,1]", 1), data)},
+		{"missing tensor", safetensorsFile(`{"__metadata__":{"accord_model":"logreg:2-2"}}`, data)},
+		{"no metadata", safetensorsFile(`{}`, data)},
+		{"header not JSON", safetensorsFile(`{"__metadata__":`, data)},
+		{"header longer than the file", binary.LittleEndian.AppendUint64(nil, 100<<20)},
+		{"header over the limit", binary.LittleEndian.AppendUint64(nil, 1<<62)},
+		{"data shorter than the model", safetensorsFile(header("[0,16]", "[16,24]"), data[:20])},
+		{"a huge model with no data", safetensorsFile(`{"__metadata__":{"accord_model":"mlp:65536-4096-2"}}`, nil)},
+		{"a model over MaxParams", safetensorsFile(`{"__metadata__":{"accord_model":"mlp:65536-65536-2"}}`, nil)},
+		{"NaN data", safetensorsFile(header("[0,16]", "[16,24]"), append(make([]byte, 20), 0, 0, 0xc0, 0x7f))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			m, err := ReadSafetensors(bytes.NewReader(c.file))
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatalf("read a model of %d parameters; want an error", len(m.Params))
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Errorf("allocated %d bytes for a file of %d", grew, len(c.file))
+			}
+		})
+	}
+	// The same layout with good offsets reads.
+	if _, err := ReadSafetensors(bytes.NewReader(safetensorsFile(header("[0,16]", "[16,24]"), data))); err != nil {
+		t.Errorf("well-formed file: %v", err)
 	}
 }

@@ -47,34 +47,70 @@ type Spec struct {
 // terabytes of parameters.
 const maxWidth = 1 << 16
 
+// Limits on what a spec may describe, checked by ParseSpec while it reads,
+// so that a hostile spec costs nothing to refuse. A coordinator may set
+// lower limits of its own.
+const (
+	// MaxDenseLayers is the most dense layers a model may have.
+	MaxDenseLayers = 64
+	// MaxParams is the most parameters a model may have: as float32, its
+	// parameters then fill at most 1 GiB, the most a blob may hold
+	// (protocol.MaxBlobBytes).
+	MaxParams = 1 << 28
+)
+
 // ParseSpec parses a spec such as "logreg:784-10" or "mlp:784-200-200-10".
+// It refuses a spec of more than MaxDenseLayers layers or MaxParams
+// parameters without reading further.
 func ParseSpec(s string) (Spec, error) {
+	quoted := s
+	if len(quoted) > 80 {
+		quoted = quoted[:80] + "…"
+	}
 	family, dims, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
-		return Spec{}, fmt.Errorf("%w %q: want FAMILY:IN-...-CLASSES, for example mlp:784-200-200-10", ErrBadSpec, s)
+		return Spec{}, fmt.Errorf("%w %q: want FAMILY:IN-...-CLASSES, for example mlp:784-200-200-10", ErrBadSpec, quoted)
 	}
 	var widths []int
-	for _, f := range strings.Split(dims, "-") {
+	params := 0
+	for more := true; more; {
+		var f string
+		f, dims, more = strings.Cut(dims, "-")
+		if len(widths) > MaxDenseLayers {
+			return Spec{}, fmt.Errorf("%w %q: more than %d layers", ErrBadSpec, quoted, MaxDenseLayers)
+		}
 		w, err := strconv.Atoi(f)
 		if err != nil || w < 1 || w > maxWidth {
-			return Spec{}, fmt.Errorf("%w %q: width %q is not an integer in [1, %d]", ErrBadSpec, s, f, maxWidth)
+			if len(f) > 20 {
+				f = f[:20] + "…"
+			}
+			return Spec{}, fmt.Errorf("%w %q: width %q is not an integer in [1, %d]", ErrBadSpec, quoted, f, maxWidth)
+		}
+		if n := len(widths); n > 0 {
+			// At most 2^32+2^16 a layer, after at most MaxParams: no overflow.
+			if params += widths[n-1]*w + w; params > MaxParams {
+				return Spec{}, fmt.Errorf("%w %q: more than %d parameters", ErrBadSpec, quoted, MaxParams)
+			}
 		}
 		widths = append(widths, w)
 	}
 	switch family {
 	case "logreg":
 		if len(widths) != 2 {
-			return Spec{}, fmt.Errorf("%w %q: logreg takes exactly IN-CLASSES", ErrBadSpec, s)
+			return Spec{}, fmt.Errorf("%w %q: logreg takes exactly IN-CLASSES", ErrBadSpec, quoted)
 		}
 	case "mlp":
 		if len(widths) < 3 {
-			return Spec{}, fmt.Errorf("%w %q: mlp needs at least one hidden layer (IN-H-CLASSES)", ErrBadSpec, s)
+			return Spec{}, fmt.Errorf("%w %q: mlp needs at least one hidden layer (IN-H-CLASSES)", ErrBadSpec, quoted)
 		}
 	default:
-		return Spec{}, fmt.Errorf("%w %q: unknown family %q (want logreg or mlp)", ErrBadSpec, s, family)
+		if len(family) > 20 {
+			family = family[:20] + "…"
+		}
+		return Spec{}, fmt.Errorf("%w %q: unknown family %q (want logreg or mlp)", ErrBadSpec, quoted, family)
 	}
 	if widths[len(widths)-1] < 2 {
-		return Spec{}, fmt.Errorf("%w %q: need at least 2 classes", ErrBadSpec, s)
+		return Spec{}, fmt.Errorf("%w %q: need at least 2 classes", ErrBadSpec, quoted)
 	}
 	spec := Spec{Family: family, Widths: widths}
 	for i := 0; i+1 < len(widths); i++ {

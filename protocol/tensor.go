@@ -29,7 +29,8 @@ func EncodeFloat32(v []float32) []byte {
 // DecodeFloat32Into decodes little-endian float32 bytes into dst starting at
 // element offset and refuses non-finite values.
 func DecodeFloat32Into(dst []float32, offset int, b []byte) error {
-	if len(b)%4 != 0 || offset < 0 || offset+len(b)/4 > len(dst) {
+	// offset > len(dst) first: offset+len(b)/4 could overflow.
+	if len(b)%4 != 0 || offset < 0 || offset > len(dst) || len(b)/4 > len(dst)-offset {
 		return fmt.Errorf("%w: %d bytes at element %d do not fit %d elements", ErrTensor, len(b), offset, len(dst))
 	}
 	for i := range len(b) / 4 {

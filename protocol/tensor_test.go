@@ -55,3 +55,33 @@ func TestReceiveBlob(t *testing.T) {
 		t.Errorf("stream error: got %v; want it passed through", err)
 	}
 }
+
+// TestDecodeFloat32IntoRefusesChunksOutsideTheVector is the fuzzer's
+// first find: an offset near MaxInt made offset+len(b)/4 overflow, pass
+// the bounds check and index out of range.
+func TestDecodeFloat32IntoRefusesChunksOutsideTheVector(t *testing.T) {
+	one := EncodeFloat32([]float32{1})
+	cases := []struct {
+		name   string
+		n      int
+		offset int
+		b      []byte
+		ok     bool
+	}{
+		{"last element", 2, 1, one, true},
+		{"empty chunk at the end", 2, 2, nil, true},
+		{"one past the end", 2, 2, one, false},
+		{"negative offset", 2, -1, one, false},
+		{"offset past the end, empty chunk", 2, 3, nil, false},
+		{"offset that overflows", 2, math.MaxInt, one, false},
+		{"length not a multiple of 4", 2, 0, []byte{1, 2, 3}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := DecodeFloat32Into(make([]float32, c.n), c.offset, c.b)
+			if c.ok && err != nil || !c.ok && !errors.Is(err, ErrTensor) {
+				t.Errorf("got %v; want ok = %v", err, c.ok)
+			}
+		})
+	}
+}

@@ -1,6 +1,10 @@
 package secagg
 
-import "testing"
+import (
+	"errors"
+	"testing"
+	"time"
+)
 
 func TestChooseGraphNearGoogleTable(t *testing.T) {
 	// Google's production parameters (graph_parameter_finder_test.cc,
@@ -21,5 +25,34 @@ func TestChooseGraphNearGoogleTable(t *testing.T) {
 	}
 	if _, _, err := ChooseGraph(2, 0.1, 0.1); err == nil {
 		t.Error("2 clients accepted")
+	}
+}
+
+// TestChooseGraphReturnsQuickly: the search once took n³ steps when no
+// sparse graph qualified (two minutes for 3000 clients, for ever for the
+// 4 billion a job file may name); it now takes at most n²/4 and refuses
+// cohorts above MaxClients at once.
+func TestChooseGraphReturnsQuickly(t *testing.T) {
+	for _, c := range []struct {
+		n                int
+		dropout, corrupt float64
+		ok               bool
+	}{
+		{2000, 0.99, 0.5, false},
+		{2000, 0.5, 0.5, false},
+		{2000, 0.1, 0.9, false},
+		{2000, 0.33, 0.05, true},
+		{MaxClients + 1, 0.33, 0.05, false},
+		{1 << 32, 0.99, 0.9, false},
+	} {
+		start := time.Now()
+		_, _, err := ChooseGraph(c.n, c.dropout, c.corrupt)
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, ErrParams) {
+			t.Errorf("ChooseGraph(%d, %v, %v): got %v; want ok = %v", c.n, c.dropout, c.corrupt, err, c.ok)
+		}
+		// Generous: -race and a loaded machine; it was minutes.
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("ChooseGraph(%d, %v, %v) took %v", c.n, c.dropout, c.corrupt, d)
+		}
 	}
 }

@@ -47,12 +47,14 @@ type Params struct {
 	Session []byte
 }
 
-// Validate checks that the parameters can work.
+// Validate checks that the parameters can work. A cohort above MaxClients
+// is refused: a hostile task could otherwise make a client build a graph
+// of billions of edges.
 func (p Params) Validate() error {
 	k := min(p.K, p.N-1)
 	switch {
-	case p.N < 2 || p.Length < 1:
-		return fmt.Errorf("%w: %d clients, vectors of %d", ErrParams, p.N, p.Length)
+	case p.N < 2 || p.N > MaxClients || p.Length < 1:
+		return fmt.Errorf("%w: %d clients (want 2–%d), vectors of %d", ErrParams, p.N, MaxClients, p.Length)
 	case k < 1:
 		return fmt.Errorf("%w: degree %d", ErrParams, p.K)
 	case p.T < 2 || p.T > k+1:

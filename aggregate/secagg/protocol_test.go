@@ -351,3 +351,24 @@ func TestMaskedInputLooksUniform(t *testing.T) {
 	}
 	t.Logf("chi-square %.1f (255 degrees of freedom)", chi)
 }
+
+// TestParamsRefuseHugeCohorts: a task naming millions of clients is
+// refused before any graph is built (the complete graph of 10⁶ clients is
+// 10¹² edges).
+func TestParamsRefuseHugeCohorts(t *testing.T) {
+	for _, n := range []int{MaxClients + 1, 1_000_000, 1 << 40} {
+		p := Params{N: n, K: n - 1, T: 2, Length: 1}
+		if err := p.Validate(); !errors.Is(err, ErrParams) {
+			t.Errorf("%d clients: got %v; want ErrParams", n, err)
+		}
+		if _, err := NewClient(p, 0, "client-0", []uint32{1}, nil, nil); !errors.Is(err, ErrParams) {
+			t.Errorf("client of %d: got %v; want ErrParams", n, err)
+		}
+		if _, err := NewServer(p); !errors.Is(err, ErrParams) {
+			t.Errorf("server of %d: got %v; want ErrParams", n, err)
+		}
+	}
+	if err := (Params{N: MaxClients, K: 10, T: 2, Length: 1}).Validate(); err != nil {
+		t.Errorf("%d clients: %v", MaxClients, err)
+	}
+}

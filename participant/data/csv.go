@@ -64,10 +64,12 @@ func readCSV(r io.Reader, path, labelColumn string) (*CSVTable, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrFormat, path, err)
 		}
+		// Only now: after an error there may be no field 0, and FieldPos
+		// panics.
+		line, _ := cr.FieldPos(0)
 		for col, field := range rec {
 			if col == labelAt {
 				labels = append(labels, field)

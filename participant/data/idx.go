@@ -71,9 +71,14 @@ func decodeIDX(r io.Reader) (*IDX, error) {
 			return nil, fmt.Errorf("%w: IDX file declares more than %d bytes", ErrFormat, maxIDXBytes)
 		}
 	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(r, data); err != nil {
-		return nil, fmt.Errorf("%w: IDX data shorter than its dimensions %v: %v", ErrFormat, dims, err)
+	// Read what is there rather than allocate what the header claims: a
+	// few bytes declaring a gigabyte cost no more than they are.
+	data, err := io.ReadAll(io.LimitReader(r, int64(size)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading IDX data: %v", ErrFormat, err)
+	}
+	if len(data) != size {
+		return nil, fmt.Errorf("%w: IDX data of %d bytes is shorter than its dimensions %v", ErrFormat, len(data), dims)
 	}
 	return &IDX{Dims: dims, Data: data}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -88,6 +89,9 @@ func TestLoadCSV(t *testing.T) {
 		{"not a number", "age,label,income\n30,yes,1000\n40,no,lots\n", `:3: column "income": "lots"`},
 		{"NaN", "age,label\nNaN,yes\n1,no\n", `column "age": "NaN"`},
 		{"ragged row", "age,label\n1,yes\n2\n", "wrong number of fields"},
+		// FuzzReadCSV's find: a row that fails to parse has no field 0,
+		// and asking for its position panicked.
+		{"unterminated quote in a row", "age,label\n1,yes\n\"", "quoted-field"},
 		{"one class", "age,label\n1,yes\n2,yes\n", "only one class"},
 		{"no rows", "age,label\n", "no rows"},
 		{"empty", "", "is empty"},
@@ -132,5 +136,48 @@ func TestStandardizerFitsTrainOnly(t *testing.T) {
 	}
 	if train.X[1] != 0 || train.X[0] >= 0 {
 		t.Errorf("train rows: got %v", train.X)
+	}
+}
+
+// TestDecodeIDXAllocatesOnlyWhatIsPresent: a header declaring a gigabyte
+// with no data behind it is refused without allocating the gigabyte.
+func TestDecodeIDXAllocatesOnlyWhatIsPresent(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		file []byte
+	}{
+		{"1 GiB declared, none present", idxBytes([]uint32{1 << 15, 1 << 15}, nil)},
+		{"1 GiB declared, 1 KiB present", idxBytes([]uint32{1 << 15, 1 << 15}, make([]byte, 1024))},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := decodeIDX(bytes.NewReader(c.file))
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrFormat) {
+				t.Errorf("got %v; want ErrFormat", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Errorf("allocated %d bytes for a file of %d", grew, len(c.file))
+			}
+		})
+	}
+}
+
+// TestMNISTRefusesShapesWithoutExamples: images with a zero dimension make
+// no dataset (they once made one of zero features).
+func TestMNISTRefusesShapesWithoutExamples(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		images, labels *IDX
+	}{
+		{"no pixels", &IDX{Dims: []int{2, 0, 28}}, &IDX{Dims: []int{2}, Data: []byte{1, 2}}},
+		{"no examples", &IDX{Dims: []int{0, 28, 28}}, &IDX{Dims: []int{0}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := mnistDataset(c.images, c.labels, "images", "labels"); !errors.Is(err, ErrFormat) {
+				t.Errorf("got %v; want ErrFormat", err)
+			}
+		})
 	}
 }

@@ -100,11 +100,19 @@ func loadMNISTPair(imagesPath, labelsPath string) (*model.Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
+	return mnistDataset(images, labels, imagesPath, labelsPath)
+}
+
+// mnistDataset pairs MNIST images with their labels.
+func mnistDataset(images, labels *IDX, imagesPath, labelsPath string) (*model.Dataset, error) {
 	if len(images.Dims) != 3 || len(labels.Dims) != 1 || images.Dims[0] != labels.Dims[0] {
 		return nil, fmt.Errorf("%w: %s has shape %v and %s has %v; want N×rows×cols images and N labels",
 			ErrFormat, imagesPath, images.Dims, labelsPath, labels.Dims)
 	}
 	n, features := images.Dims[0], images.Dims[1]*images.Dims[2]
+	if n < 1 || features < 1 {
+		return nil, fmt.Errorf("%w: %s has shape %v: no examples or no pixels", ErrFormat, imagesPath, images.Dims)
+	}
 	ds := &model.Dataset{X: make([]float32, n*features), Y: make([]int32, n), Features: features, Classes: 10}
 	for i, b := range images.Data {
 		ds.X[i] = float32(b) / 255
