@@ -115,9 +115,6 @@ func (s *Signed) VerifyAt(pool *x509.CertPool, t time.Time) (pki.Identity, *x509
 	if err != nil {
 		return pki.Identity{}, nil, fmt.Errorf("%w: certificate: %v", ErrBadSignature, err)
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: t, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return pki.Identity{}, nil, fmt.Errorf("%w: certificate %q: %v", ErrBadSignature, cert.Subject.CommonName, err)
-	}
 	id, err := pki.IdentityOf(cert)
 	if err != nil {
 		return pki.Identity{}, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
@@ -125,6 +122,7 @@ func (s *Signed) VerifyAt(pool *x509.CertPool, t time.Time) (pki.Identity, *x509
 	if id.Role != pki.RoleAdmin {
 		return pki.Identity{}, nil, fmt.Errorf("%w: %s is a %s, not an admin", ErrBadSignature, id.Name, id.Role)
 	}
+	// The chain to the CA, at t, and the signature.
 	if err := pki.VerifySignedAt(pool, s.Certificate, id, s.message(), s.Signature, t); err != nil {
 		return pki.Identity{}, nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}

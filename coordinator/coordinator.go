@@ -438,3 +438,15 @@ func (c *Coordinator) requireLeader() error {
 	}
 	return fmt.Errorf("%w: the leader is %s (raft %s)", ErrNotLeader, id, addr)
 }
+
+// Crash stops the coordinator as a crash would, without a goodbye to the
+// others' gossip (its data folder stays): for tests and fault injection.
+func (c *Coordinator) Crash() error {
+	c.crashed = true
+	return c.Shutdown()
+}
+
+// BlockPeers cuts this coordinator off from the named coordinators (Raft,
+// blob transfers and forwarding; gossip still flows), closing the links it
+// has to them; nil heals. For tests and fault injection: a partition.
+func (c *Coordinator) BlockPeers(names []string) { c.peers.setBlocked(names) }

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -70,7 +71,7 @@ func holdIdle(addrs []string, n int, stop <-chan struct{}) (wait func()) {
 
 func benchmarkFailover(b *testing.B, idle int) {
 	def := raft.DefaultConfig()
-	tc := coordinator.NewTestCluster(b, 3, func(c *coordinator.Config) {
+	tc := coordtest.NewCluster(b, 3, func(c *coordinator.Config) {
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = def.HeartbeatTimeout, def.ElectionTimeout, def.LeaderLeaseTimeout
 		c.CommitTimeout = def.CommitTimeout
 	})

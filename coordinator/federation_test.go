@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -55,7 +56,7 @@ type fleet struct {
 
 // startFleet runs n participant daemons, each with its own context, against
 // the cluster until the test ends.
-func startFleet(t testing.TB, tc *coordinator.TestCluster, n int, hooks fleetHooks) *fleet {
+func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *fleet {
 	t.Helper()
 	f := &fleet{}
 	ctx, stopAll := context.WithCancel(context.Background())
@@ -112,7 +113,7 @@ func blobsJob(rounds uint32) *pb.JobSpec {
 }
 
 func TestFederationTrainsToTheEnd(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 1)
+	tc := coordtest.NewCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	startFleet(t, tc, 6, fleetHooks{})
 	admin := tc.Admin(0, "ops")

@@ -253,22 +253,20 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 		}
 		action, summary = kindDeleteJob, fmt.Sprintf("proposed deleting job %s's models", req.GetJobId())
 		res.proposal, err = f.proposeDelete(c, req.GetJobId(), signed{signer, serial})
-	case methodAddMember, methodRemoveMember:
-		req := &pb.AddMemberRequest{} // RemoveMemberRequest has the same shape
-		var name string
-		if s.Method == methodAddMember {
-			err = decodeSigned(s, req)
-			name, action = req.GetName(), kindAddMember
-		} else {
-			r := &pb.RemoveMemberRequest{}
-			err = decodeSigned(s, r)
-			name, action = r.GetName(), kindRemoveMember
-		}
-		if err != nil {
+	case methodAddMember:
+		req := &pb.AddMemberRequest{}
+		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
-		summary = fmt.Sprintf("proposed %s %s", strings.ReplaceAll(action, "_", " "), name)
-		res.proposal, err = f.proposeMember(c, action, name, signed{signer, serial})
+		action, summary = kindAddMember, "proposed adding coordinator "+req.GetName()
+		res.proposal, err = f.proposeMember(c, action, req.GetName(), signed{signer, serial})
+	case methodRemoveMember:
+		req := &pb.RemoveMemberRequest{}
+		if err := decodeSigned(s, req); err != nil {
+			return nil, err
+		}
+		action, summary = kindRemoveMember, "proposed removing coordinator "+req.GetName()
+		res.proposal, err = f.proposeMember(c, action, req.GetName(), signed{signer, serial})
 	case methodSetPolicy:
 		req := &pb.SetPolicyRequest{}
 		if err := decodeSigned(s, req); err != nil {

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // waitOpenRound waits until the job has a round open on the leader.
-func waitOpenRound(t *testing.T, tc *coordinator.TestCluster, jobID string) *coordinator.RoundRecord {
+func waitOpenRound(t *testing.T, tc *coordtest.Cluster, jobID string) *coordinator.RoundRecord {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		j, err := tc.Leader(5 * time.Second).FSM().Job(jobID)
@@ -40,7 +41,7 @@ func hasAbort(j *coordinator.Job, reason string) bool {
 // job reaches its end, and every coordinator ends with the same state and
 // every model.
 func TestLeaderKilledMidRound(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(10 * time.Second)
 	// Round 4's first attempt cannot finish: its updates are held until the
 	// leader is dead, then dropped.
@@ -83,7 +84,7 @@ func TestLeaderKilledMidRound(t *testing.T) {
 // majority elects a leader and goes on, and after healing the old leader
 // follows and converges.
 func TestPartitionedLeader(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(10 * time.Second)
 	startFleet(t, tc, 8, fleetHooks{})
 	admin := tc.Admin(0, "ops")

@@ -1,4 +1,4 @@
-package coordinator
+package coordinator_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/pki"
 )
 
@@ -17,26 +19,26 @@ import (
 // skips that check (a modified binary) is not let into the Raft
 // configuration: the leader finds another name in its certificate.
 func TestCoordinatorWhoseNameIsNotItsCertificatesCannotJoin(t *testing.T) {
-	tc := NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	leader := tc.Leader(5 * time.Second)
 	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: "impostor", Organization: "org4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := TestConfig("c4", filepath.Join(t.TempDir(), "c4"), cert, tc.CA)
-	cfg.GossipKey = tc.cfgs[0].GossipKey
+	cfg := coordtest.Config("c4", filepath.Join(t.TempDir(), "c4"), cert, tc.CA)
+	cfg.GossipKey = tc.Cfg(0).GossipKey
 	for _, n := range tc.Nodes {
 		cfg.Join = append(cfg.Join, n.GossipAddr())
 	}
-	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "differs from the certificate") {
+	if _, err := coordinator.New(cfg); err == nil || !strings.Contains(err.Error(), "differs from the certificate") {
 		t.Fatalf("New with name c4 and a certificate for impostor: %v; want refused", err)
 	}
 	cfg.Name = "impostor"
-	c, err := New(cfg)
+	c, err := coordinator.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cfg.Name = "c4" // what a modified binary would do
+	coordinator.SetNameForTest(c, "c4") // what a modified binary would do
 	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func TestCoordinatorWhoseNameIsNotItsCertificatesCannotJoin(t *testing.T) {
 	if !strings.Contains(why, `certificate names "impostor"`) {
 		t.Errorf("refusal %q; want it to name the certificate's name", why)
 	}
-	servers, err := leader.voters()
+	servers, err := coordinator.VotersForTest(leader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func (p *peers) allowed(cs tls.ConnectionState) error {
 // the peer must hold a coordinator certificate that is not revoked, and not
 // be cut off.
 func (p *peers) verifyCoordinator(cs tls.ConnectionState) error {
-	if err := requireCoordinator(cs); err != nil {
+	if err := pki.RequireCoordinator(cs, "coordinator peer"); err != nil {
 		return err
 	}
 	if err := p.c.refuseRevoked(cs); err != nil {

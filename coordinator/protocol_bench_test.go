@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -22,7 +23,7 @@ import (
 //	go test -run '^$' -bench RoundProtocol -benchtime 20x ./coordinator/
 func BenchmarkRoundProtocol(b *testing.B) {
 	const participants = 100
-	tc := coordinator.NewTestCluster(b, 1)
+	tc := coordtest.NewCluster(b, 1)
 	tc.Leader(5 * time.Second)
 	type raw struct {
 		name   string

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -27,7 +28,7 @@ type rawParticipant struct {
 	tasks  pb.ParticipantService_TasksClient
 }
 
-func connectRaw(t *testing.T, tc *coordinator.TestCluster, name string) *rawParticipant {
+func connectRaw(t *testing.T, tc *coordtest.Cluster, name string) *rawParticipant {
 	t.Helper()
 	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: "org-" + name})
 	if err != nil {
@@ -46,7 +47,7 @@ func connectRaw(t *testing.T, tc *coordinator.TestCluster, name string) *rawPart
 
 // firstRound waits until the job's first round is open and splits raws into
 // its cohort and the others; task is what the first of the cohort received.
-func firstRound(t *testing.T, tc *coordinator.TestCluster, jobID string, raws []*rawParticipant) (cohort, others []*rawParticipant, task *pb.Task) {
+func firstRound(t *testing.T, tc *coordtest.Cluster, jobID string, raws []*rawParticipant) (cohort, others []*rawParticipant, task *pb.Task) {
 	t.Helper()
 	var job *coordinator.Job
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -78,7 +79,7 @@ func firstRound(t *testing.T, tc *coordinator.TestCluster, jobID string, raws []
 // TestRefusals checks that each update that does not belong is refused with
 // a clear gRPC status, and that the round still commits with the good ones.
 func TestRefusals(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 1)
+	tc := coordtest.NewCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	raws := []*rawParticipant{connectRaw(t, tc, "alice"), connectRaw(t, tc, "bob"), connectRaw(t, tc, "carol")}
 	admin := tc.Admin(0, "ops")

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -12,7 +12,7 @@ import (
 // it again on the same data folder: the job goes on at the next round and
 // the committed history (round → digest) is unchanged.
 func TestRestartResumes(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 1)
+	tc := coordtest.NewCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	startFleet(t, tc, 6, fleetHooks{})
 	admin := tc.Admin(0, "ops")
@@ -38,7 +38,7 @@ func TestRestartResumes(t *testing.T) {
 	tc.CheckInvariants()
 }
 
-func committedDigests(t *testing.T, tc *coordinator.TestCluster, jobID string) map[uint32]string {
+func committedDigests(t *testing.T, tc *coordtest.Cluster, jobID string) map[uint32]string {
 	t.Helper()
 	job := tc.WaitJob(jobID, 0) // the job as the leader holds it now
 	out := map[uint32]string{}

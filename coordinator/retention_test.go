@@ -2,12 +2,9 @@ package coordinator_test
 
 import (
 	"context"
-	"io/fs"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,10 +12,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"github.com/accord-fl/accord/store"
 )
 
 // Models a job's retain policy does not keep are deleted on every
@@ -26,7 +25,7 @@ import (
 // lists mark them; and deleting a finished job (governed like a
 // cancellation) removes the rest.
 func TestRetentionDeletesModels(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	startFleet(t, tc, 3, fleetHooks{})
 	admin := tc.Admin(0, "ops")
@@ -102,23 +101,6 @@ func TestRetentionDeletesModels(t *testing.T) {
 	tc.CheckInvariants()
 }
 
-// diskUsage is the bytes dir's files occupy on disk.
-func diskUsage(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				n += st.Blocks * 512
-			}
-		}
-		return nil
-	})
-	return n
-}
-
 // BenchmarkRetentionDisk runs a 1,000-round logreg:784-10 job (31 KB a
 // model) on three coordinators, with retain {last: 5} and with every model
 // kept, and reports each coordinator's data folder on disk afterwards
@@ -142,7 +124,7 @@ func BenchmarkRetentionDisk(b *testing.B) {
 // retentionRun trains rounds rounds of logreg:784-10 on two participants
 // with random data, and returns the largest coordinator data folder in MB.
 func retentionRun(b *testing.B, rounds uint32, retain *pb.Retain) float64 {
-	tc := coordinator.NewTestCluster(b, 3)
+	tc := coordtest.NewCluster(b, 3)
 	tc.Leader(10 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -203,7 +185,7 @@ func retentionRun(b *testing.B, rounds uint32, retain *pb.Retain) float64 {
 	}
 	var worst int64
 	for i := range tc.Nodes {
-		worst = max(worst, diskUsage(tc.Cfg(i).DataDir))
+		worst = max(worst, store.DiskUsage(tc.Cfg(i).DataDir))
 	}
 	b.Logf("%d rounds, retain %v: largest data folder %.1f MB", rounds, retain, float64(worst)/(1<<20))
 	return float64(worst) / (1 << 20)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -84,7 +85,7 @@ func maxAbsDiff(a, b []float32) float64 {
 func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 	for _, mode := range []string{coordinator.ModeSecAgg, coordinator.ModeSecAggPlus} {
 		t.Run(mode, func(t *testing.T) {
-			tc := coordinator.NewTestCluster(t, 3)
+			tc := coordtest.NewCluster(t, 3)
 			tc.Leader(5 * time.Second)
 			startFleet(t, tc, 6, fleetHooks{})
 			admin := tc.Admin(1, "ops")
@@ -130,7 +131,7 @@ func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 // four of the seven left leaves fewer than the threshold: that round aborts with the
 // reason, and the job goes on with who is left.
 func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	const n = 10
 	var mu sync.Mutex
@@ -195,7 +196,7 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 // TestSecureAggregationRefusals checks that each secure-aggregation message
 // that does not belong is refused with a clear status and changes nothing.
 func TestSecureAggregationRefusals(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 1)
+	tc := coordtest.NewCluster(t, 1)
 	tc.Leader(5 * time.Second)
 	var raws []*rawParticipant
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
@@ -314,7 +315,7 @@ func signedAdvertisement(t *testing.T, params secagg.Params, cohort []string, na
 // round aborted ("leader change") and retries it with fresh keys, and the
 // job completes on every coordinator alike.
 func TestSecureRoundLeaderKilled(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(10 * time.Second)
 	shared := make(chan struct{}, 16)
 	gate := make(chan struct{})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -12,7 +13,7 @@ import (
 // compacts the leader's log past it, and restarts it: it is brought up to
 // date with InstallSnapshot, then fetches every model it missed.
 func TestStoppedCoordinatorCatchesUpBySnapshot(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3, func(c *coordinator.Config) {
+	tc := coordtest.NewCluster(t, 3, func(c *coordinator.Config) {
 		c.SnapshotThreshold, c.TrailingLogs = 8, 4
 	})
 	leader := tc.Leader(10 * time.Second)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -40,26 +39,9 @@ type tlsStreamLayer struct {
 	mu      sync.Mutex
 	wg      sync.WaitGroup
 	once    sync.Once
-	dropped atomic.Int64 // connections closed for a full handshake queue
 }
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
-
-// requireCoordinator is a VerifyConnection hook refusing any peer whose
-// verified certificate is not a coordinator's.
-func requireCoordinator(cs tls.ConnectionState) error {
-	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return pki.ErrNoIdentity
-	}
-	id, err := pki.IdentityOf(cs.VerifiedChains[0][0])
-	if err != nil {
-		return err
-	}
-	if id.Role != pki.RoleCoordinator {
-		return fmt.Errorf("%w: raft peer %s is a %s, not a coordinator", ErrForbidden, id.Name, id.Role)
-	}
-	return nil
-}
 
 func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers, limits Limits) (*tlsStreamLayer, error) {
 	server := pki.ServerTLS(cert, ca)
@@ -105,7 +87,6 @@ func (t *tlsStreamLayer) acceptLoop() {
 		select {
 		case t.pending <- struct{}{}:
 		default:
-			t.dropped.Add(1)
 			c.Close()
 			continue
 		}

@@ -9,9 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/accord-fl/accord/adminauth"
@@ -58,18 +56,10 @@ func vouchedParticipant(ctx context.Context) (principal, bool) {
 	return principal{Identity: pki.Identity{Role: pki.RoleParticipant, Name: parts[1], Organization: parts[2]}, Serial: parts[3]}, true
 }
 
-// peerCertificate returns the verified certificate of a gRPC call's peer.
+// peerCertificate returns who a gRPC call's peer is, by its verified
+// certificate.
 func peerCertificate(ctx context.Context) (principal, *x509.Certificate, error) {
-	p, ok := peer.FromContext(ctx)
-	if !ok {
-		return principal{}, nil, pki.ErrNoIdentity
-	}
-	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return principal{}, nil, pki.ErrNoIdentity
-	}
-	cert := info.State.VerifiedChains[0][0]
-	id, err := pki.IdentityOf(cert)
+	id, cert, err := pki.PeerCertificate(ctx)
 	if err != nil {
 		return principal{}, nil, err
 	}

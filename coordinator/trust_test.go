@@ -18,6 +18,7 @@ import (
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/audit"
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -32,14 +33,14 @@ var (
 	carol = pki.Identity{Role: pki.RoleAdmin, Name: "carol", Organization: "org3"}
 )
 
-func adminOf(tc *coordinator.TestCluster, i int, id pki.Identity) pb.AdminServiceClient {
+func adminOf(tc *coordtest.Cluster, i int, id pki.Identity) pb.AdminServiceClient {
 	return tc.AdminOf(i, id.Name, id.Organization)
 }
 
 // asCoordinator is an admin client of node i that presents coordinator
 // c1's certificate (org1's), as a hostile org1 coordinator would when it
 // makes or forwards calls.
-func asCoordinator(t *testing.T, tc *coordinator.TestCluster, i int) pb.AdminServiceClient {
+func asCoordinator(t *testing.T, tc *coordtest.Cluster, i int) pb.AdminServiceClient {
 	t.Helper()
 	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: "c1", Organization: "org1"})
 	if err != nil {
@@ -66,7 +67,7 @@ func wantCode(t *testing.T, what string, err error, want codes.Code) {
 // signature of its own, and not by changing a request bob signed. Nothing
 // changes.
 func TestCoordinatorCannotActInAnAdminsName(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	leader := tc.Leader(5 * time.Second)
 	bobAdmin := adminOf(tc, 1, bob)
 	jobID := submit(t, bobAdmin, blobsJob(1))
@@ -122,7 +123,7 @@ func TestCoordinatorCannotActInAnAdminsName(t *testing.T) {
 // A signed admin request is carried out once: replayed to the same
 // coordinator or another one, or replayed late, it is refused.
 func TestReplayedAdminRequestIsRefused(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	cert := tc.AdminCert(alice.Name, alice.Organization)
 	creds := credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))
@@ -174,7 +175,7 @@ func TestReplayedAdminRequestIsRefused(t *testing.T) {
 
 // Expired certificates are refused, whoever presents them.
 func TestExpiredCertificatesAreRefused(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	expired := func(id pki.Identity) tls.Certificate {
 		c, err := tc.CA.IssueWith(id, pki.IssueOptions{NotBefore: time.Now().Add(-48 * time.Hour), ValidFor: time.Hour})
@@ -219,7 +220,7 @@ func TestExpiredCertificatesAreRefused(t *testing.T) {
 // cannot approve for org2, and once org2's admin approves the job trains
 // and commits.
 func TestJobWaitsForApprovalsOfOtherOrganisations(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	startFleet(t, tc, 4, fleetHooks{})
 	a, b := adminOf(tc, 0, alice), adminOf(tc, 1, bob)
@@ -300,7 +301,7 @@ func TestJobWaitsForApprovalsOfOtherOrganisations(t *testing.T) {
 // not train org3's: it refuses, the refusal is recorded, and the job
 // commits its rounds with the others.
 func TestSitePolicyRefusesAnotherOrganisationsJob(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	const picky = "pa0"
 	trained := map[string]bool{}
@@ -350,7 +351,7 @@ func TestSitePolicyRefusesAnotherOrganisationsJob(t *testing.T) {
 func TestClaimedExamplesAreCappedAtMaxExamples(t *testing.T) {
 	for _, mode := range []string{"", coordinator.ModeSecAgg} {
 		t.Run("mode="+mode, func(t *testing.T) {
-			tc := coordinator.NewTestCluster(t, 3)
+			tc := coordtest.NewCluster(t, 3)
 			tc.Leader(5 * time.Second)
 			const liar, maxExamples = "pa0", 200
 			startFleet(t, tc, 4, fleetHooks{declared: func(name string) uint64 {
@@ -427,7 +428,7 @@ func TestClaimedExamplesAreCappedAtMaxExamples(t *testing.T) {
 // A revoked participant's open task stream is closed at once and it cannot
 // reconnect; a revoked admin's next call is refused.
 func TestRevocation(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	a := adminOf(tc, 1, alice)
 	mallory := connectRaw(t, tc, "mallory") // its task stream is open on c1
@@ -479,7 +480,7 @@ func TestRevocation(t *testing.T) {
 // The audit log of a real run verifies from the CA certificate alone, and
 // names the entry when one is altered.
 func TestAuditLogVerifies(t *testing.T) {
-	tc := coordinator.NewTestCluster(t, 3)
+	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	a, b := adminOf(tc, 0, alice), adminOf(tc, 1, bob)
 	if _, err := a.SetPolicy(t.Context(), &pb.SetPolicyRequest{Policy: &pb.Policy{ApprovalsRequired: 2}}); err != nil {

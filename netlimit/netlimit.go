@@ -6,7 +6,6 @@ package netlimit
 import (
 	"net"
 	"sync"
-	"sync/atomic"
 )
 
 // Listener wraps a net.Listener so that each source IP address holds at
@@ -16,9 +15,8 @@ type Listener struct {
 	net.Listener
 	perIP int
 
-	mu      sync.Mutex
-	open    map[string]int
-	refused atomic.Int64
+	mu   sync.Mutex
+	open map[string]int
 }
 
 // Listen wraps ln with a limit of perIP connections per source address
@@ -26,9 +24,6 @@ type Listener struct {
 func Listen(ln net.Listener, perIP int) *Listener {
 	return &Listener{Listener: ln, perIP: perIP, open: map[string]int{}}
 }
-
-// Refused counts the connections closed for being over the limit.
-func (l *Listener) Refused() int64 { return l.refused.Load() }
 
 // Accept returns the next connection within the limit.
 func (l *Listener) Accept() (net.Conn, error) {
@@ -40,7 +35,6 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if lc, ok := l.admit(c); ok {
 			return lc, nil
 		}
-		l.refused.Add(1)
 		c.Close()
 	}
 }
@@ -62,13 +56,6 @@ func (l *Listener) admit(c net.Conn) (net.Conn, bool) {
 			delete(l.open, ip)
 		}
 	}}, true
-}
-
-// Open is how many connections source address ip holds now.
-func (l *Listener) Open(ip string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.open[ip]
 }
 
 // SourceIP is the IP address a connection comes from ("" if unknown).

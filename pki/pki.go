@@ -52,8 +52,8 @@ var (
 	// ErrHostsNotAllowed means hosts were given for a participant's or an
 	// admin's certificate, which serves no TLS.
 	ErrHostsNotAllowed = errors.New("hosts on a client-only certificate")
-	// ErrNotCoordinator means a server that a participant or an admin
-	// dialled did not present a coordinator's certificate.
+	// ErrNotCoordinator means the other end of a connection that must be a
+	// coordinator did not present a coordinator's certificate.
 	ErrNotCoordinator = errors.New("not a coordinator")
 )
 
@@ -262,18 +262,20 @@ func IdentityOf(cert *x509.Certificate) (Identity, error) {
 	return Identity{Role: role, Name: cert.Subject.CommonName, Organization: cert.Subject.Organization[0]}, nil
 }
 
-// PeerIdentity returns the identity of a gRPC call's peer, from the client
-// certificate the TLS handshake verified.
-func PeerIdentity(ctx context.Context) (Identity, error) {
+// PeerCertificate returns the identity of a gRPC call's peer and its
+// certificate, which the TLS handshake verified.
+func PeerCertificate(ctx context.Context) (Identity, *x509.Certificate, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return Identity{}, ErrNoIdentity
+		return Identity{}, nil, ErrNoIdentity
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return Identity{}, ErrNoIdentity
+		return Identity{}, nil, ErrNoIdentity
 	}
-	return IdentityOf(info.State.VerifiedChains[0][0])
+	cert := info.State.VerifiedChains[0][0]
+	id, err := IdentityOf(cert)
+	return id, cert, err
 }
 
 // ServerTLS is the TLS configuration of a server that requires a client
@@ -304,20 +306,22 @@ func ClientTLS(cert tls.Certificate, ca *x509.CertPool) *tls.Config {
 }
 
 // RequireCoordinatorServer is a tls.Config.VerifyConnection for clients: it
-// returns an error wrapping ErrNotCoordinator unless the server's verified
-// certificate names a coordinator. It must run after the chain was verified
-// (as VerifyConnection does); a connection with no verified chain is
-// refused.
-func RequireCoordinatorServer(cs tls.ConnectionState) error {
+// refuses a server whose verified certificate is not a coordinator's.
+func RequireCoordinatorServer(cs tls.ConnectionState) error { return RequireCoordinator(cs, "server") }
+
+// RequireCoordinator refuses a connection whose verified peer certificate
+// is not a coordinator's; peer says what the other end is in the error
+// ("server", "raft peer").
+func RequireCoordinator(cs tls.ConnectionState, peer string) error {
 	if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
-		return fmt.Errorf("server %q presented no verified certificate, so it is %w", cs.ServerName, ErrNotCoordinator)
+		return fmt.Errorf("%s %q presented no verified certificate, so it is %w", peer, cs.ServerName, ErrNotCoordinator)
 	}
 	id, err := IdentityOf(cs.VerifiedChains[0][0])
 	if err != nil {
-		return fmt.Errorf("server %q is %w: %w", cs.ServerName, ErrNotCoordinator, err)
+		return fmt.Errorf("%s %q is %w: %w", peer, cs.ServerName, ErrNotCoordinator, err)
 	}
 	if id.Role != RoleCoordinator {
-		return fmt.Errorf("server %s is a %s, %w", id.Name, id.Role, ErrNotCoordinator)
+		return fmt.Errorf("%s %s is a %s, %w", peer, id.Name, id.Role, ErrNotCoordinator)
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -369,23 +371,6 @@ func (s *Store) DeleteBlobs(digests ...string) error {
 	return nil
 }
 
-// Blobs lists the digests of the stored blobs.
-func (s *Store) Blobs() ([]string, error) {
-	var out []string
-	err := s.blobs.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = prefixBlob
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			out = append(out, string(it.Item().Key()[len(prefixBlob):]))
-		}
-		return nil
-	})
-	return out, err
-}
-
 // CollectGarbage rewrites value-log files of which at least discardRatio
 // is garbage (deleted blobs, compacted Raft log entries), until none is
 // left, and returns how many it rewrote. Badger never does this by itself.
@@ -406,12 +391,23 @@ func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
 	return n, nil
 }
 
-// Size is the bytes of the database's files on disk (LSM tree and value
-// log).
-func (s *Store) Size() int64 {
-	lsm, vlog := s.db.Size()
-	blsm, bvlog := s.blobs.Size()
-	return lsm + vlog + blsm + bvlog
+// DiskUsage is the bytes the files in dir (a store's folder, say) occupy
+// on disk: blocks allocated, not file lengths (Badger preallocates and
+// maps files larger than what they hold).
+func DiskUsage(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if info, err := d.Info(); err == nil {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
+				n += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // badgerLogger sends Badger's warnings and errors to slog and drops its

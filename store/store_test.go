@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,14 +109,14 @@ func TestDeletedBlobsLeaveTheDisk(t *testing.T) {
 		}
 		digests = append(digests, d)
 	}
-	full := diskBytes(dir)
+	full := DiskUsage(dir)
 	if err := s.DeleteBlobs(digests[:390]...); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CollectGarbage(0.5); err != nil {
 		t.Fatal(err)
 	}
-	after := diskBytes(dir)
+	after := DiskUsage(dir)
 	t.Logf("400 blobs of 64 KiB: %.1f MiB on disk; 390 deleted and collected: %.1f MiB", float64(full)/(1<<20), float64(after)/(1<<20))
 	if after > full/2 {
 		t.Errorf("%d bytes on disk after deleting 390 of 400 blobs; %d before", after, full)
@@ -130,21 +127,4 @@ func TestDeletedBlobsLeaveTheDisk(t *testing.T) {
 			t.Fatalf("blob %d: stored %v (%v)", i, has, err)
 		}
 	}
-}
-
-// diskBytes is the bytes dir's files occupy on disk.
-func diskBytes(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				n += st.Blocks * 512
-			}
-		}
-		return nil
-	})
-	return n
 }

@@ -2,7 +2,6 @@ package processes
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -241,8 +240,58 @@ func (c *cluster) job(id string) (jobOut, error) {
 }
 
 type roundOut struct {
-	Number      uint32 `json:"number"`
-	ModelDigest string `json:"model_digest"`
+	Number       uint32 `json:"number"`
+	ModelDigest  string `json:"model_digest"`
+	ModelDeleted bool   `json:"model_deleted"`
+}
+
+// checkHistories checks that every coordinator lists the same rounds 1…n
+// with the same digests, and serves every model the job keeps with a
+// matching digest.
+func (c *cluster) checkHistories(id string, n int) {
+	c.t.Helper()
+	var first []roundOut
+	for _, p := range c.coord {
+		var rs []roundOut
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			out, err := c.run("round", "list", id, "--json", "--coordinator", p.grpc)
+			if err == nil && json.Unmarshal([]byte(out), &rs) == nil && len(rs) == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("%s lists %d rounds: %v", p.name, len(rs), err)
+			}
+		}
+		for i, r := range rs {
+			if r.Number != uint32(i+1) {
+				c.t.Fatalf("%s: round list has a gap or repeat at position %d: round %d", p.name, i, r.Number)
+			}
+		}
+		if first == nil {
+			first = rs
+		} else if !slices.Equal(first, rs) {
+			c.t.Fatalf("%s's round → digest list differs from %s's", p.name, c.coord[0].name)
+		}
+		kept := 0
+		for _, r := range rs {
+			if r.ModelDeleted {
+				continue
+			}
+			kept++
+			var pulled struct{ Digest string }
+			var out string
+			var err error
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				if out, err = c.run("model", "pull", id, "--round", fmt.Sprint(r.Number), "--out", filepath.Join(c.dir, "m.safetensors"), "--json", "--coordinator", p.grpc); err == nil {
+					break
+				}
+			}
+			if err != nil || json.Unmarshal([]byte(out), &pulled) != nil || pulled.Digest != r.ModelDigest {
+				c.t.Fatalf("pulling round %d from %s: %v (%s)", r.Number, p.name, err, out)
+			}
+		}
+		c.t.Logf("%s: %d rounds, identical; %d kept models pulled with matching digests", p.name, len(rs), kept)
+	}
 }
 
 // TestLeaderKilledWithSIGKILL runs a job on three coordinator processes and
@@ -297,45 +346,7 @@ retain: {all: true}
 	}
 
 	// Identical histories, no gaps, every model everywhere.
-	var first []roundOut
-	for _, p := range c.coord {
-		var rs []roundOut
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			out, err := c.run("round", "list", id, "--json", "--coordinator", p.grpc)
-			if err == nil && json.Unmarshal([]byte(out), &rs) == nil && len(rs) == rounds {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lists %d rounds: %v", p.name, len(rs), err)
-			}
-		}
-		for i, r := range rs {
-			if r.Number != uint32(i+1) {
-				t.Fatalf("%s: round list has a gap or repeat at position %d: round %d", p.name, i, r.Number)
-			}
-		}
-		if first == nil {
-			first = rs
-		} else if !slices.Equal(first, rs) {
-			t.Fatalf("%s's round → digest list differs from %s's", p.name, c.coord[0].name)
-		}
-		for _, r := range rs {
-			var pulled struct{ Digest string }
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			var out string
-			var err error
-			for ctx.Err() == nil {
-				if out, err = c.run("model", "pull", id, "--round", fmt.Sprint(r.Number), "--out", filepath.Join(c.dir, "m.safetensors"), "--json", "--coordinator", p.grpc); err == nil {
-					break
-				}
-				time.Sleep(200 * time.Millisecond)
-			}
-			cancel()
-			if err != nil || json.Unmarshal([]byte(out), &pulled) != nil || pulled.Digest != r.ModelDigest {
-				t.Fatalf("pulling round %d from %s: %v (%s)", r.Number, p.name, err, out)
-			}
-		}
-	}
+	c.checkHistories(id, rounds)
 	t.Logf("%d rounds, identical on 3 coordinators, every model pulled from each", rounds)
 }
 
@@ -508,51 +519,5 @@ retain: {last: 5, every: 10}
 	if j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.CommittedRounds != uint32(rounds) {
 		t.Fatalf("job ended %v after %d rounds (%s); want SUCCEEDED after %d", j.Status, j.CommittedRounds, j.Reason, rounds)
 	}
-	type listed struct {
-		Number       uint32 `json:"number"`
-		ModelDigest  string `json:"model_digest"`
-		ModelDeleted bool   `json:"model_deleted"`
-	}
-	var first []listed
-	for _, p := range c.coord {
-		var rs []listed
-		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			out, err := c.run("round", "list", id, "--json", "--coordinator", p.grpc)
-			if err == nil && json.Unmarshal([]byte(out), &rs) == nil && len(rs) == rounds {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s lists %d rounds: %v", p.name, len(rs), err)
-			}
-		}
-		for i, r := range rs {
-			if r.Number != uint32(i+1) {
-				t.Fatalf("%s: round list has a gap or repeat at position %d: round %d", p.name, i, r.Number)
-			}
-		}
-		if first == nil {
-			first = rs
-		} else if !slices.Equal(first, rs) {
-			t.Fatalf("%s's round → digest list differs from %s's", p.name, c.coord[0].name)
-		}
-		retained := 0
-		for _, r := range rs {
-			if r.ModelDeleted {
-				continue
-			}
-			retained++
-			var pulled struct{ Digest string }
-			var out string
-			var err error
-			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-				if out, err = c.run("model", "pull", id, "--round", fmt.Sprint(r.Number), "--out", filepath.Join(c.dir, "m.safetensors"), "--json", "--coordinator", p.grpc); err == nil {
-					break
-				}
-			}
-			if err != nil || json.Unmarshal([]byte(out), &pulled) != nil || pulled.Digest != r.ModelDigest {
-				t.Fatalf("pulling round %d from %s: %v (%s)", r.Number, p.name, err, out)
-			}
-		}
-		t.Logf("%s: %d rounds, identical; %d retained models pulled with matching digests", p.name, len(rs), retained)
-	}
+	c.checkHistories(id, rounds)
 }

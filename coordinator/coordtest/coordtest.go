@@ -1,4 +1,10 @@
-package coordinator
+// Package coordtest is a test kit for coordinator clusters: coordinators in
+// one process on loopback with short Raft timeouts, admins and
+// participants' credentials, crashes, partitions and waits for conditions.
+// Only tests and tools import it, as the standard library keeps
+// net/http/httptest beside net/http, so the accord binary never links the
+// testing package.
+package coordtest
 
 import (
 	"context"
@@ -15,15 +21,15 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/accord-fl/accord/adminauth"
+	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/pki"
-	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
-// TestConfig is a coordinator config for tests: loopback with ports picked
+// Config is a coordinator config for tests: loopback with ports picked
 // by the kernel, short Raft timeouts, a fast leader tick.
-func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
-	cfg := DefaultConfig()
+func Config(name, dataDir string, cert tls.Certificate, ca *pki.CA) coordinator.Config {
+	cfg := coordinator.DefaultConfig()
 	cfg.Name, cfg.DataDir, cfg.Cert, cfg.CA = name, dataDir, cert, ca.Pool()
 	cfg.GRPCAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.FastGossip = true
@@ -37,19 +43,19 @@ func TestConfig(name, dataDir string, cert tls.Certificate, ca *pki.CA) Config {
 	return cfg
 }
 
-// TestCluster is a set of coordinators in one process on loopback, with a
+// Cluster is a set of coordinators in one process on loopback, with a
 // federation CA for the participants and admins of a test.
-type TestCluster struct {
+type Cluster struct {
 	tb    testing.TB
 	CA    *pki.CA
-	Nodes []*Coordinator
-	cfgs  []Config
+	Nodes []*coordinator.Coordinator
+	cfgs  []coordinator.Config
 }
 
-// NewTestCluster starts n coordinators c1…cn, each run by its own
+// NewCluster starts n coordinators c1…cn, each run by its own
 // organisation, in temporary folders: they find each other by gossip and
 // bootstrap Raft once all n have met. The cluster stops when the test ends.
-func NewTestCluster(tb testing.TB, n int, opts ...func(*Config)) *TestCluster {
+func NewCluster(tb testing.TB, n int, opts ...func(*coordinator.Config)) *Cluster {
 	tb.Helper()
 	ca, err := pki.NewCA("test")
 	if err != nil {
@@ -59,7 +65,7 @@ func NewTestCluster(tb testing.TB, n int, opts ...func(*Config)) *TestCluster {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tc := &TestCluster{tb: tb, CA: ca}
+	tc := &Cluster{tb: tb, CA: ca}
 	base := tb.TempDir() // before the Cleanup below, so it is removed after Shutdown
 	tb.Cleanup(tc.Shutdown)
 	for i := range n {
@@ -68,7 +74,7 @@ func NewTestCluster(tb testing.TB, n int, opts ...func(*Config)) *TestCluster {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		cfg := TestConfig(name, filepath.Join(base, name), cert, ca)
+		cfg := Config(name, filepath.Join(base, name), cert, ca)
 		cfg.GossipKey = key
 		if n == 1 {
 			cfg.Bootstrap = true
@@ -88,7 +94,7 @@ func NewTestCluster(tb testing.TB, n int, opts ...func(*Config)) *TestCluster {
 // Restart starts node i again on its data folder (after Kill), or for the
 // first time, joining the gossip of the nodes running. Its addresses stay
 // the same, so Raft peers and clients find it again.
-func (tc *TestCluster) Restart(i int) *Coordinator {
+func (tc *Cluster) Restart(i int) *coordinator.Coordinator {
 	tc.tb.Helper()
 	cfg := tc.cfgs[i]
 	cfg.Join = nil
@@ -97,7 +103,7 @@ func (tc *TestCluster) Restart(i int) *Coordinator {
 			cfg.Join = append(cfg.Join, c.GossipAddr())
 		}
 	}
-	c, err := New(cfg)
+	c, err := coordinator.New(cfg)
 	if err != nil {
 		tc.tb.Fatal(err)
 	}
@@ -111,23 +117,22 @@ func (tc *TestCluster) Restart(i int) *Coordinator {
 
 // Kill stops node i as a crash would: no goodbye to the others (its data
 // folder stays).
-func (tc *TestCluster) Kill(i int) {
+func (tc *Cluster) Kill(i int) {
 	if c := tc.Nodes[i]; c != nil {
-		c.crashed = true
-		c.Shutdown()
+		c.Crash()
 		tc.Nodes[i] = nil
 	}
 }
 
 // Index returns the position of c in the cluster.
-func (tc *TestCluster) Index(c *Coordinator) int {
+func (tc *Cluster) Index(c *coordinator.Coordinator) int {
 	return slices.Index(tc.Nodes, c)
 }
 
 // Partition cuts node i off from every other coordinator: Raft, blob
 // transfers and forwarding (gossip still flows). Participants can still
 // reach it.
-func (tc *TestCluster) Partition(i int) {
+func (tc *Cluster) Partition(i int) {
 	for j, c := range tc.Nodes {
 		if c == nil {
 			continue
@@ -139,34 +144,34 @@ func (tc *TestCluster) Partition(i int) {
 					others = append(others, cfg.Name)
 				}
 			}
-			c.peers.setBlocked(others)
+			c.BlockPeers(others)
 		} else {
-			c.peers.setBlocked([]string{tc.cfgs[i].Name})
+			c.BlockPeers([]string{tc.cfgs[i].Name})
 		}
 	}
 }
 
 // Heal undoes every partition.
-func (tc *TestCluster) Heal() {
+func (tc *Cluster) Heal() {
 	for _, c := range tc.Nodes {
 		if c != nil {
-			c.peers.setBlocked(nil)
+			c.BlockPeers(nil)
 		}
 	}
 }
 
 // Shutdown stops every node.
-func (tc *TestCluster) Shutdown() {
+func (tc *Cluster) Shutdown() {
 	for i := range tc.Nodes {
 		tc.Kill(i)
 	}
 }
 
 // Cfg returns node i's config (its addresses once started).
-func (tc *TestCluster) Cfg(i int) Config { return tc.cfgs[i] }
+func (tc *Cluster) Cfg(i int) coordinator.Config { return tc.cfgs[i] }
 
 // Addrs are the gRPC addresses of the nodes.
-func (tc *TestCluster) Addrs() []string {
+func (tc *Cluster) Addrs() []string {
 	var out []string
 	for _, c := range tc.cfgs {
 		out = append(out, c.GRPCAddr)
@@ -175,7 +180,7 @@ func (tc *TestCluster) Addrs() []string {
 }
 
 // Leader waits up to timeout for a leader and returns it.
-func (tc *TestCluster) Leader(timeout time.Duration) *Coordinator {
+func (tc *Cluster) Leader(timeout time.Duration) *coordinator.Coordinator {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -192,7 +197,7 @@ func (tc *TestCluster) Leader(timeout time.Duration) *Coordinator {
 
 // Credentials issues a certificate for an identity and returns gRPC client
 // credentials presenting it.
-func (tc *TestCluster) Credentials(role pki.Role, name string) credentials.TransportCredentials {
+func (tc *Cluster) Credentials(role pki.Role, name string) credentials.TransportCredentials {
 	tc.tb.Helper()
 	cert, err := tc.CA.Issue(pki.Identity{Role: role, Name: name, Organization: "org-" + name})
 	if err != nil {
@@ -202,7 +207,7 @@ func (tc *TestCluster) Credentials(role pki.Role, name string) credentials.Trans
 }
 
 // AdminCert issues an admin certificate for name of org.
-func (tc *TestCluster) AdminCert(name, org string) tls.Certificate {
+func (tc *Cluster) AdminCert(name, org string) tls.Certificate {
 	tc.tb.Helper()
 	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleAdmin, Name: name, Organization: org})
 	if err != nil {
@@ -213,18 +218,18 @@ func (tc *TestCluster) AdminCert(name, org string) tls.Certificate {
 
 // Admin returns a client of node i's admin service for the admin name of
 // organisation "org-"+name, signing every call as the CLI does.
-func (tc *TestCluster) Admin(i int, name string) pb.AdminServiceClient {
+func (tc *Cluster) Admin(i int, name string) pb.AdminServiceClient {
 	return tc.AdminOf(i, name, "org-"+name)
 }
 
 // AdminOf is Admin for an admin of the given organisation.
-func (tc *TestCluster) AdminOf(i int, name, org string) pb.AdminServiceClient {
+func (tc *Cluster) AdminOf(i int, name, org string) pb.AdminServiceClient {
 	tc.tb.Helper()
 	return tc.AdminWith(i, tc.AdminCert(name, org))
 }
 
 // AdminWith is Admin with a given admin certificate.
-func (tc *TestCluster) AdminWith(i int, cert tls.Certificate) pb.AdminServiceClient {
+func (tc *Cluster) AdminWith(i int, cert tls.Certificate) pb.AdminServiceClient {
 	tc.tb.Helper()
 	conn, err := grpc.NewClient(tc.cfgs[i].GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))),
 		grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert)))
@@ -236,7 +241,7 @@ func (tc *TestCluster) AdminWith(i int, cert tls.Certificate) pb.AdminServiceCli
 }
 
 // Dial connects to node i with creds; the connection closes with the test.
-func (tc *TestCluster) Dial(i int, creds credentials.TransportCredentials) *grpc.ClientConn {
+func (tc *Cluster) Dial(i int, creds credentials.TransportCredentials) *grpc.ClientConn {
 	tc.tb.Helper()
 	conn, err := grpc.NewClient(tc.cfgs[i].GRPCAddr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -248,16 +253,16 @@ func (tc *TestCluster) Dial(i int, creds credentials.TransportCredentials) *grpc
 
 // WaitConverged waits until every running node's FSM equals the leader's
 // and holds every model the FSM names.
-func (tc *TestCluster) WaitConverged(timeout time.Duration) {
+func (tc *Cluster) WaitConverged(timeout time.Duration) {
 	tc.tb.Helper()
-	if err := WaitInvariants(tc.running(), timeout); err != nil {
+	if err := coordinator.WaitInvariants(tc.running(), timeout); err != nil {
 		tc.tb.Fatalf("cluster did not converge within %v: %v", timeout, err)
 	}
 }
 
 // WaitJob polls the leader's FSM until the job is no longer running or
 // timeout passes, and returns the job.
-func (tc *TestCluster) WaitJob(jobID string, timeout time.Duration) *Job {
+func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *coordinator.Job {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -267,7 +272,7 @@ func (tc *TestCluster) WaitJob(jobID string, timeout time.Duration) *Job {
 		if err != nil && time.Now().After(deadline.Add(5*time.Second)) {
 			tc.tb.Fatal(err)
 		}
-		if err == nil && (!j.running() || time.Now().After(deadline)) {
+		if err == nil && (j.Status != pb.JobStatus_JOB_STATUS_RUNNING || time.Now().After(deadline)) {
 			return j
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -275,7 +280,7 @@ func (tc *TestCluster) WaitJob(jobID string, timeout time.Duration) *Job {
 }
 
 // WaitCommitted waits until the job has committed at least round rounds.
-func (tc *TestCluster) WaitCommitted(jobID string, round uint32, timeout time.Duration) {
+func (tc *Cluster) WaitCommitted(jobID string, round uint32, timeout time.Duration) {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -291,79 +296,19 @@ func (tc *TestCluster) WaitCommitted(jobID string, round uint32, timeout time.Du
 // FSMs; per job, committed rounds numbered 1…N with no gap, each committed
 // once; every committed model stored, hashing to its digest, and of the
 // model's size.
-func (tc *TestCluster) CheckInvariants() {
+func (tc *Cluster) CheckInvariants() {
 	tc.tb.Helper()
-	if err := CheckInvariants(tc.running()); err != nil {
+	if err := coordinator.CheckInvariants(tc.running()); err != nil {
 		tc.tb.Error(err)
 	}
 }
 
-func (tc *TestCluster) running() []*Coordinator {
-	var out []*Coordinator
+func (tc *Cluster) running() []*coordinator.Coordinator {
+	var out []*coordinator.Coordinator
 	for _, c := range tc.Nodes {
 		if c != nil {
 			out = append(out, c)
 		}
 	}
 	return out
-}
-
-// WaitInvariants checks the invariants until they hold or timeout passes
-// (followers may still be applying the last entries or fetching the last
-// model) and returns the last violation.
-func WaitInvariants(nodes []*Coordinator, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := CheckInvariants(nodes)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// CheckInvariants checks the invariants over a set of running coordinators.
-func CheckInvariants(nodes []*Coordinator) error {
-	if len(nodes) == 0 {
-		return nil
-	}
-	want := nodes[0].FSM().Digest()
-	for _, c := range nodes[1:] {
-		if got := c.FSM().Digest(); got != want {
-			return fmt.Errorf("FSM of %s differs from %s's", c.Name(), nodes[0].Name())
-		}
-	}
-	for _, c := range nodes {
-		for _, j := range c.FSM().Jobs() {
-			var committed []uint32
-			kept := j.retained()
-			for _, r := range j.Rounds {
-				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
-					committed = append(committed, r.Number)
-					if !kept[r.Number] {
-						continue // deleted by the job's retain policy
-					}
-					blob, err := c.Store().GetBlob(r.Digest)
-					if err != nil {
-						return fmt.Errorf("%s: job %s round %d: %w", c.Name(), j.ID, r.Number, err)
-					}
-					if got := protocol.Digest(blob); got != r.Digest {
-						return fmt.Errorf("%s: job %s round %d: blob hashes to %s, not %s", c.Name(), j.ID, r.Number, got, r.Digest)
-					}
-				}
-			}
-			for i, n := range committed {
-				if n != uint32(i+1) {
-					return fmt.Errorf("%s: job %s: committed rounds %v are not 1…%d without gaps or repeats", c.Name(), j.ID, committed, len(committed))
-				}
-			}
-			if uint32(len(committed)) != j.CommittedRounds {
-				return fmt.Errorf("%s: job %s records %d committed rounds but lists %d", c.Name(), j.ID, j.CommittedRounds, len(committed))
-			}
-			if slices.ContainsFunc(j.Rounds, func(r *RoundRecord) bool { return r.Status == pb.RoundStatus_ROUND_STATUS_OPEN }) && !j.running() {
-				return fmt.Errorf("%s: job %s finished with a round open", c.Name(), j.ID)
-			}
-		}
-	}
-	return nil
 }
