@@ -1,61 +1,97 @@
 package aggregate
 
 import (
-	"errors"
 	"fmt"
 	"math"
 )
 
-// Errors returned by this package.
-var (
-	// ErrShape means an update's length differs from the model's.
-	ErrShape = errors.New("update has the wrong length")
-	// ErrNotFinite means an update or weight holds NaN or an infinity.
-	ErrNotFinite = errors.New("update is not finite")
-	// ErrEmpty means no update was added.
-	ErrEmpty = errors.New("no updates to aggregate")
-)
-
-// FedAvg is McMahan et al.'s weighted average of updates: the new model is
-// w_base + Σ_k n_k·Δ_k / Σ_k n_k, with n_k the examples participant k trained
-// on. It keeps one float64 running sum. It is not safe for concurrent use.
+// FedAvg is McMahan et al.'s weighted average of updates: Result is
+// Σ_k n_k·Δ_k / Σ_k n_k, with n_k the examples participant k trained on. It
+// is the streaming Rule: memory is one float64 sum per parameter, however
+// many updates arrive. It is not safe for concurrent use.
+//
+// Add checks an update (one pass over it) and keeps a reference to it,
+// not a copy, until it is folded into the sum: every foldBatch updates
+// (16, fewer for models over 4 Mi parameters, so that at most 256 MiB of
+// updates wait), and at Result. The caller must not modify an added update
+// until the next Result. A fold reads its batch of updates and the sum once:
+// sum[i] += Σ_j w_j·Δ_j[i], the inner sum in float64 with fused
+// multiply-adds, in j order. Time is O(n·params); a fold splits the
+// coordinates over Parallelism goroutines.
+//
+// Precision: each coordinate of the sum is the float64 sum of n products,
+// so the float64 mean is within (n+2)·2⁻⁵³·Σ|w_k·Δ_k[i]|/Σw_k of the exact
+// one; Result then rounds it to float32 (2⁻²⁴ relative). The result does
+// not depend on the CPU or on Parallelism (kernel.go).
 type FedAvg struct {
-	sum    []float64
-	weight float64
-	count  int
+	// Parallelism is the number of goroutines the checks and folds use (0:
+	// GOMAXPROCS).
+	Parallelism int
+
+	sum     []float64
+	weight  float64
+	count   int
+	batch   int         // fold when this many updates wait
+	pending [][]float32 // checked, not yet folded: the callers' slices
+	pw      []float64   // their weights
+}
+
+// foldBudget bounds the bytes of updates waiting for a fold.
+const foldBudget = 256 << 20
+
+// foldBatch is the number of updates a fold takes for models of params
+// parameters: maxFold, or fewer so that they fit in foldBudget.
+func foldBatch(params int) int {
+	return max(1, min(maxFold, foldBudget/(4*max(params, 1))))
 }
 
 // NewFedAvg returns an accumulator for models of n parameters.
-func NewFedAvg(n int) *FedAvg { return &FedAvg{sum: make([]float64, n)} }
+func NewFedAvg(n int) *FedAvg {
+	k := foldBatch(n)
+	return &FedAvg{sum: make([]float64, n), batch: k, pending: make([][]float32, 0, k), pw: make([]float64, 0, k)}
+}
 
 // Check reports whether delta with weight could be added, without adding it.
 func (a *FedAvg) Check(delta []float32, weight float64) error {
-	if len(delta) != len(a.sum) {
-		return fmt.Errorf("%w: %d values; the model has %d", ErrShape, len(delta), len(a.sum))
+	_, err := checkUpdate(delta, weight, len(a.sum), a.Parallelism, false)
+	if err == nil && math.IsInf(a.weight+weight, 0) {
+		err = fmt.Errorf("%w: total weight overflows", ErrNotFinite)
 	}
-	if !(weight > 0) || math.IsInf(weight, 0) {
-		return fmt.Errorf("%w: weight %v must be positive", ErrNotFinite, weight)
-	}
-	for i, v := range delta {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("%w: value %d is %v", ErrNotFinite, i, v)
-		}
-	}
-	return nil
+	return err
 }
 
-// Add adds weight·delta to the sum after checking it; a refused update
-// changes nothing.
+// Add checks delta and weight and adds weight·delta to the sum; a refused
+// update changes nothing. It keeps delta until the next fold (see FedAvg).
 func (a *FedAvg) Add(delta []float32, weight float64) error {
 	if err := a.Check(delta, weight); err != nil {
 		return err
 	}
-	for i, v := range delta {
-		a.sum[i] += weight * float64(v)
-	}
+	a.addChecked(delta, weight)
+	return nil
+}
+
+// addChecked adds an update Check accepted.
+func (a *FedAvg) addChecked(delta []float32, weight float64) {
+	a.pending = append(a.pending, delta)
+	a.pw = append(a.pw, weight)
 	a.weight += weight
 	a.count++
-	return nil
+	if len(a.pending) >= a.batch {
+		a.fold()
+	}
+}
+
+// fold adds the waiting updates to the sum and forgets them.
+func (a *FedAvg) fold() {
+	if len(a.pending) == 0 {
+		return
+	}
+	us, ws := a.pending, a.pw
+	parallel(a.Parallelism, len(a.sum), 64, minSpan, func(lo, hi int) {
+		kernels.fold(a.sum[lo:hi], us, ws, lo)
+	})
+	clear(a.pending)
+	a.pending, a.pw = a.pending[:0], a.pw[:0]
 }
 
 // Count is the number of updates added.
@@ -64,17 +100,32 @@ func (a *FedAvg) Count() int { return a.count }
 // Weight is the total weight added.
 func (a *FedAvg) Weight() float64 { return a.weight }
 
-// Apply returns base plus the weighted mean of the updates, as a new slice.
-func (a *FedAvg) Apply(base []float32) ([]float32, error) {
+// Result returns the weighted mean of the updates, as a new slice.
+func (a *FedAvg) Result() ([]float32, error) {
 	if a.count == 0 {
 		return nil, ErrEmpty
 	}
-	if len(base) != len(a.sum) {
+	a.fold()
+	out := make([]float32, len(a.sum))
+	parallel(a.Parallelism, len(out), 64, minSpan, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = float32(a.sum[i] / a.weight)
+		}
+	})
+	return checkResult(out, a.Parallelism)
+}
+
+// Apply returns base plus the weighted mean of the updates, as a new slice.
+func (a *FedAvg) Apply(base []float32) ([]float32, error) {
+	if a.count > 0 && len(base) != len(a.sum) {
 		return nil, fmt.Errorf("%w: base has %d values; updates have %d", ErrShape, len(base), len(a.sum))
 	}
-	out := make([]float32, len(base))
+	out, err := a.Result()
+	if err != nil {
+		return nil, err
+	}
 	for i, b := range base {
-		out[i] = b + float32(a.sum[i]/a.weight)
+		out[i] += b
 	}
 	return out, nil
 }

@@ -1,0 +1,8 @@
+//go:build !amd64
+
+package aggregate
+
+func bestKernels() *kernelSet { return genericKernels }
+
+// kernelSets lists every set this machine runs, the generic one first.
+func kernelSets() []*kernelSet { return []*kernelSet{genericKernels} }
