@@ -65,6 +65,7 @@ func (m *Main) subcommands() []subcommand {
 		{"demo", "run the FedAvg MNIST demo: a whole federation in this process on loopback", (*Main).runDemo},
 		{"scenario", "scenario run FILE: run a federation described by a scenario file", (*Main).runScenario},
 		{"train", "train a model centrally on one dataset (the baseline federated runs compare with)", (*Main).runTrain},
+		{"dp", "epsilon: plan a differential-privacy budget", (*Main).runDP},
 	}
 }
 
