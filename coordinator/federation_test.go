@@ -46,6 +46,13 @@ type fleetHooks struct {
 	// set, the example count it claims (0: its real one).
 	policy   func(name string) *participant.Policy
 	declared func(name string) uint64
+	// flip, if set, makes a participant Byzantine (participant.Config.FlipUpdate);
+	// epochDelay slows each of its local epochs (EpochDelay).
+	flip       func(name string) float64
+	epochDelay func(name string) time.Duration
+	// trainExamples, if set, is the size of a participant's training set
+	// (default 120).
+	trainExamples func(i int) int
 }
 
 // fleet is the participants startFleet runs.
@@ -69,9 +76,13 @@ func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *f
 			t.Fatal(err)
 		}
 		pctx, kill := context.WithCancel(ctx)
+		examples := 120
+		if hooks.trainExamples != nil {
+			examples = hooks.trainExamples(i)
+		}
 		cfg := participant.Config{
 			Coordinators: tc.Addrs(), Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
-			Train: blobs(120, uint64(i)), Validation: blobs(40, uint64(1000+i)),
+			Train: blobs(examples, uint64(i)), Validation: blobs(40, uint64(1000+i)),
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		}
 		if hooks.policy != nil {
@@ -79,6 +90,12 @@ func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *f
 		}
 		if hooks.declared != nil {
 			cfg.DeclaredExamples = hooks.declared(name)
+		}
+		if hooks.flip != nil {
+			cfg.FlipUpdate = hooks.flip(name)
+		}
+		if hooks.epochDelay != nil {
+			cfg.EpochDelay = hooks.epochDelay(name)
 		}
 		if hooks.beforeUpload != nil {
 			cfg.BeforeUpload = func(task *pb.Task) error { return hooks.beforeUpload(name, task) }

@@ -70,6 +70,17 @@ type commitRound struct {
 	Contributors []string `json:"contributors"`
 	Examples     uint64   `json:"examples"`
 	At           int64    `json:"at"`
+	// OptimizerDigest names the server optimiser's state after the round.
+	OptimizerDigest string `json:"optimizer_digest,omitempty"`
+	// SamplingRate is the cohort's share of the eligible participants; a
+	// job with dp composes it into its privacy accountant.
+	SamplingRate float64 `json:"sampling_rate,omitempty"`
+	// PrivacyRDP is the round's per-order RDP (jobs with dp), and Epsilon
+	// and Order the job's ε after it, computed by the leader (see
+	// Job.roundPrivacy).
+	PrivacyRDP []float64 `json:"privacy_rdp,omitempty"`
+	Epsilon    float64   `json:"epsilon,omitempty"`
+	Order      float64   `json:"order,omitempty"`
 }
 
 type abortRound struct {
@@ -322,7 +333,18 @@ func (f *FSM) applyCommitRound(c *commitRound) error {
 	if err != nil {
 		return err
 	}
+	if !(c.SamplingRate >= 0 && c.SamplingRate <= 1) {
+		return fmt.Errorf("%w: sampling rate %v", ErrBadRequest, c.SamplingRate)
+	}
+	if j.Spec.DP != nil {
+		// spend refuses a bad vector before changing anything.
+		if err := j.spend(c.PrivacyRDP, c.Epsilon, c.Order); err != nil {
+			return fmt.Errorf("%w: privacy of round %d: %w", ErrBadRequest, c.Number, err)
+		}
+		r.Epsilon = c.Epsilon
+	}
 	r.Status, r.Digest, r.Contributors, r.Examples, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_COMMITTED, c.Digest, c.Contributors, c.Examples, c.At
+	r.OptimizerDigest, r.SamplingRate = c.OptimizerDigest, c.SamplingRate
 	j.CommittedRounds = r.Number
 	return nil
 }

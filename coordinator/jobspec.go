@@ -43,6 +43,17 @@ type JobSpec struct {
 	MaxAttempts uint32 `yaml:"max_attempts" json:"max_attempts,omitempty"`
 	// Retain says which committed models are kept (nil: DefaultRetain).
 	Retain *Retain `yaml:"retain" json:"retain,omitempty"`
+	// Server holds the hyper-parameters of the server optimiser Strategy
+	// names ("fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi").
+	Server ServerOptimizer `yaml:"server" json:"server,omitempty"`
+	// Aggregation says how a round's updates are combined.
+	Aggregation Aggregation `yaml:"aggregation" json:"aggregation,omitempty"`
+	// LocalTimeBudget lets a participant that runs out of time before
+	// finishing local_epochs send the epochs it completed, weighted by the
+	// work done (FedProx partial work; 0: no budget).
+	LocalTimeBudget Duration `yaml:"local_time_budget" json:"local_time_budget,omitempty"`
+	// DP is user-level differential privacy (nil: none).
+	DP *DifferentialPrivacy `yaml:"dp" json:"dp,omitempty"`
 }
 
 // DefaultMaxUpdateNorm is a job's max_update_norm when it sets none: far
@@ -200,7 +211,6 @@ func (s JobSpec) Validate() error {
 	bad := func(field string, v any, want string) error {
 		return fmt.Errorf("%w: %s %v: %s", ErrBadJobSpec, field, v, want)
 	}
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	if s.Name == "" || len(s.Name) > 128 {
 		return bad("name", fmt.Sprintf("%q", s.Name), "want 1–128 characters")
 	}
@@ -228,8 +238,6 @@ func (s JobSpec) Validate() error {
 		return bad("learning_rate", s.LearningRate, "want a positive number")
 	case !finite(s.ProxMu) || s.ProxMu < 0:
 		return bad("prox_mu", s.ProxMu, "want 0 or more")
-	case s.Strategy != "fedavg":
-		return bad("strategy", fmt.Sprintf("%q", s.Strategy), `want "fedavg"`)
 	}
 	if err := s.SecureAggregation.validate(s.ParticipantsPerRound); err != nil {
 		return err
@@ -249,7 +257,7 @@ func (s JobSpec) Validate() error {
 	if err := s.retain().validate(); err != nil {
 		return err
 	}
-	return nil
+	return s.validateStrategy()
 }
 
 // validate checks the secure_aggregation section against the cohort size.
@@ -307,6 +315,8 @@ func (s JobSpec) ToProto() *pb.JobSpec {
 			PhaseDeadlineMs: uint64(time.Duration(s.SecureAggregation.PhaseDeadline) / time.Millisecond)},
 		RoundDeadlineMs: uint64(time.Duration(s.RoundDeadline) / time.Millisecond), Seed: s.Seed, EvaluateFraction: s.EvaluateFraction,
 		MaxExamples: s.MaxExamples, MaxUpdateNorm: s.MaxUpdateNorm, MaxAttempts: s.MaxAttempts, Retain: s.Retain.toProto(),
+		Server: s.Server.toProto(), Aggregation: s.Aggregation.toProto(),
+		LocalTimeBudgetMs: uint64(time.Duration(s.LocalTimeBudget) / time.Millisecond), Dp: s.DP.toProto(),
 	}
 }
 
@@ -322,6 +332,9 @@ func JobSpecFromProto(p *pb.JobSpec) JobSpec {
 		LearningRate: p.LearningRate, ProxMu: p.ProxMu, Strategy: p.Strategy,
 		RoundDeadline: Duration(time.Duration(p.RoundDeadlineMs) * time.Millisecond), Seed: p.Seed, EvaluateFraction: p.EvaluateFraction,
 		MaxExamples: p.MaxExamples, MaxUpdateNorm: p.MaxUpdateNorm, MaxAttempts: p.MaxAttempts, Retain: retainFromProto(p.Retain),
+		Server: serverFromProto(p.Server), Aggregation: aggregationFromProto(p.Aggregation),
+		LocalTimeBudget: Duration(time.Duration(min(p.LocalTimeBudgetMs, math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond),
+		DP:              dpFromProto(p.Dp),
 	}
 	if sa := p.SecureAggregation; sa != nil {
 		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip,

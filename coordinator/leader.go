@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -36,6 +38,9 @@ type jobRun struct {
 	eval          *evalCollection
 	evalAttempted map[uint32]bool // models whose evaluation was started
 	waitingLogged bool
+	// optimizer is the server optimiser's state after round optimizerRound.
+	optimizer      *aggregate.OptimizerState
+	optimizerRound uint32
 }
 
 // kickLeader wakes the leader loop early (an update or report arrived).
@@ -189,7 +194,7 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 			}
 		}
 	}
-	if r := run.round; r != nil && r.sec != nil {
+	if r := run.round; r != nil && r.secure() {
 		return c.advanceSecure(job, run, now)
 	}
 	if r := run.round; r != nil {
@@ -197,12 +202,16 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 		case roundPending:
 			return nil
 		case roundComplete, roundCommit:
-			params, err := r.acc.Apply(r.base)
+			rng, err := dp.NewRNG()
 			if err != nil {
-				run.round = nil
 				return err
 			}
-			return c.commitRound(job, run, params, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
+			delta, err := r.update(rng)
+			if err != nil {
+				run.round = nil
+				return c.recordAbort(job.ID, r.number, r.attempt, "aggregation: "+err.Error(), now)
+			}
+			return c.commitUpdate(job, run, delta, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
 		case roundAbort:
 			run.round = nil
 			return c.recordAbort(job.ID, r.number, r.attempt,
@@ -312,7 +321,35 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			attempt = max(attempt, r.Attempt+1)
 		}
 	}
-	cohort := choose(connected, k, seededRand(spec.Seed, uint64(number), uint64(attempt)))
+	rng := seededRand(spec.Seed, uint64(number), uint64(attempt))
+	var cohort []string
+	var members [][]string
+	if a := spec.Aggregation; a.grouped() {
+		region := func(id string) string {
+			if p := c.fsm.Participant(id); p != nil {
+				return p.Region
+			}
+			return ""
+		}
+		var err error
+		if cohort, members, err = chooseGroups(connected, k, int(a.Groups), a.GroupBy, region, rng); err != nil {
+			if !run.waitingLogged {
+				c.log.Info("cannot open a round with grouped secure aggregation yet", "job", job.ID, "connected", len(connected), "err", err)
+				run.waitingLogged = true
+			}
+			return nil
+		}
+	} else {
+		cohort = choose(connected, k, rng)
+	}
+	samplingRate := float64(len(cohort)) / float64(len(connected))
+	if d := spec.DP; d != nil && d.MaxEpsilon > 0 {
+		if eps := job.epsilonAfterRound(samplingRate); eps > d.MaxEpsilon {
+			return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf(
+				"privacy budget spent: round %d would take ε from %.4g to %.4g, above max_epsilon %.4g (δ = %g)",
+				number, job.epsilon(), eps, d.MaxEpsilon, d.delta()), 0, now)
+		}
+	}
 	baseDigest := job.modelDigest(number - 1)
 	blob, err := c.blob(context.Background(), baseDigest)
 	if err != nil {
@@ -323,15 +360,21 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		return fmt.Errorf("base model of round %d: %w", number, err)
 	}
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
-	var sec *secureRound
+	var groups []*secureRound
+	var rule aggregate.Rule
 	if spec.SecureAggregation.Enabled() {
-		if sec, err = newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt), cohort, len(base), float64(spec.maxExamples()), now, deadline, c.cfg.CA); err != nil {
+		if members == nil {
+			members = [][]string{cohort}
+		}
+		if groups, err = c.secureGroups(job, number, attempt, members, len(base), now, deadline); err != nil {
 			if !run.waitingLogged {
 				c.log.Info("cannot open a round with secure aggregation yet", "job", job.ID, "cohort", len(cohort), "err", err)
 				run.waitingLogged = true
 			}
 			return nil
 		}
+	} else if rule, err = aggregate.NewRule(spec.Aggregation.ruleConfig(), len(base)); err != nil {
+		return fmt.Errorf("round %d: %w", number, err)
 	}
 	weights, declared := c.cohortWeights(job, cohort)
 	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
@@ -339,8 +382,19 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		return err
 	}
 	minUpdates := min(int(spec.MinParticipants), len(cohort))
-	run.round = newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, sec)
-	run.round.maxNorm = spec.maxUpdateNorm()
+	r := newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, rule)
+	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.maxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
+	for gi, g := range groups {
+		for _, id := range g.ids {
+			r.groupOf[id] = gi
+		}
+	}
+	var dpTask *pb.DPTask
+	if d := spec.DP; d != nil && d.Mode == DPCentral {
+		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
+		dpTask = &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
+	}
+	run.round = r
 	sent := 0
 	for _, id := range cohort {
 		t := &pb.Task{
@@ -349,16 +403,41 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
 			Seed:            TaskSeed(spec.Seed, number, attempt, id),
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
+			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond), Dp: dpTask,
 		}
-		if sec != nil {
-			t.Secagg = sec.trainTask(id)
+		if g := r.group(id); g != nil {
+			t.Secagg, t.Dp = g.trainTask(id), g.dpTask()
 		}
 		if c.sessions.send(id, t) {
 			sent++
 		}
 	}
-	c.log.Debug("round opened", "job", job.ID, "round", number, "attempt", attempt, "cohort", len(cohort), "sent", sent)
+	c.log.Debug("round opened", "job", job.ID, "round", number, "attempt", attempt, "cohort", len(cohort), "groups", len(groups), "sent", sent)
 	return nil
+}
+
+// secureGroups prepares secure aggregation for a round: one group, or the
+// job's aggregation.groups in grouped mode, each with its own session,
+// graph and threshold.
+func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][]string, length int, now, deadline time.Time) ([]*secureRound, error) {
+	spec := job.Spec
+	var groups []*secureRound
+	for i, m := range members {
+		g := uint32(0)
+		if spec.Aggregation.grouped() {
+			g = uint32(i + 1)
+		}
+		sr, err := newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt, g), g, m, length,
+			float64(spec.maxExamples()), now, deadline, c.cfg.CA, spec.DP)
+		if err != nil {
+			if g > 0 {
+				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
+			}
+			return nil, err
+		}
+		groups = append(groups, sr)
+	}
+	return groups, nil
 }
 
 // cohortWeights returns each cohort member's FedAvg weight in this job, and
@@ -381,37 +460,52 @@ func (c *Coordinator) cohortWeights(job *Job, cohort []string) (weights, declare
 	return weights, declared
 }
 
-// advanceSecure moves a round with secure aggregation through its phases,
-// sending each phase's tasks, and commits or aborts it at the end.
+// advanceSecure moves each group of a round with secure aggregation through
+// its phases, sending each phase's tasks; once every group has finished or
+// failed it commits the combined update, or aborts the round.
 func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error {
 	r := run.round
-	phase, missing, started := r.sec.phase, len(r.sec.waiting), r.sec.phaseStart
-	kind, tasks, err := r.sec.advance(now, func(id string) bool { ok, _ := c.sessions.status(id); return ok && !r.refused[id] })
-	if err != nil || r.sec.phase != phase {
-		c.metrics.secaggPhaseSeconds.WithLabelValues(phase.String()).Observe(now.Sub(started).Seconds())
-		c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
-	}
-	if err == nil && r.sec.phase == phaseDone {
-		var params []float32
-		var contributors []string
-		var examples uint64
-		if params, contributors, examples, err = r.sec.result(r.base, r.minUpdates); err == nil {
-			return c.commitRound(job, run, params, contributors, examples, now)
+	live := func(id string) bool { ok, _ := c.sessions.status(id); return ok && !r.refused[id] }
+	pending := false
+	for _, g := range r.groups {
+		if g.err != nil || g.phase == phaseDone {
+			continue
+		}
+		phase, missing, started := g.phase, len(g.waiting), g.phaseStart
+		kind, tasks, err := g.advance(now, live)
+		if err != nil || g.phase != phase {
+			c.metrics.secaggPhaseSeconds.WithLabelValues(phase.String()).Observe(now.Sub(started).Seconds())
+			c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
+		}
+		if err != nil {
+			g.err = err
+			if len(r.groups) > 1 {
+				c.log.Info("secure aggregation group failed", "job", job.ID, "round", r.number, "group", g.group, "err", err)
+			}
+			continue
+		}
+		if g.phase != phaseDone {
+			pending = true
+		}
+		for id, st := range tasks {
+			st.Group = g.group
+			c.sessions.send(id, &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
+				Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: g.deadline.UnixMilli(), Secagg: st,
+				JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode})
+		}
+		if len(tasks) > 0 {
+			c.log.Debug("secure aggregation phase", "job", job.ID, "round", r.number, "group", g.group, "phase", g.phase, "clients", len(tasks))
 		}
 	}
+	if pending {
+		return nil
+	}
+	delta, contributors, examples, err := r.secureUpdate(job.Spec.Aggregation.ruleConfig())
 	if err != nil {
 		run.round = nil
 		return c.recordAbort(job.ID, r.number, r.attempt, err.Error(), now)
 	}
-	for id, st := range tasks {
-		c.sessions.send(id, &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
-			Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: r.sec.deadline.UnixMilli(), Secagg: st,
-			JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode})
-	}
-	if len(tasks) > 0 {
-		c.log.Debug("secure aggregation phase", "job", job.ID, "round", r.number, "phase", r.sec.phase, "clients", len(tasks))
-	}
-	return nil
+	return c.commitUpdate(job, run, delta, contributors, examples, now)
 }
 
 // recordAbort commits a round attempt's abort, with its reason, through
@@ -425,9 +519,54 @@ func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason s
 	return nil
 }
 
-// commitRound stores the round's new model on a quorum of coordinators and
-// commits it, or aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, contributors []string, examples uint64, now time.Time) error {
+// commitUpdate applies the round's combined update to its base model with
+// the job's server optimiser, and commits the new model and the
+// optimiser's state.
+func (c *Coordinator) commitUpdate(job *Job, run *jobRun, delta []float32, contributors []string, examples uint64, now time.Time) error {
+	r := run.round
+	state, err := c.optimizerState(job, run)
+	if err != nil {
+		run.round = nil
+		return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "server optimiser state unavailable", now))
+	}
+	params, next, err := job.Spec.Optimizer().Step(r.base, delta, state)
+	if err != nil {
+		run.round = nil
+		return c.recordAbort(job.ID, r.number, r.attempt, "server optimiser: "+err.Error(), now)
+	}
+	return c.commitRound(job, run, params, next, contributors, examples, now)
+}
+
+// optimizerState is the server optimiser's state after the job's latest
+// committed round: the leader's copy, or the one committed with that round
+// (a new leader goes on with the same moments); nil before the first.
+func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.OptimizerState, error) {
+	if run.optimizer != nil && run.optimizerRound == job.CommittedRounds {
+		return run.optimizer, nil
+	}
+	rec := job.committed(job.CommittedRounds)
+	if rec == nil || rec.OptimizerDigest == "" {
+		return nil, nil
+	}
+	blob, err := c.blob(context.Background(), rec.OptimizerDigest)
+	if err != nil {
+		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
+	}
+	st := &aggregate.OptimizerState{}
+	if err := st.UnmarshalBinary(blob); err != nil {
+		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
+	}
+	if len(st.M) != 0 && len(st.M) != len(run.round.base) || len(st.V) != 0 && len(st.V) != len(run.round.base) {
+		return nil, fmt.Errorf("server optimiser state of round %d: %d and %d values for a model of %d", rec.Number, len(st.M), len(st.V), len(run.round.base))
+	}
+	run.optimizer, run.optimizerRound = st, job.CommittedRounds
+	return st, nil
+}
+
+// commitRound stores the round's new model (and the server optimiser's
+// state, if it keeps one) on a quorum of coordinators and commits it, or
+// aborts the round if it cannot.
+func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, state *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
 	r := run.round
 	run.round = nil
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
@@ -437,11 +576,25 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, contr
 	if err != nil {
 		return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "new model did not reach a quorum of coordinators", now))
 	}
-	err = c.apply(cmdCommitRound, commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
-		Contributors: contributors, Examples: examples, At: now.UnixMilli()})
-	if err != nil {
+	var stateDigest string
+	if state != nil && (len(state.M) > 0 || len(state.V) > 0) {
+		b, err := state.MarshalBinary()
+		if err != nil {
+			return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "server optimiser state not encoded", now))
+		}
+		if stateDigest, err = c.replicateBlob(context.Background(), b); err != nil {
+			return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "server optimiser state did not reach a quorum of coordinators", now))
+		}
+	}
+	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
+		Contributors: contributors, Examples: examples, At: now.UnixMilli(), OptimizerDigest: stateDigest, SamplingRate: r.samplingRate}
+	if job.Spec.DP != nil {
+		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
+	}
+	if err = c.apply(cmdCommitRound, cmd); err != nil {
 		return err
 	}
+	run.optimizer, run.optimizerRound = state, r.number
 	opened := time.UnixMilli(0)
 	if rec := job.openRound(); rec != nil {
 		opened = time.UnixMilli(rec.OpenedAt)
@@ -526,9 +679,20 @@ func (c *Coordinator) releaseUpdate(r *round, from string) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	r.release(from)
-	if r.sec != nil {
-		r.sec.releaseMasked(from)
+	if g := r.group(from); g != nil {
+		g.releaseMasked(from)
 	}
+}
+
+// uploadDeadline is when from's upload into r must have arrived: the end
+// of training, or of the masked-input phase of from's group.
+func (c *Coordinator) uploadDeadline(r *round, from string) time.Time {
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	if g := r.group(from); g != nil {
+		return g.deadline
+	}
+	return r.deadline
 }
 
 // addMasked sums an admitted masked input into its round, if that round is
@@ -539,16 +703,20 @@ func (c *Coordinator) addMasked(r *round, from string, y []uint32) error {
 	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
 		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrWrongRound, r.number)
 	}
-	if err := r.sec.addMasked(from, y); err != nil {
+	g := r.group(from)
+	if g == nil {
+		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+	}
+	if err := g.addMasked(from, y); err != nil {
 		return err
 	}
 	c.kickLeader()
 	return nil
 }
 
-// secureMessage hands a secure-aggregation message to the open round it
-// names, under the leader's lock.
-func (c *Coordinator) secureMessage(ref *pb.SecAggRound, deliver func(s *secureRound) error) error {
+// secureMessage hands a secure-aggregation message from a participant to
+// its group in the open round the message names, under the leader's lock.
+func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, deliver func(s *secureRound) error) error {
 	if err := c.requireLeader(); err != nil {
 		return err
 	}
@@ -565,10 +733,14 @@ func (c *Coordinator) secureMessage(ref *pb.SecAggRound, deliver func(s *secureR
 	if err := r.names(ref.GetRound(), ref.GetAttempt(), "message"); err != nil {
 		return err
 	}
-	if r.sec == nil {
+	if !r.secure() {
 		return fmt.Errorf("%w: round %d does not use secure aggregation", ErrBadUpdate, r.number)
 	}
-	if err := deliver(r.sec); err != nil {
+	g := r.group(from)
+	if g == nil {
+		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+	}
+	if err := deliver(g); err != nil {
 		return err
 	}
 	c.kickLeader()

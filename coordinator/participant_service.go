@@ -137,10 +137,7 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	if err != nil {
 		return toStatus(err)
 	}
-	deadline := r.deadline
-	if r.sec != nil {
-		deadline = r.sec.deadline
-	}
+	deadline := s.c.uploadDeadline(r, id.Name)
 	if h.GetMasked() {
 		y, err := within(deadline, func() ([]uint32, error) {
 			return receiveMasked(stream, first.GetData(), int(h.GetNumParams()), s.c.metrics)
@@ -303,7 +300,7 @@ func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound
 	}); fwd {
 		return resp, err
 	}
-	if err := s.c.secureMessage(ref, func(r *secureRound) error { return deliver(id.Name, r) }); err != nil {
+	if err := s.c.secureMessage(id.Name, ref, func(r *secureRound) error { return deliver(id.Name, r) }); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.SecAggResponse{}, nil

@@ -104,7 +104,8 @@ func (j *Job) retained() map[uint32]bool {
 	return keep
 }
 
-// modelDigests returns the digests of the job's models, kept and deleted.
+// modelDigests returns the digests of the job's models and server
+// optimiser states, kept and deleted.
 func (j *Job) modelDigests() (kept, deleted []string) {
 	keep := j.retained()
 	add := func(round uint32, d string) {
@@ -116,8 +117,13 @@ func (j *Job) modelDigests() (kept, deleted []string) {
 	}
 	add(0, j.InitialDigest)
 	for _, r := range j.Rounds {
-		if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
-			add(r.Number, r.Digest)
+		if r.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED {
+			continue
+		}
+		add(r.Number, r.Digest)
+		if r.OptimizerDigest != "" {
+			// The server optimiser's state goes with the model it produced.
+			add(r.Number, r.OptimizerDigest)
 		}
 	}
 	return kept, deleted

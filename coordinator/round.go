@@ -1,18 +1,23 @@
 package coordinator
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/aggregate/dp"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // round is the leader's in-memory view of one open round attempt: the base
-// model, the running FedAvg sum and who has contributed. It does no I/O and
-// takes time as an argument, so deadlines and dropouts are tested without
-// sockets or sleeps. The leader guards it with its own lock.
+// model, the aggregation rule's running state and who has contributed. It
+// does no I/O and takes time as an argument, so deadlines and dropouts are
+// tested without sockets or sleeps. The leader guards it with its own lock.
 type round struct {
 	jobID           string
 	number, attempt uint32
@@ -22,11 +27,12 @@ type round struct {
 	baseDigest      string
 	deadline        time.Time
 	minUpdates      int
-	acc             *aggregate.FedAvg
-	contributors    []string
-	examples        uint64
-	receiving       map[string]bool // uploads admitted but not yet added
-	done            map[string]bool // contributors, as a set
+	// rule combines plain updates (FedAvg or a robust rule).
+	rule         aggregate.Rule
+	contributors []string
+	examples     uint64
+	receiving    map[string]float64 // uploads admitted but not yet added: the share of the work each did
+	done         map[string]bool    // contributors, as a set
 	// weights are the cohort's FedAvg weights: each member's example count
 	// as fixed at its first task of the job, capped at the job's
 	// max_examples. What an update's header claims does not change them.
@@ -36,26 +42,46 @@ type round struct {
 	refused map[string]bool
 	// maxNorm refuses an update whose L2 norm is larger (0: no bound).
 	maxNorm float64
-	// sec runs secure aggregation when the job asks for it; then updates
-	// arrive masked, acc is unused and deadline bounds training only.
-	sec *secureRound
+	// epochs is the local epochs each task asks for: an update that did
+	// fewer (its local time budget ran out) weighs its share of the work.
+	epochs uint32
+	// dpClip, when positive, is central DP: every update is clipped to
+	// this L2 norm and weighs 1; dpNoise is the noise's standard deviation
+	// on the sum, added when the round closes.
+	dpClip, dpNoise float64
+	// samplingRate is the cohort's share of the eligible participants.
+	samplingRate float64
+	// groups run secure aggregation when the job asks for it (one group,
+	// or several in grouped mode); then updates arrive masked, rule
+	// combines the group means and deadline bounds training only.
+	groups  []*secureRound
+	groupOf map[string]int
 }
 
-// newRound opens a round attempt; with sec set, its updates arrive masked
-// and no FedAvg accumulator is kept.
-func newRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, sec *secureRound) *round {
+// newRound opens a round attempt of plain updates combined by rule.
+func newRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *round {
 	r := &round{
 		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
-		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates,
-		receiving: map[string]bool{}, done: map[string]bool{}, sec: sec, weights: weights, refused: map[string]bool{},
-	}
-	if sec == nil {
-		r.acc = aggregate.NewFedAvg(len(base))
+		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates, rule: rule,
+		receiving: map[string]float64{}, done: map[string]bool{}, weights: weights, refused: map[string]bool{},
+		groupOf: map[string]int{},
 	}
 	for _, id := range cohort {
 		r.cohort[id] = true
 	}
 	return r
+}
+
+// secure reports whether the round's updates arrive masked.
+func (r *round) secure() bool { return len(r.groups) > 0 }
+
+// group is the secure-aggregation group from belongs to (nil: none).
+func (r *round) group(from string) *secureRound {
+	g, ok := r.groupOf[from]
+	if !ok || !r.secure() {
+		return nil
+	}
+	return r.groups[g]
 }
 
 // maxEvalExamples bounds the examples one evaluation report may claim.
@@ -73,9 +99,9 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		return fmt.Errorf("%w: round %d's deadline has passed", ErrWrongRound, r.number)
 	case !r.cohort[from]:
 		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
-	case r.done[from] || r.receiving[from]:
+	case r.done[from] || r.isReceiving(from):
 		return fmt.Errorf("%w: %s, round %d", ErrDuplicate, from, r.number)
-	case r.sec != nil:
+	case r.secure():
 		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", ErrBadUpdate, r.number)
 	case h.GetNumParams() != uint64(len(r.base)):
 		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), len(r.base))
@@ -83,9 +109,26 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		return fmt.Errorf("%w: update claims 0 examples", ErrBadUpdate)
 	case r.refused[from]:
 		return fmt.Errorf("%w: %s refused job %s", ErrConflict, from, r.jobID)
+	case h.GetEpochsDone() > r.epochs:
+		return fmt.Errorf("%w: update claims %d local epochs; the task asked for %d", ErrBadUpdate, h.GetEpochsDone(), r.epochs)
 	}
-	r.receiving[from] = true
+	r.receiving[from] = r.work(h.GetEpochsDone())
 	return nil
+}
+
+// isReceiving reports whether from's upload is admitted and arriving.
+func (r *round) isReceiving(from string) bool {
+	_, ok := r.receiving[from]
+	return ok
+}
+
+// work is the share of the task's epochs an upload that completed done of
+// them did (0 means all).
+func (r *round) work(done uint32) float64 {
+	if done == 0 || r.epochs == 0 {
+		return 1
+	}
+	return float64(done) / float64(r.epochs)
 }
 
 // admitMasked checks a masked input's header and reserves the sender's slot.
@@ -93,10 +136,14 @@ func (r *round) admitMasked(from string, h *pb.UpdateHeader) error {
 	if err := r.trainedIn(h, "masked input"); err != nil {
 		return err
 	}
-	if r.sec == nil {
+	g := r.group(from)
+	if g == nil {
+		if r.secure() {
+			return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+		}
 		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", ErrBadUpdate, r.number)
 	}
-	return r.sec.admitMasked(from, h.GetNumParams())
+	return g.admitMasked(from, h.GetNumParams())
 }
 
 // names checks that a message (what) names this round attempt.
@@ -123,23 +170,44 @@ func (r *round) trainedIn(h *pb.UpdateHeader, what string) error {
 // release gives back a slot admit reserved when the upload failed.
 func (r *round) release(from string) { delete(r.receiving, from) }
 
-// add sums an admitted update into the round, weighted by the sender's
-// fixed weight (see weights).
+// add gives an admitted update to the round's rule, weighted by the
+// sender's fixed weight (see weights) times the share of the work it did;
+// under central DP it is clipped first and weighs 1.
 func (r *round) add(from string, delta []float32) error {
+	share := r.receiving[from]
 	delete(r.receiving, from)
 	if r.maxNorm > 0 {
 		if n := norm(delta); !(n <= r.maxNorm) {
 			return fmt.Errorf("%w: update norm %.4g exceeds the job's max_update_norm %.4g", ErrBadUpdate, n, r.maxNorm)
 		}
 	}
-	w := r.weights[from]
-	if err := r.acc.Add(delta, float64(w)); err != nil {
+	examples := float64(r.weights[from]) * share
+	w := examples
+	if r.dpClip > 0 {
+		dp.ClipL2(delta, r.dpClip)
+		w = 1
+	}
+	if err := r.rule.Add(delta, w); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
 	}
 	r.done[from] = true
 	r.contributors = append(r.contributors, from)
-	r.examples += w
+	r.examples += uint64(math.Round(examples))
 	return nil
+}
+
+// update is the round's combined update: the rule's result, plus under
+// central DP Gaussian noise of standard deviation dpNoise on the sum
+// (dpNoise / contributors on the mean), drawn from rng.
+func (r *round) update(rng *rand.Rand) ([]float32, error) {
+	delta, err := r.rule.Result()
+	if err != nil {
+		return nil, err
+	}
+	if r.dpNoise > 0 {
+		dp.AddGaussian(delta, r.dpNoise/float64(len(r.contributors)), rng)
+	}
+	return delta, nil
 }
 
 // norm is the L2 norm of v, in float64 (float32 entries of 1e38 square to
@@ -228,4 +296,103 @@ func (e *evalCollection) add(from string, req *pb.ReportEvaluationRequest) error
 // finished reports whether every evaluator reported or the deadline passed.
 func (e *evalCollection) finished(now time.Time) bool {
 	return len(e.got) == len(e.expected) || !now.Before(e.deadline)
+}
+
+// secureUpdate combines the means of the groups that finished secure
+// aggregation: the one group's mean, or in grouped mode the rule over the
+// group means, each weighing its group's Σ w. It fails when no group
+// finished or fewer than minUpdates inputs made the sums.
+func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contributors []string, examples uint64, err error) {
+	if len(r.groups) == 1 {
+		g := r.groups[0]
+		if g.err != nil {
+			return nil, nil, 0, g.err
+		}
+		delta, _, contributors, examples, err = g.mean(r.minUpdates)
+		return delta, contributors, examples, err
+	}
+	combined, err := aggregate.NewRule(rule, len(r.base))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var failed []error
+	for _, g := range r.groups {
+		if g.err != nil {
+			failed = append(failed, fmt.Errorf("group %d: %w", g.group, g.err))
+			continue
+		}
+		mean, weight, who, n, err := g.mean(1)
+		if err == nil {
+			err = combined.Add(mean, weight)
+		}
+		if err != nil {
+			failed = append(failed, fmt.Errorf("group %d: %w", g.group, err))
+			continue
+		}
+		contributors = append(contributors, who...)
+		examples += n
+	}
+	switch {
+	case combined.Count() == 0:
+		return nil, nil, 0, fmt.Errorf("every secure-aggregation group failed: %w", errors.Join(failed...))
+	case len(contributors) < r.minUpdates:
+		return nil, nil, 0, fmt.Errorf("%d masked inputs in %d groups; the job needs at least %d", len(contributors), combined.Count(), r.minUpdates)
+	}
+	if delta, err = combined.Result(); err != nil {
+		return nil, nil, 0, fmt.Errorf("combining %d group means: %w", combined.Count(), err)
+	}
+	slices.Sort(contributors)
+	return delta, contributors, examples, nil
+}
+
+// chooseGroups draws a cohort of k from connected for grouped secure
+// aggregation and splits it into n groups. With by "random" the cohort is
+// drawn as for any round and dealt out over the groups. With by "region"
+// the groups are fixed sets of regions (largest region first, each on the
+// group with the fewest participants), and each group's share of k is
+// drawn from its regions' participants, so the members of one region
+// always share a group. Every group needs 3 members.
+func chooseGroups(connected []string, k, n int, by string, region func(id string) string, rng *rand.Rand) (cohort []string, groups [][]string, err error) {
+	groups = make([][]string, n)
+	if by != GroupByRegion {
+		cohort = choose(connected, k, rng)
+		shuffled := slices.Clone(cohort)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		for i, id := range shuffled {
+			groups[i%n] = append(groups[i%n], id)
+		}
+	} else {
+		byRegion := map[string][]string{}
+		for _, id := range connected {
+			byRegion[region(id)] = append(byRegion[region(id)], id)
+		}
+		regions := slices.Sorted(maps.Keys(byRegion))
+		slices.SortStableFunc(regions, func(a, b string) int { return len(byRegion[b]) - len(byRegion[a]) })
+		pools := make([][]string, n)
+		for _, reg := range regions {
+			smallest := 0
+			for i := range pools {
+				if len(pools[i]) < len(pools[smallest]) {
+					smallest = i
+				}
+			}
+			pools[smallest] = append(pools[smallest], byRegion[reg]...)
+		}
+		for i, pool := range pools {
+			share := k / n
+			if i < k%n {
+				share++
+			}
+			slices.Sort(pool)
+			groups[i] = choose(pool, share, rng)
+			cohort = append(cohort, groups[i]...)
+		}
+		slices.Sort(cohort)
+	}
+	for i, g := range groups {
+		if len(g) < 3 {
+			return nil, nil, fmt.Errorf("secure-aggregation group %d of %d would have %d members; each needs at least 3", i+1, n, len(g))
+		}
+	}
+	return cohort, groups, nil
 }

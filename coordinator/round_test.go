@@ -5,12 +5,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accord-fl/accord/aggregate"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := newRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, nil)
+	r := newRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, aggregate.NewFedAvg(4))
 	good := func() *pb.UpdateHeader {
 		return &pb.UpdateHeader{JobId: "job1", Round: 3, Attempt: 2, BaseModelDigest: "sha256:base", NumParams: 4, Examples: 10}
 	}
@@ -65,7 +66,7 @@ func TestRoundOutcomes(t *testing.T) {
 	hdr := func(n uint32) *pb.UpdateHeader {
 		return &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}
 	}
-	r := newRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, nil)
+	r := newRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, aggregate.NewFedAvg(1))
 	if r.outcome(deadline) != roundAbort {
 		t.Error("no updates at the deadline: want abort")
 	}

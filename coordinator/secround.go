@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -38,6 +39,10 @@ func (p secPhase) String() string {
 // does no I/O and takes time as an argument. It only ever holds public keys,
 // encrypted shares, masked inputs and, at the end, the sum.
 type secureRound struct {
+	// group is this group's number in grouped mode, from 1 (0: the cohort
+	// is one group); err is why it failed, once it has.
+	group         uint32
+	err           error
 	params        secagg.Params
 	server        *secagg.Server
 	quant         secagg.Quantizer
@@ -55,15 +60,29 @@ type secureRound struct {
 	advertised    map[int]*pb.SecAggAdvertisement // relayed to neighbours
 	survivors     []int                           // who completed masked input
 	sum           []uint32
+	// plan, under distributed DP, is how clients clip, scale and noise
+	// their updates; the weight entry then counts clients.
+	plan *dp.DistributedPlan
+	dp   *DifferentialPrivacy
 }
 
 // newSecureRound prepares secure aggregation of vectors of length values
-// (the model's parameters; one more entry carries the weight) over cohort.
-// Training and advertising keys share the round's deadline.
-func newSecureRound(sa SecureAggregation, session []byte, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool) (*secureRound, error) {
+// (the model's parameters; one more entry carries the weight) over cohort,
+// one group of a round (group 0: the whole cohort). Training and
+// advertising keys share the round's deadline. With distributed DP (priv
+// set) clients add the noise its plan gives them.
+func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *DifferentialPrivacy) (*secureRound, error) {
 	k, t, err := sa.graph(len(cohort))
 	if err != nil {
 		return nil, err
+	}
+	var plan *dp.DistributedPlan
+	if priv != nil && priv.Mode == DPDistributed {
+		pl, err := dp.PlanDistributed(length, len(cohort), t, priv.Clip, priv.NoiseMultiplier)
+		if err != nil {
+			return nil, fmt.Errorf("distributed DP: %w", err)
+		}
+		plan = &pl
 	}
 	var seed [8]byte
 	if _, err := rand.Read(seed[:]); err != nil {
@@ -79,6 +98,7 @@ func newSecureRound(sa SecureAggregation, session []byte, cohort []string, lengt
 		return nil, err
 	}
 	s := &secureRound{
+		group: group, plan: plan, dp: priv,
 		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
 		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
@@ -95,8 +115,16 @@ func (s *secureRound) trainTask(id string) *pb.SecAggTask {
 	return &pb.SecAggTask{
 		N: uint32(s.params.N), Degree: uint32(min(s.params.K, s.params.N-1)), Threshold: uint32(s.params.T),
 		Length: uint64(s.params.Length), GraphSeed: s.params.GraphSeed, Cohort: s.ids, Index: uint32(s.index[id]),
-		Clip: s.clip, WeightScale: s.weightScale,
+		Clip: s.clip, WeightScale: s.weightScale, Group: s.group,
 	}
+}
+
+// dpTask is the DP part of a training task in this group (nil: no DP).
+func (s *secureRound) dpTask() *pb.DPTask {
+	if s.dp == nil {
+		return nil
+	}
+	return &pb.DPTask{Mode: s.dp.Mode, Clip: s.dp.Clip, NoiseMultiplier: s.dp.NoiseMultiplier}
 }
 
 // expect checks that from may send the current phase's message now and
@@ -296,28 +324,40 @@ func indexes(v []int) []uint32 {
 	return out
 }
 
-// result turns the unmasked sum into the FedAvg update Σ w·Δ / Σ w and
-// returns base plus it, who contributed and the examples Σ w stands for; an
+// mean turns the unmasked sum into the group's mean update Σ w·Δ / Σ w (or,
+// under distributed DP, (Σ clip(Δ) + noise) / clients) and returns it with
+// the weight Σ w, who contributed and the examples Σ w stands for; an
 // error if fewer than minInputs masked inputs made the sum.
-func (s *secureRound) result(base []float32, minInputs int) (params []float32, contributors []string, examples uint64, err error) {
+func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, contributors []string, examples uint64, err error) {
 	switch {
 	case s.phase != phaseDone:
-		return nil, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", ErrConflict)
+		return nil, 0, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", ErrConflict)
 	case len(s.survivors) < minInputs:
-		return nil, nil, 0, fmt.Errorf("%d masked inputs; the job needs at least %d", len(s.survivors), minInputs)
-	}
-	vals := s.quant.Dequantize(s.sum, len(s.survivors))
-	weight := vals[len(vals)-1] / s.clip
-	if !(weight > 0) {
-		return nil, nil, 0, fmt.Errorf("secure aggregation: the survivors' weights sum to %v", weight)
-	}
-	params = slices.Clone(base)
-	for i, v := range vals[:len(vals)-1] {
-		params[i] += float32(v / weight)
+		return nil, 0, nil, 0, fmt.Errorf("%d masked inputs; the job needs at least %d", len(s.survivors), minInputs)
 	}
 	for _, u := range s.survivors {
 		contributors = append(contributors, s.ids[u])
 	}
 	slices.Sort(contributors)
-	return params, contributors, uint64(math.Round(weight * s.weightScale)), nil
+	delta = make([]float32, len(s.sum)-1)
+	if s.plan != nil {
+		// The last entry is each client's 1, unnoised: the count of inputs.
+		clients := float64(s.sum[len(s.sum)-1])
+		if clients != float64(len(s.survivors)) {
+			return nil, 0, nil, 0, fmt.Errorf("secure aggregation: %v clients counted in the sum; %d inputs survived", clients, len(s.survivors))
+		}
+		for i, v := range s.plan.Decode(s.sum[:len(s.sum)-1]) {
+			delta[i] = float32(v / clients)
+		}
+		return delta, clients, contributors, uint64(len(s.survivors)), nil
+	}
+	vals := s.quant.Dequantize(s.sum, len(s.survivors))
+	weight = vals[len(vals)-1] / s.clip
+	if !(weight > 0) {
+		return nil, 0, nil, 0, fmt.Errorf("secure aggregation: the survivors' weights sum to %v", weight)
+	}
+	for i, v := range vals[:len(vals)-1] {
+		delta[i] = float32(v / weight)
+	}
+	return delta, weight, contributors, uint64(math.Round(weight * s.weightScale)), nil
 }

@@ -81,13 +81,14 @@ func maxAbsDiff(a, b []float32) float64 {
 
 // The same job, with the same seed and participants, commits the same
 // models with secure aggregation as without: the masks cancel and the
-// unmasked sum is the FedAvg sum up to quantisation (~1e-9 here).
+// unmasked sum is the FedAvg sum up to quantisation (~1e-9 here). The
+// participants hold 40 to 240 examples, so the masked weights matter.
 func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 	for _, mode := range []string{coordinator.ModeSecAgg, coordinator.ModeSecAggPlus} {
 		t.Run(mode, func(t *testing.T) {
 			tc := coordtest.NewCluster(t, 3)
 			tc.Leader(5 * time.Second)
-			startFleet(t, tc, 6, fleetHooks{})
+			startFleet(t, tc, 6, fleetHooks{trainExamples: func(i int) int { return 40 * (i + 1) }})
 			admin := tc.Admin(1, "ops")
 			waitConnected(t, admin, 6)
 			plain := blobsJob(3)
@@ -110,8 +111,8 @@ func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range rounds.Rounds {
-				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED && (len(r.Contributors) != 6 || r.Examples != 720) {
-					t.Errorf("round %d: %d contributors, %d examples; want 6 and 720", r.Number, len(r.Contributors), r.Examples)
+				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED && (len(r.Contributors) != 6 || r.Examples != 840) {
+					t.Errorf("round %d: %d contributors, %d examples; want 6 and 840", r.Number, len(r.Contributors), r.Examples)
 				}
 			}
 			for round := uint32(1); round <= 3; round++ {
@@ -216,14 +217,14 @@ func TestSecureAggregationRefusals(t *testing.T) {
 	outsider := others[0]
 	st := task.Secagg
 	params := secagg.Params{N: int(st.N), K: int(st.Degree), T: int(st.Threshold), Length: int(st.Length), GraphSeed: st.GraphSeed,
-		Session: protocol.SecAggSession(jobID, task.Round, task.Attempt)}
+		Session: protocol.SecAggSession(jobID, task.Round, task.Attempt, 0)}
 	round := &pb.SecAggRound{JobId: jobID, Round: task.Round, Attempt: task.Attempt}
 	advertisement := func(r *rawParticipant, signer tls.Certificate) *pb.SecAggAdvertisement {
 		return signedAdvertisement(t, params, st.Cohort, r.name, r.cert, signer)
 	}
 	alice, bob := cohort[0], cohort[1]
 	otherSession := params
-	otherSession.Session = protocol.SecAggSession(jobID, task.Round+1, task.Attempt)
+	otherSession.Session = protocol.SecAggSession(jobID, task.Round+1, task.Attempt, 0)
 	replayed := signedAdvertisement(t, otherSession, st.Cohort, alice.name, alice.cert, alice.cert)
 	wrongIndex := advertisement(alice, alice.cert)
 	wrongIndex.From = (wrongIndex.From + 1) % 3

@@ -63,6 +63,8 @@ type Job struct {
 	Refusals []Refusal `json:"refusals,omitempty"`
 	// ModelsDeleted: an approved delete_job removed all its models.
 	ModelsDeleted bool `json:"models_deleted,omitempty"`
+	// Privacy is what a job with dp has spent so far.
+	Privacy *Privacy `json:"privacy,omitempty"`
 }
 
 // RoundRecord is one attempt at one round.
@@ -80,6 +82,14 @@ type RoundRecord struct {
 	Reason       string         `json:"reason,omitempty"`
 	Examples     uint64         `json:"examples,omitempty"`
 	Eval         *Evaluation    `json:"eval,omitempty"`
+	// OptimizerDigest names the server optimiser's state after this round
+	// (a blob, like the model; "" when the optimiser keeps none).
+	OptimizerDigest string `json:"optimizer_digest,omitempty"`
+	// SamplingRate is the cohort's share of the eligible participants
+	// (what the privacy accountant composed); Epsilon the job's ε after
+	// this round (jobs with dp).
+	SamplingRate float64 `json:"sampling_rate,omitempty"`
+	Epsilon      float64 `json:"epsilon,omitempty"`
 }
 
 // openRound returns the job's open round attempt, or nil.
@@ -120,7 +130,7 @@ func (j *Job) toProto() *pb.Job {
 		Id: j.ID, Spec: j.Spec.ToProto(), Status: j.Status, Reason: j.Reason, CommittedRounds: j.CommittedRounds,
 		InitialModelDigest: j.InitialDigest, CreatedUnixMs: j.CreatedAt, FinishedUnixMs: j.FinishedAt,
 		TargetReachedAtRound: j.TargetReachedAtRound, Organization: j.Organization, SubmittedBy: j.SubmittedBy,
-		Refusals: refusalsToProto(j.Refusals),
+		Refusals: refusalsToProto(j.Refusals), Privacy: j.privacyProto(),
 	}
 }
 
@@ -137,6 +147,7 @@ func (r *RoundRecord) toProto(jobID string) *pb.Round {
 		JobId: jobID, Number: r.Number, Attempt: r.Attempt, Status: r.Status, Cohort: r.Cohort, Contributors: r.Contributors,
 		BaseModelDigest: r.BaseDigest, ModelDigest: r.Digest, OpenedUnixMs: r.OpenedAt, DeadlineUnixMs: r.Deadline,
 		ClosedUnixMs: r.ClosedAt, Reason: r.Reason, Examples: r.Examples, Evaluation: r.Eval.toProto(),
+		Epsilon: r.Epsilon, SamplingRate: r.SamplingRate,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -63,6 +64,13 @@ type Config struct {
 	// that simulate a participant lying about its size. It is what
 	// registration, plain updates and the secure-aggregation weight report.
 	DeclaredExamples uint64
+	// FlipUpdate, if nonzero, makes this participant Byzantine: it sends
+	// −FlipUpdate times the update it trained (a sign-flipping attack), in
+	// plain and secure rounds alike. A fault, for tests and scenarios.
+	FlipUpdate float64
+	// EpochDelay, if nonzero, makes every local epoch take at least this
+	// long: a fault simulating a slow site, for the local time budget.
+	EpochDelay time.Duration
 }
 
 // Validate reports the first missing setting.
@@ -329,7 +337,8 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 		return err
 	}
 	cfg := model.TrainConfig{Epochs: int(t.GetLocalEpochs()), BatchSize: int(t.GetBatchSize()), LearningRate: t.GetLearningRate(), ProxMu: t.GetProxMu(), Seed: t.GetSeed()}
-	res, err := model.Train(ctx, m, p.cfg.Train, cfg)
+	budget := time.Duration(min(t.GetLocalTimeBudgetMs(), uint64(24*time.Hour/time.Millisecond))) * time.Millisecond
+	epochs, loss, err := p.trainEpochs(ctx, m, cfg, budget)
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)
 	}
@@ -337,24 +346,73 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	for i, b := range base {
 		delta[i] -= b
 	}
+	if p.cfg.FlipUpdate != 0 {
+		for i := range delta {
+			delta[i] *= float32(-p.cfg.FlipUpdate)
+		}
+	}
 	if p.cfg.BeforeUpload != nil {
 		if err := p.cfg.BeforeUpload(t); err != nil {
 			return err
 		}
 	}
-	loss := 0.0
-	if len(res.EpochLoss) > 0 {
-		loss = res.EpochLoss[len(res.EpochLoss)-1]
+	done := uint32(0) // all of the task's epochs
+	if epochs < cfg.Epochs {
+		done = uint32(epochs)
+		p.log.Info("local time budget ran out: sending partial work", "job", t.GetJobId(), "round", t.GetRound(), "epochs", epochs, "of", cfg.Epochs)
+	}
+	if d := t.GetDp(); d != nil {
+		if !(d.GetClip() > 0) || math.IsInf(d.GetClip(), 0) {
+			return fmt.Errorf("differential privacy task: clip %v", d.GetClip())
+		}
+		dp.ClipL2(delta, d.GetClip())
 	}
 	if t.GetSecagg() != nil {
-		return p.startSecure(ctx, client, t, delta)
+		return p.startSecure(ctx, client, t, delta, p.work(epochs, cfg.Epochs))
 	}
 	if m := t.GetSecureAggregation(); m != "" && m != "none" {
 		return fmt.Errorf("the task claims secure aggregation %q but carries no masking parameters: not sending the update unmasked", m)
 	}
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
-		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss}
+		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss, EpochsDone: done}
 	return Upload(ctx, client, hdr, delta)
+}
+
+// trainEpochs trains m for cfg.Epochs epochs, or fewer (at least one) if
+// the local time budget runs out first, and returns the epochs done and
+// the last epoch's mean loss.
+func (p *Participant) trainEpochs(ctx context.Context, m *model.Model, cfg model.TrainConfig, budget time.Duration) (int, float64, error) {
+	tr, err := model.NewTrainer(m, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	var loss float64
+	for e := 1; e <= cfg.Epochs; e++ {
+		began := time.Now()
+		if loss, err = tr.Epoch(ctx, p.cfg.Train); err != nil {
+			return 0, 0, err
+		}
+		if p.cfg.EpochDelay > 0 {
+			select {
+			case <-time.After(p.cfg.EpochDelay - time.Since(began)):
+			case <-ctx.Done():
+				return 0, 0, ctx.Err()
+			}
+		}
+		if budget > 0 && time.Since(start) >= budget {
+			return e, loss, nil
+		}
+	}
+	return cfg.Epochs, loss, nil
+}
+
+// work is the share of the task's epochs done.
+func (p *Participant) work(done, asked int) float64 {
+	if asked <= 0 || done >= asked {
+		return 1
+	}
+	return float64(done) / float64(asked)
 }
 
 // Upload sends one update: the header, then the values in chunks.

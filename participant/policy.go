@@ -36,6 +36,7 @@ var secureAggregationModes = []string{"none", "secagg+", "secagg"}
 //	models: ["mlp:784-*", "logreg:*"]  # accepted model specs, path.Match globs (empty: any)
 //	min_secure_aggregation: secagg+    # none < secagg+ < secagg
 //	max_rounds: 200                    # refuse jobs with more rounds (0: no limit)
+//	min_dp_noise_multiplier: 1.0       # train only for jobs with differential privacy of at least this z
 type Policy struct {
 	// Organizations are the organisations whose jobs the site accepts
 	// (empty: any).
@@ -48,6 +49,11 @@ type Policy struct {
 	MinSecureAggregation string `yaml:"min_secure_aggregation"`
 	// MaxRounds is the most rounds a job may have (0: no limit).
 	MaxRounds uint32 `yaml:"max_rounds"`
+	// MinDPNoiseMultiplier, when positive, refuses to train for a job
+	// without differential privacy of at least this noise multiplier. With
+	// distributed DP the site adds that noise itself; with central DP it
+	// relies on the leader.
+	MinDPNoiseMultiplier float64 `yaml:"min_dp_noise_multiplier"`
 }
 
 // LoadPolicy reads and validates a site policy file. Its errors name the
@@ -71,6 +77,7 @@ type policyFile struct {
 	Models               yaml.Node `yaml:"models"`
 	MinSecureAggregation yaml.Node `yaml:"min_secure_aggregation"`
 	MaxRounds            yaml.Node `yaml:"max_rounds"`
+	MinDPNoiseMultiplier yaml.Node `yaml:"min_dp_noise_multiplier"`
 }
 
 // parsePolicy decodes a policy's YAML, field by field so that a value of
@@ -82,7 +89,7 @@ func parsePolicy(b []byte) (*Policy, error) {
 	if err := dec.Decode(&raw); errors.Is(err, io.EOF) {
 		return nil, errors.New("the file is empty; write {} for a policy that accepts every job")
 	} else if te := (*yaml.TypeError)(nil); errors.As(err, &te) {
-		return nil, fmt.Errorf("%w (a policy's fields are organizations, models, min_secure_aggregation and max_rounds)", err)
+		return nil, fmt.Errorf("%w (a policy's fields are organizations, models, min_secure_aggregation, max_rounds and min_dp_noise_multiplier)", err)
 	} else if err != nil {
 		return nil, err
 	}
@@ -99,6 +106,7 @@ func parsePolicy(b []byte) (*Policy, error) {
 		{"models", &raw.Models, &p.Models},
 		{"min_secure_aggregation", &raw.MinSecureAggregation, &p.MinSecureAggregation},
 		{"max_rounds", &raw.MaxRounds, &p.MaxRounds},
+		{"min_dp_noise_multiplier", &raw.MinDPNoiseMultiplier, &p.MinDPNoiseMultiplier},
 	} {
 		if f.node.Kind == 0 {
 			continue // absent
@@ -130,6 +138,9 @@ func (p *Policy) Validate() error {
 	}
 	if p.MinSecureAggregation != "" && !slices.Contains(secureAggregationModes, p.MinSecureAggregation) {
 		return fmt.Errorf("min_secure_aggregation %q: want none, secagg+ or secagg", p.MinSecureAggregation)
+	}
+	if z := p.MinDPNoiseMultiplier; !(z >= 0 && z <= 1000) {
+		return fmt.Errorf("min_dp_noise_multiplier %v: want 0 (no requirement) to 1000", z)
 	}
 	return nil
 }
@@ -176,6 +187,14 @@ func (p *Policy) Check(t *pb.Task) error {
 			return refusal(fmt.Sprintf("the task claims secure aggregation %q but carries no masking parameters", mode))
 		case mode == "secagg" && st.GetDegree()+1 != st.GetN():
 			return refusal(fmt.Sprintf("the task claims secure aggregation %q (every pair masks) but its graph has degree %d for %d clients", mode, st.GetDegree(), st.GetN()))
+		}
+	}
+	if z := p.MinDPNoiseMultiplier; z > 0 && t.GetKind() == pb.TaskKind_TASK_KIND_TRAIN {
+		switch d := t.GetDp(); {
+		case d == nil:
+			return refusal(fmt.Sprintf("the job has no differential privacy; this site trains only with a noise multiplier of at least %g", z))
+		case !(d.GetNoiseMultiplier() >= z):
+			return refusal(fmt.Sprintf("the job's %s differential privacy has noise multiplier %g, below this site's minimum %g", d.GetMode(), d.GetNoiseMultiplier(), z))
 		}
 	}
 	if p.MaxRounds > 0 && t.GetJobRounds() > p.MaxRounds {

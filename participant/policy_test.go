@@ -50,6 +50,12 @@ func TestPolicyCheck(t *testing.T) {
 			`secure aggregation "secagg+" is weaker than this site's minimum, "secagg"`},
 		{"too many rounds", strict, with(func(t *pb.Task) { t.JobRounds = 201 }),
 			`the job's 201 rounds exceed this site's limit of 200`},
+		{"enough DP noise", &Policy{MinDPNoiseMultiplier: 1}, &pb.Task{Kind: pb.TaskKind_TASK_KIND_TRAIN, Dp: &pb.DPTask{Mode: "distributed", NoiseMultiplier: 1.1}}, ""},
+		{"too little DP noise", &Policy{MinDPNoiseMultiplier: 1}, &pb.Task{Kind: pb.TaskKind_TASK_KIND_TRAIN, Dp: &pb.DPTask{Mode: "central", NoiseMultiplier: 0.5}},
+			"the job's central differential privacy has noise multiplier 0.5, below this site's minimum 1"},
+		{"no DP", &Policy{MinDPNoiseMultiplier: 1}, &pb.Task{Kind: pb.TaskKind_TASK_KIND_TRAIN},
+			"the job has no differential privacy; this site trains only with a noise multiplier of at least 1"},
+		{"evaluation needs no DP", &Policy{MinDPNoiseMultiplier: 1}, &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,6 +92,7 @@ func TestLoadPolicy(t *testing.T) {
 		{name: "rounds not a number", yaml: "max_rounds: many\n", errHas: []string{"max_rounds"}},
 		{name: "organizations not a list", yaml: "organizations: {a: b}\n", errHas: []string{"organizations"}},
 		{name: "two documents", yaml: "max_rounds: 1\n---\nmax_rounds: 2\n", errHas: []string{"more than one"}},
+		{name: "negative noise", yaml: "min_dp_noise_multiplier: -1\n", errHas: []string{"min_dp_noise_multiplier"}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,5 +128,5 @@ func TestLoadPolicy(t *testing.T) {
 func equalPolicy(a, b *Policy) bool {
 	return strings.Join(a.Organizations, ",") == strings.Join(b.Organizations, ",") &&
 		strings.Join(a.Models, ",") == strings.Join(b.Models, ",") &&
-		a.MinSecureAggregation == b.MinSecureAggregation && a.MaxRounds == b.MaxRounds
+		a.MinSecureAggregation == b.MinSecureAggregation && a.MaxRounds == b.MaxRounds && a.MinDPNoiseMultiplier == b.MinDPNoiseMultiplier
 }

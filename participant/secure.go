@@ -8,6 +8,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 
+	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -26,16 +27,18 @@ type secureRound struct {
 // session names the round attempt a task belongs to: the key of its state
 // here, and what advertisements are signed for.
 func session(t *pb.Task) []byte {
-	return protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt())
+	return protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt(), t.GetSecagg().GetGroup())
 }
 
 func secAggRound(t *pb.Task) *pb.SecAggRound {
 	return &pb.SecAggRound{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt()}
 }
 
-// startSecure weights, clips and quantises a trained update, makes this
-// round's protocol client and advertises its keys (phase 0).
-func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, delta []float32) error {
+// startSecure weights, clips and quantises a trained update (or, under
+// distributed DP, clips, scales and noises it), makes this round's protocol
+// client and advertises its keys (phase 0). work is the share of the
+// task's epochs done; it scales the update's weight.
+func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, delta []float32, work float64) error {
 	st := t.GetSecagg()
 	n := int(st.GetN())
 	switch {
@@ -48,24 +51,40 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	case !(st.GetWeightScale() >= 1):
 		return fmt.Errorf("secure aggregation task: weight scale %v", st.GetWeightScale())
 	}
-	quant, err := secagg.NewQuantizer(st.GetClip(), n)
-	if err != nil {
-		return fmt.Errorf("secure aggregation task: %w", err)
-	}
-	// The weight w = examples / scale travels masked as the last entry,
-	// scaled by clip so that it uses the quantiser's whole range. examples
-	// is the declared count: the job's weight scale bounds what it can buy.
-	w := min(1, float64(p.examples())/st.GetWeightScale())
-	x := make([]float32, len(delta)+1)
-	for i, d := range delta {
-		x[i] = float32(w * float64(d))
-	}
-	x[len(delta)] = float32(w * st.GetClip())
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return err
 	}
-	q := quant.Quantize(x, mrand.New(mrand.NewChaCha8(seed)))
+	rng := mrand.New(mrand.NewChaCha8(seed))
+	var q []uint32
+	if d := t.GetDp(); d.GetMode() == "distributed" {
+		// The plan is derived here from the job's z and clip and the
+		// protocol's parameters, not taken from the coordinator.
+		plan, err := dp.PlanDistributed(len(delta), n, int(st.GetThreshold()), d.GetClip(), d.GetNoiseMultiplier())
+		if err != nil {
+			return fmt.Errorf("distributed DP: %w", err)
+		}
+		if q, err = plan.Encode(delta, rng); err != nil {
+			return fmt.Errorf("distributed DP: %w", err)
+		}
+		q = append(q, 1) // every client counts once
+	} else {
+		quant, err := secagg.NewQuantizer(st.GetClip(), n)
+		if err != nil {
+			return fmt.Errorf("secure aggregation task: %w", err)
+		}
+		// The weight w = examples / scale travels masked as the last entry,
+		// scaled by clip so that it uses the quantiser's whole range.
+		// examples is the declared count: the job's weight scale bounds
+		// what it can buy. Partial work weighs its share.
+		w := min(1, float64(p.examples())/st.GetWeightScale()) * work
+		x := make([]float32, len(delta)+1)
+		for i, d := range delta {
+			x[i] = float32(w * float64(d))
+		}
+		x[len(delta)] = float32(w * st.GetClip())
+		q = quant.Quantize(x, rng)
+	}
 
 	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed(),
 		Session: session(t)}
@@ -78,6 +97,7 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 		want := pki.Identity{Role: pki.RoleParticipant, Name: identity}
 		return pki.VerifySigned(p.cfg.CA, sr.certs[from], want, msg, sig) == nil
 	}
+	var err error
 	sr.client, err = secagg.NewClient(params, int(st.GetIndex()), p.name, q, sign, verify)
 	if err != nil {
 		return fmt.Errorf("secure aggregation: %w", err)

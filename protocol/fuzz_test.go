@@ -172,7 +172,7 @@ var (
 func identity(i int) string { return fmt.Sprint("client-", i) }
 
 func fuzzParams() secagg.Params {
-	return secagg.Params{N: fuzzN, K: fuzzN - 1, T: fuzzT, Length: fuzzLength, GraphSeed: 7, Session: SecAggSession("job-000000000001", 1, 1)}
+	return secagg.Params{N: fuzzN, K: fuzzN - 1, T: fuzzT, Length: fuzzLength, GraphSeed: 7, Session: SecAggSession("job-000000000001", 1, 1, 0)}
 }
 
 // newClients makes the round's clients and their advertisements.

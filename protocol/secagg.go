@@ -12,9 +12,13 @@ import (
 var ErrSecAgg = errors.New("bad secure aggregation message")
 
 // SecAggSession names one round attempt of a job for secure aggregation:
-// clients sign their keys for it, so keys cannot be replayed into another.
-func SecAggSession(jobID string, round, attempt uint32) []byte {
-	return fmt.Appendf(nil, "accord/%s/round/%d/attempt/%d", jobID, round, attempt)
+// clients sign their keys for it, so keys cannot be replayed into another
+// round, attempt or group (group 0: the cohort is one group).
+func SecAggSession(jobID string, round, attempt, group uint32) []byte {
+	if group == 0 {
+		return fmt.Appendf(nil, "accord/%s/round/%d/attempt/%d", jobID, round, attempt)
+	}
+	return fmt.Appendf(nil, "accord/%s/round/%d/attempt/%d/group/%d", jobID, round, attempt, group)
 }
 
 // AdvertisementToWire is a client's advertisement with the certificate

@@ -1,17 +1,21 @@
 package scenarios
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +67,9 @@ type RoundReport struct {
 	Seconds           float64  `json:"seconds"`
 	ModelDigest       string   `json:"model_digest"`
 	SecondsSinceStart float64  `json:"seconds_since_start"`
+	// Epsilon is the job's differential-privacy ε after the round (jobs
+	// with dp).
+	Epsilon float64 `json:"epsilon,omitempty"`
 }
 
 // Options are a run's outputs.
@@ -203,6 +210,10 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	defer func() { stopParticipants(); wg.Wait() }()
 	drops := newDropper(sc.Faults, sc.Job.Seed, int(sc.Job.ParticipantsPerRound))
 	compute := make(chan struct{}, runtime.GOMAXPROCS(0))
+	attackers := byzantine(sc)
+	if len(attackers) > 0 {
+		fmt.Fprintf(progress, "scenario %s: %d Byzantine participants: %s\n", sc.Name, len(attackers), strings.Join(slices.Sorted(maps.Keys(attackers)), ", "))
+	}
 	k := 0
 	for _, g := range sc.Participants.Groups {
 		for i := range g.Count {
@@ -216,7 +227,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 				Coordinators: addrs, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
 				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) }, Compute: compute,
+				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) }, Compute: compute, FlipUpdate: attackers[name],
 				AfterTask: func(t *pb.Task) {
 					if drops.kill(t) {
 						fmt.Fprintf(progress, "round %3d: %s killed after sharing its keys\n", t.Round, name)
@@ -289,7 +300,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			}
 			rr := RoundReport{Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
 				Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
-				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds()}
+				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds(), Epsilon: r.Epsilon}
 			rep.Rounds = append(rep.Rounds, rr)
 			rep.BestAccuracy = max(rep.BestAccuracy, met.Accuracy)
 			marker := ""
@@ -298,8 +309,12 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 				rep.TargetReachedAtRound = &n
 				marker = "  ← target reached"
 			}
-			fmt.Fprintf(progress, "round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s\n",
-				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, marker)
+			privacy := ""
+			if r.Epsilon > 0 {
+				privacy = fmt.Sprintf("  ε %.3f", r.Epsilon)
+			}
+			fmt.Fprintf(progress, "round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s\n",
+				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, privacy, marker)
 		}
 		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {
 			// Pick up rounds committed since the last listing, then stop.
@@ -466,6 +481,37 @@ func (d *dropper) check(name string, t *pb.Task) error {
 		}
 	}
 	return nil
+}
+
+// byzantine returns the scenario's sign-flipping participants, each with
+// its factor: for every sign_flip fault, round(fraction × participants)
+// of them, in hash order (of the job's seed and the name), from the
+// fault's region if it names one.
+func byzantine(sc *Scenario) map[string]float64 {
+	out := map[string]float64{}
+	for _, f := range sc.Faults {
+		if f.Kind != FaultSignFlip {
+			continue
+		}
+		var names []string
+		for _, g := range sc.Participants.Groups {
+			if f.Region == "" || g.Region == f.Region {
+				for i := range g.Count {
+					names = append(names, fmt.Sprintf("%s-%d", g.Prefix, i+1))
+				}
+			}
+		}
+		key := func(n string) uint64 { return hashName(n) ^ sc.Job.Seed*0x9e3779b97f4a7c15 }
+		slices.SortFunc(names, func(a, b string) int { return cmp.Compare(key(a), key(b)) })
+		scale := f.Scale
+		if scale == 0 {
+			scale = 10
+		}
+		for _, n := range names[:min(len(names), int(math.Round(f.Fraction*float64(sc.ParticipantCount()))))] {
+			out[n] = scale
+		}
+	}
+	return out
 }
 
 func hashName(s string) uint64 {

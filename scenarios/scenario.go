@@ -5,7 +5,9 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"slices"
 
 	"go.yaml.in/yaml/v3"
 
@@ -72,6 +74,10 @@ const (
 	// round's cohort are killed (their daemons stop for good) right after
 	// sending their encrypted key shares.
 	FaultKillAfterShareKeys = "kill_after_share_keys"
+	// FaultSignFlip: round(fraction × participants) participants (chosen by
+	// hash, from region's if it is set) are Byzantine for the whole job:
+	// every update they send is −scale times the one they trained.
+	FaultSignFlip = "sign_flip"
 )
 
 // Fault is something done to the federation during the run.
@@ -80,8 +86,12 @@ type Fault struct {
 	Kind string `yaml:"kind"`
 	// Round is the round it happens in.
 	Round uint32 `yaml:"round"`
-	// Fraction of the cohort affected.
+	// Fraction of the cohort affected (of all participants for sign_flip).
 	Fraction float64 `yaml:"fraction"`
+	// Scale is sign_flip's factor (0: 10).
+	Scale float64 `yaml:"scale"`
+	// Region, for sign_flip, places the attackers in that region.
+	Region string `yaml:"region"`
 }
 
 // Load reads and checks a scenario file.
@@ -142,8 +152,17 @@ func (s *Scenario) Validate() error {
 		return fmt.Errorf("scenario: participants.data.partition %q: want iid, pathological or dirichlet", s.Participants.Data.Partition)
 	}
 	for i, f := range s.Faults {
+		if f.Kind == FaultSignFlip {
+			if f.Fraction <= 0 || f.Fraction >= 1 || f.Scale < 0 || math.IsNaN(f.Scale) || math.IsInf(f.Scale, 0) || f.Round != 0 {
+				return fmt.Errorf("scenario: faults[%d]: %s wants a fraction in (0, 1), a scale ≥ 0 (0: 10) and no round (it lasts the whole job)", i, f.Kind)
+			}
+			if f.Region != "" && !slices.ContainsFunc(s.Participants.Groups, func(g GroupSpec) bool { return g.Region == f.Region }) {
+				return fmt.Errorf("scenario: faults[%d]: region %q has no participants", i, f.Region)
+			}
+			continue
+		}
 		if f.Kind != FaultDropAfterTraining && f.Kind != FaultKillAfterShareKeys || f.Fraction <= 0 || f.Fraction > 1 || f.Round < 1 {
-			return fmt.Errorf("scenario: faults[%d]: want kind %s or %s, a round ≥ 1 and a fraction in (0, 1]", i, FaultDropAfterTraining, FaultKillAfterShareKeys)
+			return fmt.Errorf("scenario: faults[%d]: want kind %s, %s or %s, a round ≥ 1 and a fraction in (0, 1]", i, FaultDropAfterTraining, FaultKillAfterShareKeys, FaultSignFlip)
 		}
 		if f.Kind == FaultKillAfterShareKeys && (!s.Job.SecureAggregation.Enabled() || s.Job.ParticipantsPerRound == 0) {
 			return fmt.Errorf("scenario: faults[%d]: %s needs a job with secure_aggregation and participants_per_round", i, f.Kind)

@@ -119,6 +119,15 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "job %s (%s)\n  submitted by %s of %s\n  model %s on %s\n  status %s %s\n  committed rounds %d of %d\n  target %.4g, reached at round %d\n  created %s, finished %s\n",
 			j.Id, j.Spec.GetName(), j.SubmittedBy, j.Organization, j.Spec.GetModel(), j.Spec.GetDataset(), j.Status, j.Reason, j.CommittedRounds, j.Spec.GetRounds(),
 			j.Spec.GetTargetAccuracy(), j.TargetReachedAtRound, msTime(j.CreatedUnixMs), msTime(j.FinishedUnixMs))
+		fmt.Fprintf(m.Stdout, "  strategy %s, aggregation %s\n", orDefault(j.Spec.GetStrategy(), "fedavg"), describeAggregation(j.Spec.GetAggregation()))
+		if d, p := j.Spec.GetDp(), j.Privacy; d != nil && p != nil {
+			fmt.Fprintf(m.Stdout, "  privacy (%s DP, z = %g, clip %g): ε = %.4g at δ = %g after %d rounds (Rényi order %g)",
+				d.Mode, d.NoiseMultiplier, d.Clip, p.Epsilon, p.Delta, p.Steps, p.Order)
+			if d.MaxEpsilon > 0 {
+				fmt.Fprintf(m.Stdout, ", budget %g", d.MaxEpsilon)
+			}
+			fmt.Fprintln(m.Stdout)
+		}
 		for _, a := range j.Approvals {
 			fmt.Fprintf(m.Stdout, "  approved by %s of %s at %s\n", a.Admin, a.Organization, msTime(a.UnixMs))
 		}
@@ -221,8 +230,12 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 		return printJSON(m.Stdout, resp.Rounds)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUND\tATTEMPT\tSTATUS\tCOHORT\tCONTRIBUTORS\tFED. ACCURACY\tSECONDS\tDIGEST\tREASON")
+	fmt.Fprintln(tw, "ROUND\tATTEMPT\tSTATUS\tCOHORT\tCONTRIBUTORS\tFED. ACCURACY\tSECONDS\tε\tDIGEST\tREASON")
 	for _, r := range resp.Rounds {
+		eps := "-"
+		if r.Epsilon > 0 {
+			eps = fmt.Sprintf("%.4g", r.Epsilon)
+		}
 		acc := "-"
 		if e := r.Evaluation; e != nil && e.Examples > 0 {
 			acc = fmt.Sprintf("%.2f%%", 100*float64(e.Correct)/float64(e.Examples))
@@ -235,7 +248,7 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 		if r.ModelDeleted {
 			digest += " (deleted)"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), acc, secs, digest, r.Reason)
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), acc, secs, eps, digest, r.Reason)
 	}
 	return tw.Flush()
 }
@@ -373,4 +386,30 @@ func (m *Main) runMembers(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mem.Name, mem.Organization, mem.GrpcAddress, mem.RaftAddress, mem.RaftRole, mem.GossipState, contact)
 	}
 	return tw.Flush()
+}
+
+// orDefault is s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// describeAggregation is a job's aggregation section in one phrase.
+func describeAggregation(a *pb.Aggregation) string {
+	out := orDefault(a.GetRule(), "fedavg")
+	switch a.GetRule() {
+	case "trimmed_mean":
+		out += fmt.Sprintf(" (β = %g)", a.GetBeta())
+	case "krum", "multi_krum":
+		out += fmt.Sprintf(" (f = %d)", a.GetF())
+	}
+	if a.GetNormBound() > 0 {
+		out += fmt.Sprintf(", norm bound %g× median", a.GetNormBound())
+	}
+	if a.GetGroups() > 0 {
+		out += fmt.Sprintf(" over %d secure-aggregation groups (by %s)", a.GetGroups(), orDefault(a.GetGroupBy(), "random"))
+	}
+	return out
 }

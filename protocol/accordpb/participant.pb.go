@@ -128,7 +128,7 @@ func (x SecAggReveal_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SecAggReveal_Kind.Descriptor instead.
 func (SecAggReveal_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9, 0}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10, 0}
 }
 
 type RegisterRequest struct {
@@ -306,8 +306,12 @@ type Task struct {
 	JobOrganization   string `protobuf:"bytes,15,opt,name=job_organization,json=jobOrganization,proto3" json:"job_organization,omitempty"`
 	JobRounds         uint32 `protobuf:"varint,16,opt,name=job_rounds,json=jobRounds,proto3" json:"job_rounds,omitempty"`
 	SecureAggregation string `protobuf:"bytes,17,opt,name=secure_aggregation,json=secureAggregation,proto3" json:"secure_aggregation,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Local time budget in milliseconds (0: none); see JobSpec.
+	LocalTimeBudgetMs uint64 `protobuf:"varint,18,opt,name=local_time_budget_ms,json=localTimeBudgetMs,proto3" json:"local_time_budget_ms,omitempty"`
+	// Differential privacy the participant applies before sending.
+	Dp            *DPTask `protobuf:"bytes,19,opt,name=dp,proto3" json:"dp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -459,6 +463,87 @@ func (x *Task) GetSecureAggregation() string {
 	return ""
 }
 
+func (x *Task) GetLocalTimeBudgetMs() uint64 {
+	if x != nil {
+		return x.LocalTimeBudgetMs
+	}
+	return 0
+}
+
+func (x *Task) GetDp() *DPTask {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+// DPTask tells a participant how to privatise its update.
+type DPTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "central" or "distributed".
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// L2 norm the update is clipped to.
+	Clip float64 `protobuf:"fixed64,2,opt,name=clip,proto3" json:"clip,omitempty"`
+	// Distributed: the noise multiplier z. The participant derives its scale
+	// and noise from z, clip and the secure-aggregation parameters itself
+	// (aggregate/dp.PlanDistributed), so a coordinator cannot ask it for less
+	// noise than the job promises.
+	NoiseMultiplier float64 `protobuf:"fixed64,3,opt,name=noise_multiplier,json=noiseMultiplier,proto3" json:"noise_multiplier,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DPTask) Reset() {
+	*x = DPTask{}
+	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DPTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DPTask) ProtoMessage() {}
+
+func (x *DPTask) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DPTask.ProtoReflect.Descriptor instead.
+func (*DPTask) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DPTask) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *DPTask) GetClip() float64 {
+	if x != nil {
+		return x.Clip
+	}
+	return 0
+}
+
+func (x *DPTask) GetNoiseMultiplier() float64 {
+	if x != nil {
+		return x.NoiseMultiplier
+	}
+	return 0
+}
+
 type RefuseTaskRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	JobId   string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -472,7 +557,7 @@ type RefuseTaskRequest struct {
 
 func (x *RefuseTaskRequest) Reset() {
 	*x = RefuseTaskRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	mi := &file_accord_v1_participant_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +569,7 @@ func (x *RefuseTaskRequest) String() string {
 func (*RefuseTaskRequest) ProtoMessage() {}
 
 func (x *RefuseTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[4]
+	mi := &file_accord_v1_participant_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +582,7 @@ func (x *RefuseTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefuseTaskRequest.ProtoReflect.Descriptor instead.
 func (*RefuseTaskRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RefuseTaskRequest) GetJobId() string {
@@ -536,7 +621,7 @@ type RefuseTaskResponse struct {
 
 func (x *RefuseTaskResponse) Reset() {
 	*x = RefuseTaskResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	mi := &file_accord_v1_participant_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +633,7 @@ func (x *RefuseTaskResponse) String() string {
 func (*RefuseTaskResponse) ProtoMessage() {}
 
 func (x *RefuseTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[5]
+	mi := &file_accord_v1_participant_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +646,7 @@ func (x *RefuseTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefuseTaskResponse.ProtoReflect.Descriptor instead.
 func (*RefuseTaskResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
 }
 
 // SecAggTask is what a participant needs for one secure-aggregation phase.
@@ -586,15 +671,18 @@ type SecAggTask struct {
 	Advertisements []*SecAggAdvertisement `protobuf:"bytes,10,rep,name=advertisements,proto3" json:"advertisements,omitempty"`
 	// Phase 2 input: the clients that completed phase 1, and the shares
 	// addressed to the receiver from them.
-	Survivors     []uint32       `protobuf:"varint,11,rep,packed,name=survivors,proto3" json:"survivors,omitempty"`
-	Shares        []*SecAggShare `protobuf:"bytes,12,rep,name=shares,proto3" json:"shares,omitempty"`
+	Survivors []uint32       `protobuf:"varint,11,rep,packed,name=survivors,proto3" json:"survivors,omitempty"`
+	Shares    []*SecAggShare `protobuf:"bytes,12,rep,name=shares,proto3" json:"shares,omitempty"`
+	// Grouped mode: the receiver's group, from 1 (0: the cohort is one group).
+	// The group is part of the session every signature binds.
+	Group         uint32 `protobuf:"varint,13,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SecAggTask) Reset() {
 	*x = SecAggTask{}
-	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +694,7 @@ func (x *SecAggTask) String() string {
 func (*SecAggTask) ProtoMessage() {}
 
 func (x *SecAggTask) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[6]
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +707,7 @@ func (x *SecAggTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggTask.ProtoReflect.Descriptor instead.
 func (*SecAggTask) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SecAggTask) GetN() uint32 {
@@ -706,6 +794,13 @@ func (x *SecAggTask) GetShares() []*SecAggShare {
 	return nil
 }
 
+func (x *SecAggTask) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
 // SecAggAdvertisement is a client's two X25519 public keys, signed with its
 // certificate key; the certificate travels along so every neighbour can
 // check the signature against the federation CA.
@@ -722,7 +817,7 @@ type SecAggAdvertisement struct {
 
 func (x *SecAggAdvertisement) Reset() {
 	*x = SecAggAdvertisement{}
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +829,7 @@ func (x *SecAggAdvertisement) String() string {
 func (*SecAggAdvertisement) ProtoMessage() {}
 
 func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +842,7 @@ func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggAdvertisement.ProtoReflect.Descriptor instead.
 func (*SecAggAdvertisement) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SecAggAdvertisement) GetFrom() uint32 {
@@ -798,7 +893,7 @@ type SecAggShare struct {
 
 func (x *SecAggShare) Reset() {
 	*x = SecAggShare{}
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +905,7 @@ func (x *SecAggShare) String() string {
 func (*SecAggShare) ProtoMessage() {}
 
 func (x *SecAggShare) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +918,7 @@ func (x *SecAggShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShare.ProtoReflect.Descriptor instead.
 func (*SecAggShare) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SecAggShare) GetFrom() uint32 {
@@ -861,7 +956,7 @@ type SecAggReveal struct {
 
 func (x *SecAggReveal) Reset() {
 	*x = SecAggReveal{}
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +968,7 @@ func (x *SecAggReveal) String() string {
 func (*SecAggReveal) ProtoMessage() {}
 
 func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +981,7 @@ func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggReveal.ProtoReflect.Descriptor instead.
 func (*SecAggReveal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SecAggReveal) GetOwner() uint32 {
@@ -929,7 +1024,7 @@ type SecAggRound struct {
 
 func (x *SecAggRound) Reset() {
 	*x = SecAggRound{}
-	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1036,7 @@ func (x *SecAggRound) String() string {
 func (*SecAggRound) ProtoMessage() {}
 
 func (x *SecAggRound) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1049,7 @@ func (x *SecAggRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggRound.ProtoReflect.Descriptor instead.
 func (*SecAggRound) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SecAggRound) GetJobId() string {
@@ -988,7 +1083,7 @@ type SecAggAdvertiseRequest struct {
 
 func (x *SecAggAdvertiseRequest) Reset() {
 	*x = SecAggAdvertiseRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1095,7 @@ func (x *SecAggAdvertiseRequest) String() string {
 func (*SecAggAdvertiseRequest) ProtoMessage() {}
 
 func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1108,7 @@ func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggAdvertiseRequest.ProtoReflect.Descriptor instead.
 func (*SecAggAdvertiseRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SecAggAdvertiseRequest) GetRound() *SecAggRound {
@@ -1040,7 +1135,7 @@ type SecAggShareKeysRequest struct {
 
 func (x *SecAggShareKeysRequest) Reset() {
 	*x = SecAggShareKeysRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1147,7 @@ func (x *SecAggShareKeysRequest) String() string {
 func (*SecAggShareKeysRequest) ProtoMessage() {}
 
 func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1160,7 @@ func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShareKeysRequest.ProtoReflect.Descriptor instead.
 func (*SecAggShareKeysRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecAggShareKeysRequest) GetRound() *SecAggRound {
@@ -1092,7 +1187,7 @@ type SecAggUnmaskRequest struct {
 
 func (x *SecAggUnmaskRequest) Reset() {
 	*x = SecAggUnmaskRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[13]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1104,7 +1199,7 @@ func (x *SecAggUnmaskRequest) String() string {
 func (*SecAggUnmaskRequest) ProtoMessage() {}
 
 func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[13]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1117,7 +1212,7 @@ func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggUnmaskRequest.ProtoReflect.Descriptor instead.
 func (*SecAggUnmaskRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SecAggUnmaskRequest) GetRound() *SecAggRound {
@@ -1142,7 +1237,7 @@ type SecAggResponse struct {
 
 func (x *SecAggResponse) Reset() {
 	*x = SecAggResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[14]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1249,7 @@ func (x *SecAggResponse) String() string {
 func (*SecAggResponse) ProtoMessage() {}
 
 func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[14]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1262,7 @@ func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggResponse.ProtoReflect.Descriptor instead.
 func (*SecAggResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
 }
 
 // UpdateChunk: the first chunk of a stream holds header; the rest hold data,
@@ -1182,7 +1277,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_accord_v1_participant_proto_msgTypes[15]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1289,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[15]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1302,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateChunk) GetHeader() *UpdateHeader {
@@ -1236,14 +1331,17 @@ type UpdateHeader struct {
 	TrainLoss float64 `protobuf:"fixed64,7,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"`
 	// Masked: the data are a secure-aggregation masked input (uint32 little
 	// endian, num_params of them), not float32 values; examples is 0.
-	Masked        bool `protobuf:"varint,8,opt,name=masked,proto3" json:"masked,omitempty"`
+	Masked bool `protobuf:"varint,8,opt,name=masked,proto3" json:"masked,omitempty"`
+	// Local epochs completed (0: all of the task's). Fewer than asked means the
+	// local time budget ran out; the update is weighted by the work done.
+	EpochsDone    uint32 `protobuf:"varint,9,opt,name=epochs_done,json=epochsDone,proto3" json:"epochs_done,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_accord_v1_participant_proto_msgTypes[16]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1255,7 +1353,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[16]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1268,7 +1366,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateHeader) GetJobId() string {
@@ -1327,6 +1425,13 @@ func (x *UpdateHeader) GetMasked() bool {
 	return false
 }
 
+func (x *UpdateHeader) GetEpochsDone() uint32 {
+	if x != nil {
+		return x.EpochsDone
+	}
+	return 0
+}
+
 type UploadUpdateResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	ContributorsSoFar uint32                 `protobuf:"varint,1,opt,name=contributors_so_far,json=contributorsSoFar,proto3" json:"contributors_so_far,omitempty"`
@@ -1336,7 +1441,7 @@ type UploadUpdateResponse struct {
 
 func (x *UploadUpdateResponse) Reset() {
 	*x = UploadUpdateResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[17]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1453,7 @@ func (x *UploadUpdateResponse) String() string {
 func (*UploadUpdateResponse) ProtoMessage() {}
 
 func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[17]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1466,7 @@ func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadUpdateResponse.ProtoReflect.Descriptor instead.
 func (*UploadUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UploadUpdateResponse) GetContributorsSoFar() uint32 {
@@ -1386,7 +1491,7 @@ type ReportEvaluationRequest struct {
 
 func (x *ReportEvaluationRequest) Reset() {
 	*x = ReportEvaluationRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[18]
+	mi := &file_accord_v1_participant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1503,7 @@ func (x *ReportEvaluationRequest) String() string {
 func (*ReportEvaluationRequest) ProtoMessage() {}
 
 func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[18]
+	mi := &file_accord_v1_participant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1516,7 @@ func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationRequest.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReportEvaluationRequest) GetJobId() string {
@@ -1464,7 +1569,7 @@ type ReportEvaluationResponse struct {
 
 func (x *ReportEvaluationResponse) Reset() {
 	*x = ReportEvaluationResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[19]
+	mi := &file_accord_v1_participant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1581,7 @@ func (x *ReportEvaluationResponse) String() string {
 func (*ReportEvaluationResponse) ProtoMessage() {}
 
 func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[19]
+	mi := &file_accord_v1_participant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1594,7 @@ func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationResponse.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{19}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{20}
 }
 
 type DownloadModelRequest struct {
@@ -1501,7 +1606,7 @@ type DownloadModelRequest struct {
 
 func (x *DownloadModelRequest) Reset() {
 	*x = DownloadModelRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[20]
+	mi := &file_accord_v1_participant_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1513,7 +1618,7 @@ func (x *DownloadModelRequest) String() string {
 func (*DownloadModelRequest) ProtoMessage() {}
 
 func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[20]
+	mi := &file_accord_v1_participant_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1526,7 +1631,7 @@ func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadModelRequest.ProtoReflect.Descriptor instead.
 func (*DownloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{20}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DownloadModelRequest) GetDigest() string {
@@ -1548,7 +1653,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x10RegisterResponse\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"\x0e\n" +
-	"\fTasksRequest\"\xb8\x04\n" +
+	"\fTasksRequest\"\x8c\x05\n" +
 	"\x04Task\x12'\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x13.accord.v1.TaskKindR\x04kind\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x14\n" +
@@ -1569,13 +1674,19 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x10job_organization\x18\x0f \x01(\tR\x0fjobOrganization\x12\x1d\n" +
 	"\n" +
 	"job_rounds\x18\x10 \x01(\rR\tjobRounds\x12-\n" +
-	"\x12secure_aggregation\x18\x11 \x01(\tR\x11secureAggregation\"r\n" +
+	"\x12secure_aggregation\x18\x11 \x01(\tR\x11secureAggregation\x12/\n" +
+	"\x14local_time_budget_ms\x18\x12 \x01(\x04R\x11localTimeBudgetMs\x12!\n" +
+	"\x02dp\x18\x13 \x01(\v2\x11.accord.v1.DPTaskR\x02dp\"[\n" +
+	"\x06DPTask\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x12\n" +
+	"\x04clip\x18\x02 \x01(\x01R\x04clip\x12)\n" +
+	"\x10noise_multiplier\x18\x03 \x01(\x01R\x0fnoiseMultiplier\"r\n" +
 	"\x11RefuseTaskRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x14\n" +
-	"\x12RefuseTaskResponse\"\x82\x03\n" +
+	"\x12RefuseTaskResponse\"\x98\x03\n" +
 	"\n" +
 	"SecAggTask\x12\f\n" +
 	"\x01n\x18\x01 \x01(\rR\x01n\x12\x16\n" +
@@ -1591,7 +1702,8 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x0eadvertisements\x18\n" +
 	" \x03(\v2\x1e.accord.v1.SecAggAdvertisementR\x0eadvertisements\x12\x1c\n" +
 	"\tsurvivors\x18\v \x03(\rR\tsurvivors\x12.\n" +
-	"\x06shares\x18\f \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\"\x93\x01\n" +
+	"\x06shares\x18\f \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\x12\x14\n" +
+	"\x05group\x18\r \x01(\rR\x05group\"\x93\x01\n" +
 	"\x13SecAggAdvertisement\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12\x13\n" +
 	"\x05c_key\x18\x02 \x01(\fR\x04cKey\x12\x13\n" +
@@ -1629,7 +1741,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x0eSecAggResponse\"R\n" +
 	"\vUpdateChunk\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.accord.v1.UpdateHeaderR\x06header\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\xf3\x01\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\x94\x02\n" +
 	"\fUpdateHeader\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
@@ -1640,7 +1752,9 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\bexamples\x18\x06 \x01(\x04R\bexamples\x12\x1d\n" +
 	"\n" +
 	"train_loss\x18\a \x01(\x01R\ttrainLoss\x12\x16\n" +
-	"\x06masked\x18\b \x01(\bR\x06masked\"F\n" +
+	"\x06masked\x18\b \x01(\bR\x06masked\x12\x1f\n" +
+	"\vepochs_done\x18\t \x01(\rR\n" +
+	"epochsDone\"F\n" +
 	"\x14UploadUpdateResponse\x12.\n" +
 	"\x13contributors_so_far\x18\x01 \x01(\rR\x11contributorsSoFar\"\xc5\x01\n" +
 	"\x17ReportEvaluationRequest\x12\x15\n" +
@@ -1686,7 +1800,7 @@ func file_accord_v1_participant_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_participant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_accord_v1_participant_proto_goTypes = []any{
 	(TaskKind)(0),                    // 0: accord.v1.TaskKind
 	(SecAggReveal_Kind)(0),           // 1: accord.v1.SecAggReveal.Kind
@@ -1694,61 +1808,63 @@ var file_accord_v1_participant_proto_goTypes = []any{
 	(*RegisterResponse)(nil),         // 3: accord.v1.RegisterResponse
 	(*TasksRequest)(nil),             // 4: accord.v1.TasksRequest
 	(*Task)(nil),                     // 5: accord.v1.Task
-	(*RefuseTaskRequest)(nil),        // 6: accord.v1.RefuseTaskRequest
-	(*RefuseTaskResponse)(nil),       // 7: accord.v1.RefuseTaskResponse
-	(*SecAggTask)(nil),               // 8: accord.v1.SecAggTask
-	(*SecAggAdvertisement)(nil),      // 9: accord.v1.SecAggAdvertisement
-	(*SecAggShare)(nil),              // 10: accord.v1.SecAggShare
-	(*SecAggReveal)(nil),             // 11: accord.v1.SecAggReveal
-	(*SecAggRound)(nil),              // 12: accord.v1.SecAggRound
-	(*SecAggAdvertiseRequest)(nil),   // 13: accord.v1.SecAggAdvertiseRequest
-	(*SecAggShareKeysRequest)(nil),   // 14: accord.v1.SecAggShareKeysRequest
-	(*SecAggUnmaskRequest)(nil),      // 15: accord.v1.SecAggUnmaskRequest
-	(*SecAggResponse)(nil),           // 16: accord.v1.SecAggResponse
-	(*UpdateChunk)(nil),              // 17: accord.v1.UpdateChunk
-	(*UpdateHeader)(nil),             // 18: accord.v1.UpdateHeader
-	(*UploadUpdateResponse)(nil),     // 19: accord.v1.UploadUpdateResponse
-	(*ReportEvaluationRequest)(nil),  // 20: accord.v1.ReportEvaluationRequest
-	(*ReportEvaluationResponse)(nil), // 21: accord.v1.ReportEvaluationResponse
-	(*DownloadModelRequest)(nil),     // 22: accord.v1.DownloadModelRequest
-	(*ModelChunk)(nil),               // 23: accord.v1.ModelChunk
+	(*DPTask)(nil),                   // 6: accord.v1.DPTask
+	(*RefuseTaskRequest)(nil),        // 7: accord.v1.RefuseTaskRequest
+	(*RefuseTaskResponse)(nil),       // 8: accord.v1.RefuseTaskResponse
+	(*SecAggTask)(nil),               // 9: accord.v1.SecAggTask
+	(*SecAggAdvertisement)(nil),      // 10: accord.v1.SecAggAdvertisement
+	(*SecAggShare)(nil),              // 11: accord.v1.SecAggShare
+	(*SecAggReveal)(nil),             // 12: accord.v1.SecAggReveal
+	(*SecAggRound)(nil),              // 13: accord.v1.SecAggRound
+	(*SecAggAdvertiseRequest)(nil),   // 14: accord.v1.SecAggAdvertiseRequest
+	(*SecAggShareKeysRequest)(nil),   // 15: accord.v1.SecAggShareKeysRequest
+	(*SecAggUnmaskRequest)(nil),      // 16: accord.v1.SecAggUnmaskRequest
+	(*SecAggResponse)(nil),           // 17: accord.v1.SecAggResponse
+	(*UpdateChunk)(nil),              // 18: accord.v1.UpdateChunk
+	(*UpdateHeader)(nil),             // 19: accord.v1.UpdateHeader
+	(*UploadUpdateResponse)(nil),     // 20: accord.v1.UploadUpdateResponse
+	(*ReportEvaluationRequest)(nil),  // 21: accord.v1.ReportEvaluationRequest
+	(*ReportEvaluationResponse)(nil), // 22: accord.v1.ReportEvaluationResponse
+	(*DownloadModelRequest)(nil),     // 23: accord.v1.DownloadModelRequest
+	(*ModelChunk)(nil),               // 24: accord.v1.ModelChunk
 }
 var file_accord_v1_participant_proto_depIdxs = []int32{
 	0,  // 0: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
-	8,  // 1: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
-	9,  // 2: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
-	10, // 3: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
-	1,  // 4: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
-	12, // 5: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
-	9,  // 6: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
-	12, // 7: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
-	10, // 8: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
-	12, // 9: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
-	11, // 10: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
-	18, // 11: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
-	2,  // 12: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
-	4,  // 13: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
-	22, // 14: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
-	17, // 15: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
-	20, // 16: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
-	13, // 17: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
-	14, // 18: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
-	15, // 19: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
-	6,  // 20: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
-	3,  // 21: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
-	5,  // 22: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
-	23, // 23: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
-	19, // 24: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
-	21, // 25: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
-	16, // 26: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
-	16, // 27: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
-	16, // 28: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
-	7,  // 29: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 1: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
+	6,  // 2: accord.v1.Task.dp:type_name -> accord.v1.DPTask
+	10, // 3: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
+	11, // 4: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
+	1,  // 5: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
+	13, // 6: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
+	10, // 7: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
+	13, // 8: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
+	11, // 9: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
+	13, // 10: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
+	12, // 11: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
+	19, // 12: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
+	2,  // 13: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
+	4,  // 14: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
+	23, // 15: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
+	18, // 16: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
+	21, // 17: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
+	14, // 18: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
+	15, // 19: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
+	16, // 20: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
+	7,  // 21: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
+	3,  // 22: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
+	5,  // 23: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
+	24, // 24: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
+	20, // 25: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
+	22, // 26: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
+	17, // 27: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
+	17, // 28: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
+	17, // 29: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
+	8,  // 30: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
+	22, // [22:31] is the sub-list for method output_type
+	13, // [13:22] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_participant_proto_init() }
@@ -1763,7 +1879,7 @@ func file_accord_v1_participant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_participant_proto_rawDesc), len(file_accord_v1_participant_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -155,7 +155,9 @@ type JobSpec struct {
 	BatchSize       uint32  `protobuf:"varint,10,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	LearningRate    float64 `protobuf:"fixed64,11,opt,name=learning_rate,json=learningRate,proto3" json:"learning_rate,omitempty"`
 	ProxMu          float64 `protobuf:"fixed64,12,opt,name=prox_mu,json=proxMu,proto3" json:"prox_mu,omitempty"`
-	// Aggregation strategy: "fedavg".
+	// Server optimiser applied to each round's combined update: "fedavg"
+	// (default), "fedavgm", "fedadagrad", "fedadam" or "fedyogi" (Reddi et
+	// al. 2021); its hyper-parameters are in server.
 	Strategy          string             `protobuf:"bytes,13,opt,name=strategy,proto3" json:"strategy,omitempty"`
 	SecureAggregation *SecureAggregation `protobuf:"bytes,14,opt,name=secure_aggregation,json=secureAggregation,proto3" json:"secure_aggregation,omitempty"`
 	// Per-round deadline in milliseconds.
@@ -175,7 +177,18 @@ type JobSpec struct {
 	MaxAttempts uint32 `protobuf:"varint,20,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// Which committed models every coordinator keeps (absent: the default,
 	// see coordinator.Retain).
-	Retain        *Retain `protobuf:"bytes,21,opt,name=retain,proto3" json:"retain,omitempty"`
+	Retain *Retain `protobuf:"bytes,21,opt,name=retain,proto3" json:"retain,omitempty"`
+	// Hyper-parameters of the server optimiser named by strategy.
+	Server *ServerOptimizer `protobuf:"bytes,22,opt,name=server,proto3" json:"server,omitempty"`
+	// How a round's updates are combined: FedAvg or a Byzantine-robust rule,
+	// over individuals or over secure-aggregation groups.
+	Aggregation *Aggregation `protobuf:"bytes,23,opt,name=aggregation,proto3" json:"aggregation,omitempty"`
+	// Local time budget in milliseconds (0: none): a participant that has not
+	// finished local_epochs when it runs out sends the work it has done,
+	// weighted by the epochs it completed (FedProx partial work).
+	LocalTimeBudgetMs uint64 `protobuf:"varint,24,opt,name=local_time_budget_ms,json=localTimeBudgetMs,proto3" json:"local_time_budget_ms,omitempty"`
+	// User-level differential privacy (absent: none).
+	Dp            *DifferentialPrivacy `protobuf:"bytes,25,opt,name=dp,proto3" json:"dp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,6 +370,368 @@ func (x *JobSpec) GetRetain() *Retain {
 	return nil
 }
 
+func (x *JobSpec) GetServer() *ServerOptimizer {
+	if x != nil {
+		return x.Server
+	}
+	return nil
+}
+
+func (x *JobSpec) GetAggregation() *Aggregation {
+	if x != nil {
+		return x.Aggregation
+	}
+	return nil
+}
+
+func (x *JobSpec) GetLocalTimeBudgetMs() uint64 {
+	if x != nil {
+		return x.LocalTimeBudgetMs
+	}
+	return 0
+}
+
+func (x *JobSpec) GetDp() *DifferentialPrivacy {
+	if x != nil {
+		return x.Dp
+	}
+	return nil
+}
+
+// ServerOptimizer holds the server optimiser's hyper-parameters; 0 means
+// the documented default of the optimiser (package aggregate).
+type ServerOptimizer struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lr            float64                `protobuf:"fixed64,1,opt,name=lr,proto3" json:"lr,omitempty"`
+	Momentum      float64                `protobuf:"fixed64,2,opt,name=momentum,proto3" json:"momentum,omitempty"`
+	Beta1         float64                `protobuf:"fixed64,3,opt,name=beta1,proto3" json:"beta1,omitempty"`
+	Beta2         float64                `protobuf:"fixed64,4,opt,name=beta2,proto3" json:"beta2,omitempty"`
+	Tau           float64                `protobuf:"fixed64,5,opt,name=tau,proto3" json:"tau,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerOptimizer) Reset() {
+	*x = ServerOptimizer{}
+	mi := &file_accord_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerOptimizer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerOptimizer) ProtoMessage() {}
+
+func (x *ServerOptimizer) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerOptimizer.ProtoReflect.Descriptor instead.
+func (*ServerOptimizer) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ServerOptimizer) GetLr() float64 {
+	if x != nil {
+		return x.Lr
+	}
+	return 0
+}
+
+func (x *ServerOptimizer) GetMomentum() float64 {
+	if x != nil {
+		return x.Momentum
+	}
+	return 0
+}
+
+func (x *ServerOptimizer) GetBeta1() float64 {
+	if x != nil {
+		return x.Beta1
+	}
+	return 0
+}
+
+func (x *ServerOptimizer) GetBeta2() float64 {
+	if x != nil {
+		return x.Beta2
+	}
+	return 0
+}
+
+func (x *ServerOptimizer) GetTau() float64 {
+	if x != nil {
+		return x.Tau
+	}
+	return 0
+}
+
+// Aggregation says how a round's updates are combined.
+type Aggregation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "fedavg" (default), "median", "trimmed_mean", "krum" or "multi_krum".
+	Rule string `protobuf:"bytes,1,opt,name=rule,proto3" json:"rule,omitempty"`
+	// trimmed_mean: the fraction trimmed at each end.
+	Beta float64 `protobuf:"fixed64,2,opt,name=beta,proto3" json:"beta,omitempty"`
+	// krum, multi_krum: the Byzantine updates tolerated.
+	F uint32 `protobuf:"varint,3,opt,name=f,proto3" json:"f,omitempty"`
+	// multi_krum: how many lowest-scoring updates are averaged (0: n - f).
+	M uint32 `protobuf:"varint,4,opt,name=m,proto3" json:"m,omitempty"`
+	// Drops updates whose norm is above norm_bound times the round's median
+	// norm (0: off).
+	NormBound float64 `protobuf:"fixed64,5,opt,name=norm_bound,json=normBound,proto3" json:"norm_bound,omitempty"`
+	// With secure aggregation: split the cohort into this many groups, run
+	// secure aggregation in each and combine the group means with rule.
+	Groups uint32 `protobuf:"varint,6,opt,name=groups,proto3" json:"groups,omitempty"`
+	// How groups are formed: "random" (default) or "region".
+	GroupBy       string `protobuf:"bytes,7,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Aggregation) Reset() {
+	*x = Aggregation{}
+	mi := &file_accord_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Aggregation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Aggregation) ProtoMessage() {}
+
+func (x *Aggregation) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
+func (*Aggregation) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Aggregation) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *Aggregation) GetBeta() float64 {
+	if x != nil {
+		return x.Beta
+	}
+	return 0
+}
+
+func (x *Aggregation) GetF() uint32 {
+	if x != nil {
+		return x.F
+	}
+	return 0
+}
+
+func (x *Aggregation) GetM() uint32 {
+	if x != nil {
+		return x.M
+	}
+	return 0
+}
+
+func (x *Aggregation) GetNormBound() float64 {
+	if x != nil {
+		return x.NormBound
+	}
+	return 0
+}
+
+func (x *Aggregation) GetGroups() uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return 0
+}
+
+func (x *Aggregation) GetGroupBy() string {
+	if x != nil {
+		return x.GroupBy
+	}
+	return ""
+}
+
+// DifferentialPrivacy is user-level DP as in DP-FedAvg.
+type DifferentialPrivacy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "central" (the leader adds Gaussian noise to the sum) or "distributed"
+	// (participants add integer noise before secure aggregation masks it).
+	Mode string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	// Noise multiplier z: the noise's standard deviation is z times clip.
+	NoiseMultiplier float64 `protobuf:"fixed64,2,opt,name=noise_multiplier,json=noiseMultiplier,proto3" json:"noise_multiplier,omitempty"`
+	// L2 norm every update is clipped to.
+	Clip float64 `protobuf:"fixed64,3,opt,name=clip,proto3" json:"clip,omitempty"`
+	// The delta epsilon is reported at.
+	Delta float64 `protobuf:"fixed64,4,opt,name=delta,proto3" json:"delta,omitempty"`
+	// Stop the job before a round would take epsilon above this (0: never).
+	MaxEpsilon    float64 `protobuf:"fixed64,5,opt,name=max_epsilon,json=maxEpsilon,proto3" json:"max_epsilon,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DifferentialPrivacy) Reset() {
+	*x = DifferentialPrivacy{}
+	mi := &file_accord_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DifferentialPrivacy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DifferentialPrivacy) ProtoMessage() {}
+
+func (x *DifferentialPrivacy) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DifferentialPrivacy.ProtoReflect.Descriptor instead.
+func (*DifferentialPrivacy) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DifferentialPrivacy) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *DifferentialPrivacy) GetNoiseMultiplier() float64 {
+	if x != nil {
+		return x.NoiseMultiplier
+	}
+	return 0
+}
+
+func (x *DifferentialPrivacy) GetClip() float64 {
+	if x != nil {
+		return x.Clip
+	}
+	return 0
+}
+
+func (x *DifferentialPrivacy) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *DifferentialPrivacy) GetMaxEpsilon() float64 {
+	if x != nil {
+		return x.MaxEpsilon
+	}
+	return 0
+}
+
+// Privacy is a job's privacy spent so far.
+type Privacy struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Epsilon float64                `protobuf:"fixed64,1,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	Delta   float64                `protobuf:"fixed64,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	// The Renyi order that gave epsilon.
+	Order float64 `protobuf:"fixed64,3,opt,name=order,proto3" json:"order,omitempty"`
+	// Rounds accounted.
+	Steps         uint64 `protobuf:"varint,4,opt,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Privacy) Reset() {
+	*x = Privacy{}
+	mi := &file_accord_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Privacy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Privacy) ProtoMessage() {}
+
+func (x *Privacy) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
+func (*Privacy) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Privacy) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *Privacy) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *Privacy) GetOrder() float64 {
+	if x != nil {
+		return x.Order
+	}
+	return 0
+}
+
+func (x *Privacy) GetSteps() uint64 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
 // Retain says which committed models are kept; the others are deleted on
 // every coordinator once the job has committed past them.
 type Retain struct {
@@ -375,7 +750,7 @@ type Retain struct {
 
 func (x *Retain) Reset() {
 	*x = Retain{}
-	mi := &file_accord_v1_types_proto_msgTypes[1]
+	mi := &file_accord_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +762,7 @@ func (x *Retain) String() string {
 func (*Retain) ProtoMessage() {}
 
 func (x *Retain) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[1]
+	mi := &file_accord_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +775,7 @@ func (x *Retain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retain.ProtoReflect.Descriptor instead.
 func (*Retain) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Retain) GetAll() bool {
@@ -453,7 +828,7 @@ type SecureAggregation struct {
 
 func (x *SecureAggregation) Reset() {
 	*x = SecureAggregation{}
-	mi := &file_accord_v1_types_proto_msgTypes[2]
+	mi := &file_accord_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -465,7 +840,7 @@ func (x *SecureAggregation) String() string {
 func (*SecureAggregation) ProtoMessage() {}
 
 func (x *SecureAggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[2]
+	mi := &file_accord_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -478,7 +853,7 @@ func (x *SecureAggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregation.ProtoReflect.Descriptor instead.
 func (*SecureAggregation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SecureAggregation) GetMode() string {
@@ -543,14 +918,16 @@ type Job struct {
 	// Approvals of the job's submission, one per organisation.
 	Approvals []*Approval `protobuf:"bytes,12,rep,name=approvals,proto3" json:"approvals,omitempty"`
 	// Participants whose site policy refused the job.
-	Refusals      []*Refusal `protobuf:"bytes,13,rep,name=refusals,proto3" json:"refusals,omitempty"`
+	Refusals []*Refusal `protobuf:"bytes,13,rep,name=refusals,proto3" json:"refusals,omitempty"`
+	// Differential privacy spent (jobs with dp only).
+	Privacy       *Privacy `protobuf:"bytes,14,opt,name=privacy,proto3" json:"privacy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +939,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +952,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Job) GetId() string {
@@ -669,6 +1046,13 @@ func (x *Job) GetRefusals() []*Refusal {
 	return nil
 }
 
+func (x *Job) GetPrivacy() *Privacy {
+	if x != nil {
+		return x.Privacy
+	}
+	return nil
+}
+
 // Approval is one organisation's approval of a proposal, by one admin.
 type Approval struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -681,7 +1065,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +1077,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +1090,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Approval) GetAdmin() string {
@@ -742,7 +1126,7 @@ type Refusal struct {
 
 func (x *Refusal) Reset() {
 	*x = Refusal{}
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -754,7 +1138,7 @@ func (x *Refusal) String() string {
 func (*Refusal) ProtoMessage() {}
 
 func (x *Refusal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -767,7 +1151,7 @@ func (x *Refusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
 func (*Refusal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Refusal) GetParticipant() string {
@@ -806,7 +1190,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1202,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1215,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Policy) GetOrganizations() []string {
@@ -874,7 +1258,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_accord_v1_types_proto_msgTypes[7]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1270,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[7]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1283,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Proposal) GetId() string {
@@ -1014,7 +1398,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_accord_v1_types_proto_msgTypes[8]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1410,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[8]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1423,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -1102,7 +1486,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_accord_v1_types_proto_msgTypes[9]
+	mi := &file_accord_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1498,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[9]
+	mi := &file_accord_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1511,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1242,7 +1626,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_accord_v1_types_proto_msgTypes[10]
+	mi := &file_accord_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1638,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[10]
+	mi := &file_accord_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1651,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Evaluation) GetExamples() uint64 {
@@ -1317,14 +1701,18 @@ type Round struct {
 	// Federated evaluation of this round's committed model, once known.
 	Evaluation *Evaluation `protobuf:"bytes,14,opt,name=evaluation,proto3" json:"evaluation,omitempty"`
 	// The model was deleted by the job's retain policy or accord job delete.
-	ModelDeleted  bool `protobuf:"varint,15,opt,name=model_deleted,json=modelDeleted,proto3" json:"model_deleted,omitempty"`
+	ModelDeleted bool `protobuf:"varint,15,opt,name=model_deleted,json=modelDeleted,proto3" json:"model_deleted,omitempty"`
+	// The job's epsilon after this round (jobs with dp only).
+	Epsilon float64 `protobuf:"fixed64,16,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
+	// The fraction of the eligible participants sampled into the cohort.
+	SamplingRate  float64 `protobuf:"fixed64,17,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_accord_v1_types_proto_msgTypes[11]
+	mi := &file_accord_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1724,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[11]
+	mi := &file_accord_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1737,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Round) GetJobId() string {
@@ -1457,6 +1845,20 @@ func (x *Round) GetModelDeleted() bool {
 	return false
 }
 
+func (x *Round) GetEpsilon() float64 {
+	if x != nil {
+		return x.Epsilon
+	}
+	return 0
+}
+
+func (x *Round) GetSamplingRate() float64 {
+	if x != nil {
+		return x.SamplingRate
+	}
+	return 0
+}
+
 type Participant struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1472,7 +1874,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1886,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1899,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Participant) GetId() string {
@@ -1564,7 +1966,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_accord_v1_types_proto_msgTypes[13]
+	mi := &file_accord_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1978,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[13]
+	mi := &file_accord_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1991,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ModelChunk) GetDigest() string {
@@ -1631,7 +2033,7 @@ var File_accord_v1_types_proto protoreflect.FileDescriptor
 
 const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15accord/v1/types.proto\x12\taccord.v1\"\x93\x06\n" +
+	"\x15accord/v1/types.proto\x12\taccord.v1\"\xe2\a\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
@@ -1655,7 +2057,38 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\fmax_examples\x18\x12 \x01(\x04R\vmaxExamples\x12&\n" +
 	"\x0fmax_update_norm\x18\x13 \x01(\x01R\rmaxUpdateNorm\x12!\n" +
 	"\fmax_attempts\x18\x14 \x01(\rR\vmaxAttempts\x12)\n" +
-	"\x06retain\x18\x15 \x01(\v2\x11.accord.v1.RetainR\x06retain\"X\n" +
+	"\x06retain\x18\x15 \x01(\v2\x11.accord.v1.RetainR\x06retain\x122\n" +
+	"\x06server\x18\x16 \x01(\v2\x1a.accord.v1.ServerOptimizerR\x06server\x128\n" +
+	"\vaggregation\x18\x17 \x01(\v2\x16.accord.v1.AggregationR\vaggregation\x12/\n" +
+	"\x14local_time_budget_ms\x18\x18 \x01(\x04R\x11localTimeBudgetMs\x12.\n" +
+	"\x02dp\x18\x19 \x01(\v2\x1e.accord.v1.DifferentialPrivacyR\x02dp\"{\n" +
+	"\x0fServerOptimizer\x12\x0e\n" +
+	"\x02lr\x18\x01 \x01(\x01R\x02lr\x12\x1a\n" +
+	"\bmomentum\x18\x02 \x01(\x01R\bmomentum\x12\x14\n" +
+	"\x05beta1\x18\x03 \x01(\x01R\x05beta1\x12\x14\n" +
+	"\x05beta2\x18\x04 \x01(\x01R\x05beta2\x12\x10\n" +
+	"\x03tau\x18\x05 \x01(\x01R\x03tau\"\xa3\x01\n" +
+	"\vAggregation\x12\x12\n" +
+	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x12\n" +
+	"\x04beta\x18\x02 \x01(\x01R\x04beta\x12\f\n" +
+	"\x01f\x18\x03 \x01(\rR\x01f\x12\f\n" +
+	"\x01m\x18\x04 \x01(\rR\x01m\x12\x1d\n" +
+	"\n" +
+	"norm_bound\x18\x05 \x01(\x01R\tnormBound\x12\x16\n" +
+	"\x06groups\x18\x06 \x01(\rR\x06groups\x12\x19\n" +
+	"\bgroup_by\x18\a \x01(\tR\agroupBy\"\x9f\x01\n" +
+	"\x13DifferentialPrivacy\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12)\n" +
+	"\x10noise_multiplier\x18\x02 \x01(\x01R\x0fnoiseMultiplier\x12\x12\n" +
+	"\x04clip\x18\x03 \x01(\x01R\x04clip\x12\x14\n" +
+	"\x05delta\x18\x04 \x01(\x01R\x05delta\x12\x1f\n" +
+	"\vmax_epsilon\x18\x05 \x01(\x01R\n" +
+	"maxEpsilon\"e\n" +
+	"\aPrivacy\x12\x18\n" +
+	"\aepsilon\x18\x01 \x01(\x01R\aepsilon\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x01R\x05delta\x12\x14\n" +
+	"\x05order\x18\x03 \x01(\x01R\x05order\x12\x14\n" +
+	"\x05steps\x18\x04 \x01(\x04R\x05steps\"X\n" +
 	"\x06Retain\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x12\n" +
 	"\x04last\x18\x02 \x01(\rR\x04last\x12\x14\n" +
@@ -1667,7 +2100,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\fdropout_rate\x18\x03 \x01(\x01R\vdropoutRate\x12\x12\n" +
 	"\x04clip\x18\x04 \x01(\x01R\x04clip\x12!\n" +
 	"\fcorrupt_rate\x18\x05 \x01(\x01R\vcorruptRate\x12*\n" +
-	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\x93\x04\n" +
+	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\xc1\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.accord.v1.JobSpecR\x04spec\x12,\n" +
@@ -1682,7 +2115,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	" \x01(\tR\forganization\x12!\n" +
 	"\fsubmitted_by\x18\v \x01(\tR\vsubmittedBy\x121\n" +
 	"\tapprovals\x18\f \x03(\v2\x13.accord.v1.ApprovalR\tapprovals\x12.\n" +
-	"\brefusals\x18\r \x03(\v2\x12.accord.v1.RefusalR\brefusals\"]\n" +
+	"\brefusals\x18\r \x03(\v2\x12.accord.v1.RefusalR\brefusals\x12,\n" +
+	"\aprivacy\x18\x0e \x01(\v2\x12.accord.v1.PrivacyR\aprivacy\"]\n" +
 	"\bApproval\x12\x14\n" +
 	"\x05admin\x18\x01 \x01(\tR\x05admin\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x17\n" +
@@ -1741,7 +2175,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\bexamples\x18\x01 \x01(\x04R\bexamples\x12\x18\n" +
 	"\acorrect\x18\x02 \x01(\x04R\acorrect\x12\x19\n" +
 	"\bloss_sum\x18\x03 \x01(\x01R\alossSum\x12\x1c\n" +
-	"\treporters\x18\x04 \x01(\rR\treporters\"\x91\x04\n" +
+	"\treporters\x18\x04 \x01(\rR\treporters\"\xd0\x04\n" +
 	"\x05Round\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x18\n" +
@@ -1760,7 +2194,9 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"evaluation\x18\x0e \x01(\v2\x15.accord.v1.EvaluationR\n" +
 	"evaluation\x12#\n" +
-	"\rmodel_deleted\x18\x0f \x01(\bR\fmodelDeleted\"\xec\x01\n" +
+	"\rmodel_deleted\x18\x0f \x01(\bR\fmodelDeleted\x12\x18\n" +
+	"\aepsilon\x18\x10 \x01(\x01R\aepsilon\x12#\n" +
+	"\rsampling_rate\x18\x11 \x01(\x01R\fsamplingRate\"\xec\x01\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x16\n" +
@@ -1803,42 +2239,50 @@ func file_accord_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_accord_v1_types_proto_goTypes = []any{
-	(JobStatus)(0),            // 0: accord.v1.JobStatus
-	(RoundStatus)(0),          // 1: accord.v1.RoundStatus
-	(*JobSpec)(nil),           // 2: accord.v1.JobSpec
-	(*Retain)(nil),            // 3: accord.v1.Retain
-	(*SecureAggregation)(nil), // 4: accord.v1.SecureAggregation
-	(*Job)(nil),               // 5: accord.v1.Job
-	(*Approval)(nil),          // 6: accord.v1.Approval
-	(*Refusal)(nil),           // 7: accord.v1.Refusal
-	(*Policy)(nil),            // 8: accord.v1.Policy
-	(*Proposal)(nil),          // 9: accord.v1.Proposal
-	(*Revocation)(nil),        // 10: accord.v1.Revocation
-	(*AuditEntry)(nil),        // 11: accord.v1.AuditEntry
-	(*Evaluation)(nil),        // 12: accord.v1.Evaluation
-	(*Round)(nil),             // 13: accord.v1.Round
-	(*Participant)(nil),       // 14: accord.v1.Participant
-	(*ModelChunk)(nil),        // 15: accord.v1.ModelChunk
+	(JobStatus)(0),              // 0: accord.v1.JobStatus
+	(RoundStatus)(0),            // 1: accord.v1.RoundStatus
+	(*JobSpec)(nil),             // 2: accord.v1.JobSpec
+	(*ServerOptimizer)(nil),     // 3: accord.v1.ServerOptimizer
+	(*Aggregation)(nil),         // 4: accord.v1.Aggregation
+	(*DifferentialPrivacy)(nil), // 5: accord.v1.DifferentialPrivacy
+	(*Privacy)(nil),             // 6: accord.v1.Privacy
+	(*Retain)(nil),              // 7: accord.v1.Retain
+	(*SecureAggregation)(nil),   // 8: accord.v1.SecureAggregation
+	(*Job)(nil),                 // 9: accord.v1.Job
+	(*Approval)(nil),            // 10: accord.v1.Approval
+	(*Refusal)(nil),             // 11: accord.v1.Refusal
+	(*Policy)(nil),              // 12: accord.v1.Policy
+	(*Proposal)(nil),            // 13: accord.v1.Proposal
+	(*Revocation)(nil),          // 14: accord.v1.Revocation
+	(*AuditEntry)(nil),          // 15: accord.v1.AuditEntry
+	(*Evaluation)(nil),          // 16: accord.v1.Evaluation
+	(*Round)(nil),               // 17: accord.v1.Round
+	(*Participant)(nil),         // 18: accord.v1.Participant
+	(*ModelChunk)(nil),          // 19: accord.v1.ModelChunk
 }
 var file_accord_v1_types_proto_depIdxs = []int32{
-	4,  // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
-	3,  // 1: accord.v1.JobSpec.retain:type_name -> accord.v1.Retain
-	2,  // 2: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
-	0,  // 3: accord.v1.Job.status:type_name -> accord.v1.JobStatus
-	6,  // 4: accord.v1.Job.approvals:type_name -> accord.v1.Approval
-	7,  // 5: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
-	8,  // 6: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
-	6,  // 7: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
-	10, // 8: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
-	1,  // 9: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
-	12, // 10: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
+	7,  // 1: accord.v1.JobSpec.retain:type_name -> accord.v1.Retain
+	3,  // 2: accord.v1.JobSpec.server:type_name -> accord.v1.ServerOptimizer
+	4,  // 3: accord.v1.JobSpec.aggregation:type_name -> accord.v1.Aggregation
+	5,  // 4: accord.v1.JobSpec.dp:type_name -> accord.v1.DifferentialPrivacy
+	2,  // 5: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
+	0,  // 6: accord.v1.Job.status:type_name -> accord.v1.JobStatus
+	10, // 7: accord.v1.Job.approvals:type_name -> accord.v1.Approval
+	11, // 8: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
+	6,  // 9: accord.v1.Job.privacy:type_name -> accord.v1.Privacy
+	12, // 10: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
+	10, // 11: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
+	14, // 12: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
+	1,  // 13: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
+	16, // 14: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_types_proto_init() }
@@ -1852,7 +2296,7 @@ func file_accord_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_types_proto_rawDesc), len(file_accord_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

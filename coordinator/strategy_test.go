@@ -1,0 +1,199 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accord-fl/accord/aggregate"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// TestJobSpecStrategies: the strategy, server, aggregation, local time
+// budget and dp sections are checked together, and every refusal names the
+// field a user must change.
+func TestJobSpecStrategies(t *testing.T) {
+	secure := func(s *JobSpec) { s.SecureAggregation.Mode = ModeSecAggPlus }
+	cases := []struct {
+		name string
+		edit func(*JobSpec)
+		want string // "" accepts
+	}{
+		{"fedavg by default", func(s *JobSpec) { s.Strategy = "" }, ""},
+		{"every server optimiser", func(s *JobSpec) {
+			s.Strategy = "fedyogi"
+			s.Server = ServerOptimizer{LR: 0.01, Beta1: 0.9, Beta2: 0.99, Tau: 1e-3}
+		}, ""},
+		{"fedavgm", func(s *JobSpec) { s.Strategy = "fedavgm"; s.Server.Momentum = 0.9 }, ""},
+		{"unknown optimiser", func(s *JobSpec) { s.Strategy = "sgd" }, "server_optimizer"},
+		{"negative server lr", func(s *JobSpec) { s.Strategy = "fedadam"; s.Server.LR = -1 }, "server_lr"},
+		{"median", func(s *JobSpec) { s.Aggregation.Rule = "median" }, ""},
+		{"trimmed mean β too large", func(s *JobSpec) { s.Aggregation = Aggregation{Rule: "trimmed_mean", Beta: 0.5} }, "beta"},
+		{"krum within its bound", func(s *JobSpec) { s.Aggregation = Aggregation{Rule: "krum", F: 3} }, ""},
+		{"krum past n > 2f+2", func(s *JobSpec) { s.Aggregation = Aggregation{Rule: "krum", F: 4} }, "aggregation.f"},
+		{"unknown rule", func(s *JobSpec) { s.Aggregation.Rule = "mode" }, "rule"},
+		{"robust rule with secure aggregation names the grouped mode", func(s *JobSpec) { secure(s); s.Aggregation.Rule = "median" }, "aggregation.groups"},
+		{"norm bound with secure aggregation", func(s *JobSpec) { secure(s); s.Aggregation.NormBound = 3 }, "grouped mode"},
+		{"grouped median", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "median", Groups: 3, GroupBy: "region"} }, ""},
+		{"groups without secure aggregation", func(s *JobSpec) { s.Aggregation = Aggregation{Rule: "median", Groups: 3} }, "aggregation.groups"},
+		{"groups of fewer than 3", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "median", Groups: 4} }, "at least 3"},
+		{"krum over groups", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "krum", Groups: 3} }, "aggregation.rule"},
+		{"unknown grouping", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "median", Groups: 3, GroupBy: "size"} }, "group_by"},
+		{"local time budget", func(s *JobSpec) { s.LocalTimeBudget = Duration(30 * time.Second) }, ""},
+		{"negative local time budget", func(s *JobSpec) { s.LocalTimeBudget = Duration(-time.Second) }, "local_time_budget"},
+		{"central dp", func(s *JobSpec) { s.DP = &DifferentialPrivacy{Mode: DPCentral, NoiseMultiplier: 1, Clip: 1} }, ""},
+		{"distributed dp", func(s *JobSpec) {
+			secure(s)
+			s.DP = &DifferentialPrivacy{Mode: DPDistributed, NoiseMultiplier: 1, Clip: 1, MaxEpsilon: 8}
+		}, ""},
+		{"dp without a mode", func(s *JobSpec) { s.DP = &DifferentialPrivacy{NoiseMultiplier: 1, Clip: 1} }, "dp.mode"},
+		{"dp without noise", func(s *JobSpec) { s.DP = &DifferentialPrivacy{Mode: DPCentral, Clip: 1} }, "dp.noise_multiplier"},
+		{"dp without a clip", func(s *JobSpec) { s.DP = &DifferentialPrivacy{Mode: DPCentral, NoiseMultiplier: 1} }, "dp.clip"},
+		{"dp delta of 1", func(s *JobSpec) { s.DP = &DifferentialPrivacy{Mode: DPCentral, NoiseMultiplier: 1, Clip: 1, Delta: 1} }, "dp.delta"},
+		{"central dp with secure aggregation", func(s *JobSpec) {
+			secure(s)
+			s.DP = &DifferentialPrivacy{Mode: DPCentral, NoiseMultiplier: 1, Clip: 1}
+		}, "dp.mode"},
+		{"distributed dp without secure aggregation", func(s *JobSpec) { s.DP = &DifferentialPrivacy{Mode: DPDistributed, NoiseMultiplier: 1, Clip: 1} }, "dp.mode"},
+		{"dp with a robust rule", func(s *JobSpec) {
+			s.Aggregation.Rule = "median"
+			s.DP = &DifferentialPrivacy{Mode: DPCentral, NoiseMultiplier: 1, Clip: 1}
+		}, "use rule fedavg"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := DefaultJobSpec()
+			c.edit(&s)
+			err := s.Validate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && err == nil:
+				t.Fatalf("accepted; want an error naming %q", c.want)
+			case c.want != "" && (!errors.Is(err, ErrBadJobSpec) || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %q does not name %q", err, c.want)
+			}
+			if err == nil {
+				if back := JobSpecFromProto(s.ToProto()); back.Validate() != nil || !sameStrategy(back, s) {
+					t.Fatalf("the spec does not survive the wire: %+v", back)
+				}
+			}
+		})
+	}
+}
+
+func sameStrategy(a, b JobSpec) bool {
+	return a.Strategy == b.Strategy && a.Server == b.Server && a.Aggregation == b.Aggregation &&
+		a.LocalTimeBudget == b.LocalTimeBudget && (a.DP == nil) == (b.DP == nil) && (a.DP == nil || *a.DP == *b.DP)
+}
+
+// TestPartialWorkWeighsItsShare: an update that completed 2 of 4 local
+// epochs (its time budget ran out) weighs half its examples.
+func TestPartialWorkWeighsItsShare(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := newRound("j", 1, 1, []string{"full", "half"}, map[string]uint64{"full": 100, "half": 100}, make([]float32, 1), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(1))
+	r.epochs = 4
+	for _, u := range []struct {
+		from  string
+		done  uint32
+		delta float32
+	}{{"full", 0, 3}, {"half", 2, 0}} {
+		h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 100, EpochsDone: u.done}
+		if err := r.admit(u.from, h, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.add(u.from, []float32{u.delta}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delta, err := r.update(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (100·3 + 50·0) / 150 = 2.
+	if math.Abs(float64(delta[0])-2) > 1e-6 || r.examples != 150 {
+		t.Fatalf("combined update %v from %d examples; want 2 from 150", delta, r.examples)
+	}
+	h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 100, EpochsDone: 5}
+	r2 := newRound("j", 1, 1, []string{"a"}, map[string]uint64{"a": 1}, make([]float32, 1), "d", t0.Add(time.Minute), 1, aggregate.NewFedAvg(1))
+	r2.epochs = 4
+	if err := r2.admit("a", h, t0); !errors.Is(err, ErrBadUpdate) {
+		t.Fatalf("an update claiming 5 of 4 epochs: %v; want ErrBadUpdate", err)
+	}
+}
+
+// TestCentralDPClipsAndWeighsEveryoneTheSame: under central DP the leader
+// clips each update to the job's L2 norm and weighs every participant 1,
+// whatever its example count.
+func TestCentralDPClipsAndWeighsEveryoneTheSame(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	r := newRound("j", 1, 1, []string{"big", "small"}, map[string]uint64{"big": 1000, "small": 1}, make([]float32, 2), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(2))
+	r.dpClip = 1
+	for from, delta := range map[string][]float32{"big": {30, 40}, "small": {0, 0.5}} {
+		h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 2, Examples: 7}
+		if err := r.admit(from, h, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.add(from, delta); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delta, err := r.update(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ((0.6, 0.8) + (0, 0.5)) / 2.
+	if math.Abs(float64(delta[0])-0.3) > 1e-6 || math.Abs(float64(delta[1])-0.65) > 1e-6 {
+		t.Fatalf("combined update %v; want [0.3 0.65]", delta)
+	}
+}
+
+// TestChooseGroups: random groups deal the cohort out evenly; region
+// groups keep each region's members together, and a group that would have
+// fewer than 3 members is refused.
+func TestChooseGroups(t *testing.T) {
+	var connected []string
+	regionOf := map[string]string{}
+	for i, reg := range []string{"de", "fr", "jp"} {
+		for j := range 10 {
+			id := fmt.Sprintf("%s-%02d", reg, j)
+			connected = append(connected, id)
+			regionOf[id] = reg
+			_ = i
+		}
+	}
+	region := func(id string) string { return regionOf[id] }
+	rng := rand.New(rand.NewPCG(1, 2))
+
+	cohort, groups, err := chooseGroups(connected, 10, 3, GroupByRandom, region, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cohort) != 10 || len(groups) != 3 || len(groups[0])+len(groups[1])+len(groups[2]) != 10 {
+		t.Fatalf("random: cohort %d in groups %v", len(cohort), groups)
+	}
+	cohort, groups, err = chooseGroups(connected, 10, 3, GroupByRegion, region, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := []int{}
+	for _, g := range groups {
+		sizes = append(sizes, len(g))
+		for _, id := range g {
+			if region(id) != region(g[0]) {
+				t.Fatalf("group %v mixes regions", g)
+			}
+		}
+	}
+	if slices.Compare(sizes, []int{4, 3, 3}) != 0 || len(cohort) != 10 {
+		t.Fatalf("region groups of sizes %v (cohort %d); want [4 3 3] of 10", sizes, len(cohort))
+	}
+	if _, _, err := chooseGroups(connected[:8], 8, 3, GroupByRandom, region, rng); err == nil {
+		t.Fatal("8 participants in 3 groups: want a refusal (groups of 2)")
+	}
+}
