@@ -89,6 +89,11 @@ type abortRound struct {
 	Attempt uint32 `json:"attempt"`
 	Reason  string `json:"reason"`
 	At      int64  `json:"at"`
+	// PrivacyRDP, Epsilon and Order charge a job with dp for a round whose
+	// noised result was computed before it aborted (see commitRound).
+	PrivacyRDP []float64 `json:"privacy_rdp,omitempty"`
+	Epsilon    float64   `json:"epsilon,omitempty"`
+	Order      float64   `json:"order,omitempty"`
 }
 
 type recordEvaluation struct {
@@ -350,9 +355,15 @@ func (f *FSM) applyCommitRound(c *commitRound) error {
 }
 
 func (f *FSM) applyAbortRound(c *abortRound) error {
-	_, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
+	j, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
 	if err != nil {
 		return err
+	}
+	if j.Spec.DP != nil && c.PrivacyRDP != nil {
+		if err := j.spend(c.PrivacyRDP, c.Epsilon, c.Order); err != nil {
+			return fmt.Errorf("%w: privacy of round %d: %w", ErrBadRequest, c.Number, err)
+		}
+		r.Epsilon = c.Epsilon
 	}
 	r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, c.Reason, c.At
 	return nil

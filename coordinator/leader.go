@@ -313,7 +313,6 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		}
 		return nil
 	}
-	run.waitingLogged = false
 	number := job.CommittedRounds + 1
 	attempt := uint32(1)
 	for _, r := range job.Rounds {
@@ -381,7 +380,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec, Declared: declared}); err != nil {
 		return err
 	}
-	minUpdates := min(int(spec.MinParticipants), len(cohort))
+	minUpdates := spec.minUpdates(len(cohort))
 	r := newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, rule)
 	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.maxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
 	for gi, g := range groups {
@@ -390,11 +389,13 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		}
 	}
 	var dpTask *pb.DPTask
-	if d := spec.DP; d != nil && d.Mode == DPCentral {
-		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
+	if d := spec.DP; d != nil {
 		dpTask = &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
+		if d.Mode == DPCentral {
+			r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
+		}
 	}
-	run.round = r
+	run.round, run.waitingLogged = r, false
 	sent := 0
 	for _, id := range cohort {
 		t := &pb.Task{
@@ -406,7 +407,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond), Dp: dpTask,
 		}
 		if g := r.group(id); g != nil {
-			t.Secagg, t.Dp = g.trainTask(id), g.dpTask()
+			t.Secagg = g.trainTask(id)
 		}
 		if c.sessions.send(id, t) {
 			sent++
@@ -434,6 +435,9 @@ func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][
 				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
 			}
 			return nil, err
+		}
+		if len(members) == 1 {
+			sr.minInputs = min(int(spec.MinParticipants), len(m))
 		}
 		groups = append(groups, sr)
 	}
@@ -503,6 +507,9 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 	delta, contributors, examples, err := r.secureUpdate(job.Spec.Aggregation.ruleConfig())
 	if err != nil {
 		run.round = nil
+		if r.unmasked() {
+			return c.recordReleasedAbort(job, r, err.Error(), now)
+		}
 		return c.recordAbort(job.ID, r.number, r.attempt, err.Error(), now)
 	}
 	return c.commitUpdate(job, run, delta, contributors, examples, now)
@@ -519,6 +526,24 @@ func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason s
 	return nil
 }
 
+// recordReleasedAbort aborts a round whose result (under DP, a noised
+// sum) has already left the participants' hands: a job with dp is charged
+// for it as if it had committed, since what was computed can no longer be
+// taken back.
+func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now time.Time) error {
+	cmd := abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli()}
+	if job.Spec.DP != nil {
+		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
+		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
+	}
+	c.log.Info("round aborted", "job", job.ID, "round", r.number, "attempt", r.attempt, "reason", cmd.Reason)
+	if err := c.apply(cmdAbortRound, cmd); err != nil {
+		return err
+	}
+	c.metrics.roundsAborted.Inc()
+	return nil
+}
+
 // commitUpdate applies the round's combined update to its base model with
 // the job's server optimiser, and commits the new model and the
 // optimiser's state.
@@ -527,12 +552,12 @@ func (c *Coordinator) commitUpdate(job *Job, run *jobRun, delta []float32, contr
 	state, err := c.optimizerState(job, run)
 	if err != nil {
 		run.round = nil
-		return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "server optimiser state unavailable", now))
+		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
 	}
 	params, next, err := job.Spec.Optimizer().Step(r.base, delta, state)
 	if err != nil {
 		run.round = nil
-		return c.recordAbort(job.ID, r.number, r.attempt, "server optimiser: "+err.Error(), now)
+		return c.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
 	}
 	return c.commitRound(job, run, params, next, contributors, examples, now)
 }
@@ -556,9 +581,6 @@ func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.Optimize
 	if err := st.UnmarshalBinary(blob); err != nil {
 		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
 	}
-	if len(st.M) != 0 && len(st.M) != len(run.round.base) || len(st.V) != 0 && len(st.V) != len(run.round.base) {
-		return nil, fmt.Errorf("server optimiser state of round %d: %d and %d values for a model of %d", rec.Number, len(st.M), len(st.V), len(run.round.base))
-	}
 	run.optimizer, run.optimizerRound = st, job.CommittedRounds
 	return st, nil
 }
@@ -570,20 +592,20 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, state
 	r := run.round
 	run.round = nil
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
-		return c.recordAbort(job.ID, r.number, r.attempt, "new model not committed: "+err.Error(), now)
+		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
 	}
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(params))
 	if err != nil {
-		return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "new model did not reach a quorum of coordinators", now))
+		return errors.Join(err, c.recordReleasedAbort(job, r, "new model did not reach a quorum of coordinators", now))
 	}
 	var stateDigest string
 	if state != nil && (len(state.M) > 0 || len(state.V) > 0) {
 		b, err := state.MarshalBinary()
 		if err != nil {
-			return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "server optimiser state not encoded", now))
+			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state not encoded", now))
 		}
 		if stateDigest, err = c.replicateBlob(context.Background(), b); err != nil {
-			return errors.Join(err, c.recordAbort(job.ID, r.number, r.attempt, "server optimiser state did not reach a quorum of coordinators", now))
+			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state did not reach a quorum of coordinators", now))
 		}
 	}
 	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/model"
@@ -70,7 +71,10 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 	case d.Mode == DPDistributed && !s.SecureAggregation.Enabled():
 		return bad("mode", `"distributed"`, "distributed noise is added under secure aggregation; set secure_aggregation.mode, or use dp.mode central")
 	}
-	if d.Mode == DPDistributed && s.ParticipantsPerRound > 0 {
+	if d.Mode == DPDistributed && s.ParticipantsPerRound == 0 {
+		return bad("mode", `"distributed"`, "distributed noise is planned for a known cohort size: set participants_per_round, not participants_fraction")
+	}
+	if d.Mode == DPDistributed {
 		n := int(s.ParticipantsPerRound)
 		_, t, err := s.SecureAggregation.graph(n)
 		if err != nil {
@@ -135,15 +139,26 @@ func (j *Job) roundPrivacy(q float64) (rdp []float64, eps, order float64) {
 	return rdp, min(eps, math.MaxFloat64), order
 }
 
-// spend composes one committed round into the job's privacy (FSM).
+// spend composes one round into the job's privacy (FSM): the leader's
+// per-order RDP vector, and the ε and order it computed from the sum. It
+// changes nothing if the vector does not fit the accountant, or if ε is not
+// finite, goes down, or names an order the accountant does not track.
 func (j *Job) spend(rdp []float64, eps, order float64) error {
-	if j.Privacy == nil {
-		j.Privacy = &Privacy{Accountant: dp.NewAccountant()}
+	acct := dp.NewAccountant()
+	prev := 0.0
+	if j.Privacy != nil {
+		acct, prev = j.Privacy.Accountant.Clone(), j.Privacy.Epsilon
 	}
-	if err := j.Privacy.Accountant.ComposeRDP(rdp, 1); err != nil {
+	switch {
+	case !(eps >= prev) || eps > math.MaxFloat64:
+		return fmt.Errorf("ε %v after %v", eps, prev)
+	case !slices.Contains(acct.Orders, order) && !(order == 0 && eps == 0):
+		return fmt.Errorf("order %v is not tracked", order)
+	}
+	if err := acct.ComposeRDP(rdp, 1); err != nil {
 		return err
 	}
-	j.Privacy.Epsilon, j.Privacy.Order = eps, order
+	j.Privacy = &Privacy{Accountant: acct, Epsilon: eps, Order: order}
 	return nil
 }
 

@@ -72,6 +72,11 @@ func newRound(jobID string, number, attempt uint32, cohort []string, weights map
 	return r
 }
 
+// unmasked reports whether any group's sum was unmasked.
+func (r *round) unmasked() bool {
+	return slices.ContainsFunc(r.groups, func(g *secureRound) bool { return g.phase == phaseDone })
+}
+
 // secure reports whether the round's updates arrive masked.
 func (r *round) secure() bool { return len(r.groups) > 0 }
 
@@ -335,6 +340,10 @@ func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 	switch {
 	case combined.Count() == 0:
 		return nil, nil, 0, fmt.Errorf("every secure-aggregation group failed: %w", errors.Join(failed...))
+	case rule.Name != "" && rule.Name != aggregate.RuleFedAvg && combined.Count() < 3:
+		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished; a %s needs 3 (%w)", combined.Count(), len(r.groups), rule.Name, errors.Join(failed...))
+	case rule.Name == aggregate.RuleTrimmedMean && int(rule.Beta*float64(combined.Count())) < 1:
+		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished: too few for a trimmed mean with beta %g to trim any (%w)", combined.Count(), len(r.groups), rule.Beta, errors.Join(failed...))
 	case len(contributors) < r.minUpdates:
 		return nil, nil, 0, fmt.Errorf("%d masked inputs in %d groups; the job needs at least %d", len(contributors), combined.Count(), r.minUpdates)
 	}

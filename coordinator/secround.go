@@ -61,9 +61,12 @@ type secureRound struct {
 	survivors     []int                           // who completed masked input
 	sum           []uint32
 	// plan, under distributed DP, is how clients clip, scale and noise
-	// their updates; the weight entry then counts clients.
+	// their updates.
 	plan *dp.DistributedPlan
-	dp   *DifferentialPrivacy
+	// minInputs is the fewest masked inputs worth unmasking: the job's
+	// min_participants when the cohort is one group. Fewer abort the round
+	// before anything is unmasked.
+	minInputs int
 }
 
 // newSecureRound prepares secure aggregation of vectors of length values
@@ -98,7 +101,7 @@ func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort [
 		return nil, err
 	}
 	s := &secureRound{
-		group: group, plan: plan, dp: priv,
+		group: group, plan: plan,
 		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
 		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
@@ -117,14 +120,6 @@ func (s *secureRound) trainTask(id string) *pb.SecAggTask {
 		Length: uint64(s.params.Length), GraphSeed: s.params.GraphSeed, Cohort: s.ids, Index: uint32(s.index[id]),
 		Clip: s.clip, WeightScale: s.weightScale, Group: s.group,
 	}
-}
-
-// dpTask is the DP part of a training task in this group (nil: no DP).
-func (s *secureRound) dpTask() *pb.DPTask {
-	if s.dp == nil {
-		return nil
-	}
-	return &pb.DPTask{Mode: s.dp.Mode, Clip: s.dp.Clip, NoiseMultiplier: s.dp.NoiseMultiplier}
 }
 
 // expect checks that from may send the current phase's message now and
@@ -290,6 +285,9 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		if err != nil {
 			return 0, nil, wrap(err)
 		}
+		if len(u3) < s.minInputs {
+			return 0, nil, wrap(fmt.Errorf("%d masked inputs; the job needs at least %d", len(u3), s.minInputs))
+		}
 		s.survivors = u3
 		kind = pb.TaskKind_TASK_KIND_SECAGG_UNMASK
 		for _, u := range u3 {
@@ -341,11 +339,9 @@ func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, cont
 	slices.Sort(contributors)
 	delta = make([]float32, len(s.sum)-1)
 	if s.plan != nil {
-		// The last entry is each client's 1, unnoised: the count of inputs.
-		clients := float64(s.sum[len(s.sum)-1])
-		if clients != float64(len(s.survivors)) {
-			return nil, 0, nil, 0, fmt.Errorf("secure aggregation: %v clients counted in the sum; %d inputs survived", clients, len(s.survivors))
-		}
+		// Every input weighs 1 (the last entry, each client's 1, is not
+		// trusted: the survivors are known).
+		clients := float64(len(s.survivors))
 		for i, v := range s.plan.Decode(s.sum[:len(s.sum)-1]) {
 			delta[i] = float32(v / clients)
 		}

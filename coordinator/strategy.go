@@ -95,19 +95,44 @@ func (s JobSpec) validateStrategy() error {
 		return bad("aggregation.groups", a.Groups, "want 0 (no groups) or at least 2")
 	case a.grouped() && (a.Rule == aggregate.RuleKrum || a.Rule == aggregate.RuleMultiKrum):
 		return bad("aggregation.rule", fmt.Sprintf("%q", a.Rule), "over groups, use median, trimmed_mean or fedavg")
-	case a.grouped() && n > 0 && n/int(a.Groups) < 3:
+	case a.grouped() && n == 0:
+		return bad("aggregation.groups", a.Groups, "grouped mode needs participants_per_round (not participants_fraction), so that every group's size is known")
+	case a.grouped() && n/int(a.Groups) < 3:
 		return bad("aggregation.groups", a.Groups, fmt.Sprintf("each group needs at least 3 participants; participants_per_round %d gives %d", n, n/int(a.Groups)))
+	case a.grouped() && a.Rule != "" && a.Rule != aggregate.RuleFedAvg && a.Groups < 3:
+		return bad("aggregation.groups", a.Groups, fmt.Sprintf("a %s over 2 groups is their mean; use at least 3", a.Rule))
+	case a.grouped() && a.Rule == aggregate.RuleTrimmedMean && int(a.Beta*float64(a.Groups)) < 1:
+		return bad("aggregation.beta", a.Beta, fmt.Sprintf("over %d groups it trims nothing; want beta × groups ≥ 1", a.Groups))
 	case secure && !a.grouped() && a.robust():
 		return bad("aggregation.rule", fmt.Sprintf("%q", a.Rule), "a robust rule needs each update, which secure aggregation hides from the coordinators: set aggregation.groups to run secure aggregation in groups and apply the rule to the group sums (grouped mode)")
 	case (a.Rule == aggregate.RuleKrum || a.Rule == aggregate.RuleMultiKrum) && !a.grouped() && n > 0 && n <= 2*int(a.F)+2:
 		return bad("aggregation.f", a.F, fmt.Sprintf("krum needs participants_per_round > 2f+2; it is %d", n))
+	case a.Rule == aggregate.RuleMultiKrum && n > 0 && int(a.M) > n-int(a.F):
+		return bad("aggregation.m", a.M, fmt.Sprintf("multi_krum averages at most participants_per_round − f = %d updates", n-int(a.F)))
 	case time.Duration(s.LocalTimeBudget) < 0 || time.Duration(s.LocalTimeBudget) > 24*time.Hour:
 		return bad("local_time_budget", time.Duration(s.LocalTimeBudget), "want 0 (none) to 24h")
+	}
+	if a.grouped() {
+		// Every group runs its own secure aggregation: its size, not the
+		// cohort's, must suit the graph and threshold.
+		if _, _, err := s.SecureAggregation.graph(n / int(a.Groups)); err != nil {
+			return fmt.Errorf("%w: secure_aggregation in groups of %d: %v", ErrBadJobSpec, n/int(a.Groups), err)
+		}
 	}
 	if s.DP != nil {
 		return s.DP.validate(s)
 	}
 	return nil
+}
+
+// minUpdates is the fewest updates a round of n may commit with: the job's
+// min_participants, and for Krum more than 2f+2.
+func (s JobSpec) minUpdates(n int) int {
+	m := int(s.MinParticipants)
+	if r := s.Aggregation.Rule; (r == aggregate.RuleKrum || r == aggregate.RuleMultiKrum) && !s.Aggregation.grouped() {
+		m = max(m, 2*int(s.Aggregation.F)+3)
+	}
+	return min(m, n)
 }
 
 // ToProto converts the server section for the wire.

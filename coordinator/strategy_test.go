@@ -43,6 +43,24 @@ func TestJobSpecStrategies(t *testing.T) {
 		{"groups without secure aggregation", func(s *JobSpec) { s.Aggregation = Aggregation{Rule: "median", Groups: 3} }, "aggregation.groups"},
 		{"groups of fewer than 3", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "median", Groups: 4} }, "at least 3"},
 		{"krum over groups", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "krum", Groups: 3} }, "aggregation.rule"},
+		{"groups with participants_fraction", func(s *JobSpec) {
+			secure(s)
+			s.ParticipantsPerRound, s.ParticipantsFraction = 0, 0.5
+			s.Aggregation = Aggregation{Rule: "median", Groups: 3}
+		}, "participants_per_round"},
+		{"median over 2 groups", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "median", Groups: 2} }, "at least 3"},
+		{"trimmed mean over groups that trims nothing", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "trimmed_mean", Beta: 0.2, Groups: 3} }, "aggregation.beta"},
+		{"threshold above a group's size", func(s *JobSpec) {
+			secure(s)
+			s.SecureAggregation.Threshold = 5
+			s.Aggregation = Aggregation{Rule: "median", Groups: 3}
+		}, "groups of 3"},
+		{"multi_krum averaging more than n − f", func(s *JobSpec) { s.Aggregation = Aggregation{Rule: "multi_krum", F: 2, M: 9} }, "aggregation.m"},
+		{"distributed dp with participants_fraction", func(s *JobSpec) {
+			secure(s)
+			s.ParticipantsPerRound, s.ParticipantsFraction = 0, 0.5
+			s.DP = &DifferentialPrivacy{Mode: DPDistributed, NoiseMultiplier: 1, Clip: 1}
+		}, "participants_per_round"},
 		{"unknown grouping", func(s *JobSpec) { secure(s); s.Aggregation = Aggregation{Rule: "median", Groups: 3, GroupBy: "size"} }, "group_by"},
 		{"local time budget", func(s *JobSpec) { s.LocalTimeBudget = Duration(30 * time.Second) }, ""},
 		{"negative local time budget", func(s *JobSpec) { s.LocalTimeBudget = Duration(-time.Second) }, "local_time_budget"},

@@ -362,8 +362,8 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 		p.log.Info("local time budget ran out: sending partial work", "job", t.GetJobId(), "round", t.GetRound(), "epochs", epochs, "of", cfg.Epochs)
 	}
 	if d := t.GetDp(); d != nil {
-		if !(d.GetClip() > 0) || math.IsInf(d.GetClip(), 0) {
-			return fmt.Errorf("differential privacy task: clip %v", d.GetClip())
+		if err := checkDPTask(t); err != nil {
+			return err
 		}
 		dp.ClipL2(delta, d.GetClip())
 	}
@@ -376,6 +376,29 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss, EpochsDone: done}
 	return Upload(ctx, client, hdr, delta)
+}
+
+// checkDPTask checks a training task's differential privacy against the
+// rest of the task, so that a coordinator cannot have this site send a
+// masked update without the noise the mode promises (or an unmasked one
+// labelled distributed): distributed DP goes with secure aggregation,
+// central DP without it.
+func checkDPTask(t *pb.Task) error {
+	d := t.GetDp()
+	masked := t.GetSecagg() != nil
+	switch {
+	case !(d.GetClip() > 0) || math.IsInf(d.GetClip(), 0):
+		return fmt.Errorf("differential privacy task: clip %v", d.GetClip())
+	case d.GetMode() == "distributed" && !masked:
+		return errors.New("differential privacy task: distributed noise without secure aggregation")
+	case d.GetMode() == "central" && masked:
+		return errors.New("differential privacy task: central noise with secure aggregation would leave the unmasked sum without noise")
+	case d.GetMode() != "distributed" && d.GetMode() != "central":
+		return fmt.Errorf("differential privacy task: unknown mode %q", d.GetMode())
+	case !(d.GetNoiseMultiplier() > 0) || math.IsInf(d.GetNoiseMultiplier(), 0):
+		return fmt.Errorf("differential privacy task: noise multiplier %v", d.GetNoiseMultiplier())
+	}
+	return nil
 }
 
 // trainEpochs trains m for cfg.Epochs epochs, or fewer (at least one) if

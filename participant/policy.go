@@ -195,6 +195,9 @@ func (p *Policy) Check(t *pb.Task) error {
 			return refusal(fmt.Sprintf("the job has no differential privacy; this site trains only with a noise multiplier of at least %g", z))
 		case !(d.GetNoiseMultiplier() >= z):
 			return refusal(fmt.Sprintf("the job's %s differential privacy has noise multiplier %g, below this site's minimum %g", d.GetMode(), d.GetNoiseMultiplier(), z))
+		case d.GetMode() == "central" && t.GetSecagg() != nil, d.GetMode() == "distributed" && t.GetSecagg() == nil,
+			d.GetMode() != "central" && d.GetMode() != "distributed":
+			return refusal(fmt.Sprintf("the task's %q differential privacy does not match its secure aggregation", d.GetMode()))
 		}
 	}
 	if p.MaxRounds > 0 && t.GetJobRounds() > p.MaxRounds {
