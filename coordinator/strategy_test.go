@@ -215,3 +215,72 @@ func TestChooseGroups(t *testing.T) {
 		t.Fatal("8 participants in 3 groups: want a refusal (groups of 2)")
 	}
 }
+
+// TestFSMChargesPrivacy: a job with dp composes the leader's per-round RDP
+// vector on commit and on an abort whose noised result existed; a vector
+// that does not fit, an ε that goes down or an untracked order is refused
+// and changes nothing.
+func TestFSMChargesPrivacy(t *testing.T) {
+	d := newFSMDriver(t)
+	spec := DefaultJobSpec()
+	spec.DP = &DifferentialPrivacy{Mode: DPCentral, NoiseMultiplier: 1.1, Clip: 1}
+	if err := d.submit(j1, spec); err != nil {
+		t.Fatal(err)
+	}
+	job := func() *Job {
+		j, err := d.f.Job(j1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	open := func(n, a uint32) {
+		t.Helper()
+		if err := d.apply(cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const q = 0.1
+	open(1, 1)
+	rdp, eps, order := job().roundPrivacy(q)
+	bad := []struct {
+		name string
+		cmd  commitRound
+	}{
+		{"short vector", commitRound{PrivacyRDP: rdp[1:], Epsilon: eps, Order: order}},
+		{"negative RDP", commitRound{PrivacyRDP: append([]float64{-1}, rdp[1:]...), Epsilon: eps, Order: order}},
+		{"untracked order", commitRound{PrivacyRDP: rdp, Epsilon: eps, Order: 1.2345}},
+		{"ε going down", commitRound{PrivacyRDP: rdp, Epsilon: -1, Order: order}},
+	}
+	before := d.digest()
+	for _, b := range bad {
+		c := b.cmd
+		c.JobID, c.Number, c.Attempt, c.Digest, c.SamplingRate = j1, 1, 1, "d1", q
+		if err := d.apply(cmdCommitRound, c); !errors.Is(err, ErrBadRequest) {
+			t.Errorf("%s: %v; want ErrBadRequest", b.name, err)
+		}
+	}
+	if d.digest() != before {
+		t.Fatal("a refused commit changed the state")
+	}
+	if err := d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 1, Digest: "d1", SamplingRate: q, PrivacyRDP: rdp, Epsilon: eps, Order: order}); err != nil {
+		t.Fatal(err)
+	}
+	if p := job().Privacy; p == nil || p.Epsilon != eps || p.Accountant.Steps != 1 {
+		t.Fatalf("after one round: %+v; want ε %v after 1 step", p, eps)
+	}
+	// Round 2's first attempt is aborted after its noised model existed:
+	// charged. Its second attempt is aborted before: not charged.
+	open(2, 1)
+	rdp2, eps2, order2 := job().roundPrivacy(q)
+	if err := d.apply(cmdAbortRound, abortRound{JobID: j1, Number: 2, Attempt: 1, Reason: "quorum lost", PrivacyRDP: rdp2, Epsilon: eps2, Order: order2}); err != nil {
+		t.Fatal(err)
+	}
+	open(2, 2)
+	if err := d.apply(cmdAbortRound, abortRound{JobID: j1, Number: 2, Attempt: 2, Reason: "deadline"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := job().Privacy; p.Epsilon != eps2 || p.Accountant.Steps != 2 || !(eps2 > eps) {
+		t.Fatalf("after a charged and an uncharged abort: ε %v after %d steps; want %v (> %v) after 2", p.Epsilon, p.Accountant.Steps, eps2, eps)
+	}
+}
