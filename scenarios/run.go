@@ -81,6 +81,9 @@ type Options struct {
 	// WorkDir holds the coordinators' data (empty: a temporary folder,
 	// removed afterwards).
 	WorkDir string
+	// roundsPage is the page size the runner lists rounds with (0: the
+	// coordinator's default); tests make it small.
+	roundsPage uint32
 }
 
 // participantData is one participant's training and validation examples.
@@ -271,14 +274,21 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	seen := map[uint32]bool{}           // committed rounds reported
 	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
 	var job *pb.Job
+	var pageToken string
 	for {
 		job, err = admin.GetJob(ctx, &pb.GetJobRequest{JobId: resp.JobId})
 		if err != nil {
 			return nil, fmt.Errorf("watching job: %w", err)
 		}
-		rounds, err := admin.ListRounds(ctx, &pb.ListRoundsRequest{JobId: resp.JobId, IncludeAborted: true})
+		// Rounds come in pages of 500: read on from the page holding the
+		// rounds not yet seen (a job past 500 rounds once stalled the
+		// runner on its first page).
+		rounds, err := admin.ListRounds(ctx, &pb.ListRoundsRequest{JobId: resp.JobId, IncludeAborted: true, PageToken: pageToken, PageSize: opts.roundsPage})
 		if err != nil {
 			return nil, fmt.Errorf("watching rounds: %w", err)
+		}
+		if rounds.NextPageToken != "" {
+			pageToken = rounds.NextPageToken
 		}
 		for _, r := range rounds.Rounds {
 			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[[2]uint32{r.Number, r.Attempt}] {
@@ -321,7 +331,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if uint32(len(rep.Rounds)) >= job.CommittedRounds {
 				break
 			}
-			continue
+			if rounds.NextPageToken != "" {
+				continue // more pages to read now
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -41,7 +41,8 @@ func TestRunSmallScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress bytes.Buffer
-	rep, err := Run(t.Context(), sc, Options{Progress: &progress})
+	// Rounds listed 3 at a time: the runner must follow the pages.
+	rep, err := Run(t.Context(), sc, Options{Progress: &progress, roundsPage: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"os"
 	"testing"
 
 	"github.com/accord-fl/accord/coordinator"
@@ -36,7 +37,11 @@ func BenchmarkPathologicalRoundsTo97(b *testing.B) {
 				if err := sc.Validate(); err != nil {
 					b.Fatal(err)
 				}
-				rep, err := Run(b.Context(), &sc, Options{})
+				opts := Options{}
+				if testing.Verbose() {
+					opts.Progress = os.Stderr // a round a line: these runs take minutes
+				}
+				rep, err := Run(b.Context(), &sc, opts)
 				if err != nil {
 					b.Fatal(err)
 				}
