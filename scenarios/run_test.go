@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -139,5 +140,19 @@ func TestParseRefusesBadScenarios(t *testing.T) {
 	}
 	if _, err := Parse(DemoYAML); err != nil {
 		t.Errorf("the demo scenario: %v", err)
+	}
+}
+
+// TestShippedScenariosLoad: every scenario file in this folder parses and
+// validates, so make scenarios does not stop at a typo.
+func TestShippedScenariosLoad(t *testing.T) {
+	files, err := filepath.Glob("*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("scenario files: %v (%d)", err, len(files))
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Error(err)
+		}
 	}
 }
