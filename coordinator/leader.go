@@ -407,7 +407,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond), Dp: dpTask,
 		}
 		if g := r.group(id); g != nil {
-			t.Secagg = g.trainTask(id)
+			t.Secagg, t.Dp = g.trainTask(id), g.dpTask(spec.DP)
 		}
 		if c.sessions.send(id, t) {
 			sent++
@@ -428,16 +428,17 @@ func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][
 		if spec.Aggregation.grouped() {
 			g = uint32(i + 1)
 		}
+		minInputs := 0
+		if len(members) == 1 {
+			minInputs = spec.minUpdates(len(m))
+		}
 		sr, err := newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt, g), g, m, length,
-			float64(spec.maxExamples()), now, deadline, c.cfg.CA, spec.DP)
+			float64(spec.maxExamples()), now, deadline, c.cfg.CA, spec.DP, minInputs)
 		if err != nil {
 			if g > 0 {
 				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
 			}
 			return nil, err
-		}
-		if len(members) == 1 {
-			sr.minInputs = min(int(spec.MinParticipants), len(m))
 		}
 		groups = append(groups, sr)
 	}

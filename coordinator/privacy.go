@@ -84,7 +84,7 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 		if err != nil {
 			return fmt.Errorf("%w: model: %w", ErrBadJobSpec, err)
 		}
-		if _, err := dp.PlanDistributed(spec.NumParams(), n, t, d.Clip, d.NoiseMultiplier); err != nil {
+		if _, err := dp.PlanDistributed(spec.NumParams(), n, max(t, s.minUpdates(n), 2), d.Clip, d.NoiseMultiplier); err != nil {
 			return fmt.Errorf("%w: dp: %w", ErrBadJobSpec, err)
 		}
 	}

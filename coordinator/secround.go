@@ -74,14 +74,17 @@ type secureRound struct {
 // one group of a round (group 0: the whole cohort). Training and
 // advertising keys share the round's deadline. With distributed DP (priv
 // set) clients add the noise its plan gives them.
-func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *DifferentialPrivacy) (*secureRound, error) {
+func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *DifferentialPrivacy, minInputs int) (*secureRound, error) {
 	k, t, err := sa.graph(len(cohort))
 	if err != nil {
 		return nil, err
 	}
+	minInputs = max(minInputs, t, 2)
 	var plan *dp.DistributedPlan
 	if priv != nil && priv.Mode == DPDistributed {
-		pl, err := dp.PlanDistributed(length, len(cohort), t, priv.Clip, priv.NoiseMultiplier)
+		// The noise is sized for the smallest sum the round may commit;
+		// clients refuse to unmask a smaller one.
+		pl, err := dp.PlanDistributed(length, len(cohort), minInputs, priv.Clip, priv.NoiseMultiplier)
 		if err != nil {
 			return nil, fmt.Errorf("distributed DP: %w", err)
 		}
@@ -101,7 +104,7 @@ func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort [
 		return nil, err
 	}
 	s := &secureRound{
-		group: group, plan: plan,
+		group: group, plan: plan, minInputs: minInputs,
 		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
 		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
@@ -120,6 +123,19 @@ func (s *secureRound) trainTask(id string) *pb.SecAggTask {
 		Length: uint64(s.params.Length), GraphSeed: s.params.GraphSeed, Cohort: s.ids, Index: uint32(s.index[id]),
 		Clip: s.clip, WeightScale: s.weightScale, Group: s.group,
 	}
+}
+
+// dpTask is the differential privacy a client of this group applies
+// (nil: none).
+func (s *secureRound) dpTask(d *DifferentialPrivacy) *pb.DPTask {
+	if d == nil {
+		return nil
+	}
+	t := &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
+	if s.plan != nil {
+		t.MinClients = uint32(s.plan.Threshold)
+	}
+	return t
 }
 
 // expect checks that from may send the current phase's message now and

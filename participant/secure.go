@@ -22,6 +22,10 @@ type secureRound struct {
 	client *secagg.Client
 	cohort []string
 	certs  map[int][]byte
+	// minSurvivors, under distributed DP, is the fewest inputs a sum may
+	// hold and still carry the noise promised: fewer, and this participant
+	// does not reveal its shares.
+	minSurvivors int
 }
 
 // session names the round attempt a task belongs to: the key of its state
@@ -57,10 +61,16 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	}
 	rng := mrand.New(mrand.NewChaCha8(seed))
 	var q []uint32
+	minSurvivors := 0
 	if d := t.GetDp(); d.GetMode() == "distributed" {
 		// The plan is derived here from the job's z and clip and the
-		// protocol's parameters, not taken from the coordinator.
-		plan, err := dp.PlanDistributed(len(delta), n, int(st.GetThreshold()), d.GetClip(), d.GetNoiseMultiplier())
+		// round's smallest sum, not taken from the coordinator; a sum of
+		// fewer survivors is refused at unmasking.
+		minSurvivors = int(d.GetMinClients())
+		if minSurvivors < 2 || minSurvivors > n {
+			return fmt.Errorf("distributed DP: a sum of at least %d inputs from a cohort of %d", minSurvivors, n)
+		}
+		plan, err := dp.PlanDistributed(len(delta), n, minSurvivors, d.GetClip(), d.GetNoiseMultiplier())
 		if err != nil {
 			return fmt.Errorf("distributed DP: %w", err)
 		}
@@ -88,7 +98,7 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 
 	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed(),
 		Session: session(t)}
-	sr := &secureRound{cohort: st.GetCohort(), certs: map[int][]byte{}}
+	sr := &secureRound{cohort: st.GetCohort(), certs: map[int][]byte{}, minSurvivors: minSurvivors}
 	sign := func(msg []byte) ([]byte, error) { return pki.Sign(p.cfg.Cert, msg) }
 	verify := func(from int, identity string, msg, sig []byte) bool {
 		if from < 0 || from >= len(sr.cohort) || sr.cohort[from] != identity {
@@ -152,10 +162,13 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 			NumParams: uint64(len(y)), Masked: true}
 		return UploadMasked(ctx, client, hdr, y)
 	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
-		reveals, err := sr.client.Unmask(ints(st.GetSurvivors()))
 		p.mu.Lock()
 		delete(p.secure, string(session(t)))
 		p.mu.Unlock()
+		if n := len(st.GetSurvivors()); n < sr.minSurvivors {
+			return fmt.Errorf("secure aggregation: a sum of %d inputs carries less noise than the job's differential privacy promises (it needs %d): not revealing shares", n, sr.minSurvivors)
+		}
+		reveals, err := sr.client.Unmask(ints(st.GetSurvivors()))
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}

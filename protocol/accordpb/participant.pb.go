@@ -489,8 +489,12 @@ type DPTask struct {
 	// (aggregate/dp.PlanDistributed), so a coordinator cannot ask it for less
 	// noise than the job promises.
 	NoiseMultiplier float64 `protobuf:"fixed64,3,opt,name=noise_multiplier,json=noiseMultiplier,proto3" json:"noise_multiplier,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Distributed: the fewest inputs the round's sum may hold. The noise is
+	// sized so that this many carry all of it, and the participant refuses to
+	// reveal its shares for a sum of fewer survivors.
+	MinClients    uint32 `protobuf:"varint,4,opt,name=min_clients,json=minClients,proto3" json:"min_clients,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DPTask) Reset() {
@@ -540,6 +544,13 @@ func (x *DPTask) GetClip() float64 {
 func (x *DPTask) GetNoiseMultiplier() float64 {
 	if x != nil {
 		return x.NoiseMultiplier
+	}
+	return 0
+}
+
+func (x *DPTask) GetMinClients() uint32 {
+	if x != nil {
+		return x.MinClients
 	}
 	return 0
 }
@@ -1676,11 +1687,13 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"job_rounds\x18\x10 \x01(\rR\tjobRounds\x12-\n" +
 	"\x12secure_aggregation\x18\x11 \x01(\tR\x11secureAggregation\x12/\n" +
 	"\x14local_time_budget_ms\x18\x12 \x01(\x04R\x11localTimeBudgetMs\x12!\n" +
-	"\x02dp\x18\x13 \x01(\v2\x11.accord.v1.DPTaskR\x02dp\"[\n" +
+	"\x02dp\x18\x13 \x01(\v2\x11.accord.v1.DPTaskR\x02dp\"|\n" +
 	"\x06DPTask\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x12\n" +
 	"\x04clip\x18\x02 \x01(\x01R\x04clip\x12)\n" +
-	"\x10noise_multiplier\x18\x03 \x01(\x01R\x0fnoiseMultiplier\"r\n" +
+	"\x10noise_multiplier\x18\x03 \x01(\x01R\x0fnoiseMultiplier\x12\x1f\n" +
+	"\vmin_clients\x18\x04 \x01(\rR\n" +
+	"minClients\"r\n" +
 	"\x11RefuseTaskRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
