@@ -95,6 +95,9 @@ type participantData struct {
 // the partition, and the held-out test set into equal validation shards, so
 // that evaluating on every participant is evaluating on the whole test set.
 func split(ctx context.Context, sc *Scenario) ([]participantData, *model.Dataset, error) {
+	if sc.Participants.Data.Dataset == "synthetic" {
+		return splitSynthetic(sc)
+	}
 	train, test, err := data.LoadMNISTFromModule(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -102,12 +105,14 @@ func split(ctx context.Context, sc *Scenario) ([]participantData, *model.Dataset
 	n := sc.ParticipantCount()
 	d := sc.Participants.Data
 	var parts [][]int
-	switch d.Partition {
-	case "iid":
+	switch {
+	case slices.ContainsFunc(sc.Participants.Groups, GroupSpec.skewed):
+		parts, err = byCountry(train.Y, sc.Participants.Groups, d.Seed)
+	case d.Partition == "iid":
 		parts, err = data.IID(train.Len(), n, d.Seed)
-	case "pathological":
+	case d.Partition == "pathological":
 		parts, err = data.Pathological(train.Y, n, 2, d.Seed)
-	case "dirichlet":
+	case d.Partition == "dirichlet":
 		parts, err = data.Dirichlet(train.Y, n, d.Alpha, 10, d.Seed)
 	}
 	if err != nil {
@@ -126,6 +131,128 @@ func split(ctx context.Context, sc *Scenario) ([]participantData, *model.Dataset
 		out[k] = participantData{train: train.Subset(idx), validation: test.Subset(valParts[k])}
 	}
 	return out, test, nil
+}
+
+// byCountry deals MNIST's training examples to the participants group by
+// group: a group with labels draws from those labels only (the country's
+// own label mix), and one with examples gives each institution a size
+// drawn log-uniformly in [min, max]; other groups share what is left
+// evenly. No example goes to two institutions.
+func byCountry(labels []int32, groups []GroupSpec, seed uint64) ([][]int, error) {
+	rng := rand.New(rand.NewPCG(seed, 0x636f756e747279)) // "country"
+	order := rng.Perm(len(labels))
+	used := make([]bool, len(labels))
+	take := func(allowed []int32, want int) []int {
+		var out []int
+		for _, i := range order {
+			if len(out) == want {
+				break
+			}
+			if !used[i] && (len(allowed) == 0 || slices.Contains(allowed, labels[i])) {
+				used[i] = true
+				out = append(out, i)
+			}
+		}
+		return out
+	}
+	// Shaped groups first, so that the even share of the others is what
+	// they leave.
+	parts := make([][][]int, len(groups))
+	taken, even := 0, 0
+	for gi, g := range groups {
+		if !g.skewed() {
+			even += g.Count
+			continue
+		}
+		for range g.Count {
+			want := len(labels) // as many as the labels allow, shared below
+			switch len(g.Examples) {
+			case 1:
+				want = g.Examples[0]
+			case 2:
+				lo, hi := math.Log(float64(g.Examples[0])), math.Log(float64(g.Examples[1]))
+				want = int(math.Round(math.Exp(lo + rng.Float64()*(hi-lo))))
+			}
+			parts[gi] = append(parts[gi], []int{want})
+		}
+	}
+	// A group with labels but no sizes shares its labels' examples evenly
+	// among its institutions.
+	for gi, g := range groups {
+		if !g.skewed() {
+			continue
+		}
+		for k := range parts[gi] {
+			want := parts[gi][k][0]
+			if len(g.Examples) == 0 {
+				avail := 0
+				for i, l := range labels {
+					if !used[i] && slices.Contains(g.Labels, l) {
+						avail++
+					}
+				}
+				want = avail / (g.Count - k)
+			}
+			parts[gi][k] = take(g.Labels, want)
+			if len(parts[gi][k]) == 0 {
+				return nil, fmt.Errorf("participants.groups[%d] (%s): no examples left for institution %d", gi, g.Region, k+1)
+			}
+			taken += len(parts[gi][k])
+		}
+	}
+	if even > 0 {
+		share := (len(labels) - taken) / even
+		if share < 1 {
+			return nil, fmt.Errorf("participants: the shaped groups take %d of %d examples, leaving none for %d institutions", taken, len(labels), even)
+		}
+		for gi, g := range groups {
+			if g.skewed() {
+				continue
+			}
+			for range g.Count {
+				parts[gi] = append(parts[gi], take(nil, share))
+			}
+		}
+	}
+	var out [][]int
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out, nil
+}
+
+// splitSynthetic generates FedProx's Synthetic(α,β): one device per
+// participant, each split 90/10 into training and validation data; the
+// test set is every device's validation data together.
+func splitSynthetic(sc *Scenario) ([]participantData, *model.Dataset, error) {
+	d := sc.Participants.Data
+	cfg := data.DefaultSynthetic(d.Synthetic.Alpha, d.Synthetic.Beta, d.Seed)
+	cfg.Devices = sc.ParticipantCount()
+	devices, err := data.Synthetic(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]participantData, len(devices))
+	test := &model.Dataset{Features: cfg.Features, Classes: cfg.Classes}
+	for k, dev := range devices {
+		train, val := data.Split(dev, 0.9, d.Seed+uint64(k))
+		if m := d.ExamplesPerParticipant; m > 0 && train.Len() > m {
+			train = train.Subset(seq(m))
+		}
+		out[k] = participantData{train: train, validation: val}
+		test.X = append(test.X, val.X...)
+		test.Y = append(test.Y, val.Y...)
+	}
+	return out, test, nil
+}
+
+// seq is 0, 1, …, n−1.
+func seq(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // Run runs a scenario to the end of its job and reports.

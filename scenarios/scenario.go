@@ -49,12 +49,28 @@ type GroupSpec struct {
 	Region string `yaml:"region"`
 	Prefix string `yaml:"prefix"`
 	Count  int    `yaml:"count"`
+	// Labels, if set, is the country's own label mix (MNIST): its
+	// institutions hold examples of these labels only.
+	Labels []int32 `yaml:"labels"`
+	// Examples, if set, is [min, max]: each institution of the group holds
+	// a size drawn log-uniformly between them (one value: all that size),
+	// so sizes differ by institution as they do between a clinic and a
+	// university hospital.
+	Examples []int `yaml:"examples"`
 }
+
+// skewed reports whether the group shapes its own data.
+func (g GroupSpec) skewed() bool { return len(g.Labels) > 0 || len(g.Examples) > 0 }
 
 // DataSpec is how the dataset is split among participants.
 type DataSpec struct {
-	// Dataset is "mnist" or "synthetic".
+	// Dataset is "mnist" or "synthetic" (FedProx's Synthetic(α,β): one
+	// device per participant, 60 features, 10 classes; the job's model is
+	// then logreg:60-10 or an mlp:60-…-10).
 	Dataset string `yaml:"dataset"`
+	// Synthetic is Synthetic(α,β)'s α (how much the devices' models
+	// differ) and β (how much their inputs differ).
+	Synthetic *SyntheticSpec `yaml:"synthetic"`
 	// Partition is "iid", "pathological" or "dirichlet" (MNIST).
 	Partition string `yaml:"partition"`
 	// ExamplesPerParticipant caps each participant's training examples (iid).
@@ -63,6 +79,12 @@ type DataSpec struct {
 	Alpha float64 `yaml:"alpha"`
 	// Seed fixes the split.
 	Seed uint64 `yaml:"seed"`
+}
+
+// SyntheticSpec is the Synthetic(α,β) generator's α and β.
+type SyntheticSpec struct {
+	Alpha float64 `yaml:"alpha"`
+	Beta  float64 `yaml:"beta"`
 }
 
 // Fault kinds.
@@ -138,18 +160,39 @@ func (s *Scenario) Validate() error {
 		return errors.New("scenario: coordinators: at most 7")
 	case s.ParticipantCount() < 1:
 		return errors.New("scenario: participants.groups: no participants")
-	case s.Participants.Data.Dataset != "mnist":
-		return fmt.Errorf("scenario: participants.data.dataset %q: only mnist is supported", s.Participants.Data.Dataset)
+	}
+	d := s.Participants.Data
+	switch {
+	case d.Dataset != "mnist" && d.Dataset != "synthetic":
+		return fmt.Errorf("scenario: participants.data.dataset %q: want mnist or synthetic", d.Dataset)
+	case d.Dataset == "synthetic" && (d.Synthetic == nil || !(d.Synthetic.Alpha >= 0 && d.Synthetic.Beta >= 0) || d.Synthetic.Alpha > 100 || d.Synthetic.Beta > 100):
+		return errors.New("scenario: participants.data.synthetic: the synthetic dataset wants {alpha, beta}, each in [0, 100]")
+	case d.Dataset != "synthetic" && d.Synthetic != nil:
+		return errors.New("scenario: participants.data.synthetic: only with dataset synthetic")
 	}
 	for i, g := range s.Participants.Groups {
-		if g.Count < 0 || g.Count > 10_000 || g.Prefix == "" {
-			return fmt.Errorf("scenario: participants.groups[%d]: want a prefix and a count in 0–10000", i)
+		field := fmt.Sprintf("scenario: participants.groups[%d]", i)
+		switch {
+		case g.Count < 0 || g.Count > 10_000 || g.Prefix == "":
+			return fmt.Errorf("%s: want a prefix and a count in 0–10000", field)
+		case g.skewed() && d.Dataset != "mnist":
+			return fmt.Errorf("%s: labels and examples shape MNIST shards; the synthetic dataset has its own skew", field)
+		case g.skewed() && d.Partition != "iid":
+			return fmt.Errorf("%s: labels and examples need participants.data.partition iid (they are the partition)", field)
+		case len(g.Examples) > 2 || len(g.Examples) > 0 && (g.Examples[0] < 1 || g.Examples[len(g.Examples)-1] < g.Examples[0] || g.Examples[len(g.Examples)-1] > 60_000):
+			return fmt.Errorf("%s.examples %v: want [n] or [min, max] with 1 ≤ min ≤ max ≤ 60000", field, g.Examples)
+		}
+		for _, l := range g.Labels {
+			if l < 0 || l > 9 {
+				return fmt.Errorf("%s.labels: %d is not an MNIST label (0–9)", field, l)
+			}
 		}
 	}
-	switch s.Participants.Data.Partition {
-	case "iid", "pathological", "dirichlet":
-	default:
-		return fmt.Errorf("scenario: participants.data.partition %q: want iid, pathological or dirichlet", s.Participants.Data.Partition)
+	switch {
+	case d.Dataset == "synthetic" && d.Partition != "" && d.Partition != "iid":
+		return fmt.Errorf("scenario: participants.data.partition %q: the synthetic dataset is one device per participant (leave partition out)", d.Partition)
+	case d.Dataset == "mnist" && d.Partition != "iid" && d.Partition != "pathological" && d.Partition != "dirichlet":
+		return fmt.Errorf("scenario: participants.data.partition %q: want iid, pathological or dirichlet", d.Partition)
 	}
 	for i, f := range s.Faults {
 		if f.Kind == FaultSignFlip {
