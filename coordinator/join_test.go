@@ -12,6 +12,7 @@ import (
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/pki"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // A coordinator's name is its certificate's and its Raft server ID. One
@@ -65,4 +66,43 @@ func TestCoordinatorWhoseNameIsNotItsCertificatesCannotJoin(t *testing.T) {
 			t.Errorf("%s is in the Raft configuration", s.ID)
 		}
 	}
+}
+
+// TestStoppedCoordinatorShowsAsFailed: members list reads each member's
+// state from gossip, so a coordinator that stopped shows as failed on the
+// others within the gossip timeout, and as alive again once it is back.
+func TestStoppedCoordinatorShowsAsFailed(t *testing.T) {
+	tc := coordtest.NewCluster(t, 3)
+	tc.Leader(10 * time.Second)
+	admin := tc.Admin(0, "ops")
+	state := func(name string) string {
+		resp, err := admin.ListMembers(t.Context(), &pb.ListMembersRequest{})
+		if err != nil {
+			return err.Error()
+		}
+		for _, m := range resp.Members {
+			if m.Name == name {
+				return m.GossipState
+			}
+		}
+		return "missing"
+	}
+	waitState := func(name, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for state(name) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is %q; want %q", name, state(name), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	name := tc.Cfg(2).Name
+	waitState(name, "alive")
+	stopped := time.Now()
+	tc.Kill(2)
+	waitState(name, "failed")
+	t.Logf("%s shown as failed %v after it stopped", name, time.Since(stopped).Round(time.Millisecond))
+	tc.Restart(2)
+	waitState(name, "alive")
 }

@@ -31,7 +31,7 @@ type memberMeta struct {
 type member struct {
 	Name  string
 	Meta  memberMeta
-	State string // alive, suspect, failed, left
+	State string // alive or failed (see gossipAlive)
 }
 
 // membership is this coordinator's view of the others, kept by memberlist.
@@ -58,17 +58,23 @@ func (m *membership) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (m *membership) LocalState(join bool) []byte                { return nil }
 func (m *membership) MergeRemoteState(buf []byte, join bool)     {}
 
-func nodeState(n *memberlist.Node) string {
-	switch n.State {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateLeft:
-		return "left"
-	default:
-		return "failed"
+// Gossip states of a member as this coordinator knows them. memberlist
+// keeps a node's state to itself (Node.State is never set), so it is
+// derived from its events and its list of live members: alive while the
+// node is listed, failed once memberlist gave up on it (a crash, a
+// partition or a shutdown alike). A coordinator that failed stays a Raft
+// voter until an approved RemoveMember takes it out.
+const (
+	gossipAlive  = "alive"
+	gossipFailed = "failed"
+)
+
+// eventState is the gossip state a membership event leaves a member in.
+func eventState(ev memberlist.NodeEvent) string {
+	if ev.Event == memberlist.NodeLeave {
+		return gossipFailed
 	}
+	return gossipAlive
 }
 
 // startGossip joins the coordinators' gossip pool, encrypted with the
@@ -132,9 +138,9 @@ func (c *Coordinator) gossipLoop() {
 				continue // not one of ours
 			}
 			c.members.mu.Lock()
-			c.members.members[ev.Node.Name] = &member{Name: ev.Node.Name, Meta: meta, State: nodeState(ev.Node)}
+			c.members.members[ev.Node.Name] = &member{Name: ev.Node.Name, Meta: meta, State: eventState(ev)}
 			c.members.mu.Unlock()
-			c.log.Debug("member event", "member", ev.Node.Name, "state", nodeState(ev.Node))
+			c.log.Info("member event", "member", ev.Node.Name, "state", eventState(ev))
 			c.maybeBootstrap()
 			c.kickLeader()
 		}
@@ -147,10 +153,10 @@ func (c *Coordinator) memberList() []member {
 	if c.members == nil {
 		return nil
 	}
-	live := map[string]string{}
+	live := map[string]bool{}
 	if c.members.ml != nil {
 		for _, n := range c.members.ml.Members() {
-			live[n.Name] = nodeState(n)
+			live[n.Name] = true
 		}
 	}
 	c.members.mu.Lock()
@@ -158,8 +164,10 @@ func (c *Coordinator) memberList() []member {
 	var out []member
 	for _, m := range c.members.members {
 		mm := *m
-		if state, ok := live[m.Name]; ok {
-			mm.State = state
+		if live[m.Name] {
+			mm.State = gossipAlive
+		} else if c.members.ml != nil {
+			mm.State = gossipFailed // memberlist no longer lists it
 		}
 		out = append(out, mm)
 	}
@@ -186,7 +194,7 @@ func (c *Coordinator) memberByName(name string) (memberMeta, bool) {
 func (c *Coordinator) coordinatorAddrs() []string {
 	out := []string{c.Addr()}
 	for _, m := range c.memberList() {
-		if m.State != "left" && !slices.Contains(out, m.Meta.GRPC) {
+		if !slices.Contains(out, m.Meta.GRPC) {
 			out = append(out, m.Meta.GRPC)
 		}
 	}
@@ -202,7 +210,7 @@ func (c *Coordinator) maybeBootstrap() {
 	}
 	var servers []raft.Server
 	for _, m := range c.memberList() {
-		if m.State == "alive" {
+		if m.State == gossipAlive {
 			servers = append(servers, raft.Server{ID: raft.ServerID(m.Name), Address: raft.ServerAddress(m.Meta.Raft), Suffrage: raft.Voter})
 		}
 	}
@@ -249,21 +257,16 @@ func (c *Coordinator) reconcileMembers() {
 	}
 	for _, m := range c.memberList() {
 		id := raft.ServerID(m.Name)
-		switch {
-		case m.State == "alive" && !inConfig[id]:
-			if err := c.mayJoin(m); err != nil {
-				c.refuseJoin(m.Name, err)
-				continue
-			}
-			c.log.Info("adding coordinator to raft", "member", m.Name, "raft", m.Meta.Raft)
-			if err := c.raft.AddVoter(id, raft.ServerAddress(m.Meta.Raft), 0, c.cfg.ApplyTimeout).Error(); err != nil {
-				c.log.Warn("adding voter", "member", m.Name, "err", err)
-			}
-		case m.State == "left" && inConfig[id] && m.Name != c.cfg.Name:
-			c.log.Info("removing coordinator that left", "member", m.Name)
-			if err := c.raft.RemoveServer(id, 0, c.cfg.ApplyTimeout).Error(); err != nil {
-				c.log.Warn("removing server", "member", m.Name, "err", err)
-			}
+		if m.State != gossipAlive || inConfig[id] {
+			continue
+		}
+		if err := c.mayJoin(m); err != nil {
+			c.refuseJoin(m.Name, err)
+			continue
+		}
+		c.log.Info("adding coordinator to raft", "member", m.Name, "raft", m.Meta.Raft)
+		if err := c.raft.AddVoter(id, raft.ServerAddress(m.Meta.Raft), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+			c.log.Warn("adding voter", "member", m.Name, "err", err)
 		}
 	}
 }
