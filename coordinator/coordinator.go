@@ -225,6 +225,7 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 	}
 	c.wg.Go(c.blobFetchLoop)
 	c.wg.Go(c.revocationLoop)
+	c.wg.Go(c.healthLoop)
 	c.wg.Go(c.retentionLoop)
 	if c.cfg.MetricsAddr != "" {
 		if err := c.startMetrics(); err != nil {
