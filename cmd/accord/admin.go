@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"text/tabwriter"
@@ -116,24 +117,7 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		if asJSON {
 			return printJSON(m.Stdout, j)
 		}
-		fmt.Fprintf(m.Stdout, "job %s (%s)\n  submitted by %s of %s\n  model %s on %s\n  status %s %s\n  committed rounds %d of %d\n  target %.4g, reached at round %d\n  created %s, finished %s\n",
-			j.Id, j.Spec.GetName(), j.SubmittedBy, j.Organization, j.Spec.GetModel(), j.Spec.GetDataset(), j.Status, j.Reason, j.CommittedRounds, j.Spec.GetRounds(),
-			j.Spec.GetTargetAccuracy(), j.TargetReachedAtRound, msTime(j.CreatedUnixMs), msTime(j.FinishedUnixMs))
-		fmt.Fprintf(m.Stdout, "  strategy %s, aggregation %s\n", orDefault(j.Spec.GetStrategy(), "fedavg"), describeAggregation(j.Spec.GetAggregation()))
-		if d, p := j.Spec.GetDp(), j.Privacy; d != nil && p != nil {
-			fmt.Fprintf(m.Stdout, "  privacy (%s DP, z = %g, clip %g): ε = %.4g at δ = %g after %d rounds (Rényi order %g)",
-				d.Mode, d.NoiseMultiplier, d.Clip, p.Epsilon, p.Delta, p.Steps, p.Order)
-			if d.MaxEpsilon > 0 {
-				fmt.Fprintf(m.Stdout, ", budget %g", d.MaxEpsilon)
-			}
-			fmt.Fprintln(m.Stdout)
-		}
-		for _, a := range j.Approvals {
-			fmt.Fprintf(m.Stdout, "  approved by %s of %s at %s\n", a.Admin, a.Organization, msTime(a.UnixMs))
-		}
-		for _, r := range j.Refusals {
-			fmt.Fprintf(m.Stdout, "  refused by participant %s at %s: %s\n", r.Participant, msTime(r.UnixMs), r.Reason)
-		}
+		printJob(m.Stdout, j)
 		return nil
 	case "approve":
 		c, pos, asJSON, err := m.adminCommand("job approve", "ID [--json]", args, nil)
@@ -412,4 +396,34 @@ func describeAggregation(a *pb.Aggregation) string {
 		out += fmt.Sprintf(" over %d secure-aggregation groups (by %s)", a.GetGroups(), orDefault(a.GetGroupBy(), "random"))
 	}
 	return out
+}
+
+// printJob writes what accord job show prints about a job.
+func printJob(w io.Writer, j *pb.Job) {
+	fmt.Fprintf(w, "job %s (%s)\n  submitted by %s of %s\n  model %s on %s\n  status %s %s\n  committed rounds %d of %d\n",
+		j.Id, j.Spec.GetName(), j.SubmittedBy, j.Organization, j.Spec.GetModel(), j.Spec.GetDataset(), j.Status, j.Reason, j.CommittedRounds, j.Spec.GetRounds())
+	switch {
+	case j.Spec.GetTargetAccuracy() == 0:
+		fmt.Fprintln(w, "  no target accuracy: runs every round")
+	case j.TargetReachedAtRound > 0:
+		fmt.Fprintf(w, "  target accuracy %.4g, reached at round %d\n", j.Spec.GetTargetAccuracy(), j.TargetReachedAtRound)
+	default:
+		fmt.Fprintf(w, "  target accuracy %.4g, not reached yet\n", j.Spec.GetTargetAccuracy())
+	}
+	fmt.Fprintf(w, "  created %s, finished %s\n", msTime(j.CreatedUnixMs), msTime(j.FinishedUnixMs))
+	fmt.Fprintf(w, "  strategy %s, aggregation %s\n", orDefault(j.Spec.GetStrategy(), "fedavg"), describeAggregation(j.Spec.GetAggregation()))
+	if d, p := j.Spec.GetDp(), j.Privacy; d != nil && p != nil {
+		fmt.Fprintf(w, "  privacy (%s DP, z = %g, clip %g): ε = %.4g at δ = %g after %d rounds (Rényi order %g)",
+			d.Mode, d.NoiseMultiplier, d.Clip, p.Epsilon, p.Delta, p.Steps, p.Order)
+		if d.MaxEpsilon > 0 {
+			fmt.Fprintf(w, ", budget %g", d.MaxEpsilon)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, a := range j.Approvals {
+		fmt.Fprintf(w, "  approved by %s of %s at %s\n", a.Admin, a.Organization, msTime(a.UnixMs))
+	}
+	for _, r := range j.Refusals {
+		fmt.Fprintf(w, "  refused by participant %s at %s: %s\n", r.Participant, msTime(r.UnixMs), r.Reason)
+	}
 }
