@@ -46,3 +46,29 @@ func TestPrintJob(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryCommandAnswersHelp: every command and sub-command answers -h
+// with its usage and exit code 0, without doing anything.
+func TestEveryCommandAnswersHelp(t *testing.T) {
+	var commands [][]string
+	for _, c := range NewMain(nil, nil).subcommands() {
+		commands = append(commands, []string{c.name})
+	}
+	commands = append(commands, [][]string{
+		{"job", "submit"}, {"job", "list"}, {"job", "show"}, {"job", "cancel"}, {"pki", "init"}, {"pki", "issue"},
+		{"members", "list"}, {"audit", "verify"}, {"round", "list"}, {"model", "pull"}, {"scenario", "run"},
+		{"dp", "epsilon"}, {"proposals", "list"}, {"policy", "set"}, {"participants", "list"},
+	}...)
+	for _, cmd := range commands {
+		for _, h := range []string{"-h", "--help"} {
+			var out, errb bytes.Buffer
+			err := NewMain(&out, &errb).Run(t.Context(), append(cmd, h))
+			if code := exitCode(err); err != nil && code != 0 {
+				t.Errorf("accord %s %s: exit %d (%v)", strings.Join(cmd, " "), h, code, err)
+			}
+			if !strings.Contains(out.String()+errb.String(), "usage") {
+				t.Errorf("accord %s %s printed no usage:\n%s%s", strings.Join(cmd, " "), h, out.String(), errb.String())
+			}
+		}
+	}
+}

@@ -29,11 +29,17 @@ type usageError struct{ error }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // -h asked for the usage, and got it
+	case errors.As(err, &u):
 		return 2
 	}
 	return 1
 }
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help" }
 
 // Main holds what every subcommand writes to.
 type Main struct {
@@ -79,9 +85,19 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return nil
 	}
 	for _, c := range m.subcommands() {
-		if c.name == args[0] {
-			return c.run(m, ctx, args[1:])
+		if c.name != args[0] {
+			continue
 		}
+		err := c.run(m, ctx, args[1:])
+		// "accord job -h": a command whose first argument is a
+		// sub-command refuses "-h" as an unknown one; answer with its
+		// usage instead, on stdout, with exit 0.
+		var u usageError
+		if len(args) == 2 && isHelp(args[1]) && errors.As(err, &u) {
+			fmt.Fprintf(m.Stdout, "usage: accord %s %s\n", c.name, c.summary)
+			return nil
+		}
+		return err
 	}
 	m.usage()
 	return usageError{fmt.Errorf("unknown command %q", args[0])}

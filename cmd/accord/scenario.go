@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +21,10 @@ func (m *Main) runScenario(ctx context.Context, args []string) error {
 	if len(args) < 2 {
 		fs.Usage()
 		return usageError{fmt.Errorf("scenario run: name a scenario FILE")}
+	}
+	if isHelp(args[1]) {
+		fs.Usage()
+		return flag.ErrHelp
 	}
 	file := args[1]
 	if err := parseFlags(fs, args[2:]); err != nil {
