@@ -280,14 +280,23 @@ func (m *Main) runModel(ctx context.Context, args []string) error {
 	if out == "" {
 		return usageError{fmt.Errorf("model pull: --out FILE is required")}
 	}
-	latest := round == "latest"
 	n := uint64(0)
-	if !latest {
-		if n, err = strconv.ParseUint(round, 10, 32); err != nil {
-			return usageError{fmt.Errorf("--round %q: want a round number or latest", round)}
+	if round == "latest" {
+		// Name the round: the file's metadata says which, and a job that
+		// has committed nothing has no trained model to pull.
+		j, err := c.client.GetJob(ctx, &pb.GetJobRequest{JobId: pos[0]})
+		if err != nil {
+			return err
 		}
+		if j.CommittedRounds == 0 {
+			return fmt.Errorf("job %s has committed no round yet (%s): nothing trained to pull; --round 0 pulls the initial model", pos[0], j.Status)
+		}
+		n = uint64(j.CommittedRounds)
+		round = strconv.FormatUint(n, 10)
+	} else if n, err = strconv.ParseUint(round, 10, 32); err != nil {
+		return usageError{fmt.Errorf("--round %q: want a round number or latest", round)}
 	}
-	blob, first, err := scenarios.PullModel(ctx, c.client, pos[0], uint32(n), latest)
+	blob, first, err := scenarios.PullModel(ctx, c.client, pos[0], uint32(n), false)
 	if err != nil {
 		return err
 	}
