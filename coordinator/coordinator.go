@@ -16,7 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -256,7 +255,7 @@ func (c *Coordinator) startRaft() error {
 		rc.SnapshotInterval = c.cfg.SnapshotInterval
 	}
 	rc.NotifyCh = c.notifyCh
-	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
+	rc.Logger = raftLogger(c.log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(c.cfg.DataDir, "snapshots"), 2, rc.Logger)
 	if err != nil {
 		return fmt.Errorf("raft snapshot store: %w", err)

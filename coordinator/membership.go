@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"maps"
 	"net"
 	"slices"
@@ -102,7 +100,7 @@ func (c *Coordinator) startGossip() error {
 	mc.SecretKey = c.cfg.GossipKey
 	mc.Delegate = c.members
 	mc.Events = &memberlist.ChannelEventDelegate{Ch: c.members.events}
-	mc.Logger = log.New(io.Discard, "", 0)
+	mc.Logger = memberlistLogger(c.log)
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)

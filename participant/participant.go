@@ -197,9 +197,13 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 		if err != nil {
 			return err
 		}
+		began := time.Now()
 		if err := p.handle(ctx, client, t); err != nil {
-			p.log.Info("task failed", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "err", err)
-		} else if p.cfg.AfterTask != nil {
+			p.log.Info("task failed", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "took", time.Since(began).Round(time.Millisecond), "err", err)
+			continue
+		}
+		p.log.Info("task done", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "took", time.Since(began).Round(time.Millisecond))
+		if p.cfg.AfterTask != nil {
 			p.cfg.AfterTask(t)
 		}
 	}
