@@ -297,8 +297,8 @@ func (c *Coordinator) startGRPC() error {
 	serverTLS.VerifyConnection = c.peers.verifyIncoming
 	c.grpc = grpc.NewServer(append(c.cfg.Limits.grpcOptions(),
 		grpc.Creds(credentials.NewTLS(serverTLS)),
-		grpc.ChainUnaryInterceptor(c.unaryLimits),
-		grpc.ChainStreamInterceptor(c.streamLimits),
+		grpc.ChainUnaryInterceptor(c.metrics.grpc.UnaryServerInterceptor(), c.unaryLimits),
+		grpc.ChainStreamInterceptor(c.metrics.grpc.StreamServerInterceptor(), c.streamLimits),
 	)...)
 	pb.RegisterParticipantServiceServer(c.grpc, &participantService{c: c})
 	pb.RegisterAdminServiceServer(c.grpc, &adminService{c: c})
@@ -306,6 +306,7 @@ func (c *Coordinator) startGRPC() error {
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	reflection.Register(c.grpc)
+	c.metrics.grpc.InitializeMetrics(c.grpc)
 	c.wg.Go(func() { _ = c.grpc.Serve(c.grpcLn) })
 	return nil
 }

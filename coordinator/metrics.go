@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +27,9 @@ type metrics struct {
 	secaggPhaseSeconds    *prometheus.HistogramVec
 	secaggDropouts        *prometheus.CounterVec
 	modelsDeleted         prometheus.Counter
+	// grpc counts the gRPC server's requests by service, method and code
+	// (grpc_server_handled_total and the like).
+	grpc *grpcprom.ServerMetrics
 }
 
 func newMetrics() *metrics {
@@ -49,9 +53,10 @@ func newMetrics() *metrics {
 			Name: "accord_secagg_dropouts_total", Help: "Clients a secure-aggregation phase closed without."}, []string{"phase"}),
 		modelsDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "accord_models_deleted_total", Help: "Models this coordinator deleted because no job's retain policy keeps them."}),
+		grpc: grpcprom.NewServerMetrics(),
 	}
 	m.reg.MustRegister(m.roundsCommitted, m.roundsAborted, m.bytesReceived, m.roundSeconds, m.isLeader, m.secaggPhaseSeconds, m.secaggDropouts,
-		m.modelsDeleted,
+		m.modelsDeleted, m.grpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -60,7 +65,9 @@ func (c *Coordinator) startMetrics() error {
 	c.metrics.participantsConnected = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "accord_participants_connected", Help: "Participants with an open task stream to this coordinator."},
 		func() float64 { return float64(c.sessions.count()) })
-	c.metrics.reg.MustRegister(c.metrics.participantsConnected)
+	rc := newRaftCollector(c)
+	c.metrics.reg.MustRegister(c.metrics.participantsConnected, rc)
+	c.wg.Go(rc.observe)
 	ln, err := net.Listen("tcp", c.cfg.MetricsAddr)
 	if err != nil {
 		return fmt.Errorf("metrics listener on %s: %w", c.cfg.MetricsAddr, err)
