@@ -18,32 +18,71 @@ type tensorInfo struct {
 	Offsets [2]int64 `json:"data_offsets"`
 }
 
-// tensorNames returns each dense layer's tensor names with their shapes and
-// offsets in the flat parameter vector: "dense_0.weight" (In×Out, as stored)
-// and "dense_0.bias".
-func (s Spec) tensorNames() (names []string, shapes [][]int, offsets []int) {
+// tensor is one tensor of a model file: its name, its shape, where its
+// values start in the flat parameter vector, and whether the file holds it
+// transposed (a weight matrix in PyTorch's [out, in] layout; the parameter
+// vector holds it [in, out]).
+type tensor struct {
+	name       string
+	shape      []int
+	offset     int
+	transposed bool
+}
+
+// count is the tensor's number of values.
+func (t tensor) count() int {
+	n := 1
+	for _, d := range t.shape {
+		n *= d
+	}
+	return n
+}
+
+// flat is the index in the parameter vector of the tensor's k-th value in
+// the file's order.
+func (t tensor) flat(k int) int {
+	if !t.transposed {
+		return t.offset + k
+	}
+	out, in := t.shape[0], t.shape[1]
+	o, i := k/in, k%in // file: [out][in]; parameters: [in][out]
+	return t.offset + i*out + o
+}
+
+// tensors are the model's tensors as a torch.nn.Sequential of the same
+// architecture names them in its state_dict: the dense layer at position p
+// of the spec (ReLUs count, as they do in Sequential) is "p.weight",
+// [out, in] like nn.Linear's, and "p.bias". legacy gives the names and
+// layout files written before (dense_0.weight, [in, out]), for reading them.
+func (s Spec) tensors(legacy bool) []tensor {
+	var out []tensor
 	off, dense := 0, 0
-	for _, l := range s.Layers {
+	for p, l := range s.Layers {
 		if l.Kind != Dense {
 			continue
 		}
-		names = append(names, fmt.Sprintf("dense_%d.weight", dense), fmt.Sprintf("dense_%d.bias", dense))
-		shapes = append(shapes, []int{l.In, l.Out}, []int{l.Out})
-		offsets = append(offsets, off, off+l.In*l.Out)
+		if legacy {
+			out = append(out, tensor{fmt.Sprintf("dense_%d.weight", dense), []int{l.In, l.Out}, off, false},
+				tensor{fmt.Sprintf("dense_%d.bias", dense), []int{l.Out}, off + l.In*l.Out, false})
+		} else {
+			out = append(out, tensor{fmt.Sprintf("%d.weight", p), []int{l.Out, l.In}, off, true},
+				tensor{fmt.Sprintf("%d.bias", p), []int{l.Out}, off + l.In*l.Out, false})
+		}
 		off += l.NumParams()
 		dense++
 	}
-	return names, shapes, offsets
+	return out
 }
 
-// WriteSafetensors writes the model in the safetensors format, one F32
-// tensor per weight matrix and bias vector, with the spec in the metadata.
-// Weights are stored In×Out: PyTorch's nn.Linear wants their transpose.
+// WriteSafetensors writes the model in the safetensors format with the
+// names and layout of a torch.nn.Sequential state_dict of the same
+// architecture ("0.weight" [out, in], "0.bias", "2.weight", …), so
+// load_state_dict takes it unchanged; the spec is in the metadata.
 func (m *Model) WriteSafetensors(w io.Writer, metadata map[string]string) error {
 	if err := CheckParams(m.Spec, m.Params); err != nil {
 		return err
 	}
-	names, shapes, offsets := m.Spec.tensorNames()
+	tensors := m.Spec.tensors(false)
 	header := map[string]any{}
 	meta := map[string]string{"accord_model": m.Spec.String(), "format": "pt"}
 	for k, v := range metadata {
@@ -51,13 +90,9 @@ func (m *Model) WriteSafetensors(w io.Writer, metadata map[string]string) error 
 	}
 	header["__metadata__"] = meta
 	var pos int64
-	for i, name := range names {
-		n := 1
-		for _, d := range shapes[i] {
-			n *= d
-		}
-		header[name] = tensorInfo{DType: "F32", Shape: shapes[i], Offsets: [2]int64{pos, pos + 4*int64(n)}}
-		pos += 4 * int64(n)
+	for _, t := range tensors {
+		header[t.name] = tensorInfo{DType: "F32", Shape: t.shape, Offsets: [2]int64{pos, pos + 4*int64(t.count())}}
+		pos += 4 * int64(t.count())
 	}
 	hb, err := json.Marshal(header)
 	if err != nil {
@@ -73,13 +108,9 @@ func (m *Model) WriteSafetensors(w io.Writer, metadata map[string]string) error 
 		return err
 	}
 	buf := make([]byte, 0, 1<<16)
-	for i := range names {
-		n := 1
-		for _, d := range shapes[i] {
-			n *= d
-		}
-		for _, v := range m.Params[offsets[i] : offsets[i]+n] {
-			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(v))
+	for _, t := range tensors {
+		for k := range t.count() {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(m.Params[t.flat(k)]))
 			if len(buf) == cap(buf) {
 				if _, err := w.Write(buf); err != nil {
 					return err
@@ -134,27 +165,27 @@ func ReadSafetensors(r io.Reader) (*Model, error) {
 	if int64(len(data)) < size {
 		return nil, fmt.Errorf("%w: %d bytes of tensor data; model %s needs %d", ErrShape, len(data), spec, size)
 	}
-	names, shapes, offsets := spec.tensorNames()
+	tensors := spec.tensors(false)
+	if _, ok := raw[tensors[0].name]; !ok {
+		tensors = spec.tensors(true) // a file from before PyTorch's layout
+	}
 	params := make([]float32, spec.NumParams())
-	for i, name := range names {
+	for _, t := range tensors {
 		var ti tensorInfo
-		if err := json.Unmarshal(raw[name], &ti); err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %s: %w", name, err)
+		if err := json.Unmarshal(raw[t.name], &ti); err != nil {
+			return nil, fmt.Errorf("safetensors: tensor %s: %w", t.name, err)
 		}
-		if ti.DType != "F32" || fmt.Sprint(ti.Shape) != fmt.Sprint(shapes[i]) {
-			return nil, fmt.Errorf("%w: tensor %s is %s %v; want F32 %v", ErrShape, name, ti.DType, ti.Shape, shapes[i])
+		if ti.DType != "F32" || fmt.Sprint(ti.Shape) != fmt.Sprint(t.shape) {
+			return nil, fmt.Errorf("%w: tensor %s is %s %v; want F32 %v", ErrShape, t.name, ti.DType, ti.Shape, t.shape)
 		}
-		count := 1
-		for _, d := range shapes[i] {
-			count *= d
-		}
+		count := t.count()
 		// Each bound on its own: hi-lo could overflow.
 		lo, hi := ti.Offsets[0], ti.Offsets[1]
 		if lo < 0 || hi < lo || hi > int64(len(data)) || hi-lo != 4*int64(count) {
-			return nil, fmt.Errorf("%w: tensor %s's data_offsets [%d, %d] are not %d bytes within the %d of data", ErrShape, name, lo, hi, 4*count, len(data))
+			return nil, fmt.Errorf("%w: tensor %s's data_offsets [%d, %d] are not %d bytes within the %d of data", ErrShape, t.name, lo, hi, 4*count, len(data))
 		}
 		for k := range count {
-			params[offsets[i]+k] = math.Float32frombits(binary.LittleEndian.Uint32(data[lo+4*int64(k):]))
+			params[t.flat(k)] = math.Float32frombits(binary.LittleEndian.Uint32(data[lo+4*int64(k):]))
 		}
 	}
 	return FromParams(spec, params)

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,9 +20,25 @@ func TestSafetensorsRoundTrip(t *testing.T) {
 	if hl := int(b[0]) | int(b[1])<<8; (8+hl)%8 != 0 || len(b) != 8+hl+4*m.Spec.NumParams() {
 		t.Fatalf("file of %d bytes with header %d; want 8 + header + %d data bytes, data aligned", len(b), hl, 4*m.Spec.NumParams())
 	}
-	for _, name := range []string{`"dense_0.weight"`, `"dense_2.bias"`, `"shape":[6,5]`, `"accord_model":"mlp:6-5-4-3"`} {
+	// torch.nn.Sequential(Linear(6, 5), ReLU(), Linear(5, 4), ReLU(),
+	// Linear(4, 3)).state_dict(): 0.weight [5, 6], 0.bias, 2.weight [4, 5],
+	// 2.bias, 4.weight [3, 4], 4.bias.
+	for _, name := range []string{`"0.weight":{"dtype":"F32","shape":[5,6]`, `"0.bias":{"dtype":"F32","shape":[5]`,
+		`"2.weight":{"dtype":"F32","shape":[4,5]`, `"4.weight":{"dtype":"F32","shape":[3,4]`, `"4.bias"`,
+		`"accord_model":"mlp:6-5-4-3"`, `"format":"pt"`, `"round":"12"`} {
 		if !bytes.Contains(b, []byte(name)) {
 			t.Errorf("header lacks %s", name)
+		}
+	}
+	// 0.weight[o][i] is nn.Linear's weight: output o from input i, which
+	// the trainer keeps at W[i][o] (params[i*5+o]).
+	data := b[8+(int(b[0])|int(b[1])<<8):]
+	value := func(k int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(data[4*k:])) }
+	for o := range 5 {
+		for i := range 6 {
+			if got, want := value(o*6+i), m.Params[i*5+o]; got != want {
+				t.Fatalf("0.weight[%d][%d] = %v; want W[%d][%d] = %v", o, i, got, i, o, want)
+			}
 		}
 	}
 	got, err := ReadSafetensors(bytes.NewReader(b))
@@ -93,5 +110,25 @@ func TestReadSafetensorsRefusesCraftedFiles(t *testing.T) {
 	// The same layout with good offsets reads.
 	if _, err := ReadSafetensors(bytes.NewReader(safetensorsFile(header("[0,16]", "[16,24]"), data))); err != nil {
 		t.Errorf("well-formed file: %v", err)
+	}
+}
+
+// TestReadLegacySafetensors: files written before the PyTorch layout
+// (dense_N.weight, [in, out]) still read.
+func TestReadLegacySafetensors(t *testing.T) {
+	m := New(MustParseSpec("mlp:3-2-2"), 1)
+	header := `{"__metadata__":{"accord_model":"mlp:3-2-2"},` +
+		`"dense_0.weight":{"dtype":"F32","shape":[3,2],"data_offsets":[0,24]},"dense_0.bias":{"dtype":"F32","shape":[2],"data_offsets":[24,32]},` +
+		`"dense_1.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[32,48]},"dense_1.bias":{"dtype":"F32","shape":[2],"data_offsets":[48,56]}}`
+	var data []byte
+	for _, v := range m.Params {
+		data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
+	}
+	got, err := ReadSafetensors(bytes.NewReader(safetensorsFile(header, data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Params, m.Params) {
+		t.Fatal("a legacy file read into other parameters")
 	}
 }
