@@ -53,6 +53,8 @@ type fleetHooks struct {
 	// trainExamples, if set, is the size of a participant's training set
 	// (default 120).
 	trainExamples func(i int) int
+	// beforeReport runs before an evaluation report (participant.Config).
+	beforeReport func(name string, t *pb.Task) error
 }
 
 // fleet is the participants startFleet runs.
@@ -99,6 +101,9 @@ func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *f
 		}
 		if hooks.beforeUpload != nil {
 			cfg.BeforeUpload = func(task *pb.Task) error { return hooks.beforeUpload(name, task) }
+		}
+		if hooks.beforeReport != nil {
+			cfg.BeforeReport = func(task *pb.Task) error { return hooks.beforeReport(name, task) }
 		}
 		if hooks.kill != nil {
 			cfg.AfterTask = func(task *pb.Task) {

@@ -133,3 +133,48 @@ func TestPartitionedLeader(t *testing.T) {
 	}
 	tc.WaitConverged(20 * time.Second)
 }
+
+// TestLeaderChangeDuringEvaluationKeepsTheAccuracy: the leader is killed
+// right after committing a round, while its model is being evaluated. The
+// new leader evaluates it once participants are back (nobody connected at
+// the moment it takes over is not an attempt), so every committed round of
+// the job ends up with a federated accuracy.
+func TestLeaderChangeDuringEvaluationKeepsTheAccuracy(t *testing.T) {
+	tc := coordtest.NewCluster(t, 3)
+	tc.Leader(10 * time.Second)
+	// Reports of round 2's first evaluation are held until the leader that
+	// asked for them is dead, then dropped.
+	gate := make(chan struct{})
+	var held sync.Once
+	holding := make(chan struct{})
+	startFleet(t, tc, 6, fleetHooks{beforeReport: func(_ string, task *pb.Task) error {
+		if task.Round != 2 {
+			return nil
+		}
+		select {
+		case <-gate:
+			return nil // a later evaluation of round 2, by the new leader
+		default:
+		}
+		held.Do(func() { close(holding) })
+		<-gate
+		return errors.New("held past the leader's death")
+	}})
+	admin := tc.Admin(1, "ops")
+	spec := blobsJob(5)
+	spec.EvaluateFraction = 1
+	jobID := submit(t, admin, spec)
+	<-holding
+	tc.Kill(tc.Index(tc.Leader(time.Second)))
+	tc.Leader(10 * time.Second)
+	close(gate)
+	job := tc.WaitJob(jobID, 60*time.Second)
+	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED {
+		t.Fatalf("job ended %v: %s", job.Status, job.Reason)
+	}
+	for _, r := range job.Rounds {
+		if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED && (r.Eval == nil || r.Eval.Examples == 0) {
+			t.Errorf("round %d committed without a federated accuracy", r.Number)
+		}
+	}
+}

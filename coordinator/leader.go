@@ -225,9 +225,11 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 	}
 	// Evaluate the latest model first if nobody has.
 	latest := job.CommittedRounds
+	// Nobody to ask (participants still reconnecting after a leader
+	// change) is not an attempt: the evaluation starts once someone is back.
 	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.evaluated(latest) {
-		run.evalAttempted[latest] = true
 		if c.startEvaluation(job, run, latest, now) {
+			run.evalAttempted[latest] = true
 			return nil
 		}
 	}

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/model"
@@ -52,6 +54,10 @@ type Config struct {
 	// returning an error drops the update. Scenarios use it to simulate
 	// participants that fail mid-round.
 	BeforeUpload func(t *pb.Task) error
+	// BeforeReport, if set, runs after an evaluation and before its report;
+	// returning an error drops the report. Tests use it to hold reports
+	// across a leader change.
+	BeforeReport func(t *pb.Task) error
 	// AfterTask, if set, runs after each task the participant completed.
 	// Tests use it to kill a participant at a chosen point of a round.
 	AfterTask func(t *pb.Task)
@@ -488,9 +494,26 @@ func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantService
 		return err
 	}
 	n := uint64(met.Examples)
-	_, err = client.ReportEvaluation(ctx, &pb.ReportEvaluationRequest{
+	req := &pb.ReportEvaluationRequest{
 		JobId: t.GetJobId(), ModelRound: t.GetRound(), ModelDigest: t.GetBaseModelDigest(),
 		Examples: n, Correct: uint64(math.Round(met.Accuracy * float64(n))), LossSum: met.Loss * float64(n),
-	})
-	return err
+	}
+	if p.cfg.BeforeReport != nil {
+		if err := p.cfg.BeforeReport(t); err != nil {
+			return err
+		}
+	}
+	// A leader change makes the coordinators answer Unavailable for a
+	// moment: try again until the task's deadline.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err = client.ReportEvaluation(ctx, req)
+		if status.Code(err) != codes.Unavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
