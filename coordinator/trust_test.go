@@ -483,8 +483,16 @@ func TestAuditLogVerifies(t *testing.T) {
 	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	a, b := adminOf(tc, 0, alice), adminOf(tc, 1, bob)
-	if _, err := a.SetPolicy(t.Context(), &pb.SetPolicyRequest{Policy: &pb.Policy{ApprovalsRequired: 2}}); err != nil {
-		t.Fatal(err)
+	// Coordinator 0 may not have heard from the new leader yet: it answers
+	// Unavailable until it has.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := a.SetPolicy(t.Context(), &pb.SetPolicyRequest{Policy: &pb.Policy{ApprovalsRequired: 2}})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
 	id := submit(t, a, blobsJob(1))
 	if _, err := b.Approve(t.Context(), &pb.ApproveRequest{ProposalId: id, Kind: "submit_job"}); err != nil {
