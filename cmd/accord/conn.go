@@ -5,10 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/pki"
@@ -67,21 +71,59 @@ type adminConn struct {
 
 // addAdminFlags registers --coordinator and the TLS flags.
 func addAdminFlags(fs *flag.FlagSet) (addr *string, tf tlsFlags) {
-	addr = fs.String("coordinator", envOr("ACCORD_COORDINATOR", "127.0.0.1:7700"), "a coordinator's gRPC address [$ACCORD_COORDINATOR]")
+	addr = fs.String("coordinator", envOr("ACCORD_COORDINATOR", "127.0.0.1:7700"),
+		"coordinators' gRPC addresses, comma-separated: the first that answers serves [$ACCORD_COORDINATOR]")
 	return addr, addTLSFlags(fs)
 }
 
-func dialAdmin(addr string, tf tlsFlags) (*adminConn, error) {
+// coordinatorAddrs splits a --coordinator list and checks each address.
+func coordinatorAddrs(list string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, usageError{fmt.Errorf("--coordinator %q: %q is not host:port", list, a)}
+		}
+		out = append(out, a)
+	}
+	if len(out) == 0 {
+		return nil, usageError{fmt.Errorf("--coordinator: name at least one host:port")}
+	}
+	return out, nil
+}
+
+func dialAdmin(list string, tf tlsFlags) (*adminConn, error) {
+	addrs, err := coordinatorAddrs(list)
+	if err != nil {
+		return nil, err
+	}
 	mat, err := tf.load()
 	if err != nil {
 		return nil, err
 	}
 	// Every call is signed with the admin's key: coordinators believe the
 	// signature, not the coordinator that forwards the call.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))),
-		grpc.WithDefaultServiceConfig(retryUnavailable), grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(mat.cert)))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))),
+		grpc.WithDefaultServiceConfig(retryUnavailable), grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(mat.cert))}
+	target := addrs[0]
+	if len(addrs) > 1 {
+		// Several coordinators: gRPC's pick_first takes the first that
+		// connects; each is verified under its own host name.
+		r := manual.NewBuilderWithScheme("accord")
+		var state resolver.State
+		for _, a := range addrs {
+			host, _, _ := net.SplitHostPort(a)
+			state.Addresses = append(state.Addresses, resolver.Address{Addr: a, ServerName: host})
+		}
+		r.InitialState(state)
+		opts, target = append(opts, grpc.WithResolvers(r)), "accord:///coordinators"
+	}
+	conn, err := grpc.NewClient(target, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("--coordinator %s: %w", addr, err)
+		return nil, fmt.Errorf("--coordinator %s: %w", list, err)
 	}
 	return &adminConn{conn: conn, client: pb.NewAdminServiceClient(conn)}, nil
 }
