@@ -42,4 +42,24 @@ func TestCoordinatorList(t *testing.T) {
 	if _, err := run("127.0.0.1:1,localhost"); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--coordinator") {
 		t.Fatalf("a list with an address without a port: %v; want a usage error naming --coordinator", err)
 	}
+	// A certificate from another federation: the error says so.
+	other, err := pki.NewCA("another federation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherDir := t.TempDir()
+	oCert, oKey, err := other.IssueToDir(otherDir, pki.Identity{Role: pki.RoleAdmin, Name: "ops", Organization: "org1"}, pki.IssueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out2, errb2 bytes.Buffer
+	err = NewMain(&out2, &errb2).Run(t.Context(), []string{"members", "list", "--coordinator", tc.Addrs()[0], "--ca", caFile, "--cert", oCert, "--key", oKey})
+	if err == nil || !strings.Contains(err.Error(), "refused this connection") {
+		t.Fatalf("a certificate from another federation: %v; want an error saying the coordinator refused it", err)
+	}
+	// Nobody there: the error says where it looked and how to change it.
+	if _, err := run("127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "no coordinator answered at 127.0.0.1:1") ||
+		!strings.Contains(err.Error(), "$ACCORD_COORDINATOR") {
+		t.Fatalf("no coordinator running: %v; want the address tried and how to set it", err)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -10,9 +11,11 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/pki"
@@ -107,7 +110,8 @@ func dialAdmin(list string, tf tlsFlags) (*adminConn, error) {
 	// Every call is signed with the admin's key: coordinators believe the
 	// signature, not the coordinator that forwards the call.
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(mat.cert, mat.pool))),
-		grpc.WithDefaultServiceConfig(retryUnavailable), grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(mat.cert))}
+		grpc.WithDefaultServiceConfig(retryUnavailable),
+		grpc.WithChainUnaryInterceptor(explainUnreachable(list), adminauth.UnaryClientInterceptor(mat.cert))}
 	target := addrs[0]
 	if len(addrs) > 1 {
 		// Several coordinators: gRPC's pick_first takes the first that
@@ -132,4 +136,25 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// explainUnreachable turns gRPC's transport errors into what to do: which
+// addresses were tried and how to set them, or that the coordinator refused
+// this certificate. A coordinator's own answers pass unchanged.
+func explainUnreachable(list string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		st, ok := status.FromError(err)
+		if !ok || st.Code() != codes.Unavailable {
+			return err
+		}
+		msg := st.Message()
+		switch {
+		case strings.Contains(msg, "certificate") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "tls:"):
+			return fmt.Errorf("the coordinator at %s refused this connection (is --cert from this federation's CA, and --ca its CA?): %s", list, msg)
+		case strings.Contains(msg, "connection error") || strings.Contains(msg, "connect:") || strings.Contains(msg, "dial"):
+			return fmt.Errorf("no coordinator answered at %s (--coordinator or $ACCORD_COORDINATOR sets the addresses; the default is 127.0.0.1:7700): %s", list, msg)
+		}
+		return err
+	}
 }
