@@ -8,21 +8,46 @@ GOARCH    := $(shell $(GO) env GOARCH)
 # where Debian's libopenblas-dev is installed (.ci/run installs it).
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/openblas/cblas.h && echo yes)
 
-.PHONY: all build build-simd build-openblas test test-kernels lint bench scenarios demo proto clean fuzz
+.PHONY: all build build-simd build-openblas test test-kernels lint check-deps bench scenarios demo proto clean fuzz
 
 all: build
 
+# The binary must not link Go's testing package. Our own test kits live in
+# packages only tests import (coordinator/coordtest); hashicorp/raft v1.8.0,
+# though, keeps its cluster test kit in testing.go, a non-test file that
+# imports "testing". Release builds therefore use $(RELEASE_MOD): go.mod
+# plus a replace of raft by the very module Go verified into the module
+# cache, copied into $(BIN)/raft (generated, never committed) without
+# testing.go and its _test files. Nothing in raft's other files uses them.
+RAFT_DIR    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/hashicorp/raft)
+RELEASE_MOD := $(BIN)/release.mod
+
+$(RELEASE_MOD): go.mod go.sum
+	rm -rf $(BIN)/raft && mkdir -p $(BIN)/raft
+	cp -R $(RAFT_DIR)/. $(BIN)/raft/ && chmod -R u+w $(BIN)/raft
+	rm -f $(BIN)/raft/testing.go $(BIN)/raft/*_test.go
+	cp go.mod $(RELEASE_MOD) && cp go.sum $(BIN)/release.sum
+	echo 'replace github.com/hashicorp/raft => ./$(BIN)/raft' >> $(RELEASE_MOD)
+
 ## build: the pure-Go static binary (gonum's kernel everywhere).
-build:
-	CGO_ENABLED=0 $(GO) build -o $(BIN)/accord ./cmd/accord
+build: $(RELEASE_MOD)
+	CGO_ENABLED=0 $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord ./cmd/accord
 
 ## build-simd: pure Go, no cgo, with the AVX-512 kernel (amd64; picked at run time when the CPU has AVX-512).
-build-simd:
-	CGO_ENABLED=0 GOEXPERIMENT=simd $(GO) build -o $(BIN)/accord-simd ./cmd/accord
+build-simd: $(RELEASE_MOD)
+	CGO_ENABLED=0 GOEXPERIMENT=simd $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord-simd ./cmd/accord
 
 ## build-openblas: cgo build with OpenBLAS (needs libopenblas-dev). Fastest; not static.
-build-openblas:
-	CGO_ENABLED=1 $(GO) build -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
+build-openblas: $(RELEASE_MOD)
+	CGO_ENABLED=1 $(GO) build -modfile=$(RELEASE_MOD) -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
+
+## check-deps: the release binary links no testing package, and no package of ours
+## outside tests imports testing (only raft's testing.go may, and the release build drops it).
+check-deps: $(RELEASE_MOD)
+	@if $(GO) list -modfile=$(RELEASE_MOD) -deps ./cmd/accord | grep -qx testing; then \
+		echo "the release binary links the testing package"; exit 1; fi
+	@bad=$$($(GO) list -deps -f '{{if and (not .Standard) (ne .ImportPath "github.com/hashicorp/raft")}}{{range .Imports}}{{if eq . "testing"}}{{$$.ImportPath}} {{end}}{{end}}{{end}}' ./cmd/accord); \
+	if [ -n "$$bad" ]; then echo "packages linked into accord import testing: $$bad"; exit 1; fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -30,7 +55,7 @@ lint:
 	$(GO) vet ./...
 
 ## test: formatting, vet, the tests under -race, and the kernel builds whose requirements are present.
-test: lint
+test: lint check-deps
 	$(GO) test -race -timeout 12m ./...
 	$(MAKE) test-kernels
 
