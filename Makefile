@@ -19,12 +19,12 @@ all: build
 # plus a replace of raft by the very module Go verified into the module
 # cache, copied into $(BIN)/raft (generated, never committed) without
 # testing.go and its _test files. Nothing in raft's other files uses them.
-RAFT_DIR    = $(shell $(GO) list -m -f '{{.Dir}}' github.com/hashicorp/raft)
 RELEASE_MOD := $(BIN)/release.mod
 
 $(RELEASE_MOD): go.mod go.sum
 	rm -rf $(BIN)/raft && mkdir -p $(BIN)/raft
-	cp -R $(RAFT_DIR)/. $(BIN)/raft/ && chmod -R u+w $(BIN)/raft
+	$(GO) mod download github.com/hashicorp/raft
+	cp -R "$$($(GO) list -m -f '{{.Dir}}' github.com/hashicorp/raft)/." $(BIN)/raft/ && chmod -R u+w $(BIN)/raft
 	rm -f $(BIN)/raft/testing.go $(BIN)/raft/*_test.go
 	cp go.mod $(RELEASE_MOD) && cp go.sum $(BIN)/release.sum
 	echo 'replace github.com/hashicorp/raft => ./$(BIN)/raft' >> $(RELEASE_MOD)
@@ -44,8 +44,8 @@ build-openblas: $(RELEASE_MOD)
 ## check-deps: the release binary links no testing package, and no package of ours
 ## outside tests imports testing (only raft's testing.go may, and the release build drops it).
 check-deps: $(RELEASE_MOD)
-	@if $(GO) list -modfile=$(RELEASE_MOD) -deps ./cmd/accord | grep -qx testing; then \
-		echo "the release binary links the testing package"; exit 1; fi
+	@deps=$$($(GO) list -modfile=$(RELEASE_MOD) -deps ./cmd/accord) || exit 1; \
+	if echo "$$deps" | grep -qx testing; then echo "the release binary links the testing package"; exit 1; fi
 	@bad=$$($(GO) list -deps -f '{{if and (not .Standard) (ne .ImportPath "github.com/hashicorp/raft")}}{{range .Imports}}{{if eq . "testing"}}{{$$.ImportPath}} {{end}}{{end}}{{end}}' ./cmd/accord); \
 	if [ -n "$$bad" ]; then echo "packages linked into accord import testing: $$bad"; exit 1; fi
 
