@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -80,3 +81,8 @@ func sumSquaresChunked(x []float32, workers int) float64 {
 	}
 	return s
 }
+
+// Norm is v's L2 norm, summed in float64 with the fastest kernel the CPU
+// has, over all cores for long vectors; +Inf or NaN when v holds a
+// non-finite value. The result does not depend on the CPU or the cores.
+func Norm(v []float32) float64 { return math.Sqrt(sumSquaresChunked(v, 0)) }

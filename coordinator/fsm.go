@@ -342,11 +342,10 @@ func (f *FSM) applyCommitRound(c *commitRound) error {
 		return fmt.Errorf("%w: sampling rate %v", ErrBadRequest, c.SamplingRate)
 	}
 	if j.Spec.DP != nil {
-		// spend refuses a bad vector before changing anything.
-		if err := j.spend(c.PrivacyRDP, c.Epsilon, c.Order); err != nil {
-			return fmt.Errorf("%w: privacy of round %d: %w", ErrBadRequest, c.Number, err)
+		// charge refuses a bad vector before changing anything.
+		if err := j.charge(r, c.PrivacyRDP, c.Epsilon, c.Order); err != nil {
+			return err
 		}
-		r.Epsilon = c.Epsilon
 	}
 	r.Status, r.Digest, r.Contributors, r.Examples, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_COMMITTED, c.Digest, c.Contributors, c.Examples, c.At
 	r.OptimizerDigest, r.SamplingRate = c.OptimizerDigest, c.SamplingRate
@@ -360,10 +359,9 @@ func (f *FSM) applyAbortRound(c *abortRound) error {
 		return err
 	}
 	if j.Spec.DP != nil && c.PrivacyRDP != nil {
-		if err := j.spend(c.PrivacyRDP, c.Epsilon, c.Order); err != nil {
-			return fmt.Errorf("%w: privacy of round %d: %w", ErrBadRequest, c.Number, err)
+		if err := j.charge(r, c.PrivacyRDP, c.Epsilon, c.Order); err != nil {
+			return err
 		}
-		r.Epsilon = c.Epsilon
 	}
 	r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, c.Reason, c.At
 	return nil

@@ -390,12 +390,8 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			r.groupOf[id] = gi
 		}
 	}
-	var dpTask *pb.DPTask
-	if d := spec.DP; d != nil {
-		dpTask = &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
-		if d.Mode == DPCentral {
-			r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
-		}
+	if d := spec.DP; d != nil && d.Mode == DPCentral {
+		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
 	}
 	run.round, run.waitingLogged = r, false
 	sent := 0
@@ -406,11 +402,13 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
 			Seed:            TaskSeed(spec.Seed, number, attempt, id),
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
-			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond), Dp: dpTask,
+			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond),
 		}
-		if g := r.group(id); g != nil {
-			t.Secagg, t.Dp = g.trainTask(id), g.dpTask(spec.DP)
+		g := r.group(id)
+		if g != nil {
+			t.Secagg = g.trainTask(id)
 		}
+		t.Dp = spec.DP.task(g)
 		if c.sessions.send(id, t) {
 			sent++
 		}
@@ -521,8 +519,13 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 // recordAbort commits a round attempt's abort, with its reason, through
 // Raft; the next attempt draws a new cohort.
 func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason string, now time.Time) error {
-	c.log.Info("round aborted", "job", jobID, "round", number, "attempt", attempt, "reason", reason)
-	if err := c.apply(cmdAbortRound, abortRound{JobID: jobID, Number: number, Attempt: attempt, Reason: reason, At: now.UnixMilli()}); err != nil {
+	return c.applyAbort(abortRound{JobID: jobID, Number: number, Attempt: attempt, Reason: reason, At: now.UnixMilli()})
+}
+
+// applyAbort commits an abort command and counts it.
+func (c *Coordinator) applyAbort(cmd abortRound) error {
+	c.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
+	if err := c.apply(cmdAbortRound, cmd); err != nil {
 		return err
 	}
 	c.metrics.roundsAborted.Inc()
@@ -539,12 +542,7 @@ func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
 		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
 	}
-	c.log.Info("round aborted", "job", job.ID, "round", r.number, "attempt", r.attempt, "reason", cmd.Reason)
-	if err := c.apply(cmdAbortRound, cmd); err != nil {
-		return err
-	}
-	c.metrics.roundsAborted.Inc()
-	return nil
+	return c.applyAbort(cmd)
 }
 
 // commitUpdate applies the round's combined update to its base model with

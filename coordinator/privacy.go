@@ -91,6 +91,20 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 	return nil
 }
 
+// task is the differential privacy a participant applies to its update
+// in a round (nil without dp); g is its secure-aggregation group (nil in a
+// plain round), whose plan says how small a sum the noise is sized for.
+func (d *DifferentialPrivacy) task(g *secureRound) *pb.DPTask {
+	if d == nil {
+		return nil
+	}
+	t := &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
+	if g != nil && g.plan != nil {
+		t.MinClients = uint32(g.plan.Threshold)
+	}
+	return t
+}
+
 func (d *DifferentialPrivacy) toProto() *pb.DifferentialPrivacy {
 	if d == nil {
 		return nil
@@ -137,6 +151,16 @@ func (j *Job) roundPrivacy(q float64) (rdp []float64, eps, order float64) {
 	}
 	eps, order = acct.Epsilon(d.delta())
 	return rdp, min(eps, math.MaxFloat64), order
+}
+
+// charge spends one round attempt's privacy (FSM) and records the job's ε
+// after it on the attempt; a refused vector is ErrBadRequest.
+func (j *Job) charge(r *RoundRecord, rdp []float64, eps, order float64) error {
+	if err := j.spend(rdp, eps, order); err != nil {
+		return fmt.Errorf("%w: privacy of round %d: %w", ErrBadRequest, r.Number, err)
+	}
+	r.Epsilon = eps
+	return nil
 }
 
 // spend composes one round into the job's privacy (FSM): the leader's

@@ -182,7 +182,7 @@ func (r *round) add(from string, delta []float32) error {
 	share := r.receiving[from]
 	delete(r.receiving, from)
 	if r.maxNorm > 0 {
-		if n := norm(delta); !(n <= r.maxNorm) {
+		if n := aggregate.Norm(delta); !(n <= r.maxNorm) {
 			return fmt.Errorf("%w: update norm %.4g exceeds the job's max_update_norm %.4g", ErrBadUpdate, n, r.maxNorm)
 		}
 	}
@@ -213,16 +213,6 @@ func (r *round) update(rng *rand.Rand) ([]float32, error) {
 		dp.AddGaussian(delta, r.dpNoise/float64(len(r.contributors)), rng)
 	}
 	return delta, nil
-}
-
-// norm is the L2 norm of v, in float64 (float32 entries of 1e38 square to
-// 1e76: no overflow).
-func norm(v []float32) float64 {
-	s := 0.0
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	return math.Sqrt(s)
 }
 
 // refuse records that a cohort member's site refused the job: the round

@@ -125,19 +125,6 @@ func (s *secureRound) trainTask(id string) *pb.SecAggTask {
 	}
 }
 
-// dpTask is the differential privacy a client of this group applies
-// (nil: none).
-func (s *secureRound) dpTask(d *DifferentialPrivacy) *pb.DPTask {
-	if d == nil {
-		return nil
-	}
-	t := &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
-	if s.plan != nil {
-		t.MinClients = uint32(s.plan.Threshold)
-	}
-	return t
-}
-
 // expect checks that from may send the current phase's message now and
 // returns its client index.
 func (s *secureRound) expect(from string, phase secPhase) (int, error) {

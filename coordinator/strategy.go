@@ -135,7 +135,7 @@ func (s JobSpec) minUpdates(n int) int {
 	return min(m, n)
 }
 
-// ToProto converts the server section for the wire.
+// toProto converts the server section for the wire.
 func (o ServerOptimizer) toProto() *pb.ServerOptimizer {
 	return &pb.ServerOptimizer{Lr: o.LR, Momentum: o.Momentum, Beta1: o.Beta1, Beta2: o.Beta2, Tau: o.Tau}
 }

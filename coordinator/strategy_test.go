@@ -177,12 +177,11 @@ func TestCentralDPClipsAndWeighsEveryoneTheSame(t *testing.T) {
 func TestChooseGroups(t *testing.T) {
 	var connected []string
 	regionOf := map[string]string{}
-	for i, reg := range []string{"de", "fr", "jp"} {
+	for _, reg := range []string{"de", "fr", "jp"} {
 		for j := range 10 {
 			id := fmt.Sprintf("%s-%02d", reg, j)
 			connected = append(connected, id)
 			regionOf[id] = reg
-			_ = i
 		}
 	}
 	region := func(id string) string { return regionOf[id] }

@@ -346,8 +346,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	}
 	k := 0
 	for _, g := range sc.Participants.Groups {
-		for i := range g.Count {
-			name := fmt.Sprintf("%s-%d", g.Prefix, i+1)
+		for _, name := range g.names() {
 			cert, err := ca.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: name})
 			if err != nil {
 				return nil, err
@@ -635,9 +634,7 @@ func byzantine(sc *Scenario) map[string]float64 {
 		var names []string
 		for _, g := range sc.Participants.Groups {
 			if f.Region == "" || g.Region == f.Region {
-				for i := range g.Count {
-					names = append(names, fmt.Sprintf("%s-%d", g.Prefix, i+1))
-				}
+				names = append(names, g.names()...)
 			}
 		}
 		key := func(n string) uint64 { return hashName(n) ^ sc.Job.Seed*0x9e3779b97f4a7c15 }

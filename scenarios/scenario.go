@@ -59,6 +59,15 @@ type GroupSpec struct {
 	Examples []int `yaml:"examples"`
 }
 
+// names are the group's institutions: PREFIX-1 … PREFIX-COUNT.
+func (g GroupSpec) names() []string {
+	out := make([]string, g.Count)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", g.Prefix, i+1)
+	}
+	return out
+}
+
 // skewed reports whether the group shapes its own data.
 func (g GroupSpec) skewed() bool { return len(g.Labels) > 0 || len(g.Examples) > 0 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
+
+	"github.com/accord-fl/accord/aggregate"
 )
 
 // ClipL2 scales v in place so that its L2 norm is at most s and returns the
@@ -14,7 +16,7 @@ import (
 // not ≥ 0, zeroes v (the norm returned, NaN or +Inf, says why): such an
 // update carries nothing that could be released.
 func ClipL2(v []float32, s float64) float64 {
-	norm := l2(v)
+	norm := aggregate.Norm(v)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) || !(s >= 0) {
 		clear(v)
 		return norm
@@ -27,21 +29,12 @@ func ClipL2(v []float32, s float64) float64 {
 		for i, x := range v {
 			v[i] = float32(float64(x) * f)
 		}
-		n := l2(v)
+		n := aggregate.Norm(v)
 		if n <= s {
 			return norm
 		}
 		f = (s / n) * (1 - 1.0/(1<<23))
 	}
-}
-
-// l2 returns the L2 norm of v, accumulated in float64.
-func l2(v []float32) float64 {
-	var ss float64
-	for _, x := range v {
-		ss += float64(x) * float64(x)
-	}
-	return math.Sqrt(ss)
 }
 
 // NewRNG returns a cryptographically secure generator for noise: ChaCha8

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+
+	"github.com/accord-fl/accord/aggregate"
 )
 
 // MaxWrapProbability is the chance PlanDistributed allows that any
@@ -179,7 +181,7 @@ func (p DistributedPlan) Encode(delta []float32, rng *rand.Rand) ([]uint32, erro
 	if len(delta) != p.Length {
 		return nil, fmt.Errorf("%w: %d values for a plan of %d", ErrLength, len(delta), p.Length)
 	}
-	norm := l2(delta)
+	norm := aggregate.Norm(delta)
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return nil, fmt.Errorf("%w: L2 norm %v", ErrNotFinite, norm)
 	}
