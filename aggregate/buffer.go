@@ -13,6 +13,7 @@ type buffer struct {
 	params    int
 	workers   int
 	normBound float64
+	exact     bool // weighted sums in fixed point (RuleConfig.Exact)
 	updates   [][]float32
 	weights   []float64
 	norms     []float64 // L2 norms, when normBound > 0
@@ -70,6 +71,9 @@ func median64(v []float64) float64 {
 // FedAvg bit for bit.
 func (b *buffer) weightedMean(idx []int) ([]float32, error) {
 	a := NewFedAvg(b.params)
+	if b.exact {
+		a = NewExactFedAvg(b.params)
+	}
 	a.Parallelism = b.workers
 	for _, i := range idx {
 		a.addChecked(b.updates[i], b.weights[i])

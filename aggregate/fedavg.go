@@ -29,6 +29,8 @@ type FedAvg struct {
 	Parallelism int
 
 	sum     []float64
+	exact   *exactSum // set by NewExactFedAvg: sums in fixed point instead of sum
+	exactW  *exactSum // and the weights
 	weight  float64
 	count   int
 	batch   int         // fold when this many updates wait
@@ -51,9 +53,27 @@ func NewFedAvg(n int) *FedAvg {
 	return &FedAvg{sum: make([]float64, n), batch: k, pending: make([][]float32, 0, k), pw: make([]float64, 0, k)}
 }
 
+// NewExactFedAvg returns an accumulator for models of n parameters whose
+// result does not depend on the order of the updates (exactSum): the job
+// file's aggregation.exact. Its weights must be integers below 2²⁹ (example
+// counts) for the products to be exact too.
+func NewExactFedAvg(n int) *FedAvg {
+	a := NewFedAvg(n)
+	a.sum, a.exact, a.exactW = nil, newExactSum(n), newExactSum(1)
+	return a
+}
+
+// params is the number of parameters of the models summed.
+func (a *FedAvg) params() int {
+	if a.exact != nil {
+		return len(a.exact.lo)
+	}
+	return len(a.sum)
+}
+
 // Check reports whether delta with weight could be added, without adding it.
 func (a *FedAvg) Check(delta []float32, weight float64) error {
-	_, err := checkUpdate(delta, weight, len(a.sum), a.Parallelism, false)
+	_, err := checkUpdate(delta, weight, a.params(), a.Parallelism, false)
 	if err == nil && math.IsInf(a.weight+weight, 0) {
 		err = fmt.Errorf("%w: total weight overflows", ErrNotFinite)
 	}
@@ -75,6 +95,10 @@ func (a *FedAvg) addChecked(delta []float32, weight float64) {
 	a.pending = append(a.pending, delta)
 	a.pw = append(a.pw, weight)
 	a.weight += weight
+	if a.exactW != nil {
+		a.exactW.addAt(0, weight)
+		a.weight = a.exactW.value(0) // the same whatever the order
+	}
 	a.count++
 	if len(a.pending) >= a.batch {
 		a.fold()
@@ -87,7 +111,13 @@ func (a *FedAvg) fold() {
 		return
 	}
 	us, ws := a.pending, a.pw
-	parallel(a.Parallelism, len(a.sum), 64, minSpan, func(lo, hi int) {
+	parallel(a.Parallelism, a.params(), 64, minSpan, func(lo, hi int) {
+		if a.exact != nil {
+			for j, u := range us {
+				a.exact.add(u[lo:hi], ws[j], lo)
+			}
+			return
+		}
 		kernels.fold(a.sum[lo:hi], us, ws, lo)
 	})
 	clear(a.pending)
@@ -106,10 +136,14 @@ func (a *FedAvg) Result() ([]float32, error) {
 		return nil, ErrEmpty
 	}
 	a.fold()
-	out := make([]float32, len(a.sum))
+	out := make([]float32, a.params())
 	parallel(a.Parallelism, len(out), 64, minSpan, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			out[i] = float32(a.sum[i] / a.weight)
+			if a.exact != nil {
+				out[i] = float32(a.exact.value(i) / a.weight)
+			} else {
+				out[i] = float32(a.sum[i] / a.weight)
+			}
 		}
 	})
 	return checkResult(out, a.Parallelism)
@@ -117,8 +151,8 @@ func (a *FedAvg) Result() ([]float32, error) {
 
 // Apply returns base plus the weighted mean of the updates, as a new slice.
 func (a *FedAvg) Apply(base []float32) ([]float32, error) {
-	if a.count > 0 && len(base) != len(a.sum) {
-		return nil, fmt.Errorf("%w: base has %d values; updates have %d", ErrShape, len(base), len(a.sum))
+	if a.count > 0 && len(base) != a.params() {
+		return nil, fmt.Errorf("%w: base has %d values; updates have %d", ErrShape, len(base), a.params())
 	}
 	out, err := a.Result()
 	if err != nil {

@@ -70,6 +70,12 @@ type RuleConfig struct {
 	// (0: off). It must be ≥ 1, so that the updates up to the median
 	// always stay. With it, every rule (FedAvg too) buffers the updates.
 	NormBound float64
+	// Exact makes the weighted sums of fedavg and multi_krum exact
+	// (fixed point, NewExactFedAvg), so that a round's result does not
+	// depend on the order its updates arrived in: reproducible runs, at
+	// the price of scalar arithmetic. median, trimmed_mean and krum do not
+	// depend on the order anyway.
+	Exact bool
 	// Parallelism is the number of goroutines a rule's passes over the
 	// coordinates use (0: GOMAXPROCS). It is not a job-file setting and
 	// does not change results.
@@ -124,10 +130,13 @@ func NewRule(c RuleConfig, params int) (Rule, error) {
 	}
 	if (c.Name == "" || c.Name == RuleFedAvg) && c.NormBound == 0 {
 		a := NewFedAvg(params)
+		if c.Exact {
+			a = NewExactFedAvg(params)
+		}
 		a.Parallelism = c.Parallelism
 		return a, nil
 	}
-	b := buffer{params: params, normBound: c.NormBound, workers: c.Parallelism}
+	b := buffer{params: params, normBound: c.NormBound, workers: c.Parallelism, exact: c.Exact}
 	switch c.Name {
 	case RuleMedian:
 		return &coordinateRule{buffer: b, median: true}, nil

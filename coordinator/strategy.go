@@ -43,6 +43,10 @@ type Aggregation struct {
 	// GroupBy is "random" (default) or "region": participants of one
 	// region share a group (regions are dealt out over the groups).
 	GroupBy string `yaml:"group_by" json:"group_by,omitempty"`
+	// Exact sums the updates in fixed point, so that a round's model does
+	// not depend on the order its updates arrived in (reproducible runs;
+	// aggregate.RuleConfig.Exact). Slower: scalar arithmetic.
+	Exact bool `yaml:"exact" json:"exact,omitempty"`
 }
 
 // Group assignments.
@@ -61,7 +65,7 @@ func (a Aggregation) robust() bool {
 
 // ruleConfig is the aggregate package's view of the section.
 func (a Aggregation) ruleConfig() aggregate.RuleConfig {
-	return aggregate.RuleConfig{Name: a.Rule, Beta: a.Beta, F: int(a.F), M: int(a.M), NormBound: a.NormBound}
+	return aggregate.RuleConfig{Name: a.Rule, Beta: a.Beta, F: int(a.F), M: int(a.M), NormBound: a.NormBound, Exact: a.Exact}
 }
 
 // Optimizer is the job's server optimiser: its strategy and server
@@ -145,12 +149,12 @@ func serverFromProto(p *pb.ServerOptimizer) ServerOptimizer {
 }
 
 func (a Aggregation) toProto() *pb.Aggregation {
-	return &pb.Aggregation{Rule: a.Rule, Beta: a.Beta, F: a.F, M: a.M, NormBound: a.NormBound, Groups: a.Groups, GroupBy: a.GroupBy}
+	return &pb.Aggregation{Rule: a.Rule, Beta: a.Beta, F: a.F, M: a.M, NormBound: a.NormBound, Groups: a.Groups, GroupBy: a.GroupBy, Exact: a.Exact}
 }
 
 func aggregationFromProto(p *pb.Aggregation) Aggregation {
 	return Aggregation{Rule: p.GetRule(), Beta: p.GetBeta(), F: p.GetF(), M: p.GetM(), NormBound: p.GetNormBound(),
-		Groups: p.GetGroups(), GroupBy: p.GetGroupBy()}
+		Groups: p.GetGroups(), GroupBy: p.GetGroupBy(), Exact: p.GetExact()}
 }
 
 // finite reports whether v is neither NaN nor infinite.

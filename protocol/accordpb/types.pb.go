@@ -494,7 +494,10 @@ type Aggregation struct {
 	// secure aggregation in each and combine the group means with rule.
 	Groups uint32 `protobuf:"varint,6,opt,name=groups,proto3" json:"groups,omitempty"`
 	// How groups are formed: "random" (default) or "region".
-	GroupBy       string `protobuf:"bytes,7,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	GroupBy string `protobuf:"bytes,7,opt,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	// Sum the updates in fixed point: the result does not depend on the
+	// order they arrive in (reproducible runs).
+	Exact         bool `protobuf:"varint,8,opt,name=exact,proto3" json:"exact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -576,6 +579,13 @@ func (x *Aggregation) GetGroupBy() string {
 		return x.GroupBy
 	}
 	return ""
+}
+
+func (x *Aggregation) GetExact() bool {
+	if x != nil {
+		return x.Exact
+	}
+	return false
 }
 
 // DifferentialPrivacy is user-level DP as in DP-FedAvg.
@@ -2067,7 +2077,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\bmomentum\x18\x02 \x01(\x01R\bmomentum\x12\x14\n" +
 	"\x05beta1\x18\x03 \x01(\x01R\x05beta1\x12\x14\n" +
 	"\x05beta2\x18\x04 \x01(\x01R\x05beta2\x12\x10\n" +
-	"\x03tau\x18\x05 \x01(\x01R\x03tau\"\xa3\x01\n" +
+	"\x03tau\x18\x05 \x01(\x01R\x03tau\"\xb9\x01\n" +
 	"\vAggregation\x12\x12\n" +
 	"\x04rule\x18\x01 \x01(\tR\x04rule\x12\x12\n" +
 	"\x04beta\x18\x02 \x01(\x01R\x04beta\x12\f\n" +
@@ -2076,7 +2086,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"norm_bound\x18\x05 \x01(\x01R\tnormBound\x12\x16\n" +
 	"\x06groups\x18\x06 \x01(\rR\x06groups\x12\x19\n" +
-	"\bgroup_by\x18\a \x01(\tR\agroupBy\"\x9f\x01\n" +
+	"\bgroup_by\x18\a \x01(\tR\agroupBy\x12\x14\n" +
+	"\x05exact\x18\b \x01(\bR\x05exact\"\x9f\x01\n" +
 	"\x13DifferentialPrivacy\x12\x12\n" +
 	"\x04mode\x18\x01 \x01(\tR\x04mode\x12)\n" +
 	"\x10noise_multiplier\x18\x02 \x01(\x01R\x0fnoiseMultiplier\x12\x12\n" +
