@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -52,8 +53,15 @@ type Config struct {
 	Join []string
 	// GossipKey encrypts gossip (16, 24 or 32 bytes; from `accord pki init`).
 	GossipKey []byte
-	// FastGossip shortens memberlist's probe intervals (tests, scenarios).
+	// FastGossip shortens memberlist's probe intervals (tests, scenarios
+	// on loopback). WANGossip takes memberlist's WAN timings instead, for
+	// coordinators on several continents (SetProfile sets it).
 	FastGossip bool
+	WANGossip  bool
+	// Network, if set, carries this coordinator's links to the other
+	// coordinators: Raft, gRPC and gossip. Scenarios set it to run a
+	// modelled WAN on loopback (netsim); nil is the host's network.
+	Network Network
 	// Cert is the coordinator's certificate; CA the federation's.
 	Cert tls.Certificate
 	CA   *x509.CertPool
@@ -98,6 +106,47 @@ func DefaultConfig() Config {
 	}
 }
 
+// Network carries a coordinator's links to its peers (see Config.Network).
+type Network interface {
+	// DialContext opens a stream connection, as net.Dialer does.
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	// WrapTransport returns the gossip transport to use in place of t.
+	WrapTransport(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+}
+
+// Timing profiles: Raft's and gossip's timeouts for the network between
+// the coordinators.
+const (
+	// ProfileLAN is hashicorp/raft's defaults (heartbeat and election
+	// timeouts 1 s, leader lease 500 ms) and memberlist's LAN timings:
+	// coordinators in one data centre or one country.
+	ProfileLAN = "lan"
+	// ProfileWAN triples Raft's timeouts (3 s, lease 1.5 s: about ten
+	// round trips of a 300 ms intercontinental path, as etcd's tuning
+	// guide advises for the election timeout) and takes memberlist's WAN
+	// timings (probe timeout 3 s): coordinators on several continents.
+	// Failover takes longer; a slow link no longer looks like a dead leader.
+	ProfileWAN = "wan"
+)
+
+// SetProfile sets the Raft and gossip timings of a profile (ProfileLAN or
+// ProfileWAN).
+func (c *Config) SetProfile(name string) error {
+	rc := raft.DefaultConfig()
+	scale := time.Duration(1)
+	switch name {
+	case ProfileLAN:
+		c.WANGossip = false
+	case ProfileWAN:
+		scale, c.WANGossip, c.FastGossip = 3, true, false
+	default:
+		return fmt.Errorf("timing profile %q: want %s or %s", name, ProfileLAN, ProfileWAN)
+	}
+	c.HeartbeatTimeout, c.ElectionTimeout = scale*rc.HeartbeatTimeout, scale*rc.ElectionTimeout
+	c.LeaderLeaseTimeout, c.CommitTimeout = scale*rc.LeaderLeaseTimeout, scale*rc.CommitTimeout
+	return nil
+}
+
 // Validate reports the first missing or inconsistent setting.
 func (c Config) Validate() error {
 	switch {
@@ -109,6 +158,8 @@ func (c Config) Validate() error {
 		return errors.New("coordinator config: GRPCAddr, RaftAddr and GossipAddr are required")
 	case len(c.GossipKey) != 0 && len(c.GossipKey) != 16 && len(c.GossipKey) != 24 && len(c.GossipKey) != 32:
 		return errors.New("coordinator config: GossipKey must be 16, 24 or 32 bytes")
+	case c.FastGossip && c.WANGossip:
+		return errors.New("coordinator config: FastGossip and WANGossip are exclusive")
 	case c.Bootstrap && c.BootstrapExpect > 0:
 		return errors.New("coordinator config: set Bootstrap or BootstrapExpect, not both")
 	case len(c.Cert.Certificate) == 0 || c.CA == nil:
@@ -260,7 +311,7 @@ func (c *Coordinator) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft snapshot store: %w", err)
 	}
-	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.peers, c.cfg.Limits)
+	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.peers, c.cfg.Limits, c.dialPeer)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,7 @@
 package coordinator
 
 import (
-	"crypto/tls"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -89,6 +89,9 @@ func (c *Coordinator) startGossip() error {
 		mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
 		mc.SuspicionMult = 2
 	}
+	if c.cfg.WANGossip {
+		mc = memberlist.DefaultWANConfig()
+	}
 	host, port, err := net.SplitHostPort(c.cfg.GossipAddr)
 	if err != nil {
 		return fmt.Errorf("gossip address %q: %w", c.cfg.GossipAddr, err)
@@ -101,6 +104,13 @@ func (c *Coordinator) startGossip() error {
 	mc.Delegate = c.members
 	mc.Events = &memberlist.ChannelEventDelegate{Ch: c.members.events}
 	mc.Logger = memberlistLogger(c.log)
+	if c.cfg.Network != nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: mc.BindPort, Logger: mc.Logger})
+		if err != nil {
+			return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)
+		}
+		mc.Transport = c.cfg.Network.WrapTransport(nt)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("starting gossip on %s: %w", c.cfg.GossipAddr, err)
@@ -283,8 +293,9 @@ func (c *Coordinator) mayJoin(m member) error {
 	}
 	cfg := pki.ClientTLS(c.cfg.Cert, c.cfg.CA)
 	cfg.VerifyConnection = c.peers.verifyNamed(m.Name)
-	d := &net.Dialer{Timeout: 2 * time.Second}
-	conn, err := tls.DialWithDialer(d, "tcp", m.Meta.Raft, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	conn, err := c.dialPeer(ctx, m.Meta.Raft, cfg)
 	if err != nil {
 		return fmt.Errorf("checking %s's identity at %s: %w", m.Name, m.Meta.Raft, err)
 	}

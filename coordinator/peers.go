@@ -209,8 +209,14 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 	// Peers come back within seconds after a restart: retry quickly.
 	bo := backoff.DefaultConfig
 	bo.MaxDelay = time.Second
-	cc, err := grpc.NewClient(meta.GRPC, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 2 * time.Second}))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: 2 * time.Second})}
+	if n := p.c.cfg.Network; n != nil {
+		opts = append(opts, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return n.DialContext(ctx, "tcp", addr)
+		}))
+	}
+	cc, err := grpc.NewClient(meta.GRPC, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -31,6 +32,7 @@ type tlsStreamLayer struct {
 	client    *tls.Config
 	peers     *peers // tracks connections so a partition (tests) can cut them
 	timeout   time.Duration
+	dial      dialTLS
 
 	pending chan struct{} // a slot per handshake in progress
 	ready   chan net.Conn // verified connections for Accept
@@ -43,7 +45,40 @@ type tlsStreamLayer struct {
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
 
-func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers, limits Limits) (*tlsStreamLayer, error) {
+// dialTLS opens a TLS connection to another coordinator.
+type dialTLS func(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error)
+
+// dialPeer opens a TLS connection to another coordinator's address, over
+// Config.Network if it is set.
+func (c *Coordinator) dialPeer(ctx context.Context, addr string, cfg *tls.Config) (*tls.Conn, error) {
+	var raw net.Conn
+	var err error
+	if c.cfg.Network != nil {
+		raw, err = c.cfg.Network.DialContext(ctx, "tcp", addr)
+	} else {
+		raw, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ServerName == "" { // as tls.Dial does: verify the host dialled
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			raw.Close()
+			return nil, err
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	conn := tls.Client(raw, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers, limits Limits, dial dialTLS) (*tlsStreamLayer, error) {
 	server := pki.ServerTLS(cert, ca)
 	server.VerifyConnection = p.verifyCoordinator
 	client := pki.ClientTLS(cert, ca)
@@ -53,7 +88,7 @@ func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *
 		return nil, fmt.Errorf("raft listener on %s: %w", addr, err)
 	}
 	t := &tlsStreamLayer{
-		ln: netlimit.Listen(tcp, limits.MaxRaftConnsPerIP), server: server, advertise: tcp.Addr(), client: client, peers: p,
+		ln: netlimit.Listen(tcp, limits.MaxRaftConnsPerIP), server: server, advertise: tcp.Addr(), client: client, peers: p, dial: dial,
 		timeout: limits.HandshakeTimeout, pending: make(chan struct{}, limits.MaxPendingHandshakes),
 		ready: make(chan net.Conn), done: make(chan struct{}), shaking: map[net.Conn]bool{},
 	}
@@ -152,8 +187,9 @@ func (t *tlsStreamLayer) Addr() net.Addr { return t.advertise }
 
 // Dial opens a TLS connection to a Raft peer.
 func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", string(address), t.client)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := t.dial(ctx, string(address), t.client)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ type Config struct {
 	CA   *x509.CertPool
 	// Region is reported at registration.
 	Region string
+	// Dial, if set, opens the connections to coordinators (scenarios route
+	// them through a modelled network); nil dials directly.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Dataset names the data this participant holds ("mnist").
 	Dataset string
 	// Train is the local training data; Validation the local data that
@@ -77,6 +81,18 @@ type Config struct {
 	// EpochDelay, if nonzero, makes every local epoch take at least this
 	// long: a fault simulating a slow site, for the local time budget.
 	EpochDelay time.Duration
+	// FaultAt, if set, overrides FlipUpdate and EpochDelay task by task,
+	// so that a scenario's timeline can turn a site hostile or slow from a
+	// given round on.
+	FaultAt func(t *pb.Task) (flip float64, epochDelay time.Duration)
+}
+
+// faults returns the sign-flip factor and the epoch delay for task t.
+func (c Config) faults(t *pb.Task) (float64, time.Duration) {
+	if c.FaultAt != nil {
+		return c.FaultAt(t)
+	}
+	return c.FlipUpdate, c.EpochDelay
 }
 
 // Validate reports the first missing setting.
@@ -183,7 +199,11 @@ func (p *Participant) Run(ctx context.Context) error {
 
 // session serves one connection to one coordinator until it breaks.
 func (p *Participant) session(ctx context.Context, addr string) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(p.creds)}
+	if p.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(p.cfg.Dial))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return err
 	}
@@ -348,7 +368,8 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	}
 	cfg := model.TrainConfig{Epochs: int(t.GetLocalEpochs()), BatchSize: int(t.GetBatchSize()), LearningRate: t.GetLearningRate(), ProxMu: t.GetProxMu(), Seed: t.GetSeed()}
 	budget := time.Duration(min(t.GetLocalTimeBudgetMs(), uint64(24*time.Hour/time.Millisecond))) * time.Millisecond
-	epochs, loss, err := p.trainEpochs(ctx, m, cfg, budget)
+	_, delay := p.cfg.faults(t)
+	epochs, loss, err := p.trainEpochs(ctx, m, cfg, budget, delay)
 	if err != nil {
 		return fmt.Errorf("local training: %w", err)
 	}
@@ -356,9 +377,9 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	for i, b := range base {
 		delta[i] -= b
 	}
-	if p.cfg.FlipUpdate != 0 {
+	if flip, _ := p.cfg.faults(t); flip != 0 {
 		for i := range delta {
-			delta[i] *= float32(-p.cfg.FlipUpdate)
+			delta[i] *= float32(-flip)
 		}
 	}
 	if p.cfg.BeforeUpload != nil {
@@ -414,7 +435,7 @@ func checkDPTask(t *pb.Task) error {
 // trainEpochs trains m for cfg.Epochs epochs, or fewer (at least one) if
 // the local time budget runs out first, and returns the epochs done and
 // the last epoch's mean loss.
-func (p *Participant) trainEpochs(ctx context.Context, m *model.Model, cfg model.TrainConfig, budget time.Duration) (int, float64, error) {
+func (p *Participant) trainEpochs(ctx context.Context, m *model.Model, cfg model.TrainConfig, budget, epochDelay time.Duration) (int, float64, error) {
 	tr, err := model.NewTrainer(m, cfg)
 	if err != nil {
 		return 0, 0, err
@@ -426,9 +447,9 @@ func (p *Participant) trainEpochs(ctx context.Context, m *model.Model, cfg model
 		if loss, err = tr.Epoch(ctx, p.cfg.Train); err != nil {
 			return 0, 0, err
 		}
-		if p.cfg.EpochDelay > 0 {
+		if epochDelay > 0 {
 			select {
-			case <-time.After(p.cfg.EpochDelay - time.Since(began)):
+			case <-time.After(epochDelay - time.Since(began)):
 			case <-ctx.Done():
 				return 0, 0, ctx.Err()
 			}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -30,6 +31,10 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	gossipKey := fs.String("gossip-key", envOr("ACCORD_GOSSIP_KEY", ""), "file holding the federation's gossip key (gossip.key from 'accord pki init') [$ACCORD_GOSSIP_KEY]")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
+	profile := fs.String("raft-profile", coordinator.ProfileLAN, "Raft and gossip timings for the network between coordinators: lan (one site or country) or wan (several continents: 3× Raft's timeouts, memberlist's WAN probes)")
+	heartbeat := fs.Duration("raft-heartbeat-timeout", 0, "Raft heartbeat timeout (0: the profile's)")
+	election := fs.Duration("raft-election-timeout", 0, "Raft election timeout (0: the profile's)")
+	lease := fs.Duration("raft-leader-lease-timeout", 0, "Raft leader lease timeout (0: the profile's; at most the heartbeat timeout)")
 	configFile := fs.String("config", "", "YAML file with the coordinator's limits (a `limits:` section; see coordinator.Limits); flags override it")
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -47,6 +52,24 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := def
+	if err := cfg.SetProfile(*profile); err != nil {
+		return usageError{fmt.Errorf("--raft-profile: %w", err)}
+	}
+	for _, t := range []struct {
+		flag string
+		v    time.Duration
+		dst  *time.Duration
+	}{{"--raft-heartbeat-timeout", *heartbeat, &cfg.HeartbeatTimeout}, {"--raft-election-timeout", *election, &cfg.ElectionTimeout}, {"--raft-leader-lease-timeout", *lease, &cfg.LeaderLeaseTimeout}} {
+		switch {
+		case t.v < 0:
+			return usageError{fmt.Errorf("%s %s: want a positive duration", t.flag, t.v)}
+		case t.v > 0:
+			*t.dst = t.v
+		}
+	}
+	if cfg.LeaderLeaseTimeout > cfg.HeartbeatTimeout {
+		return usageError{fmt.Errorf("--raft-leader-lease-timeout %s is above the heartbeat timeout %s (Raft refuses that)", cfg.LeaderLeaseTimeout, cfg.HeartbeatTimeout)}
+	}
 	if *configFile != "" {
 		if cfg.Limits, err = loadCoordinatorConfig(*configFile, def.Limits); err != nil {
 			return err
