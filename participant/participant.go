@@ -271,14 +271,6 @@ func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceCl
 	if err != nil {
 		return err
 	}
-	if p.cfg.Compute != nil {
-		select {
-		case p.cfg.Compute <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		defer func() { <-p.cfg.Compute }()
-	}
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_TRAIN:
 		return p.train(ctx, client, t, spec, base)
@@ -432,6 +424,20 @@ func checkDPTask(t *pb.Task) error {
 	return nil
 }
 
+// compute runs CPU-bound work holding a Compute slot, if there are slots:
+// waiting on the network or a simulated delay holds none.
+func (p *Participant) compute(ctx context.Context, work func() error) error {
+	if p.cfg.Compute != nil {
+		select {
+		case p.cfg.Compute <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-p.cfg.Compute }()
+	}
+	return work()
+}
+
 // trainEpochs trains m for cfg.Epochs epochs, or fewer (at least one) if
 // the local time budget runs out first, and returns the epochs done and
 // the last epoch's mean loss.
@@ -444,7 +450,7 @@ func (p *Participant) trainEpochs(ctx context.Context, m *model.Model, cfg model
 	var loss float64
 	for e := 1; e <= cfg.Epochs; e++ {
 		began := time.Now()
-		if loss, err = tr.Epoch(ctx, p.cfg.Train); err != nil {
+		if err := p.compute(ctx, func() (err error) { loss, err = tr.Epoch(ctx, p.cfg.Train); return err }); err != nil {
 			return 0, 0, err
 		}
 		if epochDelay > 0 {
@@ -510,7 +516,8 @@ func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantService
 	if err != nil {
 		return err
 	}
-	met, err := model.Evaluate(ctx, m, val)
+	var met model.Metrics
+	err = p.compute(ctx, func() (err error) { met, err = model.Evaluate(ctx, m, val); return err })
 	if err != nil {
 		return err
 	}
