@@ -19,12 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
@@ -36,23 +33,49 @@ import (
 
 // Report is what a run prints with --json.
 type Report struct {
-	Scenario             string                       `json:"scenario"`
-	JobID                string                       `json:"job_id"`
-	JobStatus            string                       `json:"job_status"`
-	JobReason            string                       `json:"job_reason"`
-	RoundsCommitted      uint32                       `json:"rounds_committed"`
-	RoundsAborted        int                          `json:"rounds_aborted"`
-	FinalAccuracy        float64                      `json:"final_accuracy"`
-	BestAccuracy         float64                      `json:"best_accuracy"`
-	TargetAccuracy       float64                      `json:"target_accuracy"`
-	TargetReachedAtRound *uint32                      `json:"target_reached_at_round"`
-	WallSeconds          float64                      `json:"wall_seconds"`
-	ModelDigests         map[string]map[uint32]string `json:"model_digests"`
-	InvariantsOK         bool                         `json:"invariants_ok"`
-	InvariantsError      string                       `json:"invariants_error,omitempty"`
-	Participants         int                          `json:"participants"`
-	Kernel               string                       `json:"kernel"`
-	Rounds               []RoundReport                `json:"rounds"`
+	Scenario             string  `json:"scenario"`
+	JobID                string  `json:"job_id"`
+	JobStatus            string  `json:"job_status"`
+	JobReason            string  `json:"job_reason"`
+	RoundsCommitted      uint32  `json:"rounds_committed"`
+	RoundsAborted        int     `json:"rounds_aborted"`
+	FinalAccuracy        float64 `json:"final_accuracy"`
+	BestAccuracy         float64 `json:"best_accuracy"`
+	TargetAccuracy       float64 `json:"target_accuracy"`
+	TargetReachedAtRound *uint32 `json:"target_reached_at_round"`
+	// TargetReachedAtSeconds is the wall time from the start to the
+	// round that reached the target.
+	TargetReachedAtSeconds *float64 `json:"target_reached_at_seconds"`
+	// MeanRoundSeconds is the mean of the committed rounds' durations.
+	MeanRoundSeconds float64                      `json:"mean_round_seconds"`
+	WallSeconds      float64                      `json:"wall_seconds"`
+	ModelDigests     map[string]map[uint32]string `json:"model_digests"`
+	InvariantsOK     bool                         `json:"invariants_ok"`
+	InvariantsError  string                       `json:"invariants_error,omitempty"`
+	Participants     int                          `json:"participants"`
+	Kernel           string                       `json:"kernel"`
+	Seed             uint64                       `json:"seed"`
+	// NetworkModel is whether the run modelled the network.
+	NetworkModel bool          `json:"network_model"`
+	Rounds       []RoundReport `json:"rounds"`
+	// Aborted lists the aborted round attempts.
+	Aborted []AbortReport `json:"aborted,omitempty"`
+	// Events are the timeline's events and what each did.
+	Events []EventReport `json:"events,omitempty"`
+	// LinkBytes is the bytes carried on each region link, "from→to"
+	// (with a network model).
+	LinkBytes map[string]uint64 `json:"link_bytes,omitempty"`
+	// WithoutNetwork is the same scenario on plain loopback (compare:
+	// without_network).
+	WithoutNetwork *Baseline `json:"without_network,omitempty"`
+}
+
+// AbortReport is one aborted round attempt.
+type AbortReport struct {
+	Round             uint32  `json:"round"`
+	Attempt           uint32  `json:"attempt"`
+	Reason            string  `json:"reason"`
+	SecondsSinceStart float64 `json:"seconds_since_start"`
 }
 
 // RoundReport is one committed round.
@@ -70,6 +93,11 @@ type RoundReport struct {
 	// Epsilon is the job's differential-privacy ε after the round (jobs
 	// with dp).
 	Epsilon float64 `json:"epsilon,omitempty"`
+	// ContributorsByRegion counts the contributors per region;
+	// AccuracyByRegion is the accuracy on each region's own test data
+	// (scenarios with several regions).
+	ContributorsByRegion map[string]int     `json:"contributors_by_region"`
+	AccuracyByRegion     map[string]float64 `json:"accuracy_by_region,omitempty"`
 }
 
 // Options are a run's outputs.
@@ -81,6 +109,9 @@ type Options struct {
 	// WorkDir holds the coordinators' data (empty: a temporary folder,
 	// removed afterwards).
 	WorkDir string
+	// NoNetwork runs without the scenario's network model (every link
+	// loopback), to measure what geography costs.
+	NoNetwork bool
 	// roundsPage is the page size the runner lists rounds with (0: the
 	// coordinator's default); tests make it small.
 	roundsPage uint32
@@ -266,6 +297,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if opts.Progress != nil {
 		progress = &lockedWriter{w: opts.Progress} // participants write to it too
 	}
+	say := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
 	if t := time.Duration(sc.Timeout); t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -285,9 +317,14 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	regionTests := regionTestSets(sc, shards, test)
 	ca, err := pki.NewCA(sc.Name)
 	if err != nil {
 		return nil, err
+	}
+	network := sc.network(sc.Job.Seed)
+	if opts.NoNetwork {
+		network = (&Scenario{}).network(sc.Job.Seed)
 	}
 
 	// Coordinators: they find each other by gossip and form one Raft cluster.
@@ -295,13 +332,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	var nodes []*coordinator.Coordinator
-	defer func() {
-		for _, c := range nodes {
-			c.Shutdown()
-		}
-	}()
-	for _, cs := range sc.Coordinators {
+	cl := &inProcess{net: network, nodes: make([]*coordinator.Coordinator, len(sc.Coordinators))}
+	defer cl.shutdown()
+	for i, cs := range sc.Coordinators {
 		cert, err := ca.Issue(pki.Identity{Role: pki.RoleCoordinator, Name: cs.Name, Organization: cs.Organization})
 		if err != nil {
 			return nil, err
@@ -309,29 +342,35 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		cfg := coordinator.DefaultConfig()
 		cfg.Name, cfg.DataDir, cfg.Cert, cfg.CA, cfg.Logger = cs.Name, filepath.Join(work, cs.Name), cert, ca.Pool(), logger
 		cfg.GRPCAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-		cfg.GossipKey, cfg.FastGossip = gossipKey, true
+		cfg.GossipKey, cfg.Network = gossipKey, network.Endpoint(cs.Region)
+		// Loopback gossip probes in a few milliseconds; a modelled WAN
+		// needs memberlist's own timings.
+		cfg.FastGossip = sc.Network == nil || opts.NoNetwork
+		if sc.RaftProfile != "" {
+			if err := cfg.SetProfile(sc.RaftProfile); err != nil {
+				return nil, err
+			}
+		}
 		if len(sc.Coordinators) == 1 {
 			cfg.Bootstrap = true
 		} else {
 			cfg.BootstrapExpect = len(sc.Coordinators)
 		}
-		for _, n := range nodes {
-			cfg.Join = append(cfg.Join, n.GossipAddr())
+		for _, c := range cl.running() {
+			cfg.Join = append(cfg.Join, c.GossipAddr())
 		}
 		cfg.Tick = 20 * time.Millisecond
-		c, err := coordinator.New(cfg)
-		if err != nil {
+		cl.configs = append(cl.configs, cfg)
+		cl.region = append(cl.region, cs.Region)
+		if err := cl.start(ctx, i); err != nil {
 			return nil, err
 		}
-		if err := c.Start(ctx); err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, c)
 	}
 	var addrs []string
-	for _, c := range nodes {
+	for _, c := range cl.running() {
 		addrs = append(addrs, c.Addr())
 	}
+	tl := newTimeline(sc, cl, start, func(format string, args ...any) { say(format, args...) })
 
 	// Participants: many train at once, so each matrix product gets one thread.
 	model.SetThreads(1)
@@ -342,24 +381,40 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	compute := make(chan struct{}, runtime.GOMAXPROCS(0))
 	attackers := byzantine(sc)
 	if len(attackers) > 0 {
-		fmt.Fprintf(progress, "scenario %s: %d Byzantine participants: %s\n", sc.Name, len(attackers), strings.Join(slices.Sorted(maps.Keys(attackers)), ", "))
+		say("scenario %s: %d Byzantine participants: %s", sc.Name, len(attackers), strings.Join(slices.Sorted(maps.Keys(attackers)), ", "))
 	}
 	k := 0
 	for _, g := range sc.Participants.Groups {
+		near := nearest(network, g.Region, sc.Coordinators, addrs)
 		for _, name := range g.names() {
 			cert, err := ca.Issue(pki.Identity{Role: pki.RoleParticipant, Name: name, Organization: name})
 			if err != nil {
 				return nil, err
 			}
 			own, kill := context.WithCancel(pctx)
+			events := tl.faultAt(name, g.Region)
 			p, err := participant.New(participant.Config{
-				Coordinators: addrs, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
+				Coordinators: near, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
+				Dial:  network.Endpoint(g.Region).GRPCDialer(),
 				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
-				BeforeUpload: func(t *pb.Task) error { return drops.check(name, t) }, Compute: compute, FlipUpdate: attackers[name],
+				BeforeUpload: func(t *pb.Task) error {
+					if err := tl.upload(name, g.Region, t); err != nil {
+						return err
+					}
+					return drops.check(name, t)
+				},
+				Compute: compute,
+				FaultAt: func(t *pb.Task) (float64, time.Duration) {
+					flip, delay := events(t)
+					if f := attackers[name]; f != 0 {
+						flip = f
+					}
+					return flip, delay
+				},
 				AfterTask: func(t *pb.Task) {
 					if drops.kill(t) {
-						fmt.Fprintf(progress, "round %3d: %s killed after sharing its keys\n", t.Round, name)
+						say("round %3d: %s killed after sharing its keys", t.Round, name)
 						kill()
 					}
 				},
@@ -373,29 +428,35 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		}
 	}
 
-	// The operator.
+	// The operator, who reaches whichever coordinator answers.
 	adminCert, err := ca.Issue(pki.Identity{Role: pki.RoleAdmin, Name: "operator", Organization: sc.Coordinators[0].Organization})
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(adminCert, ca.Pool()))),
-		grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(adminCert)))
+	admin, err := dialAdmins(addrs, adminCert, ca)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	admin := pb.NewAdminServiceClient(conn)
+	defer admin.close()
+	admin.leader = func() int { return cl.index(cl.leader()) }
 	if err := waitConnected(ctx, admin, sc.ParticipantCount()); err != nil {
+		return nil, err
+	}
+	regionOf, err := participantRegions(ctx, admin)
+	if err != nil {
 		return nil, err
 	}
 	resp, err := submitWithRetry(ctx, admin, sc.Job.ToProto())
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(progress, "scenario %s: %d coordinators, %d participants, job %s (%s)\n", sc.Name, len(nodes), sc.ParticipantCount(), resp.JobId, sc.Job.Model)
+	cl.mu.Lock()
+	cl.jobID = resp.JobId
+	cl.mu.Unlock()
+	say("scenario %s: %d coordinators, %d participants, job %s (%s)", sc.Name, len(sc.Coordinators), sc.ParticipantCount(), resp.JobId, sc.Job.Model)
 
 	rep := &Report{Scenario: sc.Name, JobID: resp.JobId, TargetAccuracy: sc.Job.TargetAccuracy, Participants: sc.ParticipantCount(),
-		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}}
+		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}, Seed: sc.Job.Seed, NetworkModel: sc.Network != nil && !opts.NoNetwork}
 	spec := model.MustParseSpec(sc.Job.Model)
 	seen := map[uint32]bool{}           // committed rounds reported
 	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
@@ -420,7 +481,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[[2]uint32{r.Number, r.Attempt}] {
 				seenAborted[[2]uint32{r.Number, r.Attempt}] = true
 				rep.RoundsAborted++
-				fmt.Fprintf(progress, "round %3d attempt %d aborted: %s\n", r.Number, r.Attempt, r.Reason)
+				rep.Aborted = append(rep.Aborted, AbortReport{Round: r.Number, Attempt: r.Attempt, Reason: r.Reason, SecondsSinceStart: time.Since(start).Seconds()})
+				say("round %3d attempt %d aborted: %s", r.Number, r.Attempt, r.Reason)
 			}
 			if r.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || seen[r.Number] {
 				continue
@@ -430,27 +492,43 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			met, err := model.Evaluate(ctx, &model.Model{Spec: spec, Params: params}, test)
+			m := &model.Model{Spec: spec, Params: params}
+			met, err := model.Evaluate(ctx, m, test)
 			if err != nil {
 				return nil, err
 			}
 			rr := RoundReport{Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
 				Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
-				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds(), Epsilon: r.Epsilon}
+				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds(), Epsilon: r.Epsilon,
+				ContributorsByRegion: map[string]int{}}
+			for _, id := range r.Contributors {
+				rr.ContributorsByRegion[regionOf[id]]++
+			}
+			if len(regionTests) > 1 {
+				rr.AccuracyByRegion = map[string]float64{}
+				for region, ds := range regionTests {
+					rm, err := model.Evaluate(ctx, m, ds)
+					if err != nil {
+						return nil, err
+					}
+					rr.AccuracyByRegion[region] = rm.Accuracy
+				}
+			}
 			rep.Rounds = append(rep.Rounds, rr)
 			rep.BestAccuracy = max(rep.BestAccuracy, met.Accuracy)
 			marker := ""
 			if rep.TargetReachedAtRound == nil && sc.Job.TargetAccuracy > 0 && met.Accuracy >= sc.Job.TargetAccuracy {
 				n := r.Number
-				rep.TargetReachedAtRound = &n
+				rep.TargetReachedAtRound, rep.TargetReachedAtSeconds = &n, &rr.SecondsSinceStart
 				marker = "  ← target reached"
 			}
 			privacy := ""
 			if r.Epsilon > 0 {
 				privacy = fmt.Sprintf("  ε %.3f", r.Epsilon)
 			}
-			fmt.Fprintf(progress, "round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s\n",
+			say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s",
 				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, privacy, marker)
+			tl.commit(r.Number)
 		}
 		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {
 			// Pick up rounds committed since the last listing, then stop.
@@ -467,11 +545,18 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	rep.Events = tl.finish()
 	rep.JobStatus, rep.JobReason, rep.RoundsCommitted = job.Status.String(), job.Reason, job.CommittedRounds
 	if n := len(rep.Rounds); n > 0 {
 		rep.FinalAccuracy = rep.Rounds[n-1].Accuracy
+		var sum float64
+		for _, r := range rep.Rounds {
+			sum += r.Seconds
+		}
+		rep.MeanRoundSeconds = sum / float64(n)
 	}
-	if invErr := coordinator.WaitInvariants(nodes, 10*time.Second); invErr != nil {
+	nodes := cl.running()
+	if invErr := coordinator.WaitInvariants(nodes, 30*time.Second); invErr != nil {
 		rep.InvariantsError = invErr.Error()
 	} else {
 		rep.InvariantsOK = true
@@ -489,14 +574,87 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		}
 		rep.ModelDigests[c.Name()] = digests
 	}
+	if rep.NetworkModel {
+		rep.LinkBytes = map[string]uint64{}
+		for pair, n := range network.Bytes() {
+			rep.LinkBytes[pair[0]+"→"+pair[1]] = n
+		}
+	}
 	rep.WallSeconds = time.Since(start).Seconds()
-	fmt.Fprintf(progress, "job %s: %s after %d rounds (%s); final test accuracy %.2f%%, wall time %.1fs, invariants ok: %v\n",
+	say("job %s: %s after %d rounds (%s); final test accuracy %.2f%%, wall time %.1fs, invariants ok: %v",
 		resp.JobId, rep.JobStatus, rep.RoundsCommitted, rep.JobReason, 100*rep.FinalAccuracy, rep.WallSeconds, rep.InvariantsOK)
 	return rep, nil
 }
 
+// regionTestSets is each region's own test data, when the scenario has
+// several: MNIST test examples of the labels its institutions hold (every
+// label if one of its groups is not skewed), at most 2000; for the
+// synthetic dataset, its devices' validation data.
+func regionTestSets(sc *Scenario, shards []participantData, test *model.Dataset) map[string]*model.Dataset {
+	regions := map[string][]GroupSpec{}
+	var order []string
+	for _, g := range sc.Participants.Groups {
+		if _, ok := regions[g.Region]; !ok {
+			order = append(order, g.Region)
+		}
+		regions[g.Region] = append(regions[g.Region], g)
+	}
+	if len(order) < 2 {
+		return nil
+	}
+	out := map[string]*model.Dataset{}
+	if sc.Participants.Data.Dataset == "synthetic" {
+		k := 0
+		for _, g := range sc.Participants.Groups {
+			ds := out[g.Region]
+			if ds == nil {
+				ds = &model.Dataset{Features: test.Features, Classes: test.Classes}
+				out[g.Region] = ds
+			}
+			for range g.Count {
+				ds.X = append(ds.X, shards[k].validation.X...)
+				ds.Y = append(ds.Y, shards[k].validation.Y...)
+				k++
+			}
+		}
+		return out
+	}
+	for _, r := range order {
+		var labels []int32
+		all := false
+		for _, g := range regions[r] {
+			all = all || len(g.Labels) == 0
+			labels = append(labels, g.Labels...)
+		}
+		var idx []int
+		for i, y := range test.Y {
+			if len(idx) == 2000 {
+				break
+			}
+			if all || slices.Contains(labels, y) {
+				idx = append(idx, i)
+			}
+		}
+		out[r] = test.Subset(idx)
+	}
+	return out
+}
+
+// participantRegions maps participant IDs (as rounds list them) to regions.
+func participantRegions(ctx context.Context, admin *admins) (map[string]string, error) {
+	ps, err := admin.ListParticipants(ctx, &pb.ListParticipantsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("listing participants: %w", err)
+	}
+	out := map[string]string{}
+	for _, p := range ps.Participants {
+		out[p.Id] = p.Region
+	}
+	return out, nil
+}
+
 // waitConnected waits until want participants hold a task stream.
-func waitConnected(ctx context.Context, admin pb.AdminServiceClient, want int) error {
+func waitConnected(ctx context.Context, admin *admins, want int) error {
 	for {
 		ps, err := admin.ListParticipants(ctx, &pb.ListParticipantsRequest{})
 		if err == nil {
@@ -518,7 +676,7 @@ func waitConnected(ctx context.Context, admin pb.AdminServiceClient, want int) e
 	}
 }
 
-func submitWithRetry(ctx context.Context, admin pb.AdminServiceClient, spec *pb.JobSpec) (*pb.SubmitJobResponse, error) {
+func submitWithRetry(ctx context.Context, admin *admins, spec *pb.JobSpec) (*pb.SubmitJobResponse, error) {
 	for {
 		resp, err := admin.SubmitJob(ctx, &pb.SubmitJobRequest{Spec: spec})
 		if err == nil || ctx.Err() != nil {
@@ -531,9 +689,20 @@ func submitWithRetry(ctx context.Context, admin pb.AdminServiceClient, spec *pb.
 	}
 }
 
-// pull downloads a committed model and checks its digest.
-func pull(ctx context.Context, admin pb.AdminServiceClient, jobID string, round uint32, digest string) ([]float32, error) {
-	blob, _, err := PullModel(ctx, admin, jobID, round, false)
+// pull downloads a committed model and checks its digest, from another
+// coordinator if a stream breaks.
+func pull(ctx context.Context, admin *admins, jobID string, round uint32, digest string) ([]float32, error) {
+	var blob []byte
+	var err error
+	for range 2 * len(admin.conns) {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		blob, _, err = PullModel(actx, admin, jobID, round, false)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		admin.failStream()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -621,31 +790,36 @@ func (d *dropper) check(name string, t *pb.Task) error {
 	return nil
 }
 
-// byzantine returns the scenario's sign-flipping participants, each with
-// its factor: for every sign_flip fault, round(fraction × participants)
-// of them, in hash order (of the job's seed and the name), from the
-// fault's region if it names one.
+// byzantine returns the scenario's sign-flipping participants of its
+// faults (sign_flip), each with its factor.
 func byzantine(sc *Scenario) map[string]float64 {
 	out := map[string]float64{}
 	for _, f := range sc.Faults {
-		if f.Kind != FaultSignFlip {
-			continue
+		if f.Kind == FaultSignFlip {
+			maps.Copy(out, chooseHostile(sc, f.Fraction, f.Scale, f.Region))
 		}
-		var names []string
-		for _, g := range sc.Participants.Groups {
-			if f.Region == "" || g.Region == f.Region {
-				names = append(names, g.names()...)
-			}
+	}
+	return out
+}
+
+// chooseHostile picks round(fraction × participants) participants, in hash
+// order (of the job's seed and the name), from region's if it is set, each
+// with its factor (scale, 0: 10).
+func chooseHostile(sc *Scenario, fraction, scale float64, region string) map[string]float64 {
+	var names []string
+	for _, g := range sc.Participants.Groups {
+		if region == "" || g.Region == region {
+			names = append(names, g.names()...)
 		}
-		key := func(n string) uint64 { return hashName(n) ^ sc.Job.Seed*0x9e3779b97f4a7c15 }
-		slices.SortFunc(names, func(a, b string) int { return cmp.Compare(key(a), key(b)) })
-		scale := f.Scale
-		if scale == 0 {
-			scale = 10
-		}
-		for _, n := range names[:min(len(names), int(math.Round(f.Fraction*float64(sc.ParticipantCount()))))] {
-			out[n] = scale
-		}
+	}
+	key := func(n string) uint64 { return hashName(n) ^ sc.Job.Seed*0x9e3779b97f4a7c15 }
+	slices.SortFunc(names, func(a, b string) int { return cmp.Compare(key(a), key(b)) })
+	if scale == 0 {
+		scale = 10
+	}
+	out := map[string]float64{}
+	for _, n := range names[:min(len(names), int(math.Round(fraction*float64(sc.ParticipantCount()))))] {
+		out[n] = scale
 	}
 	return out
 }

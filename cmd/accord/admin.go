@@ -177,6 +177,13 @@ func loadJobFile(path string) (coordinator.JobSpec, error) {
 	if err := dec.Decode(&spec); err != nil {
 		return spec, fmt.Errorf("%s: %w", path, err)
 	}
+	// participants_fraction alone means the fraction, not the default count.
+	var fields map[string]any
+	if yaml.Unmarshal(b, &fields) == nil && spec.ParticipantsFraction > 0 {
+		if _, ok := fields["participants_per_round"]; !ok {
+			spec.ParticipantsPerRound = 0
+		}
+	}
 	if err := spec.Validate(); err != nil {
 		return spec, fmt.Errorf("%s: %w", path, err)
 	}

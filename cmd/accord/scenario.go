@@ -7,17 +7,20 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/accord-fl/accord/scenarios"
 )
 
 func (m *Main) runScenario(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "run" {
-		return usageError{fmt.Errorf("usage: accord scenario run FILE [--json] [--log-level LEVEL]")}
+		return usageError{fmt.Errorf("usage: accord scenario run FILE [--json] [--report DIR] [--log-level LEVEL]")}
 	}
-	fs := m.newFlagSet("scenario run", "FILE [--json]")
+	fs := m.newFlagSet("scenario run", "FILE [--json] [--report DIR]")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end instead of progress lines")
-	level := fs.String("log-level", "error", "log level of the components: debug, info, warn, error")
+	reportDir := fs.String("report", "", "write report.md and PNG plots of the run into DIR")
+	noNetwork := fs.Bool("without-network", false, "ignore the scenario's network model: every link loopback")
+	level := fs.String("log-level", "none", "log level of the components: debug, info, warn, error or none")
 	if len(args) < 2 {
 		fs.Usage()
 		return usageError{fmt.Errorf("scenario run: name a scenario FILE")}
@@ -34,15 +37,24 @@ func (m *Main) runScenario(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return m.runLoadedScenario(ctx, sc, *asJSON, *level)
+	return m.runLoadedScenario(ctx, sc, runFlags{json: *asJSON, level: *level, reportDir: *reportDir, noNetwork: *noNetwork})
+}
+
+// runFlags are the flags scenario run and demo share.
+type runFlags struct {
+	json      bool
+	level     string
+	reportDir string
+	noNetwork bool
 }
 
 func (m *Main) runDemo(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("demo", "[--json] [--secure-aggregation secagg|secagg+] [--rounds N]")
+	fs := m.newFlagSet("demo", "[--json] [--report DIR] [--secure-aggregation secagg|secagg+] [--rounds N]")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end instead of progress lines")
+	reportDir := fs.String("report", "", "write report.md and PNG plots of the run into DIR")
 	secure := fs.String("secure-aggregation", "", "mask every update: secagg (complete graph) or secagg+ (Harary graph)")
 	rounds := fs.Uint("rounds", 0, "run exactly this many rounds, ignoring the target accuracy (0: the demo's own stop rule)")
-	level := fs.String("log-level", "error", "log level of the components: debug, info, warn, error")
+	level := fs.String("log-level", "none", "log level of the components: debug, info, warn, error or none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -60,23 +72,37 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	if err := sc.Validate(); err != nil {
 		return usageError{fmt.Errorf("--secure-aggregation or --rounds: %w", err)}
 	}
-	return m.runLoadedScenario(ctx, sc, *asJSON, *level)
+	return m.runLoadedScenario(ctx, sc, runFlags{json: *asJSON, level: *level, reportDir: *reportDir})
 }
 
-func (m *Main) runLoadedScenario(ctx context.Context, sc *scenarios.Scenario, asJSON bool, level string) error {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return usageError{fmt.Errorf("--log-level %q: %w", level, err)}
+func (m *Main) runLoadedScenario(ctx context.Context, sc *scenarios.Scenario, f runFlags) error {
+	lv := slog.LevelError + 4 // none: faults make Raft log errors by design
+	if f.level != "none" {
+		if err := lv.UnmarshalText([]byte(f.level)); err != nil {
+			return usageError{fmt.Errorf("--log-level %q: %w", f.level, err)}
+		}
 	}
-	opts := scenarios.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))}
-	if !asJSON {
+	opts := scenarios.Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})), NoNetwork: f.noNetwork}
+	if !f.json {
 		opts.Progress = m.Stdout
 	}
-	rep, err := scenarios.Run(ctx, sc, opts)
+	run := scenarios.RunAndCompare
+	if f.noNetwork {
+		run = scenarios.Run
+	}
+	rep, err := run(ctx, sc, opts)
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if f.reportDir != "" {
+		if err := scenarios.WriteReport(f.reportDir, sc, rep); err != nil {
+			return fmt.Errorf("--report: %w", err)
+		}
+		if !f.json {
+			fmt.Fprintf(m.Stdout, "report: %s\n", filepath.Join(f.reportDir, "report.md"))
+		}
+	}
+	if f.json {
 		enc := json.NewEncoder(m.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
