@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -549,6 +550,13 @@ func (f *FSM) Participants() []*Participant {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
 	return out
+}
+
+// ParticipantIDs lists the registered participants, sorted.
+func (f *FSM) ParticipantIDs() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Sorted(maps.Keys(f.st.Participants))
 }
 
 // Participant returns a copy of one participant, or nil.

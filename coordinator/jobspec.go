@@ -54,6 +54,9 @@ type JobSpec struct {
 	LocalTimeBudget Duration `yaml:"local_time_budget" json:"local_time_budget,omitempty"`
 	// DP is user-level differential privacy (nil: none).
 	DP *DifferentialPrivacy `yaml:"dp" json:"dp,omitempty"`
+	// SimulatedClock gives rounds simulated times, for rehearsals of
+	// participants' working hours across time zones (nil: real time).
+	SimulatedClock *SimulatedClock `yaml:"simulated_clock" json:"simulated_clock,omitempty"`
 }
 
 // DefaultMaxUpdateNorm is a job's max_update_norm when it sets none: far
@@ -257,6 +260,9 @@ func (s JobSpec) Validate() error {
 	if err := s.retain().validate(); err != nil {
 		return err
 	}
+	if err := s.SimulatedClock.validate(); err != nil {
+		return err
+	}
 	return s.validateStrategy()
 }
 
@@ -317,6 +323,7 @@ func (s JobSpec) ToProto() *pb.JobSpec {
 		MaxExamples: s.MaxExamples, MaxUpdateNorm: s.MaxUpdateNorm, MaxAttempts: s.MaxAttempts, Retain: s.Retain.toProto(),
 		Server: s.Server.toProto(), Aggregation: s.Aggregation.toProto(),
 		LocalTimeBudgetMs: uint64(time.Duration(s.LocalTimeBudget) / time.Millisecond), Dp: s.DP.toProto(),
+		SimulatedClock: s.SimulatedClock.toProto(),
 	}
 }
 
@@ -334,7 +341,7 @@ func JobSpecFromProto(p *pb.JobSpec) JobSpec {
 		MaxExamples: p.MaxExamples, MaxUpdateNorm: p.MaxUpdateNorm, MaxAttempts: p.MaxAttempts, Retain: retainFromProto(p.Retain),
 		Server: serverFromProto(p.Server), Aggregation: aggregationFromProto(p.Aggregation),
 		LocalTimeBudget: Duration(time.Duration(min(p.LocalTimeBudgetMs, math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond),
-		DP:              dpFromProto(p.Dp),
+		DP:              dpFromProto(p.Dp), SimulatedClock: simulatedClockFromProto(p.SimulatedClock),
 	}
 	if sa := p.SecureAggregation; sa != nil {
 		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip,

@@ -301,6 +301,7 @@ func choose(ids []string, k int, rng *rand.Rand) []string {
 func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	spec := job.Spec
 	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
+	at, connected := c.roundTime(job, connected, max(int(spec.MinParticipants), 1), now)
 	k := int(spec.ParticipantsPerRound)
 	if k == 0 {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
@@ -379,6 +380,9 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	}
 	weights, declared := c.cohortWeights(job, cohort)
 	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
+	if spec.SimulatedClock != nil {
+		rec.SimulatedAt = at.UnixMilli()
+	}
 	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec, Declared: declared}); err != nil {
 		return err
 	}

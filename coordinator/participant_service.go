@@ -39,10 +39,14 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 		}
 		return resp, err
 	}
+	avail, err := availabilityFromProto(req.GetAvailability())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("%w: %v", ErrBadUpdate, err))
+	}
 	s.c.sessions.setDatasets(id.Name, req.GetDatasets())
-	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial}}
+	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial}, Availability: avail}
 	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples ||
-		!slices.Contains(old.Serials, id.Serial) {
+		!old.Availability.equal(want.Availability) || !slices.Contains(old.Serials, id.Serial) {
 		if err := s.c.requireLeader(); err != nil {
 			return nil, toStatus(err)
 		}

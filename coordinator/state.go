@@ -11,6 +11,8 @@ type Participant struct {
 	Region       string `json:"region"`
 	Examples     uint64 `json:"examples"`
 	RegisteredAt int64  `json:"registered_at"` // unix ms
+	// Availability is when it trains (nil: always).
+	Availability *Availability `json:"availability,omitempty"`
 	// Serials are the certificate serials it registered with (the latest
 	// few), so `accord revoke NAME` can find them.
 	Serials []string `json:"serials,omitempty"`
@@ -90,6 +92,9 @@ type RoundRecord struct {
 	// this round (jobs with dp).
 	SamplingRate float64 `json:"sampling_rate,omitempty"`
 	Epsilon      float64 `json:"epsilon,omitempty"`
+	// SimulatedAt is the attempt's simulated time, unix ms (jobs with a
+	// simulated clock).
+	SimulatedAt int64 `json:"simulated_at,omitempty"`
 }
 
 // openRound returns the job's open round attempt, or nil.
@@ -147,7 +152,7 @@ func (r *RoundRecord) toProto(jobID string) *pb.Round {
 		JobId: jobID, Number: r.Number, Attempt: r.Attempt, Status: r.Status, Cohort: r.Cohort, Contributors: r.Contributors,
 		BaseModelDigest: r.BaseDigest, ModelDigest: r.Digest, OpenedUnixMs: r.OpenedAt, DeadlineUnixMs: r.Deadline,
 		ClosedUnixMs: r.ClosedAt, Reason: r.Reason, Examples: r.Examples, Evaluation: r.Eval.toProto(),
-		Epsilon: r.Epsilon, SamplingRate: r.SamplingRate,
+		Epsilon: r.Epsilon, SamplingRate: r.SamplingRate, SimulatedUnixMs: r.SimulatedAt,
 	}
 }
 

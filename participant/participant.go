@@ -41,6 +41,9 @@ type Config struct {
 	// Dial, if set, opens the connections to coordinators (scenarios route
 	// them through a modelled network); nil dials directly.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Availability, if set, is declared at registration: the coordinators
+	// choose this participant for rounds within its hours only.
+	Availability *pb.Availability
 	// Dataset names the data this participant holds ("mnist").
 	Dataset string
 	// Train is the local training data; Validation the local data that
@@ -209,7 +212,7 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 	}
 	defer conn.Close()
 	client := pb.NewParticipantServiceClient(conn)
-	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: p.examples(), Datasets: []string{p.cfg.Dataset}})
+	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: p.examples(), Datasets: []string{p.cfg.Dataset}, Availability: p.cfg.Availability})
 	if err != nil {
 		return fmt.Errorf("register with %s: %w", addr, err)
 	}

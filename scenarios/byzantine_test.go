@@ -32,7 +32,7 @@ func TestByzantineParticipants(t *testing.T) {
 		edit     func(*coordinator.JobSpec)
 		collapse bool // accuracy must stay below 50%; otherwise reach 95%
 	}{
-		{"fedavg", func(s *coordinator.JobSpec) {}, true},
+		{"fedavg", func(s *coordinator.JobSpec) { s.Aggregation = coordinator.Aggregation{Rule: "fedavg"} }, true},
 		{"median", func(s *coordinator.JobSpec) { s.Aggregation.Rule = "median" }, false},
 		{"trimmed_mean", func(s *coordinator.JobSpec) { s.Aggregation = coordinator.Aggregation{Rule: "trimmed_mean", Beta: 0.3} }, false},
 		{"multi_krum", func(s *coordinator.JobSpec) { s.Aggregation = coordinator.Aggregation{Rule: "multi_krum", F: 3} }, false},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/netsim"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // RegionSpec is a country or region: its time zone and, optionally, the
@@ -18,6 +19,18 @@ type RegionSpec struct {
 	Name string `yaml:"name"`
 	// TimeZone is an IANA zone ("Europe/Berlin").
 	TimeZone string `yaml:"timezone"`
+	// WorkingHours, [from, to] in local hours (to < from: past midnight),
+	// makes the region's institutions available for rounds only then; the
+	// job's simulated_clock says what time each round is.
+	WorkingHours []uint32 `yaml:"working_hours"`
+}
+
+// availability is what the region's participants declare (nil: always).
+func (r RegionSpec) availability() *pb.Availability {
+	if len(r.WorkingHours) != 2 {
+		return nil
+	}
+	return &pb.Availability{TimeZone: r.TimeZone, FromHour: r.WorkingHours[0], ToHour: r.WorkingHours[1]}
 }
 
 // NetworkSpec is the modelled network between regions. A pair with no
@@ -42,6 +55,16 @@ type LinkSpec struct {
 	// Loss is the probability a packet is lost: gossip's UDP packets are
 	// dropped; a stream's segment arrives a retransmission timeout late.
 	Loss float64 `yaml:"loss"`
+}
+
+// region returns the named region's spec (zero if the scenario lists none).
+func (s *Scenario) region(name string) RegionSpec {
+	for _, r := range s.Regions {
+		if r.Name == name {
+			return r
+		}
+	}
+	return RegionSpec{Name: name}
 }
 
 // parseBandwidth reads "100Mbit" as bytes per second.
@@ -114,6 +137,16 @@ func (s *Scenario) validateNetwork() error {
 			return fieldErrorf(field+".name", "region %q is listed twice", r.Name)
 		}
 		seen[r.Name] = true
+		if len(r.WorkingHours) > 0 {
+			switch h := r.WorkingHours; {
+			case r.TimeZone == "":
+				return fieldErrorf(field+".working_hours", "working hours need the region's timezone")
+			case len(h) != 2 || h[0] > 24 || h[1] > 24 || h[0] == h[1]:
+				return fieldErrorf(field+".working_hours", "%v: want [from, to], two different hours in 0–24", h)
+			case s.Job.SimulatedClock == nil:
+				return fieldErrorf(field+".working_hours", "working hours need job.simulated_clock (what time each round is)")
+			}
+		}
 		if r.TimeZone != "" {
 			if _, err := time.LoadLocation(r.TimeZone); err != nil {
 				return fieldErrorf(field+".timezone", "%q is not a time zone (want an IANA name such as Europe/Berlin): %v", r.TimeZone, err)

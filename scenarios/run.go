@@ -96,8 +96,10 @@ type RoundReport struct {
 	// ContributorsByRegion counts the contributors per region;
 	// AccuracyByRegion is the accuracy on each region's own test data
 	// (scenarios with several regions).
-	ContributorsByRegion map[string]int     `json:"contributors_by_region"`
-	AccuracyByRegion     map[string]float64 `json:"accuracy_by_region,omitempty"`
+	ContributorsByRegion map[string]int `json:"contributors_by_region"`
+	// SimulatedTime is the round's time on the job's simulated clock.
+	SimulatedTime    string             `json:"simulated_time,omitempty"`
+	AccuracyByRegion map[string]float64 `json:"accuracy_by_region,omitempty"`
 }
 
 // Options are a run's outputs.
@@ -395,8 +397,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			events := tl.faultAt(name, g.Region)
 			p, err := participant.New(participant.Config{
 				Coordinators: near, Cert: cert, CA: ca.Pool(), Region: g.Region, Dataset: sc.Participants.Data.Dataset,
-				Dial:  network.Endpoint(g.Region).GRPCDialer(),
-				Train: shards[k].train, Validation: shards[k].validation, Logger: logger,
+				Availability: sc.region(g.Region).availability(),
+				Dial:         network.Endpoint(g.Region).GRPCDialer(),
+				Train:        shards[k].train, Validation: shards[k].validation, Logger: logger,
 				MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second,
 				BeforeUpload: func(t *pb.Task) error {
 					if err := tl.upload(name, g.Region, t); err != nil {
@@ -501,6 +504,9 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 				Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
 				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds(), Epsilon: r.Epsilon,
 				ContributorsByRegion: map[string]int{}}
+			if r.SimulatedUnixMs != 0 {
+				rr.SimulatedTime = time.UnixMilli(r.SimulatedUnixMs).UTC().Format(time.RFC3339)
+			}
 			for _, id := range r.Contributors {
 				rr.ContributorsByRegion[regionOf[id]]++
 			}
@@ -526,8 +532,12 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if r.Epsilon > 0 {
 				privacy = fmt.Sprintf("  ε %.3f", r.Epsilon)
 			}
-			say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s",
-				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, privacy, marker)
+			clock := ""
+			if rr.SimulatedTime != "" {
+				clock = "  at " + time.UnixMilli(r.SimulatedUnixMs).UTC().Format("Mon 15:04 UTC")
+			}
+			say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s%s",
+				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, clock, privacy, marker)
 			tl.commit(r.Number)
 		}
 		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {

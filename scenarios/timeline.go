@@ -20,8 +20,9 @@ const (
 	// EventKillCoordinator crashes a coordinator (Target: its name, or
 	// "leader"): it stops without a goodbye, as a SIGKILL would.
 	EventKillCoordinator = "kill_coordinator"
-	// EventRestartCoordinator starts a killed coordinator again on its data
-	// folder and addresses.
+	// EventRestartCoordinator starts a killed coordinator (Target: its
+	// name, or "killed": the one killed last) again on its data folder and
+	// addresses.
 	EventRestartCoordinator = "restart_coordinator"
 	// EventPartition cuts a region (Region, or "leader": the leader's) off
 	// from every other, for Duration or until Rounds more rounds commit.
@@ -112,8 +113,8 @@ func (s *Scenario) validateEvents() error {
 			}
 			killed[e.Target] = true
 		case EventRestartCoordinator:
-			if !coordinatorNamed(e.Target) || !killed[e.Target] && !killed["leader"] {
-				err = fieldErrorf(field+".target", "%q: want the name of a coordinator an earlier event kills", e.Target)
+			if !(coordinatorNamed(e.Target) || e.Target == "killed") || len(killed) == 0 || coordinatorNamed(e.Target) && !killed[e.Target] && !killed["leader"] {
+				err = fieldErrorf(field+".target", "%q: want killed, or the name of a coordinator an earlier event kills", e.Target)
 			}
 		case EventPartition:
 			switch {
@@ -201,6 +202,7 @@ type timeline struct {
 	reports     []*EventReport
 	heals       []pendingHeal
 	wg          sync.WaitGroup
+	killed      []string           // coordinators killed and not restarted, in order
 	hostile     map[string]float64 // participant → scale, from the event's round
 	hostileFrom map[string]uint32
 	slowFrom    map[string]uint32 // region → first straggling round
@@ -308,18 +310,28 @@ func (t *timeline) apply(e Event, rep *EventReport) string {
 		if err := t.c.kill(name); err != nil {
 			return fmt.Sprintf("killing %s failed: %v", name, err)
 		}
+		t.killed = append(t.killed, name)
 		if wasLeader {
 			t.watchFailover(rep, name)
 		}
 		return fmt.Sprintf("%s killed (leader: %v)", name, wasLeader)
 	case EventRestartCoordinator:
-		if t.c.live(e.Target) {
-			return e.Target + " is running: nothing to restart"
+		name := e.Target
+		if name == "killed" {
+			if len(t.killed) == 0 {
+				return "no coordinator is down: nothing to restart"
+			}
+			name = t.killed[len(t.killed)-1]
 		}
-		if err := t.c.restart(context.Background(), e.Target); err != nil {
-			return fmt.Sprintf("restarting %s failed: %v", e.Target, err)
+		rep.Target = name
+		if t.c.live(name) {
+			return name + " is running: nothing to restart"
 		}
-		return e.Target + " restarted on its data folder"
+		if err := t.c.restart(context.Background(), name); err != nil {
+			return fmt.Sprintf("restarting %s failed: %v", name, err)
+		}
+		t.killed = slices.DeleteFunc(t.killed, func(n string) bool { return n == name })
+		return name + " restarted on its data folder"
 	case EventPartition:
 		region := e.Region
 		if region == "leader" {

@@ -172,3 +172,53 @@ timeout: 5m
 		}
 	}
 }
+
+// TestWorkingHoursFollowTheClock: two regions working opposite halves of
+// the day take turns as the simulated clock moves six hours a round.
+func TestWorkingHoursFollowTheClock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MNIST from the module proxy")
+	}
+	y := `
+name: hours
+regions:
+  - {name: early, timezone: UTC, working_hours: [0, 12]}
+  - {name: late, timezone: Asia/Tokyo, working_hours: [21, 9]}   # 12:00–24:00 UTC
+coordinators: [{name: c, organization: o, region: early}]
+participants:
+  groups:
+    - {region: early, prefix: e, count: 3}
+    - {region: late, prefix: l, count: 3}
+  data: {dataset: mnist, partition: iid, examples_per_participant: 100, seed: 1}
+job:
+  model: logreg:784-10
+  dataset: mnist
+  rounds: 5
+  target_accuracy: 0
+  participants_fraction: 1
+  min_participants: 2
+  evaluate_fraction: 0
+  simulated_clock: {start: "2026-11-30T00:00:00Z", per_round: 6h}
+timeout: 3m
+`
+	sc, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(t.Context(), sc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		at     string
+		region string
+	}{{"2026-11-30T00:00:00Z", "early"}, {"2026-11-30T06:00:00Z", "early"}, {"2026-11-30T12:00:00Z", "late"}, {"2026-11-30T18:00:00Z", "late"}, {"2026-12-01T00:00:00Z", "early"}}
+	if len(rep.Rounds) != len(want) {
+		t.Fatalf("%d rounds; want %d", len(rep.Rounds), len(want))
+	}
+	for i, r := range rep.Rounds {
+		if r.SimulatedTime != want[i].at || r.ContributorsByRegion[want[i].region] != 3 || len(r.ContributorsByRegion) != 1 {
+			t.Errorf("round %d at %s: contributors %v; want the 3 of %s at %s", r.Round, r.SimulatedTime, r.ContributorsByRegion, want[i].region, want[i].at)
+		}
+	}
+}

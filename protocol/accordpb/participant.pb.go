@@ -137,7 +137,10 @@ type RegisterRequest struct {
 	// Number of local training examples, for cohort statistics.
 	Examples uint64 `protobuf:"varint,2,opt,name=examples,proto3" json:"examples,omitempty"`
 	// Datasets this participant can train on.
-	Datasets      []string `protobuf:"bytes,3,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	Datasets []string `protobuf:"bytes,3,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	// When it trains (absent: always); the coordinators choose cohorts
+	// among participants within their hours.
+	Availability  *Availability `protobuf:"bytes,4,opt,name=availability,proto3" json:"availability,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +192,13 @@ func (x *RegisterRequest) GetExamples() uint64 {
 func (x *RegisterRequest) GetDatasets() []string {
 	if x != nil {
 		return x.Datasets
+	}
+	return nil
+}
+
+func (x *RegisterRequest) GetAvailability() *Availability {
+	if x != nil {
+		return x.Availability
 	}
 	return nil
 }
@@ -1656,11 +1666,12 @@ var File_accord_v1_participant_proto protoreflect.FileDescriptor
 
 const file_accord_v1_participant_proto_rawDesc = "" +
 	"\n" +
-	"\x1baccord/v1/participant.proto\x12\taccord.v1\x1a\x15accord/v1/types.proto\"a\n" +
+	"\x1baccord/v1/participant.proto\x12\taccord.v1\x1a\x15accord/v1/types.proto\"\x9e\x01\n" +
 	"\x0fRegisterRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1a\n" +
 	"\bexamples\x18\x02 \x01(\x04R\bexamples\x12\x1a\n" +
-	"\bdatasets\x18\x03 \x03(\tR\bdatasets\"]\n" +
+	"\bdatasets\x18\x03 \x03(\tR\bdatasets\x12;\n" +
+	"\favailability\x18\x04 \x01(\v2\x17.accord.v1.AvailabilityR\favailability\"]\n" +
 	"\x10RegisterResponse\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"\x0e\n" +
@@ -1839,45 +1850,47 @@ var file_accord_v1_participant_proto_goTypes = []any{
 	(*ReportEvaluationRequest)(nil),  // 21: accord.v1.ReportEvaluationRequest
 	(*ReportEvaluationResponse)(nil), // 22: accord.v1.ReportEvaluationResponse
 	(*DownloadModelRequest)(nil),     // 23: accord.v1.DownloadModelRequest
-	(*ModelChunk)(nil),               // 24: accord.v1.ModelChunk
+	(*Availability)(nil),             // 24: accord.v1.Availability
+	(*ModelChunk)(nil),               // 25: accord.v1.ModelChunk
 }
 var file_accord_v1_participant_proto_depIdxs = []int32{
-	0,  // 0: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
-	9,  // 1: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
-	6,  // 2: accord.v1.Task.dp:type_name -> accord.v1.DPTask
-	10, // 3: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
-	11, // 4: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
-	1,  // 5: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
-	13, // 6: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
-	10, // 7: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
-	13, // 8: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
-	11, // 9: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
-	13, // 10: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
-	12, // 11: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
-	19, // 12: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
-	2,  // 13: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
-	4,  // 14: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
-	23, // 15: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
-	18, // 16: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
-	21, // 17: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
-	14, // 18: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
-	15, // 19: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
-	16, // 20: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
-	7,  // 21: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
-	3,  // 22: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
-	5,  // 23: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
-	24, // 24: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
-	20, // 25: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
-	22, // 26: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
-	17, // 27: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
-	17, // 28: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
-	17, // 29: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
-	8,  // 30: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
-	22, // [22:31] is the sub-list for method output_type
-	13, // [13:22] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	24, // 0: accord.v1.RegisterRequest.availability:type_name -> accord.v1.Availability
+	0,  // 1: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
+	9,  // 2: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
+	6,  // 3: accord.v1.Task.dp:type_name -> accord.v1.DPTask
+	10, // 4: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
+	11, // 5: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
+	1,  // 6: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
+	13, // 7: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
+	10, // 8: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
+	13, // 9: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
+	11, // 10: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
+	13, // 11: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
+	12, // 12: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
+	19, // 13: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
+	2,  // 14: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
+	4,  // 15: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
+	23, // 16: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
+	18, // 17: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
+	21, // 18: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
+	14, // 19: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
+	15, // 20: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
+	16, // 21: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
+	7,  // 22: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
+	3,  // 23: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
+	5,  // 24: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
+	25, // 25: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
+	20, // 26: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
+	22, // 27: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
+	17, // 28: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
+	17, // 29: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
+	17, // 30: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
+	8,  // 31: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_participant_proto_init() }

@@ -188,9 +188,12 @@ type JobSpec struct {
 	// weighted by the epochs it completed (FedProx partial work).
 	LocalTimeBudgetMs uint64 `protobuf:"varint,24,opt,name=local_time_budget_ms,json=localTimeBudgetMs,proto3" json:"local_time_budget_ms,omitempty"`
 	// User-level differential privacy (absent: none).
-	Dp            *DifferentialPrivacy `protobuf:"bytes,25,opt,name=dp,proto3" json:"dp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Dp *DifferentialPrivacy `protobuf:"bytes,25,opt,name=dp,proto3" json:"dp,omitempty"`
+	// A simulated clock for participants' availability (rehearsals; absent:
+	// the coordinators' clock).
+	SimulatedClock *SimulatedClock `protobuf:"bytes,26,opt,name=simulated_clock,json=simulatedClock,proto3" json:"simulated_clock,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -398,6 +401,132 @@ func (x *JobSpec) GetDp() *DifferentialPrivacy {
 	return nil
 }
 
+func (x *JobSpec) GetSimulatedClock() *SimulatedClock {
+	if x != nil {
+		return x.SimulatedClock
+	}
+	return nil
+}
+
+// SimulatedClock makes a job's rounds happen at simulated times: round 1
+// at start, each later round (or retry) per_round after the one before,
+// moved on to the first step at which enough participants are within their
+// working hours.
+type SimulatedClock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StartUnixMs   int64                  `protobuf:"varint,1,opt,name=start_unix_ms,json=startUnixMs,proto3" json:"start_unix_ms,omitempty"`
+	PerRoundMs    int64                  `protobuf:"varint,2,opt,name=per_round_ms,json=perRoundMs,proto3" json:"per_round_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SimulatedClock) Reset() {
+	*x = SimulatedClock{}
+	mi := &file_accord_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SimulatedClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SimulatedClock) ProtoMessage() {}
+
+func (x *SimulatedClock) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SimulatedClock.ProtoReflect.Descriptor instead.
+func (*SimulatedClock) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SimulatedClock) GetStartUnixMs() int64 {
+	if x != nil {
+		return x.StartUnixMs
+	}
+	return 0
+}
+
+func (x *SimulatedClock) GetPerRoundMs() int64 {
+	if x != nil {
+		return x.PerRoundMs
+	}
+	return 0
+}
+
+// Availability is when a participant trains: from_hour to to_hour (local,
+// 0-24; a window past midnight has to_hour < from_hour) in its time zone.
+type Availability struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An IANA time zone ("Europe/Berlin").
+	TimeZone      string `protobuf:"bytes,1,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	FromHour      uint32 `protobuf:"varint,2,opt,name=from_hour,json=fromHour,proto3" json:"from_hour,omitempty"`
+	ToHour        uint32 `protobuf:"varint,3,opt,name=to_hour,json=toHour,proto3" json:"to_hour,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Availability) Reset() {
+	*x = Availability{}
+	mi := &file_accord_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Availability) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Availability) ProtoMessage() {}
+
+func (x *Availability) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Availability.ProtoReflect.Descriptor instead.
+func (*Availability) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Availability) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *Availability) GetFromHour() uint32 {
+	if x != nil {
+		return x.FromHour
+	}
+	return 0
+}
+
+func (x *Availability) GetToHour() uint32 {
+	if x != nil {
+		return x.ToHour
+	}
+	return 0
+}
+
 // ServerOptimizer holds the server optimiser's hyper-parameters; 0 means
 // the documented default of the optimiser (package aggregate).
 type ServerOptimizer struct {
@@ -413,7 +542,7 @@ type ServerOptimizer struct {
 
 func (x *ServerOptimizer) Reset() {
 	*x = ServerOptimizer{}
-	mi := &file_accord_v1_types_proto_msgTypes[1]
+	mi := &file_accord_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -425,7 +554,7 @@ func (x *ServerOptimizer) String() string {
 func (*ServerOptimizer) ProtoMessage() {}
 
 func (x *ServerOptimizer) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[1]
+	mi := &file_accord_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -438,7 +567,7 @@ func (x *ServerOptimizer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerOptimizer.ProtoReflect.Descriptor instead.
 func (*ServerOptimizer) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ServerOptimizer) GetLr() float64 {
@@ -504,7 +633,7 @@ type Aggregation struct {
 
 func (x *Aggregation) Reset() {
 	*x = Aggregation{}
-	mi := &file_accord_v1_types_proto_msgTypes[2]
+	mi := &file_accord_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +645,7 @@ func (x *Aggregation) String() string {
 func (*Aggregation) ProtoMessage() {}
 
 func (x *Aggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[2]
+	mi := &file_accord_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +658,7 @@ func (x *Aggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregation.ProtoReflect.Descriptor instead.
 func (*Aggregation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Aggregation) GetRule() string {
@@ -608,7 +737,7 @@ type DifferentialPrivacy struct {
 
 func (x *DifferentialPrivacy) Reset() {
 	*x = DifferentialPrivacy{}
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +749,7 @@ func (x *DifferentialPrivacy) String() string {
 func (*DifferentialPrivacy) ProtoMessage() {}
 
 func (x *DifferentialPrivacy) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[3]
+	mi := &file_accord_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +762,7 @@ func (x *DifferentialPrivacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DifferentialPrivacy.ProtoReflect.Descriptor instead.
 func (*DifferentialPrivacy) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DifferentialPrivacy) GetMode() string {
@@ -686,7 +815,7 @@ type Privacy struct {
 
 func (x *Privacy) Reset() {
 	*x = Privacy{}
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +827,7 @@ func (x *Privacy) String() string {
 func (*Privacy) ProtoMessage() {}
 
 func (x *Privacy) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[4]
+	mi := &file_accord_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +840,7 @@ func (x *Privacy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Privacy.ProtoReflect.Descriptor instead.
 func (*Privacy) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Privacy) GetEpsilon() float64 {
@@ -760,7 +889,7 @@ type Retain struct {
 
 func (x *Retain) Reset() {
 	*x = Retain{}
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +901,7 @@ func (x *Retain) String() string {
 func (*Retain) ProtoMessage() {}
 
 func (x *Retain) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[5]
+	mi := &file_accord_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +914,7 @@ func (x *Retain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Retain.ProtoReflect.Descriptor instead.
 func (*Retain) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Retain) GetAll() bool {
@@ -838,7 +967,7 @@ type SecureAggregation struct {
 
 func (x *SecureAggregation) Reset() {
 	*x = SecureAggregation{}
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +979,7 @@ func (x *SecureAggregation) String() string {
 func (*SecureAggregation) ProtoMessage() {}
 
 func (x *SecureAggregation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[6]
+	mi := &file_accord_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +992,7 @@ func (x *SecureAggregation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecureAggregation.ProtoReflect.Descriptor instead.
 func (*SecureAggregation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SecureAggregation) GetMode() string {
@@ -937,7 +1066,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_accord_v1_types_proto_msgTypes[7]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1078,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[7]
+	mi := &file_accord_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1091,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Job) GetId() string {
@@ -1075,7 +1204,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_accord_v1_types_proto_msgTypes[8]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1216,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[8]
+	mi := &file_accord_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1229,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Approval) GetAdmin() string {
@@ -1136,7 +1265,7 @@ type Refusal struct {
 
 func (x *Refusal) Reset() {
 	*x = Refusal{}
-	mi := &file_accord_v1_types_proto_msgTypes[9]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1277,7 @@ func (x *Refusal) String() string {
 func (*Refusal) ProtoMessage() {}
 
 func (x *Refusal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[9]
+	mi := &file_accord_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1290,7 @@ func (x *Refusal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Refusal.ProtoReflect.Descriptor instead.
 func (*Refusal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Refusal) GetParticipant() string {
@@ -1200,7 +1329,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_accord_v1_types_proto_msgTypes[10]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1341,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[10]
+	mi := &file_accord_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1354,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Policy) GetOrganizations() []string {
@@ -1268,7 +1397,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_accord_v1_types_proto_msgTypes[11]
+	mi := &file_accord_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1409,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[11]
+	mi := &file_accord_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1422,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Proposal) GetId() string {
@@ -1408,7 +1537,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1549,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1562,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -1496,7 +1625,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_accord_v1_types_proto_msgTypes[13]
+	mi := &file_accord_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1637,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[13]
+	mi := &file_accord_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1650,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1636,7 +1765,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_accord_v1_types_proto_msgTypes[14]
+	mi := &file_accord_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1777,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[14]
+	mi := &file_accord_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1790,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Evaluation) GetExamples() uint64 {
@@ -1715,14 +1844,16 @@ type Round struct {
 	// The job's epsilon after this round (jobs with dp only).
 	Epsilon float64 `protobuf:"fixed64,16,opt,name=epsilon,proto3" json:"epsilon,omitempty"`
 	// The fraction of the eligible participants sampled into the cohort.
-	SamplingRate  float64 `protobuf:"fixed64,17,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SamplingRate float64 `protobuf:"fixed64,17,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
+	// The round's simulated time (jobs with a simulated_clock).
+	SimulatedUnixMs int64 `protobuf:"varint,18,opt,name=simulated_unix_ms,json=simulatedUnixMs,proto3" json:"simulated_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_accord_v1_types_proto_msgTypes[15]
+	mi := &file_accord_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1865,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[15]
+	mi := &file_accord_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1878,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Round) GetJobId() string {
@@ -1869,6 +2000,13 @@ func (x *Round) GetSamplingRate() float64 {
 	return 0
 }
 
+func (x *Round) GetSimulatedUnixMs() int64 {
+	if x != nil {
+		return x.SimulatedUnixMs
+	}
+	return 0
+}
+
 type Participant struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1884,7 +2022,7 @@ type Participant struct {
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_accord_v1_types_proto_msgTypes[16]
+	mi := &file_accord_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2034,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[16]
+	mi := &file_accord_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2047,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Participant) GetId() string {
@@ -1976,7 +2114,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_accord_v1_types_proto_msgTypes[17]
+	mi := &file_accord_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2126,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[17]
+	mi := &file_accord_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2139,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ModelChunk) GetDigest() string {
@@ -2043,7 +2181,7 @@ var File_accord_v1_types_proto protoreflect.FileDescriptor
 
 const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15accord/v1/types.proto\x12\taccord.v1\"\xe2\a\n" +
+	"\x15accord/v1/types.proto\x12\taccord.v1\"\xa6\b\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
@@ -2071,7 +2209,16 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\x06server\x18\x16 \x01(\v2\x1a.accord.v1.ServerOptimizerR\x06server\x128\n" +
 	"\vaggregation\x18\x17 \x01(\v2\x16.accord.v1.AggregationR\vaggregation\x12/\n" +
 	"\x14local_time_budget_ms\x18\x18 \x01(\x04R\x11localTimeBudgetMs\x12.\n" +
-	"\x02dp\x18\x19 \x01(\v2\x1e.accord.v1.DifferentialPrivacyR\x02dp\"{\n" +
+	"\x02dp\x18\x19 \x01(\v2\x1e.accord.v1.DifferentialPrivacyR\x02dp\x12B\n" +
+	"\x0fsimulated_clock\x18\x1a \x01(\v2\x19.accord.v1.SimulatedClockR\x0esimulatedClock\"V\n" +
+	"\x0eSimulatedClock\x12\"\n" +
+	"\rstart_unix_ms\x18\x01 \x01(\x03R\vstartUnixMs\x12 \n" +
+	"\fper_round_ms\x18\x02 \x01(\x03R\n" +
+	"perRoundMs\"a\n" +
+	"\fAvailability\x12\x1b\n" +
+	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x12\x1b\n" +
+	"\tfrom_hour\x18\x02 \x01(\rR\bfromHour\x12\x17\n" +
+	"\ato_hour\x18\x03 \x01(\rR\x06toHour\"{\n" +
 	"\x0fServerOptimizer\x12\x0e\n" +
 	"\x02lr\x18\x01 \x01(\x01R\x02lr\x12\x1a\n" +
 	"\bmomentum\x18\x02 \x01(\x01R\bmomentum\x12\x14\n" +
@@ -2186,7 +2333,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\bexamples\x18\x01 \x01(\x04R\bexamples\x12\x18\n" +
 	"\acorrect\x18\x02 \x01(\x04R\acorrect\x12\x19\n" +
 	"\bloss_sum\x18\x03 \x01(\x01R\alossSum\x12\x1c\n" +
-	"\treporters\x18\x04 \x01(\rR\treporters\"\xd0\x04\n" +
+	"\treporters\x18\x04 \x01(\rR\treporters\"\xfc\x04\n" +
 	"\x05Round\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x18\n" +
@@ -2207,7 +2354,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"evaluation\x12#\n" +
 	"\rmodel_deleted\x18\x0f \x01(\bR\fmodelDeleted\x12\x18\n" +
 	"\aepsilon\x18\x10 \x01(\x01R\aepsilon\x12#\n" +
-	"\rsampling_rate\x18\x11 \x01(\x01R\fsamplingRate\"\xec\x01\n" +
+	"\rsampling_rate\x18\x11 \x01(\x01R\fsamplingRate\x12*\n" +
+	"\x11simulated_unix_ms\x18\x12 \x01(\x03R\x0fsimulatedUnixMs\"\xec\x01\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x16\n" +
@@ -2250,50 +2398,53 @@ func file_accord_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_accord_v1_types_proto_goTypes = []any{
 	(JobStatus)(0),              // 0: accord.v1.JobStatus
 	(RoundStatus)(0),            // 1: accord.v1.RoundStatus
 	(*JobSpec)(nil),             // 2: accord.v1.JobSpec
-	(*ServerOptimizer)(nil),     // 3: accord.v1.ServerOptimizer
-	(*Aggregation)(nil),         // 4: accord.v1.Aggregation
-	(*DifferentialPrivacy)(nil), // 5: accord.v1.DifferentialPrivacy
-	(*Privacy)(nil),             // 6: accord.v1.Privacy
-	(*Retain)(nil),              // 7: accord.v1.Retain
-	(*SecureAggregation)(nil),   // 8: accord.v1.SecureAggregation
-	(*Job)(nil),                 // 9: accord.v1.Job
-	(*Approval)(nil),            // 10: accord.v1.Approval
-	(*Refusal)(nil),             // 11: accord.v1.Refusal
-	(*Policy)(nil),              // 12: accord.v1.Policy
-	(*Proposal)(nil),            // 13: accord.v1.Proposal
-	(*Revocation)(nil),          // 14: accord.v1.Revocation
-	(*AuditEntry)(nil),          // 15: accord.v1.AuditEntry
-	(*Evaluation)(nil),          // 16: accord.v1.Evaluation
-	(*Round)(nil),               // 17: accord.v1.Round
-	(*Participant)(nil),         // 18: accord.v1.Participant
-	(*ModelChunk)(nil),          // 19: accord.v1.ModelChunk
+	(*SimulatedClock)(nil),      // 3: accord.v1.SimulatedClock
+	(*Availability)(nil),        // 4: accord.v1.Availability
+	(*ServerOptimizer)(nil),     // 5: accord.v1.ServerOptimizer
+	(*Aggregation)(nil),         // 6: accord.v1.Aggregation
+	(*DifferentialPrivacy)(nil), // 7: accord.v1.DifferentialPrivacy
+	(*Privacy)(nil),             // 8: accord.v1.Privacy
+	(*Retain)(nil),              // 9: accord.v1.Retain
+	(*SecureAggregation)(nil),   // 10: accord.v1.SecureAggregation
+	(*Job)(nil),                 // 11: accord.v1.Job
+	(*Approval)(nil),            // 12: accord.v1.Approval
+	(*Refusal)(nil),             // 13: accord.v1.Refusal
+	(*Policy)(nil),              // 14: accord.v1.Policy
+	(*Proposal)(nil),            // 15: accord.v1.Proposal
+	(*Revocation)(nil),          // 16: accord.v1.Revocation
+	(*AuditEntry)(nil),          // 17: accord.v1.AuditEntry
+	(*Evaluation)(nil),          // 18: accord.v1.Evaluation
+	(*Round)(nil),               // 19: accord.v1.Round
+	(*Participant)(nil),         // 20: accord.v1.Participant
+	(*ModelChunk)(nil),          // 21: accord.v1.ModelChunk
 }
 var file_accord_v1_types_proto_depIdxs = []int32{
-	8,  // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
-	7,  // 1: accord.v1.JobSpec.retain:type_name -> accord.v1.Retain
-	3,  // 2: accord.v1.JobSpec.server:type_name -> accord.v1.ServerOptimizer
-	4,  // 3: accord.v1.JobSpec.aggregation:type_name -> accord.v1.Aggregation
-	5,  // 4: accord.v1.JobSpec.dp:type_name -> accord.v1.DifferentialPrivacy
-	2,  // 5: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
-	0,  // 6: accord.v1.Job.status:type_name -> accord.v1.JobStatus
-	10, // 7: accord.v1.Job.approvals:type_name -> accord.v1.Approval
-	11, // 8: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
-	6,  // 9: accord.v1.Job.privacy:type_name -> accord.v1.Privacy
-	12, // 10: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
-	10, // 11: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
-	14, // 12: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
-	1,  // 13: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
-	16, // 14: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
+	9,  // 1: accord.v1.JobSpec.retain:type_name -> accord.v1.Retain
+	5,  // 2: accord.v1.JobSpec.server:type_name -> accord.v1.ServerOptimizer
+	6,  // 3: accord.v1.JobSpec.aggregation:type_name -> accord.v1.Aggregation
+	7,  // 4: accord.v1.JobSpec.dp:type_name -> accord.v1.DifferentialPrivacy
+	3,  // 5: accord.v1.JobSpec.simulated_clock:type_name -> accord.v1.SimulatedClock
+	2,  // 6: accord.v1.Job.spec:type_name -> accord.v1.JobSpec
+	0,  // 7: accord.v1.Job.status:type_name -> accord.v1.JobStatus
+	12, // 8: accord.v1.Job.approvals:type_name -> accord.v1.Approval
+	13, // 9: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
+	8,  // 10: accord.v1.Job.privacy:type_name -> accord.v1.Privacy
+	14, // 11: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
+	12, // 12: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
+	16, // 13: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
+	1,  // 14: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
+	18, // 15: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_types_proto_init() }
@@ -2307,7 +2458,7 @@ func file_accord_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_types_proto_rawDesc), len(file_accord_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

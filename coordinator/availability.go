@@ -1,0 +1,152 @@
+package coordinator
+
+import (
+	"fmt"
+	"time"
+	_ "time/tzdata" // time zones in a static binary on a machine without them
+
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// Availability is when a participant trains: FromHour to ToHour, local
+// time in TimeZone; a window past midnight has ToHour < FromHour. The
+// leader chooses cohorts among the participants within their hours at the
+// round's time (the job's simulated clock, or now).
+type Availability struct {
+	TimeZone string `json:"time_zone"`
+	FromHour uint32 `json:"from_hour"`
+	ToHour   uint32 `json:"to_hour"`
+}
+
+// availabilityFromProto checks what a participant declared at registration.
+func availabilityFromProto(a *pb.Availability) (*Availability, error) {
+	if a == nil {
+		return nil, nil
+	}
+	out := &Availability{TimeZone: a.GetTimeZone(), FromHour: a.GetFromHour(), ToHour: a.GetToHour()}
+	switch {
+	case len(out.TimeZone) > 64:
+		return nil, fmt.Errorf("availability: time zone name too long")
+	case out.FromHour > 24 || out.ToHour > 24 || out.FromHour == out.ToHour:
+		return nil, fmt.Errorf("availability: hours %d–%d: want two different hours in 0–24", out.FromHour, out.ToHour)
+	}
+	if _, err := time.LoadLocation(out.TimeZone); err != nil {
+		return nil, fmt.Errorf("availability: time zone %q: %w", out.TimeZone, err)
+	}
+	return out, nil
+}
+
+func (a *Availability) toProto() *pb.Availability {
+	if a == nil {
+		return nil
+	}
+	return &pb.Availability{TimeZone: a.TimeZone, FromHour: a.FromHour, ToHour: a.ToHour}
+}
+
+// at reports whether t falls within the window (nil: always available).
+func (a *Availability) at(t time.Time) bool {
+	if a == nil {
+		return true
+	}
+	loc, err := time.LoadLocation(a.TimeZone)
+	if err != nil {
+		return false // checked at registration; a zone gone since is not available
+	}
+	h := uint32(t.In(loc).Hour())
+	if a.FromHour < a.ToHour {
+		return h >= a.FromHour && h < a.ToHour
+	}
+	return h >= a.FromHour || h < a.ToHour
+}
+
+// equal reports whether two declarations are the same.
+func (a *Availability) equal(b *Availability) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// SimulatedClock gives a job's rounds simulated times, so a rehearsal can
+// run a day of working hours across time zones in minutes: round 1 at
+// Start, each later round, or retry, PerRound after the one before; a time
+// at which fewer than min_participants are within their hours moves on,
+// PerRound at a time (up to a day), to the first at which enough are.
+type SimulatedClock struct {
+	// Start is RFC 3339: "2026-11-30T06:00:00Z".
+	Start    string   `yaml:"start" json:"start"`
+	PerRound Duration `yaml:"per_round" json:"per_round"`
+}
+
+func (s *SimulatedClock) validate() error {
+	if s == nil {
+		return nil
+	}
+	if _, err := time.Parse(time.RFC3339, s.Start); err != nil {
+		return fmt.Errorf("%w: simulated_clock.start %q: want an RFC 3339 time such as 2026-11-30T06:00:00Z", ErrBadJobSpec, s.Start)
+	}
+	if d := time.Duration(s.PerRound); d < time.Minute || d > 24*time.Hour {
+		return fmt.Errorf("%w: simulated_clock.per_round %s: want 1m–24h", ErrBadJobSpec, d)
+	}
+	return nil
+}
+
+func (s *SimulatedClock) start() time.Time {
+	t, _ := time.Parse(time.RFC3339, s.Start) // validated
+	return t
+}
+
+func (s *SimulatedClock) toProto() *pb.SimulatedClock {
+	if s == nil {
+		return nil
+	}
+	return &pb.SimulatedClock{StartUnixMs: s.start().UnixMilli(), PerRoundMs: time.Duration(s.PerRound).Milliseconds()}
+}
+
+func simulatedClockFromProto(p *pb.SimulatedClock) *SimulatedClock {
+	if p == nil {
+		return nil
+	}
+	perRound := min(max(p.GetPerRoundMs(), 0), int64(48*time.Hour/time.Millisecond)) // validate refuses what is out of range
+	return &SimulatedClock{Start: time.UnixMilli(p.GetStartUnixMs()).UTC().Format(time.RFC3339), PerRound: Duration(time.Duration(perRound) * time.Millisecond)}
+}
+
+// roundTime is when the job's next attempt happens, and the connected
+// participants available then: with a simulated clock, PerRound after the
+// job's latest attempt (Start for the first), moved on PerRound at a time
+// until at least need registered participants are within their hours (for
+// at most a day of steps); else now. The clock moves on for who works
+// when, not for who happens to be connected: after a failover, the
+// participants reconnecting are waited for, not skipped.
+func (c *Coordinator) roundTime(job *Job, connected []string, need int, now time.Time) (time.Time, []string) {
+	clock := job.Spec.SimulatedClock
+	if clock == nil {
+		return now, c.availableAt(connected, now)
+	}
+	t := clock.start()
+	for _, r := range job.Rounds {
+		if r.SimulatedAt != 0 {
+			t = time.UnixMilli(r.SimulatedAt).Add(time.Duration(clock.PerRound))
+		}
+	}
+	step := time.Duration(clock.PerRound)
+	registered := c.fsm.ParticipantIDs()
+	for range int(24*time.Hour/step) + 1 {
+		if len(c.availableAt(registered, t)) >= need {
+			break
+		}
+		t = t.Add(step)
+	}
+	return t, c.availableAt(connected, t)
+}
+
+// availableAt keeps the participants within their hours at t.
+func (c *Coordinator) availableAt(ids []string, t time.Time) []string {
+	var out []string
+	for _, id := range ids {
+		if p := c.fsm.Participant(id); p == nil || p.Availability.at(t) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
