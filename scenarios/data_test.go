@@ -110,3 +110,36 @@ func TestRunSyntheticScenario(t *testing.T) {
 	}
 	t.Logf("synthetic(0.5, 0.5): accuracy %.3f after round 1, %.3f after 5", rep.Rounds[0].Accuracy, rep.FinalAccuracy)
 }
+
+// TestCapKeepsTheLabelMix: examples_per_participant takes a random subset
+// of a skewed partition, not its first labels.
+func TestCapKeepsTheLabelMix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MNIST from the module proxy")
+	}
+	sc, err := Parse([]byte(`
+name: cap
+coordinators: [{name: c}]
+participants:
+  groups: [{region: x, prefix: p, count: 4}]
+  data: {dataset: mnist, partition: dirichlet, alpha: 100, examples_per_participant: 200, seed: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _, err := split(t.Context(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range shards {
+		labels := map[int32]bool{}
+		for _, y := range s.train.Y {
+			labels[y] = true
+		}
+		// Dirichlet(100) is close to uniform: 200 random examples hold
+		// every digit.
+		if s.train.Len() != 200 || len(labels) < 10 {
+			t.Errorf("participant %d: %d examples of %d labels; want 200 of all 10", k, s.train.Len(), len(labels))
+		}
+	}
+}

@@ -88,8 +88,11 @@ type RoundReport struct {
 	Loss              float64  `json:"loss"`
 	FederatedAccuracy *float64 `json:"federated_accuracy,omitempty"`
 	Seconds           float64  `json:"seconds"`
-	ModelDigest       string   `json:"model_digest"`
-	SecondsSinceStart float64  `json:"seconds_since_start"`
+	// SecondsSincePrevious is from the previous round's commit to this
+	// one's (the first: from its opening), failed attempts included.
+	SecondsSincePrevious float64 `json:"seconds_since_previous"`
+	ModelDigest          string  `json:"model_digest"`
+	SecondsSinceStart    float64 `json:"seconds_since_start"`
 	// Epsilon is the job's differential-privacy ε after the round (jobs
 	// with dp).
 	Epsilon float64 `json:"epsilon,omitempty"`
@@ -159,6 +162,11 @@ func split(ctx context.Context, sc *Scenario) ([]participantData, *model.Dataset
 	for k := range n {
 		idx := parts[k]
 		if m := d.ExamplesPerParticipant; m > 0 && len(idx) > m {
+			// A random subset: a Dirichlet or shard partition lists a
+			// participant's examples label by label, so its first m would
+			// keep only the first labels.
+			idx = slices.Clone(idx)
+			rand.New(rand.NewPCG(d.Seed, uint64(k))).Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
 			idx = idx[:m]
 		}
 		out[k] = participantData{train: train.Subset(idx), validation: test.Subset(valParts[k])}
@@ -465,6 +473,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
 	var job *pb.Job
 	var pageToken string
+	var lastClosed int64 // the last committed round's close, unix ms
 	for {
 		job, err = admin.GetJob(ctx, &pb.GetJobRequest{JobId: resp.JobId})
 		if err != nil {
@@ -500,7 +509,12 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if err != nil {
 				return nil, err
 			}
-			rr := RoundReport{Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
+			prevClosed := r.OpenedUnixMs
+			if n := len(rep.Rounds); n > 0 {
+				prevClosed = lastClosed
+			}
+			lastClosed = r.ClosedUnixMs
+			rr := RoundReport{SecondsSincePrevious: float64(r.ClosedUnixMs-prevClosed) / 1000, Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
 				Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
 				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds(), Epsilon: r.Epsilon,
 				ContributorsByRegion: map[string]int{}}

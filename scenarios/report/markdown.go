@@ -155,7 +155,7 @@ func roundTable(b *strings.Builder, r *Run, countries []string) {
 			header = append(header, esc(c)+" (%)")
 		}
 	}
-	header = append(header, "Duration (s)", "Committed at t (s)", "Cohort", "Contributors")
+	header = append(header, "Since previous commit (s)", "Committed at t (s)", "Cohort", "Contributors")
 	eps := hasEpsilon(r)
 	if eps {
 		header = append(header, "ε")

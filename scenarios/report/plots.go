@@ -103,7 +103,7 @@ func durationFigure(r *Run, _ []string) (*figure, figureFile, bool) {
 	if len(r.Rounds) == 0 {
 		return nil, figureFile{}, false
 	}
-	f := newFigure("Round duration", "Round", "Duration, opening to commit (s)")
+	f := newFigure("Round duration", "Round", "Since the previous commit (s)")
 	f.p.X.Tick.Marker = niceTicks{integer: true}
 	var xys plotter.XYs
 	for _, rd := range r.Rounds {
@@ -131,7 +131,7 @@ func durationFigure(r *Run, _ []string) (*figure, figureFile, bool) {
 	f.p.Y.Min = 0
 	f.p.Y.Max = f.p.Y.Max * 1.05
 
-	caption := "Seconds each committed round took from opening to commit"
+	caption := "Seconds from the previous round's commit to this one's (the first: from its opening), failed attempts and failovers included"
 	if len(r.Aborted) > 0 {
 		caption += ", with aborted attempts as red crosses on the axis at the round they tried"
 	}

@@ -69,7 +69,7 @@ type Round struct {
 	Round                uint32
 	Accuracy             float64            // overall test accuracy in [0,1]
 	ByRegion             map[string]float64 // accuracy on each country's own validation data (may be nil)
-	Seconds              float64            // round duration, opening to commit
+	Seconds              float64            // round duration: since the previous commit (the first round: since its opening), retries included
 	SecondsSinceStart    float64            // wall seconds since the run began, at commit
 	Cohort               int
 	ContributorsByRegion map[string]int // contributors per country

@@ -115,7 +115,7 @@ func TestWriteFullRun(t *testing.T) {
 		"![Contributors per round by country](contributors.png)",
 		"![Differential privacy ε per round](epsilon.png)",
 		"| `de→us` | 412.00 | 412000000 |",
-		"| Round | Accuracy (%) | br (%) | de (%) | in (%) | jp (%) | us (%) | Duration (s) | Committed at t (s) | Cohort | Contributors | ε |",
+		"| Round | Accuracy (%) | br (%) | de (%) | in (%) | jp (%) | us (%) | Since previous commit (s) | Committed at t (s) | Cohort | Contributors | ε |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report.md lacks %q", want)
