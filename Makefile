@@ -103,11 +103,12 @@ endif
 demo: build
 	$(BIN)/accord demo
 
-## scenarios: every scenario file, then the real-process tests in full: leader killed 3 times
+## scenarios: every scenario file, each writing its report and plots into bin/reports/NAME/, then the real-process tests in full: leader killed 3 times
 ## in a 30-round job, and 20 random coordinators killed in a 60-round job; then 20% Byzantine
 ## participants against FedAvg, median, trimmed mean, Multi-Krum and grouped secure median (long).
 scenarios: build
-	@for f in scenarios/*.yaml; do echo "== $$f"; $(BIN)/accord scenario run $$f || exit 1; done
+	@for f in scenarios/*.yaml; do n=$$(basename $$f .yaml); echo "== $$f (report: $(BIN)/reports/$$n/report.md)"; \
+		$(BIN)/accord scenario run $$f --report $(BIN)/reports/$$n || exit 1; done
 	ACCORD_PROCESS_FULL=1 $(GO) test -count=1 -v -timeout 30m ./scenarios/processes/
 	ACCORD_LONG=1 $(GO) test -count=1 -v -run Byzantine -timeout 60m ./scenarios/
 

@@ -290,7 +290,7 @@ func (t *timeline) fireRound(round uint32, phase string) {
 			SecondsSinceStart: time.Since(t.start).Seconds()}
 		t.reports = append(t.reports, rep)
 		rep.Outcome = t.apply(e, rep)
-		t.log("round %3d: event %s %s (%s): %s", e.Round, e.Kind, rep.Target, rep.Phase, rep.Outcome)
+		t.log("round %3d: event %s (%s): %s", e.Round, strings.TrimSpace(e.Kind+" "+rep.Target), rep.Phase, rep.Outcome)
 	}
 }
 
