@@ -67,7 +67,7 @@ func WriteReport(dir string, sc *Scenario, rep *Report) error {
 		{Key: "Kernel", Value: rep.Kernel},
 	}
 	for _, x := range rep.Rounds {
-		r.Rounds = append(r.Rounds, report.Round{Round: x.Round, Accuracy: x.Accuracy, ByRegion: x.AccuracyByRegion, Seconds: x.Seconds,
+		r.Rounds = append(r.Rounds, report.Round{Round: x.Round, Accuracy: x.Accuracy, ByRegion: x.AccuracyByRegion, Seconds: x.SecondsSincePrevious,
 			SecondsSinceStart: x.SecondsSinceStart, Cohort: x.Cohort, ContributorsByRegion: x.ContributorsByRegion, Epsilon: x.Epsilon})
 	}
 	for _, a := range rep.Aborted {
