@@ -109,6 +109,11 @@ func (c *Coordinator) SubmitJob(spec JobSpec, signed *adminauth.Signed) (*Job, e
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	// A job no registered participant could train would wait or abort
+	// forever: refuse it now, saying what the participants hold.
+	if why, _ := untrainable(spec, c.fsm.Participants()); why != "" {
+		return nil, fmt.Errorf("%w: %s", ErrBadJobSpec, why)
+	}
 	m := model.New(model.MustParseSpec(spec.Model), spec.Seed)
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(m.Params))
 	if err != nil {
@@ -243,6 +248,12 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 	}
 	round := req.GetRound()
 	if req.GetLatest() {
+		// The latest of nothing is not the initial model: a caller that
+		// wants that asks for round 0.
+		if j.CommittedRounds == 0 {
+			return toStatus(fmt.Errorf("%w: job %s (%s) has committed no round yet: nothing trained to pull; round 0 is the initial model",
+				ErrWrongRound, j.ID, j.Status))
+		}
 		round = j.CommittedRounds
 	}
 	digest := j.modelDigest(round)

@@ -34,6 +34,7 @@ const (
 	cmdFinishJob
 	cmdAdminAction
 	cmdRecordRefusal
+	cmdRecordTaskFailure
 )
 
 // ignoreUnknownFlag marks a command that an older FSM that does not know it
@@ -217,6 +218,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = applyJSON(body, f.applyFinishJob)
 	case cmdRecordRefusal:
 		err = applyJSON(body, f.applyRecordRefusal)
+	case cmdRecordTaskFailure:
+		err = applyJSON(body, f.applyRecordTaskFailure)
 	case cmdAdminAction:
 		var res any
 		err = applyJSON(body, func(c *adminAction) error {

@@ -44,7 +44,7 @@ func fuzzFSM() *FSM {
 // knownCommand reports whether an entry's type byte is one the FSM knows
 // or may skip: any other type panics by design (coordinator/DESIGN.md).
 func knownCommand(t commandType) bool {
-	return t&ignoreUnknownFlag != 0 || t&^ignoreUnknownFlag >= cmdRegisterParticipant && t&^ignoreUnknownFlag <= cmdRecordRefusal
+	return t&ignoreUnknownFlag != 0 || t&^ignoreUnknownFlag >= cmdRegisterParticipant && t&^ignoreUnknownFlag <= cmdRecordTaskFailure
 }
 
 func FuzzFSMApply(f *testing.F) {
@@ -66,6 +66,8 @@ func FuzzFSMApply(f *testing.F) {
 	add(cmdRecordEvaluation, recordEvaluation{JobID: fuzzJob, ModelRound: 0})
 	add(cmdFinishJob, finishJob{JobID: fuzzJob, Status: pb.JobStatus_JOB_STATUS_FAILED, Reason: "x", TargetRound: 9})
 	add(cmdRecordRefusal, recordRefusal{JobID: fuzzJob, Participant: "p-1", Reason: "policy"})
+	add(cmdRecordTaskFailure, recordTaskFailure{JobID: fuzzJob, Failure: TaskFailure{Participant: "p-1", Reason: "shape mismatch\x1b[2J", Round: 3, Attempt: 1, Task: "train"}})
+	add(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p-3", Datasets: []DatasetShape{{Name: "mnist", Features: 784, Classes: 10}}}})
 	add(cmdAdminAction, adminAction{Signed: adminauth.Signed{Method: methodSubmitJob, Request: []byte{0x0a, 0x00}, Nonce: make([]byte, adminauth.NonceSize)}, JobID: "job-222222222222"})
 	f.Add([]byte{byte(cmdCommitRound), '{', '"', 'n', 'u', 'm', 'b', 'e', 'r', '"', ':', '-', '1', '}'})
 	f.Add([]byte{byte(cmdOpenRound), 'n', 'u', 'l', 'l'})

@@ -41,6 +41,10 @@ type jobRun struct {
 	// optimizer is the server optimiser's state after round optimizerRound.
 	optimizer      *aggregate.OptimizerState
 	optimizerRound uint32
+	// reasons are why members of the open round's cohort refused or
+	// failed its task, by participant (cut to maxReasonBytes), for the
+	// abort reason.
+	reasons map[string]string
 }
 
 // kickLeader wakes the leader loop early (an update or report arrived).
@@ -199,8 +203,6 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 	}
 	if r := run.round; r != nil {
 		switch r.outcome(now) {
-		case roundPending:
-			return nil
 		case roundComplete, roundCommit:
 			rng, err := dp.NewRNG()
 			if err != nil {
@@ -214,8 +216,20 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 			return c.commitUpdate(job, run, delta, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
 		case roundAbort:
 			run.round = nil
-			return c.recordAbort(job.ID, r.number, r.attempt,
-				fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates), now)
+			return c.recordAbort(job.ID, r.number, r.attempt, withReasons(
+				fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates), run.reasons), now)
+		case roundPending:
+			// Everyone who will answer has, and too few updates came:
+			// waiting for the deadline would change nothing.
+			if len(r.refused) > 0 && len(r.contributors)+len(r.refused) == len(r.cohortList) {
+				run.round = nil
+				msg := fmt.Sprintf("%d of %d updates (minimum %d): the other cohort members refused or failed the task", len(r.contributors), len(r.cohortList), r.minUpdates)
+				if len(r.contributors) == 0 {
+					msg = "no update arrived: every cohort member refused or failed the task"
+				}
+				return c.recordAbort(job.ID, r.number, r.attempt, withReasons(msg, run.reasons), now)
+			}
+			return nil
 		}
 	}
 	// A round open in the FSM that this leader does not hold (an apply that
@@ -237,8 +251,15 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0, now)
 	}
 	if n, last := job.abortedInARow(latest + 1); n >= spec.maxAttempts() {
-		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_FAILED,
-			fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.maxAttempts(), last), 0, now)
+		reason := fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.maxAttempts(), last)
+		// The last attempt may have aborted for another cause (a leader
+		// change): the participants' own reasons still say what is wrong.
+		if lastRec := job.Rounds[len(job.Rounds)-1]; len(job.failuresOf(latest+1, lastRec.Attempt)) == 0 {
+			if s := refusalSummary(job.failuresOf(latest+1, 0)); s != "" {
+				reason += "; earlier, " + s
+			}
+		}
+		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_FAILED, reason, 0, now)
 	}
 	return c.openRound(job, run, now)
 }
@@ -310,6 +331,12 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		k = min(k, maxSecureCohort)
 	}
 	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
+		// Nobody registered holds the job's dataset: no round can ever
+		// open, so there are no attempts to count. The job fails by the
+		// rule that refuses such a job at submission.
+		if why, noHolder := untrainable(spec, c.fsm.Participants()); noHolder {
+			return c.finish(job.ID, pb.JobStatus_JOB_STATUS_FAILED, "no participant can train this job: "+why, 0, now)
+		}
 		if !run.waitingLogged {
 			c.log.Info("waiting for participants", "job", job.ID, "connected", len(connected), "minimum", spec.MinParticipants)
 			run.waitingLogged = true
@@ -397,7 +424,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	if d := spec.DP; d != nil && d.Mode == DPCentral {
 		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
 	}
-	run.round, run.waitingLogged = r, false
+	run.round, run.waitingLogged, run.reasons = r, false, map[string]string{}
 	sent := 0
 	for _, id := range cohort {
 		t := &pb.Task{
@@ -513,9 +540,9 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 	if err != nil {
 		run.round = nil
 		if r.unmasked() {
-			return c.recordReleasedAbort(job, r, err.Error(), now)
+			return c.recordReleasedAbort(job, r, withReasons(err.Error(), run.reasons), now)
 		}
-		return c.recordAbort(job.ID, r.number, r.attempt, err.Error(), now)
+		return c.recordAbort(job.ID, r.number, r.attempt, withReasons(err.Error(), run.reasons), now)
 	}
 	return c.commitUpdate(job, run, delta, contributors, examples, now)
 }
@@ -818,8 +845,9 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	if err := c.apply(cmdRecordRefusal, recordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
 		return err
 	}
-	if run.round != nil {
+	if run.round != nil && run.round.cohort[from] {
 		run.round.refuse(from)
+		run.reasons[from] = sanitizeReason("site policy: " + reason)
 	}
 	if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
 		delete(run.eval.expected, from)
@@ -827,6 +855,78 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	c.log.Info("participant refused a job by its site policy", "job", req.GetJobId(), "participant", from, "reason", reason)
 	c.kickLeader()
 	return nil
+}
+
+// taskFailed records a participant's report that its task of the open
+// round (or of the evaluation being collected) failed or cannot run on its
+// data: the round or evaluation stops waiting for it, the reason goes
+// into the round's abort reason, and it is committed on the job for
+// `accord job show`. One report per participant and round attempt (or
+// evaluation) is committed; a repeat is acknowledged and dropped.
+func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) error {
+	if err := c.requireLeader(); err != nil {
+		return err
+	}
+	reason := sanitizeReason(req.GetReason())
+	if reason == "" {
+		reason = "no reason given"
+	}
+	c.leader.mu.Lock()
+	defer c.leader.mu.Unlock()
+	run := c.leader.jobs[req.GetJobId()]
+	if run == nil {
+		if _, err := c.fsm.Job(req.GetJobId()); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: job %s has no round or evaluation open", ErrWrongRound, req.GetJobId())
+	}
+	failure := TaskFailure{Participant: from, Reason: reason, Round: req.GetRound(), Attempt: req.GetAttempt(), At: time.Now().UnixMilli()}
+	switch req.GetKind() {
+	case pb.TaskKind_TASK_KIND_EVALUATE:
+		e := run.eval
+		switch {
+		case e == nil || e.modelRound != req.GetRound():
+			return fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetRound())
+		case e.got[from]:
+			return fmt.Errorf("%w: %s reported its evaluation of round %d", ErrDuplicate, from, e.modelRound)
+		case !e.expected[from]:
+			return fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", ErrNotInCohort, from, e.modelRound)
+		}
+		delete(e.expected, from)
+		failure.Task, failure.Attempt = "evaluate", 0
+	case pb.TaskKind_TASK_KIND_TRAIN, pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		r := run.round
+		switch {
+		case r == nil:
+			return fmt.Errorf("%w: job %s has no round open (report for round %d)", ErrWrongRound, req.GetJobId(), req.GetRound())
+		case r.number != req.GetRound() || r.attempt != req.GetAttempt():
+			return fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", ErrWrongRound, r.number, r.attempt, req.GetRound(), req.GetAttempt())
+		case !r.cohort[from]:
+			return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+		case r.refused[from]:
+			return nil // reported already
+		case r.done[from] || r.isReceiving(from):
+			return fmt.Errorf("%w: %s's update of round %d arrived", ErrDuplicate, from, r.number)
+		}
+		r.refuse(from)
+		run.reasons[from] = reason
+		failure.Task = "train"
+	default:
+		return fmt.Errorf("%w: task kind %v", ErrBadRequest, req.GetKind())
+	}
+	c.log.Info("participant reported a failed task", "job", req.GetJobId(), "participant", from, "task", failure.Task,
+		"round", failure.Round, "attempt", failure.Attempt, "reason", reason)
+	c.kickLeader()
+	return c.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: req.GetJobId(), Failure: failure})
+}
+
+// withReasons appends to an abort reason why cohort members refused or
+// failed the round's task, if any did.
+func withReasons(reason string, reasons map[string]string) string {
+	if s := refusalSummary(reasons); s != "" {
+		return reason + "; " + s
+	}
+	return reason
 }
 
 // probeModel checks a new model before it is committed: every parameter

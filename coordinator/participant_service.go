@@ -28,8 +28,12 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > 64 {
+	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > maxDatasets {
 		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", ErrBadUpdate))
+	}
+	datasets, err := datasetsFromRegister(req.GetDatasets(), req.GetHoldings())
+	if err != nil {
+		return nil, toStatus(err)
 	}
 	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RegisterResponse, error) {
 		return pb.NewParticipantServiceClient(cc).Register(ctx, req)
@@ -43,10 +47,15 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", ErrBadUpdate, err))
 	}
-	s.c.sessions.setDatasets(id.Name, req.GetDatasets())
-	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial}, Availability: avail}
+	names := make([]string, len(datasets))
+	for i, d := range datasets {
+		names[i] = d.Name
+	}
+	s.c.sessions.setDatasets(id.Name, names)
+	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial},
+		Availability: avail, Datasets: datasets}
 	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples ||
-		!old.Availability.equal(want.Availability) || !slices.Contains(old.Serials, id.Serial) {
+		!old.Availability.equal(want.Availability) || !slices.Contains(old.Serials, id.Serial) || !slices.Equal(old.Datasets, want.Datasets) {
 		if err := s.c.requireLeader(); err != nil {
 			return nil, toStatus(err)
 		}
@@ -324,6 +333,22 @@ func (s *participantService) RefuseTask(ctx context.Context, req *pb.RefuseTaskR
 		return nil, toStatus(err)
 	}
 	return &pb.RefuseTaskResponse{}, nil
+}
+
+func (s *participantService) ReportTaskFailure(ctx context.Context, req *pb.ReportTaskFailureRequest) (*pb.ReportTaskFailureResponse, error) {
+	id, err := s.c.caller(ctx, pki.RoleParticipant)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.ReportTaskFailureResponse, error) {
+		return pb.NewParticipantServiceClient(cc).ReportTaskFailure(ctx, req)
+	}); fwd {
+		return resp, err
+	}
+	if err := s.c.taskFailed(id.Name, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.ReportTaskFailureResponse{}, nil
 }
 
 func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.ReportEvaluationRequest) (*pb.ReportEvaluationResponse, error) {

@@ -16,6 +16,17 @@ type Participant struct {
 	// Serials are the certificate serials it registered with (the latest
 	// few), so `accord revoke NAME` can find them.
 	Serials []string `json:"serials,omitempty"`
+	// Datasets are the datasets it registered, with their shapes where it
+	// declared them (nil: registered before participants declared them).
+	Datasets []DatasetShape `json:"datasets,omitempty"`
+}
+
+// DatasetShape is what a participant holds of one dataset: features per
+// example and classes (0: not declared).
+type DatasetShape struct {
+	Name     string `json:"name"`
+	Features uint32 `json:"features,omitempty"`
+	Classes  uint32 `json:"classes,omitempty"`
 }
 
 // Evaluation is a model's federated evaluation, summed over reporters.
@@ -67,6 +78,10 @@ type Job struct {
 	ModelsDeleted bool `json:"models_deleted,omitempty"`
 	// Privacy is what a job with dp has spent so far.
 	Privacy *Privacy `json:"privacy,omitempty"`
+	// Failures are the latest task failures participants reported (the
+	// model does not fit their data, training failed): one per
+	// participant, at most maxTaskFailures, newest last.
+	Failures []TaskFailure `json:"failures,omitempty"`
 }
 
 // RoundRecord is one attempt at one round.
@@ -135,7 +150,7 @@ func (j *Job) toProto() *pb.Job {
 		Id: j.ID, Spec: j.Spec.ToProto(), Status: j.Status, Reason: j.Reason, CommittedRounds: j.CommittedRounds,
 		InitialModelDigest: j.InitialDigest, CreatedUnixMs: j.CreatedAt, FinishedUnixMs: j.FinishedAt,
 		TargetReachedAtRound: j.TargetReachedAtRound, Organization: j.Organization, SubmittedBy: j.SubmittedBy,
-		Refusals: refusalsToProto(j.Refusals), Privacy: j.privacyProto(),
+		Refusals: refusalsToProto(j.Refusals), Privacy: j.privacyProto(), TaskFailures: failuresToProto(j.Failures),
 	}
 }
 
@@ -157,6 +172,10 @@ func (r *RoundRecord) toProto(jobID string) *pb.Round {
 }
 
 func (p *Participant) toProto(connected bool, lastSeen int64) *pb.Participant {
-	return &pb.Participant{Id: p.ID, Organization: p.Organization, Region: p.Region, Connected: connected,
+	out := &pb.Participant{Id: p.ID, Organization: p.Organization, Region: p.Region, Connected: connected,
 		RegisteredUnixMs: p.RegisteredAt, LastSeenUnixMs: lastSeen, Examples: p.Examples}
+	for _, d := range p.Datasets {
+		out.Datasets = append(out.Datasets, &pb.DatasetShape{Name: d.Name, Features: d.Features, Classes: d.Classes})
+	}
+	return out
 }

@@ -10,4 +10,10 @@
 // enforced here where the data is, refuses the tasks of jobs it does not
 // accept, before any model is downloaded or any example read, and tells the
 // coordinators why (RefuseTask).
+//
+// It registers the shape of its data (features and classes), so that the
+// coordinators can refuse a job no participant could train. A task it
+// cannot do all the same — the model does not fit its data, local training
+// or evaluation fails — is reported with its reason (ReportTaskFailure), so
+// the round does not wait for it and operators see why in 'accord job show'.
 package participant

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -212,7 +213,8 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 	}
 	defer conn.Close()
 	client := pb.NewParticipantServiceClient(conn)
-	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: p.examples(), Datasets: []string{p.cfg.Dataset}, Availability: p.cfg.Availability})
+	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: p.examples(), Datasets: []string{p.cfg.Dataset},
+		Availability: p.cfg.Availability, Holdings: []*pb.DatasetShape{p.holding()}})
 	if err != nil {
 		return fmt.Errorf("register with %s: %w", addr, err)
 	}
@@ -249,7 +251,69 @@ func (p *Participant) learn(addrs []string) {
 	}
 }
 
+// holding is what this participant declares it holds: its dataset's name,
+// features and classes, so that the coordinators refuse at submission a
+// job whose model does not fit any participant's data.
+func (p *Participant) holding() *pb.DatasetShape {
+	return &pb.DatasetShape{Name: p.cfg.Dataset, Features: uint32(p.cfg.Train.Features), Classes: uint32(p.cfg.Train.Classes)}
+}
+
+// taskFailure marks an error that stops this site from doing a task (the
+// model does not fit its data, local training failed): the coordinators
+// are told why (ReportTaskFailure), so the round does not wait for this
+// participant and operators read the reason in 'accord job show'.
+type taskFailure struct{ error }
+
+func (f taskFailure) Unwrap() error { return f.error }
+
+// maxReportedReason bounds the reason sent with a task failure (the
+// coordinators cut it there too).
+const maxReportedReason = 200
+
 func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
+	err := p.do(ctx, client, t)
+	var tf taskFailure
+	if errors.As(err, &tf) && ctx.Err() == nil {
+		p.reportFailure(ctx, client, t, tf.error)
+	}
+	return err
+}
+
+// reportFailure tells the coordinators why this site could not do task t.
+// A failure to tell them is logged: the task failed all the same.
+func (p *Participant) reportFailure(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, cause error) {
+	reason := cause.Error()
+	if len(reason) > maxReportedReason {
+		reason = strings.ToValidUTF8(reason[:maxReportedReason], "")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := client.ReportTaskFailure(ctx, &pb.ReportTaskFailureRequest{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(),
+		Kind: t.GetKind(), Reason: reason})
+	if err != nil {
+		p.log.Info("could not report a failed task", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "err", err)
+	}
+}
+
+// fits checks that this site can do task t with model spec: the task
+// names the dataset it holds, and the model reads that data's features
+// and classes.
+func (p *Participant) fits(t *pb.Task, spec model.Spec) error {
+	if t.GetDataset() != p.cfg.Dataset {
+		return fmt.Errorf("this site holds dataset %s, not %s", p.cfg.Dataset, t.GetDataset())
+	}
+	ds := p.cfg.Train
+	if t.GetKind() == pb.TaskKind_TASK_KIND_EVALUATE && p.cfg.Validation != nil && p.cfg.Validation.Len() > 0 {
+		ds = p.cfg.Validation
+	}
+	if ds.Features != spec.Inputs() || ds.Classes != spec.Classes() {
+		return fmt.Errorf("%w: dataset has %d features and %d classes; model %s wants %d and %d",
+			model.ErrShape, ds.Features, ds.Classes, spec, spec.Inputs(), spec.Classes())
+	}
+	return nil
+}
+
+func (p *Participant) do(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
 	if d := t.GetDeadlineUnixMs(); d > 0 {
 		if time.Now().After(time.UnixMilli(d)) {
 			return errors.New("task arrived after its deadline")
@@ -267,8 +331,11 @@ func (p *Participant) handle(ctx context.Context, client pb.ParticipantServiceCl
 		}
 	}
 	spec, err := model.ParseSpec(t.GetModel())
+	if err == nil {
+		err = p.fits(t, spec)
+	}
 	if err != nil {
-		return err
+		return taskFailure{err}
 	}
 	base, err := p.download(ctx, client, t.GetBaseModelDigest())
 	if err != nil {
@@ -359,14 +426,18 @@ func (p *Participant) download(ctx context.Context, client pb.ParticipantService
 func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, spec model.Spec, base []float32) error {
 	m, err := model.FromParams(spec, slices.Clone(base))
 	if err != nil {
-		return err
+		return taskFailure{fmt.Errorf("base model: %w", err)}
 	}
 	cfg := model.TrainConfig{Epochs: int(t.GetLocalEpochs()), BatchSize: int(t.GetBatchSize()), LearningRate: t.GetLearningRate(), ProxMu: t.GetProxMu(), Seed: t.GetSeed()}
 	budget := time.Duration(min(t.GetLocalTimeBudgetMs(), uint64(24*time.Hour/time.Millisecond))) * time.Millisecond
 	_, delay := p.cfg.faults(t)
 	epochs, loss, err := p.trainEpochs(ctx, m, cfg, budget, delay)
 	if err != nil {
-		return fmt.Errorf("local training: %w", err)
+		err = fmt.Errorf("local training: %w", err)
+		if ctx.Err() == nil {
+			err = taskFailure{err} // not the deadline: the round may still go on without us
+		}
+		return err
 	}
 	delta := m.Params
 	for i, b := range base {
@@ -389,7 +460,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	}
 	if d := t.GetDp(); d != nil {
 		if err := checkDPTask(t); err != nil {
-			return err
+			return taskFailure{err}
 		}
 		dp.ClipL2(delta, d.GetClip())
 	}
@@ -397,7 +468,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 		return p.startSecure(ctx, client, t, delta, p.work(epochs, cfg.Epochs))
 	}
 	if m := t.GetSecureAggregation(); m != "" && m != "none" {
-		return fmt.Errorf("the task claims secure aggregation %q but carries no masking parameters: not sending the update unmasked", m)
+		return taskFailure{fmt.Errorf("the task claims secure aggregation %q but carries no masking parameters: not sending the update unmasked", m)}
 	}
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss, EpochsDone: done}
@@ -513,15 +584,18 @@ func uploadErr(stream pb.ParticipantService_UploadUpdateClient, err error) error
 func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task, spec model.Spec, params []float32) error {
 	val := p.cfg.Validation
 	if val == nil || val.Len() == 0 {
-		return errors.New("asked to evaluate, but this participant holds no validation data")
+		return taskFailure{errors.New("asked to evaluate, but this participant holds no validation data")}
 	}
 	m, err := model.FromParams(spec, params)
 	if err != nil {
-		return err
+		return taskFailure{fmt.Errorf("model: %w", err)}
 	}
 	var met model.Metrics
 	err = p.compute(ctx, func() (err error) { met, err = model.Evaluate(ctx, m, val); return err })
 	if err != nil {
+		if ctx.Err() == nil {
+			err = taskFailure{err}
+		}
 		return err
 	}
 	n := uint64(met.Examples)

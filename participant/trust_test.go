@@ -40,6 +40,7 @@ type fakeCoordinator struct {
 	mu        sync.Mutex
 	registers []*pb.RegisterRequest
 	refusals  []*pb.RefuseTaskRequest
+	failures  []*pb.ReportTaskFailureRequest
 	downloads int
 	updates   []*pb.UpdateHeader
 }
@@ -99,6 +100,20 @@ func (f *fakeCoordinator) RefuseTask(_ context.Context, req *pb.RefuseTaskReques
 	defer f.mu.Unlock()
 	f.refusals = append(f.refusals, req)
 	return &pb.RefuseTaskResponse{}, nil
+}
+
+func (f *fakeCoordinator) ReportTaskFailure(_ context.Context, req *pb.ReportTaskFailureRequest) (*pb.ReportTaskFailureResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, req)
+	return &pb.ReportTaskFailureResponse{}, nil
+}
+
+// reported returns a copy of the task failures f was told of.
+func (f *fakeCoordinator) reported() []*pb.ReportTaskFailureRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*pb.ReportTaskFailureRequest(nil), f.failures...)
 }
 
 // snapshot returns copies of what f recorded.

@@ -128,7 +128,7 @@ func (x SecAggReveal_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SecAggReveal_Kind.Descriptor instead.
 func (SecAggReveal_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10, 0}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type RegisterRequest struct {
@@ -140,7 +140,12 @@ type RegisterRequest struct {
 	Datasets []string `protobuf:"bytes,3,rep,name=datasets,proto3" json:"datasets,omitempty"`
 	// When it trains (absent: always); the coordinators choose cohorts
 	// among participants within their hours.
-	Availability  *Availability `protobuf:"bytes,4,opt,name=availability,proto3" json:"availability,omitempty"`
+	Availability *Availability `protobuf:"bytes,4,opt,name=availability,proto3" json:"availability,omitempty"`
+	// What it holds of each dataset: features and classes, so that the
+	// coordinators refuse at submission a job whose model no participant's
+	// data fits. A name in datasets without an entry here has an unknown
+	// shape (an older participant).
+	Holdings      []*DatasetShape `protobuf:"bytes,5,rep,name=holdings,proto3" json:"holdings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +204,13 @@ func (x *RegisterRequest) GetDatasets() []string {
 func (x *RegisterRequest) GetAvailability() *Availability {
 	if x != nil {
 		return x.Availability
+	}
+	return nil
+}
+
+func (x *RegisterRequest) GetHoldings() []*DatasetShape {
+	if x != nil {
+		return x.Holdings
 	}
 	return nil
 }
@@ -670,6 +682,121 @@ func (*RefuseTaskResponse) Descriptor() ([]byte, []int) {
 	return file_accord_v1_participant_proto_rawDescGZIP(), []int{6}
 }
 
+type ReportTaskFailureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// The task's round (for an evaluation: the model's round) and attempt.
+	Round   uint32   `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32   `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Kind    TaskKind `protobuf:"varint,4,opt,name=kind,proto3,enum=accord.v1.TaskKind" json:"kind,omitempty"`
+	// Why, for the operators ("shape mismatch: dataset has 784 features…").
+	// Coordinators keep at most 200 bytes of it, without control characters.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaskFailureRequest) Reset() {
+	*x = ReportTaskFailureRequest{}
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaskFailureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaskFailureRequest) ProtoMessage() {}
+
+func (x *ReportTaskFailureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaskFailureRequest.ProtoReflect.Descriptor instead.
+func (*ReportTaskFailureRequest) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReportTaskFailureRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ReportTaskFailureRequest) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *ReportTaskFailureRequest) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *ReportTaskFailureRequest) GetKind() TaskKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TaskKind_TASK_KIND_UNSPECIFIED
+}
+
+func (x *ReportTaskFailureRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReportTaskFailureResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaskFailureResponse) Reset() {
+	*x = ReportTaskFailureResponse{}
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaskFailureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaskFailureResponse) ProtoMessage() {}
+
+func (x *ReportTaskFailureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaskFailureResponse.ProtoReflect.Descriptor instead.
+func (*ReportTaskFailureResponse) Descriptor() ([]byte, []int) {
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
+}
+
 // SecAggTask is what a participant needs for one secure-aggregation phase.
 type SecAggTask struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -703,7 +830,7 @@ type SecAggTask struct {
 
 func (x *SecAggTask) Reset() {
 	*x = SecAggTask{}
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +842,7 @@ func (x *SecAggTask) String() string {
 func (*SecAggTask) ProtoMessage() {}
 
 func (x *SecAggTask) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[7]
+	mi := &file_accord_v1_participant_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +855,7 @@ func (x *SecAggTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggTask.ProtoReflect.Descriptor instead.
 func (*SecAggTask) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{7}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SecAggTask) GetN() uint32 {
@@ -838,7 +965,7 @@ type SecAggAdvertisement struct {
 
 func (x *SecAggAdvertisement) Reset() {
 	*x = SecAggAdvertisement{}
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +977,7 @@ func (x *SecAggAdvertisement) String() string {
 func (*SecAggAdvertisement) ProtoMessage() {}
 
 func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[8]
+	mi := &file_accord_v1_participant_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +990,7 @@ func (x *SecAggAdvertisement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggAdvertisement.ProtoReflect.Descriptor instead.
 func (*SecAggAdvertisement) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{8}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SecAggAdvertisement) GetFrom() uint32 {
@@ -914,7 +1041,7 @@ type SecAggShare struct {
 
 func (x *SecAggShare) Reset() {
 	*x = SecAggShare{}
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1053,7 @@ func (x *SecAggShare) String() string {
 func (*SecAggShare) ProtoMessage() {}
 
 func (x *SecAggShare) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[9]
+	mi := &file_accord_v1_participant_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1066,7 @@ func (x *SecAggShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShare.ProtoReflect.Descriptor instead.
 func (*SecAggShare) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{9}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SecAggShare) GetFrom() uint32 {
@@ -977,7 +1104,7 @@ type SecAggReveal struct {
 
 func (x *SecAggReveal) Reset() {
 	*x = SecAggReveal{}
-	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1116,7 @@ func (x *SecAggReveal) String() string {
 func (*SecAggReveal) ProtoMessage() {}
 
 func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[10]
+	mi := &file_accord_v1_participant_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1129,7 @@ func (x *SecAggReveal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggReveal.ProtoReflect.Descriptor instead.
 func (*SecAggReveal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{10}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SecAggReveal) GetOwner() uint32 {
@@ -1045,7 +1172,7 @@ type SecAggRound struct {
 
 func (x *SecAggRound) Reset() {
 	*x = SecAggRound{}
-	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1184,7 @@ func (x *SecAggRound) String() string {
 func (*SecAggRound) ProtoMessage() {}
 
 func (x *SecAggRound) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[11]
+	mi := &file_accord_v1_participant_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1197,7 @@ func (x *SecAggRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggRound.ProtoReflect.Descriptor instead.
 func (*SecAggRound) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{11}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SecAggRound) GetJobId() string {
@@ -1104,7 +1231,7 @@ type SecAggAdvertiseRequest struct {
 
 func (x *SecAggAdvertiseRequest) Reset() {
 	*x = SecAggAdvertiseRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1243,7 @@ func (x *SecAggAdvertiseRequest) String() string {
 func (*SecAggAdvertiseRequest) ProtoMessage() {}
 
 func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[12]
+	mi := &file_accord_v1_participant_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1256,7 @@ func (x *SecAggAdvertiseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggAdvertiseRequest.ProtoReflect.Descriptor instead.
 func (*SecAggAdvertiseRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SecAggAdvertiseRequest) GetRound() *SecAggRound {
@@ -1156,7 +1283,7 @@ type SecAggShareKeysRequest struct {
 
 func (x *SecAggShareKeysRequest) Reset() {
 	*x = SecAggShareKeysRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[13]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1168,7 +1295,7 @@ func (x *SecAggShareKeysRequest) String() string {
 func (*SecAggShareKeysRequest) ProtoMessage() {}
 
 func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[13]
+	mi := &file_accord_v1_participant_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1181,7 +1308,7 @@ func (x *SecAggShareKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggShareKeysRequest.ProtoReflect.Descriptor instead.
 func (*SecAggShareKeysRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SecAggShareKeysRequest) GetRound() *SecAggRound {
@@ -1208,7 +1335,7 @@ type SecAggUnmaskRequest struct {
 
 func (x *SecAggUnmaskRequest) Reset() {
 	*x = SecAggUnmaskRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[14]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1347,7 @@ func (x *SecAggUnmaskRequest) String() string {
 func (*SecAggUnmaskRequest) ProtoMessage() {}
 
 func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[14]
+	mi := &file_accord_v1_participant_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1360,7 @@ func (x *SecAggUnmaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggUnmaskRequest.ProtoReflect.Descriptor instead.
 func (*SecAggUnmaskRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{14}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SecAggUnmaskRequest) GetRound() *SecAggRound {
@@ -1258,7 +1385,7 @@ type SecAggResponse struct {
 
 func (x *SecAggResponse) Reset() {
 	*x = SecAggResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[15]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1397,7 @@ func (x *SecAggResponse) String() string {
 func (*SecAggResponse) ProtoMessage() {}
 
 func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[15]
+	mi := &file_accord_v1_participant_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1410,7 @@ func (x *SecAggResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecAggResponse.ProtoReflect.Descriptor instead.
 func (*SecAggResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{15}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
 }
 
 // UpdateChunk: the first chunk of a stream holds header; the rest hold data,
@@ -1298,7 +1425,7 @@ type UpdateChunk struct {
 
 func (x *UpdateChunk) Reset() {
 	*x = UpdateChunk{}
-	mi := &file_accord_v1_participant_proto_msgTypes[16]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1310,7 +1437,7 @@ func (x *UpdateChunk) String() string {
 func (*UpdateChunk) ProtoMessage() {}
 
 func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[16]
+	mi := &file_accord_v1_participant_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1323,7 +1450,7 @@ func (x *UpdateChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateChunk.ProtoReflect.Descriptor instead.
 func (*UpdateChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{16}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateChunk) GetHeader() *UpdateHeader {
@@ -1362,7 +1489,7 @@ type UpdateHeader struct {
 
 func (x *UpdateHeader) Reset() {
 	*x = UpdateHeader{}
-	mi := &file_accord_v1_participant_proto_msgTypes[17]
+	mi := &file_accord_v1_participant_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1501,7 @@ func (x *UpdateHeader) String() string {
 func (*UpdateHeader) ProtoMessage() {}
 
 func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[17]
+	mi := &file_accord_v1_participant_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1514,7 @@ func (x *UpdateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateHeader.ProtoReflect.Descriptor instead.
 func (*UpdateHeader) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{17}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateHeader) GetJobId() string {
@@ -1462,7 +1589,7 @@ type UploadUpdateResponse struct {
 
 func (x *UploadUpdateResponse) Reset() {
 	*x = UploadUpdateResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[18]
+	mi := &file_accord_v1_participant_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1601,7 @@ func (x *UploadUpdateResponse) String() string {
 func (*UploadUpdateResponse) ProtoMessage() {}
 
 func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[18]
+	mi := &file_accord_v1_participant_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1614,7 @@ func (x *UploadUpdateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadUpdateResponse.ProtoReflect.Descriptor instead.
 func (*UploadUpdateResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{18}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UploadUpdateResponse) GetContributorsSoFar() uint32 {
@@ -1512,7 +1639,7 @@ type ReportEvaluationRequest struct {
 
 func (x *ReportEvaluationRequest) Reset() {
 	*x = ReportEvaluationRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[19]
+	mi := &file_accord_v1_participant_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1524,7 +1651,7 @@ func (x *ReportEvaluationRequest) String() string {
 func (*ReportEvaluationRequest) ProtoMessage() {}
 
 func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[19]
+	mi := &file_accord_v1_participant_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1537,7 +1664,7 @@ func (x *ReportEvaluationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationRequest.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{19}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReportEvaluationRequest) GetJobId() string {
@@ -1590,7 +1717,7 @@ type ReportEvaluationResponse struct {
 
 func (x *ReportEvaluationResponse) Reset() {
 	*x = ReportEvaluationResponse{}
-	mi := &file_accord_v1_participant_proto_msgTypes[20]
+	mi := &file_accord_v1_participant_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1729,7 @@ func (x *ReportEvaluationResponse) String() string {
 func (*ReportEvaluationResponse) ProtoMessage() {}
 
 func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[20]
+	mi := &file_accord_v1_participant_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1742,7 @@ func (x *ReportEvaluationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportEvaluationResponse.ProtoReflect.Descriptor instead.
 func (*ReportEvaluationResponse) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{20}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{22}
 }
 
 type DownloadModelRequest struct {
@@ -1627,7 +1754,7 @@ type DownloadModelRequest struct {
 
 func (x *DownloadModelRequest) Reset() {
 	*x = DownloadModelRequest{}
-	mi := &file_accord_v1_participant_proto_msgTypes[21]
+	mi := &file_accord_v1_participant_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1766,7 @@ func (x *DownloadModelRequest) String() string {
 func (*DownloadModelRequest) ProtoMessage() {}
 
 func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_participant_proto_msgTypes[21]
+	mi := &file_accord_v1_participant_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1779,7 @@ func (x *DownloadModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadModelRequest.ProtoReflect.Descriptor instead.
 func (*DownloadModelRequest) Descriptor() ([]byte, []int) {
-	return file_accord_v1_participant_proto_rawDescGZIP(), []int{21}
+	return file_accord_v1_participant_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DownloadModelRequest) GetDigest() string {
@@ -1666,12 +1793,13 @@ var File_accord_v1_participant_proto protoreflect.FileDescriptor
 
 const file_accord_v1_participant_proto_rawDesc = "" +
 	"\n" +
-	"\x1baccord/v1/participant.proto\x12\taccord.v1\x1a\x15accord/v1/types.proto\"\x9e\x01\n" +
+	"\x1baccord/v1/participant.proto\x12\taccord.v1\x1a\x15accord/v1/types.proto\"\xd3\x01\n" +
 	"\x0fRegisterRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1a\n" +
 	"\bexamples\x18\x02 \x01(\x04R\bexamples\x12\x1a\n" +
 	"\bdatasets\x18\x03 \x03(\tR\bdatasets\x12;\n" +
-	"\favailability\x18\x04 \x01(\v2\x17.accord.v1.AvailabilityR\favailability\"]\n" +
+	"\favailability\x18\x04 \x01(\v2\x17.accord.v1.AvailabilityR\favailability\x123\n" +
+	"\bholdings\x18\x05 \x03(\v2\x17.accord.v1.DatasetShapeR\bholdings\"]\n" +
 	"\x10RegisterResponse\x12%\n" +
 	"\x0eparticipant_id\x18\x01 \x01(\tR\rparticipantId\x12\"\n" +
 	"\fcoordinators\x18\x02 \x03(\tR\fcoordinators\"\x0e\n" +
@@ -1710,7 +1838,14 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x14\n" +
-	"\x12RefuseTaskResponse\"\x98\x03\n" +
+	"\x12RefuseTaskResponse\"\xa2\x01\n" +
+	"\x18ReportTaskFailureRequest\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\rR\x05round\x12\x18\n" +
+	"\aattempt\x18\x03 \x01(\rR\aattempt\x12'\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x13.accord.v1.TaskKindR\x04kind\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x1b\n" +
+	"\x19ReportTaskFailureResponse\"\x98\x03\n" +
 	"\n" +
 	"SecAggTask\x12\f\n" +
 	"\x01n\x18\x01 \x01(\rR\x01n\x12\x16\n" +
@@ -1798,7 +1933,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x12TASK_KIND_EVALUATE\x10\x02\x12\x1f\n" +
 	"\x1bTASK_KIND_SECAGG_SHARE_KEYS\x10\x03\x12!\n" +
 	"\x1dTASK_KIND_SECAGG_MASKED_INPUT\x10\x04\x12\x1b\n" +
-	"\x17TASK_KIND_SECAGG_UNMASK\x10\x052\xb9\x05\n" +
+	"\x17TASK_KIND_SECAGG_UNMASK\x10\x052\x99\x06\n" +
 	"\x12ParticipantService\x12C\n" +
 	"\bRegister\x12\x1a.accord.v1.RegisterRequest\x1a\x1b.accord.v1.RegisterResponse\x123\n" +
 	"\x05Tasks\x12\x17.accord.v1.TasksRequest\x1a\x0f.accord.v1.Task0\x01\x12I\n" +
@@ -1809,7 +1944,8 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\x0fSecAggShareKeys\x12!.accord.v1.SecAggShareKeysRequest\x1a\x19.accord.v1.SecAggResponse\x12I\n" +
 	"\fSecAggUnmask\x12\x1e.accord.v1.SecAggUnmaskRequest\x1a\x19.accord.v1.SecAggResponse\x12I\n" +
 	"\n" +
-	"RefuseTask\x12\x1c.accord.v1.RefuseTaskRequest\x1a\x1d.accord.v1.RefuseTaskResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
+	"RefuseTask\x12\x1c.accord.v1.RefuseTaskRequest\x1a\x1d.accord.v1.RefuseTaskResponse\x12^\n" +
+	"\x11ReportTaskFailure\x12#.accord.v1.ReportTaskFailureRequest\x1a$.accord.v1.ReportTaskFailureResponseB8Z6github.com/accord-fl/accord/protocol/accordpb;accordpbb\x06proto3"
 
 var (
 	file_accord_v1_participant_proto_rawDescOnce sync.Once
@@ -1824,73 +1960,80 @@ func file_accord_v1_participant_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_participant_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_accord_v1_participant_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_accord_v1_participant_proto_goTypes = []any{
-	(TaskKind)(0),                    // 0: accord.v1.TaskKind
-	(SecAggReveal_Kind)(0),           // 1: accord.v1.SecAggReveal.Kind
-	(*RegisterRequest)(nil),          // 2: accord.v1.RegisterRequest
-	(*RegisterResponse)(nil),         // 3: accord.v1.RegisterResponse
-	(*TasksRequest)(nil),             // 4: accord.v1.TasksRequest
-	(*Task)(nil),                     // 5: accord.v1.Task
-	(*DPTask)(nil),                   // 6: accord.v1.DPTask
-	(*RefuseTaskRequest)(nil),        // 7: accord.v1.RefuseTaskRequest
-	(*RefuseTaskResponse)(nil),       // 8: accord.v1.RefuseTaskResponse
-	(*SecAggTask)(nil),               // 9: accord.v1.SecAggTask
-	(*SecAggAdvertisement)(nil),      // 10: accord.v1.SecAggAdvertisement
-	(*SecAggShare)(nil),              // 11: accord.v1.SecAggShare
-	(*SecAggReveal)(nil),             // 12: accord.v1.SecAggReveal
-	(*SecAggRound)(nil),              // 13: accord.v1.SecAggRound
-	(*SecAggAdvertiseRequest)(nil),   // 14: accord.v1.SecAggAdvertiseRequest
-	(*SecAggShareKeysRequest)(nil),   // 15: accord.v1.SecAggShareKeysRequest
-	(*SecAggUnmaskRequest)(nil),      // 16: accord.v1.SecAggUnmaskRequest
-	(*SecAggResponse)(nil),           // 17: accord.v1.SecAggResponse
-	(*UpdateChunk)(nil),              // 18: accord.v1.UpdateChunk
-	(*UpdateHeader)(nil),             // 19: accord.v1.UpdateHeader
-	(*UploadUpdateResponse)(nil),     // 20: accord.v1.UploadUpdateResponse
-	(*ReportEvaluationRequest)(nil),  // 21: accord.v1.ReportEvaluationRequest
-	(*ReportEvaluationResponse)(nil), // 22: accord.v1.ReportEvaluationResponse
-	(*DownloadModelRequest)(nil),     // 23: accord.v1.DownloadModelRequest
-	(*Availability)(nil),             // 24: accord.v1.Availability
-	(*ModelChunk)(nil),               // 25: accord.v1.ModelChunk
+	(TaskKind)(0),                     // 0: accord.v1.TaskKind
+	(SecAggReveal_Kind)(0),            // 1: accord.v1.SecAggReveal.Kind
+	(*RegisterRequest)(nil),           // 2: accord.v1.RegisterRequest
+	(*RegisterResponse)(nil),          // 3: accord.v1.RegisterResponse
+	(*TasksRequest)(nil),              // 4: accord.v1.TasksRequest
+	(*Task)(nil),                      // 5: accord.v1.Task
+	(*DPTask)(nil),                    // 6: accord.v1.DPTask
+	(*RefuseTaskRequest)(nil),         // 7: accord.v1.RefuseTaskRequest
+	(*RefuseTaskResponse)(nil),        // 8: accord.v1.RefuseTaskResponse
+	(*ReportTaskFailureRequest)(nil),  // 9: accord.v1.ReportTaskFailureRequest
+	(*ReportTaskFailureResponse)(nil), // 10: accord.v1.ReportTaskFailureResponse
+	(*SecAggTask)(nil),                // 11: accord.v1.SecAggTask
+	(*SecAggAdvertisement)(nil),       // 12: accord.v1.SecAggAdvertisement
+	(*SecAggShare)(nil),               // 13: accord.v1.SecAggShare
+	(*SecAggReveal)(nil),              // 14: accord.v1.SecAggReveal
+	(*SecAggRound)(nil),               // 15: accord.v1.SecAggRound
+	(*SecAggAdvertiseRequest)(nil),    // 16: accord.v1.SecAggAdvertiseRequest
+	(*SecAggShareKeysRequest)(nil),    // 17: accord.v1.SecAggShareKeysRequest
+	(*SecAggUnmaskRequest)(nil),       // 18: accord.v1.SecAggUnmaskRequest
+	(*SecAggResponse)(nil),            // 19: accord.v1.SecAggResponse
+	(*UpdateChunk)(nil),               // 20: accord.v1.UpdateChunk
+	(*UpdateHeader)(nil),              // 21: accord.v1.UpdateHeader
+	(*UploadUpdateResponse)(nil),      // 22: accord.v1.UploadUpdateResponse
+	(*ReportEvaluationRequest)(nil),   // 23: accord.v1.ReportEvaluationRequest
+	(*ReportEvaluationResponse)(nil),  // 24: accord.v1.ReportEvaluationResponse
+	(*DownloadModelRequest)(nil),      // 25: accord.v1.DownloadModelRequest
+	(*Availability)(nil),              // 26: accord.v1.Availability
+	(*DatasetShape)(nil),              // 27: accord.v1.DatasetShape
+	(*ModelChunk)(nil),                // 28: accord.v1.ModelChunk
 }
 var file_accord_v1_participant_proto_depIdxs = []int32{
-	24, // 0: accord.v1.RegisterRequest.availability:type_name -> accord.v1.Availability
-	0,  // 1: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
-	9,  // 2: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
-	6,  // 3: accord.v1.Task.dp:type_name -> accord.v1.DPTask
-	10, // 4: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
-	11, // 5: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
-	1,  // 6: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
-	13, // 7: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
-	10, // 8: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
-	13, // 9: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
-	11, // 10: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
-	13, // 11: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
-	12, // 12: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
-	19, // 13: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
-	2,  // 14: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
-	4,  // 15: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
-	23, // 16: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
-	18, // 17: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
-	21, // 18: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
-	14, // 19: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
-	15, // 20: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
-	16, // 21: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
-	7,  // 22: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
-	3,  // 23: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
-	5,  // 24: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
-	25, // 25: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
-	20, // 26: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
-	22, // 27: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
-	17, // 28: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
-	17, // 29: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
-	17, // 30: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
-	8,  // 31: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
-	23, // [23:32] is the sub-list for method output_type
-	14, // [14:23] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	26, // 0: accord.v1.RegisterRequest.availability:type_name -> accord.v1.Availability
+	27, // 1: accord.v1.RegisterRequest.holdings:type_name -> accord.v1.DatasetShape
+	0,  // 2: accord.v1.Task.kind:type_name -> accord.v1.TaskKind
+	11, // 3: accord.v1.Task.secagg:type_name -> accord.v1.SecAggTask
+	6,  // 4: accord.v1.Task.dp:type_name -> accord.v1.DPTask
+	0,  // 5: accord.v1.ReportTaskFailureRequest.kind:type_name -> accord.v1.TaskKind
+	12, // 6: accord.v1.SecAggTask.advertisements:type_name -> accord.v1.SecAggAdvertisement
+	13, // 7: accord.v1.SecAggTask.shares:type_name -> accord.v1.SecAggShare
+	1,  // 8: accord.v1.SecAggReveal.kind:type_name -> accord.v1.SecAggReveal.Kind
+	15, // 9: accord.v1.SecAggAdvertiseRequest.round:type_name -> accord.v1.SecAggRound
+	12, // 10: accord.v1.SecAggAdvertiseRequest.advertisement:type_name -> accord.v1.SecAggAdvertisement
+	15, // 11: accord.v1.SecAggShareKeysRequest.round:type_name -> accord.v1.SecAggRound
+	13, // 12: accord.v1.SecAggShareKeysRequest.shares:type_name -> accord.v1.SecAggShare
+	15, // 13: accord.v1.SecAggUnmaskRequest.round:type_name -> accord.v1.SecAggRound
+	14, // 14: accord.v1.SecAggUnmaskRequest.reveals:type_name -> accord.v1.SecAggReveal
+	21, // 15: accord.v1.UpdateChunk.header:type_name -> accord.v1.UpdateHeader
+	2,  // 16: accord.v1.ParticipantService.Register:input_type -> accord.v1.RegisterRequest
+	4,  // 17: accord.v1.ParticipantService.Tasks:input_type -> accord.v1.TasksRequest
+	25, // 18: accord.v1.ParticipantService.DownloadModel:input_type -> accord.v1.DownloadModelRequest
+	20, // 19: accord.v1.ParticipantService.UploadUpdate:input_type -> accord.v1.UpdateChunk
+	23, // 20: accord.v1.ParticipantService.ReportEvaluation:input_type -> accord.v1.ReportEvaluationRequest
+	16, // 21: accord.v1.ParticipantService.SecAggAdvertise:input_type -> accord.v1.SecAggAdvertiseRequest
+	17, // 22: accord.v1.ParticipantService.SecAggShareKeys:input_type -> accord.v1.SecAggShareKeysRequest
+	18, // 23: accord.v1.ParticipantService.SecAggUnmask:input_type -> accord.v1.SecAggUnmaskRequest
+	7,  // 24: accord.v1.ParticipantService.RefuseTask:input_type -> accord.v1.RefuseTaskRequest
+	9,  // 25: accord.v1.ParticipantService.ReportTaskFailure:input_type -> accord.v1.ReportTaskFailureRequest
+	3,  // 26: accord.v1.ParticipantService.Register:output_type -> accord.v1.RegisterResponse
+	5,  // 27: accord.v1.ParticipantService.Tasks:output_type -> accord.v1.Task
+	28, // 28: accord.v1.ParticipantService.DownloadModel:output_type -> accord.v1.ModelChunk
+	22, // 29: accord.v1.ParticipantService.UploadUpdate:output_type -> accord.v1.UploadUpdateResponse
+	24, // 30: accord.v1.ParticipantService.ReportEvaluation:output_type -> accord.v1.ReportEvaluationResponse
+	19, // 31: accord.v1.ParticipantService.SecAggAdvertise:output_type -> accord.v1.SecAggResponse
+	19, // 32: accord.v1.ParticipantService.SecAggShareKeys:output_type -> accord.v1.SecAggResponse
+	19, // 33: accord.v1.ParticipantService.SecAggUnmask:output_type -> accord.v1.SecAggResponse
+	8,  // 34: accord.v1.ParticipantService.RefuseTask:output_type -> accord.v1.RefuseTaskResponse
+	10, // 35: accord.v1.ParticipantService.ReportTaskFailure:output_type -> accord.v1.ReportTaskFailureResponse
+	26, // [26:36] is the sub-list for method output_type
+	16, // [16:26] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_participant_proto_init() }
@@ -1905,7 +2048,7 @@ func file_accord_v1_participant_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_participant_proto_rawDesc), len(file_accord_v1_participant_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ParticipantService_Register_FullMethodName         = "/accord.v1.ParticipantService/Register"
-	ParticipantService_Tasks_FullMethodName            = "/accord.v1.ParticipantService/Tasks"
-	ParticipantService_DownloadModel_FullMethodName    = "/accord.v1.ParticipantService/DownloadModel"
-	ParticipantService_UploadUpdate_FullMethodName     = "/accord.v1.ParticipantService/UploadUpdate"
-	ParticipantService_ReportEvaluation_FullMethodName = "/accord.v1.ParticipantService/ReportEvaluation"
-	ParticipantService_SecAggAdvertise_FullMethodName  = "/accord.v1.ParticipantService/SecAggAdvertise"
-	ParticipantService_SecAggShareKeys_FullMethodName  = "/accord.v1.ParticipantService/SecAggShareKeys"
-	ParticipantService_SecAggUnmask_FullMethodName     = "/accord.v1.ParticipantService/SecAggUnmask"
-	ParticipantService_RefuseTask_FullMethodName       = "/accord.v1.ParticipantService/RefuseTask"
+	ParticipantService_Register_FullMethodName          = "/accord.v1.ParticipantService/Register"
+	ParticipantService_Tasks_FullMethodName             = "/accord.v1.ParticipantService/Tasks"
+	ParticipantService_DownloadModel_FullMethodName     = "/accord.v1.ParticipantService/DownloadModel"
+	ParticipantService_UploadUpdate_FullMethodName      = "/accord.v1.ParticipantService/UploadUpdate"
+	ParticipantService_ReportEvaluation_FullMethodName  = "/accord.v1.ParticipantService/ReportEvaluation"
+	ParticipantService_SecAggAdvertise_FullMethodName   = "/accord.v1.ParticipantService/SecAggAdvertise"
+	ParticipantService_SecAggShareKeys_FullMethodName   = "/accord.v1.ParticipantService/SecAggShareKeys"
+	ParticipantService_SecAggUnmask_FullMethodName      = "/accord.v1.ParticipantService/SecAggUnmask"
+	ParticipantService_RefuseTask_FullMethodName        = "/accord.v1.ParticipantService/RefuseTask"
+	ParticipantService_ReportTaskFailure_FullMethodName = "/accord.v1.ParticipantService/ReportTaskFailure"
 )
 
 // ParticipantServiceClient is the client API for ParticipantService service.
@@ -59,6 +60,13 @@ type ParticipantServiceClient interface {
 	// RefuseTask tells the coordinators that this site's policy refuses a
 	// job's task; the refusal is recorded and the job goes on without it.
 	RefuseTask(ctx context.Context, in *RefuseTaskRequest, opts ...grpc.CallOption) (*RefuseTaskResponse, error)
+	// ReportTaskFailure tells the coordinators that a task of an open round
+	// (or evaluation) failed or cannot run on this site's data (the model
+	// does not fit it, local training failed): the round stops waiting for
+	// the caller, and the reason is recorded on the job and named when the
+	// round aborts. Unlike RefuseTask, the caller stays eligible for the
+	// job's later rounds.
+	ReportTaskFailure(ctx context.Context, in *ReportTaskFailureRequest, opts ...grpc.CallOption) (*ReportTaskFailureResponse, error)
 }
 
 type participantServiceClient struct {
@@ -180,6 +188,16 @@ func (c *participantServiceClient) RefuseTask(ctx context.Context, in *RefuseTas
 	return out, nil
 }
 
+func (c *participantServiceClient) ReportTaskFailure(ctx context.Context, in *ReportTaskFailureRequest, opts ...grpc.CallOption) (*ReportTaskFailureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportTaskFailureResponse)
+	err := c.cc.Invoke(ctx, ParticipantService_ReportTaskFailure_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ParticipantServiceServer is the server API for ParticipantService service.
 // All implementations must embed UnimplementedParticipantServiceServer
 // for forward compatibility.
@@ -209,6 +227,13 @@ type ParticipantServiceServer interface {
 	// RefuseTask tells the coordinators that this site's policy refuses a
 	// job's task; the refusal is recorded and the job goes on without it.
 	RefuseTask(context.Context, *RefuseTaskRequest) (*RefuseTaskResponse, error)
+	// ReportTaskFailure tells the coordinators that a task of an open round
+	// (or evaluation) failed or cannot run on this site's data (the model
+	// does not fit it, local training failed): the round stops waiting for
+	// the caller, and the reason is recorded on the job and named when the
+	// round aborts. Unlike RefuseTask, the caller stays eligible for the
+	// job's later rounds.
+	ReportTaskFailure(context.Context, *ReportTaskFailureRequest) (*ReportTaskFailureResponse, error)
 	mustEmbedUnimplementedParticipantServiceServer()
 }
 
@@ -245,6 +270,9 @@ func (UnimplementedParticipantServiceServer) SecAggUnmask(context.Context, *SecA
 }
 func (UnimplementedParticipantServiceServer) RefuseTask(context.Context, *RefuseTaskRequest) (*RefuseTaskResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RefuseTask not implemented")
+}
+func (UnimplementedParticipantServiceServer) ReportTaskFailure(context.Context, *ReportTaskFailureRequest) (*ReportTaskFailureResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReportTaskFailure not implemented")
 }
 func (UnimplementedParticipantServiceServer) mustEmbedUnimplementedParticipantServiceServer() {}
 func (UnimplementedParticipantServiceServer) testEmbeddedByValue()                            {}
@@ -404,6 +432,24 @@ func _ParticipantService_RefuseTask_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ParticipantService_ReportTaskFailure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportTaskFailureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParticipantServiceServer).ReportTaskFailure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ParticipantService_ReportTaskFailure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParticipantServiceServer).ReportTaskFailure(ctx, req.(*ReportTaskFailureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ParticipantService_ServiceDesc is the grpc.ServiceDesc for ParticipantService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -434,6 +480,10 @@ var ParticipantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RefuseTask",
 			Handler:    _ParticipantService_RefuseTask_Handler,
+		},
+		{
+			MethodName: "ReportTaskFailure",
+			Handler:    _ParticipantService_ReportTaskFailure_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1059,7 +1059,11 @@ type Job struct {
 	// Participants whose site policy refused the job.
 	Refusals []*Refusal `protobuf:"bytes,13,rep,name=refusals,proto3" json:"refusals,omitempty"`
 	// Differential privacy spent (jobs with dp only).
-	Privacy       *Privacy `protobuf:"bytes,14,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	Privacy *Privacy `protobuf:"bytes,14,opt,name=privacy,proto3" json:"privacy,omitempty"`
+	// The latest task failures participants reported (the model does not
+	// fit their data, local training failed), at most one per participant
+	// and a few per job, newest last.
+	TaskFailures  []*TaskFailure `protobuf:"bytes,15,rep,name=task_failures,json=taskFailures,proto3" json:"task_failures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1192,6 +1196,13 @@ func (x *Job) GetPrivacy() *Privacy {
 	return nil
 }
 
+func (x *Job) GetTaskFailures() []*TaskFailure {
+	if x != nil {
+		return x.TaskFailures
+	}
+	return nil
+}
+
 // Approval is one organisation's approval of a proposal, by one admin.
 type Approval struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1314,6 +1325,156 @@ func (x *Refusal) GetUnixMs() int64 {
 	return 0
 }
 
+// TaskFailure is a participant's report that a task of a job failed or
+// could not run on its data.
+type TaskFailure struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Participant string                 `protobuf:"bytes,1,opt,name=participant,proto3" json:"participant,omitempty"`
+	Reason      string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The round (for an evaluation, the model's round) and attempt.
+	Round   uint32 `protobuf:"varint,3,opt,name=round,proto3" json:"round,omitempty"`
+	Attempt uint32 `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// "train" or "evaluate".
+	Task          string `protobuf:"bytes,5,opt,name=task,proto3" json:"task,omitempty"`
+	UnixMs        int64  `protobuf:"varint,6,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFailure) Reset() {
+	*x = TaskFailure{}
+	mi := &file_accord_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFailure) ProtoMessage() {}
+
+func (x *TaskFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFailure.ProtoReflect.Descriptor instead.
+func (*TaskFailure) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TaskFailure) GetParticipant() string {
+	if x != nil {
+		return x.Participant
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetRound() uint32 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *TaskFailure) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskFailure) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *TaskFailure) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+// DatasetShape is what a participant holds of one dataset.
+type DatasetShape struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Features per example and number of classes (0: unknown).
+	Features      uint32 `protobuf:"varint,2,opt,name=features,proto3" json:"features,omitempty"`
+	Classes       uint32 `protobuf:"varint,3,opt,name=classes,proto3" json:"classes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DatasetShape) Reset() {
+	*x = DatasetShape{}
+	mi := &file_accord_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DatasetShape) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DatasetShape) ProtoMessage() {}
+
+func (x *DatasetShape) ProtoReflect() protoreflect.Message {
+	mi := &file_accord_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DatasetShape.ProtoReflect.Descriptor instead.
+func (*DatasetShape) Descriptor() ([]byte, []int) {
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DatasetShape) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DatasetShape) GetFeatures() uint32 {
+	if x != nil {
+		return x.Features
+	}
+	return 0
+}
+
+func (x *DatasetShape) GetClasses() uint32 {
+	if x != nil {
+		return x.Classes
+	}
+	return 0
+}
+
 // Policy is the federation's governance, replicated by Raft.
 type Policy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1329,7 +1490,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1502,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[12]
+	mi := &file_accord_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1515,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Policy) GetOrganizations() []string {
@@ -1397,7 +1558,7 @@ type Proposal struct {
 
 func (x *Proposal) Reset() {
 	*x = Proposal{}
-	mi := &file_accord_v1_types_proto_msgTypes[13]
+	mi := &file_accord_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1570,7 @@ func (x *Proposal) String() string {
 func (*Proposal) ProtoMessage() {}
 
 func (x *Proposal) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[13]
+	mi := &file_accord_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1583,7 @@ func (x *Proposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proposal.ProtoReflect.Descriptor instead.
 func (*Proposal) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Proposal) GetId() string {
@@ -1537,7 +1698,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_accord_v1_types_proto_msgTypes[14]
+	mi := &file_accord_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1710,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[14]
+	mi := &file_accord_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1723,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -1625,7 +1786,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_accord_v1_types_proto_msgTypes[15]
+	mi := &file_accord_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1798,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[15]
+	mi := &file_accord_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1811,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AuditEntry) GetIndex() uint64 {
@@ -1765,7 +1926,7 @@ type Evaluation struct {
 
 func (x *Evaluation) Reset() {
 	*x = Evaluation{}
-	mi := &file_accord_v1_types_proto_msgTypes[16]
+	mi := &file_accord_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +1938,7 @@ func (x *Evaluation) String() string {
 func (*Evaluation) ProtoMessage() {}
 
 func (x *Evaluation) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[16]
+	mi := &file_accord_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +1951,7 @@ func (x *Evaluation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evaluation.ProtoReflect.Descriptor instead.
 func (*Evaluation) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Evaluation) GetExamples() uint64 {
@@ -1853,7 +2014,7 @@ type Round struct {
 
 func (x *Round) Reset() {
 	*x = Round{}
-	mi := &file_accord_v1_types_proto_msgTypes[17]
+	mi := &file_accord_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1865,7 +2026,7 @@ func (x *Round) String() string {
 func (*Round) ProtoMessage() {}
 
 func (x *Round) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[17]
+	mi := &file_accord_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1878,7 +2039,7 @@ func (x *Round) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Round.ProtoReflect.Descriptor instead.
 func (*Round) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Round) GetJobId() string {
@@ -2016,13 +2177,15 @@ type Participant struct {
 	RegisteredUnixMs int64                  `protobuf:"varint,5,opt,name=registered_unix_ms,json=registeredUnixMs,proto3" json:"registered_unix_ms,omitempty"`
 	LastSeenUnixMs   int64                  `protobuf:"varint,6,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	Examples         uint64                 `protobuf:"varint,7,opt,name=examples,proto3" json:"examples,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The datasets it registered, with their shapes where it declared them.
+	Datasets      []*DatasetShape `protobuf:"bytes,8,rep,name=datasets,proto3" json:"datasets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Participant) Reset() {
 	*x = Participant{}
-	mi := &file_accord_v1_types_proto_msgTypes[18]
+	mi := &file_accord_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2197,7 @@ func (x *Participant) String() string {
 func (*Participant) ProtoMessage() {}
 
 func (x *Participant) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[18]
+	mi := &file_accord_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2210,7 @@ func (x *Participant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Participant.ProtoReflect.Descriptor instead.
 func (*Participant) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Participant) GetId() string {
@@ -2099,6 +2262,13 @@ func (x *Participant) GetExamples() uint64 {
 	return 0
 }
 
+func (x *Participant) GetDatasets() []*DatasetShape {
+	if x != nil {
+		return x.Datasets
+	}
+	return nil
+}
+
 // ModelChunk carries part of a model's parameters (float32, little endian).
 // The first chunk of a stream carries the header fields.
 type ModelChunk struct {
@@ -2114,7 +2284,7 @@ type ModelChunk struct {
 
 func (x *ModelChunk) Reset() {
 	*x = ModelChunk{}
-	mi := &file_accord_v1_types_proto_msgTypes[19]
+	mi := &file_accord_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2126,7 +2296,7 @@ func (x *ModelChunk) String() string {
 func (*ModelChunk) ProtoMessage() {}
 
 func (x *ModelChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_accord_v1_types_proto_msgTypes[19]
+	mi := &file_accord_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2139,7 +2309,7 @@ func (x *ModelChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelChunk.ProtoReflect.Descriptor instead.
 func (*ModelChunk) Descriptor() ([]byte, []int) {
-	return file_accord_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_accord_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ModelChunk) GetDigest() string {
@@ -2258,7 +2428,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\fdropout_rate\x18\x03 \x01(\x01R\vdropoutRate\x12\x12\n" +
 	"\x04clip\x18\x04 \x01(\x01R\x04clip\x12!\n" +
 	"\fcorrupt_rate\x18\x05 \x01(\x01R\vcorruptRate\x12*\n" +
-	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\xc1\x04\n" +
+	"\x11phase_deadline_ms\x18\x06 \x01(\x04R\x0fphaseDeadlineMs\"\xfe\x04\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12&\n" +
 	"\x04spec\x18\x02 \x01(\v2\x12.accord.v1.JobSpecR\x04spec\x12,\n" +
@@ -2274,7 +2444,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\fsubmitted_by\x18\v \x01(\tR\vsubmittedBy\x121\n" +
 	"\tapprovals\x18\f \x03(\v2\x13.accord.v1.ApprovalR\tapprovals\x12.\n" +
 	"\brefusals\x18\r \x03(\v2\x12.accord.v1.RefusalR\brefusals\x12,\n" +
-	"\aprivacy\x18\x0e \x01(\v2\x12.accord.v1.PrivacyR\aprivacy\"]\n" +
+	"\aprivacy\x18\x0e \x01(\v2\x12.accord.v1.PrivacyR\aprivacy\x12;\n" +
+	"\rtask_failures\x18\x0f \x03(\v2\x16.accord.v1.TaskFailureR\ftaskFailures\"]\n" +
 	"\bApproval\x12\x14\n" +
 	"\x05admin\x18\x01 \x01(\tR\x05admin\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x17\n" +
@@ -2282,7 +2453,18 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\aRefusal\x12 \n" +
 	"\vparticipant\x18\x01 \x01(\tR\vparticipant\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
-	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"]\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\"\xa4\x01\n" +
+	"\vTaskFailure\x12 \n" +
+	"\vparticipant\x18\x01 \x01(\tR\vparticipant\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05round\x18\x03 \x01(\rR\x05round\x12\x18\n" +
+	"\aattempt\x18\x04 \x01(\rR\aattempt\x12\x12\n" +
+	"\x04task\x18\x05 \x01(\tR\x04task\x12\x17\n" +
+	"\aunix_ms\x18\x06 \x01(\x03R\x06unixMs\"X\n" +
+	"\fDatasetShape\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bfeatures\x18\x02 \x01(\rR\bfeatures\x12\x18\n" +
+	"\aclasses\x18\x03 \x01(\rR\aclasses\"]\n" +
 	"\x06Policy\x12$\n" +
 	"\rorganizations\x18\x01 \x03(\tR\rorganizations\x12-\n" +
 	"\x12approvals_required\x18\x02 \x01(\rR\x11approvalsRequired\"\xda\x03\n" +
@@ -2355,7 +2537,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\rmodel_deleted\x18\x0f \x01(\bR\fmodelDeleted\x12\x18\n" +
 	"\aepsilon\x18\x10 \x01(\x01R\aepsilon\x12#\n" +
 	"\rsampling_rate\x18\x11 \x01(\x01R\fsamplingRate\x12*\n" +
-	"\x11simulated_unix_ms\x18\x12 \x01(\x03R\x0fsimulatedUnixMs\"\xec\x01\n" +
+	"\x11simulated_unix_ms\x18\x12 \x01(\x03R\x0fsimulatedUnixMs\"\xa1\x02\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x16\n" +
@@ -2363,7 +2545,8 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\tconnected\x18\x04 \x01(\bR\tconnected\x12,\n" +
 	"\x12registered_unix_ms\x18\x05 \x01(\x03R\x10registeredUnixMs\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x12\x1a\n" +
-	"\bexamples\x18\a \x01(\x04R\bexamples\"\x87\x01\n" +
+	"\bexamples\x18\a \x01(\x04R\bexamples\x123\n" +
+	"\bdatasets\x18\b \x03(\v2\x17.accord.v1.DatasetShapeR\bdatasets\"\x87\x01\n" +
 	"\n" +
 	"ModelChunk\x12\x16\n" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x14\n" +
@@ -2398,7 +2581,7 @@ func file_accord_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_accord_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_accord_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_accord_v1_types_proto_goTypes = []any{
 	(JobStatus)(0),              // 0: accord.v1.JobStatus
 	(RoundStatus)(0),            // 1: accord.v1.RoundStatus
@@ -2414,14 +2597,16 @@ var file_accord_v1_types_proto_goTypes = []any{
 	(*Job)(nil),                 // 11: accord.v1.Job
 	(*Approval)(nil),            // 12: accord.v1.Approval
 	(*Refusal)(nil),             // 13: accord.v1.Refusal
-	(*Policy)(nil),              // 14: accord.v1.Policy
-	(*Proposal)(nil),            // 15: accord.v1.Proposal
-	(*Revocation)(nil),          // 16: accord.v1.Revocation
-	(*AuditEntry)(nil),          // 17: accord.v1.AuditEntry
-	(*Evaluation)(nil),          // 18: accord.v1.Evaluation
-	(*Round)(nil),               // 19: accord.v1.Round
-	(*Participant)(nil),         // 20: accord.v1.Participant
-	(*ModelChunk)(nil),          // 21: accord.v1.ModelChunk
+	(*TaskFailure)(nil),         // 14: accord.v1.TaskFailure
+	(*DatasetShape)(nil),        // 15: accord.v1.DatasetShape
+	(*Policy)(nil),              // 16: accord.v1.Policy
+	(*Proposal)(nil),            // 17: accord.v1.Proposal
+	(*Revocation)(nil),          // 18: accord.v1.Revocation
+	(*AuditEntry)(nil),          // 19: accord.v1.AuditEntry
+	(*Evaluation)(nil),          // 20: accord.v1.Evaluation
+	(*Round)(nil),               // 21: accord.v1.Round
+	(*Participant)(nil),         // 22: accord.v1.Participant
+	(*ModelChunk)(nil),          // 23: accord.v1.ModelChunk
 }
 var file_accord_v1_types_proto_depIdxs = []int32{
 	10, // 0: accord.v1.JobSpec.secure_aggregation:type_name -> accord.v1.SecureAggregation
@@ -2435,16 +2620,18 @@ var file_accord_v1_types_proto_depIdxs = []int32{
 	12, // 8: accord.v1.Job.approvals:type_name -> accord.v1.Approval
 	13, // 9: accord.v1.Job.refusals:type_name -> accord.v1.Refusal
 	8,  // 10: accord.v1.Job.privacy:type_name -> accord.v1.Privacy
-	14, // 11: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
-	12, // 12: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
-	16, // 13: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
-	1,  // 14: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
-	18, // 15: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 11: accord.v1.Job.task_failures:type_name -> accord.v1.TaskFailure
+	16, // 12: accord.v1.Proposal.policy:type_name -> accord.v1.Policy
+	12, // 13: accord.v1.Proposal.approvals:type_name -> accord.v1.Approval
+	18, // 14: accord.v1.Proposal.revocations:type_name -> accord.v1.Revocation
+	1,  // 15: accord.v1.Round.status:type_name -> accord.v1.RoundStatus
+	20, // 16: accord.v1.Round.evaluation:type_name -> accord.v1.Evaluation
+	15, // 17: accord.v1.Participant.datasets:type_name -> accord.v1.DatasetShape
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_accord_v1_types_proto_init() }
@@ -2458,7 +2645,7 @@ func file_accord_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_accord_v1_types_proto_rawDesc), len(file_accord_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
