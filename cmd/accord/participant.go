@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
@@ -24,6 +28,9 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	seed := fs.Uint64("seed", 1, "seed of the shard split and the CSV validation split")
 	label := fs.String("label", "label", "CSV only: the label column")
 	valFraction := fs.Float64("validation-fraction", 0.1, "CSV only: fraction of rows kept for evaluating global models")
+	valFile := fs.String("validation", "", "CSV only: a CSV file (same columns) of the rows global models are evaluated on; every row of --data then trains, in file order, and --validation-fraction is ignored")
+	classes := fs.String("classes", "", "CSV only: the label values in class order, comma-separated (0,1,…,9), so that a site lacking a class numbers the others as the federation does (default: the file's distinct labels, sorted)")
+	standardize := fs.Bool("standardize", true, "CSV only: shift and scale each feature to mean 0 and deviation 1, as measured on the training rows")
 	region := fs.String("region", "", "region or country reported at registration")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	policyFile := fs.String("policy", "", "the site's policy: a YAML file of the organisations, models, secure aggregation and rounds this site accepts (default: accept every job)")
@@ -31,6 +38,7 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 		"fault injection for tests: SIGKILL this process right after it sends its key shares in this round (0: never)")
 	declaredExamples := fs.Uint64("fault-declared-examples", 0,
 		"fault injection for tests: declare this many training examples instead of the real count (0: the real count)")
+	ff := addFaultFlags(fs)
 	tf := addTLSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -54,6 +62,9 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	datasetName := *dataName
 	switch {
 	case *dataName == "mnist":
+		if *valFile != "" || *classes != "" {
+			return usageError{fmt.Errorf("--validation and --classes are for CSV data, not mnist")}
+		}
 		i, n, err := parseShard(*shard)
 		if err != nil {
 			return usageError{fmt.Errorf("--shard %q: %w", *shard, err)}
@@ -79,14 +90,12 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 		if !(*valFraction >= 0 && *valFraction < 1) {
 			return usageError{fmt.Errorf("--validation-fraction %v: want a fraction in [0, 1)", *valFraction)}
 		}
-		table, err := data.LoadCSV(*dataName, *label)
+		var err error
+		train, val, err = loadCSVData(csvOptions{file: *dataName, label: *label, validation: *valFile, validationFraction: *valFraction,
+			classes: *classes, standardize: *standardize, seed: *seed})
 		if err != nil {
-			return fmt.Errorf("--data: %w", err)
+			return err
 		}
-		train, val = data.Split(table.Data, 1-*valFraction, *seed)
-		std := data.FitStandardizer(train)
-		std.Apply(train)
-		std.Apply(val)
 		datasetName = strings.TrimSuffix(fileBase(*dataName), ".csv")
 	default:
 		return usageError{fmt.Errorf("--data is required: mnist or a CSV file")}
@@ -95,6 +104,9 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 		Coordinators: strings.Split(*addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *region, Dataset: datasetName,
 		Train: train, Validation: val, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})),
 		Policy: policy, DeclaredExamples: *declaredExamples,
+	}
+	if err := ff.apply(&cfg); err != nil {
+		return err
 	}
 	if round := uint32(*killAfterShareKeys); round > 0 {
 		cfg.AfterTask = func(t *pb.Task) {
@@ -109,6 +121,162 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 		return err
 	}
 	return p.Run(ctx)
+}
+
+// csvOptions say how a participant reads its CSV data.
+type csvOptions struct {
+	file, label string
+	// validation, if set, is a file of validation rows: every row of file
+	// then trains, in file order. Otherwise validationFraction of file's
+	// rows, drawn with seed, are held out.
+	validation         string
+	validationFraction float64
+	// classes, if set, is the comma-separated label values in class order.
+	classes     string
+	standardize bool
+	seed        uint64
+}
+
+// loadCSVData reads a participant's training and validation data.
+func loadCSVData(o csvOptions) (train, val *model.Dataset, err error) {
+	table, err := data.LoadCSV(o.file, o.label)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--data: %w", err)
+	}
+	classes := table.Classes
+	if o.classes != "" {
+		classes = strings.Split(o.classes, ",")
+		for i := range classes {
+			classes[i] = strings.TrimSpace(classes[i])
+		}
+		if len(classes) < 2 || slices.Contains(classes, "") || len(slices.Compact(slices.Sorted(slices.Values(classes)))) != len(classes) {
+			return nil, nil, usageError{fmt.Errorf("--classes %q: want at least two different comma-separated label values", o.classes)}
+		}
+	}
+	if err := renumberClasses(table, classes); err != nil {
+		return nil, nil, fmt.Errorf("--data: %w", err)
+	}
+	if o.validation == "" {
+		train, val = data.Split(table.Data, 1-o.validationFraction, o.seed)
+	} else {
+		vt, err := data.LoadCSV(o.validation, o.label)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--validation: %w", err)
+		}
+		if !slices.Equal(vt.FeatureNames, table.FeatureNames) {
+			return nil, nil, fmt.Errorf("--validation %s: its feature columns differ from those of --data %s", o.validation, o.file)
+		}
+		if err := renumberClasses(vt, classes); err != nil {
+			return nil, nil, fmt.Errorf("--validation: %w", err)
+		}
+		train, val = table.Data, vt.Data
+	}
+	if o.standardize {
+		std := data.FitStandardizer(train)
+		std.Apply(train)
+		std.Apply(val)
+	}
+	return train, val, nil
+}
+
+// renumberClasses makes t's labels index classes, which must hold every
+// label t has.
+func renumberClasses(t *data.CSVTable, classes []string) error {
+	index := make([]int32, len(t.Classes))
+	for i, c := range t.Classes {
+		k := slices.Index(classes, c)
+		if k < 0 {
+			return fmt.Errorf("label %q is not one of the classes %s", c, strings.Join(classes, ","))
+		}
+		index[i] = int32(k)
+	}
+	for i, y := range t.Data.Y {
+		t.Data.Y[i] = index[y]
+	}
+	t.Classes, t.Data.Classes = classes, len(classes)
+	return nil
+}
+
+// faultFlags inject faults into a participant process, as a scenario's
+// timeline does in process (scenarios.RunProcesses sets them).
+type faultFlags struct {
+	flipScale   *float64
+	flipFrom    *uint
+	epochDelay  *time.Duration
+	delayFrom   *uint
+	dropRounds  *string
+	dropFirstOf *string
+}
+
+func addFaultFlags(fs *flag.FlagSet) faultFlags {
+	return faultFlags{
+		flipScale: fs.Float64("fault-flip-scale", 0, "fault injection for tests: send −S times every update trained (a sign-flipping attack; 0: never)"),
+		flipFrom:  fs.Uint("fault-flip-from-round", 0, "fault injection for tests: --fault-flip-scale applies from this round on (0: every round)"),
+		epochDelay: fs.Duration("fault-epoch-delay", 0,
+			"fault injection for tests: every local epoch takes at least this long (a slow site; 0: none)"),
+		delayFrom: fs.Uint("fault-epoch-delay-from-round", 0, "fault injection for tests: --fault-epoch-delay applies from this round on (0: every round)"),
+		dropRounds: fs.String("fault-drop-after-training", "",
+			"fault injection for tests: comma-separated rounds whose update this participant trains but never sends, in every attempt"),
+		dropFirstOf: fs.String("fault-drop-first-attempt", "",
+			"fault injection for tests: comma-separated rounds whose first attempt's update this participant trains but never sends"),
+	}
+}
+
+// apply installs the faults the flags ask for.
+func (f faultFlags) apply(cfg *participant.Config) error {
+	if s := *f.flipScale; s < 0 || math.IsNaN(s) || math.IsInf(s, 0) {
+		return usageError{fmt.Errorf("--fault-flip-scale %v: want a finite factor ≥ 0", s)}
+	}
+	if *f.epochDelay < 0 {
+		return usageError{fmt.Errorf("--fault-epoch-delay %s: want a duration ≥ 0", *f.epochDelay)}
+	}
+	drop, err := parseRounds(*f.dropRounds)
+	if err != nil {
+		return usageError{fmt.Errorf("--fault-drop-after-training: %w", err)}
+	}
+	dropFirst, err := parseRounds(*f.dropFirstOf)
+	if err != nil {
+		return usageError{fmt.Errorf("--fault-drop-first-attempt: %w", err)}
+	}
+	if *f.flipScale > 0 || *f.epochDelay > 0 {
+		flip, flipFrom, delay, delayFrom := *f.flipScale, uint32(*f.flipFrom), *f.epochDelay, uint32(*f.delayFrom)
+		cfg.FaultAt = func(t *pb.Task) (float64, time.Duration) {
+			var fl float64
+			var d time.Duration
+			if t.Round >= flipFrom {
+				fl = flip
+			}
+			if t.Round >= delayFrom {
+				d = delay
+			}
+			return fl, d
+		}
+	}
+	if len(drop) > 0 || len(dropFirst) > 0 {
+		cfg.BeforeUpload = func(t *pb.Task) error {
+			if slices.Contains(drop, t.Round) || t.Attempt == 1 && slices.Contains(dropFirst, t.Round) {
+				return fmt.Errorf("fault injection: dropping the update of round %d attempt %d after training", t.Round, t.Attempt)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// parseRounds reads a comma-separated list of round numbers ≥ 1.
+func parseRounds(s string) ([]uint32, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []uint32
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want comma-separated round numbers ≥ 1", s)
+		}
+		out = append(out, uint32(n))
+	}
+	return out, nil
 }
 
 func fileBase(path string) string {

@@ -14,12 +14,15 @@ import (
 
 func (m *Main) runScenario(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "run" {
-		return usageError{fmt.Errorf("usage: accord scenario run FILE [--json] [--report DIR] [--log-level LEVEL]")}
+		return usageError{fmt.Errorf("usage: accord scenario run FILE [--json] [--report DIR] [--log-level LEVEL] [--processes]")}
 	}
-	fs := m.newFlagSet("scenario run", "FILE [--json] [--report DIR]")
+	fs := m.newFlagSet("scenario run", "FILE [--json] [--report DIR] [--processes [--processes-network auto|namespaces|proxies] [--work-dir DIR]]")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end instead of progress lines")
 	reportDir := fs.String("report", "", "write report.md and PNG plots of the run into DIR")
 	noNetwork := fs.Bool("without-network", false, "ignore the scenario's network model: every link loopback")
+	processes := fs.Bool("processes", false, "run real accord coordinator and participant processes of this binary instead of running the federation in this process")
+	processNet := fs.String("processes-network", "auto", "with --processes, how links are modelled: auto, namespaces (a Linux network namespace per region, shaped by tc; needs root) or proxies (the participants' links only)")
+	workDir := fs.String("work-dir", "", "with --processes, keep the certificates, data files, data folders and logs (logs/NAME.log) in DIR")
 	level := fs.String("log-level", "none", "log level of the components: debug, info, warn, error or none")
 	if len(args) < 2 {
 		fs.Usage()
@@ -37,7 +40,59 @@ func (m *Main) runScenario(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return m.runLoadedScenario(ctx, sc, runFlags{json: *asJSON, level: *level, reportDir: *reportDir, noNetwork: *noNetwork})
+	f := runFlags{json: *asJSON, level: *level, reportDir: *reportDir, noNetwork: *noNetwork}
+	if *processes {
+		return m.runScenarioProcesses(ctx, sc, f, *processNet, *workDir)
+	}
+	if *workDir != "" || *processNet != "auto" {
+		return usageError{fmt.Errorf("--work-dir and --processes-network need --processes")}
+	}
+	return m.runLoadedScenario(ctx, sc, f)
+}
+
+// runScenarioProcesses runs a scenario as real processes of this binary.
+func (m *Main) runScenarioProcesses(ctx context.Context, sc *scenarios.Scenario, f runFlags, network, workDir string) error {
+	opts := scenarios.ProcessOptions{NoNetwork: f.noNetwork, WorkDir: workDir}
+	switch network {
+	case "auto":
+	case "namespaces", "proxies":
+		opts.Network = scenarios.ProcessNetwork(network)
+	default:
+		return usageError{fmt.Errorf("--processes-network %q: want auto, namespaces or proxies", network)}
+	}
+	if f.level != "none" {
+		opts.LogLevel = f.level
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--processes: finding this binary: %w", err)
+	}
+	opts.Binary = bin
+	if !f.json {
+		opts.Progress = m.Stdout
+	}
+	var details scenarios.ProcessDetails
+	opts.Details = &details
+	run := scenarios.RunProcessesAndCompare
+	if f.noNetwork {
+		run = scenarios.RunProcesses
+	}
+	rep, err := run(ctx, sc, opts)
+	if err != nil {
+		return err
+	}
+	return m.finishScenario(sc, rep, f, &processesJSON{Report: rep, Runner: "processes", Network: string(details.Network),
+		NetworkNote: details.NetworkNote, InvariantsChecked: details.InvariantsChecked})
+}
+
+// processesJSON is a --processes report: the report, and how the run was
+// made.
+type processesJSON struct {
+	*scenarios.Report
+	Runner            string   `json:"runner"`
+	Network           string   `json:"network"`
+	NetworkNote       string   `json:"network_note"`
+	InvariantsChecked []string `json:"invariants_checked"`
 }
 
 // runFlags are the flags scenario run and demo share.
@@ -94,6 +149,12 @@ func (m *Main) runLoadedScenario(ctx context.Context, sc *scenarios.Scenario, f 
 	if err != nil {
 		return err
 	}
+	return m.finishScenario(sc, rep, f, rep)
+}
+
+// finishScenario writes the report directory, prints out as JSON if asked,
+// and fails if the invariants do not hold.
+func (m *Main) finishScenario(sc *scenarios.Scenario, rep *scenarios.Report, f runFlags, out any) error {
 	if f.reportDir != "" {
 		if err := scenarios.WriteReport(f.reportDir, sc, rep); err != nil {
 			return fmt.Errorf("--report: %w", err)
@@ -105,7 +166,7 @@ func (m *Main) runLoadedScenario(ctx context.Context, sc *scenarios.Scenario, f 
 	if f.json {
 		enc := json.NewEncoder(m.Stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	}
