@@ -38,11 +38,13 @@ type admins struct {
 // attemptTimeout bounds one call on one coordinator.
 const attemptTimeout = 5 * time.Second
 
-func dialAdmins(addrs []string, cert tls.Certificate, ca *pki.CA) (*admins, error) {
+// dialAdmins connects an operator with cert to every coordinator at addrs;
+// opts add to the connections' options (a dialer, say).
+func dialAdmins(addrs []string, cert tls.Certificate, ca *pki.CA, opts ...grpc.DialOption) (*admins, error) {
 	a := &admins{}
 	for _, addr := range addrs {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, ca.Pool()))),
-			grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert)))
+		cc, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, ca.Pool()))),
+			grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert))}, opts...)...)
 		if err != nil {
 			a.close()
 			return nil, err

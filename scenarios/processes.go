@@ -2,11 +2,9 @@ package scenarios
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,9 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
-	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -74,20 +70,6 @@ type ProcessOptions struct {
 	Network ProcessNetwork
 	// LogLevel is the processes' log level (empty: warn).
 	LogLevel string
-	// Details, if set, receives how the run was made, beyond the Report.
-	Details *ProcessDetails
-}
-
-// ProcessDetails is how RunProcesses ran a scenario.
-type ProcessDetails struct {
-	// Network is how the network was modelled: namespaces, proxies or
-	// none; NetworkNote says what that covers, and why the runner fell
-	// back to proxies if it did.
-	Network     ProcessNetwork
-	NetworkNote string
-	// InvariantsChecked are the invariants the runner checked (it sees the
-	// coordinators through their admin API only).
-	InvariantsChecked []string
 }
 
 // nsBasePort+10k, +1 and +2 are coordinator k's gRPC, Raft and gossip
@@ -181,9 +163,6 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 	}
 	defer netw.close()
 	say("scenario %s: real processes; network: %s (%s)", sc.Name, netw.mode, netw.note)
-	if opts.Details != nil {
-		*opts.Details = ProcessDetails{Network: netw.mode, NetworkNote: netw.note, InvariantsChecked: processInvariants}
-	}
 
 	// Coordinators, then the operator's connections (one per coordinator,
 	// each reached from inside the coordinator's region when regions are
@@ -198,7 +177,7 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	admin, err := dialProcessAdmins(grpcAddrs, adminCert, fed.ca, netw.dial)
+	admin, err := dialAdmins(grpcAddrs, adminCert, fed.ca, grpc.WithContextDialer(netw.dial))
 	if err != nil {
 		return nil, err
 	}
@@ -239,95 +218,22 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 
 	rep := &Report{Scenario: sc.Name, JobID: resp.JobId, TargetAccuracy: sc.Job.TargetAccuracy, Participants: sc.ParticipantCount(),
 		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}, Seed: sc.Job.Seed,
-		NetworkModel: sc.Network != nil && !opts.NoNetwork && netw.mode != processNetworkNone}
-	spec := model.MustParseSpec(sc.Job.Model)
-	seen := map[uint32]bool{}           // committed rounds reported
-	opened := map[uint32]bool{}         // rounds whose open and upload events fired
-	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
+		NetworkModel: sc.Network != nil && !opts.NoNetwork && netw.mode != processNetworkNone,
+		Runner:       "processes", Network: string(netw.mode), NetworkNote: netw.note, InvariantsChecked: processInvariants}
 	exitsSeen := map[string]bool{}
-	var job *pb.Job
-	var pageToken string
-	for {
-		for _, p := range pr.all {
-			if ok, err := p.exited(); ok && !exitsSeen[p.name] {
-				exitsSeen[p.name] = true
-				say("%s exited (%v); its log: %s", p.name, err, p.log)
+	w := &watcher{sc: sc, admin: admin, jobID: resp.JobId, tl: tl, start: start, say: say, test: test, regionTests: regionTests,
+		regionOf: regionOf, poll: 50 * time.Millisecond, fireOnSight: true, beforePoll: func() {
+			for _, p := range pr.all {
+				if ok, err := p.exited(); ok && !exitsSeen[p.name] {
+					exitsSeen[p.name] = true
+					say("%s exited (%v); its log: %s", p.name, err, p.log)
+				}
 			}
-		}
-		job, err = admin.GetJob(ctx, &pb.GetJobRequest{JobId: resp.JobId})
-		if err != nil {
-			return nil, fmt.Errorf("watching job: %w", err)
-		}
-		rounds, err := admin.ListRounds(ctx, &pb.ListRoundsRequest{JobId: resp.JobId, IncludeAborted: true, PageToken: pageToken})
-		if err != nil {
-			return nil, fmt.Errorf("watching rounds: %w", err)
-		}
-		if rounds.NextPageToken != "" {
-			pageToken = rounds.NextPageToken
-		}
-		for _, r := range rounds.Rounds {
-			if !opened[r.Number] {
-				// The runner sees a round open only when it polls: the
-				// open and upload events of the round fire now.
-				opened[r.Number] = true
-				tl.fireRound(r.Number, PhaseOpen)
-				tl.fireRound(r.Number, PhaseUpload)
-			}
-			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[[2]uint32{r.Number, r.Attempt}] {
-				seenAborted[[2]uint32{r.Number, r.Attempt}] = true
-				rep.RoundsAborted++
-				rep.Aborted = append(rep.Aborted, AbortReport{Round: r.Number, Attempt: r.Attempt, Reason: r.Reason, SecondsSinceStart: time.Since(start).Seconds()})
-				say("round %3d attempt %d aborted: %s", r.Number, r.Attempt, r.Reason)
-			}
-			if r.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || seen[r.Number] {
-				continue
-			}
-			seen[r.Number] = true
-			rr, err := evaluateRound(ctx, admin, resp.JobId, r, spec, test, regionTests, regionOf)
-			if err != nil {
-				return nil, err
-			}
-			rr.SecondsSinceStart = time.Since(start).Seconds()
-			rep.Rounds = append(rep.Rounds, rr)
-			rep.BestAccuracy = max(rep.BestAccuracy, rr.Accuracy)
-			marker := ""
-			if rep.TargetReachedAtRound == nil && sc.Job.TargetAccuracy > 0 && rr.Accuracy >= sc.Job.TargetAccuracy {
-				n := r.Number
-				rep.TargetReachedAtRound, rep.TargetReachedAtSeconds = &n, &rr.SecondsSinceStart
-				marker = "  ← target reached"
-			}
-			privacy := ""
-			if r.Epsilon > 0 {
-				privacy = fmt.Sprintf("  ε %.3f", r.Epsilon)
-			}
-			say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s",
-				r.Number, len(r.Cohort), len(r.Contributors), 100*rr.Accuracy, rr.Loss, rr.Seconds, privacy, marker)
-			tl.commit(r.Number)
-		}
-		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {
-			if uint32(len(rep.Rounds)) >= job.CommittedRounds {
-				break
-			}
-			if rounds.NextPageToken != "" {
-				continue
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("scenario %s did not finish: %w", sc.Name, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+		}}
+	if _, err := w.run(ctx, rep); err != nil {
+		return nil, err
 	}
 	rep.Events, finished = tl.finish(), true
-	rep.JobStatus, rep.JobReason, rep.RoundsCommitted = job.Status.String(), job.Reason, job.CommittedRounds
-	if n := len(rep.Rounds); n > 0 {
-		rep.FinalAccuracy = rep.Rounds[n-1].Accuracy
-		var sum float64
-		for _, r := range rep.Rounds {
-			sum += r.Seconds
-		}
-		rep.MeanRoundSeconds = sum / float64(n)
-	}
 	digests, invErr := cl.checkInvariants(ctx, resp.JobId, 30*time.Second)
 	if invErr != nil {
 		rep.InvariantsError = invErr.Error()
@@ -345,38 +251,6 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 	return rep, nil
 }
 
-// evaluateRound pulls a committed round's model and evaluates it on the
-// whole test set and on each region's, as Run does.
-func evaluateRound(ctx context.Context, admin *admins, jobID string, r *pb.Round, spec model.Spec, test *model.Dataset,
-	regionTests map[string]*model.Dataset, regionOf map[string]string) (RoundReport, error) {
-	params, err := pull(ctx, admin, jobID, r.Number, r.ModelDigest)
-	if err != nil {
-		return RoundReport{}, err
-	}
-	m := &model.Model{Spec: spec, Params: params}
-	met, err := model.Evaluate(ctx, m, test)
-	if err != nil {
-		return RoundReport{}, err
-	}
-	rr := RoundReport{Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
-		Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
-		ModelDigest: r.ModelDigest, Epsilon: r.Epsilon, ContributorsByRegion: map[string]int{}}
-	for _, id := range r.Contributors {
-		rr.ContributorsByRegion[regionOf[id]]++
-	}
-	if len(regionTests) > 1 {
-		rr.AccuracyByRegion = map[string]float64{}
-		for region, ds := range regionTests {
-			rm, err := model.Evaluate(ctx, m, ds)
-			if err != nil {
-				return RoundReport{}, err
-			}
-			rr.AccuracyByRegion[region] = rm.Accuracy
-		}
-	}
-	return rr, nil
-}
-
 // checkProcesses refuses what the processes runner cannot do, naming the
 // field.
 func checkProcesses(sc *Scenario) error {
@@ -392,22 +266,6 @@ func checkProcesses(sc *Scenario) error {
 		}
 	}
 	return nil
-}
-
-// dialProcessAdmins is dialAdmins through dial.
-func dialProcessAdmins(addrs []string, cert tls.Certificate, ca *pki.CA, dial func(context.Context, string) (net.Conn, error)) (*admins, error) {
-	a := &admins{}
-	for _, addr := range addrs {
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, ca.Pool()))),
-			grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert)), grpc.WithContextDialer(dial))
-		if err != nil {
-			a.close()
-			return nil, err
-		}
-		a.conns = append(a.conns, cc)
-	}
-	a.AdminServiceClient = pb.NewAdminServiceClient(a)
-	return a, nil
 }
 
 // waitProcessLeader waits until a coordinator leads; if none does, the
@@ -474,7 +332,7 @@ func RunProcessesAndCompare(ctx context.Context, sc *Scenario, opts ProcessOptio
 	if opts.Progress != nil {
 		fmt.Fprintf(opts.Progress, "scenario %s: again without the network model, to compare\n", sc.Name)
 	}
-	opts.NoNetwork, opts.Details = true, nil
+	opts.NoNetwork = true
 	if opts.WorkDir != "" {
 		opts.WorkDir = filepath.Join(opts.WorkDir, "without-network")
 	}

@@ -61,7 +61,8 @@ func WriteReport(dir string, sc *Scenario, rep *Report) error {
 		{Key: "Final / best test accuracy", Value: fmt.Sprintf("%.2f%% / %.2f%%", 100*rep.FinalAccuracy, 100*rep.BestAccuracy)},
 		{Key: "Target", Value: fmt.Sprintf("%.2f%%, %s", 100*rep.TargetAccuracy, target)},
 		{Key: "Mean round", Value: fmt.Sprintf("%.2f s", rep.MeanRoundSeconds)},
-		{Key: "Network model", Value: fmt.Sprintf("%v (Raft profile %s)", rep.NetworkModel, profileName(sc))},
+		{Key: "Runner", Value: rep.Runner},
+		{Key: "Network model", Value: networkLine(sc, rep)},
 		{Key: "Invariants", Value: invariantsLine(rep)},
 		{Key: "Model digests", Value: digestsLine(rep)},
 		{Key: "Kernel", Value: rep.Kernel},
@@ -126,9 +127,17 @@ func profileName(sc *Scenario) string {
 
 func invariantsLine(rep *Report) string {
 	if rep.InvariantsOK {
-		return "ok (DESIGN.md's invariants, checked on every running coordinator)"
+		return "ok: " + strings.Join(rep.InvariantsChecked, "; ")
 	}
 	return "VIOLATED: " + rep.InvariantsError
+}
+
+func networkLine(sc *Scenario, rep *Report) string {
+	s := fmt.Sprintf("%v, shaped by %s (Raft profile %s)", rep.NetworkModel, rep.Network, profileName(sc))
+	if rep.NetworkNote != "" {
+		s += "; " + rep.NetworkNote
+	}
+	return s
 }
 
 // digestsLine says whether every coordinator holds the same model digests,

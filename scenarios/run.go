@@ -56,8 +56,16 @@ type Report struct {
 	Kernel           string                       `json:"kernel"`
 	Seed             uint64                       `json:"seed"`
 	// NetworkModel is whether the run modelled the network.
-	NetworkModel bool          `json:"network_model"`
-	Rounds       []RoundReport `json:"rounds"`
+	NetworkModel bool `json:"network_model"`
+	// Runner is "in-process" or "processes"; Network how links were
+	// shaped ("netsim", "namespaces", "proxies" or "none") and
+	// NetworkNote what that left out.
+	Runner      string `json:"runner"`
+	Network     string `json:"network"`
+	NetworkNote string `json:"network_note,omitempty"`
+	// InvariantsChecked names what InvariantsOK covers.
+	InvariantsChecked []string      `json:"invariants_checked"`
+	Rounds            []RoundReport `json:"rounds"`
 	// Aborted lists the aborted round attempts.
 	Aborted []AbortReport `json:"aborted,omitempty"`
 	// Events are the timeline's events and what each did.
@@ -381,6 +389,12 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		addrs = append(addrs, c.Addr())
 	}
 	tl := newTimeline(sc, cl, start, func(format string, args ...any) { say(format, args...) })
+	finished := false
+	defer func() {
+		if !finished { // a run that fails stops the timeline's goroutines too
+			tl.finish()
+		}
+	}()
 
 	// Participants: many train at once, so each matrix product gets one thread.
 	model.SetThreads(1)
@@ -467,118 +481,14 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	say("scenario %s: %d coordinators, %d participants, job %s (%s)", sc.Name, len(sc.Coordinators), sc.ParticipantCount(), resp.JobId, sc.Job.Model)
 
 	rep := &Report{Scenario: sc.Name, JobID: resp.JobId, TargetAccuracy: sc.Job.TargetAccuracy, Participants: sc.ParticipantCount(),
-		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}, Seed: sc.Job.Seed, NetworkModel: sc.Network != nil && !opts.NoNetwork}
-	spec := model.MustParseSpec(sc.Job.Model)
-	seen := map[uint32]bool{}           // committed rounds reported
-	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
-	var job *pb.Job
-	var pageToken string
-	var lastClosed int64 // the last committed round's close, unix ms
-	for {
-		job, err = admin.GetJob(ctx, &pb.GetJobRequest{JobId: resp.JobId})
-		if err != nil {
-			return nil, fmt.Errorf("watching job: %w", err)
-		}
-		// Rounds come in pages of 500: read on from the page holding the
-		// rounds not yet seen (a job past 500 rounds once stalled the
-		// runner on its first page).
-		rounds, err := admin.ListRounds(ctx, &pb.ListRoundsRequest{JobId: resp.JobId, IncludeAborted: true, PageToken: pageToken, PageSize: opts.roundsPage})
-		if err != nil {
-			return nil, fmt.Errorf("watching rounds: %w", err)
-		}
-		if rounds.NextPageToken != "" {
-			pageToken = rounds.NextPageToken
-		}
-		for _, r := range rounds.Rounds {
-			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[[2]uint32{r.Number, r.Attempt}] {
-				seenAborted[[2]uint32{r.Number, r.Attempt}] = true
-				rep.RoundsAborted++
-				rep.Aborted = append(rep.Aborted, AbortReport{Round: r.Number, Attempt: r.Attempt, Reason: r.Reason, SecondsSinceStart: time.Since(start).Seconds()})
-				say("round %3d attempt %d aborted: %s", r.Number, r.Attempt, r.Reason)
-			}
-			if r.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || seen[r.Number] {
-				continue
-			}
-			seen[r.Number] = true
-			params, err := pull(ctx, admin, resp.JobId, r.Number, r.ModelDigest)
-			if err != nil {
-				return nil, err
-			}
-			m := &model.Model{Spec: spec, Params: params}
-			met, err := model.Evaluate(ctx, m, test)
-			if err != nil {
-				return nil, err
-			}
-			prevClosed := r.OpenedUnixMs
-			if n := len(rep.Rounds); n > 0 {
-				prevClosed = lastClosed
-			}
-			lastClosed = r.ClosedUnixMs
-			rr := RoundReport{SecondsSincePrevious: float64(r.ClosedUnixMs-prevClosed) / 1000, Round: r.Number, Attempt: r.Attempt, Cohort: len(r.Cohort), Contributors: len(r.Contributors),
-				Accuracy: met.Accuracy, Loss: met.Loss, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
-				ModelDigest: r.ModelDigest, SecondsSinceStart: time.Since(start).Seconds(), Epsilon: r.Epsilon,
-				ContributorsByRegion: map[string]int{}}
-			if r.SimulatedUnixMs != 0 {
-				rr.SimulatedTime = time.UnixMilli(r.SimulatedUnixMs).UTC().Format(time.RFC3339)
-			}
-			for _, id := range r.Contributors {
-				rr.ContributorsByRegion[regionOf[id]]++
-			}
-			if len(regionTests) > 1 {
-				rr.AccuracyByRegion = map[string]float64{}
-				for region, ds := range regionTests {
-					rm, err := model.Evaluate(ctx, m, ds)
-					if err != nil {
-						return nil, err
-					}
-					rr.AccuracyByRegion[region] = rm.Accuracy
-				}
-			}
-			rep.Rounds = append(rep.Rounds, rr)
-			rep.BestAccuracy = max(rep.BestAccuracy, met.Accuracy)
-			marker := ""
-			if rep.TargetReachedAtRound == nil && sc.Job.TargetAccuracy > 0 && met.Accuracy >= sc.Job.TargetAccuracy {
-				n := r.Number
-				rep.TargetReachedAtRound, rep.TargetReachedAtSeconds = &n, &rr.SecondsSinceStart
-				marker = "  ← target reached"
-			}
-			privacy := ""
-			if r.Epsilon > 0 {
-				privacy = fmt.Sprintf("  ε %.3f", r.Epsilon)
-			}
-			clock := ""
-			if rr.SimulatedTime != "" {
-				clock = "  at " + time.UnixMilli(r.SimulatedUnixMs).UTC().Format("Mon 15:04 UTC")
-			}
-			say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s%s",
-				r.Number, len(r.Cohort), len(r.Contributors), 100*met.Accuracy, met.Loss, rr.Seconds, clock, privacy, marker)
-			tl.commit(r.Number)
-		}
-		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {
-			// Pick up rounds committed since the last listing, then stop.
-			if uint32(len(rep.Rounds)) >= job.CommittedRounds {
-				break
-			}
-			if rounds.NextPageToken != "" {
-				continue // more pages to read now
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("scenario %s did not finish: %w", sc.Name, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}, Seed: sc.Job.Seed, NetworkModel: sc.Network != nil && !opts.NoNetwork,
+		Runner: "in-process", Network: "netsim", InvariantsChecked: []string{"DESIGN.md's invariants (coordinator.CheckInvariants) on every running coordinator's state"}}
+	w := &watcher{sc: sc, admin: admin, jobID: resp.JobId, tl: tl, start: start, say: say, test: test, regionTests: regionTests,
+		regionOf: regionOf, pageSize: opts.roundsPage, poll: 100 * time.Millisecond}
+	if _, err := w.run(ctx, rep); err != nil {
+		return nil, err
 	}
-	rep.Events = tl.finish()
-	rep.JobStatus, rep.JobReason, rep.RoundsCommitted = job.Status.String(), job.Reason, job.CommittedRounds
-	if n := len(rep.Rounds); n > 0 {
-		rep.FinalAccuracy = rep.Rounds[n-1].Accuracy
-		var sum float64
-		for _, r := range rep.Rounds {
-			sum += r.Seconds
-		}
-		rep.MeanRoundSeconds = sum / float64(n)
-	}
+	rep.Events, finished = tl.finish(), true
 	nodes := cl.running()
 	if invErr := coordinator.WaitInvariants(nodes, 30*time.Second); invErr != nil {
 		rep.InvariantsError = invErr.Error()

@@ -71,8 +71,6 @@ func (m *Main) runScenarioProcesses(ctx context.Context, sc *scenarios.Scenario,
 	if !f.json {
 		opts.Progress = m.Stdout
 	}
-	var details scenarios.ProcessDetails
-	opts.Details = &details
 	run := scenarios.RunProcessesAndCompare
 	if f.noNetwork {
 		run = scenarios.RunProcesses
@@ -81,18 +79,7 @@ func (m *Main) runScenarioProcesses(ctx context.Context, sc *scenarios.Scenario,
 	if err != nil {
 		return err
 	}
-	return m.finishScenario(sc, rep, f, &processesJSON{Report: rep, Runner: "processes", Network: string(details.Network),
-		NetworkNote: details.NetworkNote, InvariantsChecked: details.InvariantsChecked})
-}
-
-// processesJSON is a --processes report: the report, and how the run was
-// made.
-type processesJSON struct {
-	*scenarios.Report
-	Runner            string   `json:"runner"`
-	Network           string   `json:"network"`
-	NetworkNote       string   `json:"network_note"`
-	InvariantsChecked []string `json:"invariants_checked"`
+	return m.finishScenario(sc, rep, f)
 }
 
 // runFlags are the flags scenario run and demo share.
@@ -149,12 +136,12 @@ func (m *Main) runLoadedScenario(ctx context.Context, sc *scenarios.Scenario, f 
 	if err != nil {
 		return err
 	}
-	return m.finishScenario(sc, rep, f, rep)
+	return m.finishScenario(sc, rep, f)
 }
 
 // finishScenario writes the report directory, prints out as JSON if asked,
 // and fails if the invariants do not hold.
-func (m *Main) finishScenario(sc *scenarios.Scenario, rep *scenarios.Report, f runFlags, out any) error {
+func (m *Main) finishScenario(sc *scenarios.Scenario, rep *scenarios.Report, f runFlags) error {
 	if f.reportDir != "" {
 		if err := scenarios.WriteReport(f.reportDir, sc, rep); err != nil {
 			return fmt.Errorf("--report: %w", err)
@@ -166,7 +153,7 @@ func (m *Main) finishScenario(sc *scenarios.Scenario, rep *scenarios.Report, f r
 	if f.json {
 		enc := json.NewEncoder(m.Stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := enc.Encode(rep); err != nil {
 			return err
 		}
 	}

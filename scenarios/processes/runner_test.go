@@ -146,13 +146,12 @@ timeout: 3m
 	modes := []scenarios.ProcessNetwork{scenarios.ProcessNetworkAuto}
 	for i := 0; i < len(modes); i++ {
 		start := time.Now()
-		var details scenarios.ProcessDetails
 		rep, err := scenarios.RunProcesses(ctx, parseScenario(t, y), scenarios.ProcessOptions{
-			Binary: bin, WorkDir: t.TempDir(), Network: modes[i], Progress: newTestLog(t), Details: &details})
+			Binary: bin, WorkDir: t.TempDir(), Network: modes[i], Progress: newTestLog(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		runner := fmt.Sprintf("processes (network %s)", details.Network)
+		runner := fmt.Sprintf("processes (network %s)", rep.Network)
 		checkAllContributed(t, runner, rep)
 		diff := 100 * math.Abs(rep.FinalAccuracy-inProcess.FinalAccuracy)
 		t.Logf("%s: final accuracy %.2f%%, in process %.2f%%: %.2f points apart (%.1fs)",
@@ -160,10 +159,11 @@ timeout: 3m
 		if diff > 0.5 {
 			t.Errorf("%s: final accuracy %.2f%%; want within 0.5 points of the in-process %.2f%%", runner, 100*rep.FinalAccuracy, 100*inProcess.FinalAccuracy)
 		}
-		if maps.Equal(rep.ModelDigests["coord-de"], inProcess.ModelDigests["coord-de"]) {
-			t.Logf("%s: every round's model is bit for bit the in-process one", runner)
+		// Exact aggregation, the same data and seeds: the same bits.
+		if !maps.Equal(rep.ModelDigests["coord-de"], inProcess.ModelDigests["coord-de"]) {
+			t.Errorf("%s: the models differ from the in-process run's:\n%v\n%v", runner, rep.ModelDigests["coord-de"], inProcess.ModelDigests["coord-de"])
 		}
-		switch details.Network {
+		switch scenarios.ProcessNetwork(rep.Network) {
 		case scenarios.ProcessNetworkNamespaces:
 			modes = append(modes, scenarios.ProcessNetworkProxies) // the fallback, too
 		case scenarios.ProcessNetworkProxies:
@@ -171,10 +171,10 @@ timeout: 3m
 				t.Errorf("%s: no bytes counted on the proxied links", runner)
 			}
 			if modes[i] == scenarios.ProcessNetworkAuto {
-				t.Logf("fell back to proxies: %s", details.NetworkNote)
+				t.Logf("fell back to proxies: %s", rep.NetworkNote)
 			}
 		default:
-			t.Fatalf("network %q; want namespaces or proxies for a scenario with a network model", details.Network)
+			t.Fatalf("network %q; want namespaces or proxies for a scenario with a network model", rep.Network)
 		}
 	}
 }
@@ -224,9 +224,8 @@ timeout: 3m
 `
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	var details scenarios.ProcessDetails
 	rep, err := scenarios.RunProcesses(ctx, parseScenario(t, y), scenarios.ProcessOptions{
-		Binary: bin, WorkDir: t.TempDir(), Network: scenarios.ProcessNetworkNamespaces, Progress: newTestLog(t), Details: &details})
+		Binary: bin, WorkDir: t.TempDir(), Network: scenarios.ProcessNetworkNamespaces, Progress: newTestLog(t)})
 	if errors.Is(err, scenarios.ErrNoNamespaces) {
 		t.Skip(err)
 	}
