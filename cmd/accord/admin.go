@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -53,12 +54,20 @@ func (m *Main) adminCommand(name, usage string, args []string, extra func(*flag.
 
 func (m *Main) runJob(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | approve ID | cancel ID | delete ID")}
+		return usageError{fmt.Errorf("usage: accord job submit FILE | list | show ID | watch ID | approve ID | cancel ID | delete ID")}
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
+	case "watch":
+		return m.runJobWatch(ctx, args)
 	case "submit":
-		c, pos, asJSON, err := m.adminCommand("job submit", "FILE [--json]", args, nil)
+		var wait waitMode
+		var waitTimeout time.Duration
+		c, pos, asJSON, err := m.adminCommand("job submit", "FILE [--wait | --wait=done [--wait-timeout D]] [--json]", args, func(fs *flag.FlagSet) {
+			fs.Var(&wait, "wait", "after submitting, wait until the job has a committed round (or ends); --wait=done waits until it ends. "+
+				"A job that fails or is cancelled exits 1 with its reason")
+			fs.DurationVar(&waitTimeout, "wait-timeout", 0, "give up waiting after this long (0: no limit)")
+		})
 		if err != nil {
 			return err
 		}
@@ -74,14 +83,38 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("submitting %s: %w", pos[0], err)
 		}
-		if asJSON {
-			return printJSON(m.Stdout, map[string]string{"job_id": resp.JobId, "status": resp.Status.String()})
+		if !asJSON {
+			// The ID first, so that JOB=$(accord job submit …) gets it
+			// whatever the wait brings.
+			fmt.Fprintln(m.Stdout, resp.JobId)
 		}
-		fmt.Fprintln(m.Stdout, resp.JobId)
 		if resp.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
 			fmt.Fprintf(m.Stderr, "job %s waits for approvals: admins of other organisations run 'accord job approve %s'\n", resp.JobId, resp.JobId)
 		}
-		return nil
+		out := map[string]any{"job_id": resp.JobId, "status": resp.Status.String()}
+		var waitErr error
+		if wait != "" {
+			j, err := m.waitJob(ctx, c.client, resp.JobId, wait, waitTimeout)
+			if err == nil {
+				err = jobEnded(j)
+			}
+			if j != nil {
+				out["status"], out["committed_rounds"] = j.Status.String(), j.CommittedRounds
+				if j.Reason != "" {
+					out["reason"] = j.Reason
+				}
+			}
+			if err == nil && j.CommittedRounds == 0 {
+				fmt.Fprintf(m.Stderr, "job %s %s without a committed round: %s\n", j.Id, j.Status, j.Reason)
+			}
+			waitErr = err
+		}
+		if asJSON {
+			if err := printJSON(m.Stdout, out); err != nil {
+				return err
+			}
+		}
+		return waitErr
 	case "list":
 		c, _, asJSON, err := m.adminCommand("job list", "[--json]", args, nil)
 		if err != nil {
@@ -162,7 +195,7 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 		}
 		return m.printProposal(resp.GetProposal(), asJSON)
 	}
-	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show, approve, cancel or delete)", sub)}
+	return usageError{fmt.Errorf("unknown job command %q (want submit, list, show, watch, approve, cancel or delete)", sub)}
 }
 
 // loadJobFile reads a YAML job file over the defaults and validates it.
@@ -248,12 +281,36 @@ func (m *Main) runParticipants(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "list" {
 		return usageError{fmt.Errorf("usage: accord participants list [--json]")}
 	}
-	c, _, asJSON, err := m.adminCommand("participants list", "[--json]", args[1:], nil)
+	var waitFor int
+	waitTimeout := defaultListWait
+	c, _, asJSON, err := m.adminCommand("participants list", "[--wait-for N [--wait-timeout D]] [--json]", args[1:], func(fs *flag.FlagSet) {
+		fs.IntVar(&waitFor, "wait-for", 0, "first wait until at least N participants are connected")
+		fs.DurationVar(&waitTimeout, "wait-timeout", defaultListWait, "give up waiting after this long (0: no limit)")
+	})
 	if err != nil {
 		return err
 	}
 	defer c.conn.Close()
-	resp, err := c.client.ListParticipants(ctx, &pb.ListParticipantsRequest{})
+	var resp *pb.ListParticipantsResponse
+	list := func(ctx context.Context) (bool, string, error) {
+		r, err := c.client.ListParticipants(ctx, &pb.ListParticipantsRequest{})
+		if err != nil {
+			return false, "", err
+		}
+		resp = r
+		connected := 0
+		for _, p := range r.Participants {
+			if p.Connected {
+				connected++
+			}
+		}
+		return connected >= waitFor, fmt.Sprintf("%d of %d participants connected", connected, waitFor), nil
+	}
+	if waitFor > 0 {
+		err = waitUntil(ctx, m.Stderr, waitTimeout, "participants", list)
+	} else {
+		_, _, err = list(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -261,9 +318,9 @@ func (m *Main) runParticipants(ctx context.Context, args []string) error {
 		return printJSON(m.Stdout, resp.Participants)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tORGANIZATION\tREGION\tEXAMPLES\tCONNECTED\tLAST SEEN")
+	fmt.Fprintln(tw, "ID\tORGANIZATION\tREGION\tDATASETS\tEXAMPLES\tCONNECTED\tLAST SEEN")
 	for _, p := range resp.Participants {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%v\t%s\n", p.Id, p.Organization, p.Region, p.Examples, p.Connected, msTime(p.LastSeenUnixMs))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\t%s\n", p.Id, p.Organization, p.Region, describeDatasets(p.Datasets), p.Examples, p.Connected, msTime(p.LastSeenUnixMs))
 	}
 	return tw.Flush()
 }
@@ -274,7 +331,7 @@ func (m *Main) runModel(ctx context.Context, args []string) error {
 	}
 	var round, out string
 	c, pos, asJSON, err := m.adminCommand("model pull", "JOB [--round N] --out FILE.safetensors", args[1:], func(fs *flag.FlagSet) {
-		fs.StringVar(&round, "round", "latest", "committed round to pull (0: the initial model)")
+		fs.StringVar(&round, "round", "latest", "committed round to pull: latest (refused while the job has committed none), or a number (0: the initial, untrained model)")
 		fs.StringVar(&out, "out", "", "file to write (safetensors)")
 	})
 	if err != nil {
@@ -336,7 +393,7 @@ func (m *Main) runModel(ctx context.Context, args []string) error {
 	if asJSON {
 		return printJSON(m.Stdout, map[string]any{"job": pos[0], "round": round, "digest": first.Digest, "model": spec.String(), "file": out})
 	}
-	fmt.Fprintf(m.Stdout, "wrote %s (%s, %s)\n", out, spec, first.Digest)
+	fmt.Fprintf(m.Stdout, "wrote %s (job %s round %s: %s, %s)\n", out, pos[0], round, spec, first.Digest)
 	return nil
 }
 
@@ -344,7 +401,14 @@ func (m *Main) runMembers(ctx context.Context, args []string) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "remove" && args[0] != "add") {
 		return usageError{fmt.Errorf("usage: accord members list [--json] | members add NAME | members remove NAME")}
 	}
-	c, pos, asJSON, err := m.adminCommand("members "+args[0], "[NAME] [--json]", args[1:], nil)
+	var waitFor int
+	waitTimeout := defaultListWait
+	c, pos, asJSON, err := m.adminCommand("members "+args[0], "[NAME] [--wait-for N [--wait-timeout D]] [--json]", args[1:], func(fs *flag.FlagSet) {
+		if args[0] == "list" {
+			fs.IntVar(&waitFor, "wait-for", 0, "first wait until a leader is elected and at least N coordinators are Raft voters")
+			fs.DurationVar(&waitTimeout, "wait-timeout", defaultListWait, "give up waiting after this long (0: no limit)")
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -369,7 +433,29 @@ func (m *Main) runMembers(ctx context.Context, args []string) error {
 		}
 		return m.printProposal(p, asJSON)
 	}
-	resp, err := c.client.ListMembers(ctx, &pb.ListMembersRequest{})
+	var resp *pb.ListMembersResponse
+	list := func(ctx context.Context) (bool, string, error) {
+		r, err := c.client.ListMembers(ctx, &pb.ListMembersRequest{})
+		if err != nil {
+			return false, "", err
+		}
+		resp = r
+		voters := 0
+		for _, mem := range r.Members {
+			if mem.RaftRole == "voter" || mem.RaftRole == "leader" {
+				voters++
+			}
+		}
+		if r.Leader == "" {
+			return false, fmt.Sprintf("%d of %d coordinators are voters; no leader yet", voters, waitFor), nil
+		}
+		return voters >= waitFor, fmt.Sprintf("%d of %d coordinators are voters; leader %s", voters, waitFor, r.Leader), nil
+	}
+	if waitFor > 0 {
+		err = waitUntil(ctx, m.Stderr, waitTimeout, "coordinators", list)
+	} else {
+		_, _, err = list(ctx)
+	}
 	if err != nil {
 		return err
 	}
@@ -386,6 +472,23 @@ func (m *Main) runMembers(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", mem.Name, mem.Organization, mem.GrpcAddress, mem.RaftAddress, mem.RaftRole, mem.GossipState, contact)
 	}
 	return tw.Flush()
+}
+
+// describeDatasets is what a participant holds, in one phrase:
+// "mnist (784 features, 10 classes)".
+func describeDatasets(ds []*pb.DatasetShape) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, d := range ds {
+		if d.Features > 0 && d.Classes > 0 {
+			parts = append(parts, fmt.Sprintf("%s (%d features, %d classes)", d.Name, d.Features, d.Classes))
+		} else {
+			parts = append(parts, d.Name)
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // orDefault is s, or def when s is empty.
@@ -441,5 +544,15 @@ func printJob(w io.Writer, j *pb.Job) {
 	}
 	for _, r := range j.Refusals {
 		fmt.Fprintf(w, "  refused by participant %s at %s: %s\n", r.Participant, msTime(r.UnixMs), r.Reason)
+	}
+	if len(j.TaskFailures) > 0 {
+		fmt.Fprintln(w, "  task failures participants reported (the latest of each):")
+	}
+	for _, f := range j.TaskFailures {
+		at := fmt.Sprintf("round %d attempt %d", f.Round, f.Attempt)
+		if f.Task == "evaluate" {
+			at = fmt.Sprintf("evaluating round %d's model", f.Round)
+		}
+		fmt.Fprintf(w, "    %s, %s, at %s: %s\n", f.Participant, at, msTime(f.UnixMs), f.Reason)
 	}
 }

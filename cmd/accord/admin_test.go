@@ -30,6 +30,12 @@ func TestPrintJob(t *testing.T) {
 			Privacy: &pb.Privacy{Epsilon: 4.85, Delta: 1e-5, Order: 5.4, Steps: 30}},
 			[]string{"strategy fedadam, aggregation median over 3 secure-aggregation groups (by region)",
 				"privacy (distributed DP, z = 1, clip 1): ε = 4.85 at δ = 1e-05 after 30 rounds (Rényi order 5.4), budget 8"}, nil},
+		{"participants could not train it", &pb.Job{Id: "j5", Spec: &pb.JobSpec{}, Status: pb.JobStatus_JOB_STATUS_FAILED,
+			Reason: "round 1 aborted 10 times in a row", TaskFailures: []*pb.TaskFailure{
+				{Participant: "hospital-1", Reason: "shape mismatch: dataset has 784 features and 10 classes; model logreg:12-2 wants 12 and 2", Round: 1, Attempt: 3, Task: "train"},
+				{Participant: "hospital-2", Reason: "asked to evaluate, but this participant holds no validation data", Task: "evaluate"}}},
+			[]string{"status JOB_STATUS_FAILED round 1 aborted 10 times in a row", "task failures participants reported",
+				"hospital-1, round 1 attempt 3, at -: shape mismatch: dataset has 784 features", "hospital-2, evaluating round 0's model"}, nil},
 	}
 	for _, c := range cases {
 		var out bytes.Buffer

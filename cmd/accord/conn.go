@@ -151,10 +151,23 @@ func explainUnreachable(list string) grpc.UnaryClientInterceptor {
 		msg := st.Message()
 		switch {
 		case strings.Contains(msg, "certificate") || strings.Contains(msg, "broken pipe") || strings.Contains(msg, "tls:"):
-			return fmt.Errorf("the coordinator at %s refused this connection (is --cert from this federation's CA, and --ca its CA?): %s", list, msg)
+			return &unreachableError{refused: true, err: err,
+				msg: fmt.Sprintf("the coordinator at %s refused this connection (is --cert from this federation's CA, and --ca its CA?): %s", list, msg)}
 		case strings.Contains(msg, "connection error") || strings.Contains(msg, "connect:") || strings.Contains(msg, "dial"):
-			return fmt.Errorf("no coordinator answered at %s (--coordinator or $ACCORD_COORDINATOR sets the addresses; the default is 127.0.0.1:7700): %s", list, msg)
+			return &unreachableError{err: err,
+				msg: fmt.Sprintf("no coordinator answered at %s (--coordinator or $ACCORD_COORDINATOR sets the addresses; the default is 127.0.0.1:7700): %s", list, msg)}
 		}
 		return err
 	}
 }
+
+// unreachableError is a call that reached no coordinator (or one that
+// refused this certificate: refused), explained; it wraps gRPC's status.
+type unreachableError struct {
+	msg     string
+	refused bool
+	err     error
+}
+
+func (e *unreachableError) Error() string { return e.msg }
+func (e *unreachableError) Unwrap() error { return e.err }

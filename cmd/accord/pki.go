@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,9 +26,12 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 	switch args[0] {
 	case "init":
 		fs := m.newFlagSet("pki init", "--dir DIR [--federation NAME]")
-		dir := fs.String("dir", "pki", "folder for the federation's CA and gossip key")
+		dir := fs.String("dir", defaultPKIDir, "folder for the federation's CA and gossip key (keep it out of any source tree)")
 		fed := fs.String("federation", "accord", "federation name, written into the CA certificate")
 		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
+		if err := refuseSourceFolder(*dir); err != nil {
 			return err
 		}
 		if err := pki.InitDir(*dir, *fed); err != nil {
@@ -37,7 +41,7 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 		return nil
 	case "issue":
 		fs := m.newFlagSet("pki issue", "--dir DIR --role coordinator|participant|admin --name NAME --org ORG [--host HOST,...] [--valid-for DURATION]")
-		dir := fs.String("dir", "pki", "the federation folder made by 'accord pki init'")
+		dir := fs.String("dir", defaultPKIDir, "the federation folder made by 'accord pki init'")
 		role := fs.String("role", "", "coordinator, participant or admin")
 		name := fs.String("name", "", "the identity's name (a participant's ID, a coordinator's Raft ID)")
 		org := fs.String("org", "", "the organisation it belongs to")
@@ -86,6 +90,23 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 		return nil
 	}
 	return usageError{fmt.Errorf("unknown pki command %q (want init or issue)", args[0])}
+}
+
+// defaultPKIDir is where 'accord pki' keeps the federation's CA by
+// default: beside the other files the README's federation by hand makes,
+// in a folder .gitignore names, never in the source tree.
+const defaultPKIDir = "federation/pki"
+
+// refuseSourceFolder refuses to write a CA key into a folder of Go source
+// files (running 'accord pki init --dir pki' in a checkout of Accord would
+// put it beside pki.go), where it is one 'git add' away from a commit.
+func refuseSourceFolder(dir string) error {
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	if len(matches) > 0 {
+		return usageError{fmt.Errorf("--dir %s holds Go source files (%s): refusing to write the federation's CA key into a source tree; "+
+			"use a folder of its own, such as %s (the default)", dir, filepath.Base(matches[0]), defaultPKIDir)}
+	}
+	return nil
 }
 
 // parseValidFor reads --valid-for: empty (the default validity), a Go
