@@ -67,6 +67,14 @@ type Config struct {
 	CA   *x509.CertPool
 	// MetricsAddr, if set, serves Prometheus metrics at /metrics.
 	MetricsAddr string
+	// HTTPAddr, if set, serves the read-only status page over HTTPS with
+	// the coordinator's certificate: members, jobs, rounds, participants.
+	// Clients present a certificate of the federation CA (any role), or,
+	// if StatusTokenFile is set, that file's bearer token.
+	HTTPAddr string
+	// StatusTokenFile names a file holding the status page's bearer token
+	// (one word, at least 16 characters), read at Start.
+	StatusTokenFile string
 	// Logger receives structured logs (nil: discarded).
 	Logger *slog.Logger
 
@@ -162,6 +170,8 @@ func (c Config) Validate() error {
 		return errors.New("coordinator config: FastGossip and WANGossip are exclusive")
 	case c.Bootstrap && c.BootstrapExpect > 0:
 		return errors.New("coordinator config: set Bootstrap or BootstrapExpect, not both")
+	case c.StatusTokenFile != "" && c.HTTPAddr == "":
+		return errors.New("coordinator config: StatusTokenFile is set without HTTPAddr (the status page)")
 	case len(c.Cert.Certificate) == 0 || c.CA == nil:
 		return errors.New("coordinator config: a certificate and the federation CA are required (no insecure mode)")
 	}
@@ -202,6 +212,9 @@ type Coordinator struct {
 	httpSrv *http.Server
 	// metricsAddr is where the metrics server listens, once started.
 	metricsAddr string
+	// statusSrv serves the status page at statusAddr (HTTPAddr).
+	statusSrv  *http.Server
+	statusAddr string
 
 	sessions        *sessions
 	streams         *streamRegistry  // long-lived streams, by certificate serial
@@ -279,6 +292,11 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 	c.wg.Go(c.retentionLoop)
 	if c.cfg.MetricsAddr != "" {
 		if err := c.startMetrics(); err != nil {
+			return err
+		}
+	}
+	if c.cfg.HTTPAddr != "" {
+		if err := c.startStatusPage(); err != nil {
 			return err
 		}
 	}
@@ -421,6 +439,9 @@ func (c *Coordinator) Shutdown() error {
 				_ = c.members.ml.Leave(time.Second)
 			}
 			errs = append(errs, c.members.ml.Shutdown())
+		}
+		if c.statusSrv != nil {
+			errs = append(errs, c.statusSrv.Close())
 		}
 		if c.httpSrv != nil {
 			errs = append(errs, c.httpSrv.Close())

@@ -30,6 +30,8 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	join := fs.String("join", "", "comma-separated gossip addresses of coordinators to join")
 	gossipKey := fs.String("gossip-key", envOr("ACCORD_GOSSIP_KEY", ""), "file holding the federation's gossip key (gossip.key from 'accord pki init') [$ACCORD_GOSSIP_KEY]")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics")
+	httpAddr := fs.String("http-addr", "", "serve the read-only status page at https://`ADDR`/ (clients present a certificate of the federation CA, or the --status-token-file token)")
+	statusToken := fs.String("status-token-file", "", "`FILE` holding a bearer token that also opens the status page: one word of at least 16 characters (e.g. from openssl rand -hex 32)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	profile := fs.String("raft-profile", coordinator.ProfileLAN, "Raft and gossip timings for the network between coordinators: lan (one site or country) or wan (several continents: 3× Raft's timeouts, memberlist's WAN probes)")
 	heartbeat := fs.Duration("raft-heartbeat-timeout", 0, "Raft heartbeat timeout (0: the profile's)")
@@ -77,6 +79,10 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	}
 	cfg.Name, cfg.DataDir, cfg.GRPCAddr, cfg.RaftAddr, cfg.Bootstrap = *name, *dataDir, *grpcAddr, *raftAddr, *bootstrap
 	cfg.MetricsAddr, cfg.Cert, cfg.CA = *metricsAddr, mat.cert, mat.pool
+	if *statusToken != "" && *httpAddr == "" {
+		return usageError{fmt.Errorf("--status-token-file needs --http-addr (the status page)")}
+	}
+	cfg.HTTPAddr, cfg.StatusTokenFile = *httpAddr, *statusToken
 	cfg.BootstrapExpect, cfg.GossipAddr = *expect, *gossipAddr
 	if *join != "" {
 		cfg.Join = strings.Split(*join, ",")

@@ -62,7 +62,7 @@ func (m *Main) subcommands() []subcommand {
 		{"participant", "run a participant daemon next to local data", (*Main).runParticipant},
 		{"members", "list | add NAME | remove NAME: the coordinator cluster", (*Main).runMembers},
 		{"pki", "init | issue: make the federation CA and certificates", (*Main).runPKI},
-		{"job", "submit FILE | list | show ID | approve ID | cancel ID | delete ID", (*Main).runJob},
+		{"job", "submit FILE | list | show ID | watch ID | approve ID | cancel ID | delete ID", (*Main).runJob},
 		{"proposals", "list | approve ID: governed actions waiting for organisations' approvals", (*Main).runProposals},
 		{"policy", "show | set FILE: the federation's member organisations and approvals required", (*Main).runPolicy},
 		{"revoke", "NAME | --serial HEX | --cert-file FILE: revoke a certificate everywhere", (*Main).runRevoke},
