@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/accord-fl/accord/aggregate/dp"
@@ -203,7 +204,11 @@ func (p *Participant) Run(ctx context.Context) error {
 
 // session serves one connection to one coordinator until it breaks.
 func (p *Participant) session(ctx context.Context, addr string) error {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(p.creds)}
+	// Keepalive pings find a coordinator gone behind a silent network
+	// partition in seconds, not in TCP's minutes; every 15 s respects the
+	// coordinators' enforcement policy (one ping per 10 s at most).
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(p.creds),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second})}
 	if p.cfg.Dial != nil {
 		opts = append(opts, grpc.WithContextDialer(p.cfg.Dial))
 	}

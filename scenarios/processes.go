@@ -260,11 +260,6 @@ func checkProcesses(sc *Scenario) error {
 				"%s under --processes needs every participant in every cohort (participants_per_round ≥ %d): the processes cannot count who shares keys first; run in-process", f.Kind, sc.ParticipantCount())
 		}
 	}
-	for i, r := range sc.Regions {
-		if r.availability() != nil {
-			return fieldErrorf(fmt.Sprintf("regions[%d].working_hours", i), "working hours are not supported by --processes yet; run in-process")
-		}
-	}
 	return nil
 }
 

@@ -123,6 +123,9 @@ func (pr *processRun) startParticipants(shards []participantData, linkModel *net
 				return nil, err
 			}
 			args := []string{"participant", "--coordinator", strings.Join(near, ","), "--region", g.Region, "--log-level", pr.logLevel}
+			if a := pr.sc.region(g.Region).availability(); a != nil {
+				args = append(args, "--working-hours", fmt.Sprintf("%d-%d", a.FromHour, a.ToHour), "--time-zone", a.TimeZone)
+			}
 			args = append(append(append(args, dataFlags...), tlsFlags...), faults.flags(name, g.Region)...)
 			p := &proc{name: name, argv: append(pr.net.command(g.Region, pr.binary), args...), log: filepath.Join(pr.work, "logs", name+".log")}
 			pr.parts = append(pr.parts, p)

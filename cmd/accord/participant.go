@@ -32,6 +32,8 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	classes := fs.String("classes", "", "CSV only: the label values in class order, comma-separated (0,1,…,9), so that a site lacking a class numbers the others as the federation does (default: the file's distinct labels, sorted)")
 	standardize := fs.Bool("standardize", true, "CSV only: shift and scale each feature to mean 0 and deviation 1, as measured on the training rows")
 	region := fs.String("region", "", "region or country reported at registration")
+	hours := fs.String("working-hours", "", "FROM-TO: train only in these local hours (0–24; TO < FROM runs past midnight), declared to the coordinators, which choose cohorts among participants within their hours")
+	timeZone := fs.String("time-zone", "", "IANA time zone of --working-hours (default: the machine's, as $TZ or /etc/localtime name it; UTC if neither)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	policyFile := fs.String("policy", "", "the site's policy: a YAML file of the organisations, models, secure aggregation and rounds this site accepts (default: accept every job)")
 	killAfterShareKeys := fs.Uint("fault-kill-after-share-keys", 0,
@@ -100,8 +102,12 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 	default:
 		return usageError{fmt.Errorf("--data is required: mnist or a CSV file")}
 	}
+	avail, err := parseWorkingHours(*hours, *timeZone)
+	if err != nil {
+		return err
+	}
 	cfg := participant.Config{
-		Coordinators: strings.Split(*addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *region, Dataset: datasetName,
+		Coordinators: strings.Split(*addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *region, Dataset: datasetName, Availability: avail,
 		Train: train, Validation: val, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})),
 		Policy: policy, DeclaredExamples: *declaredExamples,
 	}
@@ -295,4 +301,30 @@ func parseShard(s string) (int, int, error) {
 		return 0, 0, fmt.Errorf("want I/N with 1 ≤ I ≤ N, for example 3/100")
 	}
 	return i, n, nil
+}
+
+// parseWorkingHours reads --working-hours FROM-TO and --time-zone.
+func parseWorkingHours(hours, zone string) (*pb.Availability, error) {
+	if hours == "" {
+		if zone != "" {
+			return nil, usageError{fmt.Errorf("--time-zone applies to --working-hours; set both")}
+		}
+		return nil, nil
+	}
+	from, to, ok := strings.Cut(hours, "-")
+	f, errF := strconv.ParseUint(from, 10, 32)
+	t, errT := strconv.ParseUint(to, 10, 32)
+	if !ok || errF != nil || errT != nil || f > 24 || t > 24 || f == t {
+		return nil, usageError{fmt.Errorf("--working-hours %q: want FROM-TO, two different hours in 0–24 (8-18; 22-6 runs past midnight)", hours)}
+	}
+	if zone == "" {
+		zone = time.Local.String()
+		if zone == "Local" {
+			zone = "UTC"
+		}
+	}
+	if _, err := time.LoadLocation(zone); err != nil {
+		return nil, usageError{fmt.Errorf("--time-zone %q: %v", zone, err)}
+	}
+	return &pb.Availability{TimeZone: zone, FromHour: uint32(f), ToHour: uint32(t)}, nil
 }
