@@ -106,8 +106,19 @@ func (p *inProcess) kill(name string) error {
 	return c.Crash()
 }
 
+// restart starts a killed coordinator again, joining every other
+// coordinator's gossip: the first one started joined nobody, and a node
+// alone in gossip would follow Raft but find no peer to fetch the models
+// it missed from.
 func (p *inProcess) restart(ctx context.Context, name string) error {
-	return p.start(ctx, p.index(name))
+	i := p.index(name)
+	p.configs[i].Join = nil
+	for j, c := range p.configs {
+		if j != i {
+			p.configs[i].Join = append(p.configs[i].Join, c.GossipAddr)
+		}
+	}
+	return p.start(ctx, i)
 }
 
 func (p *inProcess) cut(region string)  { p.net.Cut(region) }

@@ -222,3 +222,43 @@ timeout: 3m
 		}
 	}
 }
+
+// TestRestartedCoordinatorCatchesUp kills the first coordinator started
+// (it joined nobody's gossip) in the middle of a round and restarts it
+// later: it catches up on Raft and fetches every model it missed, so the
+// invariants (which check that each committed model is stored) hold.
+func TestRestartedCoordinatorCatchesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs MNIST from the module proxy")
+	}
+	y := "name: restart\n" + threeRegions + `
+job:
+  model: logreg:784-10
+  dataset: mnist
+  rounds: 7
+  target_accuracy: 0
+  evaluate_fraction: 0
+  participants_fraction: 1
+  min_participants: 3
+  round_deadline: 10s
+  retain: {all: true}
+events:
+  - {round: 2, phase: upload, kind: kill_coordinator, target: coord-de}
+  - {round: 5, phase: open, kind: restart_coordinator, target: killed}
+timeout: 3m
+`
+	sc, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(t.Context(), sc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.InvariantsOK || rep.RoundsCommitted != 7 || len(rep.ModelDigests) != 3 {
+		t.Fatalf("%d rounds, digests of %d coordinators, invariants ok %v: %s", rep.RoundsCommitted, len(rep.ModelDigests), rep.InvariantsOK, rep.InvariantsError)
+	}
+	if !maps.Equal(rep.ModelDigests["coord-de"], rep.ModelDigests["coord-us"]) {
+		t.Errorf("the restarted coordinator's history differs: %v", rep.ModelDigests)
+	}
+}
