@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -88,6 +90,7 @@ func (c *Coordinator) startGossip() error {
 		mc = memberlist.DefaultLocalConfig()
 		mc.ProbeInterval, mc.ProbeTimeout, mc.GossipInterval = 200*time.Millisecond, 100*time.Millisecond, 50*time.Millisecond
 		mc.SuspicionMult = 2
+		mc.GossipToTheDeadTime = 2 * time.Second
 	}
 	if c.cfg.WANGossip {
 		mc = memberlist.DefaultWANConfig()
@@ -117,13 +120,69 @@ func (c *Coordinator) startGossip() error {
 	}
 	c.members.ml = ml
 	c.wg.Go(c.gossipLoop)
-	if len(c.cfg.Join) > 0 {
-		if _, err := ml.Join(c.cfg.Join); err != nil {
-			c.log.Warn("joining gossip; will keep running alone until someone joins us", "join", c.cfg.Join, "err", err)
+	join := c.cfg.Join
+	for _, a := range c.knownPeers() {
+		if !slices.Contains(join, a) && a != c.GossipAddr() {
+			join = append(join, a)
+		}
+	}
+	if len(join) > 0 {
+		if _, err := ml.Join(join); err != nil {
+			c.log.Warn("joining gossip; will keep running alone until someone joins us", "join", join, "err", err)
 		}
 	}
 	return nil
 }
+
+// peersFile, in the data folder, remembers the gossip addresses of the
+// other coordinators met, so that a coordinator restarted without --join
+// (the first one started, typically) finds them again, as Serf's snapshot
+// does: alone in gossip, it would follow Raft but know no peer to fetch
+// the models it missed from.
+const peersFile = "gossip-peers.json"
+
+// knownPeers returns the remembered gossip addresses (none if there is no
+// file or it does not parse).
+func (c *Coordinator) knownPeers() []string {
+	b, err := os.ReadFile(filepath.Join(c.cfg.DataDir, peersFile))
+	if err != nil {
+		return nil
+	}
+	var peers map[string]string
+	if json.Unmarshal(b, &peers) != nil {
+		return nil
+	}
+	out := slices.Sorted(maps.Values(peers))
+	return slices.Compact(out)
+}
+
+// rememberPeer records another coordinator's gossip address (written
+// atomically: a crash mid-write leaves the old file).
+func (c *Coordinator) rememberPeer(name, addr string) {
+	path := filepath.Join(c.cfg.DataDir, peersFile)
+	peers := map[string]string{}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &peers) // a damaged file starts afresh
+	}
+	if peers[name] == addr || len(peers) >= maxRememberedPeers && peers[name] == "" {
+		return
+	}
+	peers[name] = addr
+	b, err := json.Marshal(peers)
+	if err == nil {
+		tmp := path + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			err = os.Rename(tmp, path)
+		}
+	}
+	if err != nil {
+		c.log.Warn("remembering a peer's gossip address", "member", name, "err", err)
+	}
+}
+
+// maxRememberedPeers bounds the peers file (a cluster has at most a few
+// coordinators; gossip from a hostile member cannot grow it without end).
+const maxRememberedPeers = 64
 
 // GossipAddr is where other coordinators reach this one's gossip.
 func (c *Coordinator) GossipAddr() string {
@@ -148,6 +207,9 @@ func (c *Coordinator) gossipLoop() {
 			c.members.mu.Lock()
 			c.members.members[ev.Node.Name] = &member{Name: ev.Node.Name, Meta: meta, State: eventState(ev)}
 			c.members.mu.Unlock()
+			if ev.Event != memberlist.NodeLeave && ev.Node.Name != c.cfg.Name {
+				c.rememberPeer(ev.Node.Name, net.JoinHostPort(ev.Node.Addr.String(), strconv.Itoa(int(ev.Node.Port))))
+			}
 			c.log.Info("member event", "member", ev.Node.Name, "state", eventState(ev))
 			c.maybeBootstrap()
 			c.kickLeader()

@@ -106,19 +106,12 @@ func (p *inProcess) kill(name string) error {
 	return c.Crash()
 }
 
-// restart starts a killed coordinator again, joining every other
-// coordinator's gossip: the first one started joined nobody, and a node
-// alone in gossip would follow Raft but find no peer to fetch the models
-// it missed from.
+// restart starts a killed coordinator again on its config: the first one
+// started joined nobody's gossip, and finds its peers again from the
+// addresses it remembered (coordinator's gossip-peers.json), as a real
+// coordinator restarted with its original flags must.
 func (p *inProcess) restart(ctx context.Context, name string) error {
-	i := p.index(name)
-	p.configs[i].Join = nil
-	for j, c := range p.configs {
-		if j != i {
-			p.configs[i].Join = append(p.configs[i].Join, c.GossipAddr)
-		}
-	}
-	return p.start(ctx, i)
+	return p.start(ctx, p.index(name))
 }
 
 func (p *inProcess) cut(region string)  { p.net.Cut(region) }
