@@ -184,14 +184,20 @@ func (p *Participant) Run(ctx context.Context) error {
 		addr := p.addrs[attempt%len(p.addrs)]
 		p.mu.Unlock()
 		start := time.Now()
-		err := p.session(ctx, addr)
+		registered, err := p.session(ctx, addr)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if time.Since(start) > 10*time.Second {
 			backoff = p.cfg.MinBackoff // it had been working
 		}
-		p.log.Debug("connection ended; will retry", "coordinator", addr, "err", err, "backoff", backoff)
+		if registered {
+			// Normal when leadership moves: the new leader's cluster takes
+			// the participant back at once.
+			p.log.Info("disconnected; reconnecting", "coordinator", addr, "err", err, "backoff", backoff.String())
+		} else {
+			p.log.Warn("cannot connect to coordinator; will retry", "coordinator", addr, "err", err, "backoff", backoff.String())
+		}
 		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
 		select {
 		case <-ctx.Done():
@@ -202,8 +208,9 @@ func (p *Participant) Run(ctx context.Context) error {
 	}
 }
 
-// session serves one connection to one coordinator until it breaks.
-func (p *Participant) session(ctx context.Context, addr string) error {
+// session serves one connection to one coordinator until it breaks. It
+// reports whether it registered.
+func (p *Participant) session(ctx context.Context, addr string) (bool, error) {
 	// Keepalive pings find a coordinator gone behind a silent network
 	// partition in seconds, not in TCP's minutes; every 15 s respects the
 	// coordinators' enforcement policy (one ping per 10 s at most).
@@ -214,31 +221,46 @@ func (p *Participant) session(ctx context.Context, addr string) error {
 	}
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close()
 	client := pb.NewParticipantServiceClient(conn)
 	reg, err := client.Register(ctx, &pb.RegisterRequest{Region: p.cfg.Region, Examples: p.examples(), Datasets: []string{p.cfg.Dataset},
 		Availability: p.cfg.Availability, Holdings: []*pb.DatasetShape{p.holding()}})
 	if err != nil {
-		return fmt.Errorf("register with %s: %w", addr, err)
+		return false, fmt.Errorf("register with %s: %w", addr, err)
 	}
+	p.log.Info("registered", "coordinator", addr, "dataset", p.cfg.Dataset, "examples", p.examples(), "region", p.cfg.Region)
 	p.learn(reg.GetCoordinators())
 	stream, err := client.Tasks(ctx, &pb.TasksRequest{})
 	if err != nil {
-		return fmt.Errorf("task stream from %s: %w", addr, err)
+		return true, fmt.Errorf("task stream from %s: %w", addr, err)
 	}
 	for {
 		t, err := stream.Recv()
 		if err != nil {
-			return err
+			return true, err
+		}
+		log := p.taskLog(t)
+		phase, secure := secAggPhase(t.GetKind())
+		if secure {
+			log.Debug("task received")
+		} else {
+			log.Info("task received")
 		}
 		began := time.Now()
 		if err := p.handle(ctx, client, t); err != nil {
-			p.log.Info("task failed", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "took", time.Since(began).Round(time.Millisecond), "err", err)
+			if ctx.Err() != nil {
+				log.Debug("task abandoned: shutting down", "seconds", seconds(time.Since(began)), "err", err)
+			} else {
+				log.Warn("task failed", "seconds", seconds(time.Since(began)), "err", err)
+			}
 			continue
 		}
-		p.log.Info("task done", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "took", time.Since(began).Round(time.Millisecond))
+		if secure {
+			log.Info("secure aggregation phase done", "phase", phase, "seconds", seconds(time.Since(began)))
+		}
+		log.Debug("task done", "seconds", seconds(time.Since(began)))
 		if p.cfg.AfterTask != nil {
 			p.cfg.AfterTask(t)
 		}
@@ -255,6 +277,36 @@ func (p *Participant) learn(addrs []string) {
 		}
 	}
 }
+
+// taskLog is the participant's logger with task t's job, round, attempt
+// and kind.
+func (p *Participant) taskLog(t *pb.Task) *slog.Logger {
+	return p.log.With("job", t.GetJobId(), "round", t.GetRound(), "attempt", t.GetAttempt(), "kind", kindName(t.GetKind()))
+}
+
+// kindName is a task kind as the logs name it: train, evaluate,
+// secagg_share_keys…
+func kindName(k pb.TaskKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "TASK_KIND_"))
+}
+
+// secAggPhase names the secure-aggregation phase a task of kind k
+// completes, if it is one of the later phases (advertising keys is part of
+// a train task).
+func secAggPhase(k pb.TaskKind) (string, bool) {
+	switch k {
+	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS:
+		return "share_keys", true
+	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
+		return "masked_input", true
+	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		return "unmask", true
+	}
+	return "", false
+}
+
+// seconds is d in seconds, to the millisecond, as the logs give durations.
+func seconds(d time.Duration) float64 { return d.Round(time.Millisecond).Seconds() }
 
 // holding is what this participant declares it holds: its dataset's name,
 // features and classes, so that the coordinators refuse at submission a
@@ -296,7 +348,7 @@ func (p *Participant) reportFailure(ctx context.Context, client pb.ParticipantSe
 	_, err := client.ReportTaskFailure(ctx, &pb.ReportTaskFailureRequest{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(),
 		Kind: t.GetKind(), Reason: reason})
 	if err != nil {
-		p.log.Info("could not report a failed task", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "err", err)
+		p.taskLog(t).Warn("could not report a failed task", "err", err)
 	}
 }
 
@@ -384,13 +436,13 @@ func (p *Participant) refuse(ctx context.Context, client pb.ParticipantServiceCl
 		}
 		p.refused[t.GetJobId()] = reason
 		p.mu.Unlock()
-		p.log.Info("site policy refuses job", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "reason", reason)
+		p.taskLog(t).Warn("site policy refuses job", "reason", reason)
 	} else {
-		p.log.Debug("site policy refuses job", "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind(), "reason", reason)
+		p.taskLog(t).Debug("site policy refuses job", "reason", reason)
 	}
 	_, err := client.RefuseTask(ctx, &pb.RefuseTaskRequest{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), Reason: reason})
 	if err != nil {
-		p.log.Warn("could not report a refused task", "job", t.GetJobId(), "round", t.GetRound(), "err", err)
+		p.taskLog(t).Warn("could not report a refused task", "err", err)
 	}
 	return true
 }
@@ -404,6 +456,7 @@ func (p *Participant) download(ctx context.Context, client pb.ParticipantService
 	if ok {
 		return cached, nil
 	}
+	began := time.Now()
 	stream, err := client.DownloadModel(ctx, &pb.DownloadModelRequest{Digest: digest})
 	if err != nil {
 		return nil, err
@@ -425,6 +478,7 @@ func (p *Participant) download(ctx context.Context, client pb.ParticipantService
 	}
 	p.models[digest] = params
 	p.mu.Unlock()
+	p.log.Debug("model downloaded", "digest", digest, "bytes", len(blob), "seconds", seconds(time.Since(began)))
 	return params, nil
 }
 
@@ -436,6 +490,8 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	cfg := model.TrainConfig{Epochs: int(t.GetLocalEpochs()), BatchSize: int(t.GetBatchSize()), LearningRate: t.GetLearningRate(), ProxMu: t.GetProxMu(), Seed: t.GetSeed()}
 	budget := time.Duration(min(t.GetLocalTimeBudgetMs(), uint64(24*time.Hour/time.Millisecond))) * time.Millisecond
 	_, delay := p.cfg.faults(t)
+	log := p.taskLog(t)
+	began := time.Now()
 	epochs, loss, err := p.trainEpochs(ctx, m, cfg, budget, delay)
 	if err != nil {
 		err = fmt.Errorf("local training: %w", err)
@@ -444,6 +500,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 		}
 		return err
 	}
+	log.Info("trained", "epochs", epochs, "of", cfg.Epochs, "examples", p.cfg.Train.Len(), "loss", loss, "seconds", seconds(time.Since(began)))
 	delta := m.Params
 	for i, b := range base {
 		delta[i] -= b
@@ -461,7 +518,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	done := uint32(0) // all of the task's epochs
 	if epochs < cfg.Epochs {
 		done = uint32(epochs)
-		p.log.Info("local time budget ran out: sending partial work", "job", t.GetJobId(), "round", t.GetRound(), "epochs", epochs, "of", cfg.Epochs)
+		log.Info("local time budget ran out: sending partial work", "epochs", epochs, "of", cfg.Epochs)
 	}
 	if d := t.GetDp(); d != nil {
 		if err := checkDPTask(t); err != nil {
@@ -470,14 +527,24 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 		dp.ClipL2(delta, d.GetClip())
 	}
 	if t.GetSecagg() != nil {
-		return p.startSecure(ctx, client, t, delta, p.work(epochs, cfg.Epochs))
+		began = time.Now()
+		if err := p.startSecure(ctx, client, t, delta, p.work(epochs, cfg.Epochs)); err != nil {
+			return err
+		}
+		log.Info("secure aggregation phase done", "phase", "advertise_keys", "seconds", seconds(time.Since(began)))
+		return nil
 	}
 	if m := t.GetSecureAggregation(); m != "" && m != "none" {
 		return taskFailure{fmt.Errorf("the task claims secure aggregation %q but carries no masking parameters: not sending the update unmasked", m)}
 	}
 	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 		NumParams: uint64(len(delta)), Examples: p.examples(), TrainLoss: loss, EpochsDone: done}
-	return Upload(ctx, client, hdr, delta)
+	began = time.Now()
+	if err := Upload(ctx, client, hdr, delta); err != nil {
+		return err
+	}
+	log.Info("uploaded", "bytes", 4*len(delta), "seconds", seconds(time.Since(began)))
+	return nil
 }
 
 // checkDPTask checks a training task's differential privacy against the
@@ -596,6 +663,7 @@ func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantService
 		return taskFailure{fmt.Errorf("model: %w", err)}
 	}
 	var met model.Metrics
+	began := time.Now()
 	err = p.compute(ctx, func() (err error) { met, err = model.Evaluate(ctx, m, val); return err })
 	if err != nil {
 		if ctx.Err() == nil {
@@ -603,6 +671,7 @@ func (p *Participant) evaluate(ctx context.Context, client pb.ParticipantService
 		}
 		return err
 	}
+	p.taskLog(t).Info("evaluated", "examples", met.Examples, "accuracy", met.Accuracy, "loss", met.Loss, "seconds", seconds(time.Since(began)))
 	n := uint64(met.Examples)
 	req := &pb.ReportEvaluationRequest{
 		JobId: t.GetJobId(), ModelRound: t.GetRound(), ModelDigest: t.GetBaseModelDigest(),

@@ -28,7 +28,7 @@ func TestCoordinatorConfigFile(t *testing.T) {
 	for _, c := range cases {
 		path := filepath.Join(t.TempDir(), "coordinator.yaml")
 		os.WriteFile(path, []byte(c.yaml), 0o600)
-		got, err := loadCoordinatorConfig(path, def)
+		got, _, err := loadCoordinatorConfig(path, def)
 		if c.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) || !strings.Contains(err.Error(), path) {
 				t.Errorf("%s: %v; want an error naming %q and the file", c.name, err, c.wantErr)

@@ -19,102 +19,142 @@ import (
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
-func (m *Main) runParticipant(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("participant", "--coordinator ADDR[,ADDR] --ca FILE --cert FILE --key FILE --data mnist --shard I/N | --data FILE.csv --label COL [--policy FILE]")
-	addrs := fs.String("coordinator", envOr("ACCORD_COORDINATOR", "127.0.0.1:7700"), "comma-separated coordinator addresses [$ACCORD_COORDINATOR]")
-	dataName := fs.String("data", "", "mnist, or a CSV file of local records")
-	shard := fs.String("shard", "", "mnist only: I/N takes IID shard I of N (1-based) of the training set, and shard I of the test set for validation")
-	examples := fs.Int("examples", 0, "mnist only: at most this many training examples (0: the whole shard)")
-	seed := fs.Uint64("seed", 1, "seed of the shard split and the CSV validation split")
-	label := fs.String("label", "label", "CSV only: the label column")
-	valFraction := fs.Float64("validation-fraction", 0.1, "CSV only: fraction of rows kept for evaluating global models")
-	valFile := fs.String("validation", "", "CSV only: a CSV file (same columns) of the rows global models are evaluated on; every row of --data then trains, in file order, and --validation-fraction is ignored")
-	classes := fs.String("classes", "", "CSV only: the label values in class order, comma-separated (0,1,…,9), so that a site lacking a class numbers the others as the federation does (default: the file's distinct labels, sorted)")
-	standardize := fs.Bool("standardize", true, "CSV only: shift and scale each feature to mean 0 and deviation 1, as measured on the training rows")
-	region := fs.String("region", "", "region or country reported at registration")
-	hours := fs.String("working-hours", "", "FROM-TO: train only in these local hours (0–24; TO < FROM runs past midnight), declared to the coordinators, which choose cohorts among participants within their hours")
-	timeZone := fs.String("time-zone", "", "IANA time zone of --working-hours (default: the machine's, as $TZ or /etc/localtime name it; UTC if neither)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	policyFile := fs.String("policy", "", "the site's policy: a YAML file of the organisations, models, secure aggregation and rounds this site accepts (default: accept every job)")
-	killAfterShareKeys := fs.Uint("fault-kill-after-share-keys", 0,
-		"fault injection for tests: SIGKILL this process right after it sends its key shares in this round (0: never)")
-	declaredExamples := fs.Uint64("fault-declared-examples", 0,
-		"fault injection for tests: declare this many training examples instead of the real count (0: the real count)")
-	ff := addFaultFlags(fs)
-	tf := addTLSFlags(fs)
+// participantFlags are accord participant's flags.
+type participantFlags struct {
+	addrs, dataName, shard, label, valFile, classes, region, hours, timeZone, level, policyFile, configFile *string
+	examples                                                                                                *int
+	seed, declaredExamples                                                                                  *uint64
+	valFraction                                                                                             *float64
+	standardize                                                                                             *bool
+	killAfterShareKeys                                                                                      *uint
+	faults                                                                                                  faultFlags
+	tls                                                                                                     tlsFlags
+}
+
+// participantFlagSet defines accord participant's flags.
+func (m *Main) participantFlagSet() (*flag.FlagSet, participantFlags) {
+	fs := m.newFlagSet("participant", "--coordinator ADDR[,ADDR] --ca FILE --cert FILE --key FILE --data mnist --shard I/N | --data FILE.csv --label COL [--policy FILE] | --config FILE [flags]")
+	return fs, participantFlags{
+		addrs:       fs.String("coordinator", envOr("ACCORD_COORDINATOR", "127.0.0.1:7700"), "comma-separated coordinator addresses [$ACCORD_COORDINATOR]"),
+		dataName:    fs.String("data", "", "mnist, or a CSV file of local records"),
+		shard:       fs.String("shard", "", "mnist only: I/N takes IID shard I of N (1-based) of the training set, and shard I of the test set for validation"),
+		examples:    fs.Int("examples", 0, "mnist only: at most this many training examples (0: the whole shard)"),
+		seed:        fs.Uint64("seed", 1, "seed of the shard split and the CSV validation split"),
+		label:       fs.String("label", "label", "CSV only: the label column"),
+		valFraction: fs.Float64("validation-fraction", 0.1, "CSV only: fraction of rows kept for evaluating global models"),
+		valFile:     fs.String("validation", "", "CSV only: a CSV file (same columns) of the rows global models are evaluated on; every row of --data then trains, in file order, and --validation-fraction is ignored"),
+		classes:     fs.String("classes", "", "CSV only: the label values in class order, comma-separated (0,1,…,9), so that a site lacking a class numbers the others as the federation does (default: the file's distinct labels, sorted)"),
+		standardize: fs.Bool("standardize", true, "CSV only: shift and scale each feature to mean 0 and deviation 1, as measured on the training rows"),
+		region:      fs.String("region", "", "region or country reported at registration"),
+		hours:       fs.String("working-hours", "", "FROM-TO: train only in these local hours (0–24; TO < FROM runs past midnight), declared to the coordinators, which choose cohorts among participants within their hours"),
+		timeZone:    fs.String("time-zone", "", "IANA time zone of --working-hours (default: the machine's, as $TZ or /etc/localtime name it; UTC if neither)"),
+		level:       fs.String("log-level", "info", "debug, info, warn or error"),
+		policyFile:  fs.String("policy", "", "the site's policy: a YAML file of the organisations, models, secure aggregation and rounds this site accepts (default: accept every job)"),
+		configFile: fs.String("config", "", "YAML `FILE` setting any of these flags by name (data: mnist, coordinator: [HOST:PORT, …]); "+
+			"flags given on the command line override it"),
+		killAfterShareKeys: fs.Uint("fault-kill-after-share-keys", 0,
+			"fault injection for tests: SIGKILL this process right after it sends its key shares in this round (0: never)"),
+		declaredExamples: fs.Uint64("fault-declared-examples", 0,
+			"fault injection for tests: declare this many training examples instead of the real count (0: the real count)"),
+		faults: addFaultFlags(fs),
+		tls:    addTLSFlags(fs),
+	}
+}
+
+// parseParticipantFlags parses args, then the --config file if one is
+// named (its flags, unless args set them).
+func parseParticipantFlags(fs *flag.FlagSet, f participantFlags, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *f.configFile == "" {
+		return nil
+	}
+	var vals flagValues
+	if err := decodeConfigFile(*f.configFile, &vals); err != nil {
+		return usageError{err}
+	}
+	if err := applyFlagValues(fs, *f.configFile, vals); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func (m *Main) runParticipant(ctx context.Context, args []string) error {
+	fs, f := m.participantFlagSet()
+	if err := parseParticipantFlags(fs, f, args); err != nil {
+		return err
+	}
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+	if err := lv.UnmarshalText([]byte(*f.level)); err != nil {
 		return usageError{fmt.Errorf("--log-level: %w", err)}
 	}
 	var policy *participant.Policy
-	if *policyFile != "" {
+	if *f.policyFile != "" {
 		var err error
-		if policy, err = participant.LoadPolicy(*policyFile); err != nil {
+		if policy, err = participant.LoadPolicy(*f.policyFile); err != nil {
 			return fmt.Errorf("--policy: %w", err)
 		}
 	}
-	mat, err := tf.load()
+	mat, err := f.tls.load()
 	if err != nil {
 		return err
 	}
 	var train, val *model.Dataset
-	datasetName := *dataName
+	datasetName := *f.dataName
 	switch {
-	case *dataName == "mnist":
-		if *valFile != "" || *classes != "" {
+	case *f.dataName == "mnist":
+		if *f.valFile != "" || *f.classes != "" {
 			return usageError{fmt.Errorf("--validation and --classes are for CSV data, not mnist")}
 		}
-		i, n, err := parseShard(*shard)
+		i, n, err := parseShard(*f.shard)
 		if err != nil {
-			return usageError{fmt.Errorf("--shard %q: %w", *shard, err)}
+			return usageError{fmt.Errorf("--shard %q: %w", *f.shard, err)}
 		}
 		all, test, err := data.LoadMNISTFromModule(ctx)
 		if err != nil {
 			return err
 		}
-		parts, err := data.IID(all.Len(), n, *seed)
+		parts, err := data.IID(all.Len(), n, *f.seed)
 		if err != nil {
 			return err
 		}
-		valParts, err := data.IID(test.Len(), n, *seed+1)
+		valParts, err := data.IID(test.Len(), n, *f.seed+1)
 		if err != nil {
 			return err
 		}
 		idx := parts[i-1]
-		if *examples > 0 && len(idx) > *examples {
-			idx = idx[:*examples]
+		if *f.examples > 0 && len(idx) > *f.examples {
+			idx = idx[:*f.examples]
 		}
 		train, val = all.Subset(idx), test.Subset(valParts[i-1])
-	case *dataName != "":
-		if !(*valFraction >= 0 && *valFraction < 1) {
-			return usageError{fmt.Errorf("--validation-fraction %v: want a fraction in [0, 1)", *valFraction)}
+	case *f.dataName != "":
+		if !(*f.valFraction >= 0 && *f.valFraction < 1) {
+			return usageError{fmt.Errorf("--validation-fraction %v: want a fraction in [0, 1)", *f.valFraction)}
 		}
 		var err error
-		train, val, err = loadCSVData(csvOptions{file: *dataName, label: *label, validation: *valFile, validationFraction: *valFraction,
-			classes: *classes, standardize: *standardize, seed: *seed})
+		train, val, err = loadCSVData(csvOptions{file: *f.dataName, label: *f.label, validation: *f.valFile, validationFraction: *f.valFraction,
+			classes: *f.classes, standardize: *f.standardize, seed: *f.seed})
 		if err != nil {
 			return err
 		}
-		datasetName = strings.TrimSuffix(fileBase(*dataName), ".csv")
+		datasetName = strings.TrimSuffix(fileBase(*f.dataName), ".csv")
 	default:
 		return usageError{fmt.Errorf("--data is required: mnist or a CSV file")}
 	}
-	avail, err := parseWorkingHours(*hours, *timeZone)
+	avail, err := parseWorkingHours(*f.hours, *f.timeZone)
 	if err != nil {
 		return err
 	}
 	cfg := participant.Config{
-		Coordinators: strings.Split(*addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *region, Dataset: datasetName, Availability: avail,
+		Coordinators: strings.Split(*f.addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *f.region, Dataset: datasetName, Availability: avail,
 		Train: train, Validation: val, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})),
-		Policy: policy, DeclaredExamples: *declaredExamples,
+		Policy: policy, DeclaredExamples: *f.declaredExamples,
 	}
-	if err := ff.apply(&cfg); err != nil {
+	if err := f.faults.apply(&cfg); err != nil {
 		return err
 	}
-	if round := uint32(*killAfterShareKeys); round > 0 {
+	if round := uint32(*f.killAfterShareKeys); round > 0 {
 		cfg.AfterTask = func(t *pb.Task) {
 			if t.Kind == pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS && t.Round == round {
 				fmt.Fprintf(os.Stderr, "fault injection: killed after sharing keys in round %d\n", round)
