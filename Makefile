@@ -8,7 +8,7 @@ GOARCH    := $(shell $(GO) env GOARCH)
 # where Debian's libopenblas-dev is installed (.ci/run installs it).
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/openblas/cblas.h && echo yes)
 
-.PHONY: all build build-simd build-openblas test test-kernels lint check-deps bench scenarios demo proto clean fuzz
+.PHONY: all build build-simd build-openblas test test-cross test-kernels lint check-deps bench bench-2nn scenarios demo byhand proto clean fuzz
 
 all: build
 
@@ -29,15 +29,20 @@ $(RELEASE_MOD): go.mod go.sum
 	cp go.mod $(RELEASE_MOD) && cp go.sum $(BIN)/release.sum
 	echo 'replace github.com/hashicorp/raft => ./$(BIN)/raft' >> $(RELEASE_MOD)
 
-## build: the pure-Go static binary (gonum's kernel everywhere).
+## build: the static binary, no cgo. On amd64 it carries the assembly kernels and picks
+## the widest the CPU runs at start-up: matrix products (model/internal/sgemm: avx512,
+## avx2, else gonum's), mask expansion (aggregate/secagg: VAES on ZMM or YMM, AES-NI),
+## aggregation (aggregate: AVX-512, AVX2+FMA). ACCORD_KERNEL=gonum|avx2|avx512 forces the
+## matrix kernel. Other architectures (and -tags purego) get the pure-Go paths.
 build: $(RELEASE_MOD)
 	CGO_ENABLED=0 $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord ./cmd/accord
 
-## build-simd: pure Go, no cgo, with the AVX-512 kernel (amd64; picked at run time when the CPU has AVX-512).
+## build-simd: the same binary built with GOEXPERIMENT=simd (the kernels no longer need
+## it: kept for scripts that call it).
 build-simd: $(RELEASE_MOD)
 	CGO_ENABLED=0 GOEXPERIMENT=simd $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord-simd ./cmd/accord
 
-## build-openblas: cgo build with OpenBLAS (needs libopenblas-dev). Fastest; not static.
+## build-openblas: cgo build with OpenBLAS as the default matrix kernel (needs libopenblas-dev); not static.
 build-openblas: $(RELEASE_MOD)
 	CGO_ENABLED=1 $(GO) build -modfile=$(RELEASE_MOD) -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
 
@@ -54,40 +59,61 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## test: formatting, vet, the tests under -race, and the kernel builds whose requirements are present.
-test: lint check-deps
+## test: formatting, vet, the tests under -race, the linux/arm64 cross-build, and every
+## kernel this machine can run (test-kernels).
+test: lint check-deps test-cross
 	$(GO) test -race -timeout 12m ./...
 	$(MAKE) test-kernels
 
+## test-cross: vet and build for linux/arm64, where only the pure-Go paths exist.
+test-cross:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./...
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build ./...
+
+## test-kernels: prints the kernels this machine can test (each package's tests run every
+## one of them against its plain-Go reference: sgemm against a float64 triple loop, the
+## fused AES-CTR paths against crypto/aes, the aggregation kernels bit for bit), runs the
+## trainer's tests under each matrix kernel (ACCORD_KERNEL), the pure-Go paths other
+## architectures take (-tags purego), and the openblas build when libopenblas-dev is there.
 test-kernels:
+	@echo "== kernels this machine can test"
+	@$(GO) test -count=1 -v -run '^TestKernelList$$' ./model/internal/sgemm/ ./aggregate/ ./aggregate/secagg/ | \
+		sed -n 's/^ *[a-z_0-9]*\.go:[0-9]*: /  /p'
+	@for k in $$($(GO) test -count=1 -v -run '^TestKernelList$$' ./model/internal/sgemm/ | sed -n 's/.*sgemm kernels tested here: //p' | tr -d ,); do \
+		echo "== the trainer with ACCORD_KERNEL=$$k"; \
+		ACCORD_KERNEL=$$k $(GO) test -count=1 -timeout 5m ./model/... || exit 1; \
+	done
+	@echo "== the pure-Go paths (-tags purego), as on other architectures"
+	$(GO) vet -tags purego ./model/... ./aggregate/...
+	$(GO) test -count=1 -tags purego -timeout 10m ./model/... ./aggregate/...
 ifeq ($(GOARCH),amd64)
-	GOEXPERIMENT=simd $(GO) test -timeout 5m ./model/...
+	GOEXPERIMENT=simd $(GO) vet ./model/... ./aggregate/...
 endif
 ifeq ($(HAVE_OPENBLAS),yes)
-	CGO_ENABLED=1 $(GO) test -tags openblas -timeout 5m ./model/...
+	@echo "== the openblas build (cgo)"
+	@CGO_ENABLED=1 $(GO) test -count=1 -tags openblas -v -run '^TestKernelList$$' ./model/internal/sgemm/ | sed -n 's/^ *[a-z_0-9]*\.go:[0-9]*: /  /p'
+	CGO_ENABLED=1 $(GO) test -count=1 -tags openblas -timeout 5m ./model/...
 else
 	@echo "skipping the openblas build: libopenblas-dev is not installed"
 endif
 
-## bench: training throughput of every available kernel, and the kernels' GFLOP/s; one
-## round's protocol cost and failover times (with and without 200 idle connections on
-## every Raft port); disk after a 1,000-round job with and without retention; secure
-## aggregation's mask expansion (next to Go's and OpenSSL's AES-CTR) and per-round
-## compute for 100–1000 clients; aggregation rules' GB/s next to NumPy's w @ X (one core, all
-## cores); FedAvg's and FedAvgM's rounds to 97% on pathological non-IID MNIST (~60 min).
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./model/...
-ifeq ($(GOARCH),amd64)
-	GOEXPERIMENT=simd $(GO) test -run '^$$' -bench . -benchtime 2s ./model/...
-endif
+## bench: the 2NN's training throughput with every available kernel next to PyTorch's
+## (bench-2nn), and the kernels' GFLOP/s; one round's protocol cost and failover times
+## (with and without 200 idle connections on every Raft port); disk after a 1,000-round job
+## with and without retention; secure aggregation's mask expansion (each fused path next to
+## Go's and OpenSSL's AES-CTR, measured in the same run) and per-round compute for 100–1000
+## clients; aggregation rules' GB/s next to NumPy's w @ X (one core, all cores); FedAvg's
+## and FedAvgM's rounds to 97% on pathological non-IID MNIST (~60 min).
+bench: bench-2nn
+	taskset -c 0 $(GO) test -run '^$$' -bench . -benchtime 1s ./model/internal/sgemm/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./model/
 ifeq ($(HAVE_OPENBLAS),yes)
 	CGO_ENABLED=1 $(GO) test -tags openblas -run '^$$' -bench . -benchtime 2s ./model/...
 endif
 	$(GO) test -run '^$$' -bench RoundProtocol -benchtime 20x ./coordinator/
 	$(GO) test -run '^$$' -bench Failover -benchtime 10x ./coordinator/
 	$(GO) test -run '^$$' -bench RetentionDisk -benchtime 1x -timeout 40m ./coordinator/
-	$(GO) test -run '^$$' -bench MaskExpansion -cpu 1 -count 5 ./aggregate/secagg/
-	-command -v openssl >/dev/null && taskset -c 0 openssl speed -evp aes-128-ctr -bytes 16384 -seconds 2
+	taskset -c 0 $(GO) test -run '^$$' -bench MaskExpansion -cpu 1 -count 3 ./aggregate/secagg/
 	$(GO) test -run '^$$' -bench 'Round/' -benchtime 1x -timeout 60m ./aggregate/secagg/
 	taskset -c 0 $(GO) test -run '^$$' -bench . -benchtime 5x -cpu 1 ./aggregate/
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./aggregate/
@@ -98,6 +124,15 @@ endif
 		taskset -c 0 /usr/bin/python3 aggregate/testdata/numpy_gemv.py --threads 1 && \
 		/usr/bin/python3 aggregate/testdata/numpy_gemv.py --threads $$(nproc)
 	$(GO) test -run '^$$' -bench PathologicalRoundsTo97 -benchtime 1x -timeout 90m ./scenarios/
+
+## bench-2nn: the 2NN's samples/s on one thread (CPU 0) at batch 10 and 64: the static
+## build with each kernel (ACCORD_KERNEL), the openblas build, and PyTorch (Debian's
+## python3-torch, installed when missing and possible), medians of 3 interleaved rounds.
+bench-2nn:
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch) >/dev/null 2>&1; } || \
+		echo "note: could not install python3-torch; the PyTorch comparison is skipped"
+	GO=$(GO) sh model/testdata/compare_2nn.sh 3
 
 ## demo: the FedAvg MNIST demo, an in-process federation on loopback.
 demo: build
@@ -111,6 +146,12 @@ scenarios: build
 		$(BIN)/accord scenario run $$f --report $(BIN)/reports/$$n || exit 1; done
 	ACCORD_PROCESS_FULL=1 $(GO) test -count=1 -v -timeout 30m ./scenarios/processes/
 	ACCORD_LONG=1 $(GO) test -count=1 -v -run Byzantine -timeout 60m ./scenarios/
+
+## byhand: README.md's "Running a federation by hand" block, run as pasted into bash in a
+## temporary folder with the built binary (three coordinators, three MNIST participants; a few
+## seconds once MNIST is in Go's module cache); fails unless it ends with a trained model pulled.
+byhand: build
+	tools/byhand.sh $(BIN)/accord
 
 clean:
 	rm -rf $(BIN)

@@ -1,10 +1,12 @@
+//go:build !purego
+
 package aggregate
 
 import "golang.org/x/sys/cpu"
 
 // The assembly kernels (kernel_amd64.s) take the longest prefix whose
 // length is a multiple of their block (sums of squares: 32 elements;
-// finite: 64; fold: 32 for AVX-512, 16 for AVX2); the Go wrappers below
+// finite: 64; fold: 32); the Go wrappers below
 // finish the tail with the generic code, which continues the same
 // computation.
 
@@ -152,11 +154,7 @@ func sqDistAsm(a, b []float32, body func(a, b *float32, n int) float64) float64 
 // foldAsm calls foldAVX512 or foldAVX2 directly (not through a func value)
 // so that p stays on the stack.
 func foldAsm(sum []float64, us [][]float32, ws []float64, off int, avx512 bool) {
-	block := 16
-	if avx512 {
-		block = 32
-	}
-	n := len(sum) &^ (block - 1)
+	n := len(sum) &^ 31
 	if n > 0 && len(us) > 0 {
 		if len(us) > maxFold || len(ws) < len(us) {
 			panic("aggregate: fold of too many updates")

@@ -3,6 +3,7 @@ package aggregate
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -129,4 +130,14 @@ func TestKernelsFlagNonFinite(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestKernelList reports which kernel sets this machine tested against the
+// generic one (make test-kernels prints it).
+func TestKernelList(t *testing.T) {
+	var names []string
+	for _, k := range kernelSets() {
+		names = append(names, k.name)
+	}
+	t.Logf("aggregate kernel sets tested here: %s (best: %s)", strings.Join(names, ", "), bestKernels().name)
 }

@@ -5,42 +5,116 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
 
 // BenchmarkMaskExpansion measures the PRG as the protocol uses it: keystream
-// generated and added into a uint32 accumulator of 100,000 words. addPRG is
-// the path the protocol takes (the fused VAES kernel where the CPU has it);
-// go-ctr-then-add is keystream from Go's crypto/aes into a small buffer, then
-// added; crypto-aes-ctr-keystream is Go's keystream alone, the reference.
+// generated and added into a uint32 accumulator of 100,000 words, one
+// core. addPRG/PATH forces each fused kernel this CPU runs (ctr_amd64.go:
+// avx512, vaes256, aesni); go-ctr-then-add is keystream from Go's
+// crypto/aes into a small buffer, then added (the path without a fused
+// kernel); crypto-aes-ctr-keystream is Go's keystream alone and
+// openssl-evp-aes-128-ctr is `openssl speed -evp aes-128-ctr -bytes 16384
+// -seconds 1` (when openssl is installed), the two references. ratios/PATH
+// then reports the median speed of each path over the medians of both
+// references measured in the same run (x-go-keystream, x-openssl). With
+// -count N, go test runs each sub-benchmark N times in a row (b.Loop calls
+// its function once a run), so the medians are over N runs.
 //
-//	go test -run '^$' -bench MaskExpansion -cpu 1 ./aggregate/secagg/
+//	taskset -c 0 go test -run '^$' -bench MaskExpansion -cpu 1 -count 3 ./aggregate/secagg/
 func BenchmarkMaskExpansion(b *testing.B) {
 	const words = 100_000
 	acc := make([]uint32, words)
 	var seed [32]byte
-	b.Run("addPRG", func(b *testing.B) {
-		b.SetBytes(4 * words)
-		for b.Loop() {
-			addPRG(acc, seed, +1)
-		}
+	rates := map[string][]float64{} // bytes/s of each run
+	measure := func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(4 * words)
+			for b.Loop() {
+				f()
+			}
+			rates[name] = append(rates[name], float64(b.N)*4*words/b.Elapsed().Seconds())
+		})
+	}
+	saved := ctrPath
+	for _, path := range ctrPaths {
+		ctrPath = path
+		measure("addPRG/"+path, func() { addPRG(acc, seed, +1) })
+	}
+	ctrPath = saved
+	measure("go-ctr-then-add", func() { addPRGAtGeneric(acc, 0, [16]byte(seed[:16]), +1) })
+	block, _ := aes.NewCipher(seed[:16])
+	buf := make([]byte, 4*words)
+	measure("crypto-aes-ctr-keystream", func() {
+		var iv [16]byte
+		cipher.NewCTR(block, iv[:]).XORKeyStream(buf, buf)
 	})
-	b.Run("go-ctr-then-add", func(b *testing.B) {
-		b.SetBytes(4 * words)
-		for b.Loop() {
-			addPRGAtGeneric(acc, 0, [16]byte(seed[:16]), +1)
+	if _, err := exec.LookPath("openssl"); err == nil {
+		b.Run("openssl-evp-aes-128-ctr", func(b *testing.B) {
+			var rate float64
+			for b.Loop() {
+				r, err := opensslCTR()
+				if err != nil {
+					b.Skip(err)
+				}
+				rate = r
+			}
+			rates["openssl"] = append(rates["openssl"], rate)
+			b.ReportMetric(rate/1e6, "MB/s")
+		})
+	}
+	for _, path := range append(slices.Clone(ctrPaths), "go-ctr-then-add") {
+		name := path
+		if path != "go-ctr-then-add" {
+			name = "addPRG/" + path
 		}
-	})
-	b.Run("crypto-aes-ctr-keystream", func(b *testing.B) {
-		block, _ := aes.NewCipher(seed[:16])
-		buf := make([]byte, 4*words)
-		b.SetBytes(4 * words)
-		for b.Loop() {
-			var iv [16]byte
-			cipher.NewCTR(block, iv[:]).XORKeyStream(buf, buf)
+		b.Run("ratios/"+path, func(b *testing.B) {
+			for b.Loop() {
+			}
+			b.ReportMetric(median(rates[name])/median(rates["crypto-aes-ctr-keystream"]), "x-go-keystream")
+			if len(rates["openssl"]) > 0 {
+				b.ReportMetric(median(rates[name])/median(rates["openssl"]), "x-openssl")
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// median returns the median of v (0 when v is empty).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// opensslCTR runs `openssl speed -evp aes-128-ctr` on 16 KiB blocks for a
+// second (on the CPUs this process may use) and returns its bytes/s.
+func opensslCTR() (float64, error) {
+	out, err := exec.Command("openssl", "speed", "-evp", "aes-128-ctr", "-bytes", "16384", "-seconds", "1").Output()
+	if err != nil {
+		return 0, fmt.Errorf("openssl speed: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && strings.EqualFold(f[0], "AES-128-CTR") && strings.HasSuffix(f[1], "k") {
+			v, err := strconv.ParseFloat(strings.TrimSuffix(f[1], "k"), 64)
+			if err != nil {
+				return 0, err
+			}
+			return v * 1000, nil
 		}
-	})
+	}
+	return 0, fmt.Errorf("openssl speed: no AES-128-CTR line in %q", out)
 }
 
 // BenchmarkRound measures client and server compute for one round: n

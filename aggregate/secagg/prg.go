@@ -17,6 +17,22 @@ const prgBlock = 4096
 // zeros is the plaintext whose encryption is the keystream.
 var zeros [prgBlock]byte
 
+// The fused kernels (ctr_amd64.s, amd64 without the build tag purego)
+// generate the AES-128-CTR keystream in registers and add it straight into
+// the accumulator, never storing it. One runs per process, the widest the
+// CPU has:
+//
+//	avx512   VAES on ZMM: 4 blocks a register, 16 an iteration (AVX-512F/BW + VAES)
+//	vaes256  VAES on YMM: 2 blocks a register, 16 an iteration (AVX2 + VAES: AMD Zen 3+, Intel Ice Lake+)
+//	aesni    AES-NI on XMM: 1 block a register, 8 an iteration (AES + AVX: Intel since Sandy Bridge, AMD since Bulldozer)
+//
+// Without AES-NI, Go's CTR (addPRGAtGeneric) does the work.
+const (
+	ctrAVX512  = "avx512"
+	ctrVAES256 = "vaes256"
+	ctrAESNI   = "aesni"
+)
+
 // mask is one pseudorandom vector to add (sign = +1) or subtract (−1).
 type mask struct {
 	seed [32]byte
@@ -40,7 +56,8 @@ func prgKey(seed [32]byte) [16]byte {
 func addPRGAt(acc []uint32, offset int, seed [32]byte, sign int) {
 	key := prgKey(seed)
 	// The fused kernel generates the keystream in registers and adds it
-	// directly; Go's CTR covers what it does not (no VAES, or the tail).
+	// directly; Go's CTR covers what it does not (no AES-NI, or the tail
+	// of fewer than 64 words, 32 for aesni).
 	done := addFusedCTR(acc, key, uint64(offset/4), sign)
 	addPRGAtGeneric(acc[done:], offset+done, key, sign)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	mrand "math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -132,27 +133,55 @@ func TestMasksSplitOverCoresMatchWhole(t *testing.T) {
 	}
 }
 
-// The fused VAES kernel's keystream is AES-128-CTR exactly as crypto/aes
-// computes it, from any starting block and for any length (the tail falls
-// back to Go's CTR), added and subtracted.
+// Every fused kernel this CPU runs (forced one after another) gives
+// AES-128-CTR exactly as crypto/aes computes it, from any starting block
+// (including the last before the low 32 bits carry) and for any length (the
+// tail falls back to Go's CTR), added and subtracted, into accumulators
+// that already hold data and start at unaligned addresses.
 func TestFusedCTRMatchesCryptoAES(t *testing.T) {
-	if !haveFusedCTR {
-		t.Skip("this CPU has no AVX-512 VAES; the Go path is the only one")
+	if len(ctrPaths) == 0 {
+		t.Skip("no fused AES kernel here (no AES-NI, another GOARCH, or -tags purego): Go's CTR is the only path")
 	}
+	saved := ctrPath
+	defer func() { ctrPath = saved }()
 	var seed [32]byte
 	rand.Read(seed[:])
 	key := prgKey(seed)
-	for _, c := range []struct{ offset, n int }{{0, 64}, {0, 1000}, {4, 640}, {4096, 77}, {1 << 20, 12345}, {4 * (1<<32 - 8), 256}} {
-		want := make([]uint32, c.n)
-		addPRGAtGeneric(want, c.offset, key, +1)
-		got := make([]uint32, c.n)
-		addPRGAt(got, c.offset, seed, +1)
-		if !slices.Equal(got, want) {
-			t.Fatalf("offset %d, %d words: fused keystream differs from crypto/aes's", c.offset, c.n)
-		}
-		addPRGAt(got, c.offset, seed, -1)
-		if slices.ContainsFunc(got, func(v uint32) bool { return v != 0 }) {
-			t.Fatalf("offset %d, %d words: subtracting the mask does not cancel adding it", c.offset, c.n)
-		}
+	rng := mrand.New(mrand.NewPCG(7, 7))
+	for _, path := range ctrPaths {
+		ctrPath = path
+		t.Run(path, func(t *testing.T) {
+			for _, c := range []struct{ offset, n int }{{0, 32}, {0, 64}, {0, 1000}, {4, 640}, {4096, 77}, {4, 31}, {8, 95}, {1 << 20, 12345}, {4 * (1<<32 - 8), 256}, {4 * (1<<32 - 3), 4099}} {
+				for _, skip := range []int{0, 1, 3} {
+					base := make([]uint32, c.n+skip)
+					for i := range base {
+						base[i] = rng.Uint32()
+					}
+					want := slices.Clone(base[skip:])
+					addPRGAtGeneric(want, c.offset, key, +1)
+					got := slices.Clone(base)[skip:]
+					addPRGAt(got, c.offset, seed, +1)
+					if !slices.Equal(got, want) {
+						t.Fatalf("offset %d, %d words, skip %d: fused keystream differs from crypto/aes's", c.offset, c.n, skip)
+					}
+					addPRGAt(got, c.offset, seed, -1)
+					if !slices.Equal(got, base[skip:]) {
+						t.Fatalf("offset %d, %d words, skip %d: subtracting the mask does not cancel adding it", c.offset, c.n, skip)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestKernelList reports which mask-expansion paths this machine tested
+// (make test-kernels prints it).
+func TestKernelList(t *testing.T) {
+	t.Logf("secagg fused AES-CTR paths tested here: %s (and Go's CTR then add)", strings.Join(ctrPaths, ", "))
+	if !slices.Contains(ctrPaths, ctrVAES256) {
+		t.Logf("secagg path not tested here: vaes256 (needs AVX2 and VAES)")
+	}
+	if !slices.Contains(ctrPaths, ctrAVX512) {
+		t.Logf("secagg path not tested here: avx512 (needs AVX-512F/BW and VAES)")
 	}
 }

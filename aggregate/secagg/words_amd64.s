@@ -1,3 +1,5 @@
+//go:build !purego
+
 #include "textflag.h"
 
 // WORDS applies OP (VPADDD or VPSUBD) to dst[i] and src[i] for i < n, 32
