@@ -11,9 +11,10 @@ import (
 // update) of the FedAvg 2NN, mlp:784-200-200-10, on MNIST-shaped data, at
 // batch 10 and 64, on one thread and on all cores. It reports samples/s.
 //
-//	go test -run '^$' -bench Train2NN ./model/                      # gonum's kernel
-//	GOEXPERIMENT=simd go test -run '^$' -bench Train2NN ./model/    # AVX-512, no cgo
-//	go test -tags openblas -run '^$' -bench Train2NN ./model/       # OpenBLAS
+//	go test -run '^$' -bench Train2NN ./model/                          # the widest kernel the CPU runs
+//	ACCORD_KERNEL=avx2 go test -run '^$' -bench Train2NN ./model/       # force one: gonum, avx2, avx512
+//	go test -tags openblas -run '^$' -bench Train2NN ./model/           # OpenBLAS
+//	make bench-2nn                                                      # every kernel next to PyTorch
 func BenchmarkTrain2NN(b *testing.B) {
 	spec := MustParseSpec("mlp:784-200-200-10")
 	rng := rand.New(rand.NewPCG(1, 2))
