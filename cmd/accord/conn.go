@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -132,11 +136,47 @@ func dialAdmin(list string, tf tlsFlags) (*adminConn, error) {
 	return &adminConn{conn: conn, client: pb.NewAdminServiceClient(conn)}, nil
 }
 
+// printJSON prints what a --json flag asks for, in one dialect: the API's.
+// Messages of the API (and lists of them) are printed as protojson prints
+// them — field names as in the .proto files, enums by name, 64-bit
+// integers as strings, every field present — as grpcurl shows the same
+// calls; the CLI's own summaries use the same conventions (snake_case
+// names, enum names).
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	var b []byte
+	var err error
+	switch x := v.(type) {
+	case proto.Message:
+		b, err = apiJSON.Marshal(x)
+	default:
+		if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Type().Elem().Implements(protoMessage) {
+			items := make([]json.RawMessage, rv.Len())
+			for i := range items {
+				if items[i], err = apiJSON.Marshal(rv.Index(i).Interface().(proto.Message)); err != nil {
+					return err
+				}
+			}
+			b, err = json.Marshal(items)
+		} else {
+			b, err = json.Marshal(v)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		return err
+	}
+	out.WriteByte('\n')
+	_, err = w.Write(out.Bytes())
+	return err
 }
+
+// apiJSON is the API's JSON dialect (see printJSON).
+var apiJSON = protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}
+
+var protoMessage = reflect.TypeFor[proto.Message]()
 
 // explainUnreachable turns gRPC's transport errors into what to do: which
 // addresses were tried and how to set them, or that the coordinator refused

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -216,10 +218,12 @@ func (c *cluster) leader(timeout time.Duration) *proc {
 	return nil
 }
 
+// jobOut is what the tests read of `job show --json` (the API's JSON:
+// protojson with the .proto's field names).
 type jobOut struct {
-	Status          pb.JobStatus `json:"status"`
-	CommittedRounds uint32       `json:"committed_rounds"`
-	Reason          string       `json:"reason"`
+	Status          pb.JobStatus
+	CommittedRounds uint32
+	Reason          string
 }
 
 func (c *cluster) job(id string) (jobOut, error) {
@@ -231,9 +235,9 @@ func (c *cluster) job(id string) (jobOut, error) {
 		if err != nil {
 			continue
 		}
-		var j jobOut
-		if err := json.Unmarshal([]byte(out), &j); err == nil {
-			return j, nil
+		var j pb.Job
+		if err := protojson.Unmarshal([]byte(out), &j); err == nil {
+			return jobOut{Status: j.Status, CommittedRounds: j.CommittedRounds, Reason: j.Reason}, nil
 		}
 	}
 	return jobOut{}, fmt.Errorf("no coordinator answered for job %s", id)
@@ -388,7 +392,7 @@ secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
 	var rs []struct {
 		Number       uint32   `json:"number"`
 		Attempt      uint32   `json:"attempt"`
-		Status       int32    `json:"status"`
+		Status       string   `json:"status"`
 		Cohort       []string `json:"cohort"`
 		Contributors []string `json:"contributors"`
 		Reason       string   `json:"reason"`
@@ -397,7 +401,7 @@ secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 10s}
 		t.Fatalf("round list: %v\n%s", err, out)
 	}
 	for _, r := range rs {
-		t.Logf("round %d attempt %d: status %d, cohort %d, contributors %d %s", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), r.Reason)
+		t.Logf("round %d attempt %d: status %s, cohort %d, contributors %d %s", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), r.Reason)
 		if r.Number == 3 && (r.Attempt != 1 || len(r.Cohort) != 10 || len(r.Contributors) != 10-killed) {
 			t.Errorf("round 3: attempt %d, %d of %d contributed; want attempt 1 committed by %d of 10", r.Attempt, len(r.Contributors), len(r.Cohort), 10-killed)
 		}
