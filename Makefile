@@ -35,6 +35,7 @@ $(RELEASE_MOD): go.mod go.sum
 ## aggregation (aggregate: AVX-512, AVX2+FMA). ACCORD_KERNEL=gonum|avx2|avx512 forces the
 ## matrix kernel. Other architectures (and -tags purego) get the pure-Go paths.
 build: $(RELEASE_MOD)
+	@[ -x $(BIN)/accord ] || echo "building $(BIN)/accord: the first build downloads and compiles the dependencies (a few minutes on 2 cores)"
 	CGO_ENABLED=0 $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord ./cmd/accord
 
 ## build-simd: the same binary built with GOEXPERIMENT=simd (the kernels no longer need
