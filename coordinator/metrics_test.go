@@ -77,7 +77,7 @@ func TestMetricsAfterALeaderKill(t *testing.T) {
 	if !strings.Contains(text, `grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitJob",grpc_service="accord.v1.AdminService",grpc_type="unary"}`) {
 		t.Errorf("no gRPC request counter for SubmitJob in:\n%s", grepLines(text, "grpc_server_handled_total"))
 	}
-	if !strings.Contains(text, "accord_job_committed_rounds{job=") {
+	if !strings.Contains(text, "accord_job_committed_rounds{job_id=") {
 		t.Error("no per-job gauge")
 	}
 }

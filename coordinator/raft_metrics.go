@@ -33,9 +33,9 @@ func newRaftCollector(c *Coordinator) *raftCollector {
 			"applied":      d("accord_raft_applied_index", "The last log index applied to this coordinator's FSM."),
 			"last":         d("accord_raft_last_log_index", "The last index in this coordinator's Raft log."),
 			"contact":      d("accord_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader)."),
-			"job_rounds":   d("accord_job_committed_rounds", "A job's committed rounds, as this coordinator's FSM knows them.", "job"),
-			"job_accuracy": d("accord_job_accuracy", "The federated accuracy of a job's latest evaluated model.", "job"),
-			"job_epsilon":  d("accord_job_epsilon", "A job's differential-privacy ε so far (jobs with dp).", "job"),
+			"job_rounds":   d("accord_job_committed_rounds", "A job's committed rounds, as this coordinator's FSM knows them.", "job_id"),
+			"job_accuracy": d("accord_job_accuracy", "The federated accuracy of a job's latest evaluated model.", "job_id"),
+			"job_epsilon":  d("accord_job_epsilon", "A job's differential-privacy ε so far (jobs with dp).", "job_id"),
 		},
 	}
 }
