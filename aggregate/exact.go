@@ -1,22 +1,26 @@
 package aggregate
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 )
 
 // exactSum accumulates Σ_k w_k·Δ_k[i] exactly, so that the sum does not
 // depend on the order the updates arrive in: each product w·Δ (exact in
-// float64 when w is an integer below 2²⁹, as example counts are) is rounded
-// to a multiple of 2⁻⁶⁴ and added to a 128-bit two's-complement fixed-point
-// accumulator per coordinate. Integer addition is associative, so any order
-// gives the same bits; the rounding of each product happens before it is
-// added, so it does not depend on the order either.
+// float64 when w is an integer below 2²⁹, as example counts are; any finite
+// weight keeps the result order-independent, a smaller one only adds a
+// rounding) is rounded to a multiple of 2⁻⁶⁴ and added to a 128-bit
+// two's-complement fixed-point accumulator per coordinate. Integer addition
+// is associative, so any order gives the same bits; the rounding of each
+// product happens before it is added, so it does not depend on the order
+// either.
 //
-// Range and precision: a coordinate's sum may reach 2⁶³ in magnitude (far
-// past anything an update norm limit lets through); each product loses at
-// most 2⁻⁶⁵, below a float32 ulp of any value a model holds. It is scalar
-// code on every CPU (about 3 ns a value): the price of reproducibility.
+// Range and precision: fits keeps every product below 2⁴⁸ and the updates
+// to 2¹⁴, so no sum reaches 2⁶² (it would wrap at 2⁶³); each product loses
+// at most 2⁻⁶⁵ — less than a float32 ulp of any value above 2⁻⁴¹, far below
+// what a model's weights hold. It is scalar code on every CPU (about 3 ns a
+// value): the price of reproducibility.
 type exactSum struct {
 	lo []uint64
 	hi []int64
@@ -24,6 +28,30 @@ type exactSum struct {
 
 func newExactSum(n int) *exactSum {
 	return &exactSum{lo: make([]uint64, n), hi: make([]int64, n)}
+}
+
+// exactMaxProduct and exactMaxUpdates bound what an exact sum takes, so
+// that it cannot wrap: |w·Δ[i]| < 2⁴⁸ for each of at most 2¹⁴ updates
+// keeps every coordinate's sum below 2⁶².
+const (
+	exactMaxProduct = 1 << 48
+	exactMaxUpdates = 1 << 14
+)
+
+// fits refuses an update the sum could not hold exactly: a weighted value
+// of 2⁴⁸ or more, or an update past the 2¹⁴th.
+func (s *exactSum) fits(delta []float32, w float64, count int) error {
+	if count >= exactMaxUpdates {
+		return fmt.Errorf("%w: exact aggregation sums at most %d updates a round", ErrNotFinite, exactMaxUpdates)
+	}
+	var m float32
+	for _, d := range delta {
+		m = max(m, d, -d)
+	}
+	if w*float64(m) >= exactMaxProduct {
+		return fmt.Errorf("%w: weight × largest value %g is too large for exact aggregation (below 2^48)", ErrNotFinite, w*float64(m))
+	}
+	return nil
 }
 
 // two64 is 2⁶⁴ as a float64.

@@ -58,11 +58,14 @@ func TestExactFedAvgDoesNotDependOnOrder(t *testing.T) {
 		}
 		ups = append(ups, update{d, w})
 	}
-	// Coordinate 0 cancels: 1e8·1e8 − 1e8·1e8 + 1·1 in float64 is 0 or 1
-	// depending on the order.
-	ups[0].delta[0], ups[0].w = 1e8, 1e8
-	ups[1].delta[0], ups[1].w = -1e8, 1e8
-	ups[2].delta[0], ups[2].w = 1, 1
+	// Coordinate 0 cancels: 1e6·1e8 − 1e6·1e8 + 0.001 in float64 is 0 or
+	// 0.001 depending on the order (1e14's ulp is 2⁻⁶).
+	ups[0].delta[0], ups[0].w = 1e8, 1e6
+	ups[1].delta[0], ups[1].w = -1e8, 1e6
+	ups[2].delta[0], ups[2].w = 0.001, 1
+	for _, u := range ups[3:] {
+		u.delta[0] = 0 // so that the mean, 0.001/Σw, is what the order loses
+	}
 	run := func(exact bool, order []int) []float32 {
 		a := NewFedAvg(params)
 		if exact {
@@ -122,5 +125,21 @@ func TestRuleConfigExact(t *testing.T) {
 		if _, err := r.Result(); err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
+	}
+}
+
+// TestExactFedAvgRefusesWhatItCannotHold: a weighted value of 2⁴⁸ or more
+// would let a sum wrap; it is refused, and the sum is unchanged.
+func TestExactFedAvgRefusesWhatItCannotHold(t *testing.T) {
+	a := NewExactFedAvg(2)
+	if err := a.Add([]float32{1, -2}, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Add([]float32{1e10, 0}, 1e5); err == nil {
+		t.Fatal("an update of weight × value 1e15 ≥ 2^48 was accepted")
+	}
+	out, err := a.Result()
+	if err != nil || out[0] != 1 || out[1] != -2 {
+		t.Fatalf("after the refusal: %v, %v; want [1 -2]", out, err)
 	}
 }

@@ -77,6 +77,9 @@ func (a *FedAvg) Check(delta []float32, weight float64) error {
 	if err == nil && math.IsInf(a.weight+weight, 0) {
 		err = fmt.Errorf("%w: total weight overflows", ErrNotFinite)
 	}
+	if err == nil && a.exact != nil {
+		err = a.exact.fits(delta, weight, a.count)
+	}
 	return err
 }
 

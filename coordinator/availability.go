@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"slices"
 	"time"
 	_ "time/tzdata" // time zones in a static binary on a machine without them
 
@@ -27,8 +28,12 @@ func availabilityFromProto(a *pb.Availability) (*Availability, error) {
 	switch {
 	case len(out.TimeZone) > 64:
 		return nil, fmt.Errorf("availability: time zone name too long")
-	case out.FromHour > 24 || out.ToHour > 24 || out.FromHour == out.ToHour:
-		return nil, fmt.Errorf("availability: hours %d–%d: want two different hours in 0–24", out.FromHour, out.ToHour)
+	case out.FromHour > 23 || out.ToHour > 24 || out.FromHour == out.ToHour:
+		return nil, fmt.Errorf("availability: hours %d–%d: want from in 0–23 and a different to in 0–24", out.FromHour, out.ToHour)
+	case out.TimeZone == "" || out.TimeZone == "Local":
+		// Each coordinator would read these in its own zone, so cohorts
+		// would change with the leader.
+		return nil, fmt.Errorf("availability: name the time zone (an IANA name such as Europe/Berlin), not %q", out.TimeZone)
 	}
 	if _, err := time.LoadLocation(out.TimeZone); err != nil {
 		return nil, fmt.Errorf("availability: time zone %q: %w", out.TimeZone, err)
@@ -114,11 +119,15 @@ func simulatedClockFromProto(p *pb.SimulatedClock) *SimulatedClock {
 // roundTime is when the job's next attempt happens, and the connected
 // participants available then: with a simulated clock, PerRound after the
 // job's latest attempt (Start for the first), moved on PerRound at a time
-// until at least need registered participants are within their hours (for
-// at most a day of steps); else now. The clock moves on for who works
-// when, not for who happens to be connected: after a failover, the
-// participants reconnecting are waited for, not skipped.
-func (c *Coordinator) roundTime(job *Job, connected []string, need int, now time.Time) (time.Time, []string) {
+// until at least need eligible participants (registered, holding the
+// job's dataset, not refusing it) are within their hours (for at most a
+// day of steps); else now. The clock moves on for who works when, not for
+// who happens to be connected: after a failover, the participants
+// reconnecting are waited for — but for one round deadline of real time at
+// most, so that participants who registered and went away (or declared
+// hours to stall the job) cannot hold the clock for good. The wait is the
+// leader's own (run); the time chosen is replicated with the round.
+func (c *Coordinator) roundTime(job *Job, run *jobRun, connected []string, need int, now time.Time) (time.Time, []string) {
 	clock := job.Spec.SimulatedClock
 	if clock == nil {
 		return now, c.availableAt(connected, now)
@@ -130,14 +139,39 @@ func (c *Coordinator) roundTime(job *Job, connected []string, need int, now time
 		}
 	}
 	step := time.Duration(clock.PerRound)
-	registered := c.fsm.ParticipantIDs()
+	base := t
+	if run != nil {
+		if !run.clockBase.Equal(base) { // a new attempt: no wait carried over
+			run.clockBase, run.clockSkip, run.clockWaitSince = base, 0, time.Time{}
+		}
+		t = t.Add(time.Duration(run.clockSkip) * step)
+	}
+	eligible := slices.DeleteFunc(c.fsm.ParticipantIDs(), func(id string) bool {
+		p := c.fsm.Participant(id)
+		return p == nil || job.refused(id) || !p.holds(job.Spec.Dataset)
+	})
 	for range int(24*time.Hour/step) + 1 {
-		if len(c.availableAt(registered, t)) >= need {
+		if len(c.availableAt(eligible, t)) >= need {
 			break
 		}
 		t = t.Add(step)
 	}
-	return t, c.availableAt(connected, t)
+	avail := c.availableAt(connected, t)
+	if run != nil {
+		switch {
+		case len(avail) >= need:
+			run.clockWaitSince = time.Time{}
+		case run.clockWaitSince.IsZero():
+			run.clockWaitSince = now
+		case now.Sub(run.clockWaitSince) > time.Duration(job.Spec.RoundDeadline):
+			// Those within their hours at t did not come for a round
+			// deadline: move on past t.
+			run.clockSkip = int(t.Sub(base)/step) + 1
+			run.clockWaitSince = time.Time{}
+			c.log.Info("simulated clock: too few participants within their hours connected; moving on", "job", job.ID, "from", t.UTC(), "connected", len(connected), "need", need)
+		}
+	}
+	return t, avail
 }
 
 // availableAt keeps the participants within their hours at t.
@@ -149,4 +183,11 @@ func (c *Coordinator) availableAt(ids []string, t time.Time) []string {
 		}
 	}
 	return out
+}
+
+// holds reports whether the participant may train on dataset: it
+// registered it, or registered no datasets at all (an older daemon, whose
+// holdings are unknown).
+func (p *Participant) holds(dataset string) bool {
+	return len(p.Datasets) == 0 || slices.ContainsFunc(p.Datasets, func(d DatasetShape) bool { return d.Name == dataset })
 }

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"log/slog"
 	"testing"
 	"time"
 
@@ -38,6 +39,9 @@ func TestAvailabilityFromProtoRefusesNonsense(t *testing.T) {
 		{TimeZone: "Mars/Olympus", FromHour: 8, ToHour: 18},
 		{TimeZone: "Europe/Berlin", FromHour: 8, ToHour: 8},
 		{TimeZone: "Europe/Berlin", FromHour: 25, ToHour: 3},
+		{TimeZone: "Europe/Berlin", FromHour: 24, ToHour: 0},
+		{TimeZone: "Local", FromHour: 8, ToHour: 18},
+		{TimeZone: "", FromHour: 8, ToHour: 18},
 	} {
 		if _, err := availabilityFromProto(a); err == nil {
 			t.Errorf("%v accepted", a)
@@ -57,21 +61,65 @@ func TestRoundTimeSkipsToWorkingHours(t *testing.T) {
 	clock := &SimulatedClock{Start: "2026-11-30T00:00:00Z", PerRound: Duration(2 * time.Hour)}
 	job := &Job{Spec: JobSpec{SimulatedClock: clock}}
 	ids := []string{"always", "berlin-1", "tokyo-1"}
-	at, avail := c.roundTime(job, ids, 2, time.Now())
+	at, avail := c.roundTime(job, nil, ids, 2, time.Now())
 	if at.UTC().Format(time.RFC3339) != "2026-11-30T00:00:00Z" || len(avail) != 2 || avail[1] != "tokyo-1" {
 		t.Fatalf("round 1 at %s with %v; want 00:00 UTC with always and tokyo-1", at.UTC(), avail)
 	}
 	// After a round at 06:00 UTC (15:00 Tokyo), the next is at 08:00:
 	// Tokyo has gone home and Berlin (09:00 CET) has arrived.
 	job.Rounds = []*RoundRecord{{Number: 1, Attempt: 1, SimulatedAt: time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC).UnixMilli()}}
-	at, avail = c.roundTime(job, ids, 2, time.Now())
+	at, avail = c.roundTime(job, nil, ids, 2, time.Now())
 	if at.UTC().Hour() != 8 || len(avail) != 2 || avail[1] != "berlin-1" {
 		t.Fatalf("round 2 at %s with %v; want 08:00 UTC with always and berlin-1", at.UTC(), avail)
 	}
 	// Needing three, it waits for the hour both work: none; it gives up
 	// after a day of steps with whom it has.
-	_, avail = c.roundTime(job, ids, 3, time.Now())
+	_, avail = c.roundTime(job, nil, ids, 3, time.Now())
 	if len(avail) == 3 {
 		t.Fatalf("Tokyo and Berlin office hours do not overlap, yet %v", avail)
+	}
+}
+
+// TestRoundTimeDoesNotWaitForeverForTheAbsent: a participant registered
+// within its hours but never connected holds the simulated clock for one
+// round deadline of real time at most; one that does not hold the job's
+// dataset does not hold it at all.
+func TestRoundTimeDoesNotWaitForeverForTheAbsent(t *testing.T) {
+	c := &Coordinator{fsm: NewFSM(nil), log: slog.New(slog.DiscardHandler)}
+	c.fsm.st.Participants = map[string]*Participant{
+		// Works 00–08 UTC but never connects (gone, or stalling on purpose).
+		"absent":  {ID: "absent", Availability: &Availability{TimeZone: "UTC", FromHour: 0, ToHour: 8}},
+		"cifar":   {ID: "cifar", Datasets: []DatasetShape{{Name: "cifar10"}}, Availability: &Availability{TimeZone: "UTC", FromHour: 0, ToHour: 2}},
+		"daytime": {ID: "daytime", Availability: &Availability{TimeZone: "UTC", FromHour: 8, ToHour: 18}},
+	}
+	job := &Job{ID: "j", Spec: JobSpec{Dataset: "mnist", RoundDeadline: Duration(time.Minute),
+		SimulatedClock: &SimulatedClock{Start: "2026-11-30T00:00:00Z", PerRound: Duration(time.Hour)}}}
+	run := &jobRun{}
+	now := time.Now()
+	connected := []string{"daytime"}
+	at, avail := c.roundTime(job, run, connected, 1, now)
+	if at.UTC().Hour() != 0 || len(avail) != 0 {
+		t.Fatalf("first: %s with %v; want 00:00 (absent is within its hours) and nobody connected there", at.UTC(), avail)
+	}
+	if at, _ = c.roundTime(job, run, connected, 1, now.Add(30*time.Second)); at.UTC().Hour() != 0 {
+		t.Fatalf("within the round deadline the clock moved to %s", at.UTC())
+	}
+	c.roundTime(job, run, connected, 1, now.Add(61*time.Second)) // the deadline passes: move on
+	at, avail = c.roundTime(job, run, connected, 1, now.Add(62*time.Second))
+	if at.UTC().Hour() == 0 || len(avail) != 0 && at.UTC().Hour() < 8 {
+		t.Fatalf("after a round deadline: %s with %v; want the clock moved on", at.UTC(), avail)
+	}
+	// The clock keeps moving on, a round deadline at a time, until the
+	// connected participant's hours.
+	for i := 0; len(avail) == 0; i++ {
+		if i > 20 {
+			t.Fatalf("never reached daytime's hours: %s", at.UTC())
+		}
+		now = now.Add(61 * time.Second)
+		c.roundTime(job, run, connected, 1, now)
+		at, avail = c.roundTime(job, run, connected, 1, now.Add(time.Second))
+	}
+	if at.UTC().Hour() != 8 || avail[0] != "daytime" {
+		t.Fatalf("%s with %v; want 08:00 with daytime", at.UTC(), avail)
 	}
 }

@@ -2,6 +2,9 @@ package coordinator_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +36,17 @@ func gossipStates(t *testing.T, admin pb.AdminServiceClient) map[string]string {
 func TestRestartWithoutJoinFindsItsPeers(t *testing.T) {
 	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(30 * time.Second)
+	// c1 has written down its peers once they are voters.
+	peersFile := filepath.Join(tc.Cfg(0).DataDir, "gossip-peers.json")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(peersFile)
+		if strings.Contains(string(b), `"c2"`) && strings.Contains(string(b), `"c3"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c1's %s: %q; want c2 and c3", peersFile, b)
+		}
+	}
 	tc.Kill(0)
 	// Wait until c2 sees c1 failed, then past memberlist's gossip to the
 	// dead, after which nobody contacts c1 on their own.

@@ -45,6 +45,12 @@ type jobRun struct {
 	// failed its task, by participant (cut to maxReasonBytes), for the
 	// abort reason.
 	reasons map[string]string
+	// clockBase, clockSkip and clockWaitSince are the leader's wait on a
+	// simulated clock (roundTime): the next attempt's base time, the steps
+	// moved on from it, and since when too few have come.
+	clockBase      time.Time
+	clockSkip      int
+	clockWaitSince time.Time
 }
 
 // kickLeader wakes the leader loop early (an update or report arrived).
@@ -322,7 +328,7 @@ func choose(ids []string, k int, rng *rand.Rand) []string {
 func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	spec := job.Spec
 	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
-	at, connected := c.roundTime(job, connected, max(int(spec.MinParticipants), 1), now)
+	at, connected := c.roundTime(job, run, connected, max(int(spec.MinParticipants), 1), now)
 	k := int(spec.ParticipantsPerRound)
 	if k == 0 {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))

@@ -29,9 +29,10 @@ type memberMeta struct {
 
 // member is one coordinator as gossip sees it.
 type member struct {
-	Name  string
-	Meta  memberMeta
-	State string // alive or failed (see gossipAlive)
+	Name   string
+	Meta   memberMeta
+	State  string // alive or failed (see gossipAlive)
+	Gossip string // its gossip address
 }
 
 // membership is this coordinator's view of the others, kept by memberlist.
@@ -120,16 +121,23 @@ func (c *Coordinator) startGossip() error {
 	}
 	c.members.ml = ml
 	c.wg.Go(c.gossipLoop)
-	join := c.cfg.Join
-	for _, a := range c.knownPeers() {
-		if !slices.Contains(join, a) && a != c.GossipAddr() {
-			join = append(join, a)
+	if len(c.cfg.Join) > 0 {
+		if _, err := ml.Join(c.cfg.Join); err != nil {
+			c.log.Warn("joining gossip; will keep running alone until someone joins us", "join", c.cfg.Join, "err", err)
 		}
 	}
-	if len(join) > 0 {
-		if _, err := ml.Join(join); err != nil {
-			c.log.Warn("joining gossip; will keep running alone until someone joins us", "join", join, "err", err)
+	// The peers remembered from earlier runs are joined in the background,
+	// each on its own, so that unreachable ones (decommissioned, or gone)
+	// cost no start-up time.
+	for _, a := range c.knownPeers() {
+		if slices.Contains(c.cfg.Join, a) || a == c.GossipAddr() {
+			continue
 		}
+		c.wg.Go(func() {
+			if _, err := ml.Join([]string{a}); err != nil {
+				c.log.Debug("rejoining a remembered peer", "addr", a, "err", err)
+			}
+		})
 	}
 	return nil
 }
@@ -156,28 +164,62 @@ func (c *Coordinator) knownPeers() []string {
 	return slices.Compact(out)
 }
 
-// rememberPeer records another coordinator's gossip address (written
-// atomically: a crash mid-write leaves the old file).
-func (c *Coordinator) rememberPeer(name, addr string) {
-	path := filepath.Join(c.cfg.DataDir, peersFile)
-	peers := map[string]string{}
-	if b, err := os.ReadFile(path); err == nil {
-		_ = json.Unmarshal(b, &peers) // a damaged file starts afresh
-	}
-	if peers[name] == addr || len(peers) >= maxRememberedPeers && peers[name] == "" {
+// savePeers writes the gossip addresses of the members that are voters in
+// the Raft configuration (the file is rewritten, so members that left the
+// configuration are dropped, and a gossip member that is not a voter — a
+// stranger with the gossip key — is never recorded). Written atomically:
+// a crash mid-write leaves the old file.
+func (c *Coordinator) savePeers() {
+	if c.raft == nil {
 		return
 	}
-	peers[name] = addr
-	b, err := json.Marshal(peers)
-	if err == nil {
-		tmp := path + ".tmp"
-		if err = os.WriteFile(tmp, b, 0o600); err == nil {
-			err = os.Rename(tmp, path)
+	voters, err := c.voters()
+	if err != nil {
+		return
+	}
+	peers := map[string]string{}
+	c.members.mu.Lock()
+	for _, v := range voters {
+		if m, ok := c.members.members[string(v.ID)]; ok && m.Gossip != "" && m.Name != c.cfg.Name && len(peers) < maxRememberedPeers {
+			peers[m.Name] = m.Gossip
 		}
 	}
-	if err != nil {
-		c.log.Warn("remembering a peer's gossip address", "member", name, "err", err)
+	c.members.mu.Unlock()
+	path := filepath.Join(c.cfg.DataDir, peersFile)
+	if old, err := os.ReadFile(path); err == nil {
+		var was map[string]string
+		if json.Unmarshal(old, &was) == nil && maps.Equal(was, peers) {
+			return
+		}
 	}
+	b, err := json.Marshal(peers)
+	if err == nil {
+		err = writeFileSynced(path, b)
+	}
+	if err != nil {
+		c.log.Warn("remembering the peers' gossip addresses", "err", err)
+	}
+}
+
+// writeFileSynced writes b to path through a synced temporary file and a
+// rename.
+func writeFileSynced(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // maxRememberedPeers bounds the peers file (a cluster has at most a few
@@ -195,23 +237,28 @@ func (c *Coordinator) GossipAddr() string {
 
 // gossipLoop reads membership events in one place.
 func (c *Coordinator) gossipLoop() {
+	// Voters join the Raft configuration after their gossip event: the
+	// peers file is brought up to date now and then too.
+	peersTick := time.NewTicker(2 * time.Second)
+	defer peersTick.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
+		case <-peersTick.C:
+			c.savePeers()
 		case ev := <-c.members.events:
 			var meta memberMeta
 			if err := json.Unmarshal(ev.Node.Meta, &meta); err != nil {
 				continue // not one of ours
 			}
 			c.members.mu.Lock()
-			c.members.members[ev.Node.Name] = &member{Name: ev.Node.Name, Meta: meta, State: eventState(ev)}
+			c.members.members[ev.Node.Name] = &member{Name: ev.Node.Name, Meta: meta, State: eventState(ev),
+				Gossip: net.JoinHostPort(ev.Node.Addr.String(), strconv.Itoa(int(ev.Node.Port)))}
 			c.members.mu.Unlock()
-			if ev.Event != memberlist.NodeLeave && ev.Node.Name != c.cfg.Name {
-				c.rememberPeer(ev.Node.Name, net.JoinHostPort(ev.Node.Addr.String(), strconv.Itoa(int(ev.Node.Port))))
-			}
 			c.log.Info("member event", "member", ev.Node.Name, "state", eventState(ev))
 			c.maybeBootstrap()
+			c.savePeers()
 			c.kickLeader()
 		}
 	}

@@ -35,6 +35,10 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	avail, err := availabilityFromProto(req.GetAvailability())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("%w: %v", ErrBadUpdate, err))
+	}
 	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RegisterResponse, error) {
 		return pb.NewParticipantServiceClient(cc).Register(ctx, req)
 	}); fwd {
@@ -42,10 +46,6 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 			resp.Coordinators = s.c.coordinatorAddrs()
 		}
 		return resp, err
-	}
-	avail, err := availabilityFromProto(req.GetAvailability())
-	if err != nil {
-		return nil, toStatus(fmt.Errorf("%w: %v", ErrBadUpdate, err))
 	}
 	names := make([]string, len(datasets))
 	for i, d := range datasets {

@@ -40,6 +40,10 @@ type Config struct {
 	CA   *x509.CertPool
 	// Region is reported at registration.
 	Region string
+	// PinCoordinators keeps to Coordinators: the addresses the cluster
+	// reports at registration are not added (a site behind a proxy, or a
+	// rehearsal's shaped links).
+	PinCoordinators bool
 	// Dial, if set, opens the connections to coordinators (scenarios route
 	// them through a modelled network); nil dials directly.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
@@ -269,6 +273,9 @@ func (p *Participant) session(ctx context.Context, addr string) (bool, error) {
 
 // learn adds coordinator addresses the cluster told us about.
 func (p *Participant) learn(addrs []string) {
+	if p.cfg.PinCoordinators {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, a := range addrs {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,8 +32,10 @@ type admins struct {
 	// reads from its own, stale, state, so the runner asks the leader.
 	leader func() int
 
-	mu      sync.Mutex
-	current int
+	mu         sync.Mutex
+	current    int          // the coordinator that answered last
+	streamFrom int          // the coordinator of the last stream opened
+	broken     map[int]bool // where the last stream broke (failStream)
 }
 
 // attemptTimeout bounds one call on one coordinator.
@@ -70,65 +73,95 @@ func retryable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
 }
 
-// conn returns the coordinator to try next and its index.
-func (a *admins) conn() (*grpc.ClientConn, int) {
+// order is the coordinators to try for one call: the leader first (when
+// known), then the one that answered last, then the others; those in
+// skip (failed earlier in the call, or a broken stream's) go last.
+func (a *admins) order(skip map[int]bool) []int {
 	l := -1
 	if a.leader != nil {
 		l = a.leader()
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	first := []int{a.current}
+	a.mu.Unlock()
 	if l >= 0 && l < len(a.conns) {
-		a.current = l
+		first = []int{l, first[0]}
 	}
-	return a.conns[a.current], a.current
+	var out, later []int
+	for _, i := range append(first, seq(len(a.conns))...) {
+		switch {
+		case slices.Contains(out, i) || slices.Contains(later, i):
+		case skip[i]:
+			later = append(later, i)
+		default:
+			out = append(out, i)
+		}
+	}
+	return append(out, later...)
 }
 
-// failed moves on from coordinator i.
-func (a *admins) failed(i int) {
+// answered remembers the coordinator that answered.
+func (a *admins) answered(i int) {
 	a.mu.Lock()
-	if a.current == i {
-		a.current = (i + 1) % len(a.conns)
-	}
+	a.current = i
 	a.mu.Unlock()
 }
 
-// Invoke makes a unary call, on each coordinator in turn until one answers.
+// Invoke makes a unary call on the leader, or on each other coordinator in
+// turn until one answers; each is tried once (the list twice over).
 func (a *admins) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	var err error
-	for range 2 * len(a.conns) {
-		cc, i := a.conn()
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		err = cc.Invoke(actx, method, args, reply, opts...)
-		cancel()
-		if err == nil || ctx.Err() != nil || !retryable(err) {
-			return err
+	failed := map[int]bool{}
+	for range 2 {
+		for _, i := range a.order(failed) {
+			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			err = a.conns[i].Invoke(actx, method, args, reply, opts...)
+			cancel()
+			if err == nil {
+				a.answered(i)
+				return nil
+			}
+			if ctx.Err() != nil || !retryable(err) {
+				return err
+			}
+			failed[i] = true
 		}
-		a.failed(i)
 	}
 	return fmt.Errorf("no coordinator answered %s: %w", method, err)
 }
 
-// NewStream opens a stream on the current coordinator; a caller whose
-// stream breaks calls again (pullRetrying).
+// NewStream opens a stream on the first coordinator that accepts it, the
+// leader first; a caller whose stream breaks calls failStream and again.
 func (a *admins) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	var err error
-	for range len(a.conns) {
-		cc, i := a.conn()
+	for _, i := range a.order(a.brokenStreams()) {
 		var s grpc.ClientStream
-		if s, err = cc.NewStream(ctx, desc, method, opts...); err == nil {
+		if s, err = a.conns[i].NewStream(ctx, desc, method, opts...); err == nil {
+			a.mu.Lock()
+			a.streamFrom = i
+			a.mu.Unlock()
 			return s, nil
 		}
 		if ctx.Err() != nil || !retryable(err) {
 			return nil, err
 		}
-		a.failed(i)
 	}
 	return nil, err
 }
 
-// failStream moves on from the current coordinator after a broken stream.
+// failStream marks the coordinator of the last stream broken, so that the
+// next stream is tried elsewhere first; brokenStreams returns and clears
+// the mark.
 func (a *admins) failStream() {
-	_, i := a.conn()
-	a.failed(i)
+	a.mu.Lock()
+	a.broken = map[int]bool{a.streamFrom: true}
+	a.mu.Unlock()
+}
+
+func (a *admins) brokenStreams() map[int]bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	b := a.broken
+	a.broken = nil
+	return b
 }

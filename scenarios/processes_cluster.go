@@ -123,6 +123,10 @@ func (pr *processRun) startParticipants(shards []participantData, linkModel *net
 				return nil, err
 			}
 			args := []string{"participant", "--coordinator", strings.Join(near, ","), "--region", g.Region, "--log-level", pr.logLevel}
+			if pr.net.mode == ProcessNetworkProxies {
+				// The coordinators' own addresses would bypass the proxies.
+				args = append(args, "--pin-coordinators")
+			}
 			if a := pr.sc.region(g.Region).availability(); a != nil {
 				args = append(args, "--working-hours", fmt.Sprintf("%d-%d", a.FromHour, a.ToHour), "--time-zone", a.TimeZone)
 			}

@@ -25,7 +25,7 @@ type participantFlags struct {
 	examples                                                                                                *int
 	seed, declaredExamples                                                                                  *uint64
 	valFraction                                                                                             *float64
-	standardize                                                                                             *bool
+	standardize, pin                                                                                        *bool
 	killAfterShareKeys                                                                                      *uint
 	faults                                                                                                  faultFlags
 	tls                                                                                                     tlsFlags
@@ -46,8 +46,9 @@ func (m *Main) participantFlagSet() (*flag.FlagSet, participantFlags) {
 		classes:     fs.String("classes", "", "CSV only: the label values in class order, comma-separated (0,1,…,9), so that a site lacking a class numbers the others as the federation does (default: the file's distinct labels, sorted)"),
 		standardize: fs.Bool("standardize", true, "CSV only: shift and scale each feature to mean 0 and deviation 1, as measured on the training rows"),
 		region:      fs.String("region", "", "region or country reported at registration"),
-		hours:       fs.String("working-hours", "", "FROM-TO: train only in these local hours (0–24; TO < FROM runs past midnight), declared to the coordinators, which choose cohorts among participants within their hours"),
-		timeZone:    fs.String("time-zone", "", "IANA time zone of --working-hours (default: the machine's, as $TZ or /etc/localtime name it; UTC if neither)"),
+		hours:       fs.String("working-hours", "", "FROM-TO: train only in these local hours (FROM 0–23, TO 0–24; TO < FROM runs past midnight), declared to the coordinators, which choose cohorts among participants within their hours"),
+		timeZone:    fs.String("time-zone", "", "IANA time zone of --working-hours (default: the machine's, as $TZ or /etc/localtime names it)"),
+		pin:         fs.Bool("pin-coordinators", false, "connect only to the --coordinator addresses, not to the others the cluster reports (a site behind a proxy)"),
 		level:       fs.String("log-level", "info", "debug, info, warn or error"),
 		policyFile:  fs.String("policy", "", "the site's policy: a YAML file of the organisations, models, secure aggregation and rounds this site accepts (default: accept every job)"),
 		configFile: fs.String("config", "", "YAML `FILE` setting any of these flags by name (data: mnist, coordinator: [HOST:PORT, …]); "+
@@ -147,7 +148,7 @@ func (m *Main) runParticipant(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := participant.Config{
-		Coordinators: strings.Split(*f.addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *f.region, Dataset: datasetName, Availability: avail,
+		Coordinators: strings.Split(*f.addrs, ","), Cert: mat.cert, CA: mat.pool, Region: *f.region, Dataset: datasetName, Availability: avail, PinCoordinators: *f.pin,
 		Train: train, Validation: val, Logger: slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv})),
 		Policy: policy, DeclaredExamples: *f.declaredExamples,
 	}
@@ -354,17 +355,33 @@ func parseWorkingHours(hours, zone string) (*pb.Availability, error) {
 	from, to, ok := strings.Cut(hours, "-")
 	f, errF := strconv.ParseUint(from, 10, 32)
 	t, errT := strconv.ParseUint(to, 10, 32)
-	if !ok || errF != nil || errT != nil || f > 24 || t > 24 || f == t {
-		return nil, usageError{fmt.Errorf("--working-hours %q: want FROM-TO, two different hours in 0–24 (8-18; 22-6 runs past midnight)", hours)}
+	if !ok || errF != nil || errT != nil || f > 23 || t > 24 || f == t {
+		return nil, usageError{fmt.Errorf("--working-hours %q: want FROM-TO, FROM in 0–23 and a different TO in 0–24 (8-18; 22-6 runs past midnight)", hours)}
 	}
 	if zone == "" {
-		zone = time.Local.String()
-		if zone == "Local" {
-			zone = "UTC"
-		}
+		zone = machineTimeZone()
+	}
+	if zone == "" {
+		return nil, usageError{fmt.Errorf("--working-hours: name the site's time zone with --time-zone (this machine names none: no $TZ, no /etc/localtime link)")}
 	}
 	if _, err := time.LoadLocation(zone); err != nil {
 		return nil, usageError{fmt.Errorf("--time-zone %q: %v", zone, err)}
 	}
 	return &pb.Availability{TimeZone: zone, FromHour: uint32(f), ToHour: uint32(t)}, nil
+}
+
+// machineTimeZone is the machine's IANA zone name: $TZ, else the zone
+// /etc/localtime links to; "" if neither names one.
+func machineTimeZone() string {
+	if tz := strings.TrimPrefix(os.Getenv("TZ"), ":"); tz != "" {
+		return tz
+	}
+	target, err := os.Readlink("/etc/localtime")
+	if err != nil {
+		return ""
+	}
+	if _, zone, ok := strings.Cut(target, "zoneinfo/"); ok {
+		return zone
+	}
+	return ""
 }
