@@ -22,7 +22,7 @@ func Evaluate(ctx context.Context, m *Model, ds *Dataset) (Metrics, error) {
 	if err := ds.checkFits(m.Spec); err != nil {
 		return Metrics{}, err
 	}
-	net := newNetwork(m.Spec, evalBatch)
+	net := makeNetwork(m.Spec, max(1, min(evalBatch, ds.Len())), false)
 	classes := m.Spec.Classes()
 	var loss float64
 	correct := 0

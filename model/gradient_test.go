@@ -125,10 +125,14 @@ func TestFedProxAddsProximalGradient(t *testing.T) {
 	}
 }
 
-// reluPattern is which ReLU outputs were positive in the last forward pass.
+// reluPattern is which ReLU outputs were positive in the last forward pass,
+// and where each max-pooling output came from.
 func reluPattern(net *network) string {
 	var b []byte
 	for l, ls := range net.spec.Layers {
+		if ls.Kind == MaxPool {
+			b = fmt.Appendf(b, "%v", net.args[l])
+		}
 		if ls.Kind != ReLU {
 			continue
 		}

@@ -15,16 +15,24 @@ type Model struct {
 
 // New returns a model with parameters drawn from a generator seeded with seed,
 // so the same spec and seed always give the same model. Dense layers are drawn
-// uniformly from ±1/√In, weights and biases alike (PyTorch's default for
-// nn.Linear, so that centralised baselines compare like with like).
+// uniformly from ±1/√In, weights and biases alike, and Conv layers from
+// ±1/√(C·K·K) (PyTorch's defaults for nn.Linear and nn.Conv2d, so that
+// centralised baselines compare like with like).
 func New(spec Spec, seed uint64) *Model {
 	rng := rand.New(rand.NewPCG(seed, 0x6163636f7264)) // "accord"
 	params := make([]float32, spec.NumParams())
 	off := 0
 	for _, l := range spec.Layers {
 		n := l.NumParams()
-		if l.Kind == Dense {
-			bound := 1 / math.Sqrt(float64(l.In))
+		fanIn := 0
+		switch l.Kind {
+		case Dense:
+			fanIn = l.In
+		case Conv:
+			fanIn = l.C * l.Size * l.Size
+		}
+		if fanIn > 0 {
+			bound := 1 / math.Sqrt(float64(fanIn))
 			for i := range params[off : off+n] {
 				params[off+i] = float32((2*rng.Float64() - 1) * bound)
 			}

@@ -13,19 +13,54 @@ type network struct {
 	spec     Spec
 	capacity int
 	offsets  []int       // offset of each layer's parameters in the flat vector
-	acts     [][]float32 // acts[l]: output of layer l, capacity×Out
+	acts     [][]float32 // acts[l]: output of layer l, capacity×Out (a Flatten's is its input)
+	ins      [][]float32 // ins[l]: the input of layer l in the last forward pass
 	deltas   [][]float32 // deltas[l]: gradient with respect to layer l's input, capacity×In
+	cols     [][]float32 // cols[l]: a Conv layer's patch matrix (one example)
+	gwts     [][]float32 // gwts[l]: a Conv layer's weight gradient, transposed
+	args     [][]int32   // args[l]: where each output of a MaxPool layer came from
+	first    int         // the first layer with parameters: backward stops there
 	grad     []float32   // gradient of the mean loss, same layout as the parameters
 }
 
 func newNetwork(spec Spec, capacity int) *network {
-	n := &network{spec: spec, capacity: capacity, grad: make([]float32, spec.NumParams())}
+	return makeNetwork(spec, capacity, true)
+}
+
+// makeNetwork is newNetwork, without the buffers of the backward pass
+// unless backward is set.
+func makeNetwork(spec Spec, capacity int, backward bool) *network {
+	n := &network{spec: spec, capacity: capacity, first: -1}
+	layers := len(spec.Layers)
+	n.acts, n.ins, n.deltas = make([][]float32, layers), make([][]float32, layers), make([][]float32, layers)
+	n.cols, n.gwts, n.args = make([][]float32, layers), make([][]float32, layers), make([][]int32, layers)
 	off := 0
-	for _, l := range spec.Layers {
+	for l, ls := range spec.Layers {
 		n.offsets = append(n.offsets, off)
-		off += l.NumParams()
-		n.acts = append(n.acts, make([]float32, capacity*l.Out))
-		n.deltas = append(n.deltas, make([]float32, capacity*l.In))
+		off += ls.NumParams()
+		if n.first < 0 && ls.NumParams() > 0 {
+			n.first = l
+		}
+		if ls.Kind != Flatten {
+			n.acts[l] = make([]float32, capacity*ls.Out)
+		}
+		switch ls.Kind {
+		case Conv:
+			if ls.Size > 1 {
+				n.cols[l] = make([]float32, ls.C*ls.Size*ls.Size*ls.H*ls.W)
+			}
+			if backward {
+				n.gwts[l] = make([]float32, ls.NumParams()-ls.Channels())
+			}
+		case MaxPool:
+			n.args[l] = make([]int32, capacity*ls.Out)
+		}
+		if backward && n.first >= 0 && l > n.first && (ls.Kind == Dense || ls.Kind == Conv || ls.Kind == MaxPool) {
+			n.deltas[l] = make([]float32, capacity*ls.In)
+		}
+	}
+	if backward {
+		n.grad = make([]float32, spec.NumParams())
 	}
 	return n
 }
@@ -42,11 +77,24 @@ func (n *network) dense(params []float32, l int) (w blas32.General, b []float32)
 	return w, params[off+ls.In*ls.Out : off+ls.NumParams()]
 }
 
+// conv returns views of a Conv layer's weights (N × C·K·K, PyTorch's
+// [N][C][K][K]) and biases.
+func (n *network) conv(params []float32, l int) (w, b []float32) {
+	ls := n.spec.Layers[l]
+	off := n.offsets[l]
+	nw := ls.Channels() * ls.C * ls.Size * ls.Size
+	return params[off : off+nw], params[off+nw : off+ls.NumParams()]
+}
+
 // forward runs rows examples of x through the network and returns the logits
 // (rows×Classes, a view of the work buffers).
 func (n *network) forward(params, x []float32, rows int) []float32 {
 	in := x[:rows*n.spec.Inputs()]
 	for l, ls := range n.spec.Layers {
+		n.ins[l] = in
+		if ls.Kind == Flatten {
+			continue // the rows are already flat
+		}
 		out := n.acts[l][:rows*ls.Out]
 		switch ls.Kind {
 		case Dense:
@@ -59,6 +107,11 @@ func (n *network) forward(params, x []float32, rows int) []float32 {
 			for i, v := range in {
 				out[i] = max(v, 0)
 			}
+		case Conv:
+			w, b := n.conv(params, l)
+			convForward(ls, w, b, in, out, n.cols[l], rows)
+		case MaxPool:
+			poolForward(ls, in, out, n.args[l], rows)
 		}
 		in = out
 	}
@@ -101,14 +154,9 @@ func softmaxLoss(logits []float32, y []int32, classes int) float64 {
 // activations of the last forward call on the same x.
 func (n *network) backward(params, x, dlogits []float32, rows int) {
 	d := dlogits
-	for l := len(n.spec.Layers) - 1; l >= 0; l-- {
+	for l := len(n.spec.Layers) - 1; l >= n.first; l-- {
 		ls := n.spec.Layers[l]
-		var in []float32
-		if l == 0 {
-			in = x[:rows*ls.In]
-		} else {
-			in = n.acts[l-1][:rows*ls.In]
-		}
+		in := n.ins[l][:rows*ls.In]
 		switch ls.Kind {
 		case Dense:
 			w, _ := n.dense(params, l)
@@ -120,7 +168,7 @@ func (n *network) backward(params, x, dlogits []float32, rows int) {
 					gb[o] += v
 				}
 			}
-			if l == 0 {
+			if l == n.first {
 				return
 			}
 			din := n.deltas[l][:rows*ls.In]
@@ -135,6 +183,19 @@ func (n *network) backward(params, x, dlogits []float32, rows int) {
 					d[i] = 0
 				}
 			}
+		case Conv:
+			w, _ := n.conv(params, l)
+			gw, gb := n.conv(n.grad, l)
+			var din []float32
+			if l > n.first {
+				din = n.deltas[l][:rows*ls.In]
+			}
+			convBackward(ls, w, gw, gb, n.gwts[l], in, d, din, n.cols[l], rows)
+			d = din
+		case MaxPool:
+			din := n.deltas[l][:rows*ls.In]
+			poolBackward(ls, d, din, n.args[l], rows)
+			d = din
 		}
 	}
 }

@@ -51,13 +51,22 @@ func (t tensor) flat(k int) int {
 
 // tensors are the model's tensors as a torch.nn.Sequential of the same
 // architecture names them in its state_dict: the dense layer at position p
-// of the spec (ReLUs count, as they do in Sequential) is "p.weight",
-// [out, in] like nn.Linear's, and "p.bias". legacy gives the names and
+// of the spec (ReLUs, pools and Flatten count, as they do in Sequential) is
+// "p.weight", [out, in] like nn.Linear's, and "p.bias"; a Conv layer's are
+// "p.weight", [out, in, K, K] like nn.Conv2d's, and "p.bias". legacy gives the names and
 // layout files written before (dense_0.weight, [in, out]), for reading them.
 func (s Spec) tensors(legacy bool) []tensor {
 	var out []tensor
 	off, dense := 0, 0
 	for p, l := range s.Layers {
+		if l.Kind == Conv {
+			// nn.Conv2d's [out][in][kH][kW], as the parameters hold it.
+			n := l.Channels()
+			out = append(out, tensor{fmt.Sprintf("%d.weight", p), []int{n, l.C, l.Size, l.Size}, off, false},
+				tensor{fmt.Sprintf("%d.bias", p), []int{n}, off + n*l.C*l.Size*l.Size, false})
+			off += l.NumParams()
+			continue
+		}
 		if l.Kind != Dense {
 			continue
 		}

@@ -15,19 +15,50 @@ const (
 	Dense LayerKind = "dense"
 	// ReLU is max(0, x), elementwise.
 	ReLU LayerKind = "relu"
+	// Conv is a 2-D convolution of Size×Size kernels, stride 1, zero
+	// padding Size/2 on every side ("same": the output is H×W, like
+	// PyTorch's nn.Conv2d(C, Channels(), Size, padding=Size//2)).
+	Conv LayerKind = "conv"
+	// MaxPool is max-pooling over Size×Size windows with stride Size; rows
+	// and columns left over at the bottom and right are dropped
+	// (nn.MaxPool2d(Size)).
+	MaxPool LayerKind = "maxpool"
+	// Flatten turns C×H×W images into rows of C·H·W values, channel-major
+	// as they already lie (nn.Flatten); it moves no data.
+	Flatten LayerKind = "flatten"
 )
 
 // LayerSpec describes one layer. In and Out are the widths of its input and
-// output rows.
+// output rows. Images lie in rows channel-major (NCHW): value [c][y][x] of
+// a C×H×W image is at c·H·W + y·W + x.
 type LayerSpec struct {
 	Kind    LayerKind
 	In, Out int
+	// C, H and W are the channels, height and width of the input image of
+	// a Conv, MaxPool or Flatten layer (In = C·H·W); zero for the others.
+	C, H, W int
+	// Size is a Conv's kernel size or a MaxPool's window; zero for the others.
+	Size int
+}
+
+// Channels is the number of channels a Conv or MaxPool layer outputs.
+func (l LayerSpec) Channels() int {
+	switch l.Kind {
+	case Conv:
+		return l.Out / (l.H * l.W)
+	case MaxPool:
+		return l.C
+	}
+	return 0
 }
 
 // NumParams is the number of parameters the layer owns.
 func (l LayerSpec) NumParams() int {
-	if l.Kind == Dense {
+	switch l.Kind {
+	case Dense:
 		return l.In*l.Out + l.Out
+	case Conv:
+		return l.Channels() * (l.C*l.Size*l.Size + 1)
 	}
 	return 0
 }
@@ -35,9 +66,11 @@ func (l LayerSpec) NumParams() int {
 // Spec is a model architecture: a family name and its layers. The last
 // layer's outputs are the logits of a softmax over the classes.
 type Spec struct {
-	// Family is "logreg" or "mlp".
+	// Family is "logreg", "mlp" or "cnn".
 	Family string
-	// Widths are the widths from the spec string: inputs, hidden layers, classes.
+	// Widths are the widths from the spec string: inputs, hidden layers,
+	// classes. For a cnn they are the input's H·W·C, the fully connected
+	// layers' widths and the classes.
 	Widths []int
 	// Layers are the layers in order.
 	Layers []LayerSpec
@@ -59,9 +92,10 @@ const (
 	MaxParams = 1 << 28
 )
 
-// ParseSpec parses a spec such as "logreg:784-10" or "mlp:784-200-200-10".
-// It refuses a spec of more than MaxDenseLayers layers or MaxParams
-// parameters without reading further.
+// ParseSpec parses a spec such as "logreg:784-10", "mlp:784-200-200-10" or
+// "cnn:28x28x1-c5x32-p2-c5x64-p2-f512-10" (the grammar of cnn specs is in
+// the package documentation). It refuses a spec of more than MaxDenseLayers
+// layers or MaxParams parameters without reading further.
 func ParseSpec(s string) (Spec, error) {
 	quoted := s
 	if len(quoted) > 80 {
@@ -70,6 +104,9 @@ func ParseSpec(s string) (Spec, error) {
 	family, dims, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok {
 		return Spec{}, fmt.Errorf("%w %q: want FAMILY:IN-...-CLASSES, for example mlp:784-200-200-10", ErrBadSpec, quoted)
+	}
+	if family == "cnn" {
+		return parseCNN(quoted, dims)
 	}
 	var widths []int
 	params := 0
@@ -107,7 +144,7 @@ func ParseSpec(s string) (Spec, error) {
 		if len(family) > 20 {
 			family = family[:20] + "…"
 		}
-		return Spec{}, fmt.Errorf("%w %q: unknown family %q (want logreg or mlp)", ErrBadSpec, quoted, family)
+		return Spec{}, fmt.Errorf("%w %q: unknown family %q (want logreg, mlp or cnn)", ErrBadSpec, quoted, family)
 	}
 	if widths[len(widths)-1] < 2 {
 		return Spec{}, fmt.Errorf("%w %q: need at least 2 classes", ErrBadSpec, quoted)
@@ -133,6 +170,9 @@ func MustParseSpec(s string) Spec {
 
 // String returns the spec in the form ParseSpec reads.
 func (s Spec) String() string {
+	if s.Family == "cnn" {
+		return s.cnnString()
+	}
 	parts := make([]string, len(s.Widths))
 	for i, w := range s.Widths {
 		parts[i] = strconv.Itoa(w)

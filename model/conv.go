@@ -1,0 +1,230 @@
+package model
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+)
+
+// Convolution as a matrix product (im2col): for one C×H×W example, the
+// patch matrix col has a row for each (input channel c, kernel row i,
+// kernel column j), (c·K+i)·K+j, and a column for each output pixel y·W+x,
+// holding the input pixel under that kernel tap, or 0 in the padding. The
+// weights in PyTorch's [N][C][K][K] layout are an N × C·K·K matrix, so the
+// N×H×W output is weights·col plus the bias of each channel: one Sgemm an
+// example, through the fast kernels. The backward pass rebuilds col
+// (cheaper than keeping it for every example of the batch) for the weight
+// gradient, summed over the batch transposed, col·dOutᵀ (the kernels read
+// a transposed A in place but copy a transposed B: dOut is the smaller of
+// the two), and scatters weightsᵀ·dOut back onto the input (col2im) for
+// the gradient of the input.
+
+// im2col fills col (C·K·K × H·W) with the patches of img (C×H×W) for a
+// K×K kernel with padding K/2.
+func im2col(col, img []float32, c, h, w, k int) {
+	p := k / 2
+	hw := h * w
+	for ch := range c {
+		src := img[ch*hw : (ch+1)*hw]
+		for i := range k {
+			for j := range k {
+				row := col[((ch*k+i)*k+j)*hw:][:hw]
+				dx := j - p
+				lo, hi := max(0, -dx), min(w, w-dx) // output columns whose tap is inside
+				for y := range h {
+					r := row[y*w : (y+1)*w]
+					sy := y + i - p
+					if sy < 0 || sy >= h || lo >= hi {
+						clear(r)
+						continue
+					}
+					clear(r[:lo])
+					copy(r[lo:hi], src[sy*w+lo+dx:sy*w+hi+dx])
+					clear(r[hi:])
+				}
+			}
+		}
+	}
+}
+
+// col2im adds the patch matrix col (C·K·K × H·W) back onto img (C×H×W),
+// which it clears first: the adjoint of im2col.
+func col2im(img, col []float32, c, h, w, k int) {
+	clear(img[:c*h*w])
+	p := k / 2
+	hw := h * w
+	for ch := range c {
+		dst := img[ch*hw : (ch+1)*hw]
+		for i := range k {
+			for j := range k {
+				row := col[((ch*k+i)*k+j)*hw:][:hw]
+				dx := j - p
+				lo, hi := max(0, -dx), min(w, w-dx)
+				if lo >= hi {
+					continue
+				}
+				for y := range h {
+					sy := y + i - p
+					if sy < 0 || sy >= h {
+						continue
+					}
+					d := dst[sy*w+lo+dx : sy*w+hi+dx]
+					for x, v := range row[y*w+lo : y*w+hi] {
+						d[x] += v
+					}
+				}
+			}
+		}
+	}
+}
+
+// convForward computes out (rows × N·H·W) = conv(x) + b for the Conv layer
+// l with weights wt (N × C·K·K) and biases b; col is a work buffer of
+// C·K·K·H·W values.
+func convForward(l LayerSpec, wt, b, x, out, col []float32, rows int) {
+	n, hw, ckk := l.Channels(), l.H*l.W, l.C*l.Size*l.Size
+	wm := general(n, ckk, wt)
+	for r := range rows {
+		img := x[r*l.In : (r+1)*l.In]
+		o := out[r*l.Out : (r+1)*l.Out]
+		for ch, v := range b[:n] {
+			oc := o[ch*hw : (ch+1)*hw]
+			for i := range oc {
+				oc[i] = v
+			}
+		}
+		if l.Size == 1 {
+			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, wm, general(ckk, hw, img), 1, general(n, hw, o))
+			continue
+		}
+		im2col(col, img, l.C, l.H, l.W, l.Size)
+		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, wm, general(ckk, hw, col), 1, general(n, hw, o))
+	}
+}
+
+// convBackward sets gw and gb to the gradient of the loss with respect to
+// the Conv layer l's weights and biases, given its input x and the
+// gradient dout of its output, and writes the gradient of its input into
+// din unless din is nil. gwt is a work buffer of len(gw) values.
+func convBackward(l LayerSpec, wt, gw, gb, gwt, x, dout, din, col []float32, rows int) {
+	n, hw, ckk := l.Channels(), l.H*l.W, l.C*l.Size*l.Size
+	wm, gm := general(n, ckk, wt), general(ckk, n, gwt)
+	clear(gb[:n])
+	for r := range rows {
+		img := x[r*l.In : (r+1)*l.In]
+		d := dout[r*l.Out : (r+1)*l.Out]
+		for ch := range n {
+			var s float32
+			for _, v := range d[ch*hw : (ch+1)*hw] {
+				s += v
+			}
+			gb[ch] += s
+		}
+		patches := img
+		if l.Size != 1 {
+			im2col(col, img, l.C, l.H, l.W, l.Size)
+			patches = col
+		}
+		beta := float32(1)
+		if r == 0 {
+			beta = 0
+		}
+		dm := general(n, hw, d)
+		blas32.Gemm(blas.NoTrans, blas.Trans, 1, general(ckk, hw, patches), dm, beta, gm)
+		if din == nil {
+			continue
+		}
+		di := din[r*l.In : (r+1)*l.In]
+		if l.Size == 1 {
+			blas32.Gemm(blas.Trans, blas.NoTrans, 1, wm, dm, 0, general(ckk, hw, di))
+			continue
+		}
+		blas32.Gemm(blas.Trans, blas.NoTrans, 1, wm, dm, 0, general(ckk, hw, col))
+		col2im(di, col, l.C, l.H, l.W, l.Size)
+	}
+	for q := range ckk { // gw = gwtᵀ
+		row := gwt[q*n : (q+1)*n]
+		for o, v := range row {
+			gw[o*ckk+q] = v
+		}
+	}
+}
+
+// poolForward max-pools x into out for the MaxPool layer l and records in
+// arg, for each output, the index within its example's row of the input
+// it came from (the first of equal maxima).
+func poolForward(l LayerSpec, x, out []float32, arg []int32, rows int) {
+	s := l.Size
+	oh, ow := l.H/s, l.W/s
+	if s == 2 {
+		pool2(l, x, out, arg, rows)
+		return
+	}
+	k := 0
+	for r := range rows {
+		for ch := range l.C {
+			base := ch * l.H * l.W
+			img := x[r*l.In+base : r*l.In+base+l.H*l.W]
+			for y := range oh {
+				for xx := range ow {
+					at := y*s*l.W + xx*s
+					best, bi := img[at], at
+					for i := range s {
+						row := img[(y*s+i)*l.W+xx*s:][:s]
+						for j, v := range row {
+							if v > best {
+								best, bi = v, (y*s+i)*l.W+xx*s+j
+							}
+						}
+					}
+					out[k] = best
+					arg[k] = int32(base + bi)
+					k++
+				}
+			}
+		}
+	}
+}
+
+// poolBackward routes the gradient dout of the MaxPool layer l's output to
+// the inputs that were the maxima, writing the gradient of its input into din.
+func poolBackward(l LayerSpec, dout, din []float32, arg []int32, rows int) {
+	clear(din[:rows*l.In])
+	for r := range rows {
+		di := din[r*l.In : (r+1)*l.In]
+		a := arg[r*l.Out : (r+1)*l.Out]
+		for k, v := range dout[r*l.Out : (r+1)*l.Out] {
+			di[a[k]] += v
+		}
+	}
+}
+
+// pool2 is poolForward for 2×2 windows.
+func pool2(l LayerSpec, x, out []float32, arg []int32, rows int) {
+	w, oh, ow := l.W, l.H/2, l.W/2
+	k := 0
+	for r := range rows {
+		for ch := range l.C {
+			base := ch * l.H * w
+			img := x[r*l.In+base : r*l.In+base+l.H*w]
+			for y := range oh {
+				top, bot := img[2*y*w:][:2*ow], img[(2*y+1)*w:][:2*ow]
+				o, a := out[k:k+ow], arg[k:k+ow]
+				t0 := int32(base + 2*y*w)
+				for xx := range ow {
+					best, bi := top[2*xx], t0+int32(2*xx)
+					if v := top[2*xx+1]; v > best {
+						best, bi = v, t0+int32(2*xx+1)
+					}
+					if v := bot[2*xx]; v > best {
+						best, bi = v, t0+int32(w+2*xx)
+					}
+					if v := bot[2*xx+1]; v > best {
+						best, bi = v, t0+int32(w+2*xx+1)
+					}
+					o[xx], a[xx] = best, bi
+				}
+				k += ow
+			}
+		}
+	}
+}
