@@ -184,14 +184,19 @@ func (c *Coordinator) statusHandler(tokenHash *[sha256.Size]byte) http.Handler {
 }
 
 // authorizeStatus admits a request whose TLS client certificate chains to
-// the federation CA (any role; not revoked: a certificate revoked while a
-// connection stays open is refused from then on), or that carries the
-// bearer token.
+// the federation CA (a coordinator's, participant's or admin's, not a
+// consumer's or an inference server's; not revoked: a certificate revoked
+// while a connection stays open is refused from then on), or that carries
+// the bearer token.
 func (c *Coordinator) authorizeStatus(r *http.Request, tokenHash *[sha256.Size]byte) error {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		leaf := r.TLS.VerifiedChains[0][0]
-		if _, err := pki.IdentityOf(leaf); err != nil {
+		id, err := pki.IdentityOf(leaf)
+		if err != nil {
 			return err
+		}
+		if id.Role != pki.RoleCoordinator && id.Role != pki.RoleParticipant && id.Role != pki.RoleAdmin {
+			return fmt.Errorf("%w: %s is a %s", ErrForbidden, id.Name, id.Role)
 		}
 		if serial := pki.SerialOf(leaf); c.fsm.IsRevoked(serial) {
 			return fmt.Errorf("%w: certificate %s", ErrRevoked, serial)

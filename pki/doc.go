@@ -4,8 +4,11 @@
 // certificate (never from a request field). It also makes the gossip key.
 //
 // Each role has its own certificate profile (CA.IssueWith): a coordinator's
-// may serve and dial, and names its hosts; a participant's or an admin's
-// may only dial and names none. Clients dialling coordinators (ClientTLS)
+// may serve and dial, and names its hosts; an inference server's may only
+// serve; a participant's, an admin's or a consumer's may only dial and names
+// none. Coordinators admit a role only where a service names it, and no
+// coordinator service names consumer or inference: those two roles reach
+// accord serve and nothing else. Clients dialling coordinators (ClientTLS)
 // also refuse any server whose certificate is not a coordinator's, so that
 // a participant's certificate, even one wrongly issued to serve, cannot pose
 // as a coordinator. Certificates are valid for DefaultValidity unless the

@@ -35,11 +35,22 @@ const (
 	RoleCoordinator Role = "coordinator"
 	RoleParticipant Role = "participant"
 	RoleAdmin       Role = "admin"
+	// RoleConsumer is a client of an inference server (accord serve): it
+	// may call that server and nothing else. No coordinator service admits
+	// it (each names the roles it admits, and none names this one).
+	RoleConsumer Role = "consumer"
+	// RoleInference is an inference server's own certificate (accord
+	// serve's listeners): it serves TLS to consumers and, like a consumer's,
+	// is admitted by no coordinator service.
+	RoleInference Role = "inference"
 )
+
+// roles are the roles ParseRole accepts.
+var roles = []Role{RoleCoordinator, RoleParticipant, RoleAdmin, RoleConsumer, RoleInference}
 
 // Errors returned by this package.
 var (
-	// ErrBadRole means a role is not coordinator, participant or admin.
+	// ErrBadRole means a role is not one of the roles above.
 	ErrBadRole = errors.New("unknown role")
 	// ErrBadName means a name or organisation is empty or has characters
 	// other than letters, digits, '.', '-' and '_'.
@@ -52,6 +63,9 @@ var (
 	// ErrHostsNotAllowed means hosts were given for a participant's or an
 	// admin's certificate, which serves no TLS.
 	ErrHostsNotAllowed = errors.New("hosts on a client-only certificate")
+	// ErrWrongRole means the other end of a connection presented a verified
+	// certificate of a role other than the one required.
+	ErrWrongRole = errors.New("wrong role")
 	// ErrNotCoordinator means the other end of a connection that must be a
 	// coordinator did not present a coordinator's certificate.
 	ErrNotCoordinator = errors.New("not a coordinator")
@@ -60,8 +74,8 @@ var (
 // ParseRole checks and returns a role.
 func ParseRole(s string) (Role, error) {
 	r := Role(s)
-	if !slices.Contains([]Role{RoleCoordinator, RoleParticipant, RoleAdmin}, r) {
-		return "", fmt.Errorf("%w %q: want coordinator, participant or admin", ErrBadRole, s)
+	if !slices.Contains(roles, r) {
+		return "", fmt.Errorf("%w %q: want coordinator, participant, admin, consumer or inference", ErrBadRole, s)
 	}
 	return r, nil
 }
@@ -162,9 +176,11 @@ func (ca *CA) Issue(id Identity, hosts ...string) (tls.Certificate, error) {
 //   - a coordinator's certificate serves and dials (extended key usages
 //     ServerAuth and ClientAuth) and names its name as a DNS name, and
 //     opt.Hosts, or "localhost", 127.0.0.1 and ::1 when there are none;
-//   - a participant's or an admin's only dials (ClientAuth) and names no
-//     host, so that it cannot pose as a server to anyone who checks key
-//     usage; opt.Hosts must then be empty.
+//   - an inference server's (RoleInference) only serves (ServerAuth) and
+//     names its hosts as a coordinator's does;
+//   - a participant's, an admin's or a consumer's only dials (ClientAuth)
+//     and names no host, so that it cannot pose as a server to anyone who
+//     checks key usage; opt.Hosts must then be empty.
 //
 // The role, name and organisation go into the subject (see IdentityOf).
 func (ca *CA) IssueWith(id Identity, opt IssueOptions) (tls.Certificate, error) {
@@ -205,8 +221,11 @@ func (ca *CA) IssueWith(id Identity, opt IssueOptions) (tls.Certificate, error) 
 		KeyUsage:  x509.KeyUsageDigitalSignature,
 	}
 	switch id.Role {
-	case RoleCoordinator:
+	case RoleCoordinator, RoleInference:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+		if id.Role == RoleInference {
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}
 		tmpl.DNSNames = []string{id.Name}
 		if len(hosts) == 0 {
 			tmpl.DNSNames = append(tmpl.DNSNames, "localhost")
@@ -324,6 +343,37 @@ func RequireCoordinator(cs tls.ConnectionState, peer string) error {
 		return fmt.Errorf("%s %s is a %s, %w", peer, id.Name, id.Role, ErrNotCoordinator)
 	}
 	return nil
+}
+
+// RequireRole returns a tls.Config.VerifyConnection refusing a peer whose
+// verified certificate is not of role; peer says what the other end is in
+// the error ("client", "server").
+func RequireRole(role Role, peer string) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
+			return fmt.Errorf("%w: %s presented no verified certificate; want a %s's", ErrWrongRole, peer, role)
+		}
+		id, err := IdentityOf(cs.VerifiedChains[0][0])
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrWrongRole, peer, err)
+		}
+		if id.Role != role {
+			return fmt.Errorf("%w: %s %s is a %s, not a %s", ErrWrongRole, peer, id.Name, id.Role, role)
+		}
+		return nil
+	}
+}
+
+// ConsumerTLS is the TLS configuration of a consumer dialling an inference
+// server (accord serve): it presents cert, trusts only the federation CA
+// and refuses a server whose certificate is not an inference server's.
+func ConsumerTLS(cert tls.Certificate, ca *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		Certificates:     []tls.Certificate{cert},
+		RootCAs:          ca,
+		MinVersion:       tls.VersionTLS13,
+		VerifyConnection: RequireRole(RoleInference, "server"),
+	}
 }
 
 // NewGossipKey returns a random 32-byte key for memberlist encryption.

@@ -70,6 +70,7 @@ func (m *Main) subcommands() []subcommand {
 		{"round", "list JOB: the rounds of a job", (*Main).runRound},
 		{"participants", "list: the federation's participants", (*Main).runParticipants},
 		{"model", "pull JOB [--round N] --out FILE: download a committed model as safetensors", (*Main).runModel},
+		{"serve", "serve jobs' global models over the Open Inference Protocol (KServe V2: REST and gRPC)", (*Main).runServe},
 		{"demo", "run the FedAvg MNIST demo: a whole federation in this process on loopback", (*Main).runDemo},
 		{"scenario", "scenario run FILE: run a federation described by a scenario file", (*Main).runScenario},
 		{"train", "train a model centrally on one dataset (the baseline federated runs compare with)", (*Main).runTrain},

@@ -40,12 +40,12 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "federation CA and gossip key written to %s (keep ca.key offline)\n", *dir)
 		return nil
 	case "issue":
-		fs := m.newFlagSet("pki issue", "--dir DIR --role coordinator|participant|admin --name NAME --org ORG [--host HOST,...] [--valid-for DURATION]")
+		fs := m.newFlagSet("pki issue", "--dir DIR --role coordinator|participant|admin|consumer|inference --name NAME --org ORG [--host HOST,...] [--valid-for DURATION]")
 		dir := fs.String("dir", defaultPKIDir, "the federation folder made by 'accord pki init'")
-		role := fs.String("role", "", "coordinator, participant or admin")
+		role := fs.String("role", "", "coordinator, participant, admin, consumer (a client of accord serve) or inference (accord serve's own certificate)")
 		name := fs.String("name", "", "the identity's name (a participant's ID, a coordinator's Raft ID)")
 		org := fs.String("org", "", "the organisation it belongs to")
-		hosts := fs.String("host", "", "coordinators only: comma-separated DNS names or IPs the certificate serves (default: localhost and loopback)")
+		hosts := fs.String("host", "", "coordinators and inference servers only: comma-separated DNS names or IPs the certificate serves (default: localhost and loopback)")
 		validFor := fs.String("valid-for", "", "how long the certificate is valid: a Go duration (8760h) or days (90d) (default: 1 year)")
 		out := fs.String("out", "", "folder to write NAME.crt and NAME.key (default: --dir)")
 		if err := parseFlags(fs, args[1:]); err != nil {
@@ -65,8 +65,8 @@ func (m *Main) runPKI(_ context.Context, args []string) error {
 				hs = append(hs, h)
 			}
 		}
-		if len(hs) > 0 && r != pki.RoleCoordinator {
-			return usageError{fmt.Errorf("--host: a %s certificate serves no hosts (only coordinators' do)", r)}
+		if len(hs) > 0 && r != pki.RoleCoordinator && r != pki.RoleInference {
+			return usageError{fmt.Errorf("--host: a %s certificate serves no hosts (only coordinators' and inference servers' do)", r)}
 		}
 		ca, err := pki.LoadCA(*dir)
 		if err != nil {
