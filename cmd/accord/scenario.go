@@ -91,11 +91,12 @@ type runFlags struct {
 }
 
 func (m *Main) runDemo(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("demo", "[--json] [--report DIR] [--secure-aggregation secagg|secagg+] [--rounds N]")
+	fs := m.newFlagSet("demo", "[--json] [--report DIR] [--model 2nn|cnn] [--secure-aggregation secagg|secagg+] [--rounds N]")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end instead of progress lines")
 	reportDir := fs.String("report", "", "write report.md and PNG plots of the run into DIR")
 	secure := fs.String("secure-aggregation", "", "mask every update: secagg (complete graph) or secagg+ (Harary graph)")
 	rounds := fs.Uint("rounds", 0, "run exactly this many rounds, ignoring the target accuracy (0: the demo's own stop rule)")
+	modelName := fs.String("model", "2nn", "2nn (the FedAvg paper's mlp:784-200-200-10, E=1, B=10) or cnn (its CNN, "+demoCNN+", E=5, B=10, target 99%)")
 	level := fs.String("log-level", "none", "log level of the components: debug, info, warn, error or none")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -103,6 +104,13 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	sc, err := scenarios.Parse(scenarios.DemoYAML)
 	if err != nil {
 		return err
+	}
+	switch *modelName {
+	case "2nn":
+	case "cnn":
+		sc.Job.Name, sc.Job.Model, sc.Job.LocalEpochs, sc.Job.TargetAccuracy = "mnist-cnn", demoCNN, 5, 0.99
+	default:
+		return usageError{fmt.Errorf("--model %q: want 2nn or cnn", *modelName)}
 	}
 	if *secure != "" {
 		sc.Job.SecureAggregation.Mode = *secure
@@ -112,10 +120,14 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		sc.Job.Rounds, sc.Job.TargetAccuracy = uint32(*rounds), 0
 	}
 	if err := sc.Validate(); err != nil {
-		return usageError{fmt.Errorf("--secure-aggregation or --rounds: %w", err)}
+		return usageError{fmt.Errorf("--secure-aggregation, --model or --rounds: %w", err)}
 	}
 	return m.runLoadedScenario(ctx, sc, runFlags{json: *asJSON, level: *level, reportDir: *reportDir})
 }
+
+// demoCNN is the FedAvg paper's MNIST CNN (McMahan et al. 2017, 1,663,370
+// parameters).
+const demoCNN = "cnn:28x28x1-c5x32-p2-c5x64-p2-f512-10"
 
 func (m *Main) runLoadedScenario(ctx context.Context, sc *scenarios.Scenario, f runFlags) error {
 	lv := slog.LevelError + 4 // none: faults make Raft log errors by design
