@@ -227,7 +227,7 @@ type Coordinator struct {
 	peers           *peers
 	org             string
 	bootstrapped    atomic.Bool
-	crashed         bool // Kill: stop without leaving gossip
+	crashed         bool // Crash: stop without leaving gossip
 	startupRestores int64
 
 	stop        chan struct{}
@@ -235,6 +235,7 @@ type Coordinator struct {
 	leadStopped chan struct{} // set by Start; closed when monitorLeadership has returned
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
+	crashOnce   sync.Once
 	closeErr    error
 }
 
@@ -512,10 +513,28 @@ func (c *Coordinator) requireLeader() error {
 	return fmt.Errorf("%w: the leader is %s (raft %s)", ErrNotLeader, id, addr)
 }
 
-// Crash stops the coordinator as a crash would, without a goodbye to the
-// others' gossip (its data folder stays): for tests and fault injection.
+// Crash stops the coordinator as a crash would (its data folder stays): for
+// tests and fault injection. Every socket closes at once, as the kernel of a
+// killed process closes them: Raft's connections both ways and its
+// listener, the gRPC server and its streams (Stop, not GracefulStop),
+// gossip (no Leave). Only then do the leader loop, Raft and the store stop,
+// cut off, so nothing they do on the way out reaches another node: no
+// gossip goodbye, no GOAWAY, no last record or heartbeat from the leader.
+// It is safe to call twice, and after Shutdown.
 func (c *Coordinator) Crash() error {
-	c.crashed = true
+	c.crashOnce.Do(func() {
+		c.crashed = true
+		c.peers.closeAll()
+		if c.trans != nil {
+			_ = c.trans.Close()
+		}
+		if c.grpc != nil {
+			c.grpc.Stop()
+		}
+		if c.members != nil && c.members.ml != nil {
+			_ = c.members.ml.Shutdown()
+		}
+	})
 	return c.Shutdown()
 }
 

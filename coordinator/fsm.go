@@ -174,6 +174,8 @@ type FSM struct {
 	// back into the FSM).
 	ca       *x509.CertPool
 	onRevoke func([]Revocation)
+	// changed is closed, under mu, by the next Apply or Restore (see Changed).
+	changed chan struct{}
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -198,6 +200,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	body := l.Data[1:]
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.signalLocked()
 	var err error
 	switch t &^ ignoreUnknownFlag {
 	case cmdRegisterParticipant:
@@ -237,6 +240,27 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Sprintf("coordinator: unknown command type %d at log index %d", t, l.Index))
 	}
 	return err
+}
+
+// Changed returns a channel closed when the FSM next applies an entry or
+// restores a snapshot, so a reader waits for a state instead of polling:
+// take the channel, check the state, and wait on the channel if the state
+// is not there yet.
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+	}
+	return f.changed
+}
+
+// signalLocked wakes the readers waiting on Changed; f.mu is held.
+func (f *FSM) signalLocked() {
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
 }
 
 // applyJSON decodes body into a C and applies it. A body that does not
@@ -449,6 +473,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if f.onRevoke != nil && len(revoked) > 0 {
 		f.onRevoke(revoked)
 	}
+	f.signalLocked()
 	f.mu.Unlock()
 	f.restores.Add(1)
 	return nil

@@ -19,6 +19,8 @@ import (
 // training: 100 participants each download the 2NN's 199,210 parameters and
 // upload an update of the same size, through mutual TLS on loopback; the
 // leader sums them, stores the new model and commits the round through Raft.
+// The end of a round is signalled by the FSM applying its commit
+// (coordtest.WaitCommitted waits on FSM.Changed), not polled.
 //
 //	go test -run '^$' -bench RoundProtocol -benchtime 20x ./coordinator/
 func BenchmarkRoundProtocol(b *testing.B) {

@@ -115,11 +115,23 @@ func (tc *Cluster) Restart(i int) *coordinator.Coordinator {
 	return c
 }
 
-// Kill stops node i as a crash would: no goodbye to the others (its data
-// folder stays).
+// Kill stops node i as a crash would (coordinator.Crash): every socket
+// closes at once and nothing says goodbye to the others: no gossip leave,
+// no GOAWAY, no last Raft message (its data folder stays). Stop is the
+// graceful path.
 func (tc *Cluster) Kill(i int) {
 	if c := tc.Nodes[i]; c != nil {
 		c.Crash()
+		tc.Nodes[i] = nil
+	}
+}
+
+// Stop stops node i gracefully (coordinator.Shutdown): the leader loop
+// first, then a gossip leave, gRPC's GracefulStop, Raft's shutdown (its
+// data folder stays).
+func (tc *Cluster) Stop(i int) {
+	if c := tc.Nodes[i]; c != nil {
+		c.Shutdown()
 		tc.Nodes[i] = nil
 	}
 }
@@ -279,17 +291,46 @@ func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *coordinator.Job
 	}
 }
 
-// WaitCommitted waits until the job has committed at least round rounds.
+// WaitCommitted waits until the job has committed at least round rounds
+// on the leader. It wakes when the leader's FSM applies an entry
+// (FSM.Changed), not on a polling interval, so a benchmark that waits with
+// it times the commit, not a sleep; it looks for the leader again every
+// 100 ms only in case leadership moves.
 func (tc *Cluster) WaitCommitted(jobID string, round uint32, timeout time.Duration) {
 	tc.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if j, err := tc.Leader(timeout).FSM().Job(jobID); err == nil && j.CommittedRounds >= round {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l := tc.Leader(timeout)
+		changed := l.FSM().Changed()
+		if j, err := l.FSM().Job(jobID); err == nil && j.CommittedRounds >= round {
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline.C:
+			tc.tb.Fatalf("job %s did not commit round %d within %v", jobID, round, timeout)
+		}
 	}
-	tc.tb.Fatalf("job %s did not commit round %d within %v", jobID, round, timeout)
+}
+
+// WaitCommitted waits until c's FSM shows the job with at least round
+// committed rounds, woken by each entry c applies (FSM.Changed).
+func WaitCommitted(c *coordinator.Coordinator, jobID string, round uint32, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		changed := c.FSM().Changed()
+		if j, err := c.FSM().Job(jobID); err == nil && j.CommittedRounds >= round {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return fmt.Errorf("job %s did not commit round %d on %s within %v", jobID, round, c.Name(), timeout)
+		}
+	}
 }
 
 // CheckInvariants checks DESIGN.md's invariants on every running node: equal
