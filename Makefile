@@ -60,10 +60,12 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## test: formatting, vet, the tests under -race, the linux/arm64 cross-build, and every
-## kernel this machine can run (test-kernels).
+## test: formatting, vet, the tests under -race (summarised by tools/testsummary: each
+## package's result, failing tests' output, then every skipped test and why), the
+## linux/arm64 cross-build, and every kernel this machine can run (test-kernels).
 test: lint check-deps test-cross
-	$(GO) test -race -timeout 12m ./...
+	$(GO) build -o $(BIN)/testsummary ./tools/testsummary
+	$(GO) test -race -timeout 12m -json ./... | $(BIN)/testsummary
 	$(MAKE) test-kernels
 
 ## test-cross: vet and build for linux/arm64, where only the pure-Go paths exist.

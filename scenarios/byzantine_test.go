@@ -19,6 +19,7 @@ func TestByzantineParticipants(t *testing.T) {
 	if os.Getenv("ACCORD_LONG") == "" {
 		t.Skip("long (five MNIST federations): make scenarios runs it with ACCORD_LONG=1")
 	}
+	needMNIST(t)
 	base, err := Load("byzantine.yaml")
 	if err != nil {
 		t.Fatal(err)

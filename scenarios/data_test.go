@@ -115,8 +115,9 @@ func TestRunSyntheticScenario(t *testing.T) {
 // of a skewed partition, not its first labels.
 func TestCapKeepsTheLabelMix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	sc, err := Parse([]byte(`
 name: cap
 coordinators: [{name: c}]

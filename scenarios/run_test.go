@@ -35,8 +35,9 @@ timeout: 5m
 // and checks the report.
 func TestRunSmallScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	sc, err := Parse([]byte(smallScenario))
 	if err != nil {
 		t.Fatal(err)
@@ -96,8 +97,9 @@ timeout: 5m
 // right after sharing their keys, and the round still commits.
 func TestRunSecureScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	sc, err := Parse([]byte(secureScenario))
 	if err != nil {
 		t.Fatal(err)

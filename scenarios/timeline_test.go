@@ -63,8 +63,9 @@ participants: {groups: [{region: de, prefix: a, count: 1}], data: {dataset: mnis
 // same models.
 func TestSameSeedSameModels(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	y := "name: determinism\n" + threeRegions + `
 job:
   model: logreg:784-10
@@ -110,6 +111,7 @@ func TestPartitionedLeaderRegion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 30-second partition")
 	}
+	needMNIST(t)
 	y := "name: partition\n" + threeRegions + `
 job:
   model: logreg:784-10
@@ -177,8 +179,9 @@ timeout: 5m
 // the day take turns as the simulated clock moves six hours a round.
 func TestWorkingHoursFollowTheClock(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	y := `
 name: hours
 regions:
@@ -229,8 +232,9 @@ timeout: 3m
 // invariants (which check that each committed model is stored) hold.
 func TestRestartedCoordinatorCatchesUp(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	y := "name: restart\n" + threeRegions + `
 job:
   model: logreg:784-10

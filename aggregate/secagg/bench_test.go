@@ -119,9 +119,16 @@ func opensslCTR() (float64, error) {
 
 // BenchmarkRound measures client and server compute for one round: n
 // clients, vectors of 100,000 entries, a dropout rate after key sharing,
-// SecAgg (complete graph) and SecAgg+ (Harary graph of degree k). Client
-// time is per client. Both sides spread mask expansion (and the server its
-// key agreements for dropped clients) over GOMAXPROCS cores.
+// SecAgg (complete graph) and SecAgg+ (Harary graph of degree k). Every
+// call is timed on the side that does the work: the clients' NewClient,
+// Advertise, ShareKeys, MaskedInput and Unmask are client time; the
+// server's NewServer, Receive*, Close* and Finish are server time, so
+// s-client-total + s-server is the round's compute (s-round, the wall time
+// of the round, differs only by the loop's bookkeeping, s-untimed). s/client
+// is s-client-total over n. Both sides spread mask expansion (and the
+// server its key agreements for dropped clients) over GOMAXPROCS cores.
+// Every error fails the benchmark, and the first round of each run checks
+// the sum the server unmasks against the survivors' inputs.
 //
 //	go test -run '^$' -bench 'Round/' -benchtime 1x ./aggregate/secagg/
 func BenchmarkRound(b *testing.B) {
@@ -152,60 +159,116 @@ func BenchmarkRound(b *testing.B) {
 			mode = "secagg"
 		}
 		b.Run(fmt.Sprintf("%s/n=%d/k=%d/t=%d/drop=%.0f%%", mode, c.n, c.k, c.t, 100*c.drop), func(b *testing.B) {
-			p := Params{N: c.n, K: c.k, T: c.t, Length: length, GraphSeed: 7}
-			rng := rand.New(rand.NewPCG(1, 1))
-			ids := newIdentities(c.n)
-			var clientTime, serverTime float64
-			for b.Loop() {
-				srv, _ := NewServer(p)
-				cs := make([]*Client, c.n)
-				input := make([]uint32, length)
-				timed := func(f func()) float64 {
-					start := time.Now()
-					f()
-					return time.Since(start).Seconds()
-				}
-				for i := range cs {
-					cs[i], _ = NewClient(p, i, fmt.Sprint("client-", i), input, ids.signer(i), ids.verifier())
-					clientTime += timed(func() {
-						a, _ := cs[i].Advertise()
-						srv.ReceiveAdvertisement(a)
-					})
-				}
-				var ads []Advertisement
-				serverTime += timed(func() { ads, _ = srv.CloseAdvertise() })
-				for i := range cs {
-					clientTime += timed(func() {
-						sh, _ := cs[i].ShareKeys(ads)
-						srv.ReceiveShares(i, sh)
-					})
-				}
-				var u2 []int
-				var deliver map[int][]EncryptedShare
-				serverTime += timed(func() { u2, deliver, _ = srv.CloseShareKeys() })
-				for _, i := range u2 {
-					if rng.Float64() < c.drop {
-						continue
-					}
-					var y []uint32
-					clientTime += timed(func() { y, _ = cs[i].MaskedInput(deliver[i], u2) })
-					serverTime += timed(func() { srv.ReceiveMaskedInput(i, y) })
-				}
-				var u3 []int
-				serverTime += timed(func() { u3, _ = srv.CloseMaskedInput() })
-				for _, i := range u3 {
-					var rs []Reveal
-					clientTime += timed(func() { rs, _ = cs[i].Unmask(u3) })
-					serverTime += timed(func() { srv.ReceiveReveals(i, rs) })
-				}
-				serverTime += timed(func() {
-					if _, err := srv.Finish(); err != nil {
-						b.Fatal(err)
-					}
-				})
-			}
-			b.ReportMetric(clientTime/float64(c.n)/float64(b.N), "s/client")
-			b.ReportMetric(serverTime/float64(b.N), "s-server")
+			benchmarkRound(b, Params{N: c.n, K: c.k, T: c.t, Length: length, GraphSeed: 7}, c.drop)
 		})
+	}
+}
+
+// benchInput fills x with client id's input in BenchmarkRound: distinct
+// for every client, so a sum that leaves out, repeats or swaps a client is
+// caught.
+func benchInput(x []uint32, id int) []uint32 {
+	for j := range x {
+		x[j] = uint32(j)*0x9e3779b9 ^ uint32(id+1)*0x85ebca6b
+	}
+	return x
+}
+
+func benchmarkRound(b *testing.B, p Params, drop float64) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	ids := newIdentities(p.N)
+	input := make([]uint32, p.Length)
+	var clientTime, serverTime, roundTime float64
+	must := func(err error) {
+		if err != nil {
+			b.Helper()
+			b.Fatal(err)
+		}
+	}
+	// timed runs f, adds its duration to *side and returns f's error.
+	timed := func(side *float64, f func() error) error {
+		start := time.Now()
+		err := f()
+		*side += time.Since(start).Seconds()
+		return err
+	}
+	verified := false
+	for b.Loop() {
+		start := time.Now()
+		var srv *Server
+		must(timed(&serverTime, func() (err error) { srv, err = NewServer(p); return err }))
+		cs := make([]*Client, p.N)
+		for i := range cs {
+			benchInput(input, i)
+			var a Advertisement
+			must(timed(&clientTime, func() (err error) {
+				if cs[i], err = NewClient(p, i, fmt.Sprint("client-", i), input, ids.signer(i), ids.verifier()); err != nil {
+					return err
+				}
+				a, err = cs[i].Advertise()
+				return err
+			}))
+			must(timed(&serverTime, func() error { return srv.ReceiveAdvertisement(a) }))
+		}
+		var ads []Advertisement
+		must(timed(&serverTime, func() (err error) { ads, err = srv.CloseAdvertise(); return err }))
+		for i := range cs {
+			var sh []EncryptedShare
+			must(timed(&clientTime, func() (err error) { sh, err = cs[i].ShareKeys(ads); return err }))
+			must(timed(&serverTime, func() error { return srv.ReceiveShares(i, sh) }))
+		}
+		var u2 []int
+		var deliver map[int][]EncryptedShare
+		must(timed(&serverTime, func() (err error) { u2, deliver, err = srv.CloseShareKeys(); return err }))
+		for _, i := range u2 {
+			if rng.Float64() < drop {
+				continue
+			}
+			var y []uint32
+			must(timed(&clientTime, func() (err error) { y, err = cs[i].MaskedInput(deliver[i], u2); return err }))
+			must(timed(&serverTime, func() error { return srv.ReceiveMaskedInput(i, y) }))
+		}
+		var u3 []int
+		must(timed(&serverTime, func() (err error) { u3, err = srv.CloseMaskedInput(); return err }))
+		for _, i := range u3 {
+			var rs []Reveal
+			must(timed(&clientTime, func() (err error) { rs, err = cs[i].Unmask(u3); return err }))
+			must(timed(&serverTime, func() error { return srv.ReceiveReveals(i, rs) }))
+		}
+		var sum []uint32
+		must(timed(&serverTime, func() (err error) { sum, err = srv.Finish(); return err }))
+		roundTime += time.Since(start).Seconds()
+		if !verified {
+			verified = true
+			b.StopTimer()
+			checkBenchSum(b, sum, u3, p.Length)
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(clientTime/float64(p.N)/float64(b.N), "s/client")
+	b.ReportMetric(clientTime/float64(b.N), "s-client-total")
+	b.ReportMetric(serverTime/float64(b.N), "s-server")
+	b.ReportMetric(roundTime/float64(b.N), "s-round")
+	b.ReportMetric((roundTime-clientTime-serverTime)/float64(b.N), "s-untimed")
+}
+
+// checkBenchSum fails b unless sum is Σ benchInput(u) over the clients u3
+// whose masked inputs the server summed, mod 2^32.
+func checkBenchSum(b *testing.B, sum []uint32, u3 []int, length int) {
+	b.Helper()
+	want := make([]uint32, length)
+	x := make([]uint32, length)
+	for _, u := range u3 {
+		for j, v := range benchInput(x, u) {
+			want[j] += v
+		}
+	}
+	if len(sum) != length {
+		b.Fatalf("unmasked sum has %d values; want %d", len(sum), length)
+	}
+	for j := range want {
+		if sum[j] != want[j] {
+			b.Fatalf("unmasked sum of %d clients is wrong at index %d: got %#x; want %#x", len(u3), j, sum[j], want[j])
+		}
 	}
 }

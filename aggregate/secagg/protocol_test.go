@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"slices"
 	"testing"
+	"testing/cryptotest"
 )
 
 // identities gives each simulated client an Ed25519 identity key, standing
@@ -312,24 +313,52 @@ func TestForgedAdvertisementRefused(t *testing.T) {
 }
 
 // TestMaskedInputLooksUniform: what the server sees of one client, whose
-// input is all zeros, passes a chi-square test for uniform bytes.
+// input is all zeros, passes a chi-square test for uniform bytes. The run is
+// deterministic: crypto/rand (and so every key, seed and mask) is seeded
+// with a fixed seed (testing/cryptotest.SetGlobalRandom), so the test cannot
+// fail by chance; the chi-square bound, 420 for 255 degrees of freedom, is
+// its 1 − 3.4·10⁻¹⁰ quantile, so that even a future Go drawing its
+// randomness differently from the seed has less than a one-in-a-billion
+// chance of a false alarm. A broken mask (zeros, a short keystream
+// repeated) gives values in the hundreds of thousands.
 func TestMaskedInputLooksUniform(t *testing.T) {
+	cryptotest.SetGlobalRandom(t, 20260601)
 	p := Params{N: 3, K: 2, T: 2, Length: 1 << 16, GraphSeed: 9}
-	inputs := [][]uint32{make([]uint32, p.Length), make([]uint32, p.Length), make([]uint32, p.Length)}
 	ids := newIdentities(p.N)
-	srv, _ := NewServer(p)
+	srv, err := NewServer(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cs := make([]*Client, 3)
 	for i := range cs {
-		cs[i], _ = NewClient(p, i, fmt.Sprint("client-", i), inputs[i], ids.signer(i), ids.verifier())
-		a, _ := cs[i].Advertise()
-		srv.ReceiveAdvertisement(a)
+		if cs[i], err = NewClient(p, i, fmt.Sprint("client-", i), make([]uint32, p.Length), ids.signer(i), ids.verifier()); err != nil {
+			t.Fatal(err)
+		}
+		a, err := cs[i].Advertise()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.ReceiveAdvertisement(a); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ads, _ := srv.CloseAdvertise()
+	ads, err := srv.CloseAdvertise()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range cs {
-		sh, _ := cs[i].ShareKeys(ads)
-		srv.ReceiveShares(i, sh)
+		sh, err := cs[i].ShareKeys(ads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.ReceiveShares(i, sh); err != nil {
+			t.Fatal(err)
+		}
 	}
-	u2, deliver, _ := srv.CloseShareKeys()
+	u2, deliver, err := srv.CloseShareKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
 	y, err := cs[0].MaskedInput(deliver[0], u2)
 	if err != nil {
 		t.Fatal(err)
@@ -345,11 +374,11 @@ func TestMaskedInputLooksUniform(t *testing.T) {
 	for _, c := range counts {
 		chi += (c - expected) * (c - expected) / expected
 	}
-	// 255 degrees of freedom: the 99.9th percentile is about 330.
-	if chi > 330 {
-		t.Errorf("chi-square %.1f over byte values of a masked zero vector; uniform gives < 330 at 99.9%%", chi)
+	const bound = 420 // P(χ²₂₅₅ > 420) = 3.4·10⁻¹⁰
+	if chi > bound {
+		t.Errorf("chi-square %.1f over byte values of a masked zero vector; want ≤ %d (uniform bytes exceed it once in 3·10⁹ runs)", chi, bound)
 	}
-	t.Logf("chi-square %.1f (255 degrees of freedom)", chi)
+	t.Logf("chi-square %.1f (255 degrees of freedom, fixed crypto/rand seed)", chi)
 }
 
 // TestParamsRefuseHugeCohorts: a task naming millions of clients is

@@ -13,8 +13,9 @@ import (
 // Go module proxy) with the logistic-regression model, and checks the report.
 func TestTrainMNIST(t *testing.T) {
 	if testing.Short() {
-		t.Skip("needs MNIST from the module proxy")
+		t.Skip("-short: trains on MNIST")
 	}
+	needMNIST(t)
 	var out, errOut bytes.Buffer
 	err := NewMain(&out, &errOut).Run(t.Context(), []string{"train", "--model", "logreg:784-10", "--data", "mnist", "--epochs", "1", "--batch", "10", "--lr", "0.1", "--json"})
 	if err != nil {

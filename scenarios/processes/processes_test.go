@@ -307,6 +307,7 @@ func TestLeaderKilledWithSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes")
 	}
+	needMNIST(t)
 	rounds, kills, model := 8, 1, "logreg:784-10"
 	if os.Getenv("ACCORD_PROCESS_FULL") != "" {
 		rounds, kills, model = 30, 3, "mlp:784-200-200-10"
@@ -362,6 +363,7 @@ func TestSecureRoundSurvivesSIGKILLedParticipants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes")
 	}
+	needMNIST(t)
 	const rounds, killed = 5, 3
 	c := newCluster(t, 10, func(i int) []string {
 		if i < killed {
@@ -455,6 +457,7 @@ func TestRandomCoordinatorsSIGKILLed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes")
 	}
+	needMNIST(t)
 	// Local epochs make each round last long enough (about a second) for
 	// the kills to fall inside the job.
 	rounds, kills, model, epochs := 20, 4, "logreg:784-10", 50

@@ -115,6 +115,7 @@ func TestProcessesRunnerMatchesInProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs real processes")
 	}
+	needMNIST(t)
 	bin := buildAccord(t)
 	y := "name: two-runners\n" + threeCountries + `
 network:
@@ -192,6 +193,7 @@ func TestProcessesRunnerTimelineInNamespaces(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
 	}
+	needMNIST(t)
 	bin := buildAccord(t)
 	// Links limit the rate only, so tc's tbf shapes them where netem is
 	// missing. Every local epoch takes a second (stragglers everywhere), so
