@@ -91,6 +91,10 @@ type abortRound struct {
 	Attempt uint32 `json:"attempt"`
 	Reason  string `json:"reason"`
 	At      int64  `json:"at"`
+	// Silent are the cohort members that neither uploaded nor said why
+	// (a deadline abort of a plain round): the round's retry leaves them
+	// out (Job.retryCandidates).
+	Silent []string `json:"silent,omitempty"`
 	// PrivacyRDP, Epsilon and Order charge a job with dp for a round whose
 	// noised result was computed before it aborted (see commitRound).
 	PrivacyRDP []float64 `json:"privacy_rdp,omitempty"`
@@ -392,6 +396,7 @@ func (f *FSM) applyAbortRound(c *abortRound) error {
 		}
 	}
 	r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, c.Reason, c.At
+	r.Silent = slices.DeleteFunc(slices.Clone(c.Silent), func(id string) bool { return !slices.Contains(r.Cohort, id) })
 	return nil
 }
 

@@ -222,8 +222,8 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 			return c.commitUpdate(job, run, delta, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
 		case roundAbort:
 			run.round = nil
-			return c.recordAbort(job.ID, r.number, r.attempt, withReasons(
-				fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates), run.reasons), now)
+			return c.applyAbort(abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, At: now.UnixMilli(), Silent: r.silent(),
+				Reason: withReasons(fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates), run.reasons)})
 		case roundPending:
 			// Everyone who will answer has, and too few updates came:
 			// waiting for the deadline would change nothing.
@@ -356,6 +356,10 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			attempt = max(attempt, r.Attempt+1)
 		}
 	}
+	// A retry leaves out who was silent in the round's aborted attempts;
+	// the sampling rate is then over those left, which only raises it (DP
+	// accounts for the larger rate).
+	connected = job.retryCandidates(number, connected, max(k, int(spec.MinParticipants)))
 	rng := seededRand(spec.Seed, uint64(number), uint64(attempt))
 	var cohort []string
 	var members [][]string

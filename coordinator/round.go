@@ -395,3 +395,15 @@ func chooseGroups(connected []string, k, n int, by string, region func(id string
 	}
 	return cohort, groups, nil
 }
+
+// silent returns the cohort members that neither uploaded nor refused or
+// failed the task with a reason.
+func (r *round) silent() []string {
+	var out []string
+	for _, id := range r.cohortList {
+		if !r.done[id] && !r.refused[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"slices"
 )
 
 // Participant is a federation member as the FSM records it.
@@ -110,6 +111,9 @@ type RoundRecord struct {
 	// SimulatedAt is the attempt's simulated time, unix ms (jobs with a
 	// simulated clock).
 	SimulatedAt int64 `json:"simulated_at,omitempty"`
+	// Silent, for an aborted attempt, are the cohort members that sent
+	// nothing and gave no reason.
+	Silent []string `json:"silent,omitempty"`
 }
 
 // openRound returns the job's open round attempt, or nil.
@@ -178,4 +182,29 @@ func (p *Participant) toProto(connected bool, lastSeen int64) *pb.Participant {
 		out.Datasets = append(out.Datasets, &pb.DatasetShape{Name: d.Name, Features: d.Features, Classes: d.Classes})
 	}
 	return out
+}
+
+// retryCandidates leaves out of connected the participants that were
+// silent in an earlier aborted attempt of the same round — a member that
+// is connected but never uploads should not sink the retry too — unless
+// fewer than need would remain. The rule costs the silent ones this round
+// only: the next round draws from everyone again, so a site that hiccuped
+// once is not kept out for good.
+func (j *Job) retryCandidates(number uint32, connected []string, need int) []string {
+	silent := map[string]bool{}
+	for _, r := range j.Rounds {
+		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
+			for _, id := range r.Silent {
+				silent[id] = true
+			}
+		}
+	}
+	if len(silent) == 0 {
+		return connected
+	}
+	others := slices.DeleteFunc(slices.Clone(connected), func(id string) bool { return silent[id] })
+	if len(others) < need {
+		return connected
+	}
+	return others
 }
