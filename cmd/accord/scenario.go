@@ -108,7 +108,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	switch *modelName {
 	case "2nn":
 	case "cnn":
-		sc.Job.Name, sc.Job.Model, sc.Job.LocalEpochs, sc.Job.TargetAccuracy = "mnist-cnn", demoCNN, 5, 0.99
+		sc.Name, sc.Job.Name, sc.Job.Model, sc.Job.LocalEpochs, sc.Job.TargetAccuracy = "fedavg-mnist-cnn", "mnist-cnn", demoCNN, 5, 0.99
 	default:
 		return usageError{fmt.Errorf("--model %q: want 2nn or cnn", *modelName)}
 	}
