@@ -198,7 +198,11 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 				return err
 			}
 			c.log.Info("model evaluated", "job", job.ID, "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
-			if spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy {
+			if spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy && !ev.decisive() {
+				c.log.Info("target accuracy reached by too few evaluators to stop the job", "job", job.ID, "round", ev.modelRound,
+					"accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters, "asked", len(ev.expected))
+			}
+			if spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy && ev.decisive() {
 				return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED,
 					fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)", spec.TargetAccuracy, ev.modelRound, ev.sum.Accuracy()), ev.modelRound, now)
 			}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"slices"
 	"testing"
+	"time"
 
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -37,6 +38,24 @@ func TestRetryLeavesOutTheSilent(t *testing.T) {
 	for _, c := range cases {
 		if got := job.retryCandidates(c.round, connected, c.need); !slices.Equal(got, c.want) {
 			t.Errorf("round %d, need %d: %v; want %v", c.round, c.need, got, c.want)
+		}
+	}
+}
+
+// TestEvaluationDecidesTheTargetWithHalfTheEvaluators: an evaluation heard
+// from fewer than half of those asked does not stop a job at its target.
+func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
+	asked := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	for _, c := range []struct {
+		reported int
+		want     bool
+	}{{0, false}, {1, false}, {4, false}, {5, true}, {10, true}} {
+		e := newEvalCollection("j", 1, "d", asked, time.Now())
+		for _, id := range asked[:c.reported] {
+			e.got[id] = true
+		}
+		if got := e.decisive(); got != c.want {
+			t.Errorf("%d of %d reported: decisive %v; want %v", c.reported, len(asked), got, c.want)
 		}
 	}
 }

@@ -293,6 +293,16 @@ func (e *evalCollection) finished(now time.Time) bool {
 	return len(e.got) == len(e.expected) || !now.Before(e.deadline)
 }
 
+// decisive reports whether the evaluation heard from enough of those asked
+// to stop a job at its target: at least half. An evaluation that by its
+// deadline heard from a few (the others busy training the next round, say)
+// is recorded, but a handful of validation shards cannot say the model
+// reached the target: one site's 100 examples once read 100% for a model
+// at 97.8% on the whole test set.
+func (e *evalCollection) decisive() bool {
+	return 2*len(e.got) >= len(e.expected)
+}
+
 // secureUpdate combines the means of the groups that finished secure
 // aggregation: the one group's mean, or in grouped mode the rule over the
 // group means, each weighing its group's Σ w. It fails when no group
