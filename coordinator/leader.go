@@ -695,6 +695,7 @@ func (c *Coordinator) startEvaluation(job *Job, run *jobRun, number uint32, now 
 		return false
 	}
 	run.eval = newEvalCollection(job.ID, number, digest, asked, now.Add(time.Duration(spec.RoundDeadline)))
+	run.eval.intended = k
 	return true
 }
 

@@ -58,4 +58,11 @@ func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
 			t.Errorf("%d of %d reported: decisive %v; want %v", c.reported, len(asked), got, c.want)
 		}
 	}
+	// Only one of the 100 wanted could be asked (the others' queues were
+	// full), and it reported: not enough to stop the job.
+	e := newEvalCollection("j", 1, "d", []string{"a"}, time.Now())
+	e.intended, e.got["a"] = 100, true
+	if e.decisive() {
+		t.Error("1 report of the 100 evaluators wanted stopped the job")
+	}
 }

@@ -257,6 +257,9 @@ type evalCollection struct {
 	got        map[string]bool
 	sum        Evaluation
 	deadline   time.Time
+	// intended is how many evaluators the job wanted (evaluate_fraction of
+	// those connected); expected holds those who could be asked.
+	intended int
 }
 
 func newEvalCollection(jobID string, modelRound uint32, digest string, evaluators []string, deadline time.Time) *evalCollection {
@@ -293,14 +296,15 @@ func (e *evalCollection) finished(now time.Time) bool {
 	return len(e.got) == len(e.expected) || !now.Before(e.deadline)
 }
 
-// decisive reports whether the evaluation heard from enough of those asked
-// to stop a job at its target: at least half. An evaluation that by its
-// deadline heard from a few (the others busy training the next round, say)
-// is recorded, but a handful of validation shards cannot say the model
-// reached the target: one site's 100 examples once read 100% for a model
-// at 97.8% on the whole test set.
+// decisive reports whether the evaluation heard from enough evaluators to
+// stop a job at its target: at least half of those the job wanted, however
+// many could be asked. An evaluation that heard from a few (the others'
+// task queues full, or busy training the next round) is recorded, but a
+// handful of validation shards cannot say the model reached the target:
+// one site's 100 examples once read 100% for a model at 97.8% on the whole
+// test set.
 func (e *evalCollection) decisive() bool {
-	return 2*len(e.got) >= len(e.expected)
+	return 2*len(e.got) >= max(len(e.expected), e.intended)
 }
 
 // secureUpdate combines the means of the groups that finished secure
