@@ -12,48 +12,39 @@ HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /us
 
 all: build
 
-# The binary must not link Go's testing package. Our own test kits live in
-# packages only tests import (coordinator/coordtest); hashicorp/raft v1.8.0,
-# though, keeps its cluster test kit in testing.go, a non-test file that
-# imports "testing". Release builds therefore use $(RELEASE_MOD): go.mod
-# plus a replace of raft by the very module Go verified into the module
-# cache, copied into $(BIN)/raft (generated, never committed) without
-# testing.go and its _test files. Nothing in raft's other files uses them.
-RELEASE_MOD := $(BIN)/release.mod
-
-$(RELEASE_MOD): go.mod go.sum
-	rm -rf $(BIN)/raft && mkdir -p $(BIN)/raft
-	$(GO) mod download github.com/hashicorp/raft
-	cp -R "$$($(GO) list -m -f '{{.Dir}}' github.com/hashicorp/raft)/." $(BIN)/raft/ && chmod -R u+w $(BIN)/raft
-	rm -f $(BIN)/raft/testing.go $(BIN)/raft/*_test.go
-	cp go.mod $(RELEASE_MOD) && cp go.sum $(BIN)/release.sum
-	echo 'replace github.com/hashicorp/raft => ./$(BIN)/raft' >> $(RELEASE_MOD)
+# The accord binary links no testing package: hashicorp/raft keeps its
+# cluster test kit in testing.go, a non-test file that imports "testing", so
+# go.mod replaces raft by third_party/hashicorp/raft, the same verified
+# module without that file and its tests (check-deps compares the two).
 
 ## build: the static binary, no cgo. On amd64 it carries the assembly kernels and picks
 ## the widest the CPU runs at start-up: matrix products (model/internal/sgemm: avx512,
 ## avx2, else gonum's), mask expansion (aggregate/secagg: VAES on ZMM or YMM, AES-NI),
 ## aggregation (aggregate: AVX-512, AVX2+FMA). ACCORD_KERNEL=gonum|avx2|avx512 forces the
 ## matrix kernel. Other architectures (and -tags purego) get the pure-Go paths.
-build: $(RELEASE_MOD)
+build:
 	@[ -x $(BIN)/accord ] || echo "building $(BIN)/accord: the first build downloads and compiles the dependencies (a few minutes on 2 cores)"
-	CGO_ENABLED=0 $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord ./cmd/accord
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/accord ./cmd/accord
 
 ## build-simd: the same binary built with GOEXPERIMENT=simd (the kernels no longer need
 ## it: kept for scripts that call it).
-build-simd: $(RELEASE_MOD)
-	CGO_ENABLED=0 GOEXPERIMENT=simd $(GO) build -modfile=$(RELEASE_MOD) -o $(BIN)/accord-simd ./cmd/accord
+build-simd:
+	CGO_ENABLED=0 GOEXPERIMENT=simd $(GO) build -o $(BIN)/accord-simd ./cmd/accord
 
 ## build-openblas: cgo build with OpenBLAS as the default matrix kernel (needs libopenblas-dev); not static.
-build-openblas: $(RELEASE_MOD)
-	CGO_ENABLED=1 $(GO) build -modfile=$(RELEASE_MOD) -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
+build-openblas:
+	CGO_ENABLED=1 $(GO) build -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
 
-## check-deps: the release binary links no testing package, and no package of ours
-## outside tests imports testing (only raft's testing.go may, and the release build drops it).
-check-deps: $(RELEASE_MOD)
-	@deps=$$($(GO) list -modfile=$(RELEASE_MOD) -deps ./cmd/accord) || exit 1; \
-	if echo "$$deps" | grep -qx testing; then echo "the release binary links the testing package"; exit 1; fi
-	@bad=$$($(GO) list -deps -f '{{if and (not .Standard) (ne .ImportPath "github.com/hashicorp/raft")}}{{range .Imports}}{{if eq . "testing"}}{{$$.ImportPath}} {{end}}{{end}}{{end}}' ./cmd/accord); \
+## check-deps: the binary links no testing package, no package of ours outside tests imports
+## testing, and third_party/hashicorp/raft is the verified module's files, unchanged.
+check-deps:
+	@if $(GO) list -deps ./cmd/accord | grep -qx testing; then echo "the accord binary links the testing package"; exit 1; fi
+	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{range .Imports}}{{if eq . "testing"}}{{$$.ImportPath}} {{end}}{{end}}{{end}}' ./cmd/accord); \
 	if [ -n "$$bad" ]; then echo "packages linked into accord import testing: $$bad"; exit 1; fi
+	@v=$$(sed -n 's/^\tgithub.com\/hashicorp\/raft \(v[^ ]*\).*/\1/p' go.mod); \
+	dir=$$(cd /tmp && GOFLAGS=-mod=mod $(GO) mod download -json github.com/hashicorp/raft@$$v | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
+	for f in third_party/hashicorp/raft/*.go; do cmp -s "$$f" "$$dir/$$(basename $$f)" || { echo "$$f differs from raft $$v"; exit 1; }; done
+	@echo "check-deps: accord links no testing package; third_party/hashicorp/raft matches the verified module"
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
