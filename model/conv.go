@@ -20,26 +20,40 @@ import (
 
 // im2col fills col (C·K·K × H·W) with the patches of img (C×H×W) for a
 // K×K kernel with padding K/2.
+//
+// Row (c, i, j) of col is channel c shifted by (i−K/2, j−K/2): over the
+// output rows y whose source row is inside the image, it is one
+// contiguous run of img, so it is copied whole and then the few columns
+// that wrapped around a row edge are zeroed, instead of copying each
+// output row on its own.
 func im2col(col, img []float32, c, h, w, k int) {
 	p := k / 2
 	hw := h * w
 	for ch := range c {
 		src := img[ch*hw : (ch+1)*hw]
 		for i := range k {
+			dy := i - p
+			y0, y1 := max(0, -dy), min(h, h-dy) // output rows whose source row is inside
 			for j := range k {
 				row := col[((ch*k+i)*k+j)*hw:][:hw]
 				dx := j - p
 				lo, hi := max(0, -dx), min(w, w-dx) // output columns whose tap is inside
-				for y := range h {
+				if y0 >= y1 || lo >= hi {
+					clear(row)
+					continue
+				}
+				clear(row[:y0*w+lo])
+				first, last := y0*w+lo, (y1-1)*w+hi
+				copy(row[first:last], src[first+dy*w+dx:last+dy*w+dx])
+				clear(row[last:])
+				for y := y0; y < y1; y++ {
 					r := row[y*w : (y+1)*w]
-					sy := y + i - p
-					if sy < 0 || sy >= h || lo >= hi {
-						clear(r)
-						continue
+					for x := range lo {
+						r[x] = 0
 					}
-					clear(r[:lo])
-					copy(r[lo:hi], src[sy*w+lo+dx:sy*w+hi+dx])
-					clear(r[hi:])
+					for x := hi; x < w; x++ {
+						r[x] = 0
+					}
 				}
 			}
 		}
@@ -47,7 +61,9 @@ func im2col(col, img []float32, c, h, w, k int) {
 }
 
 // col2im adds the patch matrix col (C·K·K × H·W) back onto img (C×H×W),
-// which it clears first: the adjoint of im2col.
+// which it clears first: the adjoint of im2col. It zeroes the entries of
+// col that im2col would have zeroed (col is a work buffer) so that each
+// row is added as one contiguous run, as im2col copies it.
 func col2im(img, col []float32, c, h, w, k int) {
 	clear(img[:c*h*w])
 	p := k / 2
@@ -55,22 +71,28 @@ func col2im(img, col []float32, c, h, w, k int) {
 	for ch := range c {
 		dst := img[ch*hw : (ch+1)*hw]
 		for i := range k {
+			dy := i - p
+			y0, y1 := max(0, -dy), min(h, h-dy)
 			for j := range k {
 				row := col[((ch*k+i)*k+j)*hw:][:hw]
 				dx := j - p
 				lo, hi := max(0, -dx), min(w, w-dx)
-				if lo >= hi {
+				if y0 >= y1 || lo >= hi {
 					continue
 				}
-				for y := range h {
-					sy := y + i - p
-					if sy < 0 || sy >= h {
-						continue
+				for y := y0; y < y1; y++ {
+					r := row[y*w : (y+1)*w]
+					for x := range lo {
+						r[x] = 0
 					}
-					d := dst[sy*w+lo+dx : sy*w+hi+dx]
-					for x, v := range row[y*w+lo : y*w+hi] {
-						d[x] += v
+					for x := hi; x < w; x++ {
+						r[x] = 0
 					}
+				}
+				first, last := y0*w+lo, (y1-1)*w+hi
+				d := dst[first+dy*w+dx : last+dy*w+dx]
+				for x, v := range row[first:last] {
+					d[x] += v
 				}
 			}
 		}
@@ -186,14 +208,25 @@ func poolForward(l LayerSpec, x, out []float32, arg []int32, rows int) {
 }
 
 // poolBackward routes the gradient dout of the MaxPool layer l's output to
-// the inputs that were the maxima, writing the gradient of its input into din.
-func poolBackward(l LayerSpec, dout, din []float32, arg []int32, rows int) {
+// the inputs that were the maxima, writing the gradient of its input into
+// din. With relu, the layer's input x when a ReLU made it, it routes only
+// to maxima above zero, applying the ReLU's backward pass too.
+func poolBackward(l LayerSpec, dout, din []float32, arg []int32, relu []float32, rows int) {
 	clear(din[:rows*l.In])
 	for r := range rows {
 		di := din[r*l.In : (r+1)*l.In]
 		a := arg[r*l.Out : (r+1)*l.Out]
+		if relu == nil {
+			for k, v := range dout[r*l.Out : (r+1)*l.Out] {
+				di[a[k]] += v
+			}
+			continue
+		}
+		x := relu[r*l.In : (r+1)*l.In]
 		for k, v := range dout[r*l.Out : (r+1)*l.Out] {
-			di[a[k]] += v
+			if x[a[k]] > 0 {
+				di[a[k]] += v
+			}
 		}
 	}
 }

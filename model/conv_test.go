@@ -189,7 +189,7 @@ func TestMaxPoolGradient(t *testing.T) {
 			}
 			backward := func(x, _, r []float32) ([]float32, []float32) {
 				ref = slices.Clone(arg)
-				poolBackward(l, r, dx, arg, c.rows)
+				poolBackward(l, r, dx, arg, nil, c.rows)
 				return dx, nil
 			}
 			layerCheck(t, x, nil, len(out), forward, backward, func() bool { return !slices.Equal(arg, ref) })
@@ -379,5 +379,64 @@ func TestCNNMatchesPyTorch(t *testing.T) {
 			}
 			t.Logf("max |ours − PyTorch's| = %.2g over %d logits", worst, len(logits))
 		})
+	}
+}
+
+// TestIm2colMatchesDefinition checks im2col against its definition, entry
+// by entry, and col2im as its adjoint (⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩),
+// on shapes with kernels wider than the image and non-square images.
+func TestIm2colMatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, s := range []struct{ c, h, w, k int }{
+		{1, 28, 28, 5}, {2, 14, 14, 5}, {3, 5, 7, 3}, {1, 3, 2, 5}, {2, 1, 1, 3}, {1, 4, 4, 1}, {2, 6, 3, 7},
+	} {
+		hw, ckk := s.h*s.w, s.c*s.k*s.k
+		img := make([]float32, s.c*hw)
+		for i := range img {
+			img[i] = float32(rng.NormFloat64())
+		}
+		col := make([]float32, ckk*hw)
+		for i := range col {
+			col[i] = float32(rng.NormFloat64()) // im2col must overwrite every entry
+		}
+		im2col(col, img, s.c, s.h, s.w, s.k)
+		p := s.k / 2
+		for ch := range s.c {
+			for i := range s.k {
+				for j := range s.k {
+					for y := range s.h {
+						for x := range s.w {
+							want := float32(0)
+							if sy, sx := y+i-p, x+j-p; sy >= 0 && sy < s.h && sx >= 0 && sx < s.w {
+								want = img[ch*hw+sy*s.w+sx]
+							}
+							if got := col[((ch*s.k+i)*s.k+j)*hw+y*s.w+x]; got != want {
+								t.Fatalf("%+v: col[(%d,%d,%d), (%d,%d)] = %g; want %g", s, ch, i, j, y, x, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+		c := make([]float32, ckk*hw)
+		for i := range c {
+			c[i] = float32(rng.NormFloat64())
+		}
+		var lhs float64
+		for i, v := range col {
+			lhs += float64(v) * float64(c[i])
+		}
+		back := make([]float32, s.c*hw)
+		for i := range back {
+			back[i] = 1 // col2im must clear it
+		}
+		col2im(back, c, s.c, s.h, s.w, s.k)
+		var rhs float64
+		for i, v := range img {
+			rhs += float64(v) * float64(back[i])
+		}
+		if math.Abs(lhs-rhs) > 1e-3*(1+math.Abs(lhs)) {
+			t.Errorf("%+v: ⟨im2col(x), c⟩ = %g but ⟨x, col2im(c)⟩ = %g", s, lhs, rhs)
+		}
 	}
 }

@@ -146,3 +146,40 @@ func reluPattern(net *network) string {
 	}
 	return string(b)
 }
+
+// TestFusedStepMatchesGradientStep checks that the plain SGD step taken
+// during the backward pass (network.sgdStep, what Trainer uses without
+// momentum, weight decay or FedProx) lands where the gradient and then
+// params −= lr·gradient do, for dense and convolutional networks.
+func TestFusedStepMatchesGradientStep(t *testing.T) {
+	for _, spec := range []string{"logreg:7-3", "mlp:6-5-4", "cnn:6x5x2-c3x4-p2-f6-3", "cnn:8x8x1-c3x3-p2-c1x4-p2-5"} {
+		t.Run(spec, func(t *testing.T) {
+			s := MustParseSpec(spec)
+			rng := rand.New(rand.NewPCG(5, 6))
+			const rows, lr = 4, 0.3
+			x, y := randomBatch(rng, s, rows)
+			fused, plain := New(s, 9), New(s, 9)
+			before := append([]float32(nil), fused.Params...)
+			lossFused := newNetwork(s, rows).sgdStep(fused.Params, x, y, lr)
+			net := newNetwork(s, rows)
+			lossPlain := net.lossAndGradient(plain.Params, x, y)
+			for i, g := range net.grad {
+				plain.Params[i] -= lr * g
+			}
+			if lossFused != lossPlain {
+				t.Errorf("loss %g; want %g", lossFused, lossPlain)
+			}
+			moved := false
+			for i, want := range plain.Params {
+				got := fused.Params[i]
+				if math.Abs(float64(got-want)) > 1e-5*(1+math.Abs(float64(want))) {
+					t.Fatalf("parameter %d after the fused step is %g; want %g", i, got, want)
+				}
+				moved = moved || got != before[i]
+			}
+			if !moved {
+				t.Fatal("the fused step changed no parameter")
+			}
+		})
+	}
+}

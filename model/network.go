@@ -16,6 +16,7 @@ type network struct {
 	acts     [][]float32 // acts[l]: output of layer l, capacity×Out (a Flatten's is its input)
 	ins      [][]float32 // ins[l]: the input of layer l in the last forward pass
 	deltas   [][]float32 // deltas[l]: gradient with respect to layer l's input, capacity×In
+	dinTs    [][]float32 // dinTs[l]: a Dense layer's input gradient, transposed (In×capacity)
 	cols     [][]float32 // cols[l]: a Conv layer's patch matrix (one example)
 	gwts     [][]float32 // gwts[l]: a Conv layer's weight gradient, transposed
 	args     [][]int32   // args[l]: where each output of a MaxPool layer came from
@@ -34,6 +35,7 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 	layers := len(spec.Layers)
 	n.acts, n.ins, n.deltas = make([][]float32, layers), make([][]float32, layers), make([][]float32, layers)
 	n.cols, n.gwts, n.args = make([][]float32, layers), make([][]float32, layers), make([][]int32, layers)
+	n.dinTs = make([][]float32, layers)
 	off := 0
 	for l, ls := range spec.Layers {
 		n.offsets = append(n.offsets, off)
@@ -57,6 +59,9 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 		}
 		if backward && n.first >= 0 && l > n.first && (ls.Kind == Dense || ls.Kind == Conv || ls.Kind == MaxPool) {
 			n.deltas[l] = make([]float32, capacity*ls.In)
+			if ls.Kind == Dense {
+				n.dinTs[l] = make([]float32, capacity*ls.In)
+			}
 		}
 	}
 	if backward {
@@ -149,32 +154,46 @@ func softmaxLoss(logits []float32, y []int32, classes int) float64 {
 	return total
 }
 
-// backward computes the gradient of the mean loss into n.grad, starting from
-// dlogits (rows×Classes, the output of softmaxLoss). It reuses the
-// activations of the last forward call on the same x.
-func (n *network) backward(params, x, dlogits []float32, rows int) {
+// backward computes the gradient of the mean loss, starting from dlogits
+// (rows×Classes, the output of softmaxLoss). It reuses the activations of
+// the last forward call on the same x. With lr zero it writes the gradient
+// into n.grad; otherwise it takes the plain SGD step params −= lr·gradient
+// as it goes, each layer's after its input's gradient no longer needs its
+// weights: the largest layers' gradients are then never written out, and
+// the step reads and writes their weights once.
+func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 	d := dlogits
 	for l := len(n.spec.Layers) - 1; l >= n.first; l-- {
 		ls := n.spec.Layers[l]
 		in := n.ins[l][:rows*ls.In]
 		switch ls.Kind {
 		case Dense:
-			w, _ := n.dense(params, l)
-			gw, gb := n.dense(n.grad, l)
-			blas32.Gemm(blas.Trans, blas.NoTrans, 1, general(rows, ls.In, in), general(rows, ls.Out, d), 0, gw)
-			clear(gb)
+			w, b := n.dense(params, l)
+			var din []float32
+			if l > n.first {
+				din = n.deltas[l][:rows*ls.In]
+				n.denseInputGradient(w, d, din, l, rows)
+			}
+			if lr == 0 {
+				w, b = n.dense(n.grad, l)
+				clear(b)
+			}
+			// w = beta·w + alpha·inᵀ·d: the gradient (alpha 1, beta 0) or the step (−lr, 1).
+			alpha, beta, bscale := float32(1), float32(0), float32(1)
+			if lr != 0 {
+				alpha, beta, bscale = -lr, 1, -lr
+			}
+			blas32.Gemm(blas.Trans, blas.NoTrans, alpha, general(rows, ls.In, in), general(rows, ls.Out, d), beta, w)
 			for r := range rows {
 				for o, v := range d[r*ls.Out : (r+1)*ls.Out] {
-					gb[o] += v
+					b[o] += bscale * v
 				}
 			}
-			if l == n.first {
-				return
-			}
-			din := n.deltas[l][:rows*ls.In]
-			blas32.Gemm(blas.NoTrans, blas.Trans, 1, general(rows, ls.Out, d), w, 0, general(rows, ls.In, din))
 			d = din
 		case ReLU:
+			if l+1 < len(n.spec.Layers) && n.spec.Layers[l+1].Kind == MaxPool {
+				continue // the MaxPool after it applied its mask
+			}
 			// The ReLU passes the gradient where its output was positive; it
 			// works in place on d.
 			out := n.acts[l][:rows*ls.Out]
@@ -191,11 +210,42 @@ func (n *network) backward(params, x, dlogits []float32, rows int) {
 				din = n.deltas[l][:rows*ls.In]
 			}
 			convBackward(ls, w, gw, gb, n.gwts[l], in, d, din, n.cols[l], rows)
+			if lr != 0 {
+				off := n.offsets[l]
+				p, g := params[off:off+ls.NumParams()], n.grad[off:off+ls.NumParams()]
+				for i, v := range g {
+					p[i] -= lr * v
+				}
+			}
 			d = din
 		case MaxPool:
 			din := n.deltas[l][:rows*ls.In]
-			poolBackward(ls, d, din, n.args[l], rows)
+			// After a ReLU, the gradient reaches a maximum only where it was
+			// positive: the ReLU's mask, applied here to the few inputs that
+			// were maxima instead of to all of them.
+			var relu []float32
+			if l-1 >= n.first && n.spec.Layers[l-1].Kind == ReLU {
+				relu = in
+			}
+			poolBackward(ls, d, din, n.args[l], relu, rows)
 			d = din
+		}
+	}
+}
+
+// denseInputGradient writes din = d·wᵀ (rows×In) for the Dense layer l.
+// The matrix kernels copy a transposed B but read a transposed A in
+// place, so it computes dinᵀ = w·dᵀ (In×rows), which transposes only d,
+// and then transposes that small result, instead of copying all In×Out
+// weights every step.
+func (n *network) denseInputGradient(w blas32.General, d, din []float32, l, rows int) {
+	ls := n.spec.Layers[l]
+	dinT := n.dinTs[l][:ls.In*rows]
+	blas32.Gemm(blas.NoTrans, blas.Trans, 1, w, general(rows, ls.Out, d), 0, general(ls.In, rows, dinT))
+	for i := range ls.In {
+		col := dinT[i*rows : (i+1)*rows]
+		for r, v := range col {
+			din[r*ls.In+i] = v
 		}
 	}
 }
@@ -206,6 +256,21 @@ func (n *network) lossAndGradient(params, x []float32, y []int32) float64 {
 	rows := len(y)
 	logits := n.forward(params, x, rows)
 	loss := softmaxLoss(logits, y, n.spec.Classes())
-	n.backward(params, x, logits, rows)
+	n.backward(params, x, logits, rows, 0)
 	return loss / float64(rows)
+}
+
+// sgdStep runs one minibatch forward and backward and takes the plain SGD
+// step params −= lr·gradient in the same pass (see backward). It returns
+// the mean cross-entropy before the step; a loss that is not finite is
+// returned without a step.
+func (n *network) sgdStep(params, x []float32, y []int32, lr float32) float64 {
+	rows := len(y)
+	logits := n.forward(params, x, rows)
+	loss := softmaxLoss(logits, y, n.spec.Classes()) / float64(rows)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return loss
+	}
+	n.backward(params, x, logits, rows, lr)
+	return loss
 }

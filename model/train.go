@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-
-	"gonum.org/v1/gonum/blas/blas32"
 )
 
 // TrainConfig sets local training: minibatch SGD with optional momentum,
@@ -130,24 +128,35 @@ func (t *Trainer) Epoch(ctx context.Context, ds *Dataset) (float64, error) {
 			copy(t.xbuf[r*d:(r+1)*d], ds.X[idx*d:(idx+1)*d])
 			t.ybuf[r] = ds.Y[idx]
 		}
-		loss := t.net.lossAndGradient(t.m.Params, t.xbuf, t.ybuf[:rows])
+		var loss float64
+		if t.plainSGD() {
+			loss = t.net.sgdStep(t.m.Params, t.xbuf, t.ybuf[:rows], float32(t.cfg.LearningRate))
+		} else {
+			loss = t.net.lossAndGradient(t.m.Params, t.xbuf, t.ybuf[:rows])
+		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			return 0, fmt.Errorf("%w: loss is %v after %d examples; lower the learning rate", ErrDiverged, loss, start)
 		}
 		total += loss * float64(rows)
-		t.step()
+		if !t.plainSGD() {
+			t.step()
+		}
 	}
 	return total / float64(n), nil
 }
 
-// step applies one SGD update from the gradient in t.net.grad.
+// plainSGD reports whether steps are plain SGD (no momentum, proximal term
+// or weight decay): the network then takes each step during its backward
+// pass (network.sgdStep).
+func (t *Trainer) plainSGD() bool {
+	return t.velocity == nil && t.anchor == nil && t.cfg.WeightDecay == 0
+}
+
+// step applies one SGD update, with momentum, weight decay and the
+// proximal term, from the gradient in t.net.grad.
 func (t *Trainer) step() {
 	w, g := t.m.Params, t.net.grad
 	lr := float32(t.cfg.LearningRate)
-	if t.velocity == nil && t.anchor == nil && t.cfg.WeightDecay == 0 {
-		blas32.Axpy(-lr, blas32.Vector{N: len(g), Inc: 1, Data: g}, blas32.Vector{N: len(w), Inc: 1, Data: w})
-		return
-	}
 	addRegularisers(g, w, t.anchor, float32(t.cfg.WeightDecay), float32(t.cfg.ProxMu))
 	if t.velocity != nil {
 		mom := float32(t.cfg.Momentum)
