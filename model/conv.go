@@ -3,7 +3,11 @@ package model
 import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/gonum"
 )
+
+// vec runs gonum's vector kernels (assembly on amd64).
+var vec gonum.Implementation
 
 // Convolution as a matrix product (im2col): for one C×H×W example, the
 // patch matrix col has a row for each (input channel c, kernel row i,
@@ -90,10 +94,7 @@ func col2im(img, col []float32, c, h, w, k int) {
 					}
 				}
 				first, last := y0*w+lo, (y1-1)*w+hi
-				d := dst[first+dy*w+dx : last+dy*w+dx]
-				for x, v := range row[first:last] {
-					d[x] += v
-				}
+				vec.Saxpy(last-first, 1, row[first:last], 1, dst[first+dy*w+dx:last+dy*w+dx], 1)
 			}
 		}
 	}
@@ -241,23 +242,28 @@ func pool2(l LayerSpec, x, out []float32, arg []int32, rows int) {
 			img := x[r*l.In+base : r*l.In+base+l.H*w]
 			for y := range oh {
 				top, bot := img[2*y*w:][:2*ow], img[(2*y+1)*w:][:2*ow]
-				o, a := out[k:k+ow], arg[k:k+ow]
+				o, a2 := out[k:k+ow], arg[k:k+ow]
 				t0 := int32(base + 2*y*w)
 				for xx := range ow {
-					best, bi := top[2*xx], t0+int32(2*xx)
-					if v := top[2*xx+1]; v > best {
-						best, bi = v, t0+int32(2*xx+1)
-					}
-					if v := bot[2*xx]; v > best {
-						best, bi = v, t0+int32(w+2*xx)
-					}
-					if v := bot[2*xx+1]; v > best {
-						best, bi = v, t0+int32(w+2*xx+1)
-					}
-					o[xx], a[xx] = best, bi
+					// Branch-free: the maxima of training data fall anywhere,
+					// so branches on them are mispredicted half the time.
+					a, b, c, d := top[2*xx], top[2*xx+1], bot[2*xx], bot[2*xx+1]
+					m := max(max(a, b), max(c, d))
+					// The first of equal maxima: a, b, c, then d.
+					off := b2i(a != m) * (1 + b2i(b != m)*(w-1+b2i(c != m)))
+					o[xx], a2[xx] = m, t0+int32(2*xx+off)
 				}
 				k += ow
 			}
 		}
 	}
+}
+
+// b2i is 1 for true and 0 for false, without a branch.
+func b2i(v bool) int {
+	var i int
+	if v {
+		i = 1
+	}
+	return i
 }
