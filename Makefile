@@ -8,7 +8,7 @@ GOARCH    := $(shell $(GO) env GOARCH)
 # where Debian's libopenblas-dev is installed (.ci/run installs it).
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/openblas/cblas.h && echo yes)
 
-.PHONY: all build build-simd build-openblas test test-cross test-kernels lint check-deps bench bench-2nn scenarios demo byhand proto clean fuzz
+.PHONY: all build build-simd build-openblas test test-cross test-kernels lint check-deps bench bench-2nn bench-serve python3-torch scenarios demo byhand proto clean fuzz
 
 all: build
 
@@ -92,13 +92,14 @@ else
 endif
 
 ## bench: the 2NN's training throughput with every available kernel next to PyTorch's
-## (bench-2nn), and the kernels' GFLOP/s; one round's protocol cost and failover times
+## (bench-2nn); accord serve's latency and throughput for the 2NN and the CNN next to
+## PyTorch's forward pass (bench-serve); the kernels' GFLOP/s; one round's protocol cost and failover times
 ## (with and without 200 idle connections on every Raft port); disk after a 1,000-round job
 ## with and without retention; secure aggregation's mask expansion (each fused path next to
 ## Go's and OpenSSL's AES-CTR, measured in the same run) and per-round compute for 100–1000
 ## clients; aggregation rules' GB/s next to NumPy's w @ X (one core, all cores); FedAvg's
 ## and FedAvgM's rounds to 97% on pathological non-IID MNIST (~60 min).
-bench: bench-2nn
+bench: bench-2nn bench-serve
 	taskset -c 0 $(GO) test -run '^$$' -bench . -benchtime 1s ./model/internal/sgemm/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./model/
 ifeq ($(HAVE_OPENBLAS),yes)
@@ -122,11 +123,21 @@ endif
 ## bench-2nn: the 2NN's samples/s on one thread (CPU 0) at batch 10 and 64: the static
 ## build with each kernel (ACCORD_KERNEL), the openblas build, and PyTorch (Debian's
 ## python3-torch, installed when missing and possible), medians of 3 interleaved rounds.
-bench-2nn:
+bench-2nn: python3-torch
+	GO=$(GO) sh model/testdata/compare_2nn.sh 3
+
+## bench-serve: accord serve on one core (CPU 0, server and clients in one process): p50,
+## p99 and rows/s of one-row gRPC requests over mutual TLS for the 2NN and the CNN, at
+## batch 1 (1 and 32 clients) and with dynamic batching (32 clients), next to the forward
+## pass alone and PyTorch's on one thread, in one table.
+bench-serve: python3-torch
+	GO=$(GO) sh serve/testdata/compare_serve.sh
+
+# python3-torch: Debian's PyTorch for the comparisons, installed when missing and possible.
+python3-torch:
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch) >/dev/null 2>&1; } || \
 		echo "note: could not install python3-torch; the PyTorch comparison is skipped"
-	GO=$(GO) sh model/testdata/compare_2nn.sh 3
 
 ## demo: the FedAvg MNIST demo, an in-process federation on loopback.
 demo: build

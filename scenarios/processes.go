@@ -220,6 +220,11 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}, Seed: sc.Job.Seed,
 		NetworkModel: sc.Network != nil && !opts.NoNetwork && netw.mode != processNetworkNone,
 		Runner:       "processes", Network: string(netw.mode), NetworkNote: netw.note, InvariantsChecked: processInvariants}
+	sv, err := pr.startServe(ctx, grpcAddrs, resp.JobId, test, start, say)
+	if err != nil {
+		return nil, err
+	}
+	defer sv.close()
 	exitsSeen := map[string]bool{}
 	w := &watcher{sc: sc, admin: admin, jobID: resp.JobId, tl: tl, start: start, say: say, test: test, regionTests: regionTests,
 		regionOf: regionOf, poll: 50 * time.Millisecond, fireOnSight: true, beforePoll: func() {
@@ -240,6 +245,7 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 	} else {
 		rep.InvariantsOK = true
 	}
+	sv.finish(ctx, rep)
 	rep.ModelDigests = digests
 	if rep.NetworkModel {
 		rep.LinkBytes = netw.bytes()
@@ -247,7 +253,7 @@ func RunProcesses(ctx context.Context, sc *Scenario, opts ProcessOptions) (*Repo
 	rep.WallSeconds = time.Since(start).Seconds()
 	say("job %s: %s after %d rounds (%s); final test accuracy %.2f%%, wall time %.1fs, invariants ok: %v (checked: %s)",
 		resp.JobId, rep.JobStatus, rep.RoundsCommitted, rep.JobReason, 100*rep.FinalAccuracy, rep.WallSeconds, rep.InvariantsOK,
-		strings.Join(processInvariants, "; "))
+		strings.Join(rep.InvariantsChecked, "; "))
 	return rep, nil
 }
 

@@ -91,6 +91,9 @@ func WriteReport(dir string, sc *Scenario, rep *Report) error {
 			},
 		})
 	}
+	if rep.Serve != nil {
+		r.Comparisons = append(r.Comparisons, rep.Serve.table(rep.RoundsCommitted))
+	}
 	var failovers [][]string
 	for _, e := range rep.Events {
 		if e.FailoverSeconds != nil {

@@ -76,6 +76,8 @@ type Report struct {
 	// WithoutNetwork is the same scenario on plain loopback (compare:
 	// without_network).
 	WithoutNetwork *Baseline `json:"without_network,omitempty"`
+	// Serve is what accord serve answered (the serve section).
+	Serve *ServeReport `json:"serve,omitempty"`
 }
 
 // AbortReport is one aborted round attempt.
@@ -483,6 +485,11 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	rep := &Report{Scenario: sc.Name, JobID: resp.JobId, TargetAccuracy: sc.Job.TargetAccuracy, Participants: sc.ParticipantCount(),
 		Kernel: model.Backend(), ModelDigests: map[string]map[uint32]string{}, Seed: sc.Job.Seed, NetworkModel: sc.Network != nil && !opts.NoNetwork,
 		Runner: "in-process", Network: "netsim", InvariantsChecked: []string{"DESIGN.md's invariants (coordinator.CheckInvariants) on every running coordinator's state"}}
+	sv, err := startServeInProcess(ctx, sc, ca, addrs, resp.JobId, test, start, logger, say)
+	if err != nil {
+		return nil, err
+	}
+	defer sv.close()
 	w := &watcher{sc: sc, admin: admin, jobID: resp.JobId, tl: tl, start: start, say: say, test: test, regionTests: regionTests,
 		regionOf: regionOf, pageSize: opts.roundsPage, poll: 100 * time.Millisecond}
 	if _, err := w.run(ctx, rep); err != nil {
@@ -495,6 +502,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	} else {
 		rep.InvariantsOK = true
 	}
+	sv.finish(ctx, rep)
 	for _, c := range nodes {
 		j, err := c.FSM().Job(resp.JobId)
 		if err != nil {

@@ -42,6 +42,9 @@ type Scenario struct {
 	// Compare, "without_network", makes RunAndCompare run the scenario a
 	// second time on plain loopback, for the cost of geography.
 	Compare string `yaml:"compare"`
+	// Serve, if set, starts an accord serve following the job and a client
+	// calling it while the job runs (serve.go).
+	Serve *ServeSpec `yaml:"serve"`
 }
 
 // CompareWithoutNetwork is Scenario.Compare's one value.
@@ -174,6 +177,9 @@ func Parse(b []byte) (*Scenario, error) {
 	// the default count.
 	if _, given := findField(&root, "job.participants_per_round"); sc.Job.ParticipantsFraction > 0 && !given {
 		sc.Job.ParticipantsPerRound = 0
+	}
+	if err := sc.applyServeDefaults(&root); err != nil {
+		return nil, err
 	}
 	err := sc.Validate()
 	var fe *FieldError
@@ -338,6 +344,9 @@ func (s *Scenario) Validate() error {
 		return fieldErrorf("compare", "%q: want %s, with a network section to compare against", s.Compare, CompareWithoutNetwork)
 	}
 	if err := s.validateNetwork(); err != nil {
+		return err
+	}
+	if err := s.validateServe(); err != nil {
 		return err
 	}
 	return s.validateEvents()

@@ -91,13 +91,14 @@ type runFlags struct {
 }
 
 func (m *Main) runDemo(ctx context.Context, args []string) error {
-	fs := m.newFlagSet("demo", "[--json] [--report DIR] [--model 2nn|cnn] [--secure-aggregation secagg|secagg+] [--rounds N]")
+	fs := m.newFlagSet("demo", "[--json] [--report DIR] [--model 2nn|cnn] [--secure-aggregation secagg|secagg+] [--rounds N] [--serve]")
 	asJSON := fs.Bool("json", false, "print one JSON report at the end instead of progress lines")
 	reportDir := fs.String("report", "", "write report.md and PNG plots of the run into DIR")
 	secure := fs.String("secure-aggregation", "", "mask every update: secagg (complete graph) or secagg+ (Harary graph)")
 	rounds := fs.Uint("rounds", 0, "run exactly this many rounds, ignoring the target accuracy (0: the demo's own stop rule)")
 	modelName := fs.String("model", "2nn", "2nn (the FedAvg paper's mlp:784-200-200-10, E=1, B=10) or cnn (its CNN, "+demoCNN+", E=5, B=10, target 99%)")
 	level := fs.String("log-level", "none", "log level of the components: debug, info, warn, error or none")
+	serveToo := fs.Bool("serve", false, "start accord serve beside the federation and call it over REST and gRPC while the job runs (a scenario's serve section, defaults)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -118,6 +119,10 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}
 	if *rounds > 0 {
 		sc.Job.Rounds, sc.Job.TargetAccuracy = uint32(*rounds), 0
+	}
+	if *serveToo {
+		spec := scenarios.DefaultServeSpec()
+		sc.Serve = &spec
 	}
 	if err := sc.Validate(); err != nil {
 		return usageError{fmt.Errorf("--secure-aggregation, --model or --rounds: %w", err)}
