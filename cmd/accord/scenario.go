@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
+	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/scenarios"
 )
 
@@ -110,6 +112,10 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	case "2nn":
 	case "cnn":
 		sc.Name, sc.Job.Name, sc.Job.Model, sc.Job.LocalEpochs, sc.Job.TargetAccuracy = "fedavg-mnist-cnn", "mnist-cnn", demoCNN, 5, 0.99
+		// Five epochs of the CNN take a participant sharing two cores with
+		// nine others minutes, not the 2NN's seconds: the 2NN's one-minute
+		// deadline aborted every attempt on a loaded machine.
+		sc.Job.RoundDeadline = coordinator.Duration(10 * time.Minute)
 	default:
 		return usageError{fmt.Errorf("--model %q: want 2nn or cnn", *modelName)}
 	}
