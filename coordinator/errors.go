@@ -30,6 +30,10 @@ var (
 	ErrJobNotRunning = errors.New("job is not running")
 	// ErrWrongRound means an update names a round that is not open.
 	ErrWrongRound = errors.New("round is not open")
+	// ErrRoundClosed means an update (or secure-aggregation message) came
+	// after its round, or its phase, had closed: the round went on
+	// without it. The sender is recorded late, not silent.
+	ErrRoundClosed = errors.New("round closed")
 	// ErrWrongPhase means a secure-aggregation message came outside its
 	// phase of the round.
 	ErrWrongPhase = errors.New("not this phase of secure aggregation")
@@ -86,7 +90,8 @@ func toStatus(err error) error {
 		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, ErrBadPolicy),
 		errors.Is(err, ErrBadRequest):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict),
+		errors.Is(err, ErrRoundClosed):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden), errors.Is(err, ErrReplay), errors.Is(err, ErrRevoked),
 		errors.Is(err, adminauth.ErrBadSignature):

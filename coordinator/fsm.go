@@ -35,6 +35,7 @@ const (
 	cmdAdminAction
 	cmdRecordRefusal
 	cmdRecordTaskFailure
+	cmdRecordLate
 )
 
 // ignoreUnknownFlag marks a command that an older FSM that does not know it
@@ -83,6 +84,13 @@ type commitRound struct {
 	PrivacyRDP []float64 `json:"privacy_rdp,omitempty"`
 	Epsilon    float64   `json:"epsilon,omitempty"`
 	Order      float64   `json:"order,omitempty"`
+	// Reason says why the attempt closed when it did: every member
+	// answered, the updates wanted arrived, stragglers cut, or the
+	// deadline.
+	Reason string `json:"reason,omitempty"`
+	// Silent are the cohort members that had sent nothing, nor said why,
+	// when it closed (see RoundRecord.Silent).
+	Silent []string `json:"silent,omitempty"`
 }
 
 type abortRound struct {
@@ -95,11 +103,24 @@ type abortRound struct {
 	// (a deadline abort of a plain round): the round's retry leaves them
 	// out (Job.retryCandidates).
 	Silent []string `json:"silent,omitempty"`
+	// Responders are the cohort members that had answered when it
+	// aborted.
+	Responders []string `json:"responders,omitempty"`
 	// PrivacyRDP, Epsilon and Order charge a job with dp for a round whose
 	// noised result was computed before it aborted (see commitRound).
 	PrivacyRDP []float64 `json:"privacy_rdp,omitempty"`
 	Epsilon    float64   `json:"epsilon,omitempty"`
 	Order      float64   `json:"order,omitempty"`
+}
+
+// recordLate notes that a participant recorded silent in a closed attempt
+// did answer, too late to count: its update (or secure-aggregation
+// message) reached the leader after the attempt or its phase closed.
+type recordLate struct {
+	JobID       string `json:"job_id"`
+	Number      uint32 `json:"number"`
+	Attempt     uint32 `json:"attempt"`
+	Participant string `json:"participant"`
 }
 
 type recordEvaluation struct {
@@ -227,6 +248,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 		err = applyJSON(body, f.applyRecordRefusal)
 	case cmdRecordTaskFailure:
 		err = applyJSON(body, f.applyRecordTaskFailure)
+	case cmdRecordLate:
+		err = applyJSON(body, f.applyRecordLate)
 	case cmdAdminAction:
 		var res any
 		err = applyJSON(body, func(c *adminAction) error {
@@ -380,7 +403,7 @@ func (f *FSM) applyCommitRound(c *commitRound) error {
 		}
 	}
 	r.Status, r.Digest, r.Contributors, r.Examples, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_COMMITTED, c.Digest, c.Contributors, c.Examples, c.At
-	r.OptimizerDigest, r.SamplingRate = c.OptimizerDigest, c.SamplingRate
+	r.OptimizerDigest, r.SamplingRate, r.Reason, r.Silent = c.OptimizerDigest, c.SamplingRate, c.Reason, inCohort(r, c.Silent)
 	j.CommittedRounds = r.Number
 	return nil
 }
@@ -396,8 +419,38 @@ func (f *FSM) applyAbortRound(c *abortRound) error {
 		}
 	}
 	r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, c.Reason, c.At
-	r.Silent = slices.DeleteFunc(slices.Clone(c.Silent), func(id string) bool { return !slices.Contains(r.Cohort, id) })
+	r.Silent, r.Responders = inCohort(r, c.Silent), inCohort(r, c.Responders)
 	return nil
+}
+
+// inCohort returns the ids that are members of the attempt's cohort.
+func inCohort(r *RoundRecord, ids []string) []string {
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return !slices.Contains(r.Cohort, id) })
+}
+
+// applyRecordLate moves a participant from a closed attempt's silent
+// members to its late ones. A participant already late is left as it is;
+// one that was not silent there is refused.
+func (f *FSM) applyRecordLate(c *recordLate) error {
+	j, ok := f.st.Jobs[c.JobID]
+	if !ok {
+		return fmt.Errorf("%w %s", ErrUnknownJob, c.JobID)
+	}
+	for _, r := range j.Rounds {
+		if r.Number != c.Number || r.Attempt != c.Attempt || r.Status == pb.RoundStatus_ROUND_STATUS_OPEN {
+			continue
+		}
+		switch {
+		case slices.Contains(r.Late, c.Participant):
+			return nil
+		case !slices.Contains(r.Silent, c.Participant):
+			return fmt.Errorf("%w: %s was not silent in job %s round %d attempt %d", ErrConflict, c.Participant, c.JobID, c.Number, c.Attempt)
+		}
+		r.Silent = slices.DeleteFunc(r.Silent, func(id string) bool { return id == c.Participant })
+		r.Late = append(r.Late, c.Participant)
+		return nil
+	}
+	return fmt.Errorf("%w: job %s has no closed round %d attempt %d", ErrConflict, c.JobID, c.Number, c.Attempt)
 }
 
 func (f *FSM) applyRecordEvaluation(c *recordEvaluation) error {

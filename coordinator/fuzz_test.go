@@ -130,6 +130,7 @@ func FuzzJobSpec(f *testing.F) {
 	spec.SecureAggregation = SecureAggregation{Mode: ModeSecAggPlus, DropoutRate: 0.2, CorruptRate: 0.1, Threshold: 3}
 	spec.Retain = &Retain{Last: 3, Every: 10, Best: 2}
 	spec.MaxUpdateNorm, spec.MaxAttempts = 50, 3
+	spec.ExpectedDropout, spec.MaxOverSelection, spec.StragglerFactor = 0.3, 1.5, -1
 	f.Add(mustMarshal(f, spec.ToProto()), mustJSON(f, spec))
 	spec.Model = "mlp:784-65536-65536-65536-65536-65536-65536-65536-65536-10"
 	spec.ParticipantsPerRound = 1 << 31

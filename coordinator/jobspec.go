@@ -12,11 +12,14 @@ import (
 
 // JobSpec is a job file (YAML) and what the FSM stores for a job.
 type JobSpec struct {
-	Name                 string            `yaml:"name" json:"name"`
-	Model                string            `yaml:"model" json:"model"`
-	Dataset              string            `yaml:"dataset" json:"dataset"`
-	Rounds               uint32            `yaml:"rounds" json:"rounds"`
-	TargetAccuracy       float64           `yaml:"target_accuracy" json:"target_accuracy"`
+	Name           string  `yaml:"name" json:"name"`
+	Model          string  `yaml:"model" json:"model"`
+	Dataset        string  `yaml:"dataset" json:"dataset"`
+	Rounds         uint32  `yaml:"rounds" json:"rounds"`
+	TargetAccuracy float64 `yaml:"target_accuracy" json:"target_accuracy"`
+	// ParticipantsPerRound (or ParticipantsFraction of those connected)
+	// is the number of updates a round wants: the leader selects more
+	// (ExpectedDropout) and closes the round once this many arrived.
 	ParticipantsPerRound uint32            `yaml:"participants_per_round" json:"participants_per_round"`
 	ParticipantsFraction float64           `yaml:"participants_fraction" json:"participants_fraction"`
 	MinParticipants      uint32            `yaml:"min_participants" json:"min_participants"`
@@ -57,6 +60,51 @@ type JobSpec struct {
 	// SimulatedClock gives rounds simulated times, for rehearsals of
 	// participants' working hours across time zones (nil: real time).
 	SimulatedClock *SimulatedClock `yaml:"simulated_clock" json:"simulated_clock,omitempty"`
+	// ExpectedDropout is the share of a cohort expected not to answer: the
+	// leader selects ⌈wanted / (1 − rate)⌉ participants, at most
+	// MaxOverSelection × wanted. 0 takes secure_aggregation.dropout_rate
+	// when it is set, and otherwise the rate observed in the job's recent
+	// attempts (Job.observedDropout).
+	ExpectedDropout float64 `yaml:"expected_dropout" json:"expected_dropout,omitempty"`
+	// MaxOverSelection bounds the cohort at this multiple of the updates
+	// wanted (0: DefaultMaxOverSelection; 1: no over-selection).
+	MaxOverSelection float64 `yaml:"max_over_selection" json:"max_over_selection,omitempty"`
+	// StragglerFactor closes a round, or a secure-aggregation phase, once
+	// half of its members answered and it has run this many times as long
+	// as its median member took (see stragglersCut; 0:
+	// DefaultStragglerFactor; negative: never, the deadline alone bounds
+	// the round).
+	StragglerFactor float64 `yaml:"straggler_factor" json:"straggler_factor,omitempty"`
+}
+
+// DefaultMaxOverSelection is a job's max_over_selection when it sets none:
+// a cohort of at most twice the updates wanted.
+const DefaultMaxOverSelection = 2
+
+// DefaultStragglerFactor is a job's straggler_factor when it sets none. A
+// healthy cohort whose members train one after another on shared machines
+// has its last member near twice the median; three leaves room for that.
+const DefaultStragglerFactor = 3
+
+// maxOverSelection is the job's bound on the cohort, as a multiple of the
+// updates wanted, defaulted.
+func (s JobSpec) maxOverSelection() float64 {
+	if s.MaxOverSelection == 0 {
+		return DefaultMaxOverSelection
+	}
+	return s.MaxOverSelection
+}
+
+// stragglerFactor is the job's straggler factor, defaulted; 0 means the
+// rule is off.
+func (s JobSpec) stragglerFactor() float64 {
+	switch {
+	case s.StragglerFactor < 0:
+		return 0
+	case s.StragglerFactor == 0:
+		return DefaultStragglerFactor
+	}
+	return s.StragglerFactor
 }
 
 // DefaultMaxUpdateNorm is a job's max_update_norm when it sets none: far
@@ -256,6 +304,12 @@ func (s JobSpec) Validate() error {
 		return bad("max_update_norm", s.MaxUpdateNorm, fmt.Sprintf("want 0 (default %d) or a positive number", DefaultMaxUpdateNorm))
 	case s.MaxAttempts > 1000:
 		return bad("max_attempts", s.MaxAttempts, fmt.Sprintf("want 0 (default %d) to 1000", DefaultMaxAttempts))
+	case !(s.ExpectedDropout >= 0 && s.ExpectedDropout < 1):
+		return bad("expected_dropout", s.ExpectedDropout, "want a fraction in [0, 1)")
+	case !finite(s.MaxOverSelection) || s.MaxOverSelection != 0 && (s.MaxOverSelection < 1 || s.MaxOverSelection > 10):
+		return bad("max_over_selection", s.MaxOverSelection, fmt.Sprintf("want 0 (default %d) or 1–10", DefaultMaxOverSelection))
+	case !finite(s.StragglerFactor) || s.StragglerFactor > 0 && s.StragglerFactor < 1 || s.StragglerFactor > 1000:
+		return bad("straggler_factor", s.StragglerFactor, fmt.Sprintf("want 0 (default %d), 1–1000, or negative (off)", DefaultStragglerFactor))
 	}
 	if err := s.retain().validate(); err != nil {
 		return err
@@ -323,7 +377,8 @@ func (s JobSpec) ToProto() *pb.JobSpec {
 		MaxExamples: s.MaxExamples, MaxUpdateNorm: s.MaxUpdateNorm, MaxAttempts: s.MaxAttempts, Retain: s.Retain.toProto(),
 		Server: s.Server.toProto(), Aggregation: s.Aggregation.toProto(),
 		LocalTimeBudgetMs: uint64(time.Duration(s.LocalTimeBudget) / time.Millisecond), Dp: s.DP.toProto(),
-		SimulatedClock: s.SimulatedClock.toProto(),
+		SimulatedClock: s.SimulatedClock.toProto(), ExpectedDropout: s.ExpectedDropout, MaxOverSelection: s.MaxOverSelection,
+		StragglerFactor: s.StragglerFactor,
 	}
 }
 
@@ -342,6 +397,7 @@ func JobSpecFromProto(p *pb.JobSpec) JobSpec {
 		Server: serverFromProto(p.Server), Aggregation: aggregationFromProto(p.Aggregation),
 		LocalTimeBudget: Duration(time.Duration(min(p.LocalTimeBudgetMs, math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond),
 		DP:              dpFromProto(p.Dp), SimulatedClock: simulatedClockFromProto(p.SimulatedClock),
+		ExpectedDropout: p.ExpectedDropout, MaxOverSelection: p.MaxOverSelection, StragglerFactor: p.StragglerFactor,
 	}
 	if sa := p.SecureAggregation; sa != nil {
 		s.SecureAggregation = SecureAggregation{Mode: sa.Mode, Threshold: sa.Threshold, DropoutRate: sa.DropoutRate, Clip: sa.Clip,

@@ -212,7 +212,8 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 		return c.advanceSecure(job, run, now)
 	}
 	if r := run.round; r != nil {
-		switch r.outcome(now) {
+		outcome, why := r.outcome(now)
+		switch outcome {
 		case roundComplete, roundCommit:
 			rng, err := dp.NewRNG()
 			if err != nil {
@@ -223,11 +224,11 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 				run.round = nil
 				return c.recordAbort(job.ID, r.number, r.attempt, "aggregation: "+err.Error(), now)
 			}
+			r.closedBy = why
 			return c.commitUpdate(job, run, delta, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
 		case roundAbort:
 			run.round = nil
-			return c.applyAbort(abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, At: now.UnixMilli(), Silent: r.silent(),
-				Reason: withReasons(fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", len(r.contributors), len(r.cohortList), r.minUpdates), run.reasons)})
+			return c.applyAbort(r.abort(withReasons(why, run.reasons), now))
 		case roundPending:
 			// Everyone who will answer has, and too few updates came:
 			// waiting for the deadline would change nothing.
@@ -237,7 +238,7 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 				if len(r.contributors) == 0 {
 					msg = "no update arrived: every cohort member refused or failed the task"
 				}
-				return c.recordAbort(job.ID, r.number, r.attempt, withReasons(msg, run.reasons), now)
+				return c.applyAbort(r.abort(withReasons(msg, run.reasons), now))
 			}
 			return nil
 		}
@@ -333,6 +334,8 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	spec := job.Spec
 	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
 	at, connected := c.roundTime(job, run, connected, max(int(spec.MinParticipants), 1), now)
+	// k is the number of updates the round wants; the cohort is larger
+	// when the job expects some of it not to answer (cohortSize).
 	k := int(spec.ParticipantsPerRound)
 	if k == 0 {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
@@ -364,7 +367,12 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	// the sampling rate is then over those left, which only raises it (DP
 	// accounts for the larger rate).
 	connected = job.retryCandidates(number, connected, max(k, int(spec.MinParticipants)))
+	size := job.cohortSize(k, len(connected))
 	rng := seededRand(spec.Seed, uint64(number), uint64(attempt))
+	// Participants silent in the job's recent attempts are drawn less
+	// often (selectionWeights), never less than minSelectionWeight.
+	selection := job.selectionWeights()
+	pick := func(ids []string, n int) []string { return chooseWeighted(ids, n, selection, rng) }
 	var cohort []string
 	var members [][]string
 	if a := spec.Aggregation; a.grouped() {
@@ -375,7 +383,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			return ""
 		}
 		var err error
-		if cohort, members, err = chooseGroups(connected, k, int(a.Groups), a.GroupBy, region, rng); err != nil {
+		if cohort, members, err = chooseGroups(connected, size, int(a.Groups), a.GroupBy, region, pick, rng); err != nil {
 			if !run.waitingLogged {
 				c.log.Info("cannot open a round with grouped secure aggregation yet", "job", job.ID, "connected", len(connected), "err", err)
 				run.waitingLogged = true
@@ -383,7 +391,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			return nil
 		}
 	} else {
-		cohort = choose(connected, k, rng)
+		cohort = pick(connected, size)
 	}
 	samplingRate := float64(len(cohort)) / float64(len(connected))
 	if d := spec.DP; d != nil && d.MaxEpsilon > 0 {
@@ -409,7 +417,7 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		if members == nil {
 			members = [][]string{cohort}
 		}
-		if groups, err = c.secureGroups(job, number, attempt, members, len(base), now, deadline); err != nil {
+		if groups, err = c.secureGroups(job, number, attempt, members, k, len(base), now, deadline); err != nil {
 			if !run.waitingLogged {
 				c.log.Info("cannot open a round with secure aggregation yet", "job", job.ID, "cohort", len(cohort), "err", err)
 				run.waitingLogged = true
@@ -430,6 +438,10 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	minUpdates := spec.minUpdates(len(cohort))
 	r := newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, rule)
 	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.maxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
+	r.opened, r.straggler, r.budget = now, spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
+	if k < len(cohort) {
+		r.wanted = k
+	}
 	for gi, g := range groups {
 		for _, id := range g.ids {
 			r.groupOf[id] = gi
@@ -458,15 +470,20 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 			sent++
 		}
 	}
-	c.log.Debug("round opened", "job", job.ID, "round", number, "attempt", attempt, "cohort", len(cohort), "groups", len(groups), "sent", sent)
+	c.log.Debug("round opened", "job", job.ID, "round", number, "attempt", attempt, "cohort", len(cohort), "wanted", k, "groups", len(groups), "sent", sent)
 	return nil
 }
 
-// secureGroups prepares secure aggregation for a round: one group, or the
-// job's aggregation.groups in grouped mode, each with its own session,
-// graph and threshold.
-func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][]string, length int, now, deadline time.Time) ([]*secureRound, error) {
+// secureGroups prepares secure aggregation for a round that wants updates
+// of a cohort split into members: one group, or the job's
+// aggregation.groups in grouped mode, each with its own session, graph and
+// threshold, and its share of the updates wanted.
+func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][]string, wanted, length int, now, deadline time.Time) ([]*secureRound, error) {
 	spec := job.Spec
+	cohort := 0
+	for _, m := range members {
+		cohort += len(m)
+	}
 	var groups []*secureRound
 	for i, m := range members {
 		g := uint32(0)
@@ -485,6 +502,10 @@ func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][
 			}
 			return nil, err
 		}
+		if share := (wanted*len(m) + cohort - 1) / cohort; share < len(m) {
+			sr.wanted = share
+		}
+		sr.straggler, sr.budget = spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
 		groups = append(groups, sr)
 	}
 	return groups, nil
@@ -556,8 +577,9 @@ func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error 
 		if r.unmasked() {
 			return c.recordReleasedAbort(job, r, withReasons(err.Error(), run.reasons), now)
 		}
-		return c.recordAbort(job.ID, r.number, r.attempt, withReasons(err.Error(), run.reasons), now)
+		return c.applyAbort(r.abort(withReasons(err.Error(), run.reasons), now))
 	}
+	r.closedBy = r.secureNotes()
 	return c.commitUpdate(job, run, delta, contributors, examples, now)
 }
 
@@ -582,7 +604,7 @@ func (c *Coordinator) applyAbort(cmd abortRound) error {
 // for it as if it had committed, since what was computed can no longer be
 // taken back.
 func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now time.Time) error {
-	cmd := abortRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli()}
+	cmd := r.abort(reason, now)
 	if job.Spec.DP != nil {
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
 		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
@@ -655,7 +677,8 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, state
 		}
 	}
 	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
-		Contributors: contributors, Examples: examples, At: now.UnixMilli(), OptimizerDigest: stateDigest, SamplingRate: r.samplingRate}
+		Contributors: contributors, Examples: examples, At: now.UnixMilli(), OptimizerDigest: stateDigest, SamplingRate: r.samplingRate,
+		Reason: r.closedBy, Silent: r.silent()}
 	if job.Spec.DP != nil {
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
 	}
@@ -669,7 +692,8 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, state
 	}
 	c.metrics.roundsCommitted.Inc()
 	c.metrics.roundSeconds.Observe(now.Sub(opened).Seconds())
-	c.log.Info("round committed", "job", job.ID, "round", r.number, "attempt", r.attempt, "contributors", len(contributors), "digest", digest)
+	c.log.Info("round committed", "job", job.ID, "round", r.number, "attempt", r.attempt, "cohort", len(r.cohortList),
+		"contributors", len(contributors), "closed", r.closedBy, "seconds", now.Sub(r.opened).Seconds(), "digest", digest)
 	c.kickLeader()
 	return nil
 }
@@ -707,7 +731,13 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 	}
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if run := c.leader.jobs[h.GetJobId()]; run != nil && run.round != nil {
+	run := c.leader.jobs[h.GetJobId()]
+	if run == nil || run.round == nil || run.round.names(h.GetRound(), h.GetAttempt(), "update") != nil {
+		if err := c.lateFor(h.GetJobId(), h.GetRound(), h.GetAttempt(), from); err != nil {
+			return nil, err
+		}
+	}
+	if run != nil && run.round != nil {
 		var err error
 		if h.GetMasked() {
 			err = run.round.admitMasked(from, h)
@@ -735,7 +765,7 @@ func (c *Coordinator) addUpdate(r *round, from string, delta []float32) (int, er
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
-		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrWrongRound, r.number)
+		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrRoundClosed, r.number)
 	}
 	if err := r.add(from, delta); err != nil {
 		return 0, err
@@ -770,7 +800,7 @@ func (c *Coordinator) addMasked(r *round, from string, y []uint32) error {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
-		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrWrongRound, r.number)
+		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrRoundClosed, r.number)
 	}
 	g := r.group(from)
 	if g == nil {
@@ -792,6 +822,11 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, deliver fu
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[ref.GetJobId()]
+	if run == nil || run.round == nil || run.round.names(ref.GetRound(), ref.GetAttempt(), "message") != nil {
+		if err := c.lateFor(ref.GetJobId(), ref.GetRound(), ref.GetAttempt(), from); err != nil {
+			return err
+		}
+	}
 	if run == nil || run.round == nil {
 		if _, err := c.fsm.Job(ref.GetJobId()); err != nil {
 			return err

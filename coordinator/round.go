@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
@@ -56,6 +57,48 @@ type round struct {
 	// combines the group means and deadline bounds training only.
 	groups  []*secureRound
 	groupOf map[string]int
+	// wanted is how many updates the round wants: once that many arrived
+	// it closes, and later uploads are refused as late (0: the whole
+	// cohort's).
+	wanted int
+	// opened is when the round opened; arrived are the times since then
+	// at which the contributors' updates were seen, in order (outcome
+	// notes them). straggler and budget set the straggler rule
+	// (stragglersCut; straggler 0: off).
+	opened    time.Time
+	arrived   []time.Duration
+	straggler float64
+	budget    time.Duration
+	// late are cohort members whose update came after the round had its
+	// wanted updates.
+	late map[string]bool
+	// closedBy says why the round closed, for its commit.
+	closedBy string
+}
+
+// abort is the command that aborts the round for reason, with who had
+// answered and who was silent.
+func (r *round) abort(reason string, now time.Time) abortRound {
+	return abortRound{JobID: r.jobID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli(),
+		Silent: r.silent(), Responders: r.responders()}
+}
+
+// secureNotes says how a round with secure aggregation closed: how each
+// phase that went on without some members closed.
+func (r *round) secureNotes() string {
+	var notes []string
+	for _, g := range r.groups {
+		for _, n := range g.notes {
+			if len(r.groups) > 1 {
+				n = fmt.Sprintf("group %d %s", g.group, n)
+			}
+			notes = append(notes, n)
+		}
+	}
+	if len(notes) == 0 {
+		return "secure aggregation: every cohort member answered every phase"
+	}
+	return "secure aggregation: " + strings.Join(notes, "; ")
 }
 
 // newRound opens a round attempt of plain updates combined by rule.
@@ -64,7 +107,7 @@ func newRound(jobID string, number, attempt uint32, cohort []string, weights map
 		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
 		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates, rule: rule,
 		receiving: map[string]float64{}, done: map[string]bool{}, weights: weights, refused: map[string]bool{},
-		groupOf: map[string]int{},
+		groupOf: map[string]int{}, late: map[string]bool{},
 	}
 	for _, id := range cohort {
 		r.cohort[id] = true
@@ -106,6 +149,9 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
 	case r.done[from] || r.isReceiving(from):
 		return fmt.Errorf("%w: %s, round %d", ErrDuplicate, from, r.number)
+	case r.full() && !r.secure():
+		r.late[from] = true
+		return r.closedErr(from)
 	case r.secure():
 		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", ErrBadUpdate, r.number)
 	case h.GetNumParams() != uint64(len(r.base)):
@@ -175,12 +221,26 @@ func (r *round) trainedIn(h *pb.UpdateHeader, what string) error {
 // release gives back a slot admit reserved when the upload failed.
 func (r *round) release(from string) { delete(r.receiving, from) }
 
+// full reports whether the round has the updates it wants.
+func (r *round) full() bool { return r.wanted > 0 && len(r.contributors) >= r.wanted }
+
+// closedErr is the refusal of from's update that came after the round had
+// the updates it wants.
+func (r *round) closedErr(from string) error {
+	return fmt.Errorf("%w: round %d attempt %d has the %d updates it wanted; %s's is not needed", ErrRoundClosed, r.number, r.attempt, r.wanted, from)
+}
+
 // add gives an admitted update to the round's rule, weighted by the
 // sender's fixed weight (see weights) times the share of the work it did;
-// under central DP it is clipped first and weighs 1.
+// under central DP it is clipped first and weighs 1. An update that comes
+// once the round has the updates it wants is refused (ErrRoundClosed).
 func (r *round) add(from string, delta []float32) error {
 	share := r.receiving[from]
 	delete(r.receiving, from)
+	if r.full() {
+		r.late[from] = true
+		return r.closedErr(from)
+	}
 	if r.maxNorm > 0 {
 		if n := aggregate.Norm(delta); !(n <= r.maxNorm) {
 			return fmt.Errorf("%w: update norm %.4g exceeds the job's max_update_norm %.4g", ErrBadUpdate, n, r.maxNorm)
@@ -232,18 +292,38 @@ const (
 	roundAbort                 // deadline passed with too few
 )
 
-func (r *round) outcome(now time.Time) roundOutcome {
+// outcome decides, at now, whether the round closes and says why. It
+// first notes the arrival, at now, of the updates added since it last
+// looked (the straggler rule's times). A round closes when every cohort
+// member answered, when the updates it wants arrived, when stragglers
+// held it too long (commit with enough updates, abort with too few), or
+// at its deadline.
+func (r *round) outcome(now time.Time) (roundOutcome, string) {
+	for len(r.arrived) < len(r.contributors) {
+		r.arrived = append(r.arrived, now.Sub(r.opened))
+	}
+	n, cohort := len(r.contributors), len(r.cohortList)
+	expected := cohort - len(r.refused)
 	switch {
-	case len(r.contributors) == len(r.cohortList):
-		return roundComplete
-	case len(r.contributors)+len(r.refused) == len(r.cohortList) && len(r.contributors) >= max(1, r.minUpdates):
-		return roundComplete // everyone who will answer has
+	case n == cohort:
+		return roundComplete, "every cohort member's update arrived"
+	case n+len(r.refused) == cohort && n >= max(1, r.minUpdates):
+		return roundComplete, "every cohort member answered or said why not" // everyone who will answer has
+	case r.full() && n >= r.minUpdates:
+		return roundCommit, fmt.Sprintf("the %d updates wanted arrived (%d selected)", r.wanted, cohort)
+	case len(r.receiving) == 0 && now.Before(r.deadline) && stragglersCut(r.arrived, expected, r.straggler, r.budget, now.Sub(r.opened)):
+		why := fmt.Sprintf("stragglers: %d of %d updates after %s, %g× the median member's %s",
+			n, cohort, roundDuration(now.Sub(r.opened)), r.straggler, roundDuration(median(r.arrived, expected)))
+		if n >= max(1, r.minUpdates) {
+			return roundCommit, why
+		}
+		return roundAbort, fmt.Sprintf("%s (minimum %d)", why, r.minUpdates)
 	case now.Before(r.deadline):
-		return roundPending
-	case len(r.contributors) >= r.minUpdates:
-		return roundCommit
+		return roundPending, ""
+	case n >= r.minUpdates:
+		return roundCommit, fmt.Sprintf("deadline passed with %d of %d updates", n, cohort)
 	default:
-		return roundAbort
+		return roundAbort, fmt.Sprintf("deadline passed with %d of %d updates (minimum %d)", n, cohort, r.minUpdates)
 	}
 }
 
@@ -364,11 +444,13 @@ func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 // the groups are fixed sets of regions (largest region first, each on the
 // group with the fewest participants), and each group's share of k is
 // drawn from its regions' participants, so the members of one region
-// always share a group. Every group needs 3 members.
-func chooseGroups(connected []string, k, n int, by string, region func(id string) string, rng *rand.Rand) (cohort []string, groups [][]string, err error) {
+// always share a group. pick draws k of a sorted list (the selection
+// weighting: chooseWeighted), rng deals the random groups. Every group
+// needs 3 members.
+func chooseGroups(connected []string, k, n int, by string, region func(id string) string, pick func(ids []string, k int) []string, rng *rand.Rand) (cohort []string, groups [][]string, err error) {
 	groups = make([][]string, n)
 	if by != GroupByRegion {
-		cohort = choose(connected, k, rng)
+		cohort = pick(connected, k)
 		shuffled := slices.Clone(cohort)
 		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 		for i, id := range shuffled {
@@ -397,7 +479,7 @@ func chooseGroups(connected []string, k, n int, by string, region func(id string
 				share++
 			}
 			slices.Sort(pool)
-			groups[i] = choose(pool, share, rng)
+			groups[i] = pick(pool, share)
 			cohort = append(cohort, groups[i]...)
 		}
 		slices.Sort(cohort)
@@ -410,14 +492,54 @@ func chooseGroups(connected []string, k, n int, by string, region func(id string
 	return cohort, groups, nil
 }
 
-// silent returns the cohort members that neither uploaded nor refused or
-// failed the task with a reason.
+// silent returns the cohort members that had not answered when the round
+// closed: no update (none arriving either; under secure aggregation, not
+// among those still in the protocol), no refusal or failure with a reason,
+// and no message that came too late.
 func (r *round) silent() []string {
+	answered := r.answeredSet()
 	var out []string
 	for _, id := range r.cohortList {
-		if !r.done[id] && !r.refused[id] {
+		if !answered[id] && !r.refused[id] && !r.isLate(id) && !r.isReceiving(id) {
 			out = append(out, id)
 		}
 	}
 	return out
+}
+
+// responders returns the cohort members that had answered: the
+// contributors of a plain round; under secure aggregation, the members
+// still in the protocol (see secureRound.answered).
+func (r *round) responders() []string {
+	answered := r.answeredSet()
+	var out []string
+	for _, id := range r.cohortList {
+		if answered[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// answeredSet is who answered, as a set (see responders).
+func (r *round) answeredSet() map[string]bool {
+	if !r.secure() {
+		return r.done
+	}
+	out := map[string]bool{}
+	for _, g := range r.groups {
+		for _, i := range g.answered() {
+			out[g.ids[i]] = true
+		}
+	}
+	return out
+}
+
+// isLate reports whether id's update, or under secure aggregation one of
+// its messages, came after the round or its phase had closed.
+func (r *round) isLate(id string) bool {
+	if g := r.group(id); g != nil && g.late[g.index[id]] {
+		return true
+	}
+	return r.late[id]
 }

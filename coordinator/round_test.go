@@ -2,6 +2,9 @@ package coordinator
 
 import (
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,10 +55,10 @@ func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 			t.Errorf("%s: got %v; want %v", c.name, err, c.want)
 		}
 	}
-	if got := r.outcome(t0); got != roundPending {
+	if got, _ := r.outcome(t0); got != roundPending {
 		t.Errorf("outcome with 1 of 2 before the deadline: %v; want pending", got)
 	}
-	if got := r.outcome(t0.Add(time.Hour)); got != roundCommit {
+	if got, _ := r.outcome(t0.Add(time.Hour)); got != roundCommit {
 		t.Errorf("outcome with 1 of 2 (minimum 1) after the deadline: %v; want commit", got)
 	}
 }
@@ -67,7 +70,7 @@ func TestRoundOutcomes(t *testing.T) {
 		return &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}
 	}
 	r := newRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, aggregate.NewFedAvg(1))
-	if r.outcome(deadline) != roundAbort {
+	if got, _ := r.outcome(deadline); got != roundAbort {
 		t.Error("no updates at the deadline: want abort")
 	}
 	for _, id := range []string{"a", "b", "c"} {
@@ -76,7 +79,104 @@ func TestRoundOutcomes(t *testing.T) {
 		}
 		r.add(id, []float32{1})
 	}
-	if r.outcome(t0) != roundComplete {
+	if got, _ := r.outcome(t0); got != roundComplete {
 		t.Error("every cohort member in: want complete")
+	}
+}
+
+// TestRoundClosesEarly: a round closes once the updates it wants arrived
+// (later ones are refused as late, and the late are not silent), or once
+// stragglers held it for the straggler factor times its median member's
+// time (committing with enough updates, aborting with too few), and not
+// before the local time budget is added; without the rules it waits for
+// its deadline. Times are a fake clock: seconds after the round opened.
+func TestRoundClosesEarly(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	deadline := at(600)
+	type arrival struct {
+		from string
+		at   float64
+	}
+	cases := []struct {
+		name       string
+		cohort     int
+		wanted     int
+		minUpdates int
+		straggler  float64
+		budget     time.Duration
+		arrivals   []arrival
+		// pendingAt: still pending then (negative: no check); closesAt:
+		// closes then with want.
+		pendingAt, closesAt float64
+		want                roundOutcome
+		why                 string
+		silent              []string
+	}{
+		{name: "the updates wanted arrived", cohort: 9, wanted: 6, minUpdates: 2, straggler: 3,
+			arrivals:  []arrival{{"p0", 1}, {"p1", 1}, {"p2", 1}, {"p3", 2}, {"p4", 2}, {"p5", 2.5}},
+			pendingAt: -1, closesAt: 2.5, want: roundCommit, why: "the 6 updates wanted arrived", silent: []string{"p6", "p7", "p8"}},
+		{name: "stragglers past 3× the median: commit", cohort: 4, minUpdates: 2, straggler: 3,
+			arrivals:  []arrival{{"p0", 1}, {"p1", 2}},
+			pendingAt: 5.9, closesAt: 6, want: roundCommit, why: "stragglers", silent: []string{"p2", "p3"}},
+		{name: "stragglers past 3× the median, too few: abort", cohort: 4, minUpdates: 3, straggler: 3,
+			arrivals:  []arrival{{"p0", 1}, {"p1", 2}},
+			pendingAt: 5.9, closesAt: 6, want: roundAbort, why: "stragglers", silent: []string{"p2", "p3"}},
+		{name: "never before the least wait", cohort: 4, minUpdates: 2, straggler: 3,
+			arrivals:  []arrival{{"p0", 0.1}, {"p1", 0.2}},
+			pendingAt: 1.9, closesAt: 2, want: roundCommit, why: "stragglers", silent: []string{"p2", "p3"}},
+		{name: "the local time budget is added", cohort: 4, minUpdates: 2, straggler: 3, budget: 10 * time.Second,
+			arrivals:  []arrival{{"p0", 1}, {"p1", 2}},
+			pendingAt: 15.9, closesAt: 16, want: roundCommit, why: "stragglers", silent: []string{"p2", "p3"}},
+		{name: "fewer than half answered: no median, deadline", cohort: 5, minUpdates: 2, straggler: 3,
+			arrivals:  []arrival{{"p0", 1}, {"p1", 2}},
+			pendingAt: 599, closesAt: 600, want: roundCommit, why: "deadline", silent: []string{"p2", "p3", "p4"}},
+		{name: "rules off: deadline", cohort: 9, minUpdates: 2,
+			arrivals:  []arrival{{"p0", 1}, {"p1", 1}, {"p2", 1}, {"p3", 2}, {"p4", 2}, {"p5", 2.5}},
+			pendingAt: 599, closesAt: 600, want: roundCommit, why: "deadline", silent: []string{"p6", "p7", "p8"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var cohort []string
+			weights := map[string]uint64{}
+			for i := range c.cohort {
+				id := fmt.Sprintf("p%d", i)
+				cohort = append(cohort, id)
+				weights[id] = 1
+			}
+			r := newRound("j", 1, 1, cohort, weights, []float32{0}, "d", deadline, c.minUpdates, aggregate.NewFedAvg(1))
+			r.opened, r.wanted, r.straggler, r.budget = t0, c.wanted, c.straggler, c.budget
+			for _, a := range c.arrivals {
+				if err := r.admit(a.from, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(a.at)); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.add(a.from, []float32{1}); err != nil {
+					t.Fatal(err)
+				}
+				if got, why := r.outcome(at(a.at)); a.at < c.closesAt && got != roundPending {
+					t.Fatalf("after %s's update at %gs: %v (%s); want pending", a.from, a.at, got, why)
+				}
+			}
+			if got, why := r.outcome(at(c.pendingAt)); c.pendingAt >= 0 && got != roundPending {
+				t.Errorf("at %gs: %v (%s); want pending", c.pendingAt, got, why)
+			}
+			got, why := r.outcome(at(c.closesAt))
+			if got != c.want || !strings.Contains(why, c.why) {
+				t.Errorf("at %gs: %v (%s); want %v (%s)", c.closesAt, got, why, c.want, c.why)
+			}
+			if c.wanted > 0 {
+				// One more, after the round had what it wanted: refused as
+				// late, and not silent.
+				late := cohort[len(c.arrivals)]
+				err := r.admit(late, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(c.closesAt))
+				if !errors.Is(err, ErrRoundClosed) {
+					t.Errorf("an update after the wanted ones: %v; want ErrRoundClosed", err)
+				}
+				c.silent = slices.DeleteFunc(c.silent, func(id string) bool { return id == late })
+			}
+			if got := r.silent(); !slices.Equal(got, c.silent) {
+				t.Errorf("silent %v; want %v", got, c.silent)
+			}
+		})
 	}
 }

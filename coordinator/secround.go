@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/accord-fl/accord/aggregate/dp"
@@ -67,6 +68,25 @@ type secureRound struct {
 	// min_participants when the cohort is one group. Fewer abort the round
 	// before anything is unmasked.
 	minInputs int
+	// wanted closes the advertise-keys phase (training) once that many
+	// advertised, and at least the threshold (0: off); straggler and
+	// budget set the straggler rule of every phase but unmasking
+	// (stragglersCut; straggler 0: off; budget counts in advertise-keys
+	// only, where training happens).
+	wanted    int
+	straggler float64
+	budget    time.Duration
+	// members are the clients the current phase started with; arrived
+	// the times since phaseStart at which their answers were seen, in
+	// order; seen who of them those are.
+	members []int
+	arrived []time.Duration
+	seen    map[int]bool
+	// late are clients whose message for a phase came after they had been
+	// left out of the protocol when it closed without them.
+	late map[int]bool
+	// notes say how each phase that closed without every member closed.
+	notes []string
 }
 
 // newSecureRound prepares secure aggregation of vectors of length values
@@ -108,10 +128,12 @@ func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort [
 		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
 		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
+		seen: map[int]bool{}, late: map[int]bool{},
 	}
 	for i, id := range cohort {
 		s.index[id] = i
 		s.waiting[i] = true
+		s.members = append(s.members, i)
 	}
 	return s, nil
 }
@@ -132,6 +154,10 @@ func (s *secureRound) expect(from string, phase secPhase) (int, error) {
 	switch {
 	case !ok:
 		return 0, fmt.Errorf("%w: %s is not in the round's cohort", ErrNotInCohort, from)
+	case phase < s.phase && !slices.Contains(s.members, i):
+		// Left out when that phase closed without it: late, not silent.
+		s.late[i] = true
+		return 0, fmt.Errorf("%w: the %s phase closed before %s's message came; the protocol went on without it", ErrRoundClosed, phase, from)
 	case s.phase != phase:
 		return 0, fmt.Errorf("%w: a %s message during the %s phase", ErrWrongPhase, phase, s.phase)
 	case !s.waiting[i] || s.receiving[i]:
@@ -209,7 +235,8 @@ func (s *secureRound) addMasked(from string, y []uint32) error {
 	i := s.index[from]
 	delete(s.receiving, i)
 	if s.phase != phaseMaskedInput {
-		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrWrongPhase, from)
+		s.late[i] = true
+		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrRoundClosed, from)
 	}
 	if err := s.server.ReceiveMaskedInput(i, y); err != nil {
 		return secaggErr(err)
@@ -236,15 +263,19 @@ func (s *secureRound) unmask(from string, in []*pb.SecAggReveal) error {
 }
 
 // advance closes the current phase if everyone it waits for answered, the
-// rest have disconnected (live says who is connected), or its deadline
-// passed. It returns the tasks that open the next phase, by participant. An
-// error means too few clients survived: the round must be aborted, the
-// error says why.
+// rest have disconnected (live says who is connected), it closes early
+// (closeEarly: the advertisements wanted arrived, or stragglers held it
+// too long) or its deadline passed. It first notes, at now, the answers
+// that came since it last looked. It returns the tasks that open the next
+// phase, by participant. An error means too few clients survived: the
+// round must be aborted, the error says why.
 func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.TaskKind, map[string]*pb.SecAggTask, error) {
 	if s.phase == phaseDone || len(s.receiving) > 0 && now.Before(s.deadline) {
 		return 0, nil, nil
 	}
-	if now.Before(s.deadline) {
+	s.observe(now)
+	early, why := s.closeEarly(now)
+	if now.Before(s.deadline) && !early {
 		for i := range s.waiting {
 			if live(s.ids[i]) {
 				return 0, nil, nil
@@ -252,7 +283,22 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		}
 	}
 	closing := s.phase
+	answered := len(s.members) - len(s.waiting)
+	switch {
+	case early:
+	case len(s.waiting) == 0:
+	case now.Before(s.deadline):
+		why = fmt.Sprintf("%s: %d of %d answered, the rest disconnected", closing, answered, len(s.members))
+	default:
+		why = fmt.Sprintf("%s: %d of %d answered by the phase deadline", closing, answered, len(s.members))
+	}
+	if why != "" {
+		s.notes = append(s.notes, why)
+	}
 	wrap := func(err error) error {
+		if early {
+			return fmt.Errorf("secure aggregation, %s phase (closed early: %s): %w", closing, strings.TrimPrefix(why, closing.String()+": "), err)
+		}
 		return fmt.Errorf("secure aggregation, %s phase: %w", closing, err)
 	}
 	tasks := map[string]*pb.SecAggTask{}
@@ -311,10 +357,72 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 	s.deadline = now.Add(s.phaseDeadline)
 	s.receiving = map[int]bool{}
 	s.waiting = map[int]bool{}
+	s.members, s.arrived, s.seen = nil, nil, map[int]bool{}
 	for id := range tasks {
 		s.waiting[s.index[id]] = true
+		s.members = append(s.members, s.index[id])
 	}
+	slices.Sort(s.members)
 	return kind, tasks, nil
+}
+
+// observe notes, at now, the answers of the current phase that came since
+// it last looked.
+func (s *secureRound) observe(now time.Time) {
+	for _, i := range s.members {
+		if !s.waiting[i] && !s.seen[i] {
+			s.seen[i] = true
+			s.arrived = append(s.arrived, now.Sub(s.phaseStart))
+		}
+	}
+}
+
+// closeEarly says whether the current phase may close before every live
+// member answered, and why: in advertise-keys (training), once the
+// advertisements wanted (and at least the threshold) arrived; in any phase
+// but unmasking, once stragglers held it longer than the straggler rule
+// allows — then it closes with who answered, and the round aborts if that
+// is below the threshold.
+func (s *secureRound) closeEarly(now time.Time) (bool, string) {
+	answered := len(s.members) - len(s.waiting)
+	if answered == len(s.members) {
+		return false, ""
+	}
+	need := max(s.params.T, 2)
+	if s.phase <= phaseMaskedInput {
+		need = max(need, s.minInputs)
+	}
+	if s.phase == phaseAdvertise && s.wanted > 0 && answered >= max(s.wanted, need) {
+		return true, fmt.Sprintf("%s: %d of %d answered, the %d wanted", s.phase, answered, len(s.members), s.wanted)
+	}
+	if s.phase >= phaseUnmask {
+		return false, ""
+	}
+	budget := time.Duration(0)
+	if s.phase == phaseAdvertise {
+		budget = s.budget
+	}
+	if !stragglersCut(s.arrived, len(s.members), s.straggler, budget, now.Sub(s.phaseStart)) {
+		return false, ""
+	}
+	return true, fmt.Sprintf("%s: %d of %d answered; stragglers cut after %s, %g× the median member's %s", s.phase, answered, len(s.members),
+		roundDuration(now.Sub(s.phaseStart)), s.straggler, roundDuration(median(s.arrived, len(s.members))))
+}
+
+// answered returns the clients still in the protocol: once masked inputs
+// closed, those whose input made the sum; before, the members of the
+// current phase that answered it.
+func (s *secureRound) answered() []int {
+	if s.phase >= phaseUnmask {
+		return s.survivors
+	}
+	var out []int
+	for _, i := range s.members {
+		if !s.waiting[i] {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 func indexes(v []int) []uint32 {

@@ -207,6 +207,7 @@ func TestSecureAggregationRefusals(t *testing.T) {
 	waitConnected(t, admin, 4)
 	spec := secureBlobsJob(1, 3, coordinator.ModeSecAgg)
 	spec.EvaluateFraction, spec.RoundDeadlineMs = 0, 60_000
+	spec.MaxOverSelection = 1 // a cohort of 3, and one participant outside it
 	jobID := submit(t, admin, spec)
 
 	// Three of the four get a training task with secure aggregation.

@@ -111,9 +111,38 @@ type RoundRecord struct {
 	// SimulatedAt is the attempt's simulated time, unix ms (jobs with a
 	// simulated clock).
 	SimulatedAt int64 `json:"simulated_at,omitempty"`
-	// Silent, for an aborted attempt, are the cohort members that sent
-	// nothing and gave no reason.
+	// Silent are the cohort members that had sent nothing, and given no
+	// reason, when the attempt closed (committed or aborted); a member
+	// whose update then arrived late moves to Late.
 	Silent []string `json:"silent,omitempty"`
+	// Responders, for an aborted attempt, are the cohort members that had
+	// answered when it aborted (a committed one's are its Contributors).
+	Responders []string `json:"responders,omitempty"`
+	// Late are cohort members whose update (or secure-aggregation message)
+	// arrived after the attempt, or its phase, had closed.
+	Late []string `json:"late,omitempty"`
+}
+
+// responders is who answered the attempt: its contributors if it
+// committed, else who had answered when it aborted.
+func (r *RoundRecord) responders() []string {
+	if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
+		return r.Contributors
+	}
+	return r.Responders
+}
+
+// answersKnown reports whether the attempt recorded who answered it: it
+// closed by the round's own rules (committed, or aborted with a list of
+// who answered or was silent), not by a leader change or a cancellation.
+func (r *RoundRecord) answersKnown() bool {
+	switch r.Status {
+	case pb.RoundStatus_ROUND_STATUS_COMMITTED:
+		return true
+	case pb.RoundStatus_ROUND_STATUS_ABORTED:
+		return len(r.Silent)+len(r.Responders)+len(r.Late) > 0
+	}
+	return false
 }
 
 // openRound returns the job's open round attempt, or nil.
@@ -172,6 +201,7 @@ func (r *RoundRecord) toProto(jobID string) *pb.Round {
 		BaseModelDigest: r.BaseDigest, ModelDigest: r.Digest, OpenedUnixMs: r.OpenedAt, DeadlineUnixMs: r.Deadline,
 		ClosedUnixMs: r.ClosedAt, Reason: r.Reason, Examples: r.Examples, Evaluation: r.Eval.toProto(),
 		Epsilon: r.Epsilon, SamplingRate: r.SamplingRate, SimulatedUnixMs: r.SimulatedAt,
+		Responders: r.responders(), Silent: r.Silent, Late: r.Late,
 	}
 }
 

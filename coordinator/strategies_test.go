@@ -156,6 +156,9 @@ func TestDifferentialPrivacyIsAccounted(t *testing.T) {
 				spec = secureBlobsJob(50, 5, coordinator.ModeSecAggPlus)
 			}
 			spec.ParticipantsPerRound, spec.MinParticipants = 5, 3
+			// No over-selection (secure aggregation's dropout_rate would ask
+			// for it): the cohort, and so the sampling rate, stays 5 of 6.
+			spec.MaxOverSelection = 1
 			spec.Dp = &pb.DifferentialPrivacy{Mode: mode, NoiseMultiplier: 3, Clip: 1, Delta: 1e-5, MaxEpsilon: 3}
 			jobID := submit(t, admin, spec)
 			job := tc.WaitJob(jobID, 120*time.Second)

@@ -186,15 +186,16 @@ func TestChooseGroups(t *testing.T) {
 	}
 	region := func(id string) string { return regionOf[id] }
 	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func(ids []string, k int) []string { return choose(ids, k, rng) }
 
-	cohort, groups, err := chooseGroups(connected, 10, 3, GroupByRandom, region, rng)
+	cohort, groups, err := chooseGroups(connected, 10, 3, GroupByRandom, region, pick, rng)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cohort) != 10 || len(groups) != 3 || len(groups[0])+len(groups[1])+len(groups[2]) != 10 {
 		t.Fatalf("random: cohort %d in groups %v", len(cohort), groups)
 	}
-	cohort, groups, err = chooseGroups(connected, 10, 3, GroupByRegion, region, rng)
+	cohort, groups, err = chooseGroups(connected, 10, 3, GroupByRegion, region, pick, rng)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestChooseGroups(t *testing.T) {
 	if slices.Compare(sizes, []int{4, 3, 3}) != 0 || len(cohort) != 10 {
 		t.Fatalf("region groups of sizes %v (cohort %d); want [4 3 3] of 10", sizes, len(cohort))
 	}
-	if _, _, err := chooseGroups(connected[:8], 8, 3, GroupByRandom, region, rng); err == nil {
+	if _, _, err := chooseGroups(connected[:8], 8, 3, GroupByRandom, region, pick, rng); err == nil {
 		t.Fatal("8 participants in 3 groups: want a refusal (groups of 2)")
 	}
 }

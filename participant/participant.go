@@ -254,9 +254,14 @@ func (p *Participant) session(ctx context.Context, addr string) (bool, error) {
 		}
 		began := time.Now()
 		if err := p.handle(ctx, client, t); err != nil {
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				log.Debug("task abandoned: shutting down", "seconds", seconds(time.Since(began)), "err", err)
-			} else {
+			case status.Code(err) == codes.FailedPrecondition:
+				// The round (or its phase) closed without this update: it
+				// had the updates it wanted. Nothing is wrong here.
+				log.Info("task not needed: its round moved on", "seconds", seconds(time.Since(began)), "err", err)
+			default:
 				log.Warn("task failed", "seconds", seconds(time.Since(began)), "err", err)
 			}
 			continue

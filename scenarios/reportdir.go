@@ -58,6 +58,7 @@ func WriteReport(dir string, sc *Scenario, rep *Report) error {
 		{Key: "Coordinators", Value: coordinatorsLine(sc)},
 		{Key: "Participants", Value: fmt.Sprintf("%d in %d regions", rep.Participants, len(sc.regions()))},
 		{Key: "Rounds committed / aborted", Value: fmt.Sprintf("%d / %d", rep.RoundsCommitted, rep.RoundsAborted)},
+		{Key: "Attempts that waited for their deadline", Value: fmt.Sprint(rep.AttemptsAtDeadline)},
 		{Key: "Final / best test accuracy", Value: fmt.Sprintf("%.2f%% / %.2f%%", 100*rep.FinalAccuracy, 100*rep.BestAccuracy)},
 		{Key: "Target", Value: fmt.Sprintf("%.2f%%, %s", 100*rep.TargetAccuracy, target)},
 		{Key: "Mean round", Value: fmt.Sprintf("%.2f s", rep.MeanRoundSeconds)},
@@ -72,7 +73,12 @@ func WriteReport(dir string, sc *Scenario, rep *Report) error {
 			SecondsSinceStart: x.SecondsSinceStart, Cohort: x.Cohort, ContributorsByRegion: x.ContributorsByRegion, Epsilon: x.Epsilon})
 	}
 	for _, a := range rep.Aborted {
-		r.Aborted = append(r.Aborted, report.Aborted{Round: a.Round, Attempt: a.Attempt, Reason: a.Reason, SecondsSinceStart: a.SecondsSinceStart})
+		r.Aborted = append(r.Aborted, report.Aborted{Round: a.Round, Attempt: a.Attempt, Reason: a.Reason, SecondsSinceStart: a.SecondsSinceStart,
+			Cohort: a.Cohort, Responders: a.Responders, Seconds: a.Seconds})
+	}
+	for _, a := range rep.Attempts {
+		r.Attempts = append(r.Attempts, report.Attempt{Round: a.Round, Attempt: a.Attempt, Committed: a.Status == "committed", Reason: a.Reason,
+			Cohort: a.Cohort, Responders: a.Responders, Seconds: a.Seconds, AtDeadline: a.AtDeadline})
 	}
 	for _, e := range rep.Events {
 		r.Events = append(r.Events, report.Event{Round: e.Round, Phase: e.Phase, Kind: e.Kind, Target: e.Target, SecondsSinceStart: e.SecondsSinceStart, Outcome: e.Outcome})

@@ -68,6 +68,11 @@ type Report struct {
 	Rounds            []RoundReport `json:"rounds"`
 	// Aborted lists the aborted round attempts.
 	Aborted []AbortReport `json:"aborted,omitempty"`
+	// Attempts lists every round attempt, committed or aborted, in the
+	// order they closed; AttemptsAtDeadline counts those that waited for
+	// their deadline.
+	Attempts           []AttemptReport `json:"attempts"`
+	AttemptsAtDeadline int             `json:"attempts_at_deadline"`
 	// Events are the timeline's events and what each did.
 	Events []EventReport `json:"events,omitempty"`
 	// LinkBytes is the bytes carried on each region link, "from→to"
@@ -80,12 +85,50 @@ type Report struct {
 	Serve *ServeReport `json:"serve,omitempty"`
 }
 
-// AbortReport is one aborted round attempt.
+// AbortReport is one aborted round attempt: why, its cohort's size, how
+// many had answered, and how long it ran.
 type AbortReport struct {
 	Round             uint32  `json:"round"`
 	Attempt           uint32  `json:"attempt"`
 	Reason            string  `json:"reason"`
+	Cohort            int     `json:"cohort"`
+	Responders        int     `json:"responders"`
+	Seconds           float64 `json:"seconds"`
 	SecondsSinceStart float64 `json:"seconds_since_start"`
+}
+
+// AttemptReport is one round attempt, committed or aborted.
+type AttemptReport struct {
+	Round   uint32 `json:"round"`
+	Attempt uint32 `json:"attempt"`
+	// Status is "committed" or "aborted"; Reason why it closed when it
+	// did (the updates wanted arrived, stragglers, the deadline…) or why
+	// it aborted.
+	Status string `json:"status"`
+	Reason string `json:"reason"`
+	// Cohort is how many were selected, Responders how many answered
+	// (a committed attempt's contributors), Silent who had sent nothing
+	// when it closed (as first listed: a late update moves its sender
+	// out of it later).
+	Cohort     int      `json:"cohort"`
+	Responders int      `json:"responders"`
+	Silent     []string `json:"silent,omitempty"`
+	// Seconds is from opening to closing, DeadlineSeconds from opening to
+	// the deadline; AtDeadline whether it closed only at its deadline.
+	Seconds         float64 `json:"seconds"`
+	DeadlineSeconds float64 `json:"deadline_seconds"`
+	AtDeadline      bool    `json:"at_deadline"`
+}
+
+// attemptReport is r as the report lists it.
+func attemptReport(r *pb.Round) AttemptReport {
+	status := "committed"
+	if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
+		status = "aborted"
+	}
+	return AttemptReport{Round: r.Number, Attempt: r.Attempt, Status: status, Reason: r.Reason, Cohort: len(r.Cohort),
+		Responders: len(r.Responders), Silent: r.Silent, Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000,
+		DeadlineSeconds: float64(r.DeadlineUnixMs-r.OpenedUnixMs) / 1000, AtDeadline: r.ClosedUnixMs >= r.DeadlineUnixMs}
 }
 
 // RoundReport is one committed round.

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,6 +123,54 @@ func TestRunSecureScenario(t *testing.T) {
 	}
 	if got := strings.Count(progress.String(), "killed after sharing its keys"); got != 3 {
 		t.Errorf("%d participants killed; want 3", got)
+	}
+}
+
+// TestRunReportsEveryAttempt: in round 2 four of the ten participants are
+// killed after sharing their keys, which leaves fewer than the threshold:
+// that attempt aborts, the retry commits with the six left. The report,
+// and its JSON, list every attempt — the aborted one with its reason, its
+// cohort, who answered and how long it took.
+func TestRunReportsEveryAttempt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: trains on MNIST")
+	}
+	needMNIST(t)
+	sc, err := Parse([]byte(strings.NewReplacer("rounds: 4", "rounds: 3", "fraction: 0.3", "fraction: 0.4").Replace(secureScenario)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	rep, err := Run(t.Context(), sc, Options{Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(progress.String())
+	if rep.RoundsCommitted != 3 || rep.RoundsAborted != 1 || len(rep.Aborted) != 1 || len(rep.Attempts) != 4 {
+		t.Fatalf("%d rounds committed, %d aborted (%d listed), %d attempts listed; want 3, 1 and 4 attempts",
+			rep.RoundsCommitted, rep.RoundsAborted, len(rep.Aborted), len(rep.Attempts))
+	}
+	if a := rep.Aborted[0]; a.Round != 2 || a.Attempt != 1 || !strings.Contains(a.Reason, "threshold") || a.Cohort != 10 || a.Responders != 6 || a.Seconds <= 0 {
+		t.Errorf("aborted attempt %+v; want round 2 attempt 1, a threshold reason, 6 of 10 answering, its duration", a)
+	}
+	for _, a := range rep.Attempts {
+		t.Logf("round %d attempt %d %s after %.2fs (deadline %.0fs): cohort %d, responders %d, silent %v: %s",
+			a.Round, a.Attempt, a.Status, a.Seconds, a.DeadlineSeconds, a.Cohort, a.Responders, a.Silent, a.Reason)
+		if a.Reason == "" || a.Cohort == 0 || a.AtDeadline {
+			t.Errorf("attempt %+v: want why it closed, its cohort, and no wait for the deadline", a)
+		}
+	}
+	if a := rep.Attempts[1]; a.Round != 2 || a.Status != "aborted" || len(a.Silent) != 4 {
+		t.Errorf("second attempt listed %+v; want round 2 aborted with the 4 killed silent", a)
+	}
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"attempts":[`, `"status":"aborted"`, `"attempts_at_deadline":0`, `"responders":6`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the JSON report lacks %s", want)
+		}
 	}
 }
 

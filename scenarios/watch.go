@@ -41,6 +41,7 @@ func (w *watcher) run(ctx context.Context, rep *Report) (*pb.Job, error) {
 	seen := map[uint32]bool{}           // committed rounds reported
 	listed := map[uint32]bool{}         // rounds seen at all
 	seenAborted := map[[2]uint32]bool{} // aborted (round, attempt) reported
+	seenClosed := map[[2]uint32]bool{}  // closed (round, attempt) listed in rep.Attempts
 	var lastClosed int64                // the last committed round's close, unix ms
 	var pageToken string
 	for {
@@ -67,11 +68,22 @@ func (w *watcher) run(ctx context.Context, rep *Report) (*pb.Job, error) {
 				w.tl.fireRound(r.Number, PhaseUpload)
 			}
 			listed[r.Number] = true
-			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[[2]uint32{r.Number, r.Attempt}] {
-				seenAborted[[2]uint32{r.Number, r.Attempt}] = true
+			key := [2]uint32{r.Number, r.Attempt}
+			if r.Status != pb.RoundStatus_ROUND_STATUS_OPEN && !seenClosed[key] {
+				seenClosed[key] = true
+				a := attemptReport(r)
+				rep.Attempts = append(rep.Attempts, a)
+				if a.AtDeadline {
+					rep.AttemptsAtDeadline++
+				}
+			}
+			if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && !seenAborted[key] {
+				seenAborted[key] = true
 				rep.RoundsAborted++
-				rep.Aborted = append(rep.Aborted, AbortReport{Round: r.Number, Attempt: r.Attempt, Reason: r.Reason, SecondsSinceStart: time.Since(w.start).Seconds()})
-				w.say("round %3d attempt %d aborted: %s", r.Number, r.Attempt, r.Reason)
+				rep.Aborted = append(rep.Aborted, AbortReport{Round: r.Number, Attempt: r.Attempt, Reason: r.Reason, Cohort: len(r.Cohort),
+					Responders: len(r.Responders), Seconds: float64(r.ClosedUnixMs-r.OpenedUnixMs) / 1000, SecondsSinceStart: time.Since(w.start).Seconds()})
+				w.say("round %3d attempt %d aborted after %.2fs (cohort %d, %d answered): %s", r.Number, r.Attempt,
+					float64(r.ClosedUnixMs-r.OpenedUnixMs)/1000, len(r.Cohort), len(r.Responders), r.Reason)
 			}
 			if r.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || seen[r.Number] {
 				continue
@@ -103,8 +115,8 @@ func (w *watcher) run(ctx context.Context, rep *Report) (*pb.Job, error) {
 			if r.SimulatedUnixMs != 0 {
 				clock = "  at " + time.UnixMilli(r.SimulatedUnixMs).UTC().Format("Mon 15:04 UTC")
 			}
-			w.say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s%s",
-				r.Number, len(r.Cohort), len(r.Contributors), 100*rr.Accuracy, rr.Loss, rr.Seconds, clock, privacy, marker)
+			w.say("round %3d  cohort %3d  contributors %3d  test accuracy %6.2f%%  loss %.4f  round %.2fs%s%s%s  (%s)",
+				r.Number, len(r.Cohort), len(r.Contributors), 100*rr.Accuracy, rr.Loss, rr.Seconds, clock, privacy, marker, r.Reason)
 			w.tl.commit(r.Number)
 		}
 		if job.Status != pb.JobStatus_JOB_STATUS_RUNNING {

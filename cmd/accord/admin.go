@@ -229,7 +229,7 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 	}
 	var all bool
 	c, pos, asJSON, err := m.adminCommand("round list", "JOB [--all] [--json]", args[1:], func(fs *flag.FlagSet) {
-		fs.BoolVar(&all, "all", false, "include aborted attempts")
+		fs.BoolVar(&all, "all", false, "list every attempt, aborted ones too, with why it closed")
 	})
 	if err != nil {
 		return err
@@ -254,7 +254,10 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 		return printJSON(m.Stdout, resp.Rounds)
 	}
 	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ROUND\tATTEMPT\tSTATUS\tCOHORT\tCONTRIBUTORS\tFED. ACCURACY\tSECONDS\tε\tDIGEST\tREASON")
+	// RESPONDERS are a committed attempt's contributors, or who had
+	// answered an aborted one; SILENT who had sent nothing when it
+	// closed; REASON why it closed when it did, or why it aborted.
+	fmt.Fprintln(tw, "ROUND\tATTEMPT\tSTATUS\tCOHORT\tRESPONDERS\tSILENT\tFED. ACCURACY\tSECONDS\tε\tDIGEST\tREASON")
 	for _, r := range resp.Rounds {
 		eps := "-"
 		if r.Epsilon > 0 {
@@ -272,7 +275,8 @@ func (m *Main) runRound(ctx context.Context, args []string) error {
 		if r.ModelDeleted {
 			digest += " (deleted)"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, r.Status, len(r.Cohort), len(r.Contributors), acc, secs, eps, digest, r.Reason)
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Number, r.Attempt, shortRoundStatus(r.Status), len(r.Cohort),
+			len(r.Responders), len(r.Silent), acc, secs, eps, digest, r.Reason)
 	}
 	return tw.Flush()
 }

@@ -190,6 +190,19 @@ func TestJobWatch(t *testing.T) {
 	if err != nil || strings.Count(out, `{"event":"round"`) != 3 || !strings.Contains(out, `{"event":"end"`) {
 		t.Errorf("watch --json: %v\n%s; want 3 round lines and an end line", err, out)
 	}
+	// round list --all: every attempt with its cohort, responders, silent
+	// members, duration and why it closed.
+	var list syncBuffer
+	if err := NewMain(&list, &list).Run(t.Context(), []string{"round", "list", id, "--all",
+		"--coordinator", tc.Addrs()[0], "--ca", caFile, "--cert", cert, "--key", key}); err != nil {
+		t.Fatalf("round list --all: %v\n%s", err, list.String())
+	}
+	t.Logf("round list --all:\n%s", list.String())
+	for _, want := range []string{"COHORT  RESPONDERS  SILENT", "COMMITTED", "every cohort member's update arrived"} {
+		if !strings.Contains(list.String(), want) {
+			t.Errorf("round list --all lacks %q:\n%s", want, list.String())
+		}
+	}
 
 	// A long job is cancelled while watched.
 	stuck := submit("blobs", 100000)

@@ -146,7 +146,9 @@ type JobSpec struct {
 	// Stop once the federated evaluation of a committed model reaches this
 	// accuracy (0: run all rounds).
 	TargetAccuracy float64 `protobuf:"fixed64,5,opt,name=target_accuracy,json=targetAccuracy,proto3" json:"target_accuracy,omitempty"`
-	// Participants per round: a count, or a fraction of those connected.
+	// Updates wanted per round: a count, or a fraction of those connected.
+	// The leader selects more than this (see expected_dropout) and closes
+	// the round once this many have arrived.
 	ParticipantsPerRound uint32  `protobuf:"varint,6,opt,name=participants_per_round,json=participantsPerRound,proto3" json:"participants_per_round,omitempty"`
 	ParticipantsFraction float64 `protobuf:"fixed64,7,opt,name=participants_fraction,json=participantsFraction,proto3" json:"participants_fraction,omitempty"`
 	// A round is aborted when fewer than this many updates arrive by its deadline.
@@ -192,8 +194,24 @@ type JobSpec struct {
 	// A simulated clock for participants' availability (rehearsals; absent:
 	// the coordinators' clock).
 	SimulatedClock *SimulatedClock `protobuf:"bytes,26,opt,name=simulated_clock,json=simulatedClock,proto3" json:"simulated_clock,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Over-selection: the share of a cohort expected not to answer, in
+	// [0, 1). The leader selects ceil(wanted / (1 - rate)) participants,
+	// at most max_over_selection times the wanted number. 0 takes
+	// secure_aggregation.dropout_rate when it is set, and otherwise the share
+	// of cohort members that were silent in the job's last 5 attempts.
+	ExpectedDropout float64 `protobuf:"fixed64,27,opt,name=expected_dropout,json=expectedDropout,proto3" json:"expected_dropout,omitempty"`
+	// The cohort is at most this many times the updates wanted (0: the
+	// default, coordinator.DefaultMaxOverSelection, 2; 1: no over-selection).
+	MaxOverSelection float64 `protobuf:"fixed64,28,opt,name=max_over_selection,json=maxOverSelection,proto3" json:"max_over_selection,omitempty"`
+	// A round (or a secure-aggregation phase) stops waiting once at least
+	// half of its members answered and it has run this many times as long as
+	// its median member took (at least 2 s, plus the local time budget): it
+	// commits if enough answered, and aborts otherwise. 0: the default,
+	// coordinator.DefaultStragglerFactor, 3; negative: never (the deadline
+	// alone bounds the round).
+	StragglerFactor float64 `protobuf:"fixed64,29,opt,name=straggler_factor,json=stragglerFactor,proto3" json:"straggler_factor,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -406,6 +424,27 @@ func (x *JobSpec) GetSimulatedClock() *SimulatedClock {
 		return x.SimulatedClock
 	}
 	return nil
+}
+
+func (x *JobSpec) GetExpectedDropout() float64 {
+	if x != nil {
+		return x.ExpectedDropout
+	}
+	return 0
+}
+
+func (x *JobSpec) GetMaxOverSelection() float64 {
+	if x != nil {
+		return x.MaxOverSelection
+	}
+	return 0
+}
+
+func (x *JobSpec) GetStragglerFactor() float64 {
+	if x != nil {
+		return x.StragglerFactor
+	}
+	return 0
 }
 
 // SimulatedClock makes a job's rounds happen at simulated times: round 1
@@ -2008,8 +2047,19 @@ type Round struct {
 	SamplingRate float64 `protobuf:"fixed64,17,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
 	// The round's simulated time (jobs with a simulated_clock).
 	SimulatedUnixMs int64 `protobuf:"varint,18,opt,name=simulated_unix_ms,json=simulatedUnixMs,proto3" json:"simulated_unix_ms,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Who answered: for a committed attempt its contributors; for an aborted
+	// one the cohort members whose update (under secure aggregation, whose
+	// message of the last phase reached) had arrived when it aborted.
+	Responders []string `protobuf:"bytes,19,rep,name=responders,proto3" json:"responders,omitempty"`
+	// Cohort members that had sent nothing, and given no reason, when the
+	// attempt closed (the selection weighting counts them; see
+	// coordinator/DESIGN.md).
+	Silent []string `protobuf:"bytes,20,rep,name=silent,proto3" json:"silent,omitempty"`
+	// Cohort members whose update arrived after the attempt had closed: not
+	// used, and not counted as silent.
+	Late          []string `protobuf:"bytes,21,rep,name=late,proto3" json:"late,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Round) Reset() {
@@ -2166,6 +2216,27 @@ func (x *Round) GetSimulatedUnixMs() int64 {
 		return x.SimulatedUnixMs
 	}
 	return 0
+}
+
+func (x *Round) GetResponders() []string {
+	if x != nil {
+		return x.Responders
+	}
+	return nil
+}
+
+func (x *Round) GetSilent() []string {
+	if x != nil {
+		return x.Silent
+	}
+	return nil
+}
+
+func (x *Round) GetLate() []string {
+	if x != nil {
+		return x.Late
+	}
+	return nil
 }
 
 type Participant struct {
@@ -2351,7 +2422,7 @@ var File_accord_v1_types_proto protoreflect.FileDescriptor
 
 const file_accord_v1_types_proto_rawDesc = "" +
 	"\n" +
-	"\x15accord/v1/types.proto\x12\taccord.v1\"\xa6\b\n" +
+	"\x15accord/v1/types.proto\x12\taccord.v1\"\xaa\t\n" +
 	"\aJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
@@ -2380,7 +2451,10 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\vaggregation\x18\x17 \x01(\v2\x16.accord.v1.AggregationR\vaggregation\x12/\n" +
 	"\x14local_time_budget_ms\x18\x18 \x01(\x04R\x11localTimeBudgetMs\x12.\n" +
 	"\x02dp\x18\x19 \x01(\v2\x1e.accord.v1.DifferentialPrivacyR\x02dp\x12B\n" +
-	"\x0fsimulated_clock\x18\x1a \x01(\v2\x19.accord.v1.SimulatedClockR\x0esimulatedClock\"V\n" +
+	"\x0fsimulated_clock\x18\x1a \x01(\v2\x19.accord.v1.SimulatedClockR\x0esimulatedClock\x12)\n" +
+	"\x10expected_dropout\x18\x1b \x01(\x01R\x0fexpectedDropout\x12,\n" +
+	"\x12max_over_selection\x18\x1c \x01(\x01R\x10maxOverSelection\x12)\n" +
+	"\x10straggler_factor\x18\x1d \x01(\x01R\x0fstragglerFactor\"V\n" +
 	"\x0eSimulatedClock\x12\"\n" +
 	"\rstart_unix_ms\x18\x01 \x01(\x03R\vstartUnixMs\x12 \n" +
 	"\fper_round_ms\x18\x02 \x01(\x03R\n" +
@@ -2515,7 +2589,7 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\bexamples\x18\x01 \x01(\x04R\bexamples\x12\x18\n" +
 	"\acorrect\x18\x02 \x01(\x04R\acorrect\x12\x19\n" +
 	"\bloss_sum\x18\x03 \x01(\x01R\alossSum\x12\x1c\n" +
-	"\treporters\x18\x04 \x01(\rR\treporters\"\xfc\x04\n" +
+	"\treporters\x18\x04 \x01(\rR\treporters\"\xc8\x05\n" +
 	"\x05Round\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x18\n" +
@@ -2537,7 +2611,12 @@ const file_accord_v1_types_proto_rawDesc = "" +
 	"\rmodel_deleted\x18\x0f \x01(\bR\fmodelDeleted\x12\x18\n" +
 	"\aepsilon\x18\x10 \x01(\x01R\aepsilon\x12#\n" +
 	"\rsampling_rate\x18\x11 \x01(\x01R\fsamplingRate\x12*\n" +
-	"\x11simulated_unix_ms\x18\x12 \x01(\x03R\x0fsimulatedUnixMs\"\xa1\x02\n" +
+	"\x11simulated_unix_ms\x18\x12 \x01(\x03R\x0fsimulatedUnixMs\x12\x1e\n" +
+	"\n" +
+	"responders\x18\x13 \x03(\tR\n" +
+	"responders\x12\x16\n" +
+	"\x06silent\x18\x14 \x03(\tR\x06silent\x12\x12\n" +
+	"\x04late\x18\x15 \x03(\tR\x04late\"\xa1\x02\n" +
 	"\vParticipant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\"\n" +
 	"\forganization\x18\x02 \x01(\tR\forganization\x12\x16\n" +

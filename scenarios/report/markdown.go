@@ -57,9 +57,30 @@ func markdown(r *Run, countries []string, drawn map[string]figureFile) []byte {
 			if reason == "" {
 				reason = "no reason given"
 			}
-			fmt.Fprintf(&b, "- Round %d, attempt %d, at t = %s s: %s\n", a.Round, a.Attempt, seconds(a.SecondsSinceStart), reason)
+			took := ""
+			if a.Cohort > 0 {
+				took = fmt.Sprintf(" (%d of %d answered, after %s s)", a.Responders, a.Cohort, seconds(a.Seconds))
+			}
+			fmt.Fprintf(&b, "- Round %d, attempt %d, at t = %s s%s: %s\n", a.Round, a.Attempt, seconds(a.SecondsSinceStart), took, reason)
 		}
 		b.WriteByte('\n')
+	}
+
+	if len(r.Attempts) > 0 {
+		b.WriteString("## Attempts\n\n")
+		rows := make([][]string, 0, len(r.Attempts))
+		for _, a := range r.Attempts {
+			status, deadline := "aborted", ""
+			if a.Committed {
+				status = "committed"
+			}
+			if a.AtDeadline {
+				deadline = "yes"
+			}
+			rows = append(rows, []string{strconv.FormatUint(uint64(a.Round), 10), strconv.FormatUint(uint64(a.Attempt), 10), status,
+				strconv.Itoa(a.Cohort), strconv.Itoa(a.Responders), number(a.Seconds, 2), deadline, esc(a.Reason)})
+		}
+		table(&b, []string{"Round", "Attempt", "Status", "Cohort", "Responders", "Seconds", "At deadline", "Closed because"}, rows)
 	}
 
 	if len(r.Comparisons) > 0 {

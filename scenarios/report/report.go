@@ -46,6 +46,7 @@ type Run struct {
 	TargetAccuracy float64   // 0: none
 	Rounds         []Round   // committed rounds, in order
 	Aborted        []Aborted // aborted attempts
+	Attempts       []Attempt // every attempt, committed or aborted
 	Events         []Event   // the timeline's events with outcomes
 	// LinkBytes is bytes carried per region link, keyed "from→to" (e.g. "de→us"); nil/empty: no network model (the plot is skipped and the md says so).
 	LinkBytes map[string]uint64
@@ -81,6 +82,20 @@ type Aborted struct {
 	Round, Attempt    uint32
 	Reason            string
 	SecondsSinceStart float64
+	// Cohort and Responders are how many were selected and answered;
+	// Seconds how long the attempt ran (0: not known).
+	Cohort, Responders int
+	Seconds            float64
+}
+
+// Attempt is one attempt at a round, committed or aborted.
+type Attempt struct {
+	Round, Attempt     uint32
+	Committed          bool
+	Reason             string // why it closed when it did, or aborted
+	Cohort, Responders int
+	Seconds            float64 // from opening to closing
+	AtDeadline         bool    // it closed only at its deadline
 }
 
 // Event is one event of the scenario's timeline and what came of it.

@@ -74,7 +74,11 @@ func sampleRun() *Run {
 	}
 	r.Aborted = []Aborted{
 		{Round: 8, Attempt: 1, Reason: "leader lost during share_keys", SecondsSinceStart: 70.2},
-		{Round: 15, Attempt: 1, Reason: "too few survivors: 38 < 40", SecondsSinceStart: 151.9},
+		{Round: 15, Attempt: 1, Reason: "too few survivors: 38 < 40", SecondsSinceStart: 151.9, Cohort: 50, Responders: 38, Seconds: 60},
+	}
+	r.Attempts = []Attempt{
+		{Round: 14, Attempt: 1, Committed: true, Reason: "the 40 updates wanted arrived (50 selected)", Cohort: 50, Responders: 40, Seconds: 8.25},
+		{Round: 15, Attempt: 1, Reason: "too few survivors: 38 < 40", Cohort: 50, Responders: 38, Seconds: 60, AtDeadline: true},
 	}
 	r.Events = []Event{
 		{Round: 8, Phase: "share_keys", Kind: "kill_coordinator", Target: "coord-us", SecondsSinceStart: 69.8,
@@ -107,6 +111,10 @@ func TestWriteFullRun(t *testing.T) {
 		"in cut off \\| healed at round 18",
 		"## Aborted attempts",
 		"- Round 8, attempt 1, at t = 70.2 s: leader lost during share\\_keys",
+		"- Round 15, attempt 1, at t = 151.9 s (38 of 50 answered, after 60.0 s): too few survivors: 38 &lt; 40",
+		"| Round | Attempt | Status | Cohort | Responders | Seconds | At deadline | Closed because |",
+		"| 14 | 1 | committed | 50 | 40 | 8.25 |  | the 40 updates wanted arrived (50 selected) |",
+		"| 15 | 1 | aborted | 50 | 38 | 60.00 | yes | too few survivors: 38 &lt; 40 |",
 		"### With and without the network model",
 		"| Setting | Rounds | Wall time (s) | Final accuracy (%) |",
 		"![Test accuracy per round](accuracy.png)",
