@@ -150,8 +150,11 @@ func TestRunReportsEveryAttempt(t *testing.T) {
 		t.Fatalf("%d rounds committed, %d aborted (%d listed), %d attempts listed; want 3, 1 and 4 attempts",
 			rep.RoundsCommitted, rep.RoundsAborted, len(rep.Aborted), len(rep.Attempts))
 	}
-	if a := rep.Aborted[0]; a.Round != 2 || a.Attempt != 1 || !strings.Contains(a.Reason, "threshold") || a.Cohort != 10 || a.Responders != 6 || a.Seconds <= 0 {
-		t.Errorf("aborted attempt %+v; want round 2 attempt 1, a threshold reason, 6 of 10 answering, its duration", a)
+	// The cohort is everyone connected when round 2 opens: all ten on a
+	// quiet machine, as few as min_participants (6) when a loaded one
+	// delays reconnections; the four killed are in it either way.
+	if a := rep.Aborted[0]; a.Round != 2 || a.Attempt != 1 || !strings.Contains(a.Reason, "threshold") || a.Cohort < 6 || a.Responders != a.Cohort-4 || a.Seconds <= 0 {
+		t.Errorf("aborted attempt %+v; want round 2 attempt 1, a threshold reason, all but the 4 killed answering, its duration", a)
 	}
 	for _, a := range rep.Attempts {
 		t.Logf("round %d attempt %d %s after %.2fs (deadline %.0fs): cohort %d, responders %d, silent %v: %s",
