@@ -51,7 +51,7 @@ func roundDuration(d time.Duration) string { return d.Round(time.Millisecond).St
 // ErrRoundClosed. Otherwise it returns nil and the caller refuses the call
 // as it would any other. The caller holds c.leader.mu.
 func (c *Coordinator) lateFor(jobID string, number, attempt uint32, from string) error {
-	job, err := c.fsm.Job(jobID)
+	job, err := c.fsm.JobView(jobID)
 	if err != nil || !job.running() {
 		return nil
 	}

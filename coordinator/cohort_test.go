@@ -158,7 +158,7 @@ func TestRecordLate(t *testing.T) {
 			t.Errorf("%s late in round %d: %v; want %v", c.who, c.number, err, c.want)
 		}
 	}
-	if r := job.Rounds[0]; !slices.Equal(r.Silent, []string{"c"}) || !slices.Equal(r.Late, []string{"b"}) {
+	if r := f.st.Jobs["j"].Rounds[0]; !slices.Equal(r.Silent, []string{"c"}) || !slices.Equal(r.Late, []string{"b"}) {
 		t.Errorf("silent %v, late %v; want [c] and [b]", r.Silent, r.Late)
 	}
 }

@@ -58,7 +58,7 @@ func (f *FSM) applyRecordTaskFailure(c *recordTaskFailure) error {
 	if len(tf.Participant) > 256 || len(tf.Task) > 16 {
 		return fmt.Errorf("%w: task failure of %d-byte participant name", ErrBadRequest, len(tf.Participant))
 	}
-	j.Failures = slices.DeleteFunc(j.Failures, func(o TaskFailure) bool { return o.Participant == tf.Participant })
+	j.Failures = slices.DeleteFunc(slices.Clone(j.Failures), func(o TaskFailure) bool { return o.Participant == tf.Participant })
 	j.Failures = append(j.Failures, tf)
 	if n := len(j.Failures); n > maxTaskFailures {
 		j.Failures = slices.Delete(j.Failures, 0, n-maxTaskFailures)

@@ -348,3 +348,66 @@ func TestFSMGovernance(t *testing.T) {
 		t.Errorf("audit actions %v; want %v", actions, want)
 	}
 }
+
+// TestJobViewsAreNeverChanged takes a view of the job (FSM.JobView) before
+// each command of a job's life and checks, after every later command, that
+// every view still reads as it did when taken: the FSM replaces what it
+// changes, so the leader reads jobs without copying them.
+func TestJobViewsAreNeverChanged(t *testing.T) {
+	d := newFSMDriver(t)
+	spec := DefaultJobSpec()
+	if err := d.submit(j1, spec); err != nil {
+		t.Fatal(err)
+	}
+	cohort := []string{"p1", "p2", "p3"}
+	steps := []struct {
+		name string
+		t    commandType
+		body any
+	}{
+		{"open round 1", cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 1, Cohort: cohort, BaseDigest: "d0"}, Declared: map[string]uint64{"p1": 10, "p2": 20}}},
+		{"abort it", cmdAbortRound, abortRound{JobID: j1, Number: 1, Attempt: 1, Reason: "deadline", Silent: []string{"p2", "p3"}, Responders: []string{"p1"}}},
+		{"record p2 late", cmdRecordLate, recordLate{JobID: j1, Number: 1, Attempt: 1, Participant: "p2"}},
+		{"record a task failure", cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "p3", Reason: "out of memory"}}},
+		{"record another from p3", cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "p3", Reason: "again"}}},
+		{"record a refusal", cmdRecordRefusal, recordRefusal{JobID: j1, Participant: "p4", Reason: "policy"}},
+		{"open attempt 2", cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 2, Cohort: cohort, BaseDigest: "d0"}, Declared: map[string]uint64{"p3": 30}}},
+		{"commit it", cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1", Contributors: cohort, Silent: []string{"p3"}}},
+		{"evaluate the initial model", cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 0, Eval: Evaluation{Reporters: 1, Examples: 10, Correct: 5}}},
+		{"evaluate round 1", cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 1, Eval: Evaluation{Reporters: 2, Examples: 20, Correct: 15}}},
+		{"open round 2", cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 2, Attempt: 1, Cohort: cohort, BaseDigest: "d1"}}},
+		{"finish the job", cmdFinishJob, finishJob{JobID: j1, Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, Reason: "done"}},
+	}
+	type view struct {
+		after string
+		job   *Job
+		json  []byte
+	}
+	var views []view
+	take := func(after string) {
+		j, err := d.f.JobView(j1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		views = append(views, view{after, j, b})
+	}
+	take("submission")
+	for _, s := range steps {
+		if err := d.apply(s.t, s.body); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		for _, v := range views {
+			if b, _ := json.Marshal(v.job); !bytes.Equal(b, v.json) {
+				t.Fatalf("%s changed the view taken after %s:\n was %s\n now %s", s.name, v.after, v.json, b)
+			}
+		}
+		take(s.name)
+	}
+	if j, _ := d.f.Job(j1); j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || len(j.Rounds) != 3 || j.Rounds[1].Eval == nil || len(j.Failures) != 1 || len(j.Refusals) != 1 {
+		t.Fatalf("job after the steps: %+v", j)
+	}
+}

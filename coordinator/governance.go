@@ -523,7 +523,7 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 	switch p.Kind {
 	case kindSubmitJob:
 		if j := f.st.Jobs[p.JobID]; j != nil && j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
-			j.Status = pb.JobStatus_JOB_STATUS_RUNNING
+			f.editJob(j).Status = pb.JobStatus_JOB_STATUS_RUNNING
 			p.Outcome = "job running"
 		} else {
 			p.Status, p.Outcome = proposalFailed, "job is no longer pending"
@@ -566,7 +566,8 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 
 // cancel ends a running or pending job.
 func (f *FSM) cancel(j *Job, reason string, at int64) {
-	if r := j.openRound(); r != nil {
+	j = f.editJob(j)
+	if r := j.editOpenRound(); r != nil {
 		r.Status, r.Reason, r.ClosedAt = pb.RoundStatus_ROUND_STATUS_ABORTED, "job cancelled", at
 	}
 	j.Status, j.Reason, j.FinishedAt = pb.JobStatus_JOB_STATUS_CANCELLED, reason, at
@@ -780,7 +781,8 @@ func (f *FSM) applyRecordRefusal(c *recordRefusal) error {
 	if j.refused(c.Participant) {
 		return nil
 	}
-	j.Refusals = append(j.Refusals, Refusal{Participant: c.Participant, Reason: c.Reason, At: c.At})
+	j = f.editJob(j)
+	j.Refusals = append(slices.Clip(j.Refusals), Refusal{Participant: c.Participant, Reason: c.Reason, At: c.At})
 	return nil
 }
 

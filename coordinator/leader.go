@@ -123,7 +123,7 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 	// sums were in that leader's memory.
 	now := time.Now()
 	for _, id := range c.fsm.RunningJobIDs() {
-		job, err := c.fsm.Job(id)
+		job, err := c.fsm.JobView(id)
 		if err != nil {
 			continue
 		}
@@ -166,7 +166,7 @@ func (c *Coordinator) schedule(now time.Time) {
 		}
 	}
 	for _, id := range running {
-		job, err := c.fsm.Job(id)
+		job, err := c.fsm.JobView(id)
 		if err != nil {
 			continue
 		}
@@ -749,7 +749,7 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 		}
 		return run.round, nil
 	}
-	job, err := c.fsm.Job(h.GetJobId())
+	job, err := c.fsm.JobView(h.GetJobId())
 	if err != nil {
 		return nil, err
 	}
@@ -828,7 +828,7 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, deliver fu
 		}
 	}
 	if run == nil || run.round == nil {
-		if _, err := c.fsm.Job(ref.GetJobId()); err != nil {
+		if _, err := c.fsm.JobView(ref.GetJobId()); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: job %s has no round open (message for round %d)", ErrWrongRound, ref.GetJobId(), ref.GetRound())
@@ -882,12 +882,12 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
-	if job, err := c.fsm.Job(req.GetJobId()); err == nil && job.refused(from) {
+	if job, err := c.fsm.JobView(req.GetJobId()); err == nil && job.refused(from) {
 		return nil // recorded already: nothing more to commit
 	}
 	asked := run != nil && ((run.round != nil && run.round.cohort[from]) || (run.eval != nil && run.eval.expected[from]))
 	if !asked {
-		if _, err := c.fsm.Job(req.GetJobId()); err != nil {
+		if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %s has no task of job %s to refuse", ErrNotInCohort, from, req.GetJobId())
@@ -925,7 +925,7 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
 	if run == nil {
-		if _, err := c.fsm.Job(req.GetJobId()); err != nil {
+		if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: job %s has no round or evaluation open", ErrWrongRound, req.GetJobId())

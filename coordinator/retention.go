@@ -191,6 +191,6 @@ func (f *FSM) deleteJobModels(p *Proposal) {
 		p.Status, p.Outcome = proposalFailed, "job is not finished"
 		return
 	}
-	j.ModelsDeleted = true
+	f.editJob(j).ModelsDeleted = true
 	p.Outcome = "models deleted"
 }

@@ -17,12 +17,14 @@ func TestRetryLeavesOutTheSilent(t *testing.T) {
 	f.st.Jobs = map[string]*Job{"j": job}
 	connected := []string{"a", "b", "c", "d", "e", "f"}
 	for attempt, cohort := range [][]string{{"a", "b", "c"}, {"a", "b", "d"}} {
+		job = f.st.Jobs["j"] // each apply publishes a new copy (editJob)
 		job.Rounds = append(job.Rounds, &RoundRecord{Number: 3, Attempt: uint32(attempt + 1), Cohort: cohort, Status: pb.RoundStatus_ROUND_STATUS_OPEN})
 		// a and b never upload; the others did.
 		if err := f.applyAbortRound(&abortRound{JobID: "j", Number: 3, Attempt: uint32(attempt + 1), Reason: "deadline", Silent: []string{"a", "b", "zz-not-in-the-cohort"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	job = f.st.Jobs["j"]
 	if got := job.Rounds[0].Silent; !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("recorded silent %v; want [a b] (only cohort members)", got)
 	}

@@ -1,8 +1,10 @@
 package coordinator
 
 import (
-	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"cmp"
 	"slices"
+
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // Participant is a federation member as the FSM records it.
@@ -155,13 +157,26 @@ func (j *Job) openRound() *RoundRecord {
 
 // committed returns the committed attempt of round number, or nil.
 func (j *Job) committed(number uint32) *RoundRecord {
-	for i := len(j.Rounds) - 1; i >= 0; i-- {
-		r := j.Rounds[i]
-		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
-			return r
-		}
+	if i := j.committedIndex(number); i >= 0 {
+		return j.Rounds[i]
 	}
 	return nil
+}
+
+// committedIndex returns the index in Rounds of round number's committed
+// attempt, or -1. Attempts are recorded in round order, and round n is
+// committed at most once, so it is found from the end (the rounds asked
+// for are the latest) or, further back, by binary search.
+func (j *Job) committedIndex(number uint32) int {
+	// The attempts of round n and later: a few from the end for the
+	// latest rounds.
+	from, _ := slices.BinarySearchFunc(j.Rounds, number, func(r *RoundRecord, n uint32) int { return cmp.Compare(r.Number, n) })
+	for i := from; i < len(j.Rounds) && j.Rounds[i].Number == number; i++ {
+		if j.Rounds[i].Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
+			return i
+		}
+	}
+	return -1
 }
 
 // modelDigest returns the digest of the model after round number (0: the
