@@ -108,7 +108,7 @@ func WriteReport(dir string, sc *Scenario, rep *Report) error {
 	}
 	if len(failovers) > 0 {
 		r.Comparisons = append(r.Comparisons, report.Table{
-			Title:  fmt.Sprintf("Failover: from losing the leader to another coordinator leading (Raft profile %s)", profileName(sc)),
+			Title:  fmt.Sprintf("Failover: from losing the leader to another coordinator leading (Raft profile %s)", profileName(sc, rep)),
 			Header: []string{"round", "event", "seconds"}, Rows: failovers,
 		})
 	}
@@ -127,11 +127,17 @@ func coordinatorsLine(sc *Scenario) string {
 	return strings.Join(parts, ", ")
 }
 
-func profileName(sc *Scenario) string {
-	if sc.RaftProfile == "" {
+// profileName is the coordinators' Raft timing profile as a report names
+// it: in-process runs default to lan with tripled timeouts
+// (inProcessTimings).
+func profileName(sc *Scenario, rep *Report) string {
+	switch {
+	case sc.RaftProfile != "":
+		return sc.RaftProfile
+	case rep.Runner == "processes":
 		return "lan"
 	}
-	return sc.RaftProfile
+	return fmt.Sprintf("lan, timeouts ×%d in-process", inProcessScale)
 }
 
 func invariantsLine(rep *Report) string {
@@ -142,7 +148,7 @@ func invariantsLine(rep *Report) string {
 }
 
 func networkLine(sc *Scenario, rep *Report) string {
-	s := fmt.Sprintf("%v, shaped by %s (Raft profile %s)", rep.NetworkModel, rep.Network, profileName(sc))
+	s := fmt.Sprintf("%v, shaped by %s (Raft profile %s)", rep.NetworkModel, rep.Network, profileName(sc, rep))
 	if rep.NetworkNote != "" {
 		s += "; " + rep.NetworkNote
 	}

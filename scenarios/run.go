@@ -131,6 +131,25 @@ func attemptReport(r *pb.Round) AttemptReport {
 		DeadlineSeconds: float64(r.DeadlineUnixMs-r.OpenedUnixMs) / 1000, AtDeadline: r.ClosedUnixMs >= r.DeadlineUnixMs}
 }
 
+// inProcessScale multiplies Raft's timeouts for coordinators run in the
+// scenario's own process (inProcessTimings).
+const inProcessScale = 3
+
+// inProcessTimings gives coordinators that share their process with the
+// scenario's simulated participants Raft's timeouts tripled (heartbeat and
+// election 3 s, lease 1.5 s). The participants' training keeps every core
+// busy, and on a loaded two-core machine Raft's own goroutines then waited
+// past the 500 ms lease: the leader stepped down every few rounds (the
+// FedAvg CNN run lost 13 attempts of 20 rounds to leader changes, each
+// discarding the cohort's training). Coordinators in their own processes
+// (--processes, deployments) keep Raft's defaults; a scenario that names
+// raft_profile gets that profile.
+func inProcessTimings(cfg *coordinator.Config) {
+	cfg.HeartbeatTimeout *= inProcessScale
+	cfg.ElectionTimeout *= inProcessScale
+	cfg.LeaderLeaseTimeout *= inProcessScale
+}
+
 // RoundReport is one committed round.
 type RoundReport struct {
 	Round             uint32   `json:"round"`
@@ -413,6 +432,8 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			if err := cfg.SetProfile(sc.RaftProfile); err != nil {
 				return nil, err
 			}
+		} else {
+			inProcessTimings(&cfg)
 		}
 		if len(sc.Coordinators) == 1 {
 			cfg.Bootstrap = true
