@@ -184,7 +184,7 @@ proto: $(TOOLS)/buf $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 FUZZTIME ?= 2m
 FUZZ_TARGETS := \
 	protocol:FuzzReceiveBlob protocol:FuzzDecodeFloat32 protocol:FuzzChunks \
-	protocol:FuzzAdvertisementFromWire protocol:FuzzSharesFromWire protocol:FuzzRevealsFromWire \
+	protocol:FuzzAdvertisementFromWire protocol:FuzzSharesFromWire protocol:FuzzRevealsFromWire protocol:FuzzTaskParts \
 	coordinator:FuzzFSMApply coordinator:FuzzJobSpec \
 	cmd/accord:FuzzLoadJobFile cmd/accord:FuzzLoadPolicyFile \
 	model:FuzzParseSpec model:FuzzReadSafetensors \

@@ -99,6 +99,11 @@ type Config struct {
 	// ValueLogGCInterval how often Badger's value log is collected.
 	RetentionInterval  time.Duration
 	ValueLogGCInterval time.Duration
+
+	// secAggPartBytes, if positive, replaces protocol.SecAggPartBytes as
+	// the most bytes of a task message carrying secure-aggregation items:
+	// tests lower it so that small rounds send their tasks in parts.
+	secAggPartBytes int
 }
 
 // DefaultConfig is a coordinator on loopback with hashicorp/raft's

@@ -88,7 +88,7 @@ func toStatus(err error) error {
 		code = codes.NotFound
 	case errors.Is(err, ErrBadJobSpec), errors.Is(err, ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
 		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, ErrBadPolicy),
-		errors.Is(err, ErrBadRequest):
+		errors.Is(err, ErrBadRequest), errors.Is(err, protocol.ErrParts):
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict),
 		errors.Is(err, ErrRoundClosed):
@@ -96,7 +96,7 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden), errors.Is(err, ErrReplay), errors.Is(err, ErrRevoked),
 		errors.Is(err, adminauth.ErrBadSignature):
 		code = codes.PermissionDenied
-	case errors.Is(err, ErrDuplicate), errors.Is(err, ErrAlreadyApproved):
+	case errors.Is(err, ErrDuplicate), errors.Is(err, ErrAlreadyApproved), errors.Is(err, protocol.ErrPartRepeated):
 		code = codes.AlreadyExists
 	case errors.Is(err, ErrRateLimited):
 		code = codes.ResourceExhausted

@@ -12,3 +12,8 @@ func SetNameForTest(c *Coordinator, name string) { c.cfg.Name = name }
 
 // VotersForTest is the coordinator's Raft configuration.
 func VotersForTest(c *Coordinator) ([]raft.Server, error) { return c.voters() }
+
+// SecAggPartBytesForTest is a NewCluster option: its coordinators send a
+// task whose secure-aggregation items take more than n bytes in parts
+// (protocol.SecAggPartBytes otherwise).
+func SecAggPartBytesForTest(n int) func(*Config) { return func(c *Config) { c.secAggPartBytes = n } }

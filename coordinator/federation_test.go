@@ -5,6 +5,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,11 @@ type fleetHooks struct {
 	trainExamples func(i int) int
 	// beforeReport runs before an evaluation report (participant.Config).
 	beforeReport func(name string, t *pb.Task) error
+	// spread has participant i dial coordinator i mod n first, so that
+	// followers relay some of the fleet's streams and messages.
+	spread bool
+	// secAggPartBytes is participant.Config.SecAggPartBytes.
+	secAggPartBytes int
 }
 
 // fleet is the participants startFleet runs.
@@ -82,10 +88,15 @@ func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *f
 		if hooks.trainExamples != nil {
 			examples = hooks.trainExamples(i)
 		}
+		addrs := tc.Addrs()
+		if hooks.spread {
+			k := i % len(addrs)
+			addrs = slices.Concat(addrs[k:], addrs[:k])
+		}
 		cfg := participant.Config{
-			Coordinators: tc.Addrs(), Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
+			Coordinators: addrs, Cert: cert, CA: tc.CA.Pool(), Region: "eu", Dataset: "blobs",
 			Train: blobs(examples, uint64(i)), Validation: blobs(40, uint64(1000+i)),
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, SecAggPartBytes: hooks.secAggPartBytes,
 		}
 		if hooks.policy != nil {
 			cfg.Policy = hooks.policy(name)

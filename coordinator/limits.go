@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
 )
 
 // Limits bound what any one peer, participant or request can take from a
@@ -29,7 +30,8 @@ type Limits struct {
 	MaxConnsPerIP     int `yaml:"max_conns_per_ip"`
 	MaxRaftConnsPerIP int `yaml:"max_raft_conns_per_ip"`
 	// MaxRecvMsgBytes bounds one gRPC message (model and update chunks are
-	// protocol.ChunkBytes).
+	// protocol.ChunkBytes, secure-aggregation messages at most
+	// protocol.SecAggPartBytes, each part of a larger one too).
 	MaxRecvMsgBytes int `yaml:"max_recv_msg_bytes"`
 	// MaxConcurrentStreams bounds the streams of one gRPC connection.
 	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
@@ -66,7 +68,12 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Validate reports the first limit that is not positive.
+// minRecvMsgBytes is the smallest MaxRecvMsgBytes that takes every message
+// participants and coordinators send: a 1 MiB update chunk or
+// secure-aggregation part, and room for the fields around it.
+const minRecvMsgBytes = max(protocol.ChunkBytes, protocol.SecAggPartBytes) + 64<<10
+
+// Validate reports the first limit that is not positive, or too small.
 func (l Limits) Validate() error {
 	switch {
 	case l.HandshakeTimeout <= 0:
@@ -75,8 +82,8 @@ func (l Limits) Validate() error {
 		return errors.New("limits: max_pending_handshakes must be positive")
 	case l.MaxConnsPerIP <= 0 || l.MaxRaftConnsPerIP <= 0:
 		return errors.New("limits: max_conns_per_ip and max_raft_conns_per_ip must be positive")
-	case l.MaxRecvMsgBytes < 64<<10:
-		return errors.New("limits: max_recv_msg_bytes must be at least 64 KiB")
+	case l.MaxRecvMsgBytes < minRecvMsgBytes:
+		return fmt.Errorf("limits: max_recv_msg_bytes must be at least %d (%d KiB): update chunks and secure-aggregation messages take up to 1 MiB", minRecvMsgBytes, minRecvMsgBytes>>10)
 	case l.MaxConcurrentStreams == 0:
 		return errors.New("limits: max_concurrent_streams must be positive")
 	case l.KeepaliveMinTime <= 0 || l.KeepaliveTime <= 0 || l.KeepaliveTimeout <= 0 || l.MaxConnectionIdle <= 0:

@@ -26,6 +26,7 @@ type metrics struct {
 	isLeader              prometheus.Gauge
 	secaggPhaseSeconds    *prometheus.HistogramVec
 	secaggDropouts        *prometheus.CounterVec
+	secaggParts           *prometheus.CounterVec
 	modelsDeleted         prometheus.Counter
 	// grpc counts the gRPC server's requests by service, method and code
 	// (grpc_server_handled_total and the like).
@@ -51,12 +52,15 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 16)}, []string{"phase"}),
 		secaggDropouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "accord_secagg_dropouts_total", Help: "Clients a secure-aggregation phase closed without."}, []string{"phase"}),
+		secaggParts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "accord_secagg_parts_total", Help: "Parts of secure-aggregation messages too large for one gRPC message (protocol.SecAggPartBytes): task parts this leader sent (task), share-keys and unmask request parts it took (share_keys, unmask)."},
+			[]string{"message"}),
 		modelsDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "accord_models_deleted_total", Help: "Models this coordinator deleted because no job's retain policy keeps them."}),
 		grpc: grpcprom.NewServerMetrics(),
 	}
 	m.reg.MustRegister(m.roundsCommitted, m.roundsAborted, m.bytesReceived, m.roundSeconds, m.isLeader, m.secaggPhaseSeconds, m.secaggDropouts,
-		m.modelsDeleted, m.grpc,
+		m.secaggParts, m.modelsDeleted, m.grpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -97,11 +97,43 @@ func (s *participantService) Tasks(_ *pb.TasksRequest, stream pb.ParticipantServ
 		case <-s.c.stop:
 			return nil
 		case t := <-ses.tasks:
-			if err := stream.Send(t); err != nil {
+			if err := s.sendTask(stream, id.Name, t); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// secAggPartBytes is the most bytes of one task message carrying
+// secure-aggregation items.
+func (c *Coordinator) secAggPartBytes() int {
+	if c.cfg.secAggPartBytes > 0 {
+		return c.cfg.secAggPartBytes
+	}
+	return protocol.SecAggPartBytes
+}
+
+// sendTask sends t on a participant's task stream: whole, or in parts
+// when it relays more advertisements or delivers more shares than one
+// message should carry (protocol.SplitSecAggTask). The parts go one after
+// another, so a follower relaying the stream forwards them as they come.
+// A task that cannot be split is dropped and logged: the participant
+// misses that phase, as if its stream had broken.
+func (s *participantService) sendTask(stream pb.ParticipantService_TasksServer, to string, t *pb.Task) error {
+	parts, err := protocol.SplitSecAggTask(t, s.c.secAggPartBytes())
+	if err != nil {
+		s.c.log.Warn("task not sent", "participant", to, "job", t.GetJobId(), "round", t.GetRound(), "kind", t.GetKind().String(), "err", err)
+		return nil
+	}
+	for _, p := range parts {
+		if err := stream.Send(p); err != nil {
+			return err
+		}
+	}
+	if len(parts) > 1 {
+		s.c.metrics.secaggParts.WithLabelValues("task").Add(float64(len(parts)))
+	}
+	return nil
 }
 
 // sendBlob streams a stored blob in chunks.
@@ -269,7 +301,9 @@ func receiveWords(stream pb.ParticipantService_UploadUpdateServer, firstData []b
 }
 
 // maxSecAggItems bounds the shares or reveals one message may carry: one
-// per client of the largest cohort secure aggregation accepts.
+// per client of the largest cohort secure aggregation accepts. A client's
+// message may come in several parts (protocol.SecAggPartBytes each); the
+// round bounds the items of all its parts by the client's neighbours.
 const maxSecAggItems = 1 << 16
 
 func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAggAdvertiseRequest) (*pb.SecAggResponse, error) {
@@ -284,7 +318,9 @@ func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAgg
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggShareKeys(ctx, req)
-	}, func(from string, r *secureRound) error { return r.shareKeys(from, req.GetShares()) })
+	}, func(from string, r *secureRound) error {
+		return s.c.countParts("share_keys", req.GetParts(), r.shareKeys(from, req.GetShares(), req.GetPart(), req.GetParts()))
+	})
 }
 
 func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnmaskRequest) (*pb.SecAggResponse, error) {
@@ -293,7 +329,18 @@ func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnm
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggUnmask(ctx, req)
-	}, func(from string, r *secureRound) error { return r.unmask(from, req.GetReveals()) })
+	}, func(from string, r *secureRound) error {
+		return s.c.countParts("unmask", req.GetParts(), r.unmask(from, req.GetReveals(), req.GetPart(), req.GetParts()))
+	})
+}
+
+// countParts counts a secure-aggregation request part taken (err nil) if
+// its message came in parts, and returns err.
+func (c *Coordinator) countParts(message string, parts uint32, err error) error {
+	if err == nil && parts > 1 {
+		c.metrics.secaggParts.WithLabelValues(message).Inc()
+	}
+	return err
 }
 
 // secAggCall authenticates a participant's secure-aggregation message for

@@ -59,6 +59,7 @@ type secureRound struct {
 	waiting       map[int]bool                    // clients the current phase still waits for
 	receiving     map[int]bool                    // masked inputs admitted, not yet added
 	advertised    map[int]*pb.SecAggAdvertisement // relayed to neighbours
+	parts         map[int]*protocol.PartSeq       // share-keys or unmask messages coming in parts, by client
 	survivors     []int                           // who completed masked input
 	sum           []uint32
 	// plan, under distributed DP, is how clients clip, scale and noise
@@ -128,7 +129,7 @@ func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort [
 		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
 		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
-		seen: map[int]bool{}, late: map[int]bool{},
+		parts: map[int]*protocol.PartSeq{}, seen: map[int]bool{}, late: map[int]bool{},
 	}
 	for i, id := range cohort {
 		s.index[id] = i
@@ -201,15 +202,42 @@ func (s *secureRound) advertise(from string, a *pb.SecAggAdvertisement) error {
 	return nil
 }
 
-// shareKeys takes a client's encrypted shares for its neighbours.
-func (s *secureRound) shareKeys(from string, in []*pb.SecAggShare) error {
+// shareKeys takes a client's encrypted shares for its neighbours, or part
+// part of parts of them: the client has shared its keys once the last part
+// came. It may send at most one share per neighbour, so at most that many
+// parts; each part's shares are checked as they come.
+func (s *secureRound) shareKeys(from string, in []*pb.SecAggShare, part, parts uint32) error {
 	i, err := s.expect(from, phaseShareKeys)
 	if err != nil {
 		return err
 	}
-	if err := s.server.ReceiveShares(i, protocol.SharesFromWire(in)); err != nil {
+	return s.takePart(i, part, parts, len(in), len(s.server.Neighbours(i)), func(last bool) error {
+		return s.server.ReceiveSharesPart(i, protocol.SharesFromWire(in), last)
+	})
+}
+
+// takePart hands client i's part (of parts, carrying items items, of a
+// message of at most maxItems in all) to take, once its place in the
+// sequence checks; after the last part the client has answered the phase.
+// A refused part changes nothing.
+func (s *secureRound) takePart(i int, part, parts uint32, items, maxItems int, take func(last bool) error) error {
+	seq := s.parts[i]
+	if seq == nil {
+		seq = &protocol.PartSeq{}
+	}
+	last, err := seq.Check(part, parts, items, maxItems)
+	if err != nil {
+		return fmt.Errorf("%s message from %s: %w", s.phase, s.ids[i], err)
+	}
+	if err := take(last); err != nil {
 		return secaggErr(err)
 	}
+	seq.Advance(parts)
+	if !last {
+		s.parts[i] = seq
+		return nil
+	}
+	delete(s.parts, i)
 	delete(s.waiting, i)
 	return nil
 }
@@ -245,8 +273,10 @@ func (s *secureRound) addMasked(from string, y []uint32) error {
 	return nil
 }
 
-// unmask takes a survivor's revealed shares.
-func (s *secureRound) unmask(from string, in []*pb.SecAggReveal) error {
+// unmask takes a survivor's revealed shares, or part part of parts of
+// them, as shareKeys takes shares: at most one share of itself and of each
+// neighbour.
+func (s *secureRound) unmask(from string, in []*pb.SecAggReveal, part, parts uint32) error {
 	i, err := s.expect(from, phaseUnmask)
 	if err != nil {
 		return err
@@ -255,11 +285,9 @@ func (s *secureRound) unmask(from string, in []*pb.SecAggReveal) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
 	}
-	if err := s.server.ReceiveReveals(i, reveals); err != nil {
-		return secaggErr(err)
-	}
-	delete(s.waiting, i)
-	return nil
+	return s.takePart(i, part, parts, len(in), len(s.server.Neighbours(i))+1, func(last bool) error {
+		return s.server.ReceiveRevealsPart(i, reveals, last)
+	})
 }
 
 // advance closes the current phase if everyone it waits for answered, the
@@ -357,6 +385,7 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 	s.deadline = now.Add(s.phaseDeadline)
 	s.receiving = map[int]bool{}
 	s.waiting = map[int]bool{}
+	s.parts = map[int]*protocol.PartSeq{} // a message still in parts came too late
 	s.members, s.arrived, s.seen = nil, nil, map[int]bool{}
 	for id := range tasks {
 		s.waiting[s.index[id]] = true

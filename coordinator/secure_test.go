@@ -294,6 +294,98 @@ func TestSecureAggregationRefusals(t *testing.T) {
 			t.Logf("%s: %v", tt.name, err)
 		}
 	}
+
+	// Once all three advertised, alice's shares may come in parts: in
+	// order, each once, at most one share per neighbour, none oversized.
+	for _, r := range cohort[1:] {
+		if _, err := r.client.SecAggAdvertise(t.Context(), &pb.SecAggAdvertiseRequest{Round: round, Advertisement: advertisement(r, r.cert)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shareKeys, err := alice.tasks.Recv()
+	if err != nil || shareKeys.Kind != pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS {
+		t.Fatalf("alice's next task: %v, %v; want share keys", shareKeys.GetKind(), err)
+	}
+	index := func(r *rawParticipant) uint32 { return uint32(slices.Index(st.Cohort, r.name)) }
+	share := func(to *rawParticipant, size int) *pb.SecAggShare {
+		return &pb.SecAggShare{From: index(alice), To: index(to), Ciphertext: make([]byte, size)}
+	}
+	carol := cohort[2]
+	part := func(part, parts uint32, shares ...*pb.SecAggShare) func() error {
+		return func() error {
+			_, err := alice.client.SecAggShareKeys(t.Context(), &pb.SecAggShareKeysRequest{Round: round, Shares: shares, Part: part, Parts: parts})
+			return err
+		}
+	}
+	parts := []struct {
+		name string
+		call func() error
+		want codes.Code
+	}{
+		{"part 1 before part 0", part(1, 2, share(bob, 100)), codes.InvalidArgument},
+		{"part 0 of 2", part(0, 2, share(bob, 100)), codes.OK},
+		{"part 0 again", part(0, 2, share(carol, 100)), codes.AlreadyExists},
+		{"part 2 of 2", part(2, 2, share(carol, 100)), codes.InvalidArgument},
+		{"part 1 of 3", part(1, 3, share(carol, 100)), codes.InvalidArgument},
+		{"a second share to bob", part(1, 2, share(bob, 100)), codes.InvalidArgument},
+		{"an oversized share", part(1, 2, share(carol, secagg.MaxShareCiphertext+1)), codes.InvalidArgument},
+		{"part 1 of 2", part(1, 2, share(carol, 100)), codes.OK},
+		{"shares after the last part", part(0, 1, share(carol, 100)), codes.AlreadyExists},
+	}
+	for _, tt := range parts {
+		err := tt.call()
+		if got := status.Code(err); got != tt.want {
+			t.Errorf("%s: got %v (%v); want %v", tt.name, got, err, tt.want)
+		} else if err != nil {
+			t.Logf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+// TestSecureRoundInParts runs secure rounds with message budgets so small
+// that every share-keys and masked-input task comes in parts and every
+// client sends its shares and reveals in several requests, with the
+// participants spread over three coordinators so that followers relay
+// parts both ways: every round commits with the whole cohort, and the
+// leader counted parts of each kind.
+func TestSecureRoundInParts(t *testing.T) {
+	tc := coordtest.NewCluster(t, 3, coordinator.SecAggPartBytesForTest(2<<10), func(cfg *coordinator.Config) { cfg.MetricsAddr = "127.0.0.1:0" })
+	tc.Leader(5 * time.Second)
+	// Eight clients: seven shares of ~300 bytes each go one request apiece
+	// at 400 bytes, and eight reveals of ~55 in two; seven advertisements
+	// with certificates need four task parts of 2 KiB, and seven shares two.
+	const n, rounds = 8, 2
+	startFleet(t, tc, n, fleetHooks{spread: true, secAggPartBytes: 400})
+	admin := tc.Admin(0, "ops")
+	waitConnected(t, admin, n)
+	spec := secureBlobsJob(rounds, n, coordinator.ModeSecAgg)
+	spec.MinParticipants = n
+	jobID := submit(t, admin, spec)
+	job := tc.WaitJob(jobID, 60*time.Second)
+	if job.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || job.CommittedRounds != rounds {
+		for _, r := range job.Rounds {
+			t.Logf("round %d attempt %d: %v %q", r.Number, r.Attempt, r.Status, r.Reason)
+		}
+		t.Fatalf("job ended %v with %d rounds: %s", job.Status, job.CommittedRounds, job.Reason)
+	}
+	for _, r := range job.Rounds {
+		if len(r.Contributors) != n {
+			t.Errorf("round %d attempt %d: %v with %d contributors; want %d", r.Number, r.Attempt, r.Status, len(r.Contributors), n)
+		}
+	}
+	text := scrape(t, tc.Leader(time.Second))
+	for _, m := range []string{"task", "share_keys", "unmask"} {
+		// Each member's message of each kind took two parts at least, in
+		// every round.
+		name := `accord_secagg_parts_total{message="` + m + `"}`
+		if v := metricValue(text, name); v < 2*n*rounds {
+			t.Errorf("%s = %v; want ≥ %d", name, v, 2*n*rounds)
+		} else {
+			t.Logf("%s = %v", name, v)
+		}
+	}
+	tc.WaitConverged(10 * time.Second)
+	tc.CheckInvariants()
 }
 
 // signedAdvertisement makes a client's advertisement for params, signed

@@ -94,6 +94,10 @@ type Config struct {
 	// so that a scenario's timeline can turn a site hostile or slow from a
 	// given round on.
 	FaultAt func(t *pb.Task) (flip float64, epochDelay time.Duration)
+	// SecAggPartBytes, if positive, replaces protocol.SecAggPartBytes as
+	// the most bytes of one SecAggShareKeys or SecAggUnmask request: tests
+	// lower it so that small rounds send their shares in parts.
+	SecAggPartBytes int
 }
 
 // faults returns the sign-flip factor and the epoch delay for task t.
@@ -240,10 +244,20 @@ func (p *Participant) session(ctx context.Context, addr string) (bool, error) {
 	if err != nil {
 		return true, fmt.Errorf("task stream from %s: %w", addr, err)
 	}
+	// A secure-aggregation task too large for one message comes in parts,
+	// one after another; it is handled once the last came.
+	var parts protocol.TaskParts
 	for {
-		t, err := stream.Recv()
+		m, err := stream.Recv()
 		if err != nil {
 			return true, err
+		}
+		t, err := parts.Add(m, p.secAggItems(m))
+		if err != nil {
+			p.taskLog(m).Warn("secure aggregation task dropped: its parts do not reassemble", "err", err)
+		}
+		if t == nil {
+			continue
 		}
 		log := p.taskLog(t)
 		phase, secure := secAggPhase(t.GetKind())

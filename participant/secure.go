@@ -22,6 +22,9 @@ type secureRound struct {
 	client *secagg.Client
 	cohort []string
 	certs  map[int][]byte
+	// neighbours is the client's degree on the round's graph: the most
+	// advertisements or shares a task may bring it.
+	neighbours int
 	// minSurvivors, under distributed DP, is the fewest inputs a sum may
 	// hold and still carry the noise promised: fewer, and this participant
 	// does not reveal its shares.
@@ -112,6 +115,7 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	if err != nil {
 		return fmt.Errorf("secure aggregation: %w", err)
 	}
+	sr.neighbours = len(sr.client.Neighbours())
 	ad, err := sr.client.Advertise()
 	if err != nil {
 		return fmt.Errorf("secure aggregation: %w", err)
@@ -151,8 +155,16 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
-		_, err = client.SecAggShareKeys(ctx, &pb.SecAggShareKeysRequest{Round: secAggRound(t), Shares: protocol.SharesToWire(shares)})
-		return err
+		reqs, err := protocol.SplitShareKeys(secAggRound(t), protocol.SharesToWire(shares), p.secAggPartBytes())
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
+		}
+		for _, req := range reqs {
+			if _, err := client.SecAggShareKeys(ctx, req); err != nil {
+				return err
+			}
+		}
+		return nil
 	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
 		y, err := sr.client.MaskedInput(protocol.SharesFromWire(st.GetShares()), ints(st.GetSurvivors()))
 		if err != nil {
@@ -172,10 +184,41 @@ func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServi
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}
-		_, err = client.SecAggUnmask(ctx, &pb.SecAggUnmaskRequest{Round: secAggRound(t), Reveals: protocol.RevealsToWire(reveals)})
-		return err
+		reqs, err := protocol.SplitUnmask(secAggRound(t), protocol.RevealsToWire(reveals), p.secAggPartBytes())
+		if err != nil {
+			return fmt.Errorf("secure aggregation: %w", err)
+		}
+		for _, req := range reqs {
+			if _, err := client.SecAggUnmask(ctx, req); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	return errors.New("not a secure aggregation task")
+}
+
+// secAggPartBytes is the most bytes of one secure-aggregation request.
+func (p *Participant) secAggPartBytes() int {
+	if p.cfg.SecAggPartBytes > 0 {
+		return p.cfg.SecAggPartBytes
+	}
+	return protocol.SecAggPartBytes
+}
+
+// secAggItems is the most advertisements or shares a task of m's round
+// attempt may bring this participant, in all its parts: its neighbours in
+// that round (0 if it does not take part in it).
+func (p *Participant) secAggItems(m *pb.Task) int {
+	if m.GetSecagg() == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if sr := p.secure[string(session(m))]; sr != nil {
+		return sr.neighbours
+	}
+	return 0
 }
 
 // UploadMasked sends a secure-aggregation masked input: the header (with

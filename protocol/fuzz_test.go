@@ -464,3 +464,47 @@ func FuzzRevealsFromWire(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTaskParts: Task messages as a participant's stream brings them, some
+// parts of a task too large for one message, reassembled. Whatever comes,
+// Add never panics and a task it returns whole carries no more items than
+// allowed.
+func FuzzTaskParts(f *testing.F) {
+	var ads []*pb.SecAggAdvertisement
+	for v := range 3 {
+		ads = append(ads, &pb.SecAggAdvertisement{From: uint32(v + 1), CKey: make([]byte, 32), SKey: make([]byte, 32), Certificate: make([]byte, 100)})
+	}
+	task := &pb.Task{Kind: pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, JobId: "job-0123456789ab", Round: 1, Attempt: 1,
+		Secagg: &pb.SecAggTask{Advertisements: ads}}
+	parts, err := SplitSecAggTask(task, 300)
+	if err != nil || len(parts) != 3 {
+		f.Fatalf("%d parts (%v); want 3", len(parts), err)
+	}
+	p := make([][]byte, len(parts))
+	for i, m := range parts {
+		p[i] = marshal(f, m)
+	}
+	f.Add(p[0], p[1], p[2])
+	f.Add(p[0], p[2], p[1])
+	f.Add(p[1], p[1], p[0])
+	f.Add(p[0], marshal(f, task), p[1])
+	f.Fuzz(func(t *testing.T, a, b, c []byte) {
+		const maxItems = 3
+		var tp TaskParts
+		for _, raw := range [][]byte{a, b, c} {
+			m := &pb.Task{}
+			if proto.Unmarshal(raw, m) != nil {
+				continue
+			}
+			got, _ := tp.Add(m, maxItems)
+			if got == nil || got == m {
+				continue
+			}
+			st := got.GetSecagg()
+			if len(st.GetAdvertisements()) > maxItems || len(st.GetShares()) > maxItems || st.GetPart() != 0 || st.GetParts() != 0 {
+				t.Fatalf("reassembled a task of %d advertisements and %d shares (part %d of %d); at most %d allowed",
+					len(st.GetAdvertisements()), len(st.GetShares()), st.GetPart(), st.GetParts(), maxItems)
+			}
+		}
+	})
+}

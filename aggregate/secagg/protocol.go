@@ -96,6 +96,12 @@ type EncryptedShare struct {
 	Ciphertext []byte
 }
 
+// MaxShareCiphertext bounds an encrypted share: a GCM nonce and tag around
+// the JSON of two shares take 288 bytes at most
+// (TestShareCiphertextBound). The server refuses larger ones, so a client's
+// shares cost it at most this much per neighbour.
+const MaxShareCiphertext = 512
+
 // SecretKind says which of a client's secrets a share belongs to.
 type SecretKind int
 
@@ -153,6 +159,10 @@ func NewClient(p Params, id int, identity string, x []uint32, sign Signer, verif
 	return &Client{p: p, id: id, identity: identity, x: slices.Clone(x), sign: sign, verify: verify,
 		graph: neighbours(p.N, p.K, p.GraphSeed), held: map[int]heldPair{}, aeads: map[int]cipher.AEAD{}}, nil
 }
+
+// Neighbours returns the client's neighbours on the round's graph: whose
+// advertisements it needs, and to whom it sends shares.
+func (c *Client) Neighbours() []int { return slices.Clone(c.graph[c.id]) }
 
 func (c *Client) step(want int) error {
 	if c.phase != want {

@@ -94,7 +94,7 @@ func runRound(t *testing.T, p Params, inputs [][]uint32, drop []int) outcome {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := srv.ReceiveShares(i, shares); err != nil {
+		if err := inParts(shares, func(part []EncryptedShare, last bool) error { return srv.ReceiveSharesPart(i, part, last) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -130,13 +130,26 @@ func runRound(t *testing.T, p Params, inputs [][]uint32, drop []int) outcome {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := srv.ReceiveReveals(i, rs); err != nil {
+		if err := inParts(rs, func(part []Reveal, last bool) error { return srv.ReceiveRevealsPart(i, part, last) }); err != nil {
 			t.Fatal(err)
 		}
 		o.u4 = append(o.u4, i)
 	}
 	o.sum, o.err = srv.Finish()
 	return o
+}
+
+// inParts hands items to receive in parts of at most partItems, as a
+// client whose message exceeds the wire's limit sends them.
+func inParts[T any](items []T, receive func(part []T, last bool) error) error {
+	const partItems = 3
+	for len(items) > partItems {
+		if err := receive(items[:partItems], false); err != nil {
+			return err
+		}
+		items = items[partItems:]
+	}
+	return receive(items, true)
 }
 
 // enough says whether the protocol must succeed for these survivor sets:

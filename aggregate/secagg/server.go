@@ -26,6 +26,12 @@ type Server struct {
 	reveals  map[int]map[SecretKind][]Share // owner → kind → shares
 	from4    map[int]bool
 	lagrange lagrangeCache
+
+	// pending holds, by sender, the parts of a client's shares (phase 1)
+	// or reveals (phase 3) taken before its last part: they count once it
+	// has come, and not at all if it never does.
+	pending        map[int][]EncryptedShare
+	pendingReveals map[int][]Reveal
 }
 
 // NewServer starts a round.
@@ -35,7 +41,8 @@ func NewServer(p Params) (*Server, error) {
 	}
 	return &Server{p: p, graph: neighbours(p.N, p.K, p.GraphSeed), ads: map[int]Advertisement{}, routed: map[int][]EncryptedShare{},
 		sent: map[int]bool{}, sum: make([]uint32, p.Length), masked: map[int]bool{},
-		reveals: map[int]map[SecretKind][]Share{}, from4: map[int]bool{}}, nil
+		reveals: map[int]map[SecretKind][]Share{}, from4: map[int]bool{},
+		pending: map[int][]EncryptedShare{}, pendingReveals: map[int][]Reveal{}}, nil
 }
 
 // Neighbours returns client u's neighbours on the round's graph: the clients
@@ -93,9 +100,23 @@ func (s *Server) CloseAdvertise() ([]Advertisement, error) {
 	return out, nil
 }
 
-// ReceiveShares takes one client's encrypted shares (phase 1).
+// ReceiveShares takes one client's encrypted shares (phase 1), all at once.
 func (s *Server) ReceiveShares(from int, shares []EncryptedShare) error {
+	return s.ReceiveSharesPart(from, shares, true)
+}
+
+// ReceiveSharesPart takes part of one client's encrypted shares (phase 1):
+// a client whose shares exceed one message sends them in parts, and has
+// completed the phase once its last part (last set) was taken. Each part is
+// checked as it comes: every share must be from the client, to one of its
+// neighbours, to none of them twice (in all its parts), and at most
+// MaxShareCiphertext bytes, so a client's parts hold at most one share per
+// neighbour. A refused part changes nothing.
+func (s *Server) ReceiveSharesPart(from int, shares []EncryptedShare, last bool) error {
 	if err := s.in(1); err != nil {
+		return err
+	}
+	if err := s.valid(from); err != nil {
 		return err
 	}
 	if _, ok := s.ads[from]; !ok || s.sent[from] {
@@ -105,13 +126,29 @@ func (s *Server) ReceiveShares(from int, shares []EncryptedShare) error {
 	for _, v := range s.graph[from] {
 		neigh[v] = true
 	}
-	for _, e := range shares {
-		if e.From != from || !neigh[e.To] {
-			return fmt.Errorf("%w: share from %d to %d", ErrBadMessage, e.From, e.To)
-		}
+	to := map[int]bool{}
+	for _, e := range s.pending[from] {
+		to[e.To] = true
 	}
-	s.sent[from] = true
 	for _, e := range shares {
+		switch {
+		case e.From != from || !neigh[e.To]:
+			return fmt.Errorf("%w: share from %d to %d", ErrBadMessage, e.From, e.To)
+		case to[e.To]:
+			return fmt.Errorf("%w: a second share from %d to %d", ErrBadMessage, e.From, e.To)
+		case len(e.Ciphertext) > MaxShareCiphertext:
+			return fmt.Errorf("%w: share from %d to %d of %d bytes; at most %d", ErrBadMessage, e.From, e.To, len(e.Ciphertext), MaxShareCiphertext)
+		}
+		to[e.To] = true
+	}
+	if !last {
+		s.pending[from] = append(s.pending[from], shares...)
+		return nil
+	}
+	all := append(s.pending[from], shares...)
+	delete(s.pending, from)
+	s.sent[from] = true
+	for _, e := range all {
 		s.routed[e.To] = append(s.routed[e.To], e)
 	}
 	return nil
@@ -131,6 +168,7 @@ func (s *Server) CloseShareKeys() (u2 []int, deliver map[int][]EncryptedShare, e
 		return nil, nil, fmt.Errorf("%w: %d clients shared keys; threshold %d", ErrTooFew, len(s.u2), s.p.T)
 	}
 	s.phase = 2
+	s.pending = nil // clients whose last part never came are not in U2
 	deliver = map[int][]EncryptedShare{}
 	for _, v := range s.u2 {
 		for _, e := range s.routed[v] {
@@ -176,27 +214,60 @@ func (s *Server) CloseMaskedInput() ([]int, error) {
 	return s.u3, nil
 }
 
-// ReceiveReveals takes one survivor's shares (phase 3). A share of the wrong
-// kind for its owner (a mask seed of a dropped client, a mask key of a
-// survivor) is refused: the server never holds both secrets of one client.
+// ReceiveReveals takes one survivor's shares (phase 3), all at once. A
+// share of the wrong kind for its owner (a mask seed of a dropped client, a
+// mask key of a survivor) is refused: the server never holds both secrets
+// of one client.
 func (s *Server) ReceiveReveals(from int, rs []Reveal) error {
+	return s.ReceiveRevealsPart(from, rs, true)
+}
+
+// ReceiveRevealsPart takes part of one survivor's revealed shares (phase 3),
+// as ReceiveSharesPart takes shares: the survivor has answered once its
+// last part was taken. Besides ReceiveReveals' checks, each share must be
+// of a client the survivor holds shares of (itself or a neighbour), and of
+// none twice in all its parts. A refused part changes nothing.
+func (s *Server) ReceiveRevealsPart(from int, rs []Reveal, last bool) error {
 	if err := s.in(3); err != nil {
+		return err
+	}
+	if err := s.valid(from); err != nil {
 		return err
 	}
 	if !s.masked[from] || s.from4[from] {
 		return fmt.Errorf("%w: reveals from %d", ErrBadMessage, from)
+	}
+	holds := map[int]bool{from: true}
+	for _, v := range s.graph[from] {
+		holds[v] = true
+	}
+	owners := map[int]bool{}
+	for _, r := range s.pendingReveals[from] {
+		owners[r.Owner] = true
 	}
 	for _, r := range rs {
 		want := MaskKey
 		if s.masked[r.Owner] {
 			want = MaskSeed
 		}
-		if !s.sent[r.Owner] || r.Kind != want || r.Share.X != uint32(from+1) || !r.Share.inField() {
+		switch {
+		case !s.sent[r.Owner] || r.Kind != want || r.Share.X != uint32(from+1) || !r.Share.inField():
 			return fmt.Errorf("%w: client %d revealed a %v share of %d", ErrUnsafeRequest, from, r.Kind, r.Owner)
+		case !holds[r.Owner]:
+			return fmt.Errorf("%w: client %d revealed a share of %d, which it holds none of", ErrBadMessage, from, r.Owner)
+		case owners[r.Owner]:
+			return fmt.Errorf("%w: client %d revealed a second share of %d", ErrBadMessage, from, r.Owner)
 		}
+		owners[r.Owner] = true
 	}
+	if !last {
+		s.pendingReveals[from] = append(s.pendingReveals[from], rs...)
+		return nil
+	}
+	all := append(s.pendingReveals[from], rs...)
+	delete(s.pendingReveals, from)
 	s.from4[from] = true
-	for _, r := range rs {
+	for _, r := range all {
 		if s.reveals[r.Owner] == nil {
 			s.reveals[r.Owner] = map[SecretKind][]Share{}
 		}
@@ -213,6 +284,7 @@ func (s *Server) Finish() ([]uint32, error) {
 		return nil, err
 	}
 	s.phase = 4
+	s.pendingReveals = nil // survivors whose last part never came did not answer
 	var masks []mask
 	for _, u := range s.u3 {
 		seed, err := s.lagrange.combine(s.reveals[u][MaskSeed], s.p.T)

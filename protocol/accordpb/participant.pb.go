@@ -823,7 +823,13 @@ type SecAggTask struct {
 	Shares    []*SecAggShare `protobuf:"bytes,12,rep,name=shares,proto3" json:"shares,omitempty"`
 	// Grouped mode: the receiver's group, from 1 (0: the cohort is one group).
 	// The group is part of the session every signature binds.
-	Group         uint32 `protobuf:"varint,13,opt,name=group,proto3" json:"group,omitempty"`
+	Group uint32 `protobuf:"varint,13,opt,name=group,proto3" json:"group,omitempty"`
+	// A task whose advertisements or shares exceed 1 MiB comes as parts Task
+	// messages in a row, numbered part = 0…parts−1: each carries every other
+	// field alike and a slice of the items; the participant acts once the
+	// last has come. parts 0 or 1: the task is whole.
+	Part          uint32 `protobuf:"varint,14,opt,name=part,proto3" json:"part,omitempty"`
+	Parts         uint32 `protobuf:"varint,15,opt,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -945,6 +951,20 @@ func (x *SecAggTask) GetShares() []*SecAggShare {
 func (x *SecAggTask) GetGroup() uint32 {
 	if x != nil {
 		return x.Group
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *SecAggTask) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
 	}
 	return 0
 }
@@ -1273,10 +1293,18 @@ func (x *SecAggAdvertiseRequest) GetAdvertisement() *SecAggAdvertisement {
 	return nil
 }
 
+// A client's shares (or reveals) that exceed 1 MiB go as several requests,
+// numbered part = 0…parts−1 and sent in order, each with at least one item:
+// the coordinator takes them as they come and counts the client's message
+// in once the last has. A part out of order, beyond parts, with a different
+// parts, or repeated is refused; so are more items than the client has
+// neighbours (shareholders). parts 0 or 1: the request is whole.
 type SecAggShareKeysRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         *SecAggRound           `protobuf:"bytes,1,opt,name=round,proto3" json:"round,omitempty"`
 	Shares        []*SecAggShare         `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	Part          uint32                 `protobuf:"varint,3,opt,name=part,proto3" json:"part,omitempty"`
+	Parts         uint32                 `protobuf:"varint,4,opt,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1325,10 +1353,26 @@ func (x *SecAggShareKeysRequest) GetShares() []*SecAggShare {
 	return nil
 }
 
+func (x *SecAggShareKeysRequest) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *SecAggShareKeysRequest) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
+}
+
 type SecAggUnmaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Round         *SecAggRound           `protobuf:"bytes,1,opt,name=round,proto3" json:"round,omitempty"`
 	Reveals       []*SecAggReveal        `protobuf:"bytes,2,rep,name=reveals,proto3" json:"reveals,omitempty"`
+	Part          uint32                 `protobuf:"varint,3,opt,name=part,proto3" json:"part,omitempty"`
+	Parts         uint32                 `protobuf:"varint,4,opt,name=parts,proto3" json:"parts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1375,6 +1419,20 @@ func (x *SecAggUnmaskRequest) GetReveals() []*SecAggReveal {
 		return x.Reveals
 	}
 	return nil
+}
+
+func (x *SecAggUnmaskRequest) GetPart() uint32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *SecAggUnmaskRequest) GetParts() uint32 {
+	if x != nil {
+		return x.Parts
+	}
+	return 0
 }
 
 type SecAggResponse struct {
@@ -1845,7 +1903,7 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\x12'\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x13.accord.v1.TaskKindR\x04kind\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\"\x1b\n" +
-	"\x19ReportTaskFailureResponse\"\x98\x03\n" +
+	"\x19ReportTaskFailureResponse\"\xc2\x03\n" +
 	"\n" +
 	"SecAggTask\x12\f\n" +
 	"\x01n\x18\x01 \x01(\rR\x01n\x12\x16\n" +
@@ -1862,7 +1920,9 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	" \x03(\v2\x1e.accord.v1.SecAggAdvertisementR\x0eadvertisements\x12\x1c\n" +
 	"\tsurvivors\x18\v \x03(\rR\tsurvivors\x12.\n" +
 	"\x06shares\x18\f \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\x12\x14\n" +
-	"\x05group\x18\r \x01(\rR\x05group\"\x93\x01\n" +
+	"\x05group\x18\r \x01(\rR\x05group\x12\x12\n" +
+	"\x04part\x18\x0e \x01(\rR\x04part\x12\x14\n" +
+	"\x05parts\x18\x0f \x01(\rR\x05parts\"\x93\x01\n" +
 	"\x13SecAggAdvertisement\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\rR\x04from\x12\x13\n" +
 	"\x05c_key\x18\x02 \x01(\fR\x04cKey\x12\x13\n" +
@@ -1890,13 +1950,17 @@ const file_accord_v1_participant_proto_rawDesc = "" +
 	"\aattempt\x18\x03 \x01(\rR\aattempt\"\x8c\x01\n" +
 	"\x16SecAggAdvertiseRequest\x12,\n" +
 	"\x05round\x18\x01 \x01(\v2\x16.accord.v1.SecAggRoundR\x05round\x12D\n" +
-	"\radvertisement\x18\x02 \x01(\v2\x1e.accord.v1.SecAggAdvertisementR\radvertisement\"v\n" +
+	"\radvertisement\x18\x02 \x01(\v2\x1e.accord.v1.SecAggAdvertisementR\radvertisement\"\xa0\x01\n" +
 	"\x16SecAggShareKeysRequest\x12,\n" +
 	"\x05round\x18\x01 \x01(\v2\x16.accord.v1.SecAggRoundR\x05round\x12.\n" +
-	"\x06shares\x18\x02 \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\"v\n" +
+	"\x06shares\x18\x02 \x03(\v2\x16.accord.v1.SecAggShareR\x06shares\x12\x12\n" +
+	"\x04part\x18\x03 \x01(\rR\x04part\x12\x14\n" +
+	"\x05parts\x18\x04 \x01(\rR\x05parts\"\xa0\x01\n" +
 	"\x13SecAggUnmaskRequest\x12,\n" +
 	"\x05round\x18\x01 \x01(\v2\x16.accord.v1.SecAggRoundR\x05round\x121\n" +
-	"\areveals\x18\x02 \x03(\v2\x17.accord.v1.SecAggRevealR\areveals\"\x10\n" +
+	"\areveals\x18\x02 \x03(\v2\x17.accord.v1.SecAggRevealR\areveals\x12\x12\n" +
+	"\x04part\x18\x03 \x01(\rR\x04part\x12\x14\n" +
+	"\x05parts\x18\x04 \x01(\rR\x05parts\"\x10\n" +
 	"\x0eSecAggResponse\"R\n" +
 	"\vUpdateChunk\x12/\n" +
 	"\x06header\x18\x01 \x01(\v2\x17.accord.v1.UpdateHeaderR\x06header\x12\x12\n" +

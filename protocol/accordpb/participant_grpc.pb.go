@@ -53,9 +53,11 @@ type ParticipantServiceClient interface {
 	// header.masked set.
 	SecAggAdvertise(ctx context.Context, in *SecAggAdvertiseRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
 	// SecAggShareKeys sends a client's encrypted shares for its neighbours
-	// (phase 1).
+	// (phase 1), in one request or, when they exceed 1 MiB, in several (part,
+	// parts), one after another.
 	SecAggShareKeys(ctx context.Context, in *SecAggShareKeysRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
-	// SecAggUnmask sends the shares a survivor reveals (phase 3).
+	// SecAggUnmask sends the shares a survivor reveals (phase 3), in parts
+	// like SecAggShareKeys.
 	SecAggUnmask(ctx context.Context, in *SecAggUnmaskRequest, opts ...grpc.CallOption) (*SecAggResponse, error)
 	// RefuseTask tells the coordinators that this site's policy refuses a
 	// job's task; the refusal is recorded and the job goes on without it.
@@ -220,9 +222,11 @@ type ParticipantServiceServer interface {
 	// header.masked set.
 	SecAggAdvertise(context.Context, *SecAggAdvertiseRequest) (*SecAggResponse, error)
 	// SecAggShareKeys sends a client's encrypted shares for its neighbours
-	// (phase 1).
+	// (phase 1), in one request or, when they exceed 1 MiB, in several (part,
+	// parts), one after another.
 	SecAggShareKeys(context.Context, *SecAggShareKeysRequest) (*SecAggResponse, error)
-	// SecAggUnmask sends the shares a survivor reveals (phase 3).
+	// SecAggUnmask sends the shares a survivor reveals (phase 3), in parts
+	// like SecAggShareKeys.
 	SecAggUnmask(context.Context, *SecAggUnmaskRequest) (*SecAggResponse, error)
 	// RefuseTask tells the coordinators that this site's policy refuses a
 	// job's task; the refusal is recorded and the job goes on without it.
