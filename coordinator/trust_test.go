@@ -381,6 +381,9 @@ func TestClaimedExamplesAreCappedAtMaxExamples(t *testing.T) {
 			if want := uint64(3*120 + maxExamples); round.Examples != want {
 				t.Errorf("round 1 weighs %d examples; want %d (three sites of 120, the liar capped at %d)", round.Examples, want, maxExamples)
 			}
+			// The admin's coordinator (0) may still be applying the commit
+			// the leader has: wait until every node holds it.
+			tc.WaitConverged(30 * time.Second)
 			base, got := pullModel(t, admin, id, 0), pullModel(t, admin, id, 1)
 			m := coordinator.JobSpecFromProto(spec)
 			mspec := model.MustParseSpec(m.Model)
