@@ -192,9 +192,12 @@ func (c *Coordinator) blob(ctx context.Context, digest string) ([]byte, error) {
 
 // blobFetchLoop makes every coordinator hold every model the FSM names:
 // after a restart, a snapshot install or a round it missed, it fetches what
-// it lacks from its peers.
+// it lacks from its peers. It works from what changed: a job whose models
+// it all holds is walked again only once the FSM has replaced it (jobs
+// are copy-on-write, so an unchanged job is the same pointer).
 func (c *Coordinator) blobFetchLoop() {
 	have := map[string]bool{}
+	complete := map[string]*Job{} // jobs, as last seen, whose kept models are all here
 	ticker := time.NewTicker(200 * time.Millisecond)
 	defer ticker.Stop()
 	for {
@@ -203,20 +206,18 @@ func (c *Coordinator) blobFetchLoop() {
 			return
 		case <-ticker.C:
 		}
-		for _, d := range c.fsm.ModelDigests() {
-			if have[d] {
+		views := c.fsm.JobViews()
+		for id := range complete {
+			if views[id] == nil {
+				delete(complete, id)
+			}
+		}
+		for id, j := range views {
+			if complete[id] == j {
 				continue
 			}
-			if ok, _ := c.store.HasBlob(d); ok {
-				have[d] = true
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, err := c.fetchBlob(ctx, d)
-			cancel()
-			if err == nil {
-				have[d] = true
-				c.log.Debug("fetched missing model", "digest", d)
+			if c.fetchMissing(j, have) {
+				complete[id] = j
 			}
 			select {
 			case <-c.stop:
@@ -225,4 +226,31 @@ func (c *Coordinator) blobFetchLoop() {
 			}
 		}
 	}
+}
+
+// fetchMissing fetches the job's kept models this coordinator lacks,
+// recording in have those it holds, and reports whether it now holds them
+// all.
+func (c *Coordinator) fetchMissing(j *Job, have map[string]bool) bool {
+	kept, _ := j.modelDigests()
+	all := true
+	for _, d := range kept {
+		if have[d] {
+			continue
+		}
+		if ok, _ := c.store.HasBlob(d); ok {
+			have[d] = true
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.fetchBlob(ctx, d)
+		cancel()
+		if err != nil {
+			all = false
+			continue
+		}
+		have[d] = true
+		c.log.Debug("fetched missing model", "digest", d)
+	}
+	return all
 }

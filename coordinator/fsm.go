@@ -670,6 +670,14 @@ func (f *FSM) JobView(id string) (*Job, error) {
 	return j, nil
 }
 
+// JobViews returns every job as the FSM holds it, by ID, without copying
+// them (see JobView: the caller must not change them).
+func (f *FSM) JobViews() map[string]*Job {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return maps.Clone(f.st.Jobs)
+}
+
 // Jobs returns copies of every job, oldest first.
 func (f *FSM) Jobs() []*Job {
 	f.mu.RLock()
@@ -747,17 +755,3 @@ func (f *FSM) Participant(id string) *Participant {
 	return nil
 }
 
-// ModelDigests lists every model digest the jobs keep (initial models and
-// committed rounds, as their retain policies say), so each coordinator can
-// check it holds them all.
-func (f *FSM) ModelDigests() []string {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	var out []string
-	for _, j := range f.st.Jobs {
-		kept, _ := j.modelDigests()
-		out = append(out, kept...)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
