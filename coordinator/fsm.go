@@ -754,4 +754,3 @@ func (f *FSM) Participant(id string) *Participant {
 	}
 	return nil
 }
-
