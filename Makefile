@@ -36,7 +36,8 @@ build-openblas:
 	CGO_ENABLED=1 $(GO) build -tags openblas -o $(BIN)/accord-openblas ./cmd/accord
 
 ## check-deps: the binary links no testing package, no package of ours outside tests imports
-## testing, and third_party/hashicorp/raft is the verified module's files, unchanged.
+## testing, third_party/hashicorp/raft is the verified module's files, unchanged, and every
+## import points down the layers coordinator/DESIGN.md draws (tools/layers).
 check-deps:
 	@if $(GO) list -deps ./cmd/accord | grep -qx testing; then echo "the accord binary links the testing package"; exit 1; fi
 	@bad=$$($(GO) list -deps -f '{{if not .Standard}}{{range .Imports}}{{if eq . "testing"}}{{$$.ImportPath}} {{end}}{{end}}{{end}}' ./cmd/accord); \
@@ -45,6 +46,7 @@ check-deps:
 	dir=$$(cd /tmp && GOFLAGS=-mod=mod $(GO) mod download -json github.com/hashicorp/raft@$$v | sed -n 's/.*"Dir": "\(.*\)",/\1/p'); \
 	for f in third_party/hashicorp/raft/*.go; do cmp -s "$$f" "$$dir/$$(basename $$f)" || { echo "$$f differs from raft $$v"; exit 1; }; done
 	@echo "check-deps: accord links no testing package; third_party/hashicorp/raft matches the verified module"
+	@$(GO) run ./tools/layers coordinator/DESIGN.md
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
