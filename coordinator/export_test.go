@@ -1,6 +1,10 @@
 package coordinator
 
-import "github.com/hashicorp/raft"
+import (
+	"time"
+
+	"github.com/hashicorp/raft"
+)
 
 // Hooks for the external tests of this package (compiled with the tests
 // only).
@@ -17,3 +21,22 @@ func VotersForTest(c *Coordinator) ([]raft.Server, error) { return c.voters() }
 // task whose secure-aggregation items take more than n bytes in parts
 // (protocol.SecAggPartBytes otherwise).
 func SecAggPartBytesForTest(n int) func(*Config) { return func(c *Config) { c.secAggPartBytes = n } }
+
+// HoldNextOpenRoundForTest makes the coordinator's FSM wait d before it
+// applies the next openRound command, as a slow Raft commit would. It
+// returns a channel closed when that apply starts waiting and one closed
+// when it goes on.
+func HoldNextOpenRoundForTest(c *Coordinator, d time.Duration) (held, released <-chan struct{}) {
+	h, r := make(chan struct{}), make(chan struct{})
+	fn := func(t commandType) {
+		if t != cmdOpenRound {
+			return
+		}
+		c.fsm.beforeApply.Store(nil)
+		close(h)
+		time.Sleep(d)
+		close(r)
+	}
+	c.fsm.beforeApply.Store(&fn)
+	return h, r
+}

@@ -61,6 +61,9 @@ type fleetHooks struct {
 	spread bool
 	// secAggPartBytes is participant.Config.SecAggPartBytes.
 	secAggPartBytes int
+	// afterTask runs after each task a participant completed (for a
+	// training task: once its update was accepted).
+	afterTask func(name string, t *pb.Task)
 }
 
 // fleet is the participants startFleet runs.
@@ -116,9 +119,12 @@ func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *f
 		if hooks.beforeReport != nil {
 			cfg.BeforeReport = func(task *pb.Task) error { return hooks.beforeReport(name, task) }
 		}
-		if hooks.kill != nil {
+		if hooks.kill != nil || hooks.afterTask != nil {
 			cfg.AfterTask = func(task *pb.Task) {
-				if hooks.kill(name, task) {
+				if hooks.afterTask != nil {
+					hooks.afterTask(name, task)
+				}
+				if hooks.kill != nil && hooks.kill(name, task) {
 					f.mu.Lock()
 					f.killed = append(f.killed, name)
 					f.mu.Unlock()

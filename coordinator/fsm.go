@@ -201,6 +201,9 @@ type FSM struct {
 	onRevoke func([]Revocation)
 	// changed is closed, under mu, by the next Apply or Restore (see Changed).
 	changed chan struct{}
+	// beforeApply, if set, runs before each command is applied, outside
+	// mu: a seam through which tests hold an apply (nil in the binary).
+	beforeApply atomic.Pointer[func(commandType)]
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -223,6 +226,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	}
 	t := commandType(l.Data[0])
 	body := l.Data[1:]
+	if hook := f.beforeApply.Load(); hook != nil {
+		(*hook)(t)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	defer f.signalLocked()

@@ -30,6 +30,12 @@ type leaderState struct {
 	mu   sync.Mutex
 	jobs map[string]*jobRun
 	kick chan struct{}
+	// inPass is set while the scheduling pass holds mu (schedule). The
+	// pass releases mu around its Raft applies and model transfers
+	// (outsidePass), so that uploads and other participants' calls, which
+	// take mu, never wait for them. Only the leader loop's goroutine
+	// reads or writes it.
+	inPass bool
 }
 
 // jobRun is one job's work in flight on the leader.
@@ -156,7 +162,11 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 func (c *Coordinator) schedule(now time.Time) {
 	running := c.fsm.RunningJobIDs()
 	c.leader.mu.Lock()
-	defer c.leader.mu.Unlock()
+	c.leader.inPass = true
+	defer func() {
+		c.leader.inPass = false
+		c.leader.mu.Unlock()
+	}()
 	if c.leader.jobs == nil {
 		return
 	}
@@ -184,8 +194,31 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 }
 
+// outsidePass runs f, a Raft apply or a model transfer of the scheduling
+// pass, with the leader's lock released when the pass holds it, and takes
+// the lock back before it returns: an apply can take up to the apply
+// timeout, a transfer to a peer as long, and uploads and the other calls
+// of participants must not wait for either. The pass calls it only where
+// the state those calls read is settled: a round it is closing is no
+// longer the job's open round (run.round), an evaluation it is recording
+// no longer run.eval; f touches nothing the lock guards. Called outside
+// the pass (the leader loop's first aborts), it just runs f.
+func (c *Coordinator) outsidePass(f func() error) error {
+	if !c.leader.inPass {
+		return f()
+	}
+	c.leader.inPass = false
+	c.leader.mu.Unlock()
+	defer func() {
+		c.leader.mu.Lock()
+		c.leader.inPass = true
+	}()
+	return f()
+}
+
 // scheduleJob takes the next step of one job: finish an evaluation, close a
-// round, or open the next one. The caller holds c.leader.mu.
+// round, or open the next one. The caller holds c.leader.mu; Raft applies
+// and model transfers run with it released (outsidePass).
 func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 	spec := job.Spec
 	if ev := run.eval; ev != nil {
@@ -194,7 +227,9 @@ func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
 		}
 		run.eval = nil
 		if ev.sum.Reporters > 0 {
-			if err := c.apply(cmdRecordEvaluation, recordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}); err != nil {
+			if err := c.outsidePass(func() error {
+				return c.apply(cmdRecordEvaluation, recordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum})
+			}); err != nil {
 				return err
 			}
 			c.log.Info("model evaluated", "job", job.ID, "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
@@ -299,7 +334,9 @@ func (j *Job) evaluated(number uint32) bool {
 func (c *Coordinator) finish(jobID string, status pb.JobStatus, reason string, targetRound uint32, now time.Time) error {
 	c.log.Info("job finished", "job", jobID, "status", status, "reason", reason)
 	delete(c.leader.jobs, jobID)
-	return c.apply(cmdFinishJob, finishJob{JobID: jobID, Status: status, Reason: reason, TargetRound: targetRound, At: now.UnixMilli()})
+	return c.outsidePass(func() error {
+		return c.apply(cmdFinishJob, finishJob{JobID: jobID, Status: status, Reason: reason, TargetRound: targetRound, At: now.UnixMilli()})
+	})
 }
 
 // seededRand returns a generator seeded from a job's seed and the given
@@ -402,7 +439,11 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 		}
 	}
 	baseDigest := job.modelDigest(number - 1)
-	blob, err := c.blob(context.Background(), baseDigest)
+	var blob []byte
+	err := c.outsidePass(func() (err error) {
+		blob, err = c.blob(context.Background(), baseDigest)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("base model of round %d: %w", number, err)
 	}
@@ -432,7 +473,11 @@ func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
 	if spec.SimulatedClock != nil {
 		rec.SimulatedAt = at.UnixMilli()
 	}
-	if err := c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec, Declared: declared}); err != nil {
+	// No round of this job is open here until the apply returns and
+	// run.round is set: an update that comes meanwhile is refused.
+	if err := c.outsidePass(func() error {
+		return c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec, Declared: declared})
+	}); err != nil {
 		return err
 	}
 	minUpdates := spec.minUpdates(len(cohort))
@@ -592,7 +637,7 @@ func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason s
 // applyAbort commits an abort command and counts it.
 func (c *Coordinator) applyAbort(cmd abortRound) error {
 	c.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
-	if err := c.apply(cmdAbortRound, cmd); err != nil {
+	if err := c.outsidePass(func() error { return c.apply(cmdAbortRound, cmd) }); err != nil {
 		return err
 	}
 	c.metrics.roundsAborted.Inc()
@@ -616,18 +661,20 @@ func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now
 // the job's server optimiser, and commits the new model and the
 // optimiser's state.
 func (c *Coordinator) commitUpdate(job *Job, run *jobRun, delta []float32, contributors []string, examples uint64, now time.Time) error {
+	// The round stops being the job's open one before anything can
+	// release the leader's lock: an update that comes now is refused,
+	// never summed after the result was taken.
 	r := run.round
+	run.round = nil
 	state, err := c.optimizerState(job, run)
 	if err != nil {
-		run.round = nil
 		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
 	}
 	params, next, err := job.Spec.Optimizer().Step(r.base, delta, state)
 	if err != nil {
-		run.round = nil
 		return c.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
 	}
-	return c.commitRound(job, run, params, next, contributors, examples, now)
+	return c.commitRound(job, run, r, params, next, contributors, examples, now)
 }
 
 // optimizerState is the server optimiser's state after the job's latest
@@ -641,7 +688,11 @@ func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.Optimize
 	if rec == nil || rec.OptimizerDigest == "" {
 		return nil, nil
 	}
-	blob, err := c.blob(context.Background(), rec.OptimizerDigest)
+	var blob []byte
+	err := c.outsidePass(func() (err error) {
+		blob, err = c.blob(context.Background(), rec.OptimizerDigest)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
 	}
@@ -656,35 +707,47 @@ func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.Optimize
 // commitRound stores the round's new model (and the server optimiser's
 // state, if it keeps one) on a quorum of coordinators and commits it, or
 // aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *Job, run *jobRun, params []float32, state *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
-	r := run.round
-	run.round = nil
+func (c *Coordinator) commitRound(job *Job, run *jobRun, r *round, params []float32, state *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
 		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
 	}
-	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(params))
-	if err != nil {
-		return errors.Join(err, c.recordReleasedAbort(job, r, "new model did not reach a quorum of coordinators", now))
-	}
-	var stateDigest string
+	var stateBlob []byte
 	if state != nil && (len(state.M) > 0 || len(state.V) > 0) {
 		b, err := state.MarshalBinary()
 		if err != nil {
 			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state not encoded", now))
 		}
-		if stateDigest, err = c.replicateBlob(context.Background(), b); err != nil {
-			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state did not reach a quorum of coordinators", now))
-		}
+		stateBlob = b
 	}
-	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt, Digest: digest,
-		Contributors: contributors, Examples: examples, At: now.UnixMilli(), OptimizerDigest: stateDigest, SamplingRate: r.samplingRate,
+	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
+		Contributors: contributors, Examples: examples, At: now.UnixMilli(), SamplingRate: r.samplingRate,
 		Reason: r.closedBy, Silent: r.silent()}
 	if job.Spec.DP != nil {
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
 	}
-	if err = c.apply(cmdCommitRound, cmd); err != nil {
+	// The quorum pushes and the commit run with the leader's lock released.
+	var abortReason string
+	err := c.outsidePass(func() error {
+		var err error
+		if cmd.Digest, err = c.replicateBlob(context.Background(), protocol.EncodeFloat32(params)); err != nil {
+			abortReason = "new model did not reach a quorum of coordinators"
+			return err
+		}
+		if stateBlob != nil {
+			if cmd.OptimizerDigest, err = c.replicateBlob(context.Background(), stateBlob); err != nil {
+				abortReason = "server optimiser state did not reach a quorum of coordinators"
+				return err
+			}
+		}
+		return c.apply(cmdCommitRound, cmd)
+	})
+	if abortReason != "" {
+		return errors.Join(err, c.recordReleasedAbort(job, r, abortReason, now))
+	}
+	if err != nil {
 		return err
 	}
+	digest := cmd.Digest
 	run.optimizer, run.optimizerRound = state, r.number
 	opened := time.UnixMilli(0)
 	if rec := job.openRound(); rec != nil {
