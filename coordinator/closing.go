@@ -49,7 +49,8 @@ func roundDuration(d time.Duration) string { return d.Round(time.Millisecond).St
 // recorded late instead (recordLate), so the selection weighting does not
 // count the attempt against it, and the call is refused with
 // ErrRoundClosed. Otherwise it returns nil and the caller refuses the call
-// as it would any other. The caller holds c.leader.mu.
+// as it would any other. The caller must not hold c.leader.mu: the
+// apply would make every upload wait for Raft.
 func (c *Coordinator) lateFor(jobID string, number, attempt uint32, from string) error {
 	job, err := c.fsm.JobView(jobID)
 	if err != nil || !job.running() {

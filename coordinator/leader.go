@@ -796,9 +796,14 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[h.GetJobId()]
 	if run == nil || run.round == nil || run.round.names(h.GetRound(), h.GetAttempt(), "update") != nil {
-		if err := c.lateFor(h.GetJobId(), h.GetRound(), h.GetAttempt(), from); err != nil {
+		// lateFor may apply a command: not under the lock.
+		c.leader.mu.Unlock()
+		err := c.lateFor(h.GetJobId(), h.GetRound(), h.GetAttempt(), from)
+		c.leader.mu.Lock()
+		if err != nil {
 			return nil, err
 		}
+		run = c.leader.jobs[h.GetJobId()]
 	}
 	if run != nil && run.round != nil {
 		var err error
@@ -886,9 +891,14 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, deliver fu
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[ref.GetJobId()]
 	if run == nil || run.round == nil || run.round.names(ref.GetRound(), ref.GetAttempt(), "message") != nil {
-		if err := c.lateFor(ref.GetJobId(), ref.GetRound(), ref.GetAttempt(), from); err != nil {
+		// lateFor may apply a command: not under the lock.
+		c.leader.mu.Unlock()
+		err := c.lateFor(ref.GetJobId(), ref.GetRound(), ref.GetAttempt(), from)
+		c.leader.mu.Lock()
+		if err != nil {
 			return err
 		}
+		run = c.leader.jobs[ref.GetJobId()]
 	}
 	if run == nil || run.round == nil {
 		if _, err := c.fsm.JobView(ref.GetJobId()); err != nil {
@@ -942,28 +952,36 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	if len(reason) > 512 {
 		reason = reason[:512]
 	}
-	c.leader.mu.Lock()
-	defer c.leader.mu.Unlock()
-	run := c.leader.jobs[req.GetJobId()]
 	if job, err := c.fsm.JobView(req.GetJobId()); err == nil && job.refused(from) {
 		return nil // recorded already: nothing more to commit
 	}
-	asked := run != nil && ((run.round != nil && run.round.cohort[from]) || (run.eval != nil && run.eval.expected[from]))
-	if !asked {
-		if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
-			return err
+	// The open round and evaluation stop waiting for the participant
+	// under the leader's lock; the refusal is committed after, without it
+	// (a participant whose commit failed retries, and is still asked).
+	if err := func() error {
+		c.leader.mu.Lock()
+		defer c.leader.mu.Unlock()
+		run := c.leader.jobs[req.GetJobId()]
+		asked := run != nil && ((run.round != nil && run.round.cohort[from]) || (run.eval != nil && run.eval.expected[from]))
+		if !asked {
+			if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: %s has no task of job %s to refuse", ErrNotInCohort, from, req.GetJobId())
 		}
-		return fmt.Errorf("%w: %s has no task of job %s to refuse", ErrNotInCohort, from, req.GetJobId())
+		if run.round != nil && run.round.cohort[from] {
+			run.round.refuse(from)
+			run.reasons[from] = sanitizeReason("site policy: " + reason)
+		}
+		if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
+			delete(run.eval.expected, from)
+		}
+		return nil
+	}(); err != nil {
+		return err
 	}
 	if err := c.apply(cmdRecordRefusal, recordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
 		return err
-	}
-	if run.round != nil && run.round.cohort[from] {
-		run.round.refuse(from)
-		run.reasons[from] = sanitizeReason("site policy: " + reason)
-	}
-	if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
-		delete(run.eval.expected, from)
 	}
 	c.log.Info("participant refused a job by its site policy", "job", req.GetJobId(), "participant", from, "reason", reason)
 	c.kickLeader()
@@ -984,14 +1002,28 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 	if reason == "" {
 		reason = "no reason given"
 	}
+	failure, err := c.noteTaskFailure(from, req, reason)
+	if err != nil || failure == nil {
+		return err
+	}
+	c.log.Info("participant reported a failed task", "job", req.GetJobId(), "participant", from, "task", failure.Task,
+		"round", failure.Round, "attempt", failure.Attempt, "reason", reason)
+	c.kickLeader()
+	return c.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: req.GetJobId(), Failure: *failure})
+}
+
+// noteTaskFailure makes the open round or the evaluation being collected
+// stop waiting for a participant whose task failed, under the leader's
+// lock, and returns the failure to commit (nil: reported already).
+func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequest, reason string) (*TaskFailure, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
 	if run == nil {
 		if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("%w: job %s has no round or evaluation open", ErrWrongRound, req.GetJobId())
+		return nil, fmt.Errorf("%w: job %s has no round or evaluation open", ErrWrongRound, req.GetJobId())
 	}
 	failure := TaskFailure{Participant: from, Reason: reason, Round: req.GetRound(), Attempt: req.GetAttempt(), At: time.Now().UnixMilli()}
 	switch req.GetKind() {
@@ -999,11 +1031,11 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 		e := run.eval
 		switch {
 		case e == nil || e.modelRound != req.GetRound():
-			return fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetRound())
+			return nil, fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetRound())
 		case e.got[from]:
-			return fmt.Errorf("%w: %s reported its evaluation of round %d", ErrDuplicate, from, e.modelRound)
+			return nil, fmt.Errorf("%w: %s reported its evaluation of round %d", ErrDuplicate, from, e.modelRound)
 		case !e.expected[from]:
-			return fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", ErrNotInCohort, from, e.modelRound)
+			return nil, fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", ErrNotInCohort, from, e.modelRound)
 		}
 		delete(e.expected, from)
 		failure.Task, failure.Attempt = "evaluate", 0
@@ -1011,26 +1043,23 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 		r := run.round
 		switch {
 		case r == nil:
-			return fmt.Errorf("%w: job %s has no round open (report for round %d)", ErrWrongRound, req.GetJobId(), req.GetRound())
+			return nil, fmt.Errorf("%w: job %s has no round open (report for round %d)", ErrWrongRound, req.GetJobId(), req.GetRound())
 		case r.number != req.GetRound() || r.attempt != req.GetAttempt():
-			return fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", ErrWrongRound, r.number, r.attempt, req.GetRound(), req.GetAttempt())
+			return nil, fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", ErrWrongRound, r.number, r.attempt, req.GetRound(), req.GetAttempt())
 		case !r.cohort[from]:
-			return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+			return nil, fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
 		case r.refused[from]:
-			return nil // reported already
+			return nil, nil // reported already
 		case r.done[from] || r.isReceiving(from):
-			return fmt.Errorf("%w: %s's update of round %d arrived", ErrDuplicate, from, r.number)
+			return nil, fmt.Errorf("%w: %s's update of round %d arrived", ErrDuplicate, from, r.number)
 		}
 		r.refuse(from)
 		run.reasons[from] = reason
 		failure.Task = "train"
 	default:
-		return fmt.Errorf("%w: task kind %v", ErrBadRequest, req.GetKind())
+		return nil, fmt.Errorf("%w: task kind %v", ErrBadRequest, req.GetKind())
 	}
-	c.log.Info("participant reported a failed task", "job", req.GetJobId(), "participant", from, "task", failure.Task,
-		"round", failure.Round, "attempt", failure.Attempt, "reason", reason)
-	c.kickLeader()
-	return c.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: req.GetJobId(), Failure: failure})
+	return &failure, nil
 }
 
 // withReasons appends to an abort reason why cohort members refused or
