@@ -515,7 +515,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	}
 	cfg := model.TrainConfig{Epochs: int(t.GetLocalEpochs()), BatchSize: int(t.GetBatchSize()), LearningRate: t.GetLearningRate(), ProxMu: t.GetProxMu(), Seed: t.GetSeed()}
 	budget := time.Duration(min(t.GetLocalTimeBudgetMs(), uint64(24*time.Hour/time.Millisecond))) * time.Millisecond
-	_, delay := p.cfg.faults(t)
+	flip, delay := p.cfg.faults(t)
 	log := p.taskLog(t)
 	began := time.Now()
 	epochs, loss, err := p.trainEpochs(ctx, m, cfg, budget, delay)
@@ -531,7 +531,7 @@ func (p *Participant) train(ctx context.Context, client pb.ParticipantServiceCli
 	for i, b := range base {
 		delta[i] -= b
 	}
-	if flip, _ := p.cfg.faults(t); flip != 0 {
+	if flip != 0 {
 		for i := range delta {
 			delta[i] *= float32(-flip)
 		}
