@@ -3,6 +3,7 @@ package coordinator
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 	_ "time/tzdata" // time zones in a static binary on a machine without them
 
@@ -48,12 +49,31 @@ func (a *Availability) toProto() *pb.Availability {
 	return &pb.Availability{TimeZone: a.TimeZone, FromHour: a.FromHour, ToHour: a.ToHour}
 }
 
+// zones caches the time zones loaded so far, by name: time.LoadLocation
+// reads and parses the zone's file on every call, and roundTime asks for
+// every eligible participant at every step it tries. Only names that
+// loaded are kept, so the cache is bounded by the zone database.
+var zones sync.Map // string → *time.Location
+
+// loadZone is time.LoadLocation through the zones cache.
+func loadZone(name string) (*time.Location, error) {
+	if l, ok := zones.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, l)
+	return l, nil
+}
+
 // at reports whether t falls within the window (nil: always available).
 func (a *Availability) at(t time.Time) bool {
 	if a == nil {
 		return true
 	}
-	loc, err := time.LoadLocation(a.TimeZone)
+	loc, err := loadZone(a.TimeZone)
 	if err != nil {
 		return false // checked at registration; a zone gone since is not available
 	}
