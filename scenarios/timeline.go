@@ -196,7 +196,11 @@ type timeline struct {
 	start time.Time
 	log   func(format string, args ...any)
 
-	stop        chan struct{} // closed by finish: timed partitions heal at once
+	stop chan struct{} // closed by finish: timed partitions heal at once
+	// acting serialises the events' actions (a kill, a restart, a cut),
+	// which can take seconds; mu guards the state below and is never held
+	// across an action, so participants' calls (faultAt) do not wait for one.
+	acting      sync.Mutex
 	mu          sync.Mutex
 	fired       []bool
 	reports     []*EventReport
@@ -279,8 +283,14 @@ func (t *timeline) fire(task *pb.Task, phase string) {
 }
 
 func (t *timeline) fireRound(round uint32, phase string) {
+	t.acting.Lock()
+	defer t.acting.Unlock()
+	type firing struct {
+		e   Event
+		rep *EventReport
+	}
+	var due []firing
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	for i, e := range t.sc.Events {
 		if t.fired[i] || e.Round != round || cmp.Or(e.Phase, PhaseOpen) != phase {
 			continue
@@ -289,12 +299,22 @@ func (t *timeline) fireRound(round uint32, phase string) {
 		rep := &EventReport{Round: e.Round, Phase: cmp.Or(e.Phase, PhaseOpen), Kind: e.Kind, Target: cmp.Or(e.Target, e.Region),
 			SecondsSinceStart: time.Since(t.start).Seconds()}
 		t.reports = append(t.reports, rep)
-		rep.Outcome = t.apply(e, rep)
-		t.log("round %3d: event %s (%s): %s", e.Round, strings.TrimSpace(e.Kind+" "+rep.Target), rep.Phase, rep.Outcome)
+		due = append(due, firing{e, rep})
+	}
+	t.mu.Unlock()
+	for _, f := range due {
+		out := t.apply(f.e, f.rep)
+		t.mu.Lock()
+		// A failover watch may have added to the outcome already.
+		f.rep.Outcome = out + f.rep.Outcome
+		line := fmt.Sprintf("round %3d: event %s (%s): %s", f.e.Round, strings.TrimSpace(f.e.Kind+" "+f.rep.Target), f.rep.Phase, f.rep.Outcome)
+		t.mu.Unlock()
+		t.log("%s", line)
 	}
 }
 
-// apply does one event (t.mu held) and says what it did.
+// apply does one event and says what it did. The caller holds t.acting,
+// not t.mu: apply takes t.mu only around the timeline's state.
 func (t *timeline) apply(e Event, rep *EventReport) string {
 	switch e.Kind {
 	case EventKillCoordinator:
@@ -310,7 +330,9 @@ func (t *timeline) apply(e Event, rep *EventReport) string {
 		if err := t.c.kill(name); err != nil {
 			return fmt.Sprintf("killing %s failed: %v", name, err)
 		}
+		t.mu.Lock()
 		t.killed = append(t.killed, name)
+		t.mu.Unlock()
 		if wasLeader {
 			t.watchFailover(rep, name)
 		}
@@ -318,10 +340,13 @@ func (t *timeline) apply(e Event, rep *EventReport) string {
 	case EventRestartCoordinator:
 		name := e.Target
 		if name == "killed" {
+			t.mu.Lock()
 			if len(t.killed) == 0 {
+				t.mu.Unlock()
 				return "no coordinator is down: nothing to restart"
 			}
 			name = t.killed[len(t.killed)-1]
+			t.mu.Unlock()
 		}
 		rep.Target = name
 		if t.c.live(name) {
@@ -330,7 +355,9 @@ func (t *timeline) apply(e Event, rep *EventReport) string {
 		if err := t.c.restart(context.Background(), name); err != nil {
 			return fmt.Sprintf("restarting %s failed: %v", name, err)
 		}
+		t.mu.Lock()
 		t.killed = slices.DeleteFunc(t.killed, func(n string) bool { return n == name })
+		t.mu.Unlock()
 		return name + " restarted on its data folder"
 	case EventPartition:
 		region := e.Region
@@ -359,7 +386,9 @@ func (t *timeline) apply(e Event, rep *EventReport) string {
 		}
 		if e.Rounds > 0 {
 			h.atRound = e.Round + e.Rounds
+			t.mu.Lock()
 			t.heals = append(t.heals, h)
+			t.mu.Unlock()
 			return fmt.Sprintf("%s cut off (coordinators %s) until round %d commits", region, strings.Join(victims, ", "), h.atRound)
 		}
 		t.wg.Go(func() {
@@ -376,11 +405,13 @@ func (t *timeline) apply(e Event, rep *EventReport) string {
 		return fmt.Sprintf("%.0f%% of the cohort%s vanish after training", 100*e.Fraction, inRegion(e.Region))
 	case EventHostile:
 		var names []string
+		t.mu.Lock()
 		for n, from := range t.hostileFrom {
 			if from == e.Round {
 				names = append(names, n)
 			}
 		}
+		t.mu.Unlock()
 		slices.Sort(names)
 		return fmt.Sprintf("hostile from now on: %s", strings.Join(names, ", "))
 	case EventStraggler:
@@ -471,6 +502,8 @@ func (t *timeline) commit(round uint32) {
 // finish heals what is still cut, waits for the timeline's goroutines and
 // returns the events' reports.
 func (t *timeline) finish() []EventReport {
+	t.acting.Lock() // an action under way finishes first
+	defer t.acting.Unlock()
 	close(t.stop)
 	t.mu.Lock()
 	for _, h := range t.heals {
