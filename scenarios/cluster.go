@@ -15,7 +15,7 @@ import (
 // (to restart it), its region, and whether it runs.
 type inProcess struct {
 	net     *netsim.Network
-	mu      sync.Mutex
+	mu      sync.Mutex                 // guards nodes and configs (a restart rewrites its config's addresses)
 	nodes   []*coordinator.Coordinator // nil while killed
 	configs []coordinator.Config
 	region  []string
@@ -23,6 +23,13 @@ type inProcess struct {
 }
 
 func (p *inProcess) index(name string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.indexLocked(name)
+}
+
+// indexLocked is index for a caller that holds p.mu.
+func (p *inProcess) indexLocked(name string) int {
 	for i, c := range p.configs {
 		if c.Name == name {
 			return i
@@ -34,7 +41,10 @@ func (p *inProcess) index(name string) int {
 // start starts coordinator i on its config and places its addresses in
 // its region.
 func (p *inProcess) start(ctx context.Context, i int) error {
-	c, err := coordinator.New(p.configs[i])
+	p.mu.Lock()
+	cfg := p.configs[i]
+	p.mu.Unlock()
+	c, err := coordinator.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -45,8 +55,8 @@ func (p *inProcess) start(ctx context.Context, i int) error {
 		p.net.Register(a, p.region[i])
 	}
 	// A restart binds the same addresses: Raft's configuration names them.
-	p.configs[i].GRPCAddr, p.configs[i].RaftAddr, p.configs[i].GossipAddr = c.Addr(), c.RaftAddr(), c.GossipAddr()
 	p.mu.Lock()
+	p.configs[i].GRPCAddr, p.configs[i].RaftAddr, p.configs[i].GossipAddr = c.Addr(), c.RaftAddr(), c.GossipAddr()
 	p.nodes[i] = c
 	p.mu.Unlock()
 	return nil
@@ -119,7 +129,7 @@ func (p *inProcess) heal(region string) { p.net.Heal(region) }
 
 func (p *inProcess) committed(name string) int {
 	p.mu.Lock()
-	c := p.nodes[p.index(name)]
+	c := p.nodes[p.indexLocked(name)]
 	jobID := p.jobID
 	p.mu.Unlock()
 	if c == nil || jobID == "" {
@@ -139,6 +149,8 @@ func (p *inProcess) committed(name string) int {
 }
 
 func (p *inProcess) names() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	out := make([]string, len(p.configs))
 	for i, c := range p.configs {
 		out[i] = c.Name
@@ -149,5 +161,5 @@ func (p *inProcess) names() []string {
 func (p *inProcess) live(name string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.nodes[p.index(name)] != nil
+	return p.nodes[p.indexLocked(name)] != nil
 }
