@@ -50,16 +50,23 @@ func im2col(col, img []float32, c, h, w, k int) {
 				first, last := y0*w+lo, (y1-1)*w+hi
 				copy(row[first:last], src[first+dy*w+dx:last+dy*w+dx])
 				clear(row[last:])
-				for y := y0; y < y1; y++ {
-					r := row[y*w : (y+1)*w]
-					for x := range lo {
-						r[x] = 0
-					}
-					for x := hi; x < w; x++ {
-						r[x] = 0
-					}
-				}
+				zeroWrapped(row, w, y0, y1, lo, hi)
 			}
+		}
+	}
+}
+
+// zeroWrapped zeroes, in rows y0 to y1 of a patch-matrix row of width w,
+// the columns outside [lo, hi): those a copy of the shifted image as one
+// run wrapped around a row edge, where the kernel tap is in the padding.
+func zeroWrapped(row []float32, w, y0, y1, lo, hi int) {
+	for y := y0; y < y1; y++ {
+		r := row[y*w : (y+1)*w]
+		for x := range lo { // one or two values: a loop, not a call to clear
+			r[x] = 0
+		}
+		for x := hi; x < w; x++ {
+			r[x] = 0
 		}
 	}
 }
@@ -84,15 +91,7 @@ func col2im(img, col []float32, c, h, w, k int) {
 				if y0 >= y1 || lo >= hi {
 					continue
 				}
-				for y := y0; y < y1; y++ {
-					r := row[y*w : (y+1)*w]
-					for x := range lo {
-						r[x] = 0
-					}
-					for x := hi; x < w; x++ {
-						r[x] = 0
-					}
-				}
+				zeroWrapped(row, w, y0, y1, lo, hi)
 				first, last := y0*w+lo, (y1-1)*w+hi
 				vec.Saxpy(last-first, 1, row[first:last], 1, dst[first+dy*w+dx:last+dy*w+dx], 1)
 			}

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // ChunkBytes is the most data one stream message carries: models and updates
@@ -96,4 +98,21 @@ func ReceiveBlob(recv func() ([]byte, error), want string) ([]byte, error) {
 		}
 	}
 	return blob, nil
+}
+
+// ReceiveModel reads a PullModel stream to its end: the model's bytes,
+// and its first chunk, which carries the digest and the model spec (nil
+// if the stream had no chunk). It does not check the digest; callers
+// that trust it only once checked compare it with Digest(blob).
+func ReceiveModel(stream interface {
+	Recv() (*pb.ModelChunk, error)
+}) (blob []byte, first *pb.ModelChunk, err error) {
+	blob, err = ReceiveBlob(func() ([]byte, error) {
+		ch, err := stream.Recv()
+		if first == nil && err == nil {
+			first = ch
+		}
+		return ch.GetData(), err
+	}, "")
+	return blob, first, err
 }

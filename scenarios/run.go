@@ -724,14 +724,7 @@ func PullModel(ctx context.Context, admin pb.AdminServiceClient, jobID string, r
 	if err != nil {
 		return nil, nil, err
 	}
-	var first *pb.ModelChunk // carries the digest and the model spec
-	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
-		ch, err := stream.Recv()
-		if first == nil && err == nil {
-			first = ch
-		}
-		return ch.GetData(), err
-	}, "")
+	blob, first, err := protocol.ReceiveModel(stream)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pulling job %s round %d: %w", jobID, round, err)
 	}

@@ -153,14 +153,7 @@ func (s *Server) pull(ctx context.Context, jobID string, round uint32) (*loaded,
 	if err != nil {
 		return nil, err
 	}
-	var first *pb.ModelChunk
-	blob, err := protocol.ReceiveBlob(func() ([]byte, error) {
-		ch, err := stream.Recv()
-		if first == nil && err == nil {
-			first = ch
-		}
-		return ch.GetData(), err
-	}, "")
+	blob, first, err := protocol.ReceiveModel(stream)
 	if err != nil {
 		return nil, fmt.Errorf("pulling job %s round %d: %w", jobID, round, err)
 	}

@@ -1,32 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"sync"
 	"testing"
 
-	"github.com/accord-fl/accord/participant/data"
+	"github.com/accord-fl/accord/participant/data/datatest"
 )
 
-var (
-	mnistOnce sync.Once
-	mnistErr  error
-)
-
-// needMNIST skips the test, in every mode, when MNIST cannot be had
-// (participant/data.LocateMNIST fails with data.ErrMNISTUnavailable: the
-// GoMNIST module is not in the module cache and the module proxy cannot
-// be reached, or ACCORD_MNIST_DIR names a folder without the files), and
-// says how to provide it. It looks once per test binary.
+// needMNIST skips the test when MNIST cannot be had (datatest.NeedMNIST).
 func needMNIST(tb testing.TB) {
 	tb.Helper()
-	mnistOnce.Do(func() { _, mnistErr = data.LocateMNIST(context.Background()) })
-	switch {
-	case errors.Is(mnistErr, data.ErrMNISTUnavailable):
-		tb.Skipf("needs MNIST, unavailable here; set %s to a folder with the four MNIST .gz files, or let the go command fetch %s (GOPROXY): %v",
-			data.MNISTDirEnv, data.MNISTModule, mnistErr)
-	case mnistErr != nil:
-		tb.Fatalf("locating MNIST: %v", mnistErr)
-	}
+	datatest.NeedMNIST(tb)
 }
