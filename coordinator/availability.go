@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -147,10 +148,11 @@ func simulatedClockFromProto(p *pb.SimulatedClock) *SimulatedClock {
 // most, so that participants who registered and went away (or declared
 // hours to stall the job) cannot hold the clock for good. The wait is the
 // leader's own (run); the time chosen is replicated with the round.
-func (c *Coordinator) roundTime(job *Job, run *jobRun, connected []string, need int, now time.Time) (time.Time, []string) {
+func (s *decision) roundTime(connected []string, need int) (time.Time, []string) {
+	job, run, now := s.job, s.run, s.now
 	clock := job.Spec.SimulatedClock
 	if clock == nil {
-		return now, c.availableAt(connected, now)
+		return now, s.availableAt(connected, now)
 	}
 	t := clock.start()
 	for _, r := range job.Rounds {
@@ -160,45 +162,41 @@ func (c *Coordinator) roundTime(job *Job, run *jobRun, connected []string, need 
 	}
 	step := time.Duration(clock.PerRound)
 	base := t
-	if run != nil {
-		if !run.clockBase.Equal(base) { // a new attempt: no wait carried over
-			run.clockBase, run.clockSkip, run.clockWaitSince = base, 0, time.Time{}
-		}
-		t = t.Add(time.Duration(run.clockSkip) * step)
+	if !run.clockBase.Equal(base) { // a new attempt: no wait carried over
+		run.clockBase, run.clockSkip, run.clockWaitSince = base, 0, time.Time{}
 	}
-	eligible := slices.DeleteFunc(c.fsm.ParticipantIDs(), func(id string) bool {
-		p := c.fsm.Participant(id)
+	t = t.Add(time.Duration(run.clockSkip) * step)
+	eligible := slices.DeleteFunc(s.world.participantIDs(), func(id string) bool {
+		p := s.world.participant(id)
 		return p == nil || job.refused(id) || !p.holds(job.Spec.Dataset)
 	})
 	for range int(24*time.Hour/step) + 1 {
-		if len(c.availableAt(eligible, t)) >= need {
+		if len(s.availableAt(eligible, t)) >= need {
 			break
 		}
 		t = t.Add(step)
 	}
-	avail := c.availableAt(connected, t)
-	if run != nil {
-		switch {
-		case len(avail) >= need:
-			run.clockWaitSince = time.Time{}
-		case run.clockWaitSince.IsZero():
-			run.clockWaitSince = now
-		case now.Sub(run.clockWaitSince) > time.Duration(job.Spec.RoundDeadline):
-			// Those within their hours at t did not come for a round
-			// deadline: move on past t.
-			run.clockSkip = int(t.Sub(base)/step) + 1
-			run.clockWaitSince = time.Time{}
-			c.log.Info("simulated clock: too few participants within their hours connected; moving on", "job", job.ID, "from", t.UTC(), "connected", len(connected), "need", need)
-		}
+	avail := s.availableAt(connected, t)
+	switch {
+	case len(avail) >= need:
+		run.clockWaitSince = time.Time{}
+	case run.clockWaitSince.IsZero():
+		run.clockWaitSince = now
+	case now.Sub(run.clockWaitSince) > time.Duration(job.Spec.RoundDeadline):
+		// Those within their hours at t did not come for a round
+		// deadline: move on past t.
+		run.clockSkip = int(t.Sub(base)/step) + 1
+		run.clockWaitSince = time.Time{}
+		s.log(slog.LevelInfo, "simulated clock: too few participants within their hours connected; moving on", "from", t.UTC(), "connected", len(connected), "need", need)
 	}
 	return t, avail
 }
 
 // availableAt keeps the participants within their hours at t.
-func (c *Coordinator) availableAt(ids []string, t time.Time) []string {
+func (s *decision) availableAt(ids []string, t time.Time) []string {
 	var out []string
 	for _, id := range ids {
-		if p := c.fsm.Participant(id); p == nil || p.Availability.at(t) {
+		if p := s.world.participant(id); p == nil || p.Availability.at(t) {
 			out = append(out, id)
 		}
 	}

@@ -61,20 +61,20 @@ func TestRoundTimeSkipsToWorkingHours(t *testing.T) {
 	clock := &SimulatedClock{Start: "2026-11-30T00:00:00Z", PerRound: Duration(2 * time.Hour)}
 	job := &Job{Spec: JobSpec{SimulatedClock: clock}}
 	ids := []string{"always", "berlin-1", "tokyo-1"}
-	at, avail := c.roundTime(job, nil, ids, 2, time.Now())
+	at, avail := roundTimeFor(c.fsm, job, nil, ids, 2, time.Now())
 	if at.UTC().Format(time.RFC3339) != "2026-11-30T00:00:00Z" || len(avail) != 2 || avail[1] != "tokyo-1" {
 		t.Fatalf("round 1 at %s with %v; want 00:00 UTC with always and tokyo-1", at.UTC(), avail)
 	}
 	// After a round at 06:00 UTC (15:00 Tokyo), the next is at 08:00:
 	// Tokyo has gone home and Berlin (09:00 CET) has arrived.
 	job.Rounds = []*RoundRecord{{Number: 1, Attempt: 1, SimulatedAt: time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC).UnixMilli()}}
-	at, avail = c.roundTime(job, nil, ids, 2, time.Now())
+	at, avail = roundTimeFor(c.fsm, job, nil, ids, 2, time.Now())
 	if at.UTC().Hour() != 8 || len(avail) != 2 || avail[1] != "berlin-1" {
 		t.Fatalf("round 2 at %s with %v; want 08:00 UTC with always and berlin-1", at.UTC(), avail)
 	}
 	// Needing three, it waits for the hour both work: none; it gives up
 	// after a day of steps with whom it has.
-	_, avail = c.roundTime(job, nil, ids, 3, time.Now())
+	_, avail = roundTimeFor(c.fsm, job, nil, ids, 3, time.Now())
 	if len(avail) == 3 {
 		t.Fatalf("Tokyo and Berlin office hours do not overlap, yet %v", avail)
 	}
@@ -97,15 +97,15 @@ func TestRoundTimeDoesNotWaitForeverForTheAbsent(t *testing.T) {
 	run := &jobRun{}
 	now := time.Now()
 	connected := []string{"daytime"}
-	at, avail := c.roundTime(job, run, connected, 1, now)
+	at, avail := roundTimeFor(c.fsm, job, run, connected, 1, now)
 	if at.UTC().Hour() != 0 || len(avail) != 0 {
 		t.Fatalf("first: %s with %v; want 00:00 (absent is within its hours) and nobody connected there", at.UTC(), avail)
 	}
-	if at, _ = c.roundTime(job, run, connected, 1, now.Add(30*time.Second)); at.UTC().Hour() != 0 {
+	if at, _ = roundTimeFor(c.fsm, job, run, connected, 1, now.Add(30*time.Second)); at.UTC().Hour() != 0 {
 		t.Fatalf("within the round deadline the clock moved to %s", at.UTC())
 	}
-	c.roundTime(job, run, connected, 1, now.Add(61*time.Second)) // the deadline passes: move on
-	at, avail = c.roundTime(job, run, connected, 1, now.Add(62*time.Second))
+	roundTimeFor(c.fsm, job, run, connected, 1, now.Add(61*time.Second)) // the deadline passes: move on
+	at, avail = roundTimeFor(c.fsm, job, run, connected, 1, now.Add(62*time.Second))
 	if at.UTC().Hour() == 0 || len(avail) != 0 && at.UTC().Hour() < 8 {
 		t.Fatalf("after a round deadline: %s with %v; want the clock moved on", at.UTC(), avail)
 	}
@@ -116,10 +116,20 @@ func TestRoundTimeDoesNotWaitForeverForTheAbsent(t *testing.T) {
 			t.Fatalf("never reached daytime's hours: %s", at.UTC())
 		}
 		now = now.Add(61 * time.Second)
-		c.roundTime(job, run, connected, 1, now)
-		at, avail = c.roundTime(job, run, connected, 1, now.Add(time.Second))
+		roundTimeFor(c.fsm, job, run, connected, 1, now)
+		at, avail = roundTimeFor(c.fsm, job, run, connected, 1, now.Add(time.Second))
 	}
 	if at.UTC().Hour() != 8 || avail[0] != "daytime" {
 		t.Fatalf("%s with %v; want 08:00 with daytime", at.UTC(), avail)
 	}
+}
+
+// roundTimeFor is decide's roundTime for job with the participants
+// registered in f (a fresh jobRun when run is nil).
+func roundTimeFor(f *FSM, job *Job, run *jobRun, connected []string, need int, now time.Time) (time.Time, []string) {
+	if run == nil {
+		run = &jobRun{}
+	}
+	s := &decision{decider: decider{world: coordinatorWorld{fsm: f}}, job: job, run: run, now: now}
+	return s.roundTime(connected, need)
 }

@@ -265,6 +265,7 @@ func New(cfg Config) (*Coordinator, error) {
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
 	c.peers = newPeers(c)
+	c.leader.decider = decider{world: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, ca: cfg.CA}
 	c.fsm.onRevoke = c.revoked.push
 	return c, nil
 }

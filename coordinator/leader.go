@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
-	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/model"
-	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -27,19 +25,25 @@ const reconcileInterval = 500 * time.Millisecond
 // and the evaluation being collected. It is lost on leader change by
 // design; the new leader aborts the open round and opens a fresh one.
 type leaderState struct {
+	// mu guards jobs and what participants' calls read and change in a
+	// jobRun (its round, eval and reasons). The scheduling pass holds it
+	// while it decides, never while it executes (no Raft apply, send or
+	// model transfer runs under it).
 	mu   sync.Mutex
 	jobs map[string]*jobRun
 	kick chan struct{}
-	// inPass is set while the scheduling pass holds mu (schedule). The
-	// pass releases mu around its Raft applies and model transfers
-	// (outsidePass), so that uploads and other participants' calls, which
-	// take mu, never wait for them. Only the leader loop's goroutine
-	// reads or writes it.
-	inPass bool
+	// decider makes the scheduling pass's decisions (set by New).
+	decider decider
 }
 
-// jobRun is one job's work in flight on the leader.
+// jobRun is one job's work in flight on the leader: decide changes it
+// under the leader's lock; participants' calls change round, eval and
+// reasons under it. The executor, on the leader loop's goroutine like
+// decide, also keeps optimizer here.
 type jobRun struct {
+	// started is set at the job's first decision on this leader: a round
+	// open in the FSM then was left by the previous leader.
+	started       bool
 	round         *round
 	eval          *evalCollection
 	evalAttempted map[uint32]bool // models whose evaluation was started
@@ -125,21 +129,6 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 		c.leader.mu.Unlock()
 	}()
 
-	// Rounds left open by an earlier leader cannot finish: their updates and
-	// sums were in that leader's memory.
-	now := time.Now()
-	for _, id := range c.fsm.RunningJobIDs() {
-		job, err := c.fsm.JobView(id)
-		if err != nil {
-			continue
-		}
-		if r := job.openRound(); r != nil {
-			if err := c.recordAbort(id, r.Number, r.Attempt, "leader change", now); err != nil {
-				c.log.Warn("aborting round left open by the previous leader", "job", id, "round", r.Number, "err", err)
-			}
-		}
-	}
-
 	ticker := time.NewTicker(c.cfg.Tick)
 	defer ticker.Stop()
 	var reconciled time.Time
@@ -158,16 +147,13 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 	}
 }
 
-// schedule advances every running job.
+// schedule advances every running job: for each, it decides under the
+// leader's lock, then executes the decision without it.
 func (c *Coordinator) schedule(now time.Time) {
 	running := c.fsm.RunningJobIDs()
 	c.leader.mu.Lock()
-	c.leader.inPass = true
-	defer func() {
-		c.leader.inPass = false
-		c.leader.mu.Unlock()
-	}()
 	if c.leader.jobs == nil {
+		c.leader.mu.Unlock()
 		return
 	}
 	for id := range c.leader.jobs {
@@ -175,139 +161,31 @@ func (c *Coordinator) schedule(now time.Time) {
 			delete(c.leader.jobs, id) // finished or cancelled
 		}
 	}
+	c.leader.mu.Unlock()
 	for _, id := range running {
 		job, err := c.fsm.JobView(id)
 		if err != nil {
 			continue
+		}
+		c.leader.mu.Lock()
+		if c.leader.jobs == nil {
+			c.leader.mu.Unlock()
+			return
 		}
 		run := c.leader.jobs[id]
 		if run == nil {
 			run = &jobRun{evalAttempted: map[uint32]bool{}}
 			c.leader.jobs[id] = run
 		}
-		if err := c.scheduleJob(job, run, now); err != nil {
+		effects := c.leader.decider.decide(job, run, now)
+		c.leader.mu.Unlock()
+		if err := c.execute(job, run, effects, now); err != nil {
 			c.log.Warn("scheduling job", "job", id, "err", err)
 			if errors.Is(err, ErrNotLeader) {
 				return
 			}
 		}
 	}
-}
-
-// outsidePass runs f, a Raft apply or a model transfer of the scheduling
-// pass, with the leader's lock released when the pass holds it, and takes
-// the lock back before it returns: an apply can take up to the apply
-// timeout, a transfer to a peer as long, and uploads and the other calls
-// of participants must not wait for either. The pass calls it only where
-// the state those calls read is settled: a round it is closing is no
-// longer the job's open round (run.round), an evaluation it is recording
-// no longer run.eval; f touches nothing the lock guards. Called outside
-// the pass (the leader loop's first aborts), it just runs f.
-func (c *Coordinator) outsidePass(f func() error) error {
-	if !c.leader.inPass {
-		return f()
-	}
-	c.leader.inPass = false
-	c.leader.mu.Unlock()
-	defer func() {
-		c.leader.mu.Lock()
-		c.leader.inPass = true
-	}()
-	return f()
-}
-
-// scheduleJob takes the next step of one job: finish an evaluation, close a
-// round, or open the next one. The caller holds c.leader.mu; Raft applies
-// and model transfers run with it released (outsidePass).
-func (c *Coordinator) scheduleJob(job *Job, run *jobRun, now time.Time) error {
-	spec := job.Spec
-	if ev := run.eval; ev != nil {
-		if !ev.finished(now) {
-			return nil
-		}
-		run.eval = nil
-		if ev.sum.Reporters > 0 {
-			if err := c.outsidePass(func() error {
-				return c.apply(cmdRecordEvaluation, recordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum})
-			}); err != nil {
-				return err
-			}
-			c.log.Info("model evaluated", "job", job.ID, "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
-			if spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy && !ev.decisive() {
-				c.log.Info("target accuracy reached by too few evaluators to stop the job", "job", job.ID, "round", ev.modelRound,
-					"accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters, "asked", len(ev.expected))
-			}
-			if spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy && ev.decisive() {
-				return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED,
-					fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)", spec.TargetAccuracy, ev.modelRound, ev.sum.Accuracy()), ev.modelRound, now)
-			}
-		}
-	}
-	if r := run.round; r != nil && r.secure() {
-		return c.advanceSecure(job, run, now)
-	}
-	if r := run.round; r != nil {
-		outcome, why := r.outcome(now)
-		switch outcome {
-		case roundComplete, roundCommit:
-			rng, err := dp.NewRNG()
-			if err != nil {
-				return err
-			}
-			delta, err := r.update(rng)
-			if err != nil {
-				run.round = nil
-				return c.recordAbort(job.ID, r.number, r.attempt, "aggregation: "+err.Error(), now)
-			}
-			r.closedBy = why
-			return c.commitUpdate(job, run, delta, slices.Sorted(slices.Values(r.contributors)), r.examples, now)
-		case roundAbort:
-			run.round = nil
-			return c.applyAbort(r.abort(withReasons(why, run.reasons), now))
-		case roundPending:
-			// Everyone who will answer has, and too few updates came:
-			// waiting for the deadline would change nothing.
-			if len(r.refused) > 0 && len(r.contributors)+len(r.refused) == len(r.cohortList) {
-				run.round = nil
-				msg := fmt.Sprintf("%d of %d updates (minimum %d): the other cohort members refused or failed the task", len(r.contributors), len(r.cohortList), r.minUpdates)
-				if len(r.contributors) == 0 {
-					msg = "no update arrived: every cohort member refused or failed the task"
-				}
-				return c.applyAbort(r.abort(withReasons(msg, run.reasons), now))
-			}
-			return nil
-		}
-	}
-	// A round open in the FSM that this leader does not hold (an apply that
-	// failed here but committed anyway) can never finish: abort it.
-	if rec := job.openRound(); rec != nil {
-		return c.recordAbort(job.ID, rec.Number, rec.Attempt, "round lost by the leader", now)
-	}
-	// Evaluate the latest model first if nobody has.
-	latest := job.CommittedRounds
-	// Nobody to ask (participants still reconnecting after a leader
-	// change) is not an attempt: the evaluation starts once someone is back.
-	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.evaluated(latest) {
-		if c.startEvaluation(job, run, latest, now) {
-			run.evalAttempted[latest] = true
-			return nil
-		}
-	}
-	if latest >= spec.Rounds {
-		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0, now)
-	}
-	if n, last := job.abortedInARow(latest + 1); n >= spec.maxAttempts() {
-		reason := fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.maxAttempts(), last)
-		// The last attempt may have aborted for another cause (a leader
-		// change): the participants' own reasons still say what is wrong.
-		if lastRec := job.Rounds[len(job.Rounds)-1]; len(job.failuresOf(latest+1, lastRec.Attempt)) == 0 {
-			if s := refusalSummary(job.failuresOf(latest+1, 0)); s != "" {
-				reason += "; earlier, " + s
-			}
-		}
-		return c.finish(job.ID, pb.JobStatus_JOB_STATUS_FAILED, reason, 0, now)
-	}
-	return c.openRound(job, run, now)
 }
 
 // abortedInARow counts the aborted attempts of round number, and returns
@@ -329,14 +207,6 @@ func (j *Job) evaluated(number uint32) bool {
 	}
 	r := j.committed(number)
 	return r != nil && r.Eval != nil
-}
-
-func (c *Coordinator) finish(jobID string, status pb.JobStatus, reason string, targetRound uint32, now time.Time) error {
-	c.log.Info("job finished", "job", jobID, "status", status, "reason", reason)
-	delete(c.leader.jobs, jobID)
-	return c.outsidePass(func() error {
-		return c.apply(cmdFinishJob, finishJob{JobID: jobID, Status: status, Reason: reason, TargetRound: targetRound, At: now.UnixMilli()})
-	})
 }
 
 // seededRand returns a generator seeded from a job's seed and the given
@@ -365,425 +235,6 @@ func choose(ids []string, k int, rng *rand.Rand) []string {
 	ids = ids[:min(k, len(ids))]
 	slices.Sort(ids)
 	return ids
-}
-
-func (c *Coordinator) openRound(job *Job, run *jobRun, now time.Time) error {
-	spec := job.Spec
-	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
-	at, connected := c.roundTime(job, run, connected, max(int(spec.MinParticipants), 1), now)
-	// k is the number of updates the round wants; the cohort is larger
-	// when the job expects some of it not to answer (cohortSize).
-	k := int(spec.ParticipantsPerRound)
-	if k == 0 {
-		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
-	}
-	if spec.SecureAggregation.Enabled() {
-		k = min(k, maxSecureCohort)
-	}
-	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
-		// Nobody registered holds the job's dataset: no round can ever
-		// open, so there are no attempts to count. The job fails by the
-		// rule that refuses such a job at submission.
-		if why, noHolder := untrainable(spec, c.fsm.Participants()); noHolder {
-			return c.finish(job.ID, pb.JobStatus_JOB_STATUS_FAILED, "no participant can train this job: "+why, 0, now)
-		}
-		if !run.waitingLogged {
-			c.log.Info("waiting for participants", "job", job.ID, "connected", len(connected), "minimum", spec.MinParticipants)
-			run.waitingLogged = true
-		}
-		return nil
-	}
-	number := job.CommittedRounds + 1
-	attempt := uint32(1)
-	for _, r := range job.Rounds {
-		if r.Number == number {
-			attempt = max(attempt, r.Attempt+1)
-		}
-	}
-	// A retry leaves out who was silent in the round's aborted attempts;
-	// the sampling rate is then over those left, which only raises it (DP
-	// accounts for the larger rate).
-	connected = job.retryCandidates(number, connected, max(k, int(spec.MinParticipants)))
-	size := job.cohortSize(k, len(connected))
-	rng := seededRand(spec.Seed, uint64(number), uint64(attempt))
-	// Participants silent in the job's recent attempts are drawn less
-	// often (selectionWeights), never less than minSelectionWeight.
-	selection := job.selectionWeights()
-	pick := func(ids []string, n int) []string { return chooseWeighted(ids, n, selection, rng) }
-	var cohort []string
-	var members [][]string
-	if a := spec.Aggregation; a.grouped() {
-		region := func(id string) string {
-			if p := c.fsm.Participant(id); p != nil {
-				return p.Region
-			}
-			return ""
-		}
-		var err error
-		if cohort, members, err = chooseGroups(connected, size, int(a.Groups), a.GroupBy, region, pick, rng); err != nil {
-			if !run.waitingLogged {
-				c.log.Info("cannot open a round with grouped secure aggregation yet", "job", job.ID, "connected", len(connected), "err", err)
-				run.waitingLogged = true
-			}
-			return nil
-		}
-	} else {
-		cohort = pick(connected, size)
-	}
-	samplingRate := float64(len(cohort)) / float64(len(connected))
-	if d := spec.DP; d != nil && d.MaxEpsilon > 0 {
-		if eps := job.epsilonAfterRound(samplingRate); eps > d.MaxEpsilon {
-			return c.finish(job.ID, pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf(
-				"privacy budget spent: round %d would take ε from %.4g to %.4g, above max_epsilon %.4g (δ = %g)",
-				number, job.epsilon(), eps, d.MaxEpsilon, d.delta()), 0, now)
-		}
-	}
-	baseDigest := job.modelDigest(number - 1)
-	var blob []byte
-	err := c.outsidePass(func() (err error) {
-		blob, err = c.blob(context.Background(), baseDigest)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("base model of round %d: %w", number, err)
-	}
-	base, err := protocol.DecodeFloat32(blob)
-	if err != nil {
-		return fmt.Errorf("base model of round %d: %w", number, err)
-	}
-	deadline := now.Add(time.Duration(spec.RoundDeadline))
-	var groups []*secureRound
-	var rule aggregate.Rule
-	if spec.SecureAggregation.Enabled() {
-		if members == nil {
-			members = [][]string{cohort}
-		}
-		if groups, err = c.secureGroups(job, number, attempt, members, k, len(base), now, deadline); err != nil {
-			if !run.waitingLogged {
-				c.log.Info("cannot open a round with secure aggregation yet", "job", job.ID, "cohort", len(cohort), "err", err)
-				run.waitingLogged = true
-			}
-			return nil
-		}
-	} else if rule, err = aggregate.NewRule(spec.Aggregation.ruleConfig(), len(base)); err != nil {
-		return fmt.Errorf("round %d: %w", number, err)
-	}
-	weights, declared := c.cohortWeights(job, cohort)
-	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
-	if spec.SimulatedClock != nil {
-		rec.SimulatedAt = at.UnixMilli()
-	}
-	// No round of this job is open here until the apply returns and
-	// run.round is set: an update that comes meanwhile is refused.
-	if err := c.outsidePass(func() error {
-		return c.apply(cmdOpenRound, openRound{JobID: job.ID, Round: rec, Declared: declared})
-	}); err != nil {
-		return err
-	}
-	minUpdates := spec.minUpdates(len(cohort))
-	r := newRound(job.ID, number, attempt, cohort, weights, base, baseDigest, deadline, minUpdates, rule)
-	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.maxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
-	r.opened, r.straggler, r.budget = now, spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
-	if k < len(cohort) {
-		r.wanted = k
-	}
-	for gi, g := range groups {
-		for _, id := range g.ids {
-			r.groupOf[id] = gi
-		}
-	}
-	if d := spec.DP; d != nil && d.Mode == DPCentral {
-		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
-	}
-	run.round, run.waitingLogged, run.reasons = r, false, map[string]string{}
-	sent := 0
-	for _, id := range cohort {
-		t := &pb.Task{
-			Kind: pb.TaskKind_TASK_KIND_TRAIN, JobId: job.ID, Round: number, Attempt: attempt, Model: spec.Model,
-			Dataset: spec.Dataset, BaseModelDigest: baseDigest, LocalEpochs: spec.LocalEpochs, BatchSize: spec.BatchSize,
-			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
-			Seed:            TaskSeed(spec.Seed, number, attempt, id),
-			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
-			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond),
-		}
-		g := r.group(id)
-		if g != nil {
-			t.Secagg = g.trainTask(id)
-		}
-		t.Dp = spec.DP.task(g)
-		if c.sessions.send(id, t) {
-			sent++
-		}
-	}
-	c.log.Debug("round opened", "job", job.ID, "round", number, "attempt", attempt, "cohort", len(cohort), "wanted", k, "groups", len(groups), "sent", sent)
-	return nil
-}
-
-// secureGroups prepares secure aggregation for a round that wants updates
-// of a cohort split into members: one group, or the job's
-// aggregation.groups in grouped mode, each with its own session, graph and
-// threshold, and its share of the updates wanted.
-func (c *Coordinator) secureGroups(job *Job, number, attempt uint32, members [][]string, wanted, length int, now, deadline time.Time) ([]*secureRound, error) {
-	spec := job.Spec
-	cohort := 0
-	for _, m := range members {
-		cohort += len(m)
-	}
-	var groups []*secureRound
-	for i, m := range members {
-		g := uint32(0)
-		if spec.Aggregation.grouped() {
-			g = uint32(i + 1)
-		}
-		minInputs := 0
-		if len(members) == 1 {
-			minInputs = spec.minUpdates(len(m))
-		}
-		sr, err := newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt, g), g, m, length,
-			float64(spec.maxExamples()), now, deadline, c.cfg.CA, spec.DP, minInputs)
-		if err != nil {
-			if g > 0 {
-				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
-			}
-			return nil, err
-		}
-		if share := (wanted*len(m) + cohort - 1) / cohort; share < len(m) {
-			sr.wanted = share
-		}
-		sr.straggler, sr.budget = spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
-		groups = append(groups, sr)
-	}
-	return groups, nil
-}
-
-// cohortWeights returns each cohort member's FedAvg weight in this job, and
-// the counts to fix for members at their first task of the job: the
-// example count it registered with, capped at the job's max_examples. A
-// participant's weight never changes afterwards, whatever it claims later.
-func (c *Coordinator) cohortWeights(job *Job, cohort []string) (weights, declared map[string]uint64) {
-	weights, declared = map[string]uint64{}, map[string]uint64{}
-	for _, id := range cohort {
-		n, ok := job.Declared[id]
-		if !ok {
-			if p := c.fsm.Participant(id); p != nil {
-				n = job.Spec.weight(p.Examples)
-			}
-			n = max(n, 1)
-			declared[id] = n
-		}
-		weights[id] = job.Spec.weight(n)
-	}
-	return weights, declared
-}
-
-// advanceSecure moves each group of a round with secure aggregation through
-// its phases, sending each phase's tasks; once every group has finished or
-// failed it commits the combined update, or aborts the round.
-func (c *Coordinator) advanceSecure(job *Job, run *jobRun, now time.Time) error {
-	r := run.round
-	live := func(id string) bool { ok, _ := c.sessions.status(id); return ok && !r.refused[id] }
-	pending := false
-	for _, g := range r.groups {
-		if g.err != nil || g.phase == phaseDone {
-			continue
-		}
-		phase, missing, started := g.phase, len(g.waiting), g.phaseStart
-		kind, tasks, err := g.advance(now, live)
-		if err != nil || g.phase != phase {
-			c.metrics.secaggPhaseSeconds.WithLabelValues(phase.String()).Observe(now.Sub(started).Seconds())
-			c.metrics.secaggDropouts.WithLabelValues(phase.String()).Add(float64(missing))
-		}
-		if err != nil {
-			g.err = err
-			if len(r.groups) > 1 {
-				c.log.Info("secure aggregation group failed", "job", job.ID, "round", r.number, "group", g.group, "err", err)
-			}
-			continue
-		}
-		if g.phase != phaseDone {
-			pending = true
-		}
-		for id, st := range tasks {
-			st.Group = g.group
-			c.sessions.send(id, &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
-				Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: g.deadline.UnixMilli(), Secagg: st,
-				JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode})
-		}
-		if len(tasks) > 0 {
-			c.log.Debug("secure aggregation phase", "job", job.ID, "round", r.number, "group", g.group, "phase", g.phase, "clients", len(tasks))
-		}
-	}
-	if pending {
-		return nil
-	}
-	delta, contributors, examples, err := r.secureUpdate(job.Spec.Aggregation.ruleConfig())
-	if err != nil {
-		run.round = nil
-		if r.unmasked() {
-			return c.recordReleasedAbort(job, r, withReasons(err.Error(), run.reasons), now)
-		}
-		return c.applyAbort(r.abort(withReasons(err.Error(), run.reasons), now))
-	}
-	r.closedBy = r.secureNotes()
-	return c.commitUpdate(job, run, delta, contributors, examples, now)
-}
-
-// recordAbort commits a round attempt's abort, with its reason, through
-// Raft; the next attempt draws a new cohort.
-func (c *Coordinator) recordAbort(jobID string, number, attempt uint32, reason string, now time.Time) error {
-	return c.applyAbort(abortRound{JobID: jobID, Number: number, Attempt: attempt, Reason: reason, At: now.UnixMilli()})
-}
-
-// applyAbort commits an abort command and counts it.
-func (c *Coordinator) applyAbort(cmd abortRound) error {
-	c.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
-	if err := c.outsidePass(func() error { return c.apply(cmdAbortRound, cmd) }); err != nil {
-		return err
-	}
-	c.metrics.roundsAborted.Inc()
-	return nil
-}
-
-// recordReleasedAbort aborts a round whose result (under DP, a noised
-// sum) has already left the participants' hands: a job with dp is charged
-// for it as if it had committed, since what was computed can no longer be
-// taken back.
-func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now time.Time) error {
-	cmd := r.abort(reason, now)
-	if job.Spec.DP != nil {
-		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
-		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
-	}
-	return c.applyAbort(cmd)
-}
-
-// commitUpdate applies the round's combined update to its base model with
-// the job's server optimiser, and commits the new model and the
-// optimiser's state.
-func (c *Coordinator) commitUpdate(job *Job, run *jobRun, delta []float32, contributors []string, examples uint64, now time.Time) error {
-	// The round stops being the job's open one before anything can
-	// release the leader's lock: an update that comes now is refused,
-	// never summed after the result was taken.
-	r := run.round
-	run.round = nil
-	state, err := c.optimizerState(job, run)
-	if err != nil {
-		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
-	}
-	params, next, err := job.Spec.Optimizer().Step(r.base, delta, state)
-	if err != nil {
-		return c.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
-	}
-	return c.commitRound(job, run, r, params, next, contributors, examples, now)
-}
-
-// optimizerState is the server optimiser's state after the job's latest
-// committed round: the leader's copy, or the one committed with that round
-// (a new leader goes on with the same moments); nil before the first.
-func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.OptimizerState, error) {
-	if run.optimizer != nil && run.optimizerRound == job.CommittedRounds {
-		return run.optimizer, nil
-	}
-	rec := job.committed(job.CommittedRounds)
-	if rec == nil || rec.OptimizerDigest == "" {
-		return nil, nil
-	}
-	var blob []byte
-	err := c.outsidePass(func() (err error) {
-		blob, err = c.blob(context.Background(), rec.OptimizerDigest)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
-	}
-	st := &aggregate.OptimizerState{}
-	if err := st.UnmarshalBinary(blob); err != nil {
-		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
-	}
-	run.optimizer, run.optimizerRound = st, job.CommittedRounds
-	return st, nil
-}
-
-// commitRound stores the round's new model (and the server optimiser's
-// state, if it keeps one) on a quorum of coordinators and commits it, or
-// aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *Job, run *jobRun, r *round, params []float32, state *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
-	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
-		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
-	}
-	var stateBlob []byte
-	if state != nil && (len(state.M) > 0 || len(state.V) > 0) {
-		b, err := state.MarshalBinary()
-		if err != nil {
-			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state not encoded", now))
-		}
-		stateBlob = b
-	}
-	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
-		Contributors: contributors, Examples: examples, At: now.UnixMilli(), SamplingRate: r.samplingRate,
-		Reason: r.closedBy, Silent: r.silent()}
-	if job.Spec.DP != nil {
-		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
-	}
-	// The quorum pushes and the commit run with the leader's lock released.
-	var abortReason string
-	err := c.outsidePass(func() error {
-		var err error
-		if cmd.Digest, err = c.replicateBlob(context.Background(), protocol.EncodeFloat32(params)); err != nil {
-			abortReason = "new model did not reach a quorum of coordinators"
-			return err
-		}
-		if stateBlob != nil {
-			if cmd.OptimizerDigest, err = c.replicateBlob(context.Background(), stateBlob); err != nil {
-				abortReason = "server optimiser state did not reach a quorum of coordinators"
-				return err
-			}
-		}
-		return c.apply(cmdCommitRound, cmd)
-	})
-	if abortReason != "" {
-		return errors.Join(err, c.recordReleasedAbort(job, r, abortReason, now))
-	}
-	if err != nil {
-		return err
-	}
-	digest := cmd.Digest
-	run.optimizer, run.optimizerRound = state, r.number
-	opened := time.UnixMilli(0)
-	if rec := job.openRound(); rec != nil {
-		opened = time.UnixMilli(rec.OpenedAt)
-	}
-	c.metrics.roundsCommitted.Inc()
-	c.metrics.roundSeconds.Observe(now.Sub(opened).Seconds())
-	c.log.Info("round committed", "job", job.ID, "round", r.number, "attempt", r.attempt, "cohort", len(r.cohortList),
-		"contributors", len(contributors), "closed", r.closedBy, "seconds", now.Sub(r.opened).Seconds(), "digest", digest)
-	c.kickLeader()
-	return nil
-}
-
-// startEvaluation asks a fraction of the connected participants to evaluate
-// the model after round number; false if none could be asked.
-func (c *Coordinator) startEvaluation(job *Job, run *jobRun, number uint32, now time.Time) bool {
-	spec := job.Spec
-	connected := slices.DeleteFunc(c.sessions.connected(spec.Dataset), job.refused)
-	k := int(math.Ceil(spec.EvaluateFraction * float64(len(connected))))
-	evaluators := choose(connected, k, seededRand(spec.Seed, uint64(number), 0xe7a1))
-	digest := job.modelDigest(number)
-	var asked []string
-	for _, id := range evaluators {
-		t := &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
-			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: now.Add(time.Duration(spec.RoundDeadline)).UnixMilli(),
-			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode}
-		if c.sessions.send(id, t) {
-			asked = append(asked, id)
-		}
-	}
-	if len(asked) == 0 {
-		return false
-	}
-	run.eval = newEvalCollection(job.ID, number, digest, asked, now.Add(time.Duration(spec.RoundDeadline)))
-	run.eval.intended = k
-	return true
 }
 
 // admitUpdate checks an update's header against the open round and reserves

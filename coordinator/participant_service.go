@@ -197,7 +197,7 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 		return stream.SendAndClose(&pb.UploadUpdateResponse{})
 	}
 	delta, err := within(deadline, func() ([]float32, error) {
-		return receiveUpdate(stream, first.GetData(), len(r.base), s.c.metrics)
+		return receiveUpdate(stream, first.GetData(), r.length, s.c.metrics)
 	})
 	if err != nil {
 		s.c.releaseUpdate(r, id.Name)

@@ -24,10 +24,13 @@ type round struct {
 	number, attempt uint32
 	cohort          map[string]bool
 	cohortList      []string
-	base            []float32
-	baseDigest      string
-	deadline        time.Time
-	minUpdates      int
+	// base is the model the round trains from, of length parameters; the
+	// executor fetches it before the round opens.
+	base       []float32
+	length     int
+	baseDigest string
+	deadline   time.Time
+	minUpdates int
 	// rule combines plain updates (FedAvg or a robust rule).
 	rule         aggregate.Rule
 	contributors []string
@@ -105,7 +108,7 @@ func (r *round) secureNotes() string {
 func newRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *round {
 	r := &round{
 		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
-		base: base, baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates, rule: rule,
+		base: base, length: len(base), baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates, rule: rule,
 		receiving: map[string]float64{}, done: map[string]bool{}, weights: weights, refused: map[string]bool{},
 		groupOf: map[string]int{}, late: map[string]bool{},
 	}
@@ -154,8 +157,8 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		return r.closedErr(from)
 	case r.secure():
 		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", ErrBadUpdate, r.number)
-	case h.GetNumParams() != uint64(len(r.base)):
-		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), len(r.base))
+	case h.GetNumParams() != uint64(r.length):
+		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), r.length)
 	case h.GetExamples() == 0:
 		return fmt.Errorf("%w: update claims 0 examples", ErrBadUpdate)
 	case r.refused[from]:
@@ -273,6 +276,33 @@ func (r *round) update(rng *rand.Rand) ([]float32, error) {
 		dp.AddGaussian(delta, r.dpNoise/float64(len(r.contributors)), rng)
 	}
 	return delta, nil
+}
+
+// result is the combined update of a round that closed (decide detached
+// it: nothing else touches it), with its contributors, sorted, and the
+// examples they stand for. With secure aggregation it first unmasks the
+// sums of the groups whose unmasking phase closed, the heavy step of a
+// secure round, and notes how the phases closed (closedBy).
+func (r *round) result(now time.Time, rule aggregate.RuleConfig, rng *rand.Rand) (delta []float32, contributors []string, examples uint64, err error) {
+	if !r.secure() {
+		if delta, err = r.update(rng); err != nil {
+			return nil, nil, 0, fmt.Errorf("aggregation: %w", err)
+		}
+		return delta, slices.Sorted(slices.Values(r.contributors)), r.examples, nil
+	}
+	nobody := func(string) bool { return false } // decide saw each group ready to close
+	for _, g := range r.groups {
+		if g.err == nil && g.phase == phaseUnmask {
+			if _, _, err := g.advance(now, nobody); err != nil {
+				g.err = err
+			}
+		}
+	}
+	if delta, contributors, examples, err = r.secureUpdate(rule); err != nil {
+		return nil, nil, 0, err
+	}
+	r.closedBy = r.secureNotes()
+	return delta, contributors, examples, nil
 }
 
 // refuse records that a cohort member's site refused the job: the round
@@ -400,7 +430,7 @@ func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 		delta, _, contributors, examples, err = g.mean(r.minUpdates)
 		return delta, contributors, examples, err
 	}
-	combined, err := aggregate.NewRule(rule, len(r.base))
+	combined, err := aggregate.NewRule(rule, r.length)
 	if err != nil {
 		return nil, nil, 0, err
 	}

@@ -298,18 +298,10 @@ func (s *secureRound) unmask(from string, in []*pb.SecAggReveal, part, parts uin
 // phase, by participant. An error means too few clients survived: the
 // round must be aborted, the error says why.
 func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.TaskKind, map[string]*pb.SecAggTask, error) {
-	if s.phase == phaseDone || len(s.receiving) > 0 && now.Before(s.deadline) {
+	if !s.closing(now, live) {
 		return 0, nil, nil
 	}
-	s.observe(now)
 	early, why := s.closeEarly(now)
-	if now.Before(s.deadline) && !early {
-		for i := range s.waiting {
-			if live(s.ids[i]) {
-				return 0, nil, nil
-			}
-		}
-	}
 	closing := s.phase
 	answered := len(s.members) - len(s.waiting)
 	switch {
@@ -393,6 +385,26 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 	}
 	slices.Sort(s.members)
 	return kind, tasks, nil
+}
+
+// closing reports whether the current phase closes at now: every member
+// live answered, it may close early (closeEarly), or its deadline passed;
+// but not while a masked input is still arriving before the deadline. It
+// first notes, at now, the answers that came since it last looked.
+func (s *secureRound) closing(now time.Time, live func(id string) bool) bool {
+	if s.phase == phaseDone || len(s.receiving) > 0 && now.Before(s.deadline) {
+		return false
+	}
+	s.observe(now)
+	if early, _ := s.closeEarly(now); !now.Before(s.deadline) || early {
+		return true
+	}
+	for i := range s.waiting {
+		if live(s.ids[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // observe notes, at now, the answers of the current phase that came since

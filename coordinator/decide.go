@@ -1,0 +1,563 @@
+package coordinator
+
+import (
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/model"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// The leader schedules rounds in two halves, as etcd's raft separates Ready
+// from Advance. decide reads one job's replicated state, the leader's memory
+// of the job (jobRun), what the leader sees of the world, and the time; it
+// changes only the leader's memory and returns the effects it chose. It
+// sends nothing, applies nothing and moves no model, so every round outcome
+// is decided in tests with a fixed world and a made-up clock. execute
+// (execute.go) performs the effects with the leader's lock released: Raft
+// applies, task sends, model transfers, and the heavy part of closing a
+// round (the rule's result, unmasking, the optimiser's step).
+
+// world is what decide reads besides a job and the leader's memory of it.
+// The coordinator's is its participants' sessions and its FSM's registry
+// (coordinatorWorld); tests give a fixed one.
+type world interface {
+	// connected returns the participants whose task streams are open and
+	// that hold dataset ("": any), sorted.
+	connected(dataset string) []string
+	// live reports whether the participant's task stream is open.
+	live(id string) bool
+	// participant returns a registered participant (nil: unknown).
+	participant(id string) *Participant
+	// participantIDs returns every registered participant, sorted.
+	participantIDs() []string
+}
+
+// coordinatorWorld is the world as a leader sees it.
+type coordinatorWorld struct {
+	sessions *sessions
+	fsm      *FSM
+}
+
+func (w coordinatorWorld) connected(dataset string) []string { return w.sessions.connected(dataset) }
+func (w coordinatorWorld) live(id string) bool {
+	ok, _ := w.sessions.status(id)
+	return ok
+}
+func (w coordinatorWorld) participant(id string) *Participant { return w.fsm.Participant(id) }
+func (w coordinatorWorld) participantIDs() []string           { return w.fsm.ParticipantIDs() }
+
+// An effect is one thing a decision asks the executor to do.
+type effect interface{ effect() }
+
+// addressed is a task for one participant.
+type addressed struct {
+	to   string
+	task *pb.Task
+}
+
+// propose commits a command through Raft: an abort, the end of a job, an
+// evaluation's result.
+type propose struct {
+	kind commandType
+	body any
+}
+
+// openAttempt opens a round attempt: it fetches the base model into the
+// round, commits the openRound command, makes the round the job's open one
+// and sends the cohort its tasks. Until then no update for it is taken.
+type openAttempt struct {
+	round *round
+	cmd   openRound
+	tasks []addressed
+}
+
+// closeAttempt closes a round decide detached from the job (no call of a
+// participant reaches it any more): it computes the combined update (the
+// rule's result; with secure aggregation, it unmasks the groups whose
+// unmasking phase closed), steps the server optimiser and commits the new
+// model, or aborts the attempt if any of that fails.
+type closeAttempt struct{ round *round }
+
+// sendTasks sends the tasks of a secure-aggregation phase.
+type sendTasks struct{ tasks []addressed }
+
+// askEvaluation sends the tasks of an evaluation decide started (run.eval);
+// participants whose task cannot be queued are not waited for.
+type askEvaluation struct {
+	eval  *evalCollection
+	tasks []addressed
+}
+
+// phaseClosed counts a secure-aggregation phase that ended, for metrics.
+type phaseClosed struct {
+	phase    secPhase
+	seconds  float64
+	dropouts int
+}
+
+// note is a log line.
+type note struct {
+	level slog.Level
+	msg   string
+	args  []any
+}
+
+func (propose) effect()       {}
+func (openAttempt) effect()   {}
+func (closeAttempt) effect()  {}
+func (sendTasks) effect()     {}
+func (askEvaluation) effect() {}
+func (phaseClosed) effect()   {}
+func (note) effect()          {}
+
+// decider makes the leader's decisions.
+type decider struct {
+	world world
+	// ca verifies secure-aggregation advertisements.
+	ca *x509.CertPool
+}
+
+// decision is one decide call in the making: its inputs and the effects
+// chosen so far.
+type decision struct {
+	decider
+	job     *Job
+	run     *jobRun
+	now     time.Time
+	effects []effect
+}
+
+// decide takes the next step of one job at now: finish an evaluation,
+// advance or close its open round, or start an evaluation or the next
+// round, or end the job. The caller holds the leader's lock, which guards
+// run.
+func (d decider) decide(job *Job, run *jobRun, now time.Time) []effect {
+	s := &decision{decider: d, job: job, run: run, now: now}
+	s.step()
+	return s.effects
+}
+
+func (s *decision) emit(e effect) { s.effects = append(s.effects, e) }
+
+func (s *decision) log(level slog.Level, msg string, args ...any) {
+	s.emit(note{level: level, msg: msg, args: append([]any{"job", s.job.ID}, args...)})
+}
+
+func (s *decision) step() {
+	job, run, now, spec := s.job, s.run, s.now, s.job.Spec
+	inherited := !run.started
+	run.started = true
+	if ev := run.eval; ev != nil {
+		if !ev.finished(now) {
+			return
+		}
+		run.eval = nil
+		if ev.sum.Reporters > 0 {
+			s.emit(propose{cmdRecordEvaluation, recordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}})
+			s.log(slog.LevelInfo, "model evaluated", "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
+			if reached := spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy; reached && ev.decisive() {
+				s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)",
+					spec.TargetAccuracy, ev.modelRound, ev.sum.Accuracy()), ev.modelRound)
+				return
+			} else if reached {
+				s.log(slog.LevelInfo, "target accuracy reached by too few evaluators to stop the job", "round", ev.modelRound,
+					"accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters, "asked", len(ev.expected))
+			}
+		}
+	}
+	if r := run.round; r != nil && r.secure() {
+		s.advanceSecure()
+		return
+	}
+	if r := run.round; r != nil {
+		s.closePlain()
+		return
+	}
+	// A round open in the FSM that this leader does not hold cannot finish:
+	// the updates and sums were in another leader's memory (a leader
+	// change), or an apply that failed here committed anyway.
+	if rec := job.openRound(); rec != nil {
+		reason := "round lost by the leader"
+		if inherited {
+			reason = "leader change"
+		}
+		s.abort(abortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: reason, At: now.UnixMilli()})
+		return
+	}
+	// Evaluate the latest model first if nobody has. Nobody to ask
+	// (participants still reconnecting after a leader change) is not an
+	// attempt: the evaluation starts once someone is back.
+	latest := job.CommittedRounds
+	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.evaluated(latest) && s.startEvaluation(latest) {
+		return
+	}
+	if latest >= spec.Rounds {
+		s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0)
+		return
+	}
+	if n, last := job.abortedInARow(latest + 1); n >= spec.maxAttempts() {
+		reason := fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.maxAttempts(), last)
+		// The last attempt may have aborted for another cause (a leader
+		// change): the participants' own reasons still say what is wrong.
+		if lastRec := job.Rounds[len(job.Rounds)-1]; len(job.failuresOf(latest+1, lastRec.Attempt)) == 0 {
+			if sum := refusalSummary(job.failuresOf(latest+1, 0)); sum != "" {
+				reason += "; earlier, " + sum
+			}
+		}
+		s.finish(pb.JobStatus_JOB_STATUS_FAILED, reason, 0)
+		return
+	}
+	s.open()
+}
+
+// closePlain closes the open plain round if its outcome is known: it
+// detaches the round for the executor to commit, or aborts it.
+func (s *decision) closePlain() {
+	run, r := s.run, s.run.round
+	outcome, why := r.outcome(s.now)
+	switch outcome {
+	case roundComplete, roundCommit:
+		run.round = nil
+		r.closedBy = why
+		s.emit(closeAttempt{round: r})
+	case roundAbort:
+		run.round = nil
+		s.abort(r.abort(withReasons(why, run.reasons), s.now))
+	case roundPending:
+		// Everyone who will answer has, and too few updates came: waiting
+		// for the deadline would change nothing.
+		if len(r.refused) > 0 && len(r.contributors)+len(r.refused) == len(r.cohortList) {
+			run.round = nil
+			msg := fmt.Sprintf("%d of %d updates (minimum %d): the other cohort members refused or failed the task", len(r.contributors), len(r.cohortList), r.minUpdates)
+			if len(r.contributors) == 0 {
+				msg = "no update arrived: every cohort member refused or failed the task"
+			}
+			s.abort(r.abort(withReasons(msg, run.reasons), s.now))
+		}
+	}
+}
+
+// advanceSecure moves each group of the open round with secure aggregation
+// through its phases, sending each phase's tasks. Once every group has
+// failed, finished, or may close its unmasking phase, the round is
+// detached for the executor to unmask and commit; if every group failed
+// before unmasking, it is aborted here.
+func (s *decision) advanceSecure() {
+	job, run, now := s.job, s.run, s.now
+	r := run.round
+	live := func(id string) bool { return s.world.live(id) && !r.refused[id] }
+	pending, unmasking := false, false
+	for _, g := range r.groups {
+		if g.err != nil || g.phase == phaseDone {
+			continue
+		}
+		if g.phase == phaseUnmask {
+			// Unmasking is the heavy step: the executor runs it, outside
+			// the leader's lock, once every group is ready.
+			if g.closing(now, live) {
+				unmasking = true
+			} else {
+				pending = true
+			}
+			continue
+		}
+		phase, missing, started := g.phase, len(g.waiting), g.phaseStart
+		kind, tasks, err := g.advance(now, live)
+		if err != nil || g.phase != phase {
+			s.emit(phaseClosed{phase: phase, seconds: now.Sub(started).Seconds(), dropouts: missing})
+		}
+		if err != nil {
+			g.err = err
+			if len(r.groups) > 1 {
+				s.log(slog.LevelInfo, "secure aggregation group failed", "round", r.number, "group", g.group, "err", err)
+			}
+			continue
+		}
+		pending = pending || g.phase != phaseDone
+		if len(tasks) == 0 {
+			continue
+		}
+		var out []addressed
+		for _, id := range slices.Sorted(maps.Keys(tasks)) {
+			st := tasks[id]
+			st.Group = g.group
+			out = append(out, addressed{to: id, task: &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
+				Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: g.deadline.UnixMilli(), Secagg: st,
+				JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode}})
+		}
+		s.emit(sendTasks{tasks: out})
+		s.log(slog.LevelDebug, "secure aggregation phase", "round", r.number, "group", g.group, "phase", g.phase, "clients", len(tasks))
+	}
+	if pending {
+		return
+	}
+	run.round = nil
+	if unmasking || r.unmasked() {
+		s.emit(closeAttempt{round: r})
+		return
+	}
+	// Every group failed before anything was unmasked: this is cheap, and
+	// says why.
+	_, _, _, err := r.secureUpdate(job.Spec.Aggregation.ruleConfig())
+	if err == nil {
+		err = fmt.Errorf("%w: no secure-aggregation group finished", ErrConflict)
+	}
+	s.abort(r.abort(withReasons(err.Error(), run.reasons), now))
+}
+
+// abort commits an attempt's abort.
+func (s *decision) abort(cmd abortRound) {
+	s.emit(propose{cmdAbortRound, cmd})
+}
+
+// finish ends the job.
+func (s *decision) finish(status pb.JobStatus, reason string, targetRound uint32) {
+	s.log(slog.LevelInfo, "job finished", "status", status, "reason", reason)
+	s.emit(propose{cmdFinishJob, finishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
+}
+
+// startEvaluation asks a fraction of the connected participants to
+// evaluate the model after round number; false if there is nobody to ask.
+func (s *decision) startEvaluation(number uint32) bool {
+	job, spec, now := s.job, s.job.Spec, s.now
+	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.refused)
+	k := int(math.Ceil(spec.EvaluateFraction * float64(len(connected))))
+	evaluators := choose(connected, k, seededRand(spec.Seed, uint64(number), 0xe7a1))
+	if len(evaluators) == 0 {
+		return false
+	}
+	digest := job.modelDigest(number)
+	deadline := now.Add(time.Duration(spec.RoundDeadline))
+	var tasks []addressed
+	for _, id := range evaluators {
+		tasks = append(tasks, addressed{to: id, task: &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
+			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: deadline.UnixMilli(),
+			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode}})
+	}
+	ev := newEvalCollection(job.ID, number, digest, evaluators, deadline)
+	ev.intended = k
+	s.run.eval = ev
+	s.run.evalAttempted[number] = true
+	s.emit(askEvaluation{eval: ev, tasks: tasks})
+	return true
+}
+
+// open draws the next round attempt's cohort and prepares the round, or
+// waits (too few participants, or secure aggregation cannot start yet),
+// or ends the job (nobody can train it, or its privacy budget is spent).
+func (s *decision) open() {
+	job, run, spec, now := s.job, s.run, s.job.Spec, s.now
+	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.refused)
+	at, connected := s.roundTime(connected, max(int(spec.MinParticipants), 1))
+	// k is the number of updates the round wants; the cohort is larger
+	// when the job expects some of it not to answer (cohortSize).
+	k := int(spec.ParticipantsPerRound)
+	if k == 0 {
+		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
+	}
+	if spec.SecureAggregation.Enabled() {
+		k = min(k, maxSecureCohort)
+	}
+	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
+		// Nobody registered holds the job's dataset: no round can ever
+		// open, so there are no attempts to count. The job fails by the
+		// rule that refuses such a job at submission.
+		if why, noHolder := untrainable(spec, s.participants()); noHolder {
+			s.finish(pb.JobStatus_JOB_STATUS_FAILED, "no participant can train this job: "+why, 0)
+			return
+		}
+		s.waiting("waiting for participants", "connected", len(connected), "minimum", spec.MinParticipants)
+		return
+	}
+	number := job.CommittedRounds + 1
+	attempt := uint32(1)
+	for _, r := range job.Rounds {
+		if r.Number == number {
+			attempt = max(attempt, r.Attempt+1)
+		}
+	}
+	// A retry leaves out who was silent in the round's aborted attempts;
+	// the sampling rate is then over those left, which only raises it (DP
+	// accounts for the larger rate).
+	connected = job.retryCandidates(number, connected, max(k, int(spec.MinParticipants)))
+	size := job.cohortSize(k, len(connected))
+	rng := seededRand(spec.Seed, uint64(number), uint64(attempt))
+	// Participants silent in the job's recent attempts are drawn less
+	// often (selectionWeights), never less than minSelectionWeight.
+	selection := job.selectionWeights()
+	pick := func(ids []string, n int) []string { return chooseWeighted(ids, n, selection, rng) }
+	var cohort []string
+	var members [][]string
+	if a := spec.Aggregation; a.grouped() {
+		region := func(id string) string {
+			if p := s.world.participant(id); p != nil {
+				return p.Region
+			}
+			return ""
+		}
+		var err error
+		if cohort, members, err = chooseGroups(connected, size, int(a.Groups), a.GroupBy, region, pick, rng); err != nil {
+			s.waiting("cannot open a round with grouped secure aggregation yet", "connected", len(connected), "err", err)
+			return
+		}
+	} else {
+		cohort = pick(connected, size)
+	}
+	samplingRate := float64(len(cohort)) / float64(len(connected))
+	if d := spec.DP; d != nil && d.MaxEpsilon > 0 {
+		if eps := job.epsilonAfterRound(samplingRate); eps > d.MaxEpsilon {
+			s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf(
+				"privacy budget spent: round %d would take ε from %.4g to %.4g, above max_epsilon %.4g (δ = %g)",
+				number, job.epsilon(), eps, d.MaxEpsilon, d.delta()), 0)
+			return
+		}
+	}
+	mspec, err := model.ParseSpec(spec.Model)
+	if err != nil {
+		s.log(slog.LevelWarn, "scheduling job", "err", fmt.Errorf("round %d: %w", number, err))
+		return
+	}
+	length := mspec.NumParams()
+	baseDigest := job.modelDigest(number - 1)
+	deadline := now.Add(time.Duration(spec.RoundDeadline))
+	var groups []*secureRound
+	var rule aggregate.Rule
+	if spec.SecureAggregation.Enabled() {
+		if members == nil {
+			members = [][]string{cohort}
+		}
+		if groups, err = s.secureGroups(number, attempt, members, k, length, deadline); err != nil {
+			s.waiting("cannot open a round with secure aggregation yet", "cohort", len(cohort), "err", err)
+			return
+		}
+	} else if rule, err = aggregate.NewRule(spec.Aggregation.ruleConfig(), length); err != nil {
+		s.log(slog.LevelWarn, "scheduling job", "err", fmt.Errorf("round %d: %w", number, err))
+		return
+	}
+	weights, declared := s.cohortWeights(cohort)
+	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
+	if spec.SimulatedClock != nil {
+		rec.SimulatedAt = at.UnixMilli()
+	}
+	// The base model is fetched by the executor (openAttempt), before the
+	// round is committed.
+	r := newRound(job.ID, number, attempt, cohort, weights, nil, baseDigest, deadline, spec.minUpdates(len(cohort)), rule)
+	r.length = length
+	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.maxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
+	r.opened, r.straggler, r.budget = now, spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
+	if k < len(cohort) {
+		r.wanted = k
+	}
+	for gi, g := range groups {
+		for _, id := range g.ids {
+			r.groupOf[id] = gi
+		}
+	}
+	if d := spec.DP; d != nil && d.Mode == DPCentral {
+		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
+	}
+	run.waitingLogged = false
+	var tasks []addressed
+	for _, id := range cohort {
+		t := &pb.Task{
+			Kind: pb.TaskKind_TASK_KIND_TRAIN, JobId: job.ID, Round: number, Attempt: attempt, Model: spec.Model,
+			Dataset: spec.Dataset, BaseModelDigest: baseDigest, LocalEpochs: spec.LocalEpochs, BatchSize: spec.BatchSize,
+			LearningRate: spec.LearningRate, ProxMu: spec.ProxMu, DeadlineUnixMs: deadline.UnixMilli(),
+			Seed:            TaskSeed(spec.Seed, number, attempt, id),
+			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
+			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond),
+		}
+		g := r.group(id)
+		if g != nil {
+			t.Secagg = g.trainTask(id)
+		}
+		t.Dp = spec.DP.task(g)
+		tasks = append(tasks, addressed{to: id, task: t})
+	}
+	s.emit(openAttempt{round: r, cmd: openRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})
+}
+
+// waiting logs, once per wait, why no round opens yet.
+func (s *decision) waiting(msg string, args ...any) {
+	if !s.run.waitingLogged {
+		s.log(slog.LevelInfo, msg, args...)
+		s.run.waitingLogged = true
+	}
+}
+
+// participants returns every registered participant.
+func (s *decision) participants() []*Participant {
+	var ps []*Participant
+	for _, id := range s.world.participantIDs() {
+		if p := s.world.participant(id); p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// secureGroups prepares secure aggregation for a round that wants updates
+// of a cohort split into members: one group, or the job's
+// aggregation.groups in grouped mode, each with its own session, graph and
+// threshold, and its share of the updates wanted.
+func (s *decision) secureGroups(number, attempt uint32, members [][]string, wanted, length int, deadline time.Time) ([]*secureRound, error) {
+	job, spec := s.job, s.job.Spec
+	cohort := 0
+	for _, m := range members {
+		cohort += len(m)
+	}
+	var groups []*secureRound
+	for i, m := range members {
+		g := uint32(0)
+		if spec.Aggregation.grouped() {
+			g = uint32(i + 1)
+		}
+		minInputs := 0
+		if len(members) == 1 {
+			minInputs = spec.minUpdates(len(m))
+		}
+		sr, err := newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt, g), g, m, length,
+			float64(spec.maxExamples()), s.now, deadline, s.ca, spec.DP, minInputs)
+		if err != nil {
+			if g > 0 {
+				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
+			}
+			return nil, err
+		}
+		if share := (wanted*len(m) + cohort - 1) / cohort; share < len(m) {
+			sr.wanted = share
+		}
+		sr.straggler, sr.budget = spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
+		groups = append(groups, sr)
+	}
+	return groups, nil
+}
+
+// cohortWeights returns each cohort member's FedAvg weight in this job, and
+// the counts to fix for members at their first task of the job: the
+// example count it registered with, capped at the job's max_examples. A
+// participant's weight never changes afterwards, whatever it claims later.
+func (s *decision) cohortWeights(cohort []string) (weights, declared map[string]uint64) {
+	job := s.job
+	weights, declared = map[string]uint64{}, map[string]uint64{}
+	for _, id := range cohort {
+		n, ok := job.Declared[id]
+		if !ok {
+			if p := s.world.participant(id); p != nil {
+				n = job.Spec.weight(p.Examples)
+			}
+			n = max(n, 1)
+			declared[id] = n
+		}
+		weights[id] = job.Spec.weight(n)
+	}
+	return weights, declared
+}

@@ -1,0 +1,605 @@
+package coordinator
+
+import (
+	"crypto/tls"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/accord-fl/accord/aggregate/secagg"
+	"github.com/accord-fl/accord/pki"
+	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
+)
+
+// The leader's decide step, tested without sockets: an FSM driven in
+// memory (fsmDriver), a fixed world of registered and connected
+// participants, and a made-up clock. The scheduler below plays the
+// executor in memory: proposals are applied to the FSM, a round's base
+// model is zeros, a commit records a made-up digest, and tasks are kept
+// for the test to answer.
+
+// fixedWorld is a world whose participants are registered (all holding
+// every dataset) and connected, except those down.
+type fixedWorld struct {
+	registered map[string]*Participant
+	down       map[string]bool
+}
+
+func newFixedWorld(ids ...string) *fixedWorld {
+	w := &fixedWorld{registered: map[string]*Participant{}, down: map[string]bool{}}
+	for _, id := range ids {
+		w.registered[id] = &Participant{ID: id, Examples: 100}
+	}
+	return w
+}
+
+func (w *fixedWorld) connected(string) []string {
+	return slices.DeleteFunc(w.participantIDs(), func(id string) bool { return w.down[id] })
+}
+func (w *fixedWorld) live(id string) bool                { return w.registered[id] != nil && !w.down[id] }
+func (w *fixedWorld) participant(id string) *Participant { return w.registered[id] }
+func (w *fixedWorld) participantIDs() []string {
+	var ids []string
+	for id := range w.registered {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// scheduler runs one job's decisions on a made-up clock.
+type scheduler struct {
+	t       *testing.T
+	fsm     *fsmDriver
+	world   *fixedWorld
+	decider decider
+	run     *jobRun
+	t0      time.Time
+	// tasks are the tasks sent so far, by participant, in order.
+	tasks map[string][]*pb.Task
+	// effects are the last decision's; committed the updates committed.
+	effects   []effect
+	committed [][]float32
+}
+
+// newScheduler submits spec as job j1 to an FSM and returns a scheduler
+// for it in a world of the given participants, at t0 = the submission.
+func newScheduler(t *testing.T, spec JobSpec, participants ...string) *scheduler {
+	t.Helper()
+	d := newFSMDriver(t)
+	if err := d.submit(j1, spec); err != nil {
+		t.Fatal(err)
+	}
+	w := newFixedWorld(participants...)
+	return &scheduler{t: t, fsm: d, world: w, decider: decider{world: w, ca: d.ca.Pool()},
+		run: &jobRun{evalAttempted: map[uint32]bool{}}, t0: time.UnixMilli(d.now), tasks: map[string][]*pb.Task{}}
+}
+
+// smallSpec is a plain FedAvg job of a 10-parameter model that asks no
+// evaluation and has no straggler rule.
+func smallSpec() JobSpec {
+	s := DefaultJobSpec()
+	s.Model, s.Rounds, s.TargetAccuracy, s.EvaluateFraction = "logreg:4-2", 3, 0, 0
+	s.ParticipantsPerRound, s.MinParticipants, s.StragglerFactor = 3, 2, -1
+	return s
+}
+
+func (s *scheduler) job() *Job {
+	s.t.Helper()
+	j, err := s.fsm.f.JobView(j1)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return j
+}
+
+// at decides at t0 + d and executes the decision in memory.
+func (s *scheduler) at(d time.Duration) []effect {
+	s.t.Helper()
+	now := s.t0.Add(d)
+	s.effects = s.decider.decide(s.job(), s.run, now)
+	for _, e := range s.effects {
+		s.execute(e, now)
+	}
+	return s.effects
+}
+
+// execute does what Coordinator.execute does, in memory.
+func (s *scheduler) execute(e effect, now time.Time) {
+	s.t.Helper()
+	switch e := e.(type) {
+	case propose:
+		if err := s.fsm.apply(e.kind, e.body); err != nil {
+			s.t.Fatalf("applying %T: %v", e.body, err)
+		}
+	case openAttempt:
+		e.round.base = make([]float32, e.round.length)
+		if err := s.fsm.apply(cmdOpenRound, e.cmd); err != nil {
+			s.t.Fatalf("opening round %d: %v", e.round.number, err)
+		}
+		s.run.round, s.run.reasons = e.round, map[string]string{}
+		s.send(e.tasks)
+	case closeAttempt:
+		r := e.round
+		delta, contributors, examples, err := r.result(now, s.job().Spec.Aggregation.ruleConfig(), rand.New(rand.NewPCG(1, 2)))
+		if err != nil {
+			s.execute(propose{cmdAbortRound, r.abort(err.Error(), now)}, now)
+			return
+		}
+		cmd := commitRound{JobID: j1, Number: r.number, Attempt: r.attempt, Contributors: contributors, Examples: examples,
+			At: now.UnixMilli(), Reason: r.closedBy, Silent: r.silent(), Digest: fmt.Sprintf("sha256:round-%d", r.number)}
+		if err := s.fsm.apply(cmdCommitRound, cmd); err != nil {
+			s.t.Fatalf("committing round %d: %v", r.number, err)
+		}
+		s.committed = append(s.committed, delta)
+	case sendTasks:
+		s.send(e.tasks)
+	case askEvaluation:
+		s.send(e.tasks)
+	}
+}
+
+func (s *scheduler) send(tasks []addressed) {
+	for _, t := range tasks {
+		s.tasks[t.to] = append(s.tasks[t.to], t.task)
+	}
+}
+
+// lastTask is the last task sent to id.
+func (s *scheduler) lastTask(id string) *pb.Task {
+	s.t.Helper()
+	ts := s.tasks[id]
+	if len(ts) == 0 {
+		s.t.Fatalf("%s was sent no task", id)
+	}
+	return ts[len(ts)-1]
+}
+
+// upload sends id's plain update of the open round at t0 + d, as the
+// participant service does: admit, then add.
+func (s *scheduler) upload(id string, d time.Duration, value float32) {
+	s.t.Helper()
+	r := s.run.round
+	h := &pb.UpdateHeader{JobId: j1, Round: r.number, Attempt: r.attempt, BaseModelDigest: r.baseDigest,
+		NumParams: uint64(r.length), Examples: 100, EpochsDone: 1}
+	if err := r.admit(id, h, s.t0.Add(d)); err != nil {
+		s.t.Fatalf("%s's update: %v", id, err)
+	}
+	delta := make([]float32, r.length)
+	for i := range delta {
+		delta[i] = value
+	}
+	if err := r.add(id, delta); err != nil {
+		s.t.Fatalf("%s's update: %v", id, err)
+	}
+}
+
+// proposed returns the commands of kind T the last decision proposed.
+func proposed[T any](s *scheduler) []T {
+	var out []T
+	for _, e := range s.effects {
+		if p, ok := e.(propose); ok {
+			if body, ok := p.body.(T); ok {
+				out = append(out, body)
+			}
+		}
+	}
+	return out
+}
+
+func opened(effects []effect) *openAttempt {
+	for _, e := range effects {
+		if o, ok := e.(openAttempt); ok {
+			return &o
+		}
+	}
+	return nil
+}
+
+// TestDecidePlainRoundOutcomes: every way a plain round attempt ends,
+// decided on a made-up clock: the cohort answers, the deadline passes with
+// enough or too few updates, stragglers are cut, everyone refuses.
+func TestDecidePlainRoundOutcomes(t *testing.T) {
+	type upload struct {
+		who string
+		at  time.Duration
+	}
+	cases := []struct {
+		name      string
+		straggler float64
+		uploads   []upload
+		refuse    []string
+		pendingAt time.Duration // a decision here leaves the round open (-1: none)
+		closesAt  time.Duration
+		commit    bool
+		reason    string
+	}{
+		{"the whole cohort answers", -1, []upload{{"a", time.Second}, {"b", 2 * time.Second}, {"c", 3 * time.Second}},
+			nil, 2 * time.Second, 3 * time.Second, true, "every cohort member's update arrived"},
+		{"the deadline with enough", -1, []upload{{"a", time.Second}, {"b", time.Second}},
+			nil, 59 * time.Second, time.Minute, true, "deadline passed with 2 of 3 updates"},
+		{"the deadline with too few", -1, []upload{{"a", time.Second}},
+			nil, 59 * time.Second, time.Minute, false, "deadline passed with 1 of 3 updates (minimum 2)"},
+		{"stragglers cut", 3, []upload{{"a", time.Second}, {"b", time.Second}},
+			nil, 2900 * time.Millisecond, 3 * time.Second, true, "stragglers: 2 of 3 updates after 3s"},
+		{"stragglers cut with too few", 3, []upload{{"a", time.Second}},
+			nil, -1, time.Minute, false, "deadline passed with 1 of 3"},
+		{"everyone answers or refuses", -1, []upload{{"a", time.Second}, {"b", time.Second}},
+			[]string{"c"}, -1, time.Second, true, "every cohort member answered or said why not"},
+		{"everyone refuses", -1, nil,
+			[]string{"a", "b", "c"}, -1, time.Second, false, "no update arrived: every cohort member refused or failed the task"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			spec := smallSpec()
+			spec.StragglerFactor = c.straggler
+			s := newScheduler(t, spec, "a", "b", "c")
+			o := opened(s.at(0))
+			if o == nil || len(o.tasks) != 3 || o.cmd.Round.Number != 1 || o.cmd.Round.Attempt != 1 {
+				t.Fatalf("first decision %v; want round 1 attempt 1 opened with 3 tasks", s.effects)
+			}
+			for _, id := range c.refuse {
+				s.run.round.refuse(id)
+			}
+			// The leader decides whenever an update arrives (an upload
+			// wakes it), and at the times the case names.
+			checked := c.pendingAt < 0
+			for _, u := range c.uploads {
+				if !checked && u.at > c.pendingAt {
+					if s.at(c.pendingAt); s.run.round == nil {
+						t.Fatalf("closed at %s: %v", c.pendingAt, s.effects)
+					}
+					checked = true
+				}
+				s.upload(u.who, u.at, 1)
+				if u.at < c.closesAt {
+					if s.at(u.at); s.run.round == nil {
+						t.Fatalf("closed at %s, after %s's update: %v", u.at, u.who, s.effects)
+					}
+				}
+			}
+			if !checked {
+				if s.at(c.pendingAt); s.run.round == nil {
+					t.Fatalf("closed at %s: %v", c.pendingAt, s.effects)
+				}
+			}
+			s.at(c.closesAt)
+			rec := s.job().Rounds[0]
+			want := pb.RoundStatus_ROUND_STATUS_ABORTED
+			if c.commit {
+				want = pb.RoundStatus_ROUND_STATUS_COMMITTED
+			}
+			if s.run.round != nil || rec.Status != want || !strings.Contains(rec.Reason, c.reason) {
+				t.Fatalf("at %s: round 1 %v (%q); want %v (%q)", c.closesAt, rec.Status, rec.Reason, want, c.reason)
+			}
+			if c.commit && len(rec.Contributors) != len(c.uploads) {
+				t.Fatalf("committed with %v; want the %d who uploaded", rec.Contributors, len(c.uploads))
+			}
+			// The next decision opens the next attempt: a new round after
+			// a commit, a retry after an abort.
+			next := opened(s.at(c.closesAt))
+			wantNumber, wantAttempt := uint32(2), uint32(1)
+			if !c.commit {
+				wantNumber, wantAttempt = 1, 2
+			}
+			if next == nil || next.cmd.Round.Number != wantNumber || next.cmd.Round.Attempt != wantAttempt {
+				t.Fatalf("after the close: %v; want round %d attempt %d opened", s.effects, wantNumber, wantAttempt)
+			}
+		})
+	}
+}
+
+// TestDecideLeaderChange: a new leader finds a round open that its
+// predecessor held: it aborts it ("leader change") and opens the retry;
+// a round open in the FSM that a leader lost later is aborted too.
+func TestDecideLeaderChange(t *testing.T) {
+	s := newScheduler(t, smallSpec(), "a", "b", "c")
+	s.at(0)
+	if s.run.round == nil {
+		t.Fatalf("no round opened: %v", s.effects)
+	}
+	// The leader changes: the new one has no memory of the round.
+	s.run = &jobRun{evalAttempted: map[uint32]bool{}}
+	s.at(time.Second)
+	if aborts := proposed[abortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
+		t.Fatalf("new leader's first decision: %v; want attempt 1 aborted for a leader change", s.effects)
+	}
+	if o := opened(s.at(time.Second)); o == nil || o.cmd.Round.Attempt != 2 {
+		t.Fatalf("then %v; want attempt 2 opened", s.effects)
+	}
+	// The same leader loses the round it holds (an apply that failed here
+	// but committed).
+	s.run.round = nil
+	s.at(2 * time.Second)
+	if aborts := proposed[abortRound](s); len(aborts) != 1 || aborts[0].Reason != "round lost by the leader" {
+		t.Fatalf("%v; want attempt 2 aborted as lost by the leader", s.effects)
+	}
+}
+
+// TestDecideJobEnds: a job ends when its rounds are done, or fails when a
+// round aborts max_attempts times in a row; with too few participants it
+// waits, saying so once.
+func TestDecideJobEnds(t *testing.T) {
+	t.Run("every round committed", func(t *testing.T) {
+		spec := smallSpec()
+		spec.Rounds = 2
+		s := newScheduler(t, spec, "a", "b", "c")
+		clock := time.Duration(0)
+		for round := 1; round <= 2; round++ {
+			s.at(clock)
+			for _, id := range []string{"a", "b", "c"} {
+				s.upload(id, clock, float32(round))
+			}
+			clock += time.Second
+			s.at(clock)
+		}
+		s.at(clock)
+		if f := proposed[finishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || f[0].Reason != "all 2 rounds committed" {
+			t.Fatalf("%v; want the job finished: all 2 rounds committed", s.effects)
+		}
+		if j := s.job(); j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || len(s.committed) != 2 || s.committed[1][0] != 2 {
+			t.Fatalf("job %v with updates %v", j.Status, s.committed)
+		}
+	})
+	t.Run("max attempts", func(t *testing.T) {
+		spec := smallSpec()
+		spec.MaxAttempts = 2
+		s := newScheduler(t, spec, "a", "b", "c")
+		clock := time.Duration(0)
+		for range 2 {
+			s.at(clock)
+			clock += time.Minute
+			s.at(clock) // nobody uploads: the deadline aborts it
+		}
+		s.at(clock)
+		if f := proposed[finishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_FAILED ||
+			!strings.HasPrefix(f[0].Reason, "round 1 aborted 2 times in a row (max_attempts 2); last: deadline passed with 0 of 3 updates") {
+			t.Fatalf("%v; want the job failed after 2 attempts", s.effects)
+		}
+	})
+	t.Run("too few connected", func(t *testing.T) {
+		s := newScheduler(t, smallSpec(), "a", "b", "c")
+		s.world.down["b"], s.world.down["c"] = true, true
+		for i := range 3 {
+			s.at(time.Duration(i) * time.Second)
+			notes := 0
+			for _, e := range s.effects {
+				if n, ok := e.(note); ok && n.msg == "waiting for participants" {
+					notes++
+				} else {
+					t.Fatalf("waiting, the decision had %T %v", e, e)
+				}
+			}
+			if want := map[bool]int{true: 1, false: 0}[i == 0]; notes != want {
+				t.Fatalf("decision %d said it waits %d times; want %d", i, notes, want)
+			}
+		}
+		delete(s.world.down, "b")
+		if o := opened(s.at(3 * time.Second)); o == nil || !slices.Equal(o.cmd.Round.Cohort, []string{"a", "b"}) {
+			t.Fatalf("%v; want a round of a and b once b is back", s.effects)
+		}
+	})
+}
+
+// secureClient is a cohort member's side of secure aggregation in these
+// tests, answering the tasks the scheduler sent it.
+type secureClient struct {
+	name   string
+	cert   tls.Certificate
+	client *secagg.Client
+	certs  map[int][]byte
+	cohort []string
+}
+
+// secureCohort issues certificates for ids and answers a secure round's
+// train tasks: each member's update is all value, weighing 1.
+func (s *scheduler) secureCohort(ids []string) map[string]*secureClient {
+	s.t.Helper()
+	out := map[string]*secureClient{}
+	for _, id := range ids {
+		cert, err := s.fsm.ca.Issue(pki.Identity{Role: pki.RoleParticipant, Name: id, Organization: "org1"})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		out[id] = &secureClient{name: id, cert: cert, certs: map[int][]byte{}}
+	}
+	return out
+}
+
+// train answers id's train task: it masks an update of all value and
+// advertises its keys.
+func (s *scheduler) train(c *secureClient, value float32) {
+	s.t.Helper()
+	t := s.lastTask(c.name)
+	st := t.GetSecagg()
+	n := int(st.GetN())
+	quant, err := secagg.NewQuantizer(st.GetClip(), n)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	x := make([]float32, st.GetLength())
+	for i := range x {
+		x[i] = value
+	}
+	x[len(x)-1] = float32(st.GetClip()) // weight 1
+	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()),
+		GraphSeed: st.GetGraphSeed(), Session: protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt(), st.GetGroup())}
+	c.cohort = st.GetCohort()
+	verify := func(from int, identity string, msg, sig []byte) bool {
+		return pki.VerifySigned(s.fsm.ca.Pool(), c.certs[from], pki.Identity{Role: pki.RoleParticipant, Name: identity}, msg, sig) == nil
+	}
+	sign := func(msg []byte) ([]byte, error) { return pki.Sign(c.cert, msg) }
+	if c.client, err = secagg.NewClient(params, int(st.GetIndex()), c.name, quant.Quantize(x, rand.New(rand.NewPCG(3, 4))), sign, verify); err != nil {
+		s.t.Fatal(err)
+	}
+	ad, err := c.client.Advertise()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.run.round.group(c.name).advertise(c.name, protocol.AdvertisementToWire(ad, c.cert.Certificate[0])); err != nil {
+		s.t.Fatalf("%s's advertisement: %v", c.name, err)
+	}
+}
+
+// answer answers id's latest secure-aggregation task of a later phase.
+func (s *scheduler) answer(c *secureClient) {
+	s.t.Helper()
+	t := s.lastTask(c.name)
+	st, g := t.GetSecagg(), s.run.round.group(c.name)
+	var err error
+	switch t.GetKind() {
+	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS:
+		var ads []secagg.Advertisement
+		for _, a := range st.GetAdvertisements() {
+			c.certs[int(a.GetFrom())] = a.GetCertificate()
+			ads = append(ads, protocol.AdvertisementFromWire(a, c.cohort[a.GetFrom()]))
+		}
+		var shares []secagg.EncryptedShare
+		if shares, err = c.client.ShareKeys(ads); err == nil {
+			err = g.shareKeys(c.name, protocol.SharesToWire(shares), 0, 1)
+		}
+	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
+		var y []uint32
+		if y, err = c.client.MaskedInput(protocol.SharesFromWire(st.GetShares()), ints(st.GetSurvivors())); err == nil {
+			h := &pb.UpdateHeader{JobId: j1, Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
+				NumParams: uint64(len(y)), Masked: true}
+			if err = s.run.round.admitMasked(c.name, h); err == nil {
+				err = g.addMasked(c.name, y)
+			}
+		}
+	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		var reveals []secagg.Reveal
+		if reveals, err = c.client.Unmask(ints(st.GetSurvivors())); err == nil {
+			err = g.unmask(c.name, protocol.RevealsToWire(reveals), 0, 1)
+		}
+	default:
+		s.t.Fatalf("%s's latest task is %v", c.name, t.GetKind())
+	}
+	if err != nil {
+		s.t.Fatalf("%s answering %v: %v", c.name, t.GetKind(), err)
+	}
+}
+
+func ints(v []uint32) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
+
+// TestDecideSecureRound: a round with secure aggregation through every
+// phase on a made-up clock, with real secure-aggregation clients but no
+// sockets: it commits the cohort's mean when everyone answers, and a phase
+// that too few survive aborts the attempt, before anything is unmasked.
+func TestDecideSecureRound(t *testing.T) {
+	cohort := []string{"a", "b", "c", "d", "e"}
+	secureSpec := func() JobSpec {
+		spec := smallSpec()
+		spec.ParticipantsPerRound, spec.MinParticipants = 5, 3
+		spec.SecureAggregation = SecureAggregation{Mode: ModeSecAgg}
+		return spec
+	}
+	phases := []pb.TaskKind{pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK}
+
+	t.Run("everyone answers every phase", func(t *testing.T) {
+		s := newScheduler(t, secureSpec(), cohort...)
+		clients := s.secureCohort(cohort)
+		if o := opened(s.at(0)); o == nil || len(o.round.groups) != 1 {
+			t.Fatalf("%v; want a secure round opened", s.effects)
+		}
+		for i, id := range cohort {
+			s.train(clients[id], 0.1*float32(i+1)) // the mean is 0.3
+		}
+		clock := time.Second
+		for _, kind := range phases {
+			s.at(clock)
+			for _, id := range cohort {
+				if got := s.lastTask(id).GetKind(); got != kind {
+					t.Fatalf("at %s %s's task is %v; want %v", clock, id, got, kind)
+				}
+				s.answer(clients[id])
+			}
+			clock += time.Second
+		}
+		// The unmasking phase closed: the round is detached for the
+		// executor, which unmasks and commits.
+		s.at(clock)
+		closing := slices.ContainsFunc(s.effects, func(e effect) bool { _, ok := e.(closeAttempt); return ok })
+		rec := s.job().Rounds[0]
+		if !closing || rec.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || len(rec.Contributors) != 5 {
+			t.Fatalf("%v: round 1 %v with %v (%s); want committed by all 5", s.effects, rec.Status, rec.Contributors, rec.Reason)
+		}
+		for i, v := range s.committed[0] {
+			if math.Abs(float64(v)-0.3) > 1e-3 {
+				t.Fatalf("entry %d of the committed update is %v; want the mean 0.3", i, v)
+			}
+		}
+		t.Logf("committed: %s", rec.Reason)
+	})
+
+	aborts := []struct {
+		name string
+		// answering is who answers phase i (0: train and advertise); down
+		// are disconnected after that phase.
+		answering [][]string
+		down      []string
+		closeAt   time.Duration
+		reason    string
+		// unmasking: the abort comes from the executor's unmasking (the
+		// round detached once its unmasking phase closed).
+		unmasking bool
+	}{
+		{"too few advertise by the deadline", [][]string{{"a", "b"}}, nil, time.Minute,
+			"secure aggregation, advertise-keys phase", false},
+		{"too few share keys, the rest disconnected", [][]string{cohort, {"a", "b"}}, []string{"c", "d", "e"}, 2 * time.Second,
+			"share-keys phase: too few clients survived: 2 clients shared keys", false},
+		{"too few masked inputs by the phase deadline", [][]string{cohort, cohort, {"a", "b"}}, nil, 2*time.Second + 10*time.Second,
+			"secure aggregation, masked-input phase", false},
+		{"too few reveal by the phase deadline", [][]string{cohort, cohort, cohort, {"a", "b"}}, nil, 3*time.Second + 10*time.Second,
+			"secure aggregation, unmask phase", true},
+	}
+	for _, c := range aborts {
+		t.Run(c.name, func(t *testing.T) {
+			s := newScheduler(t, secureSpec(), cohort...)
+			clients := s.secureCohort(cohort)
+			s.at(0)
+			clock := time.Duration(0)
+			for phase, who := range c.answering {
+				if phase > 0 {
+					s.at(clock) // sends the phase's tasks
+				}
+				for _, id := range who {
+					if phase == 0 {
+						s.train(clients[id], 1)
+					} else {
+						s.answer(clients[id])
+					}
+				}
+				clock += time.Second
+			}
+			for _, id := range c.down {
+				s.world.down[id] = true
+			}
+			if c.closeAt > clock {
+				if s.at(c.closeAt - time.Millisecond); s.run.round == nil {
+					t.Fatalf("closed before %s: %v", c.closeAt, s.effects)
+				}
+			}
+			s.at(c.closeAt)
+			rec := s.job().Rounds[0]
+			if s.run.round != nil || rec.Status != pb.RoundStatus_ROUND_STATUS_ABORTED || !strings.Contains(rec.Reason, c.reason) {
+				t.Fatalf("at %s: round 1 %v (%q); want aborted (%q)", c.closeAt, rec.Status, rec.Reason, c.reason)
+			}
+			if got := slices.ContainsFunc(s.effects, func(e effect) bool { _, ok := e.(closeAttempt); return ok }); got != c.unmasking {
+				t.Fatalf("the abort went through the executor's unmasking: %v; want %v", got, c.unmasking)
+			}
+			t.Logf("aborted: %s", rec.Reason)
+		})
+	}
+}
