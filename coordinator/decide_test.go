@@ -441,7 +441,12 @@ func (s *scheduler) train(c *secureClient, value float32) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := s.run.round.group(c.name).advertise(c.name, protocol.AdvertisementToWire(ad, c.cert.Certificate[0])); err != nil {
+	g := s.run.round.group(c.name)
+	checked, err := g.checkAdvertisement(c.name, protocol.AdvertisementToWire(ad, c.cert.Certificate[0]))
+	if err == nil {
+		err = g.advertise(checked)
+	}
+	if err != nil {
 		s.t.Fatalf("%s's advertisement: %v", c.name, err)
 	}
 }

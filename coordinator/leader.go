@@ -333,8 +333,10 @@ func (c *Coordinator) addMasked(r *round, from string, y []uint32) error {
 }
 
 // secureMessage hands a secure-aggregation message from a participant to
-// its group in the open round the message names, under the leader's lock.
-func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, deliver func(s *secureRound) error) error {
+// its group in the open round the message names: check (nil: none) runs
+// with the leader's lock released, then deliver under it, if the round is
+// still open.
+func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, deliver func(s *secureRound) error) error {
 	if err := c.requireLeader(); err != nil {
 		return err
 	}
@@ -367,6 +369,17 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, deliver fu
 	g := r.group(from)
 	if g == nil {
 		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+	}
+	if check != nil {
+		c.leader.mu.Unlock()
+		err := check(g)
+		c.leader.mu.Lock()
+		if err != nil {
+			return err
+		}
+		if run := c.leader.jobs[ref.GetJobId()]; run == nil || run.round != r {
+			return fmt.Errorf("%w: round %d closed while the message was checked", ErrRoundClosed, r.number)
+		}
 	}
 	if err := deliver(g); err != nil {
 		return err

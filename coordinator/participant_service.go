@@ -307,9 +307,15 @@ func receiveWords(stream pb.ParticipantService_UploadUpdateServer, firstData []b
 const maxSecAggItems = 1 << 16
 
 func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAggAdvertiseRequest) (*pb.SecAggResponse, error) {
+	// The signature is checked outside the leader's lock: the X.509 checks
+	// are the costly part, and every other call waits for the lock.
+	var checked checkedAdvertisement
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggAdvertise(ctx, req)
-	}, func(from string, r *secureRound) error { return r.advertise(from, req.GetAdvertisement()) })
+	}, func(from string, r *secureRound) (err error) {
+		checked, err = r.checkAdvertisement(from, req.GetAdvertisement())
+		return err
+	}, func(_ string, r *secureRound) error { return r.advertise(checked) })
 }
 
 func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAggShareKeysRequest) (*pb.SecAggResponse, error) {
@@ -318,7 +324,7 @@ func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAgg
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggShareKeys(ctx, req)
-	}, func(from string, r *secureRound) error {
+	}, nil, func(from string, r *secureRound) error {
 		return s.c.countParts("share_keys", req.GetParts(), r.shareKeys(from, req.GetShares(), req.GetPart(), req.GetParts()))
 	})
 }
@@ -329,7 +335,7 @@ func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnm
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggUnmask(ctx, req)
-	}, func(from string, r *secureRound) error {
+	}, nil, func(from string, r *secureRound) error {
 		return s.c.countParts("unmask", req.GetParts(), r.unmask(from, req.GetReveals(), req.GetPart(), req.GetParts()))
 	})
 }
@@ -345,9 +351,10 @@ func (c *Coordinator) countParts(message string, parts uint32, err error) error 
 
 // secAggCall authenticates a participant's secure-aggregation message for
 // round ref and either forwards it to the leader or delivers it to that
-// round here.
+// round here: check (nil: none) without the leader's lock, then deliver
+// under it.
 func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound,
-	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), deliver func(from string, r *secureRound) error) (*pb.SecAggResponse, error) {
+	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), check, deliver func(from string, r *secureRound) error) (*pb.SecAggResponse, error) {
 	id, err := s.c.caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
@@ -360,7 +367,11 @@ func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound
 	}); fwd {
 		return resp, err
 	}
-	if err := s.c.secureMessage(id.Name, ref, func(r *secureRound) error { return deliver(id.Name, r) }); err != nil {
+	var checkGroup func(*secureRound) error
+	if check != nil {
+		checkGroup = func(r *secureRound) error { return check(id.Name, r) }
+	}
+	if err := s.c.secureMessage(id.Name, ref, checkGroup, func(r *secureRound) error { return deliver(id.Name, r) }); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.SecAggResponse{}, nil

@@ -181,25 +181,53 @@ func secaggErr(err error) error {
 
 // advertise takes a client's signed keys, after checking that its
 // certificate is the federation's, names the sender and signed them.
-func (s *secureRound) advertise(from string, a *pb.SecAggAdvertisement) error {
+// Its signature was checked by checkAdvertisement.
+func (s *secureRound) advertise(c checkedAdvertisement) error {
+	from, a := c.from, c.wire
 	i, err := s.expect(from, phaseAdvertise)
 	if err != nil {
 		return err
 	}
-	if a.GetFrom() != uint32(i) {
-		return fmt.Errorf("%w: advertisement from client %d; %s is client %d", ErrBadUpdate, a.GetFrom(), from, i)
+	if c.group != s {
+		return fmt.Errorf("%w: an advertisement checked for another group", ErrBadUpdate)
 	}
-	ad := protocol.AdvertisementFromWire(a, from)
-	want := pki.Identity{Role: pki.RoleParticipant, Name: from}
-	if err := pki.VerifySigned(s.ca, a.GetCertificate(), want, ad.SignedBytes(s.params), ad.Sig); err != nil {
-		return fmt.Errorf("%w: advertisement: %w", ErrBadUpdate, err)
-	}
-	if err := s.server.ReceiveAdvertisement(ad); err != nil {
+	if err := s.server.ReceiveAdvertisement(c.ad); err != nil {
 		return secaggErr(err)
 	}
 	s.advertised[i] = a
 	delete(s.waiting, i)
 	return nil
+}
+
+// checkAdvertisement checks that an advertisement names from's client
+// index and is signed by from's certificate, issued by the federation. It
+// reads only what never changes in a secure round, so the participant
+// service runs it without the leader's lock (the X.509 checks are its
+// costly part).
+func (s *secureRound) checkAdvertisement(from string, a *pb.SecAggAdvertisement) (checkedAdvertisement, error) {
+	i, ok := s.index[from]
+	switch {
+	case !ok:
+		return checkedAdvertisement{}, fmt.Errorf("%w: %s is not in this secure-aggregation group", ErrNotInCohort, from)
+	case a.GetFrom() != uint32(i):
+		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement from client %d; %s is client %d", ErrBadUpdate, a.GetFrom(), from, i)
+	}
+	ad := protocol.AdvertisementFromWire(a, from)
+	want := pki.Identity{Role: pki.RoleParticipant, Name: from}
+	if err := pki.VerifySigned(s.ca, a.GetCertificate(), want, ad.SignedBytes(s.params), ad.Sig); err != nil {
+		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement: %w", ErrBadUpdate, err)
+	}
+	return checkedAdvertisement{group: s, from: from, wire: a, ad: ad}, nil
+}
+
+// checkedAdvertisement is an advertisement whose signature
+// checkAdvertisement verified for one group: the only kind advertise
+// takes.
+type checkedAdvertisement struct {
+	group *secureRound
+	from  string
+	wire  *pb.SecAggAdvertisement
+	ad    secagg.Advertisement
 }
 
 // shareKeys takes a client's encrypted shares for its neighbours, or part
