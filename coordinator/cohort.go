@@ -1,10 +1,7 @@
 package coordinator
 
 import (
-	"cmp"
 	"math"
-	"math/rand/v2"
-	"slices"
 )
 
 // Over-selection and the selection weighting: how many participants a
@@ -117,38 +114,4 @@ func (j *Job) selectionWeights() map[string]float64 {
 		w[id] = max(minSelectionWeight, float64(1+c-m)/float64(1+c))
 	}
 	return w
-}
-
-// chooseWeighted picks k of the sorted ids with rng, each draw taking a
-// remaining id with probability proportional to its weight (absent from
-// weights: 1), by Efraimidis and Spirakis's keys u^(1/w): the k largest
-// keys win. With no weights it is choose, so a job whose participants all
-// answer draws the cohorts it always did.
-func chooseWeighted(ids []string, k int, weights map[string]float64, rng *rand.Rand) []string {
-	if len(weights) == 0 {
-		return choose(ids, k, rng)
-	}
-	type keyed struct {
-		id  string
-		key float64
-	}
-	keys := make([]keyed, len(ids))
-	for i, id := range ids {
-		w, ok := weights[id]
-		if !ok {
-			w = 1
-		}
-		u := rng.Float64()
-		for u == 0 {
-			u = rng.Float64()
-		}
-		keys[i] = keyed{id, math.Log(u) / w} // log of u^(1/w): the same order
-	}
-	slices.SortStableFunc(keys, func(a, b keyed) int { return cmp.Compare(b.key, a.key) })
-	out := make([]string, 0, min(k, len(keys)))
-	for _, x := range keys[:min(k, len(keys))] {
-		out = append(out, x.id)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -479,7 +479,7 @@ func (s *decision) open() {
 		if g != nil {
 			t.Secagg = g.trainTask(id)
 		}
-		t.Dp = spec.DP.task(g)
+		t.Dp = dpTask(spec.DP, g)
 		tasks = append(tasks, addressed{to: id, task: t})
 	}
 	s.emit(openAttempt{round: r, cmd: openRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})

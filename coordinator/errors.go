@@ -20,14 +20,6 @@ import (
 var (
 	// ErrNotLeader means the call needs the Raft leader and this node is not it.
 	ErrNotLeader = errors.New("not the leader")
-	// ErrUnknownJob means no job has the given ID.
-	ErrUnknownJob = errors.New("unknown job")
-	// ErrUnknownRound means the job has no such committed round.
-	ErrUnknownRound = errors.New("unknown round")
-	// ErrBadJobSpec means a submitted job spec is invalid.
-	ErrBadJobSpec = errors.New("invalid job spec")
-	// ErrJobNotRunning means the job has finished or was cancelled.
-	ErrJobNotRunning = errors.New("job is not running")
 	// ErrWrongRound means an update names a round that is not open.
 	ErrWrongRound = errors.New("round is not open")
 	// ErrRoundClosed means an update (or secure-aggregation message) came
@@ -41,30 +33,8 @@ var (
 	ErrNotInCohort = errors.New("participant is not in the round's cohort")
 	// ErrDuplicate means the sender already submitted an update this round.
 	ErrDuplicate = errors.New("update already received from this participant this round")
-	// ErrBadUpdate means an update is malformed (header, length, values).
-	ErrBadUpdate = errors.New("malformed update")
-	// ErrForbidden means the caller's role may not make this call.
-	ErrForbidden = errors.New("role not allowed")
 	// ErrUnknownModel means no stored model has the digest.
 	ErrUnknownModel = errors.New("unknown model")
-	// ErrConflict means a command does not fit the FSM's state (for example,
-	// committing a round that is not open).
-	ErrConflict = errors.New("command conflicts with state")
-	// ErrReplay means a signed admin request was already carried out.
-	ErrReplay = errors.New("replayed admin request")
-	// ErrBadRequest means a request field is invalid (a page token, say).
-	ErrBadRequest = errors.New("invalid request")
-	// ErrRevoked means a certificate has been revoked.
-	ErrRevoked = errors.New("certificate revoked")
-	// ErrBadPolicy means a policy, member name or revocation is invalid.
-	ErrBadPolicy = errors.New("invalid governance request")
-	// ErrUnknownProposal means no proposal has the given ID.
-	ErrUnknownProposal = errors.New("unknown proposal")
-	// ErrAlreadyApproved means the approver's organisation already
-	// approved the proposal (an organisation counts once).
-	ErrAlreadyApproved = errors.New("already approved by this organisation")
-	// ErrUnknownCertificate means no certificate of that name was seen.
-	ErrUnknownCertificate = errors.New("unknown certificate")
 )
 
 // toStatus maps an error to a gRPC status carrying its message.

@@ -2,10 +2,8 @@ package coordinator
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -207,34 +205,6 @@ func (j *Job) evaluated(number uint32) bool {
 	}
 	r := j.committed(number)
 	return r != nil && r.Eval != nil
-}
-
-// seededRand returns a generator seeded from a job's seed and the given
-// numbers, so every choice the leader makes is reproducible.
-func seededRand(seed uint64, parts ...uint64) *rand.Rand {
-	h := fnv.New64a()
-	for _, p := range append([]uint64{seed}, parts...) {
-		h.Write(binary.LittleEndian.AppendUint64(nil, p))
-	}
-	return rand.New(rand.NewPCG(h.Sum64(), seed))
-}
-
-// TaskSeed is the seed of a participant's local training in a round
-// attempt of a job with the given seed, as the leader sends it: anyone can
-// reproduce a round's training from it.
-func TaskSeed(jobSeed uint64, round, attempt uint32, participant string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(participant))
-	return seededRand(jobSeed, uint64(round), uint64(attempt), h.Sum64()).Uint64()
-}
-
-// choose picks k of the sorted ids with rng.
-func choose(ids []string, k int, rng *rand.Rand) []string {
-	ids = slices.Clone(ids)
-	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	ids = ids[:min(k, len(ids))]
-	slices.Sort(ids)
-	return ids
 }
 
 // admitUpdate checks an update's header against the open round and reserves

@@ -91,20 +91,6 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 	return nil
 }
 
-// task is the differential privacy a participant applies to its update
-// in a round (nil without dp); g is its secure-aggregation group (nil in a
-// plain round), whose plan says how small a sum the noise is sized for.
-func (d *DifferentialPrivacy) task(g *secureRound) *pb.DPTask {
-	if d == nil {
-		return nil
-	}
-	t := &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
-	if g != nil && g.plan != nil {
-		t.MinClients = uint32(g.plan.Threshold)
-	}
-	return t
-}
-
 func (d *DifferentialPrivacy) toProto() *pb.DifferentialPrivacy {
 	if d == nil {
 		return nil

@@ -537,3 +537,17 @@ func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, cont
 	}
 	return delta, weight, contributors, uint64(math.Round(weight * s.weightScale)), nil
 }
+
+// dpTask is the differential privacy a participant applies to its update
+// in a round (nil without dp); g is its secure-aggregation group (nil in a
+// plain round), whose plan says how small a sum the noise is sized for.
+func dpTask(d *DifferentialPrivacy, g *secureRound) *pb.DPTask {
+	if d == nil {
+		return nil
+	}
+	t := &pb.DPTask{Mode: d.Mode, Clip: d.Clip, NoiseMultiplier: d.NoiseMultiplier}
+	if g != nil && g.plan != nil {
+		t.MinClients = uint32(g.plan.Threshold)
+	}
+	return t
+}
