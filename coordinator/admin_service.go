@@ -57,15 +57,15 @@ func adminCall[Req proto.Message, Resp any](ctx context.Context, s *adminService
 
 // applyAdmin commits a signed admin action through Raft and returns what
 // the FSM made of it.
-func (c *Coordinator) applyAdmin(a adminAction) (actionResult, error) {
+func (c *Coordinator) applyAdmin(a AdminAction) (ActionResult, error) {
 	if a.At == 0 {
 		a.At = time.Now().UnixMilli()
 	}
-	resp, err := c.applyResponse(cmdAdminAction, a)
+	resp, err := c.applyResponse(CmdAdminAction, a)
 	if err != nil {
-		return actionResult{}, err
+		return ActionResult{}, err
 	}
-	res, _ := resp.(actionResult)
+	res, _ := resp.(ActionResult)
 	return res, nil
 }
 
@@ -74,7 +74,7 @@ func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) 
 	if err := spec.Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	return adminCall(ctx, s, methodSubmitJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.SubmitJobResponse, error) {
+	return adminCall(ctx, s, MethodSubmitJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.SubmitJobResponse, error) {
 		resp, err := cc.SubmitJob(ctx, req)
 		if err == nil {
 			// Read your writes: the caller's next call may come here.
@@ -111,7 +111,7 @@ func (c *Coordinator) SubmitJob(spec JobSpec, signed *adminauth.Signed) (*Job, e
 	}
 	// A job no registered participant could train would wait or abort
 	// forever: refuse it now, saying what the participants hold.
-	if why, _ := untrainable(spec, c.fsm.Participants()); why != "" {
+	if why, _ := Untrainable(spec, c.fsm.Participants()); why != "" {
 		return nil, fmt.Errorf("%w: %s", ErrBadJobSpec, why)
 	}
 	m := model.New(model.MustParseSpec(spec.Model), spec.Seed)
@@ -122,7 +122,7 @@ func (c *Coordinator) SubmitJob(spec JobSpec, signed *adminauth.Signed) (*Job, e
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	id := "job-" + hex.EncodeToString(rnd[:])
-	if _, err := c.applyAdmin(adminAction{Signed: *signed, JobID: id, InitialDigest: digest}); err != nil {
+	if _, err := c.applyAdmin(AdminAction{Signed: *signed, JobID: id, InitialDigest: digest}); err != nil {
 		return nil, err
 	}
 	j, err := c.fsm.Job(id)
@@ -146,10 +146,10 @@ func (s *adminService) ListJobs(ctx context.Context, req *pb.ListJobsRequest) (*
 
 // jobProto is a job for the wire, with the approvals of its submission.
 func (c *Coordinator) jobProto(j *Job) *pb.Job {
-	out := j.toProto()
+	out := j.ToProto()
 	if p := c.fsm.Proposal(j.ID); p != nil {
 		for _, a := range p.Approvals {
-			out.Approvals = append(out.Approvals, a.toProto())
+			out.Approvals = append(out.Approvals, a.ToProto())
 		}
 	}
 	return out
@@ -166,15 +166,15 @@ func (s *adminService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.J
 }
 
 func (s *adminService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) (*pb.CancelJobResponse, error) {
-	return adminCall(ctx, s, methodCancelJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.CancelJobResponse, error) {
+	return adminCall(ctx, s, MethodCancelJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.CancelJobResponse, error) {
 		return cc.CancelJob(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.CancelJobResponse, error) {
-		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
 		s.c.kickLeader()
-		return &pb.CancelJobResponse{Proposal: res.proposal.toProto()}, nil
+		return &pb.CancelJobResponse{Proposal: res.Proposal.ToProto()}, nil
 	})
 }
 
@@ -197,7 +197,7 @@ func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest
 			}
 		}
 		out := &pb.ListRoundsResponse{}
-		kept := j.retained()
+		kept := j.Retained()
 		for i := from; i < len(j.Rounds); i++ {
 			if len(out.Rounds) == size {
 				out.NextPageToken = strconv.Itoa(i)
@@ -205,7 +205,7 @@ func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest
 			}
 			r := j.Rounds[i]
 			if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED || req.GetIncludeAborted() {
-				p := r.toProto(j.ID)
+				p := r.ToProto(j.ID)
 				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED && !kept[r.Number] {
 					p.ModelDeleted = true
 				}
@@ -229,7 +229,7 @@ func (s *adminService) ListParticipants(ctx context.Context, req *pb.ListPartici
 			if !seen.IsZero() {
 				seenMs = seen.UnixMilli()
 			}
-			out.Participants = append(out.Participants, p.toProto(connected, seenMs))
+			out.Participants = append(out.Participants, p.ToProto(connected, seenMs))
 		}
 		return out, nil
 	})
@@ -256,11 +256,11 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 		}
 		round = j.CommittedRounds
 	}
-	digest := j.modelDigest(round)
+	digest := j.ModelDigest(round)
 	if digest == "" {
 		return toStatus(fmt.Errorf("%w: job %s has no committed round %d (it has %d)", ErrUnknownRound, j.ID, round, j.CommittedRounds))
 	}
-	if !j.retained()[round] {
+	if !j.Retained()[round] {
 		return toStatus(fmt.Errorf("%w: job %s's round %d model was deleted by the job's retain policy (or accord job delete)", ErrUnknownModel, j.ID, round))
 	}
 	blob, err := s.c.blob(stream.Context(), digest)
@@ -308,15 +308,15 @@ func (s *adminService) ListMembers(ctx context.Context, req *pb.ListMembersReque
 // configuration; once approved, the leader removes it (and never adds it
 // back unless an AddMember is approved).
 func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
-	return adminCall(ctx, s, methodRemoveMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RemoveMemberResponse, error) {
+	return adminCall(ctx, s, MethodRemoveMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RemoveMemberResponse, error) {
 		return cc.RemoveMember(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.RemoveMemberResponse, error) {
-		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
-		s.c.executeMember(res.proposal)
-		return &pb.RemoveMemberResponse{Proposal: res.proposal.toProto()}, nil
+		s.c.executeMember(res.Proposal)
+		return &pb.RemoveMemberResponse{Proposal: res.Proposal.ToProto()}, nil
 	})
 }
 
@@ -324,7 +324,7 @@ func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberReq
 // at once (reconciliation would, within reconcileInterval; an excluded
 // leader hands over leadership there first).
 func (c *Coordinator) executeMember(p *Proposal) {
-	if p.Kind != kindRemoveMember || p.Status != proposalExecuted {
+	if p.Kind != KindRemoveMember || p.Status != ProposalExecuted {
 		return
 	}
 	if p.Member == c.cfg.Name {
@@ -352,13 +352,13 @@ const (
 )
 
 func (s *adminService) DeleteJob(ctx context.Context, req *pb.DeleteJobRequest) (*pb.ProposalResponse, error) {
-	return s.propose(ctx, methodDeleteJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, MethodDeleteJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.DeleteJob(ctx, req)
 	})
 }
 
 func (s *adminService) AddMember(ctx context.Context, req *pb.AddMemberRequest) (*pb.ProposalResponse, error) {
-	return s.propose(ctx, methodAddMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, MethodAddMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.AddMember(ctx, req)
 	})
 }
@@ -367,13 +367,13 @@ func (s *adminService) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) 
 	if err := PolicyFromProto(req.GetPolicy()).Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	return s.propose(ctx, methodSetPolicy, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, MethodSetPolicy, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.SetPolicy(ctx, req)
 	})
 }
 
 func (s *adminService) Approve(ctx context.Context, req *pb.ApproveRequest) (*pb.ProposalResponse, error) {
-	return s.propose(ctx, methodApprove, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, MethodApprove, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.Approve(ctx, req)
 	})
 }
@@ -382,13 +382,13 @@ func (s *adminService) Approve(ctx context.Context, req *pb.ApproveRequest) (*pb
 // answers with the proposal as it now stands.
 func (s *adminService) propose(ctx context.Context, method string, req proto.Message, forward func(context.Context, pb.AdminServiceClient) (*pb.ProposalResponse, error)) (*pb.ProposalResponse, error) {
 	return adminCall(ctx, s, method, req, forward, func(_ principal, signed *adminauth.Signed) (*pb.ProposalResponse, error) {
-		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
-		s.c.executeMember(res.proposal)
+		s.c.executeMember(res.Proposal)
 		s.c.kickLeader()
-		return &pb.ProposalResponse{Proposal: res.proposal.toProto()}, nil
+		return &pb.ProposalResponse{Proposal: res.Proposal.ToProto()}, nil
 	})
 }
 
@@ -396,7 +396,7 @@ func (s *adminService) ListProposals(ctx context.Context, req *pb.ListProposalsR
 	return adminCall(ctx, s, "/accord.v1.AdminService/ListProposals", req, nil, func(principal, *adminauth.Signed) (*pb.ListProposalsResponse, error) {
 		out := &pb.ListProposalsResponse{}
 		for _, p := range s.c.fsm.Proposals() {
-			out.Proposals = append(out.Proposals, p.toProto())
+			out.Proposals = append(out.Proposals, p.ToProto())
 		}
 		return out, nil
 	})
@@ -404,7 +404,7 @@ func (s *adminService) ListProposals(ctx context.Context, req *pb.ListProposalsR
 
 func (s *adminService) GetPolicy(ctx context.Context, req *pb.GetPolicyRequest) (*pb.Policy, error) {
 	return adminCall(ctx, s, "/accord.v1.AdminService/GetPolicy", req, nil, func(principal, *adminauth.Signed) (*pb.Policy, error) {
-		return s.c.fsm.Policy().toProto(), nil
+		return s.c.fsm.Policy().ToProto(), nil
 	})
 }
 
@@ -412,16 +412,16 @@ func (s *adminService) GetPolicy(ctx context.Context, req *pb.GetPolicyRequest) 
 // are revoked at once (a compromised key must stop now); others need the
 // approvals the policy requires. Audited like every admin action.
 func (s *adminService) Revoke(ctx context.Context, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
-	return adminCall(ctx, s, methodRevoke, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RevokeResponse, error) {
+	return adminCall(ctx, s, MethodRevoke, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RevokeResponse, error) {
 		return cc.Revoke(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.RevokeResponse, error) {
-		res, err := s.c.applyAdmin(adminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
-		out := &pb.RevokeResponse{Proposal: res.proposal.toProto()}
-		for _, r := range res.revoked {
-			out.Revoked = append(out.Revoked, r.toProto())
+		out := &pb.RevokeResponse{Proposal: res.Proposal.ToProto()}
+		for _, r := range res.Revoked {
+			out.Revoked = append(out.Revoked, r.ToProto())
 		}
 		return out, nil
 	})
@@ -431,7 +431,7 @@ func (s *adminService) ListRevocations(ctx context.Context, req *pb.ListRevocati
 	return adminCall(ctx, s, "/accord.v1.AdminService/ListRevocations", req, nil, func(principal, *adminauth.Signed) (*pb.ListRevocationsResponse, error) {
 		out := &pb.ListRevocationsResponse{}
 		for _, r := range s.c.fsm.Revocations() {
-			out.Revocations = append(out.Revocations, r.toProto())
+			out.Revocations = append(out.Revocations, r.ToProto())
 		}
 		return out, nil
 	})

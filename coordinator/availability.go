@@ -21,7 +21,7 @@ type Availability struct {
 }
 
 // availabilityFromProto checks what a participant declared at registration.
-func availabilityFromProto(a *pb.Availability) (*Availability, error) {
+func AvailabilityFromProto(a *pb.Availability) (*Availability, error) {
 	if a == nil {
 		return nil, nil
 	}
@@ -69,7 +69,7 @@ func loadZone(name string) (*time.Location, error) {
 }
 
 // at reports whether t falls within the window (nil: always available).
-func (a *Availability) at(t time.Time) bool {
+func (a *Availability) At(t time.Time) bool {
 	if a == nil {
 		return true
 	}
@@ -85,7 +85,7 @@ func (a *Availability) at(t time.Time) bool {
 }
 
 // equal reports whether two declarations are the same.
-func (a *Availability) equal(b *Availability) bool {
+func (a *Availability) Equal(b *Availability) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
@@ -116,7 +116,7 @@ func (s *SimulatedClock) validate() error {
 	return nil
 }
 
-func (s *SimulatedClock) start() time.Time {
+func (s *SimulatedClock) StartTime() time.Time {
 	t, _ := time.Parse(time.RFC3339, s.Start) // validated
 	return t
 }
@@ -125,7 +125,7 @@ func (s *SimulatedClock) toProto() *pb.SimulatedClock {
 	if s == nil {
 		return nil
 	}
-	return &pb.SimulatedClock{StartUnixMs: s.start().UnixMilli(), PerRoundMs: time.Duration(s.PerRound).Milliseconds()}
+	return &pb.SimulatedClock{StartUnixMs: s.StartTime().UnixMilli(), PerRoundMs: time.Duration(s.PerRound).Milliseconds()}
 }
 
 func simulatedClockFromProto(p *pb.SimulatedClock) *SimulatedClock {
@@ -139,6 +139,6 @@ func simulatedClockFromProto(p *pb.SimulatedClock) *SimulatedClock {
 // holds reports whether the participant may train on dataset: it
 // registered it, or registered no datasets at all (an older daemon, whose
 // holdings are unknown).
-func (p *Participant) holds(dataset string) bool {
+func (p *Participant) Holds(dataset string) bool {
 	return len(p.Datasets) == 0 || slices.ContainsFunc(p.Datasets, func(d DatasetShape) bool { return d.Name == dataset })
 }

@@ -28,7 +28,7 @@ func TestAvailabilityAt(t *testing.T) {
 	}
 	for _, c := range cases {
 		at, _ := time.Parse(time.RFC3339, c.utc)
-		if got := c.a.at(at); got != c.want {
+		if got := c.a.At(at); got != c.want {
 			t.Errorf("%+v at %s: %v, want %v", c.a, c.utc, got, c.want)
 		}
 	}
@@ -43,7 +43,7 @@ func TestAvailabilityFromProtoRefusesNonsense(t *testing.T) {
 		{TimeZone: "Local", FromHour: 8, ToHour: 18},
 		{TimeZone: "", FromHour: 8, ToHour: 18},
 	} {
-		if _, err := availabilityFromProto(a); err == nil {
+		if _, err := AvailabilityFromProto(a); err == nil {
 			t.Errorf("%v accepted", a)
 		}
 	}

@@ -232,7 +232,7 @@ func (c *Coordinator) blobFetchLoop() {
 // recording in have those it holds, and reports whether it now holds them
 // all.
 func (c *Coordinator) fetchMissing(j *Job, have map[string]bool) bool {
-	kept, _ := j.modelDigests()
+	kept, _ := j.ModelDigests()
 	all := true
 	for _, d := range kept {
 		if have[d] {

@@ -53,7 +53,7 @@ func roundDuration(d time.Duration) string { return d.Round(time.Millisecond).St
 // apply would make every upload wait for Raft.
 func (c *Coordinator) lateFor(jobID string, number, attempt uint32, from string) error {
 	job, err := c.fsm.JobView(jobID)
-	if err != nil || !job.running() {
+	if err != nil || !job.Running() {
 		return nil
 	}
 	for _, r := range job.Rounds {
@@ -61,7 +61,7 @@ func (c *Coordinator) lateFor(jobID string, number, attempt uint32, from string)
 			continue
 		}
 		if slices.Contains(r.Silent, from) {
-			if err := c.apply(cmdRecordLate, recordLate{JobID: jobID, Number: number, Attempt: attempt, Participant: from}); err != nil {
+			if err := c.apply(CmdRecordLate, RecordLate{JobID: jobID, Number: number, Attempt: attempt, Participant: from}); err != nil {
 				return err
 			}
 			c.log.Info("update came after its round closed", "job", jobID, "round", number, "attempt", attempt, "participant", from)

@@ -68,7 +68,7 @@ func (j *Job) expectedDropout() float64 {
 // updates selects: ⌈wanted / (1 − rate)⌉ for the expected dropout rate,
 // at most max_over_selection × wanted, at least wanted, and never more than
 // are available (nor than a secure round takes).
-func (j *Job) cohortSize(wanted, available int) int {
+func (j *Job) CohortSize(wanted, available int) int {
 	rate := j.expectedDropout()
 	n := wanted
 	if rate > 0 && rate < 1 {
@@ -78,7 +78,7 @@ func (j *Job) cohortSize(wanted, available int) int {
 	n = min(n, int(math.Floor(float64(wanted)*j.Spec.maxOverSelection()+1e-9)))
 	n = max(n, wanted)
 	if j.Spec.SecureAggregation.Enabled() {
-		n = min(n, maxSecureCohort)
+		n = min(n, MaxSecureCohort)
 	}
 	return min(n, available)
 }
@@ -91,7 +91,7 @@ func (j *Job) cohortSize(wanted, available int) int {
 // update is an answer; the latest attempt does not count yet, since the
 // next round opens as it closes, while its late updates may still be on
 // their way. It returns nil when everyone weighs 1.
-func (j *Job) selectionWeights() map[string]float64 {
+func (j *Job) SelectionWeights() map[string]float64 {
 	settled := j.recentAnswered(selectionWindow + 1)
 	if len(settled) > 0 {
 		settled = settled[1:]

@@ -55,7 +55,7 @@ func TestCohortSize(t *testing.T) {
 	}
 	for _, c := range cases {
 		j := &Job{Spec: c.spec, Rounds: c.rounds}
-		if got := j.cohortSize(c.wanted, c.available); got != c.want {
+		if got := j.CohortSize(c.wanted, c.available); got != c.want {
 			t.Errorf("%s: %d wanted of %d: cohort %d; want %d", c.name, c.wanted, c.available, got, c.want)
 		}
 	}
@@ -67,7 +67,7 @@ func TestCohortSize(t *testing.T) {
 // (the latest's late updates may still be coming).
 func TestSelectionWeights(t *testing.T) {
 	j := &Job{}
-	if w := j.selectionWeights(); w != nil {
+	if w := j.SelectionWeights(); w != nil {
 		t.Fatalf("no history: weights %v; want none", w)
 	}
 	// Twelve attempts; the window is the 2nd to the 11th. "gone" silent in
@@ -94,7 +94,7 @@ func TestSelectionWeights(t *testing.T) {
 		r.Late = []string{"slow"}
 		j.Rounds = append(j.Rounds, r)
 	}
-	got := j.selectionWeights()
+	got := j.SelectionWeights()
 	want := map[string]float64{"gone": minSelectionWeight, "flaky": 3.0 / 4}
 	if len(got) != len(want) {
 		t.Fatalf("weights %v; want %v (everyone else 1)", got, want)
@@ -154,7 +154,7 @@ func TestRecordLate(t *testing.T) {
 		{"a", 1, ErrConflict},
 		{"c", 2, ErrConflict}, // no such closed attempt
 	} {
-		if err := f.applyRecordLate(&recordLate{JobID: "j", Number: c.number, Attempt: 1, Participant: c.who}); !errors.Is(err, c.want) {
+		if err := f.applyRecordLate(&RecordLate{JobID: "j", Number: c.number, Attempt: 1, Participant: c.who}); !errors.Is(err, c.want) {
 			t.Errorf("%s late in round %d: %v; want %v", c.who, c.number, err, c.want)
 		}
 	}
@@ -200,7 +200,7 @@ func TestJobSpecOverSelectionFields(t *testing.T) {
 			}
 		}
 	}
-	if f := (JobSpec{StragglerFactor: -1}).stragglerFactor(); f != 0 {
+	if f := (JobSpec{StragglerFactor: -1}).EffectiveStragglerFactor(); f != 0 {
 		t.Errorf("straggler_factor -1 gives factor %v; want 0 (off)", f)
 	}
 }

@@ -482,15 +482,15 @@ func (c *Coordinator) Shutdown() error {
 }
 
 // apply submits a command to Raft and returns the error Raft or the FSM gave.
-func (c *Coordinator) apply(t commandType, body any) error {
+func (c *Coordinator) apply(t CommandType, body any) error {
 	_, err := c.applyResponse(t, body)
 	return err
 }
 
 // applyResponse submits a command to Raft and returns what the FSM
 // answered, or the error Raft or the FSM gave.
-func (c *Coordinator) applyResponse(t commandType, body any) (any, error) {
-	b, err := encodeCommand(t, body)
+func (c *Coordinator) applyResponse(t CommandType, body any) (any, error) {
+	b, err := EncodeCommand(t, body)
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ type addressed struct {
 // propose commits a command through Raft: an abort, the end of a job, an
 // evaluation's result.
 type propose struct {
-	kind commandType
+	kind CommandType
 	body any
 }
 
@@ -75,7 +75,7 @@ type propose struct {
 // and sends the cohort its tasks. Until then no update for it is taken.
 type openAttempt struct {
 	round *round
-	cmd   openRound
+	cmd   OpenRound
 	tasks []addressed
 }
 
@@ -161,7 +161,7 @@ func (s *decision) step() {
 		}
 		run.eval = nil
 		if ev.sum.Reporters > 0 {
-			s.emit(propose{cmdRecordEvaluation, recordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}})
+			s.emit(propose{CmdRecordEvaluation, RecordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}})
 			s.log(slog.LevelInfo, "model evaluated", "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
 			if reached := spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy; reached && ev.decisive() {
 				s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)",
@@ -184,12 +184,12 @@ func (s *decision) step() {
 	// A round open in the FSM that this leader does not hold cannot finish:
 	// the updates and sums were in another leader's memory (a leader
 	// change), or an apply that failed here committed anyway.
-	if rec := job.openRound(); rec != nil {
+	if rec := job.OpenRound(); rec != nil {
 		reason := "round lost by the leader"
 		if inherited {
 			reason = "leader change"
 		}
-		s.abort(abortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: reason, At: now.UnixMilli()})
+		s.abort(AbortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: reason, At: now.UnixMilli()})
 		return
 	}
 	// Evaluate the latest model first if nobody has. Nobody to ask
@@ -203,12 +203,12 @@ func (s *decision) step() {
 		s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0)
 		return
 	}
-	if n, last := job.abortedInARow(latest + 1); n >= spec.maxAttempts() {
-		reason := fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.maxAttempts(), last)
+	if n, last := job.abortedInARow(latest + 1); n >= spec.EffectiveMaxAttempts() {
+		reason := fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.EffectiveMaxAttempts(), last)
 		// The last attempt may have aborted for another cause (a leader
 		// change): the participants' own reasons still say what is wrong.
-		if lastRec := job.Rounds[len(job.Rounds)-1]; len(job.failuresOf(latest+1, lastRec.Attempt)) == 0 {
-			if sum := refusalSummary(job.failuresOf(latest+1, 0)); sum != "" {
+		if lastRec := job.Rounds[len(job.Rounds)-1]; len(job.FailuresOf(latest+1, lastRec.Attempt)) == 0 {
+			if sum := RefusalSummary(job.FailuresOf(latest+1, 0)); sum != "" {
 				reason += "; earlier, " + sum
 			}
 		}
@@ -306,7 +306,7 @@ func (s *decision) advanceSecure() {
 	}
 	// Every group failed before anything was unmasked: this is cheap, and
 	// says why.
-	_, _, _, err := r.secureUpdate(job.Spec.Aggregation.ruleConfig())
+	_, _, _, err := r.secureUpdate(job.Spec.Aggregation.RuleConfig())
 	if err == nil {
 		err = fmt.Errorf("%w: no secure-aggregation group finished", ErrConflict)
 	}
@@ -314,27 +314,27 @@ func (s *decision) advanceSecure() {
 }
 
 // abort commits an attempt's abort.
-func (s *decision) abort(cmd abortRound) {
-	s.emit(propose{cmdAbortRound, cmd})
+func (s *decision) abort(cmd AbortRound) {
+	s.emit(propose{CmdAbortRound, cmd})
 }
 
 // finish ends the job.
 func (s *decision) finish(status pb.JobStatus, reason string, targetRound uint32) {
 	s.log(slog.LevelInfo, "job finished", "status", status, "reason", reason)
-	s.emit(propose{cmdFinishJob, finishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
+	s.emit(propose{CmdFinishJob, FinishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
 }
 
 // startEvaluation asks a fraction of the connected participants to
 // evaluate the model after round number; false if there is nobody to ask.
 func (s *decision) startEvaluation(number uint32) bool {
 	job, spec, now := s.job, s.job.Spec, s.now
-	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.refused)
+	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.Refused)
 	k := int(math.Ceil(spec.EvaluateFraction * float64(len(connected))))
 	evaluators := choose(connected, k, seededRand(spec.Seed, uint64(number), 0xe7a1))
 	if len(evaluators) == 0 {
 		return false
 	}
-	digest := job.modelDigest(number)
+	digest := job.ModelDigest(number)
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
 	var tasks []addressed
 	for _, id := range evaluators {
@@ -355,7 +355,7 @@ func (s *decision) startEvaluation(number uint32) bool {
 // or ends the job (nobody can train it, or its privacy budget is spent).
 func (s *decision) open() {
 	job, run, spec, now := s.job, s.run, s.job.Spec, s.now
-	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.refused)
+	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.Refused)
 	at, connected := s.roundTime(connected, max(int(spec.MinParticipants), 1))
 	// k is the number of updates the round wants; the cohort is larger
 	// when the job expects some of it not to answer (cohortSize).
@@ -364,13 +364,13 @@ func (s *decision) open() {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
 	}
 	if spec.SecureAggregation.Enabled() {
-		k = min(k, maxSecureCohort)
+		k = min(k, MaxSecureCohort)
 	}
 	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
 		// Nobody registered holds the job's dataset: no round can ever
 		// open, so there are no attempts to count. The job fails by the
 		// rule that refuses such a job at submission.
-		if why, noHolder := untrainable(spec, s.participants()); noHolder {
+		if why, noHolder := Untrainable(spec, s.participants()); noHolder {
 			s.finish(pb.JobStatus_JOB_STATUS_FAILED, "no participant can train this job: "+why, 0)
 			return
 		}
@@ -387,16 +387,16 @@ func (s *decision) open() {
 	// A retry leaves out who was silent in the round's aborted attempts;
 	// the sampling rate is then over those left, which only raises it (DP
 	// accounts for the larger rate).
-	connected = job.retryCandidates(number, connected, max(k, int(spec.MinParticipants)))
-	size := job.cohortSize(k, len(connected))
+	connected = job.RetryCandidates(number, connected, max(k, int(spec.MinParticipants)))
+	size := job.CohortSize(k, len(connected))
 	rng := seededRand(spec.Seed, uint64(number), uint64(attempt))
 	// Participants silent in the job's recent attempts are drawn less
 	// often (selectionWeights), never less than minSelectionWeight.
-	selection := job.selectionWeights()
+	selection := job.SelectionWeights()
 	pick := func(ids []string, n int) []string { return chooseWeighted(ids, n, selection, rng) }
 	var cohort []string
 	var members [][]string
-	if a := spec.Aggregation; a.grouped() {
+	if a := spec.Aggregation; a.Grouped() {
 		region := func(id string) string {
 			if p := s.world.participant(id); p != nil {
 				return p.Region
@@ -413,10 +413,10 @@ func (s *decision) open() {
 	}
 	samplingRate := float64(len(cohort)) / float64(len(connected))
 	if d := spec.DP; d != nil && d.MaxEpsilon > 0 {
-		if eps := job.epsilonAfterRound(samplingRate); eps > d.MaxEpsilon {
+		if eps := job.EpsilonAfterRound(samplingRate); eps > d.MaxEpsilon {
 			s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf(
 				"privacy budget spent: round %d would take ε from %.4g to %.4g, above max_epsilon %.4g (δ = %g)",
-				number, job.epsilon(), eps, d.MaxEpsilon, d.delta()), 0)
+				number, job.Epsilon(), eps, d.MaxEpsilon, d.EffectiveDelta()), 0)
 			return
 		}
 	}
@@ -426,7 +426,7 @@ func (s *decision) open() {
 		return
 	}
 	length := mspec.NumParams()
-	baseDigest := job.modelDigest(number - 1)
+	baseDigest := job.ModelDigest(number - 1)
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
 	var groups []*secureRound
 	var rule aggregate.Rule
@@ -438,7 +438,7 @@ func (s *decision) open() {
 			s.waiting("cannot open a round with secure aggregation yet", "cohort", len(cohort), "err", err)
 			return
 		}
-	} else if rule, err = aggregate.NewRule(spec.Aggregation.ruleConfig(), length); err != nil {
+	} else if rule, err = aggregate.NewRule(spec.Aggregation.RuleConfig(), length); err != nil {
 		s.log(slog.LevelWarn, "scheduling job", "err", fmt.Errorf("round %d: %w", number, err))
 		return
 	}
@@ -449,10 +449,10 @@ func (s *decision) open() {
 	}
 	// The base model is fetched by the executor (openAttempt), before the
 	// round is committed.
-	r := newRound(job.ID, number, attempt, cohort, weights, nil, baseDigest, deadline, spec.minUpdates(len(cohort)), rule)
+	r := newRound(job.ID, number, attempt, cohort, weights, nil, baseDigest, deadline, spec.MinUpdates(len(cohort)), rule)
 	r.length = length
-	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.maxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
-	r.opened, r.straggler, r.budget = now, spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
+	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.EffectiveMaxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
+	r.opened, r.straggler, r.budget = now, spec.EffectiveStragglerFactor(), time.Duration(spec.LocalTimeBudget)
 	if k < len(cohort) {
 		r.wanted = k
 	}
@@ -482,7 +482,7 @@ func (s *decision) open() {
 		t.Dp = dpTask(spec.DP, g)
 		tasks = append(tasks, addressed{to: id, task: t})
 	}
-	s.emit(openAttempt{round: r, cmd: openRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})
+	s.emit(openAttempt{round: r, cmd: OpenRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})
 }
 
 // waiting logs, once per wait, why no round opens yet.
@@ -517,15 +517,15 @@ func (s *decision) secureGroups(number, attempt uint32, members [][]string, want
 	var groups []*secureRound
 	for i, m := range members {
 		g := uint32(0)
-		if spec.Aggregation.grouped() {
+		if spec.Aggregation.Grouped() {
 			g = uint32(i + 1)
 		}
 		minInputs := 0
 		if len(members) == 1 {
-			minInputs = spec.minUpdates(len(m))
+			minInputs = spec.MinUpdates(len(m))
 		}
 		sr, err := newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt, g), g, m, length,
-			float64(spec.maxExamples()), s.now, deadline, s.ca, spec.DP, minInputs)
+			float64(spec.EffectiveMaxExamples()), s.now, deadline, s.ca, spec.DP, minInputs)
 		if err != nil {
 			if g > 0 {
 				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
@@ -535,7 +535,7 @@ func (s *decision) secureGroups(number, attempt uint32, members [][]string, want
 		if share := (wanted*len(m) + cohort - 1) / cohort; share < len(m) {
 			sr.wanted = share
 		}
-		sr.straggler, sr.budget = spec.stragglerFactor(), time.Duration(spec.LocalTimeBudget)
+		sr.straggler, sr.budget = spec.EffectiveStragglerFactor(), time.Duration(spec.LocalTimeBudget)
 		groups = append(groups, sr)
 	}
 	return groups, nil
@@ -552,12 +552,12 @@ func (s *decision) cohortWeights(cohort []string) (weights, declared map[string]
 		n, ok := job.Declared[id]
 		if !ok {
 			if p := s.world.participant(id); p != nil {
-				n = job.Spec.weight(p.Examples)
+				n = job.Spec.Weight(p.Examples)
 			}
 			n = max(n, 1)
 			declared[id] = n
 		}
-		weights[id] = job.Spec.weight(n)
+		weights[id] = job.Spec.Weight(n)
 	}
 	return weights, declared
 }

@@ -119,21 +119,21 @@ func (s *scheduler) execute(e effect, now time.Time) {
 		}
 	case openAttempt:
 		e.round.base = make([]float32, e.round.length)
-		if err := s.fsm.apply(cmdOpenRound, e.cmd); err != nil {
+		if err := s.fsm.apply(CmdOpenRound, e.cmd); err != nil {
 			s.t.Fatalf("opening round %d: %v", e.round.number, err)
 		}
 		s.run.round, s.run.reasons = e.round, map[string]string{}
 		s.send(e.tasks)
 	case closeAttempt:
 		r := e.round
-		delta, contributors, examples, err := r.result(now, s.job().Spec.Aggregation.ruleConfig(), rand.New(rand.NewPCG(1, 2)))
+		delta, contributors, examples, err := r.result(now, s.job().Spec.Aggregation.RuleConfig(), rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
-			s.execute(propose{cmdAbortRound, r.abort(err.Error(), now)}, now)
+			s.execute(propose{CmdAbortRound, r.abort(err.Error(), now)}, now)
 			return
 		}
-		cmd := commitRound{JobID: j1, Number: r.number, Attempt: r.attempt, Contributors: contributors, Examples: examples,
+		cmd := CommitRound{JobID: j1, Number: r.number, Attempt: r.attempt, Contributors: contributors, Examples: examples,
 			At: now.UnixMilli(), Reason: r.closedBy, Silent: r.silent(), Digest: fmt.Sprintf("sha256:round-%d", r.number)}
-		if err := s.fsm.apply(cmdCommitRound, cmd); err != nil {
+		if err := s.fsm.apply(CmdCommitRound, cmd); err != nil {
 			s.t.Fatalf("committing round %d: %v", r.number, err)
 		}
 		s.committed = append(s.committed, delta)
@@ -306,7 +306,7 @@ func TestDecideLeaderChange(t *testing.T) {
 	// The leader changes: the new one has no memory of the round.
 	s.run = &jobRun{evalAttempted: map[uint32]bool{}}
 	s.at(time.Second)
-	if aborts := proposed[abortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
+	if aborts := proposed[AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
 		t.Fatalf("new leader's first decision: %v; want attempt 1 aborted for a leader change", s.effects)
 	}
 	if o := opened(s.at(time.Second)); o == nil || o.cmd.Round.Attempt != 2 {
@@ -316,7 +316,7 @@ func TestDecideLeaderChange(t *testing.T) {
 	// but committed).
 	s.run.round = nil
 	s.at(2 * time.Second)
-	if aborts := proposed[abortRound](s); len(aborts) != 1 || aborts[0].Reason != "round lost by the leader" {
+	if aborts := proposed[AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "round lost by the leader" {
 		t.Fatalf("%v; want attempt 2 aborted as lost by the leader", s.effects)
 	}
 }
@@ -339,7 +339,7 @@ func TestDecideJobEnds(t *testing.T) {
 			s.at(clock)
 		}
 		s.at(clock)
-		if f := proposed[finishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || f[0].Reason != "all 2 rounds committed" {
+		if f := proposed[FinishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || f[0].Reason != "all 2 rounds committed" {
 			t.Fatalf("%v; want the job finished: all 2 rounds committed", s.effects)
 		}
 		if j := s.job(); j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || len(s.committed) != 2 || s.committed[1][0] != 2 {
@@ -357,7 +357,7 @@ func TestDecideJobEnds(t *testing.T) {
 			s.at(clock) // nobody uploads: the deadline aborts it
 		}
 		s.at(clock)
-		if f := proposed[finishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_FAILED ||
+		if f := proposed[FinishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_FAILED ||
 			!strings.HasPrefix(f[0].Reason, "round 1 aborted 2 times in a row (max_attempts 2); last: deadline passed with 0 of 3 updates") {
 			t.Fatalf("%v; want the job failed after 2 attempts", s.effects)
 		}

@@ -49,16 +49,16 @@ func (c *Coordinator) execute(job *Job, run *jobRun, effects []effect, now time.
 
 // propose commits a command a decision chose.
 func (c *Coordinator) propose(p propose) error {
-	if cmd, ok := p.body.(abortRound); ok {
+	if cmd, ok := p.body.(AbortRound); ok {
 		return c.applyAbort(cmd)
 	}
 	return c.apply(p.kind, p.body)
 }
 
 // applyAbort commits an abort command and counts it.
-func (c *Coordinator) applyAbort(cmd abortRound) error {
+func (c *Coordinator) applyAbort(cmd AbortRound) error {
 	c.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
-	if err := c.apply(cmdAbortRound, cmd); err != nil {
+	if err := c.apply(CmdAbortRound, cmd); err != nil {
 		return err
 	}
 	c.metrics.roundsAborted.Inc()
@@ -107,7 +107,7 @@ func (c *Coordinator) openAttempt(run *jobRun, o openAttempt) error {
 		return fmt.Errorf("%w: base model of round %d has %d parameters; the job's model has %d", ErrConflict, r.number, len(base), r.length)
 	}
 	r.base = base
-	if err := c.apply(cmdOpenRound, o.cmd); err != nil {
+	if err := c.apply(CmdOpenRound, o.cmd); err != nil {
 		return err
 	}
 	c.leader.mu.Lock()
@@ -142,7 +142,7 @@ func (c *Coordinator) closeAttempt(job *Job, run *jobRun, r *round, now time.Tim
 			c.metrics.secaggDropouts.WithLabelValues(phaseUnmask.String()).Add(float64(len(g.waiting)))
 		}
 	}
-	delta, contributors, examples, err := r.result(now, job.Spec.Aggregation.ruleConfig(), rng)
+	delta, contributors, examples, err := r.result(now, job.Spec.Aggregation.RuleConfig(), rng)
 	switch {
 	case err != nil && r.unmasked():
 		return c.recordReleasedAbort(job, r, err.Error()+reasons, now)
@@ -159,7 +159,7 @@ func (c *Coordinator) closeAttempt(job *Job, run *jobRun, r *round, now time.Tim
 func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now time.Time) error {
 	cmd := r.abort(reason, now)
 	if job.Spec.DP != nil {
-		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
+		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.samplingRate)
 		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
 	}
 	return c.applyAbort(cmd)
@@ -187,7 +187,7 @@ func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.Optimize
 	if run.optimizer != nil && run.optimizerRound == job.CommittedRounds {
 		return run.optimizer, nil
 	}
-	rec := job.committed(job.CommittedRounds)
+	rec := job.Committed(job.CommittedRounds)
 	if rec == nil || rec.OptimizerDigest == "" {
 		return nil, nil
 	}
@@ -218,11 +218,11 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, r *round, params []floa
 		}
 		stateBlob = b
 	}
-	cmd := commitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
+	cmd := CommitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
 		Contributors: contributors, Examples: examples, At: now.UnixMilli(), SamplingRate: r.samplingRate,
 		Reason: r.closedBy, Silent: r.silent()}
 	if job.Spec.DP != nil {
-		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.roundPrivacy(r.samplingRate)
+		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.samplingRate)
 	}
 	var err error
 	if cmd.Digest, err = c.replicateBlob(context.Background(), protocol.EncodeFloat32(params)); err != nil {
@@ -233,7 +233,7 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, r *round, params []floa
 			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state did not reach a quorum of coordinators", now))
 		}
 	}
-	if err := c.apply(cmdCommitRound, cmd); err != nil {
+	if err := c.apply(CmdCommitRound, cmd); err != nil {
 		return err
 	}
 	run.optimizer, run.optimizerRound = state, r.number

@@ -28,8 +28,8 @@ func SecAggPartBytesForTest(n int) func(*Config) { return func(c *Config) { c.se
 // when it goes on.
 func HoldNextOpenRoundForTest(c *Coordinator, d time.Duration) (held, released <-chan struct{}) {
 	h, r := make(chan struct{}), make(chan struct{})
-	fn := func(t commandType) {
-		if t != cmdOpenRound {
+	fn := func(t CommandType) {
+		if t != CmdOpenRound {
 			return
 		}
 		c.fsm.beforeApply.Store(nil)

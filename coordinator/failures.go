@@ -27,7 +27,7 @@ const maxReasonBytes = 200
 const maxTaskFailures = 8
 
 // recordTaskFailure is the command recording a participant's failed task.
-type recordTaskFailure struct {
+type RecordTaskFailure struct {
 	JobID   string      `json:"job_id"`
 	Failure TaskFailure `json:"failure"`
 }
@@ -48,13 +48,13 @@ type TaskFailure struct {
 // applyRecordTaskFailure keeps the failure as the participant's latest on a
 // running job, dropping the oldest beyond maxTaskFailures. The reason is
 // bounded here too: the leader that wrote the command may be hostile.
-func (f *FSM) applyRecordTaskFailure(c *recordTaskFailure) error {
+func (f *FSM) applyRecordTaskFailure(c *RecordTaskFailure) error {
 	j, err := f.runningJob(c.JobID)
 	if err != nil {
 		return err
 	}
 	tf := c.Failure
-	tf.Reason = sanitizeReason(tf.Reason)
+	tf.Reason = SanitizeReason(tf.Reason)
 	if len(tf.Participant) > 256 || len(tf.Task) > 16 {
 		return fmt.Errorf("%w: task failure of %d-byte participant name", ErrBadRequest, len(tf.Participant))
 	}
@@ -70,7 +70,7 @@ func (f *FSM) applyRecordTaskFailure(c *recordTaskFailure) error {
 // control and format characters (newlines, escapes, bidirectional
 // overrides) turned into spaces, runs of spaces collapsed, at most
 // maxReasonBytes.
-func sanitizeReason(s string) string {
+func SanitizeReason(s string) string {
 	var b strings.Builder
 	space := false
 	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
@@ -103,7 +103,7 @@ func sanitizeReason(s string) string {
 // task, grouping participants that gave the same reason: "participants
 // refused: site-1, site-2: shape mismatch: …". At most three reasons and
 // three names a reason are listed; "" with none.
-func refusalSummary(reasons map[string]string) string {
+func RefusalSummary(reasons map[string]string) string {
 	if len(reasons) == 0 {
 		return ""
 	}
@@ -144,7 +144,7 @@ func refusalSummary(reasons map[string]string) string {
 
 // failuresOf returns the job's recorded training failures of one round
 // attempt (attempt 0: of any attempt of the round), as a reason map.
-func (j *Job) failuresOf(round, attempt uint32) map[string]string {
+func (j *Job) FailuresOf(round, attempt uint32) map[string]string {
 	out := map[string]string{}
 	for _, f := range j.Failures {
 		if f.Task == "train" && f.Round == round && (attempt == 0 || f.Attempt == attempt) {

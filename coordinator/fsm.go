@@ -21,28 +21,28 @@ import (
 )
 
 // commandType is the first byte of every Raft log entry the FSM applies.
-type commandType byte
+type CommandType byte
 
 const (
-	cmdRegisterParticipant commandType = iota + 1
+	CmdRegisterParticipant CommandType = iota + 1
 	cmdSubmitJob
 	cmdCancelJob
-	cmdOpenRound
-	cmdCommitRound
-	cmdAbortRound
-	cmdRecordEvaluation
-	cmdFinishJob
-	cmdAdminAction
-	cmdRecordRefusal
-	cmdRecordTaskFailure
-	cmdRecordLate
+	CmdOpenRound
+	CmdCommitRound
+	CmdAbortRound
+	CmdRecordEvaluation
+	CmdFinishJob
+	CmdAdminAction
+	CmdRecordRefusal
+	CmdRecordTaskFailure
+	CmdRecordLate
 )
 
 // ignoreUnknownFlag marks a command that an older FSM that does not know it
 // may skip (as Nomad does); without it, an unknown command is corruption.
-const ignoreUnknownFlag commandType = 0x80
+const ignoreUnknownFlag CommandType = 0x80
 
-type registerParticipant struct {
+type RegisterParticipant struct {
 	Participant Participant `json:"participant"`
 }
 
@@ -56,7 +56,7 @@ type cancelJob struct {
 	At     int64  `json:"at"`
 }
 
-type openRound struct {
+type OpenRound struct {
 	JobID string      `json:"job_id"`
 	Round RoundRecord `json:"round"`
 	// Declared fixes the example count of cohort members at their first
@@ -65,7 +65,7 @@ type openRound struct {
 	Declared map[string]uint64 `json:"declared,omitempty"`
 }
 
-type commitRound struct {
+type CommitRound struct {
 	JobID        string   `json:"job_id"`
 	Number       uint32   `json:"number"`
 	Attempt      uint32   `json:"attempt"`
@@ -93,7 +93,7 @@ type commitRound struct {
 	Silent []string `json:"silent,omitempty"`
 }
 
-type abortRound struct {
+type AbortRound struct {
 	JobID   string `json:"job_id"`
 	Number  uint32 `json:"number"`
 	Attempt uint32 `json:"attempt"`
@@ -116,20 +116,20 @@ type abortRound struct {
 // recordLate notes that a participant recorded silent in a closed attempt
 // did answer, too late to count: its update (or secure-aggregation
 // message) reached the leader after the attempt or its phase closed.
-type recordLate struct {
+type RecordLate struct {
 	JobID       string `json:"job_id"`
 	Number      uint32 `json:"number"`
 	Attempt     uint32 `json:"attempt"`
 	Participant string `json:"participant"`
 }
 
-type recordEvaluation struct {
+type RecordEvaluation struct {
 	JobID      string     `json:"job_id"`
 	ModelRound uint32     `json:"model_round"`
 	Eval       Evaluation `json:"eval"`
 }
 
-type finishJob struct {
+type FinishJob struct {
 	JobID       string       `json:"job_id"`
 	Status      pb.JobStatus `json:"status"`
 	Reason      string       `json:"reason"`
@@ -138,7 +138,7 @@ type finishJob struct {
 }
 
 // encodeCommand lays out a log entry: the type byte, then JSON.
-func encodeCommand(t commandType, body any) ([]byte, error) {
+func EncodeCommand(t CommandType, body any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ type FSM struct {
 	changed chan struct{}
 	// beforeApply, if set, runs before each command is applied, outside
 	// mu: a seam through which tests hold an apply (nil in the binary).
-	beforeApply atomic.Pointer[func(commandType)]
+	beforeApply atomic.Pointer[func(CommandType)]
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -224,7 +224,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		return nil
 	}
-	t := commandType(l.Data[0])
+	t := CommandType(l.Data[0])
 	body := l.Data[1:]
 	if hook := f.beforeApply.Load(); hook != nil {
 		(*hook)(t)
@@ -234,31 +234,31 @@ func (f *FSM) Apply(l *raft.Log) any {
 	defer f.signalLocked()
 	var err error
 	switch t &^ ignoreUnknownFlag {
-	case cmdRegisterParticipant:
+	case CmdRegisterParticipant:
 		err = applyJSON(body, f.applyRegisterParticipant)
 	case cmdSubmitJob:
 		err = applyJSON(body, f.applySubmitJob)
 	case cmdCancelJob:
 		err = applyJSON(body, f.applyCancelJob)
-	case cmdOpenRound:
+	case CmdOpenRound:
 		err = applyJSON(body, f.applyOpenRound)
-	case cmdCommitRound:
+	case CmdCommitRound:
 		err = applyJSON(body, f.applyCommitRound)
-	case cmdAbortRound:
-		err = applyJSON(body, f.applyAbortRound)
-	case cmdRecordEvaluation:
+	case CmdAbortRound:
+		err = applyJSON(body, f.ApplyAbortRound)
+	case CmdRecordEvaluation:
 		err = applyJSON(body, f.applyRecordEvaluation)
-	case cmdFinishJob:
+	case CmdFinishJob:
 		err = applyJSON(body, f.applyFinishJob)
-	case cmdRecordRefusal:
+	case CmdRecordRefusal:
 		err = applyJSON(body, f.applyRecordRefusal)
-	case cmdRecordTaskFailure:
+	case CmdRecordTaskFailure:
 		err = applyJSON(body, f.applyRecordTaskFailure)
-	case cmdRecordLate:
+	case CmdRecordLate:
 		err = applyJSON(body, f.applyRecordLate)
-	case cmdAdminAction:
+	case CmdAdminAction:
 		var res any
-		err = applyJSON(body, func(c *adminAction) error {
+		err = applyJSON(body, func(c *AdminAction) error {
 			var err error
 			res, err = f.applyAdminAction(c)
 			return err
@@ -312,7 +312,7 @@ func applyJSON[C any](body []byte, apply func(*C) error) error {
 // participant (for revocation by name).
 const maxSerialsPerParticipant = 8
 
-func (f *FSM) applyRegisterParticipant(c *registerParticipant) error {
+func (f *FSM) applyRegisterParticipant(c *RegisterParticipant) error {
 	p := c.Participant
 	if old, ok := f.st.Participants[p.ID]; ok {
 		p.RegisteredAt = old.RegisteredAt
@@ -342,7 +342,7 @@ func (f *FSM) runningJob(id string) (*Job, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w %s", ErrUnknownJob, id)
 	}
-	if !j.running() {
+	if !j.Running() {
 		return nil, fmt.Errorf("%w: job %s is %s", ErrJobNotRunning, id, j.Status)
 	}
 	return f.editJob(j), nil
@@ -373,7 +373,7 @@ func (j *Job) editRound(i int) *RoundRecord {
 
 // editOpenRound is editRound of the open attempt, or nil if none is open.
 func (j *Job) editOpenRound() *RoundRecord {
-	if j.openRound() == nil {
+	if j.OpenRound() == nil {
 		return nil
 	}
 	return j.editRound(len(j.Rounds) - 1)
@@ -385,12 +385,12 @@ func (f *FSM) applyCancelJob(c *cancelJob) error {
 	return fmt.Errorf("%w: unsigned cancellation of job %s; cancellations are signed and approved", ErrForbidden, c.JobID)
 }
 
-func (f *FSM) applyOpenRound(c *openRound) error {
+func (f *FSM) applyOpenRound(c *OpenRound) error {
 	j, err := f.runningJob(c.JobID)
 	if err != nil {
 		return err
 	}
-	if r := j.openRound(); r != nil {
+	if r := j.OpenRound(); r != nil {
 		return fmt.Errorf("%w: job %s round %d attempt %d is still open", ErrConflict, j.ID, r.Number, r.Attempt)
 	}
 	if c.Round.Number != j.CommittedRounds+1 {
@@ -414,7 +414,7 @@ func (f *FSM) applyOpenRound(c *openRound) error {
 					declared = map[string]uint64{}
 				}
 			}
-			declared[id] = j.Spec.weight(n)
+			declared[id] = j.Spec.Weight(n)
 		}
 	}
 	if declared != nil {
@@ -428,14 +428,14 @@ func (f *FSM) openAttempt(jobID string, number, attempt uint32) (*Job, *RoundRec
 	if err != nil {
 		return nil, nil, err
 	}
-	r := j.openRound()
+	r := j.OpenRound()
 	if r == nil || r.Number != number || r.Attempt != attempt {
 		return nil, nil, fmt.Errorf("%w: job %s round %d attempt %d is not open", ErrConflict, jobID, number, attempt)
 	}
 	return j, j.editOpenRound(), nil
 }
 
-func (f *FSM) applyCommitRound(c *commitRound) error {
+func (f *FSM) applyCommitRound(c *CommitRound) error {
 	j, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
 	if err != nil {
 		return err
@@ -455,7 +455,7 @@ func (f *FSM) applyCommitRound(c *commitRound) error {
 	return nil
 }
 
-func (f *FSM) applyAbortRound(c *abortRound) error {
+func (f *FSM) ApplyAbortRound(c *AbortRound) error {
 	j, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
 	if err != nil {
 		return err
@@ -478,7 +478,7 @@ func inCohort(r *RoundRecord, ids []string) []string {
 // applyRecordLate moves a participant from a closed attempt's silent
 // members to its late ones. A participant already late is left as it is;
 // one that was not silent there is refused.
-func (f *FSM) applyRecordLate(c *recordLate) error {
+func (f *FSM) applyRecordLate(c *RecordLate) error {
 	j, ok := f.st.Jobs[c.JobID]
 	if !ok {
 		return fmt.Errorf("%w %s", ErrUnknownJob, c.JobID)
@@ -501,7 +501,7 @@ func (f *FSM) applyRecordLate(c *recordLate) error {
 	return fmt.Errorf("%w: job %s has no closed round %d attempt %d", ErrConflict, c.JobID, c.Number, c.Attempt)
 }
 
-func (f *FSM) applyRecordEvaluation(c *recordEvaluation) error {
+func (f *FSM) applyRecordEvaluation(c *RecordEvaluation) error {
 	j, ok := f.st.Jobs[c.JobID]
 	if !ok {
 		return fmt.Errorf("%w %s", ErrUnknownJob, c.JobID)
@@ -519,7 +519,7 @@ func (f *FSM) applyRecordEvaluation(c *recordEvaluation) error {
 	return nil
 }
 
-func (f *FSM) applyFinishJob(c *finishJob) error {
+func (f *FSM) applyFinishJob(c *FinishJob) error {
 	j, err := f.runningJob(c.JobID)
 	if err != nil {
 		return err
@@ -707,7 +707,7 @@ func (f *FSM) RunningJobIDs() []string {
 	defer f.mu.RUnlock()
 	var ids []string
 	for id, j := range f.st.Jobs {
-		if j.running() {
+		if j.Running() {
 			ids = append(ids, id)
 		}
 	}
@@ -723,7 +723,7 @@ func (f *FSM) ModelDigest(jobID string, round uint32) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%w %s", ErrUnknownJob, jobID)
 	}
-	d := j.modelDigest(round)
+	d := j.ModelDigest(round)
 	if d == "" {
 		return "", fmt.Errorf("%w: job %s has no committed round %d", ErrUnknownRound, jobID, round)
 	}

@@ -37,9 +37,9 @@ func newFSMDriver(t *testing.T) *fsmDriver {
 	return &fsmDriver{t: t, f: NewFSM(ca.Pool()), ca: ca, admins: map[pki.Identity]tls.Certificate{}, now: time.Now().UnixMilli()}
 }
 
-func (d *fsmDriver) apply(t commandType, body any) error {
+func (d *fsmDriver) apply(t CommandType, body any) error {
 	d.t.Helper()
-	b, err := encodeCommand(t, body)
+	b, err := EncodeCommand(t, body)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func (d *fsmDriver) apply(t commandType, body any) error {
 }
 
 // act applies an admin action signed by who, as the leader would.
-func (d *fsmDriver) act(who pki.Identity, method string, req proto.Message, edit func(*adminAction)) error {
+func (d *fsmDriver) act(who pki.Identity, method string, req proto.Message, edit func(*AdminAction)) error {
 	d.t.Helper()
 	cert, ok := d.admins[who]
 	if !ok {
@@ -66,11 +66,11 @@ func (d *fsmDriver) act(who pki.Identity, method string, req proto.Message, edit
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	a := adminAction{Signed: *s, At: d.now}
+	a := AdminAction{Signed: *s, At: d.now}
 	if edit != nil {
 		edit(&a)
 	}
-	return d.apply(cmdAdminAction, a)
+	return d.apply(CmdAdminAction, a)
 }
 
 var (
@@ -81,7 +81,7 @@ var (
 // submit applies a signed job submission with the given ID.
 func (d *fsmDriver) submit(id string, spec JobSpec) error {
 	d.t.Helper()
-	return d.act(fsmAdmin, methodSubmitJob, &pb.SubmitJobRequest{Spec: spec.ToProto()}, func(a *adminAction) { a.JobID, a.InitialDigest = id, "d0" })
+	return d.act(fsmAdmin, MethodSubmitJob, &pb.SubmitJobRequest{Spec: spec.ToProto()}, func(a *AdminAction) { a.JobID, a.InitialDigest = id, "d0" })
 }
 
 // digest is the FSM's digest without the replay records, which every
@@ -111,7 +111,7 @@ func TestFSMRoundLifecycle(t *testing.T) {
 	}
 	must(d.submit(j1, spec))
 	open := func(n, a uint32) error {
-		return d.apply(cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}})
+		return d.apply(CmdOpenRound, OpenRound{JobID: j1, Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}})
 	}
 	steps := []struct {
 		name string
@@ -125,32 +125,32 @@ func TestFSMRoundLifecycle(t *testing.T) {
 		{"open round 1", func() error { return open(1, 1) }, nil},
 		{"open a second round while one is open", func() error { return open(1, 2) }, ErrConflict},
 		{"commit another attempt", func() error {
-			return d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1"})
+			return d.apply(CmdCommitRound, CommitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1"})
 		}, ErrConflict},
 		{"abort round 1", func() error {
-			return d.apply(cmdAbortRound, abortRound{JobID: j1, Number: 1, Attempt: 1, Reason: "leader change"})
+			return d.apply(CmdAbortRound, AbortRound{JobID: j1, Number: 1, Attempt: 1, Reason: "leader change"})
 		}, nil},
 		{"reopen attempt 1", func() error { return open(1, 1) }, ErrConflict},
 		{"open attempt 2", func() error { return open(1, 2) }, nil},
 		{"commit attempt 2", func() error {
-			return d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1", Contributors: []string{"p1"}})
+			return d.apply(CmdCommitRound, CommitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1", Contributors: []string{"p1"}})
 		}, nil},
 		{"commit it twice", func() error {
-			return d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1"})
+			return d.apply(CmdCommitRound, CommitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1"})
 		}, ErrConflict},
 		{"evaluate an uncommitted round", func() error {
-			return d.apply(cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 5})
+			return d.apply(CmdRecordEvaluation, RecordEvaluation{JobID: j1, ModelRound: 5})
 		}, ErrUnknownRound},
 		{"evaluate round 1", func() error {
-			return d.apply(cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 1, Eval: Evaluation{Examples: 10, Correct: 9}})
+			return d.apply(CmdRecordEvaluation, RecordEvaluation{JobID: j1, ModelRound: 1, Eval: Evaluation{Examples: 10, Correct: 9}})
 		}, nil},
 		{"open round 2", func() error { return open(2, 1) }, nil},
 		{"finish the job", func() error {
-			return d.apply(cmdFinishJob, finishJob{JobID: j1, Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, TargetRound: 1})
+			return d.apply(CmdFinishJob, FinishJob{JobID: j1, Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, TargetRound: 1})
 		}, nil},
 		{"open a round of a finished job", func() error { return open(2, 2) }, ErrJobNotRunning},
-		{"cancel a finished job", func() error { return d.act(fsmAdmin, methodCancelJob, &pb.CancelJobRequest{JobId: j1}, nil) }, ErrJobNotRunning},
-		{"cancel an unknown job", func() error { return d.act(fsmAdmin, methodCancelJob, &pb.CancelJobRequest{JobId: "nope"}, nil) }, ErrUnknownJob},
+		{"cancel a finished job", func() error { return d.act(fsmAdmin, MethodCancelJob, &pb.CancelJobRequest{JobId: j1}, nil) }, ErrJobNotRunning},
+		{"cancel an unknown job", func() error { return d.act(fsmAdmin, MethodCancelJob, &pb.CancelJobRequest{JobId: "nope"}, nil) }, ErrUnknownJob},
 		{"cancel unsigned", func() error { return d.apply(cmdCancelJob, cancelJob{JobID: j1}) }, ErrForbidden},
 	}
 	for _, s := range steps {
@@ -169,13 +169,13 @@ func TestFSMRoundLifecycle(t *testing.T) {
 		}
 	}
 	j, _ := d.f.Job(j1)
-	if j.CommittedRounds != 1 || j.modelDigest(1) != "d1" || j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.openRound() != nil {
+	if j.CommittedRounds != 1 || j.ModelDigest(1) != "d1" || j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || j.OpenRound() != nil {
 		t.Fatalf("final job: %+v", j)
 	}
 	if got := j.Rounds[len(j.Rounds)-1]; got.Status != pb.RoundStatus_ROUND_STATUS_ABORTED || got.Reason != "job finished" {
 		t.Fatalf("round left open at finish: %+v; want aborted", got)
 	}
-	if acc := j.committed(1).Eval.Accuracy(); acc != 0.9 {
+	if acc := j.Committed(1).Eval.Accuracy(); acc != 0.9 {
 		t.Fatalf("round 1 accuracy %v; want 0.9", acc)
 	}
 }
@@ -191,16 +191,16 @@ func (s *memSink) Close() error  { return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
 	d := newFSMDriver(t)
-	d.apply(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p1", Organization: "o", RegisteredAt: 5}})
+	d.apply(CmdRegisterParticipant, RegisterParticipant{Participant: Participant{ID: "p1", Organization: "o", RegisteredAt: 5}})
 	if err := d.submit(j1, DefaultJobSpec()); err != nil {
 		t.Fatal(err)
 	}
-	d.apply(cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 1}})
+	d.apply(CmdOpenRound, OpenRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 1}})
 	snap, err := d.f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 1, Digest: "d1"}) // after the snapshot
+	d.apply(CmdCommitRound, CommitRound{JobID: j1, Number: 1, Attempt: 1, Digest: "d1"}) // after the snapshot
 	var sink memSink
 	if err := snap.Persist(&sink); err != nil {
 		t.Fatal(err)
@@ -211,7 +211,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	j, _ := restored.Job(j1)
-	if j.CommittedRounds != 0 || j.openRound() == nil || restored.Participant("p1") == nil {
+	if j.CommittedRounds != 0 || j.OpenRound() == nil || restored.Participant("p1") == nil {
 		t.Fatalf("restored state is not the snapshot's: %+v", j)
 	}
 	if err := restored.Restore(io.NopCloser(bytes.NewReader([]byte("{not json")))); err == nil {
@@ -227,7 +227,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 	// A body that does not decode is refused the same way everywhere (a
 	// hostile leader may write one); a command type this FSM does not know
 	// stops it (an older binary must not skip what a newer one applies).
-	if err, ok := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{byte(cmdAdminAction), 'x'}}).(error); !ok || !errors.Is(err, ErrConflict) {
+	if err, ok := f.Apply(&raft.Log{Type: raft.LogCommand, Data: []byte{byte(CmdAdminAction), 'x'}}).(error); !ok || !errors.Is(err, ErrConflict) {
 		t.Errorf("undecodable body: %v; want ErrConflict", err)
 	}
 	for name, data := range map[string][]byte{
@@ -259,9 +259,9 @@ func TestFSMGovernance(t *testing.T) {
 		}
 	}
 	approve := func(who pki.Identity, id, kind string) error {
-		return d.act(who, methodApprove, &pb.ApproveRequest{ProposalId: id, Kind: kind}, nil)
+		return d.act(who, MethodApprove, &pb.ApproveRequest{ProposalId: id, Kind: kind}, nil)
 	}
-	must(d.act(fsmAdmin, methodSetPolicy, &pb.SetPolicyRequest{Policy: &pb.Policy{Organizations: []string{"org1", "org2", "org3"}, ApprovalsRequired: 3}}, nil))
+	must(d.act(fsmAdmin, MethodSetPolicy, &pb.SetPolicyRequest{Policy: &pb.Policy{Organizations: []string{"org1", "org2", "org3"}, ApprovalsRequired: 3}}, nil))
 	if p := d.f.Policy(); p.ApprovalsRequired != 3 {
 		t.Fatalf("policy %+v", p)
 	}
@@ -276,9 +276,9 @@ func TestFSMGovernance(t *testing.T) {
 		must(err)
 		d.admins[fsmAdmin2] = cert
 	}
-	early, err := adminauth.Sign(cert, methodApprove, &pb.ApproveRequest{ProposalId: j2, Kind: kindSubmitJob}, time.UnixMilli(d.now+1000))
+	early, err := adminauth.Sign(cert, MethodApprove, &pb.ApproveRequest{ProposalId: j2, Kind: kindSubmitJob}, time.UnixMilli(d.now+1000))
 	must(err)
-	replay := func() error { return d.apply(cmdAdminAction, adminAction{Signed: *early, At: early.UnixMs}) }
+	replay := func() error { return d.apply(CmdAdminAction, AdminAction{Signed: *early, At: early.UnixMs}) }
 	if err := replay(); !errors.Is(err, ErrUnknownProposal) {
 		t.Fatalf("approval of a job not yet submitted: %v; want ErrUnknownProposal", err)
 	}
@@ -301,12 +301,12 @@ func TestFSMGovernance(t *testing.T) {
 		}, ErrForbidden},
 		{"org2 approves", func() error { return approve(fsmAdmin2, j2, kindSubmitJob) }, nil},
 		{"a backdated action", func() error {
-			return d.act(org3, methodApprove, &pb.ApproveRequest{ProposalId: j2, Kind: kindSubmitJob}, func(a *adminAction) {
+			return d.act(org3, MethodApprove, &pb.ApproveRequest{ProposalId: j2, Kind: kindSubmitJob}, func(a *AdminAction) {
 				a.At -= 2 * adminauth.MaxSkew.Milliseconds()
 			})
 		}, ErrConflict},
 		// org2 revokes its own admin's key at once; its approval stops counting.
-		{"org2 revokes its own admin", func() error { return d.act(fsmAdmin2, methodRevoke, &pb.RevokeRequest{Name: "ana"}, nil) }, nil},
+		{"org2 revokes its own admin", func() error { return d.act(fsmAdmin2, MethodRevoke, &pb.RevokeRequest{Name: "ana"}, nil) }, nil},
 		{"org3 approves", func() error { return approve(org3, j2, kindSubmitJob) }, nil},
 	}
 	for _, s := range steps {
@@ -319,7 +319,7 @@ func TestFSMGovernance(t *testing.T) {
 	}
 
 	// Revoking another organisation's admin needs the policy's approvals.
-	must(d.act(fsmAdmin, methodRevoke, &pb.RevokeRequest{Name: "kai"}, nil))
+	must(d.act(fsmAdmin, MethodRevoke, &pb.RevokeRequest{Name: "kai"}, nil))
 	if d.f.IsRevoked(pki.SerialOf(d.admins[org3].Leaf)) {
 		t.Fatal("org1 alone revoked org3's admin")
 	}
@@ -362,21 +362,21 @@ func TestJobViewsAreNeverChanged(t *testing.T) {
 	cohort := []string{"p1", "p2", "p3"}
 	steps := []struct {
 		name string
-		t    commandType
+		t    CommandType
 		body any
 	}{
-		{"open round 1", cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 1, Cohort: cohort, BaseDigest: "d0"}, Declared: map[string]uint64{"p1": 10, "p2": 20}}},
-		{"abort it", cmdAbortRound, abortRound{JobID: j1, Number: 1, Attempt: 1, Reason: "deadline", Silent: []string{"p2", "p3"}, Responders: []string{"p1"}}},
-		{"record p2 late", cmdRecordLate, recordLate{JobID: j1, Number: 1, Attempt: 1, Participant: "p2"}},
-		{"record a task failure", cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "p3", Reason: "out of memory"}}},
-		{"record another from p3", cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "p3", Reason: "again"}}},
-		{"record a refusal", cmdRecordRefusal, recordRefusal{JobID: j1, Participant: "p4", Reason: "policy"}},
-		{"open attempt 2", cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 2, Cohort: cohort, BaseDigest: "d0"}, Declared: map[string]uint64{"p3": 30}}},
-		{"commit it", cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1", Contributors: cohort, Silent: []string{"p3"}}},
-		{"evaluate the initial model", cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 0, Eval: Evaluation{Reporters: 1, Examples: 10, Correct: 5}}},
-		{"evaluate round 1", cmdRecordEvaluation, recordEvaluation{JobID: j1, ModelRound: 1, Eval: Evaluation{Reporters: 2, Examples: 20, Correct: 15}}},
-		{"open round 2", cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: 2, Attempt: 1, Cohort: cohort, BaseDigest: "d1"}}},
-		{"finish the job", cmdFinishJob, finishJob{JobID: j1, Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, Reason: "done"}},
+		{"open round 1", CmdOpenRound, OpenRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 1, Cohort: cohort, BaseDigest: "d0"}, Declared: map[string]uint64{"p1": 10, "p2": 20}}},
+		{"abort it", CmdAbortRound, AbortRound{JobID: j1, Number: 1, Attempt: 1, Reason: "deadline", Silent: []string{"p2", "p3"}, Responders: []string{"p1"}}},
+		{"record p2 late", CmdRecordLate, RecordLate{JobID: j1, Number: 1, Attempt: 1, Participant: "p2"}},
+		{"record a task failure", CmdRecordTaskFailure, RecordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "p3", Reason: "out of memory"}}},
+		{"record another from p3", CmdRecordTaskFailure, RecordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "p3", Reason: "again"}}},
+		{"record a refusal", CmdRecordRefusal, RecordRefusal{JobID: j1, Participant: "p4", Reason: "policy"}},
+		{"open attempt 2", CmdOpenRound, OpenRound{JobID: j1, Round: RoundRecord{Number: 1, Attempt: 2, Cohort: cohort, BaseDigest: "d0"}, Declared: map[string]uint64{"p3": 30}}},
+		{"commit it", CmdCommitRound, CommitRound{JobID: j1, Number: 1, Attempt: 2, Digest: "d1", Contributors: cohort, Silent: []string{"p3"}}},
+		{"evaluate the initial model", CmdRecordEvaluation, RecordEvaluation{JobID: j1, ModelRound: 0, Eval: Evaluation{Reporters: 1, Examples: 10, Correct: 5}}},
+		{"evaluate round 1", CmdRecordEvaluation, RecordEvaluation{JobID: j1, ModelRound: 1, Eval: Evaluation{Reporters: 2, Examples: 20, Correct: 15}}},
+		{"open round 2", CmdOpenRound, OpenRound{JobID: j1, Round: RoundRecord{Number: 2, Attempt: 1, Cohort: cohort, BaseDigest: "d1"}}},
+		{"finish the job", CmdFinishJob, FinishJob{JobID: j1, Status: pb.JobStatus_JOB_STATUS_SUCCEEDED, Reason: "done"}},
 	}
 	type view struct {
 		after string

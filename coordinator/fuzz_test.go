@@ -43,39 +43,39 @@ func fuzzFSM() *FSM {
 
 // knownCommand reports whether an entry's type byte is one the FSM knows
 // or may skip: any other type panics by design (coordinator/DESIGN.md).
-func knownCommand(t commandType) bool {
-	return t&ignoreUnknownFlag != 0 || t&^ignoreUnknownFlag >= cmdRegisterParticipant && t&^ignoreUnknownFlag <= cmdRecordTaskFailure
+func knownCommand(t CommandType) bool {
+	return t&ignoreUnknownFlag != 0 || t&^ignoreUnknownFlag >= CmdRegisterParticipant && t&^ignoreUnknownFlag <= CmdRecordTaskFailure
 }
 
 func FuzzFSMApply(f *testing.F) {
-	add := func(t commandType, body any) {
-		b, err := encodeCommand(t, body)
+	add := func(t CommandType, body any) {
+		b, err := EncodeCommand(t, body)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
-	add(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p-2", Organization: "org", Examples: 5, Serials: []string{"2a"}}})
-	add(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p-1", Serials: []string{"1", "2", "3", "4", "5", "6", "7", "8", "9"}}})
+	add(CmdRegisterParticipant, RegisterParticipant{Participant: Participant{ID: "p-2", Organization: "org", Examples: 5, Serials: []string{"2a"}}})
+	add(CmdRegisterParticipant, RegisterParticipant{Participant: Participant{ID: "p-1", Serials: []string{"1", "2", "3", "4", "5", "6", "7", "8", "9"}}})
 	add(cmdSubmitJob, submitJob{Job: Job{ID: "job-111111111111", Spec: DefaultJobSpec()}})
 	add(cmdCancelJob, cancelJob{JobID: fuzzJob, Reason: "no"})
-	add(cmdOpenRound, openRound{JobID: fuzzJob, Round: RoundRecord{Number: 3, Attempt: 2, Cohort: []string{"p-1"}}, Declared: map[string]uint64{"p-2": 1 << 40}})
-	add(cmdCommitRound, commitRound{JobID: fuzzJob, Number: 3, Attempt: 1, Digest: "sha256:03", Contributors: []string{"p-1"}, Examples: 10})
-	add(cmdAbortRound, abortRound{JobID: fuzzJob, Number: 3, Attempt: 1, Reason: "deadline"})
-	add(cmdRecordEvaluation, recordEvaluation{JobID: fuzzJob, ModelRound: 2, Eval: Evaluation{Examples: 1, Correct: 2}})
-	add(cmdRecordEvaluation, recordEvaluation{JobID: fuzzJob, ModelRound: 0})
-	add(cmdFinishJob, finishJob{JobID: fuzzJob, Status: pb.JobStatus_JOB_STATUS_FAILED, Reason: "x", TargetRound: 9})
-	add(cmdRecordRefusal, recordRefusal{JobID: fuzzJob, Participant: "p-1", Reason: "policy"})
-	add(cmdRecordTaskFailure, recordTaskFailure{JobID: fuzzJob, Failure: TaskFailure{Participant: "p-1", Reason: "shape mismatch\x1b[2J", Round: 3, Attempt: 1, Task: "train"}})
-	add(cmdRegisterParticipant, registerParticipant{Participant: Participant{ID: "p-3", Datasets: []DatasetShape{{Name: "mnist", Features: 784, Classes: 10}}}})
-	add(cmdAdminAction, adminAction{Signed: adminauth.Signed{Method: methodSubmitJob, Request: []byte{0x0a, 0x00}, Nonce: make([]byte, adminauth.NonceSize)}, JobID: "job-222222222222"})
-	f.Add([]byte{byte(cmdCommitRound), '{', '"', 'n', 'u', 'm', 'b', 'e', 'r', '"', ':', '-', '1', '}'})
-	f.Add([]byte{byte(cmdOpenRound), 'n', 'u', 'l', 'l'})
-	f.Add([]byte{byte(cmdOpenRound | ignoreUnknownFlag), '{', '}'})
+	add(CmdOpenRound, OpenRound{JobID: fuzzJob, Round: RoundRecord{Number: 3, Attempt: 2, Cohort: []string{"p-1"}}, Declared: map[string]uint64{"p-2": 1 << 40}})
+	add(CmdCommitRound, CommitRound{JobID: fuzzJob, Number: 3, Attempt: 1, Digest: "sha256:03", Contributors: []string{"p-1"}, Examples: 10})
+	add(CmdAbortRound, AbortRound{JobID: fuzzJob, Number: 3, Attempt: 1, Reason: "deadline"})
+	add(CmdRecordEvaluation, RecordEvaluation{JobID: fuzzJob, ModelRound: 2, Eval: Evaluation{Examples: 1, Correct: 2}})
+	add(CmdRecordEvaluation, RecordEvaluation{JobID: fuzzJob, ModelRound: 0})
+	add(CmdFinishJob, FinishJob{JobID: fuzzJob, Status: pb.JobStatus_JOB_STATUS_FAILED, Reason: "x", TargetRound: 9})
+	add(CmdRecordRefusal, RecordRefusal{JobID: fuzzJob, Participant: "p-1", Reason: "policy"})
+	add(CmdRecordTaskFailure, RecordTaskFailure{JobID: fuzzJob, Failure: TaskFailure{Participant: "p-1", Reason: "shape mismatch\x1b[2J", Round: 3, Attempt: 1, Task: "train"}})
+	add(CmdRegisterParticipant, RegisterParticipant{Participant: Participant{ID: "p-3", Datasets: []DatasetShape{{Name: "mnist", Features: 784, Classes: 10}}}})
+	add(CmdAdminAction, AdminAction{Signed: adminauth.Signed{Method: MethodSubmitJob, Request: []byte{0x0a, 0x00}, Nonce: make([]byte, adminauth.NonceSize)}, JobID: "job-222222222222"})
+	f.Add([]byte{byte(CmdCommitRound), '{', '"', 'n', 'u', 'm', 'b', 'e', 'r', '"', ':', '-', '1', '}'})
+	f.Add([]byte{byte(CmdOpenRound), 'n', 'u', 'l', 'l'})
+	f.Add([]byte{byte(CmdOpenRound | ignoreUnknownFlag), '{', '}'})
 	f.Add([]byte{0x8f, 0xff})
-	f.Add([]byte{byte(cmdFinishJob)})
+	f.Add([]byte{byte(CmdFinishJob)})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if len(data) > 0 && !knownCommand(commandType(data[0])) {
+		if len(data) > 0 && !knownCommand(CommandType(data[0])) {
 			t.Skip("an unknown command type without the ignore flag panics by design")
 		}
 		log := &raft.Log{Index: 7, Term: 2, Type: raft.LogCommand, Data: data}
@@ -107,7 +107,7 @@ func FuzzFSMApply(f *testing.F) {
 				t.Fatal("the state changed through a snapshot")
 			}
 			for _, j := range fsm.Jobs() {
-				_ = j.toProto()
+				_ = j.ToProto()
 			}
 			_ = fsm.PrunableDigests()
 		}

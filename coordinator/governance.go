@@ -32,7 +32,7 @@ type Policy struct {
 func (p Policy) required() int { return max(1, int(p.ApprovalsRequired)) }
 
 // governed reports whether actions need more than the proposer.
-func (p Policy) governed() bool { return p.required() > 1 }
+func (p Policy) Governed() bool { return p.required() > 1 }
 
 // admits reports whether org's admins may propose and approve.
 func (p Policy) admits(org string) bool {
@@ -57,7 +57,7 @@ func (p Policy) Validate() error {
 	return nil
 }
 
-func (p Policy) toProto() *pb.Policy {
+func (p Policy) ToProto() *pb.Policy {
 	return &pb.Policy{Organizations: p.Organizations, ApprovalsRequired: p.ApprovalsRequired}
 }
 
@@ -71,7 +71,7 @@ const (
 	kindSubmitJob    = "submit_job"
 	kindCancelJob    = "cancel_job"
 	kindAddMember    = "add_member"
-	kindRemoveMember = "remove_member"
+	KindRemoveMember = "remove_member"
 	kindSetPolicy    = "set_policy"
 	kindRevoke       = "revoke"
 	kindDeleteJob    = "delete_job"
@@ -80,7 +80,7 @@ const (
 // Proposal states.
 const (
 	proposalPending  = "pending"
-	proposalExecuted = "executed"
+	ProposalExecuted = "executed"
 	proposalFailed   = "failed"
 )
 
@@ -124,22 +124,22 @@ func (f *FSM) counts(a Approval) bool {
 	return f.st.Policy.admits(a.Organization) && f.st.Revoked[a.Serial] == nil
 }
 
-func (p *Proposal) toProto() *pb.Proposal {
+func (p *Proposal) ToProto() *pb.Proposal {
 	out := &pb.Proposal{Id: p.ID, Kind: p.Kind, JobId: p.JobID, Member: p.Member, Reason: p.Reason, ProposedBy: p.ProposedBy,
 		Organization: p.Organization, ApprovalsRequired: p.Required, Status: p.Status, Outcome: p.Outcome, CreatedUnixMs: p.CreatedAt}
 	if p.Policy != nil {
-		out.Policy = p.Policy.toProto()
+		out.Policy = p.Policy.ToProto()
 	}
 	for _, a := range p.Approvals {
-		out.Approvals = append(out.Approvals, a.toProto())
+		out.Approvals = append(out.Approvals, a.ToProto())
 	}
 	for _, r := range p.Revocations {
-		out.Revocations = append(out.Revocations, r.toProto())
+		out.Revocations = append(out.Revocations, r.ToProto())
 	}
 	return out
 }
 
-func (a Approval) toProto() *pb.Approval {
+func (a Approval) ToProto() *pb.Approval {
 	return &pb.Approval{Admin: a.Admin, Organization: a.Organization, UnixMs: a.At}
 }
 
@@ -153,20 +153,20 @@ type Revocation struct {
 	At           int64  `json:"at"`
 }
 
-func (r *Revocation) toProto() *pb.Revocation {
+func (r *Revocation) ToProto() *pb.Revocation {
 	return &pb.Revocation{Serial: r.Serial, Name: r.Name, Reason: r.Reason, RevokedBy: r.RevokedBy, UnixMs: r.At}
 }
 
 // Admin methods whose requests the FSM applies.
 const (
-	methodSubmitJob    = "/accord.v1.AdminService/SubmitJob"
-	methodCancelJob    = "/accord.v1.AdminService/CancelJob"
-	methodApprove      = "/accord.v1.AdminService/Approve"
-	methodAddMember    = "/accord.v1.AdminService/AddMember"
-	methodRemoveMember = "/accord.v1.AdminService/RemoveMember"
-	methodSetPolicy    = "/accord.v1.AdminService/SetPolicy"
-	methodRevoke       = "/accord.v1.AdminService/Revoke"
-	methodDeleteJob    = "/accord.v1.AdminService/DeleteJob"
+	MethodSubmitJob    = "/accord.v1.AdminService/SubmitJob"
+	MethodCancelJob    = "/accord.v1.AdminService/CancelJob"
+	MethodApprove      = "/accord.v1.AdminService/Approve"
+	MethodAddMember    = "/accord.v1.AdminService/AddMember"
+	MethodRemoveMember = "/accord.v1.AdminService/RemoveMember"
+	MethodSetPolicy    = "/accord.v1.AdminService/SetPolicy"
+	MethodRevoke       = "/accord.v1.AdminService/Revoke"
+	MethodDeleteJob    = "/accord.v1.AdminService/DeleteJob"
 )
 
 // adminAction is the Raft command for every admin action: the admin's
@@ -174,7 +174,7 @@ const (
 // a new job's ID and initial model). Every coordinator's FSM checks the
 // signature and decodes the request itself, so a leader cannot apply an
 // action no admin signed, or alter one.
-type adminAction struct {
+type AdminAction struct {
 	Signed        adminauth.Signed `json:"signed"`
 	At            int64            `json:"at"`
 	JobID         string           `json:"job_id,omitempty"`
@@ -183,9 +183,9 @@ type adminAction struct {
 
 // actionResult is what applying an admin action returns through the
 // future's Response when it succeeds.
-type actionResult struct {
-	proposal *Proposal
-	revoked  []Revocation
+type ActionResult struct {
+	Proposal *Proposal
+	Revoked  []Revocation
 }
 
 // maxNonceAge is how long the FSM remembers a signed request's nonce:
@@ -195,7 +195,7 @@ const maxNonceAge = 3 * adminauth.MaxSkew
 
 // applyAdminAction verifies a signed admin request and carries it out; on
 // success the action is appended to the audit log.
-func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
+func (f *FSM) applyAdminAction(c *AdminAction) (any, error) {
 	s := &c.Signed
 	if c.At < f.st.LastActionAt-adminauth.MaxSkew.Milliseconds() {
 		return nil, fmt.Errorf("%w: action dated %d, before the last one (%d)", ErrConflict, c.At, f.st.LastActionAt)
@@ -226,80 +226,80 @@ func (f *FSM) applyAdminAction(c *adminAction) (any, error) {
 	}
 	var (
 		action, summary string
-		res             actionResult
+		res             ActionResult
 	)
 	switch s.Method {
-	case methodSubmitJob:
+	case MethodSubmitJob:
 		req := &pb.SubmitJobRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action = kindSubmitJob
-		res.proposal, err = f.submitJob(c, JobSpecFromProto(req.GetSpec()), signed{signer, serial})
+		res.Proposal, err = f.submitJob(c, JobSpecFromProto(req.GetSpec()), signed{signer, serial})
 		if err == nil {
 			summary = fmt.Sprintf("submitted job %s (%s, %s)", c.JobID, req.GetSpec().GetName(), req.GetSpec().GetModel())
 		}
-	case methodCancelJob:
+	case MethodCancelJob:
 		req := &pb.CancelJobRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action, summary = kindCancelJob, fmt.Sprintf("proposed cancelling job %s", req.GetJobId())
-		res.proposal, err = f.proposeCancel(c, req.GetJobId(), req.GetReason(), signed{signer, serial})
-	case methodDeleteJob:
+		res.Proposal, err = f.proposeCancel(c, req.GetJobId(), req.GetReason(), signed{signer, serial})
+	case MethodDeleteJob:
 		req := &pb.DeleteJobRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action, summary = kindDeleteJob, fmt.Sprintf("proposed deleting job %s's models", req.GetJobId())
-		res.proposal, err = f.proposeDelete(c, req.GetJobId(), signed{signer, serial})
-	case methodAddMember:
+		res.Proposal, err = f.proposeDelete(c, req.GetJobId(), signed{signer, serial})
+	case MethodAddMember:
 		req := &pb.AddMemberRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action, summary = kindAddMember, "proposed adding coordinator "+req.GetName()
-		res.proposal, err = f.proposeMember(c, action, req.GetName(), signed{signer, serial})
-	case methodRemoveMember:
+		res.Proposal, err = f.proposeMember(c, action, req.GetName(), signed{signer, serial})
+	case MethodRemoveMember:
 		req := &pb.RemoveMemberRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
-		action, summary = kindRemoveMember, "proposed removing coordinator "+req.GetName()
-		res.proposal, err = f.proposeMember(c, action, req.GetName(), signed{signer, serial})
-	case methodSetPolicy:
+		action, summary = KindRemoveMember, "proposed removing coordinator "+req.GetName()
+		res.Proposal, err = f.proposeMember(c, action, req.GetName(), signed{signer, serial})
+	case MethodSetPolicy:
 		req := &pb.SetPolicyRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		p := PolicyFromProto(req.GetPolicy())
 		action, summary = kindSetPolicy, fmt.Sprintf("proposed policy: organisations %v, %d approvals", p.Organizations, p.ApprovalsRequired)
-		res.proposal, err = f.proposePolicy(c, p, signed{signer, serial})
-	case methodApprove:
+		res.Proposal, err = f.proposePolicy(c, p, signed{signer, serial})
+	case MethodApprove:
 		req := &pb.ApproveRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action = "approve"
-		res.proposal, err = f.approve(c, req.GetProposalId(), req.GetKind(), signed{signer, serial})
+		res.Proposal, err = f.approve(c, req.GetProposalId(), req.GetKind(), signed{signer, serial})
 		if err == nil {
-			summary = fmt.Sprintf("approved %s (%s): %d of %d organisations", res.proposal.ID, res.proposal.Kind, len(res.proposal.Approvals), res.proposal.Required)
+			summary = fmt.Sprintf("approved %s (%s): %d of %d organisations", res.Proposal.ID, res.Proposal.Kind, len(res.Proposal.Approvals), res.Proposal.Required)
 		}
-	case methodRevoke:
+	case MethodRevoke:
 		req := &pb.RevokeRequest{}
 		if err := decodeSigned(s, req); err != nil {
 			return nil, err
 		}
 		action = kindRevoke
-		res.proposal, err = f.proposeRevoke(c, req, signed{signer, serial})
+		res.Proposal, err = f.proposeRevoke(c, req, signed{signer, serial})
 		if err == nil {
 			var serials []string
-			for _, r := range res.proposal.Revocations {
+			for _, r := range res.Proposal.Revocations {
 				serials = append(serials, r.Name+" "+r.Serial)
 			}
 			summary = "proposed revoking " + strings.Join(serials, ", ")
-			if res.proposal.Status == proposalExecuted {
-				res.revoked, summary = res.proposal.Revocations, "revoked "+strings.Join(serials, ", ")
+			if res.Proposal.Status == ProposalExecuted {
+				res.Revoked, summary = res.Proposal.Revocations, "revoked "+strings.Join(serials, ", ")
 			}
 		}
 	default:
@@ -364,7 +364,7 @@ func (f *FSM) nextIndex() int { return len(f.st.Audit) }
 
 // newProposal records a proposal, approved by its proposer's organisation;
 // proposals are never replaced.
-func (f *FSM) newProposal(c *adminAction, kind, id string, signer signed) (*Proposal, error) {
+func (f *FSM) newProposal(c *AdminAction, kind, id string, signer signed) (*Proposal, error) {
 	if _, ok := f.st.Proposals[id]; ok {
 		return nil, fmt.Errorf("%w: proposal %s exists", ErrConflict, id)
 	}
@@ -374,7 +374,7 @@ func (f *FSM) newProposal(c *adminAction, kind, id string, signer signed) (*Prop
 	return p, nil
 }
 
-func (f *FSM) submitJob(c *adminAction, spec JobSpec, signer signed) (*Proposal, error) {
+func (f *FSM) submitJob(c *AdminAction, spec JobSpec, signer signed) (*Proposal, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -399,12 +399,12 @@ func (f *FSM) submitJob(c *adminAction, spec JobSpec, signer signed) (*Proposal,
 	return p, nil
 }
 
-func (f *FSM) proposeCancel(c *adminAction, jobID, reason string, signer signed) (*Proposal, error) {
+func (f *FSM) proposeCancel(c *AdminAction, jobID, reason string, signer signed) (*Proposal, error) {
 	j, ok := f.st.Jobs[jobID]
 	if !ok {
 		return nil, fmt.Errorf("%w %s", ErrUnknownJob, jobID)
 	}
-	if !j.running() && j.Status != pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
+	if !j.Running() && j.Status != pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
 		return nil, fmt.Errorf("%w: job %s is %s", ErrJobNotRunning, jobID, j.Status)
 	}
 	if p := f.pendingFor(kindCancelJob, jobID, ""); p != nil {
@@ -422,12 +422,12 @@ func (f *FSM) proposeCancel(c *adminAction, jobID, reason string, signer signed)
 	return p, nil
 }
 
-func (f *FSM) proposeDelete(c *adminAction, jobID string, signer signed) (*Proposal, error) {
+func (f *FSM) proposeDelete(c *AdminAction, jobID string, signer signed) (*Proposal, error) {
 	j, ok := f.st.Jobs[jobID]
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w %s", ErrUnknownJob, jobID)
-	case j.running() || j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL:
+	case j.Running() || j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL:
 		return nil, fmt.Errorf("%w: job %s is %s; cancel it first", ErrConflict, jobID, j.Status)
 	case j.ModelsDeleted:
 		return nil, fmt.Errorf("%w: job %s's models are deleted already", ErrConflict, jobID)
@@ -444,7 +444,7 @@ func (f *FSM) proposeDelete(c *adminAction, jobID string, signer signed) (*Propo
 	return p, nil
 }
 
-func (f *FSM) proposeMember(c *adminAction, kind, name string, signer signed) (*Proposal, error) {
+func (f *FSM) proposeMember(c *AdminAction, kind, name string, signer signed) (*Proposal, error) {
 	if name == "" || len(name) > 64 {
 		return nil, fmt.Errorf("%w: coordinator name %q", ErrBadPolicy, name)
 	}
@@ -460,7 +460,7 @@ func (f *FSM) proposeMember(c *adminAction, kind, name string, signer signed) (*
 	return p, nil
 }
 
-func (f *FSM) proposePolicy(c *adminAction, pol Policy, signer signed) (*Proposal, error) {
+func (f *FSM) proposePolicy(c *AdminAction, pol Policy, signer signed) (*Proposal, error) {
 	if err := pol.Validate(); err != nil {
 		return nil, err
 	}
@@ -488,7 +488,7 @@ func (f *FSM) pendingFor(kind, jobID, member string) *Proposal {
 
 // approve adds the signer's organisation's approval to the proposal id,
 // which must be of the kind the admin signed for.
-func (f *FSM) approve(c *adminAction, id, kind string, signer signed) (*Proposal, error) {
+func (f *FSM) approve(c *AdminAction, id, kind string, signer signed) (*Proposal, error) {
 	p := f.st.Proposals[id]
 	switch {
 	case p == nil:
@@ -519,7 +519,7 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 	if len(orgs) < int(p.Required) {
 		return
 	}
-	p.Status = proposalExecuted
+	p.Status = ProposalExecuted
 	switch p.Kind {
 	case kindSubmitJob:
 		if j := f.st.Jobs[p.JobID]; j != nil && j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
@@ -530,7 +530,7 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 		}
 	case kindCancelJob:
 		j := f.st.Jobs[p.JobID]
-		if j == nil || (!j.running() && j.Status != pb.JobStatus_JOB_STATUS_PENDING_APPROVAL) {
+		if j == nil || (!j.Running() && j.Status != pb.JobStatus_JOB_STATUS_PENDING_APPROVAL) {
 			p.Status, p.Outcome = proposalFailed, "job had already finished"
 			return
 		}
@@ -540,10 +540,10 @@ func (f *FSM) maybeExecute(p *Proposal, at int64) {
 		f.st.Policy = *p.Policy
 		p.Outcome = "policy in force"
 	case kindAddMember:
-		f.st.MemberRules[p.Member] = memberAdmitted
+		f.st.MemberRules[p.Member] = MemberAdmitted
 		p.Outcome = "admitted: the leader adds it to the Raft configuration when it is alive"
-	case kindRemoveMember:
-		f.st.MemberRules[p.Member] = memberExcluded
+	case KindRemoveMember:
+		f.st.MemberRules[p.Member] = MemberExcluded
 		p.Outcome = "excluded: the leader removes it from the Raft configuration"
 	case kindDeleteJob:
 		f.deleteJobModels(p)
@@ -578,8 +578,8 @@ func (f *FSM) cancel(j *Job, reason string, at int64) {
 
 // Member rules set by approved proposals.
 const (
-	memberAdmitted = "admitted"
-	memberExcluded = "excluded"
+	MemberAdmitted = "admitted"
+	MemberExcluded = "excluded"
 )
 
 // proposeRevoke proposes revoking the certificate the request names by
@@ -587,7 +587,7 @@ const (
 // revokes its own organisation's certificates at once; a certificate of
 // another organisation, or of none the federation knows, needs the
 // approvals the policy requires, like any other governed action.
-func (f *FSM) proposeRevoke(c *adminAction, req *pb.RevokeRequest, signer signed) (*Proposal, error) {
+func (f *FSM) proposeRevoke(c *AdminAction, req *pb.RevokeRequest, signer signed) (*Proposal, error) {
 	var serials []string
 	name := req.GetName()
 	switch {
@@ -759,7 +759,7 @@ func (f *FSM) UsedNonce(key string) bool {
 }
 
 // recordRefusal is the command recording a participant's site refusing a job.
-type recordRefusal struct {
+type RecordRefusal struct {
 	JobID       string `json:"job_id"`
 	Participant string `json:"participant"`
 	Reason      string `json:"reason"`
@@ -773,12 +773,12 @@ type Refusal struct {
 	At          int64  `json:"at"`
 }
 
-func (f *FSM) applyRecordRefusal(c *recordRefusal) error {
+func (f *FSM) applyRecordRefusal(c *RecordRefusal) error {
 	j, ok := f.st.Jobs[c.JobID]
 	if !ok {
 		return fmt.Errorf("%w %s", ErrUnknownJob, c.JobID)
 	}
-	if j.refused(c.Participant) {
+	if j.Refused(c.Participant) {
 		return nil
 	}
 	j = f.editJob(j)
@@ -786,6 +786,6 @@ func (f *FSM) applyRecordRefusal(c *recordRefusal) error {
 	return nil
 }
 
-func (j *Job) refused(participant string) bool {
+func (j *Job) Refused(participant string) bool {
 	return slices.ContainsFunc(j.Refusals, func(r Refusal) bool { return r.Participant == participant })
 }

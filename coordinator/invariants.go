@@ -37,7 +37,7 @@ func CheckInvariants(nodes []*Coordinator) error {
 	for _, c := range nodes {
 		for _, j := range c.FSM().Jobs() {
 			var committed []uint32
-			kept := j.retained()
+			kept := j.Retained()
 			for _, r := range j.Rounds {
 				if r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
 					committed = append(committed, r.Number)
@@ -61,7 +61,7 @@ func CheckInvariants(nodes []*Coordinator) error {
 			if uint32(len(committed)) != j.CommittedRounds {
 				return fmt.Errorf("%s: job %s records %d committed rounds but lists %d", c.Name(), j.ID, j.CommittedRounds, len(committed))
 			}
-			if slices.ContainsFunc(j.Rounds, func(r *RoundRecord) bool { return r.Status == pb.RoundStatus_ROUND_STATUS_OPEN }) && !j.running() {
+			if slices.ContainsFunc(j.Rounds, func(r *RoundRecord) bool { return r.Status == pb.RoundStatus_ROUND_STATUS_OPEN }) && !j.Running() {
 				return fmt.Errorf("%s: job %s finished with a round open", c.Name(), j.ID)
 			}
 		}

@@ -97,7 +97,7 @@ func (s JobSpec) maxOverSelection() float64 {
 
 // stragglerFactor is the job's straggler factor, defaulted; 0 means the
 // rule is off.
-func (s JobSpec) stragglerFactor() float64 {
+func (s JobSpec) EffectiveStragglerFactor() float64 {
 	switch {
 	case s.StragglerFactor < 0:
 		return 0
@@ -116,7 +116,7 @@ const DefaultMaxUpdateNorm = 1000
 const DefaultMaxAttempts = 10
 
 // maxUpdateNorm is the job's bound on an update's norm, defaulted.
-func (s JobSpec) maxUpdateNorm() float64 {
+func (s JobSpec) EffectiveMaxUpdateNorm() float64 {
 	if s.MaxUpdateNorm == 0 {
 		return DefaultMaxUpdateNorm
 	}
@@ -124,7 +124,7 @@ func (s JobSpec) maxUpdateNorm() float64 {
 }
 
 // maxAttempts is the job's bound on a round's aborted attempts in a row.
-func (s JobSpec) maxAttempts() uint32 {
+func (s JobSpec) EffectiveMaxAttempts() uint32 {
 	if s.MaxAttempts == 0 {
 		return DefaultMaxAttempts
 	}
@@ -133,7 +133,7 @@ func (s JobSpec) maxAttempts() uint32 {
 
 // maxSecureCohort bounds a secure round's cohort: choosing its graph and
 // the protocol's cost grow with it (secagg.ChooseGraph takes ~14 ms at 1,000).
-const maxSecureCohort = 1000
+const MaxSecureCohort = 1000
 
 // DefaultMaxExamples is a job's max_examples when the job file sets none:
 // a large hospital's or bank's dataset.
@@ -143,7 +143,7 @@ const DefaultMaxExamples = 100_000
 const maxExamplesLimit = 1 << 32
 
 // maxExamples is the job's cap on one participant's weight, defaulted.
-func (s JobSpec) maxExamples() uint64 {
+func (s JobSpec) EffectiveMaxExamples() uint64 {
 	if s.MaxExamples == 0 {
 		return DefaultMaxExamples
 	}
@@ -151,7 +151,7 @@ func (s JobSpec) maxExamples() uint64 {
 }
 
 // weight is what a participant claiming examples counts for in this job.
-func (s JobSpec) weight(examples uint64) uint64 { return min(examples, s.maxExamples()) }
+func (s JobSpec) Weight(examples uint64) uint64 { return min(examples, s.EffectiveMaxExamples()) }
 
 // SecureAggregation is the job file's secure_aggregation section. With a
 // mode set, participants mask their updates and the coordinators learn only
@@ -188,7 +188,7 @@ const (
 func (sa SecureAggregation) Enabled() bool { return sa.Mode != "" && sa.Mode != "none" }
 
 // clip is the clipping range, defaulted.
-func (sa SecureAggregation) clip() float64 {
+func (sa SecureAggregation) EffectiveClip() float64 {
 	if sa.Clip == 0 {
 		return 1
 	}
@@ -196,7 +196,7 @@ func (sa SecureAggregation) clip() float64 {
 }
 
 // phaseDeadline is each post-training phase's time limit, defaulted.
-func (sa SecureAggregation) phaseDeadline() time.Duration {
+func (sa SecureAggregation) EffectivePhaseDeadline() time.Duration {
 	if sa.PhaseDeadline == 0 {
 		return 10 * time.Second
 	}
@@ -204,7 +204,7 @@ func (sa SecureAggregation) phaseDeadline() time.Duration {
 }
 
 // graph returns the degree and threshold for a cohort of n clients.
-func (sa SecureAggregation) graph(n int) (k, t int, err error) {
+func (sa SecureAggregation) Graph(n int) (k, t int, err error) {
 	if n < 3 {
 		return 0, 0, fmt.Errorf("secure aggregation needs a cohort of at least 3; this one has %d", n)
 	}
@@ -345,13 +345,13 @@ func (sa SecureAggregation) validate(perRound uint32) error {
 		return bad("phase_deadline", time.Duration(sa.PhaseDeadline), "want 100ms–1h")
 	case perRound > 0 && perRound < 3:
 		return fmt.Errorf("%w: participants_per_round %d: secure aggregation needs at least 3", ErrBadJobSpec, perRound)
-	case perRound > maxSecureCohort:
-		return fmt.Errorf("%w: participants_per_round %d: secure aggregation takes cohorts of at most %d", ErrBadJobSpec, perRound, maxSecureCohort)
+	case perRound > MaxSecureCohort:
+		return fmt.Errorf("%w: participants_per_round %d: secure aggregation takes cohorts of at most %d", ErrBadJobSpec, perRound, MaxSecureCohort)
 	case perRound > 0 && sa.Threshold > perRound:
 		return bad("threshold", sa.Threshold, fmt.Sprintf("cannot exceed participants_per_round %d", perRound))
 	}
 	if perRound > 0 {
-		if _, _, err := sa.graph(int(perRound)); err != nil {
+		if _, _, err := sa.Graph(int(perRound)); err != nil {
 			return fmt.Errorf("%w: secure_aggregation: %v", ErrBadJobSpec, err)
 		}
 	}

@@ -203,7 +203,7 @@ func (j *Job) evaluated(number uint32) bool {
 	if number == 0 {
 		return j.InitialEval != nil
 	}
-	r := j.committed(number)
+	r := j.Committed(number)
 	return r != nil && r.Eval != nil
 }
 
@@ -242,7 +242,7 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 	if err != nil {
 		return nil, err
 	}
-	if !job.running() {
+	if !job.Running() {
 		return nil, fmt.Errorf("%w: job %s is %s", ErrJobNotRunning, job.ID, job.Status)
 	}
 	return nil, fmt.Errorf("%w: job %s has no round open (update for round %d)", ErrWrongRound, job.ID, h.GetRound())
@@ -386,7 +386,7 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	if len(reason) > 512 {
 		reason = reason[:512]
 	}
-	if job, err := c.fsm.JobView(req.GetJobId()); err == nil && job.refused(from) {
+	if job, err := c.fsm.JobView(req.GetJobId()); err == nil && job.Refused(from) {
 		return nil // recorded already: nothing more to commit
 	}
 	// The open round and evaluation stop waiting for the participant
@@ -405,7 +405,7 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 		}
 		if run.round != nil && run.round.cohort[from] {
 			run.round.refuse(from)
-			run.reasons[from] = sanitizeReason("site policy: " + reason)
+			run.reasons[from] = SanitizeReason("site policy: " + reason)
 		}
 		if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
 			delete(run.eval.expected, from)
@@ -414,7 +414,7 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	}(); err != nil {
 		return err
 	}
-	if err := c.apply(cmdRecordRefusal, recordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
+	if err := c.apply(CmdRecordRefusal, RecordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
 		return err
 	}
 	c.log.Info("participant refused a job by its site policy", "job", req.GetJobId(), "participant", from, "reason", reason)
@@ -432,7 +432,7 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 	if err := c.requireLeader(); err != nil {
 		return err
 	}
-	reason := sanitizeReason(req.GetReason())
+	reason := SanitizeReason(req.GetReason())
 	if reason == "" {
 		reason = "no reason given"
 	}
@@ -443,7 +443,7 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 	c.log.Info("participant reported a failed task", "job", req.GetJobId(), "participant", from, "task", failure.Task,
 		"round", failure.Round, "attempt", failure.Attempt, "reason", reason)
 	c.kickLeader()
-	return c.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: req.GetJobId(), Failure: *failure})
+	return c.apply(CmdRecordTaskFailure, RecordTaskFailure{JobID: req.GetJobId(), Failure: *failure})
 }
 
 // noteTaskFailure makes the open round or the evaluation being collected
@@ -499,7 +499,7 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 // withReasons appends to an abort reason why cohort members refused or
 // failed the round's task, if any did.
 func withReasons(reason string, reasons map[string]string) string {
-	if s := refusalSummary(reasons); s != "" {
+	if s := RefusalSummary(reasons); s != "" {
 		return reason + "; " + s
 	}
 	return reason

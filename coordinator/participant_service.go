@@ -28,14 +28,14 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > maxDatasets {
+	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > MaxDatasets {
 		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", ErrBadUpdate))
 	}
-	datasets, err := datasetsFromRegister(req.GetDatasets(), req.GetHoldings())
+	datasets, err := DatasetsFromRegister(req.GetDatasets(), req.GetHoldings())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	avail, err := availabilityFromProto(req.GetAvailability())
+	avail, err := AvailabilityFromProto(req.GetAvailability())
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", ErrBadUpdate, err))
 	}
@@ -55,12 +55,12 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial},
 		Availability: avail, Datasets: datasets}
 	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples ||
-		!old.Availability.equal(want.Availability) || !slices.Contains(old.Serials, id.Serial) || !slices.Equal(old.Datasets, want.Datasets) {
+		!old.Availability.Equal(want.Availability) || !slices.Contains(old.Serials, id.Serial) || !slices.Equal(old.Datasets, want.Datasets) {
 		if err := s.c.requireLeader(); err != nil {
 			return nil, toStatus(err)
 		}
 		want.RegisteredAt = time.Now().UnixMilli()
-		if err := s.c.apply(cmdRegisterParticipant, registerParticipant{Participant: want}); err != nil {
+		if err := s.c.apply(CmdRegisterParticipant, RegisterParticipant{Participant: want}); err != nil {
 			return nil, toStatus(err)
 		}
 	}

@@ -58,7 +58,7 @@ func (p *peers) verifyCoordinator(cs tls.ConnectionState) error {
 	if err := p.c.refuseRevoked(cs); err != nil {
 		return err
 	}
-	if name := peerName(cs); p.c.fsm.MemberRule(name) == memberExcluded {
+	if name := peerName(cs); p.c.fsm.MemberRule(name) == MemberExcluded {
 		return fmt.Errorf("%w: coordinator %s was removed by an approved proposal", ErrForbidden, name)
 	}
 	return p.allowed(cs)

@@ -41,7 +41,7 @@ const (
 const DefaultDelta = 1e-5
 
 // delta is the δ ε is reported at, defaulted.
-func (d *DifferentialPrivacy) delta() float64 {
+func (d *DifferentialPrivacy) EffectiveDelta() float64 {
 	if d.Delta == 0 {
 		return DefaultDelta
 	}
@@ -64,7 +64,7 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 		return bad("delta", d.Delta, fmt.Sprintf("want 0 (default %g) or a probability below 1", float64(DefaultDelta)))
 	case !finite(d.MaxEpsilon) || d.MaxEpsilon < 0:
 		return bad("max_epsilon", d.MaxEpsilon, "want 0 (no limit) or a positive number")
-	case s.Aggregation.robust() || s.Aggregation.grouped():
+	case s.Aggregation.robust() || s.Aggregation.Grouped():
 		return fmt.Errorf("%w: dp with aggregation.rule %q, norm_bound or groups: the accountant covers the clipped sum only; use rule fedavg", ErrBadJobSpec, s.Aggregation.Rule)
 	case d.Mode == DPCentral && s.SecureAggregation.Enabled():
 		return bad("mode", `"central"`, "with secure aggregation the leader cannot clip each update; use dp.mode distributed")
@@ -76,7 +76,7 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 	}
 	if d.Mode == DPDistributed {
 		n := int(s.ParticipantsPerRound)
-		_, t, err := s.SecureAggregation.graph(n)
+		_, t, err := s.SecureAggregation.Graph(n)
 		if err != nil {
 			return fmt.Errorf("%w: secure_aggregation: %v", ErrBadJobSpec, err)
 		}
@@ -84,7 +84,7 @@ func (d *DifferentialPrivacy) validate(s JobSpec) error {
 		if err != nil {
 			return fmt.Errorf("%w: model: %w", ErrBadJobSpec, err)
 		}
-		if _, err := dp.PlanDistributed(spec.NumParams(), n, max(t, s.minUpdates(n), 2), d.Clip, d.NoiseMultiplier); err != nil {
+		if _, err := dp.PlanDistributed(spec.NumParams(), n, max(t, s.MinUpdates(n), 2), d.Clip, d.NoiseMultiplier); err != nil {
 			return fmt.Errorf("%w: dp: %w", ErrBadJobSpec, err)
 		}
 	}
@@ -120,7 +120,7 @@ type Privacy struct {
 // the vector with additions only (dp.Accountant.ComposeRDP), because the
 // logarithms and exponentials behind it may differ in their last bits
 // between CPUs, and replicated state must not.
-func (j *Job) roundPrivacy(q float64) (rdp []float64, eps, order float64) {
+func (j *Job) RoundPrivacy(q float64) (rdp []float64, eps, order float64) {
 	d := j.Spec.DP
 	acct := dp.NewAccountant()
 	if j.Privacy != nil {
@@ -135,7 +135,7 @@ func (j *Job) roundPrivacy(q float64) (rdp []float64, eps, order float64) {
 	if err := acct.ComposeRDP(rdp, 1); err != nil {
 		return nil, math.MaxFloat64, 0
 	}
-	eps, order = acct.Epsilon(d.delta())
+	eps, order = acct.Epsilon(d.EffectiveDelta())
 	return rdp, min(eps, math.MaxFloat64), order
 }
 
@@ -173,7 +173,7 @@ func (j *Job) spend(rdp []float64, eps, order float64) error {
 }
 
 // epsilon is the job's ε so far (0 before its first round).
-func (j *Job) epsilon() float64 {
+func (j *Job) Epsilon() float64 {
 	if j.Privacy == nil {
 		return 0
 	}
@@ -182,8 +182,8 @@ func (j *Job) epsilon() float64 {
 
 // epsilonAfterRound is the job's ε if one more round at sampling rate q
 // committed.
-func (j *Job) epsilonAfterRound(q float64) float64 {
-	_, eps, _ := j.roundPrivacy(q)
+func (j *Job) EpsilonAfterRound(q float64) float64 {
+	_, eps, _ := j.RoundPrivacy(q)
 	return eps
 }
 
@@ -192,7 +192,7 @@ func (j *Job) privacyProto() *pb.Privacy {
 	if j.Spec.DP == nil {
 		return nil
 	}
-	p := &pb.Privacy{Delta: j.Spec.DP.delta()}
+	p := &pb.Privacy{Delta: j.Spec.DP.EffectiveDelta()}
 	if j.Privacy != nil {
 		p.Epsilon, p.Order, p.Steps = j.Privacy.Epsilon, j.Privacy.Order, j.Privacy.Accountant.Steps
 	}

@@ -62,7 +62,7 @@ func retainFromProto(p *pb.Retain) *Retain {
 
 // retained lists the rounds (0: the initial model) whose models the job
 // keeps.
-func (j *Job) retained() map[uint32]bool {
+func (j *Job) Retained() map[uint32]bool {
 	keep := map[uint32]bool{}
 	if j.ModelsDeleted {
 		return keep
@@ -105,8 +105,8 @@ func (j *Job) retained() map[uint32]bool {
 
 // modelDigests returns the digests of the job's models and server
 // optimiser states, kept and deleted.
-func (j *Job) modelDigests() (kept, deleted []string) {
-	keep := j.retained()
+func (j *Job) ModelDigests() (kept, deleted []string) {
+	keep := j.Retained()
 	add := func(round uint32, d string) {
 		if keep[round] {
 			kept = append(kept, d)
@@ -136,7 +136,7 @@ func (f *FSM) PrunableDigests() []string {
 	keep := map[string]bool{}
 	var candidates []string
 	for _, j := range f.st.Jobs {
-		kept, deleted := j.modelDigests()
+		kept, deleted := j.ModelDigests()
 		for _, d := range kept {
 			keep[d] = true
 		}
@@ -151,7 +151,7 @@ func (f *FSM) PrunableDigests() []string {
 // delete_job proposal).
 func (f *FSM) deleteJobModels(p *Proposal) {
 	j := f.st.Jobs[p.JobID]
-	if j == nil || j.running() || j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
+	if j == nil || j.Running() || j.Status == pb.JobStatus_JOB_STATUS_PENDING_APPROVAL {
 		p.Status, p.Outcome = proposalFailed, "job is not finished"
 		return
 	}

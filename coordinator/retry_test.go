@@ -20,7 +20,7 @@ func TestRetryLeavesOutTheSilent(t *testing.T) {
 		job = f.st.Jobs["j"] // each apply publishes a new copy (editJob)
 		job.Rounds = append(job.Rounds, &RoundRecord{Number: 3, Attempt: uint32(attempt + 1), Cohort: cohort, Status: pb.RoundStatus_ROUND_STATUS_OPEN})
 		// a and b never upload; the others did.
-		if err := f.applyAbortRound(&abortRound{JobID: "j", Number: 3, Attempt: uint32(attempt + 1), Reason: "deadline", Silent: []string{"a", "b", "zz-not-in-the-cohort"}}); err != nil {
+		if err := f.ApplyAbortRound(&AbortRound{JobID: "j", Number: 3, Attempt: uint32(attempt + 1), Reason: "deadline", Silent: []string{"a", "b", "zz-not-in-the-cohort"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -38,7 +38,7 @@ func TestRetryLeavesOutTheSilent(t *testing.T) {
 		{4, 3, connected},                    // the next round: everyone again
 	}
 	for _, c := range cases {
-		if got := job.retryCandidates(c.round, connected, c.need); !slices.Equal(got, c.want) {
+		if got := job.RetryCandidates(c.round, connected, c.need); !slices.Equal(got, c.want) {
 			t.Errorf("round %d, need %d: %v; want %v", c.round, c.need, got, c.want)
 		}
 	}

@@ -81,8 +81,8 @@ type round struct {
 
 // abort is the command that aborts the round for reason, with who had
 // answered and who was silent.
-func (r *round) abort(reason string, now time.Time) abortRound {
-	return abortRound{JobID: r.jobID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli(),
+func (r *round) abort(reason string, now time.Time) AbortRound {
+	return AbortRound{JobID: r.jobID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli(),
 		Silent: r.silent(), Responders: r.responders()}
 }
 

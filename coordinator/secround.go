@@ -96,7 +96,7 @@ type secureRound struct {
 // advertising keys share the round's deadline. With distributed DP (priv
 // set) clients add the noise its plan gives them.
 func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *DifferentialPrivacy, minInputs int) (*secureRound, error) {
-	k, t, err := sa.graph(len(cohort))
+	k, t, err := sa.Graph(len(cohort))
 	if err != nil {
 		return nil, err
 	}
@@ -120,14 +120,14 @@ func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort [
 	if err != nil {
 		return nil, err
 	}
-	quant, err := secagg.NewQuantizer(sa.clip(), len(cohort))
+	quant, err := secagg.NewQuantizer(sa.EffectiveClip(), len(cohort))
 	if err != nil {
 		return nil, err
 	}
 	s := &secureRound{
 		group: group, plan: plan, minInputs: minInputs,
-		params: p, server: server, quant: quant, clip: sa.clip(), weightScale: weightScale, ca: ca,
-		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.phaseDeadline(), phaseStart: now,
+		params: p, server: server, quant: quant, clip: sa.EffectiveClip(), weightScale: weightScale, ca: ca,
+		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.EffectivePhaseDeadline(), phaseStart: now,
 		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
 		parts: map[int]*protocol.PartSeq{}, seen: map[int]bool{}, late: map[int]bool{},
 	}

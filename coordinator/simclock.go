@@ -23,7 +23,7 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 	if clock == nil {
 		return now, s.availableAt(connected, now)
 	}
-	t := clock.start()
+	t := clock.StartTime()
 	for _, r := range job.Rounds {
 		if r.SimulatedAt != 0 {
 			t = time.UnixMilli(r.SimulatedAt).Add(time.Duration(clock.PerRound))
@@ -37,7 +37,7 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 	t = t.Add(time.Duration(run.clockSkip) * step)
 	eligible := slices.DeleteFunc(s.world.participantIDs(), func(id string) bool {
 		p := s.world.participant(id)
-		return p == nil || job.refused(id) || !p.holds(job.Spec.Dataset)
+		return p == nil || job.Refused(id) || !p.Holds(job.Spec.Dataset)
 	})
 	for range int(24*time.Hour/step) + 1 {
 		if len(s.availableAt(eligible, t)) >= need {
@@ -65,7 +65,7 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 func (s *decision) availableAt(ids []string, t time.Time) []string {
 	var out []string
 	for _, id := range ids {
-		if p := s.world.participant(id); p == nil || p.Availability.at(t) {
+		if p := s.world.participant(id); p == nil || p.Availability.At(t) {
 			out = append(out, id)
 		}
 	}

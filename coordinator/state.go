@@ -148,7 +148,7 @@ func (r *RoundRecord) answersKnown() bool {
 }
 
 // openRound returns the job's open round attempt, or nil.
-func (j *Job) openRound() *RoundRecord {
+func (j *Job) OpenRound() *RoundRecord {
 	if n := len(j.Rounds); n > 0 && j.Rounds[n-1].Status == pb.RoundStatus_ROUND_STATUS_OPEN {
 		return j.Rounds[n-1]
 	}
@@ -156,7 +156,7 @@ func (j *Job) openRound() *RoundRecord {
 }
 
 // committed returns the committed attempt of round number, or nil.
-func (j *Job) committed(number uint32) *RoundRecord {
+func (j *Job) Committed(number uint32) *RoundRecord {
 	if i := j.committedIndex(number); i >= 0 {
 		return j.Rounds[i]
 	}
@@ -181,19 +181,19 @@ func (j *Job) committedIndex(number uint32) int {
 
 // modelDigest returns the digest of the model after round number (0: the
 // initial model), or "".
-func (j *Job) modelDigest(number uint32) string {
+func (j *Job) ModelDigest(number uint32) string {
 	if number == 0 {
 		return j.InitialDigest
 	}
-	if r := j.committed(number); r != nil {
+	if r := j.Committed(number); r != nil {
 		return r.Digest
 	}
 	return ""
 }
 
-func (j *Job) running() bool { return j.Status == pb.JobStatus_JOB_STATUS_RUNNING }
+func (j *Job) Running() bool { return j.Status == pb.JobStatus_JOB_STATUS_RUNNING }
 
-func (j *Job) toProto() *pb.Job {
+func (j *Job) ToProto() *pb.Job {
 	return &pb.Job{
 		Id: j.ID, Spec: j.Spec.ToProto(), Status: j.Status, Reason: j.Reason, CommittedRounds: j.CommittedRounds,
 		InitialModelDigest: j.InitialDigest, CreatedUnixMs: j.CreatedAt, FinishedUnixMs: j.FinishedAt,
@@ -210,7 +210,7 @@ func refusalsToProto(rs []Refusal) []*pb.Refusal {
 	return out
 }
 
-func (r *RoundRecord) toProto(jobID string) *pb.Round {
+func (r *RoundRecord) ToProto(jobID string) *pb.Round {
 	return &pb.Round{
 		JobId: jobID, Number: r.Number, Attempt: r.Attempt, Status: r.Status, Cohort: r.Cohort, Contributors: r.Contributors,
 		BaseModelDigest: r.BaseDigest, ModelDigest: r.Digest, OpenedUnixMs: r.OpenedAt, DeadlineUnixMs: r.Deadline,
@@ -220,7 +220,7 @@ func (r *RoundRecord) toProto(jobID string) *pb.Round {
 	}
 }
 
-func (p *Participant) toProto(connected bool, lastSeen int64) *pb.Participant {
+func (p *Participant) ToProto(connected bool, lastSeen int64) *pb.Participant {
 	out := &pb.Participant{Id: p.ID, Organization: p.Organization, Region: p.Region, Connected: connected,
 		RegisteredUnixMs: p.RegisteredAt, LastSeenUnixMs: lastSeen, Examples: p.Examples}
 	for _, d := range p.Datasets {
@@ -235,7 +235,7 @@ func (p *Participant) toProto(connected bool, lastSeen int64) *pb.Participant {
 // fewer than need would remain. The rule costs the silent ones this round
 // only: the next round draws from everyone again, so a site that hiccuped
 // once is not kept out for good.
-func (j *Job) retryCandidates(number uint32, connected []string, need int) []string {
+func (j *Job) RetryCandidates(number uint32, connected []string, need int) []string {
 	silent := map[string]bool{}
 	for _, r := range j.Rounds {
 		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {

@@ -254,7 +254,7 @@ func jobSummary(j *Job) JobSummary {
 		TargetAccuracy: j.Spec.TargetAccuracy, TargetReachedAtRound: j.TargetReachedAtRound,
 		CreatedAt: j.CreatedAt, FinishedAt: j.FinishedAt,
 	}
-	if r := j.openRound(); r != nil {
+	if r := j.OpenRound(); r != nil {
 		s.OpenRound = r.Number
 	}
 	for _, r := range j.Rounds {
@@ -270,7 +270,7 @@ func jobSummary(j *Job) JobSummary {
 		s.LastAccuracy = ptr(points[n-1].Accuracy)
 	}
 	if j.Spec.DP != nil {
-		s.Epsilon, s.MaxEpsilon = ptr(j.epsilon()), j.Spec.DP.MaxEpsilon
+		s.Epsilon, s.MaxEpsilon = ptr(j.Epsilon()), j.Spec.DP.MaxEpsilon
 	}
 	var initial, last float64
 	if s.InitialAccuracy != nil {

@@ -56,7 +56,7 @@ const (
 )
 
 // grouped reports whether rounds run secure aggregation in groups.
-func (a Aggregation) grouped() bool { return a.Groups > 0 }
+func (a Aggregation) Grouped() bool { return a.Groups > 0 }
 
 // robust reports whether the rule needs more than the weighted sum.
 func (a Aggregation) robust() bool {
@@ -64,7 +64,7 @@ func (a Aggregation) robust() bool {
 }
 
 // ruleConfig is the aggregate package's view of the section.
-func (a Aggregation) ruleConfig() aggregate.RuleConfig {
+func (a Aggregation) RuleConfig() aggregate.RuleConfig {
 	return aggregate.RuleConfig{Name: a.Rule, Beta: a.Beta, F: int(a.F), M: int(a.M), NormBound: a.NormBound, Exact: a.Exact}
 }
 
@@ -82,7 +82,7 @@ func (s JobSpec) validateStrategy() error {
 		return fmt.Errorf("%w: %w", ErrBadJobSpec, err)
 	}
 	a := s.Aggregation
-	if err := a.ruleConfig().Validate(); err != nil {
+	if err := a.RuleConfig().Validate(); err != nil {
 		return fmt.Errorf("%w: aggregation: %w", ErrBadJobSpec, err)
 	}
 	bad := func(field string, v any, want string) error {
@@ -93,33 +93,33 @@ func (s JobSpec) validateStrategy() error {
 	switch {
 	case a.GroupBy != "" && a.GroupBy != GroupByRandom && a.GroupBy != GroupByRegion:
 		return bad("aggregation.group_by", fmt.Sprintf("%q", a.GroupBy), `want "random" or "region"`)
-	case a.grouped() && !secure:
+	case a.Grouped() && !secure:
 		return bad("aggregation.groups", a.Groups, "groups split secure aggregation; set secure_aggregation.mode, or drop groups to apply the rule to individual updates")
-	case a.grouped() && a.Groups < 2:
+	case a.Grouped() && a.Groups < 2:
 		return bad("aggregation.groups", a.Groups, "want 0 (no groups) or at least 2")
-	case a.grouped() && (a.Rule == aggregate.RuleKrum || a.Rule == aggregate.RuleMultiKrum):
+	case a.Grouped() && (a.Rule == aggregate.RuleKrum || a.Rule == aggregate.RuleMultiKrum):
 		return bad("aggregation.rule", fmt.Sprintf("%q", a.Rule), "over groups, use median, trimmed_mean or fedavg")
-	case a.grouped() && n == 0:
+	case a.Grouped() && n == 0:
 		return bad("aggregation.groups", a.Groups, "grouped mode needs participants_per_round (not participants_fraction), so that every group's size is known")
-	case a.grouped() && n/int(a.Groups) < 3:
+	case a.Grouped() && n/int(a.Groups) < 3:
 		return bad("aggregation.groups", a.Groups, fmt.Sprintf("each group needs at least 3 participants; participants_per_round %d gives %d", n, n/int(a.Groups)))
-	case a.grouped() && a.Rule != "" && a.Rule != aggregate.RuleFedAvg && a.Groups < 3:
+	case a.Grouped() && a.Rule != "" && a.Rule != aggregate.RuleFedAvg && a.Groups < 3:
 		return bad("aggregation.groups", a.Groups, fmt.Sprintf("a %s over 2 groups is their mean; use at least 3", a.Rule))
-	case a.grouped() && a.Rule == aggregate.RuleTrimmedMean && int(a.Beta*float64(a.Groups)) < 1:
+	case a.Grouped() && a.Rule == aggregate.RuleTrimmedMean && int(a.Beta*float64(a.Groups)) < 1:
 		return bad("aggregation.beta", a.Beta, fmt.Sprintf("over %d groups it trims nothing; want beta × groups ≥ 1", a.Groups))
-	case secure && !a.grouped() && a.robust():
+	case secure && !a.Grouped() && a.robust():
 		return bad("aggregation.rule", fmt.Sprintf("%q", a.Rule), "a robust rule needs each update, which secure aggregation hides from the coordinators: set aggregation.groups to run secure aggregation in groups and apply the rule to the group sums (grouped mode)")
-	case (a.Rule == aggregate.RuleKrum || a.Rule == aggregate.RuleMultiKrum) && !a.grouped() && n > 0 && n <= 2*int(a.F)+2:
+	case (a.Rule == aggregate.RuleKrum || a.Rule == aggregate.RuleMultiKrum) && !a.Grouped() && n > 0 && n <= 2*int(a.F)+2:
 		return bad("aggregation.f", a.F, fmt.Sprintf("krum needs participants_per_round > 2f+2; it is %d", n))
 	case a.Rule == aggregate.RuleMultiKrum && n > 0 && int(a.M) > n-int(a.F):
 		return bad("aggregation.m", a.M, fmt.Sprintf("multi_krum averages at most participants_per_round − f = %d updates", n-int(a.F)))
 	case time.Duration(s.LocalTimeBudget) < 0 || time.Duration(s.LocalTimeBudget) > 24*time.Hour:
 		return bad("local_time_budget", time.Duration(s.LocalTimeBudget), "want 0 (none) to 24h")
 	}
-	if a.grouped() {
+	if a.Grouped() {
 		// Every group runs its own secure aggregation: its size, not the
 		// cohort's, must suit the graph and threshold.
-		if _, _, err := s.SecureAggregation.graph(n / int(a.Groups)); err != nil {
+		if _, _, err := s.SecureAggregation.Graph(n / int(a.Groups)); err != nil {
 			return fmt.Errorf("%w: secure_aggregation in groups of %d: %v", ErrBadJobSpec, n/int(a.Groups), err)
 		}
 	}
@@ -131,9 +131,9 @@ func (s JobSpec) validateStrategy() error {
 
 // minUpdates is the fewest updates a round of n may commit with: the job's
 // min_participants, and for Krum more than 2f+2.
-func (s JobSpec) minUpdates(n int) int {
+func (s JobSpec) MinUpdates(n int) int {
 	m := int(s.MinParticipants)
-	if r := s.Aggregation.Rule; (r == aggregate.RuleKrum || r == aggregate.RuleMultiKrum) && !s.Aggregation.grouped() {
+	if r := s.Aggregation.Rule; (r == aggregate.RuleKrum || r == aggregate.RuleMultiKrum) && !s.Aggregation.Grouped() {
 		m = max(m, 2*int(s.Aggregation.F)+3)
 	}
 	return min(m, n)

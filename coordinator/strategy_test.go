@@ -236,34 +236,34 @@ func TestFSMChargesPrivacy(t *testing.T) {
 	}
 	open := func(n, a uint32) {
 		t.Helper()
-		if err := d.apply(cmdOpenRound, openRound{JobID: j1, Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}}); err != nil {
+		if err := d.apply(CmdOpenRound, OpenRound{JobID: j1, Round: RoundRecord{Number: n, Attempt: a, Cohort: []string{"p1"}, BaseDigest: "d0"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	const q = 0.1
 	open(1, 1)
-	rdp, eps, order := job().roundPrivacy(q)
+	rdp, eps, order := job().RoundPrivacy(q)
 	bad := []struct {
 		name string
-		cmd  commitRound
+		cmd  CommitRound
 	}{
-		{"short vector", commitRound{PrivacyRDP: rdp[1:], Epsilon: eps, Order: order}},
-		{"negative RDP", commitRound{PrivacyRDP: append([]float64{-1}, rdp[1:]...), Epsilon: eps, Order: order}},
-		{"untracked order", commitRound{PrivacyRDP: rdp, Epsilon: eps, Order: 1.2345}},
-		{"ε going down", commitRound{PrivacyRDP: rdp, Epsilon: -1, Order: order}},
+		{"short vector", CommitRound{PrivacyRDP: rdp[1:], Epsilon: eps, Order: order}},
+		{"negative RDP", CommitRound{PrivacyRDP: append([]float64{-1}, rdp[1:]...), Epsilon: eps, Order: order}},
+		{"untracked order", CommitRound{PrivacyRDP: rdp, Epsilon: eps, Order: 1.2345}},
+		{"ε going down", CommitRound{PrivacyRDP: rdp, Epsilon: -1, Order: order}},
 	}
 	before := d.digest()
 	for _, b := range bad {
 		c := b.cmd
 		c.JobID, c.Number, c.Attempt, c.Digest, c.SamplingRate = j1, 1, 1, "d1", q
-		if err := d.apply(cmdCommitRound, c); !errors.Is(err, ErrBadRequest) {
+		if err := d.apply(CmdCommitRound, c); !errors.Is(err, ErrBadRequest) {
 			t.Errorf("%s: %v; want ErrBadRequest", b.name, err)
 		}
 	}
 	if d.digest() != before {
 		t.Fatal("a refused commit changed the state")
 	}
-	if err := d.apply(cmdCommitRound, commitRound{JobID: j1, Number: 1, Attempt: 1, Digest: "d1", SamplingRate: q, PrivacyRDP: rdp, Epsilon: eps, Order: order}); err != nil {
+	if err := d.apply(CmdCommitRound, CommitRound{JobID: j1, Number: 1, Attempt: 1, Digest: "d1", SamplingRate: q, PrivacyRDP: rdp, Epsilon: eps, Order: order}); err != nil {
 		t.Fatal(err)
 	}
 	if p := job().Privacy; p == nil || p.Epsilon != eps || p.Accountant.Steps != 1 {
@@ -272,12 +272,12 @@ func TestFSMChargesPrivacy(t *testing.T) {
 	// Round 2's first attempt is aborted after its noised model existed:
 	// charged. Its second attempt is aborted before: not charged.
 	open(2, 1)
-	rdp2, eps2, order2 := job().roundPrivacy(q)
-	if err := d.apply(cmdAbortRound, abortRound{JobID: j1, Number: 2, Attempt: 1, Reason: "quorum lost", PrivacyRDP: rdp2, Epsilon: eps2, Order: order2}); err != nil {
+	rdp2, eps2, order2 := job().RoundPrivacy(q)
+	if err := d.apply(CmdAbortRound, AbortRound{JobID: j1, Number: 2, Attempt: 1, Reason: "quorum lost", PrivacyRDP: rdp2, Epsilon: eps2, Order: order2}); err != nil {
 		t.Fatal(err)
 	}
 	open(2, 2)
-	if err := d.apply(cmdAbortRound, abortRound{JobID: j1, Number: 2, Attempt: 2, Reason: "deadline"}); err != nil {
+	if err := d.apply(CmdAbortRound, AbortRound{JobID: j1, Number: 2, Attempt: 2, Reason: "deadline"}); err != nil {
 		t.Fatal(err)
 	}
 	if p := job().Privacy; p.Epsilon != eps2 || p.Accountant.Steps != 2 || !(eps2 > eps) {

@@ -22,19 +22,19 @@ import (
 // maxDatasets bounds the datasets a participant may register, and
 // maxDatasetName the length of each name.
 const (
-	maxDatasets    = 64
+	MaxDatasets    = 64
 	maxDatasetName = 128
 )
 
 // datasetsFromRegister merges a registration's dataset names and shapes:
 // every name, with its declared shape when there is one.
-func datasetsFromRegister(names []string, holdings []*pb.DatasetShape) ([]DatasetShape, error) {
-	if len(names) > maxDatasets || len(holdings) > maxDatasets {
-		return nil, fmt.Errorf("%w: more than %d datasets", ErrBadUpdate, maxDatasets)
+func DatasetsFromRegister(names []string, holdings []*pb.DatasetShape) ([]DatasetShape, error) {
+	if len(names) > MaxDatasets || len(holdings) > MaxDatasets {
+		return nil, fmt.Errorf("%w: more than %d datasets", ErrBadUpdate, MaxDatasets)
 	}
 	var out []DatasetShape
 	add := func(d DatasetShape) error {
-		if d.Name == "" || len(d.Name) > maxDatasetName || sanitizeReason(d.Name) != d.Name {
+		if d.Name == "" || len(d.Name) > maxDatasetName || SanitizeReason(d.Name) != d.Name {
 			return fmt.Errorf("%w: dataset name %.40q: want 1–%d printable characters", ErrBadUpdate, d.Name, maxDatasetName)
 		}
 		i := slices.IndexFunc(out, func(o DatasetShape) bool { return o.Name == d.Name })
@@ -56,8 +56,8 @@ func datasetsFromRegister(names []string, holdings []*pb.DatasetShape) ([]Datase
 			return nil, err
 		}
 	}
-	if len(out) > maxDatasets {
-		return nil, fmt.Errorf("%w: more than %d datasets", ErrBadUpdate, maxDatasets)
+	if len(out) > MaxDatasets {
+		return nil, fmt.Errorf("%w: more than %d datasets", ErrBadUpdate, MaxDatasets)
 	}
 	return out, nil
 }
@@ -65,7 +65,7 @@ func datasetsFromRegister(names []string, holdings []*pb.DatasetShape) ([]Datase
 // untrainable says why no registered participant could train a job with
 // spec, or "" when one could or the coordinators cannot tell. noHolder is
 // set when nobody holds the job's dataset at all.
-func untrainable(spec JobSpec, ps []*Participant) (why string, noHolder bool) {
+func Untrainable(spec JobSpec, ps []*Participant) (why string, noHolder bool) {
 	if len(ps) == 0 {
 		return "", false
 	}

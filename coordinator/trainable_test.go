@@ -43,7 +43,7 @@ func TestUntrainable(t *testing.T) {
 			append(three, mnist("site-4"), mnist("site-5")), []string{"site-1, site-2, site-3 and 2 more"}, true},
 	}
 	for _, c := range cases {
-		why, noHolder := untrainable(c.spec, c.participants)
+		why, noHolder := Untrainable(c.spec, c.participants)
 		if (why == "") != (len(c.want) == 0) || noHolder != c.noHolder {
 			t.Errorf("%s: got %q (no holder %v); want %v (no holder %v)", c.name, why, noHolder, c.want, c.noHolder)
 			continue
@@ -57,13 +57,13 @@ func TestUntrainable(t *testing.T) {
 }
 
 func TestDatasetsFromRegister(t *testing.T) {
-	got, err := datasetsFromRegister([]string{"mnist", "blobs"}, []*pb.DatasetShape{{Name: "mnist", Features: 784, Classes: 10}, {Name: "extra", Features: 3, Classes: 2}})
+	got, err := DatasetsFromRegister([]string{"mnist", "blobs"}, []*pb.DatasetShape{{Name: "mnist", Features: 784, Classes: 10}, {Name: "extra", Features: 3, Classes: 2}})
 	want := []DatasetShape{{Name: "mnist", Features: 784, Classes: 10}, {Name: "blobs"}, {Name: "extra", Features: 3, Classes: 2}}
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %v, %v; want %v", got, err, want)
 	}
-	for _, bad := range [][]string{{""}, {strings.Repeat("x", maxDatasetName+1)}, {"a\x1b[2Jb"}, make([]string, maxDatasets+1)} {
-		if _, err := datasetsFromRegister(bad, nil); err == nil {
+	for _, bad := range [][]string{{""}, {strings.Repeat("x", maxDatasetName+1)}, {"a\x1b[2Jb"}, make([]string, MaxDatasets+1)} {
+		if _, err := DatasetsFromRegister(bad, nil); err == nil {
 			t.Errorf("datasets %.60q accepted; want refused", bad)
 		}
 	}
@@ -81,18 +81,18 @@ func TestSanitizeReason(t *testing.T) {
 		{"   ", ""},
 	}
 	for _, c := range cases {
-		if got := sanitizeReason(c.in); got != c.want {
+		if got := SanitizeReason(c.in); got != c.want {
 			t.Errorf("sanitizeReason(%q) = %q; want %q", c.in, got, c.want)
 		}
 	}
-	long := sanitizeReason(strings.Repeat("é", 1000))
+	long := SanitizeReason(strings.Repeat("é", 1000))
 	if len(long) > maxReasonBytes || !utf8.ValidString(long) || !strings.HasSuffix(long, "…") {
 		t.Errorf("a long reason became %d bytes (valid UTF-8: %v): %q", len(long), utf8.ValidString(long), long)
 	}
 }
 
 func TestRefusalSummary(t *testing.T) {
-	got := refusalSummary(map[string]string{
+	got := RefusalSummary(map[string]string{
 		"site-1": "shape mismatch", "site-2": "shape mismatch", "site-3": "shape mismatch", "site-4": "shape mismatch",
 		"site-5": "out of memory", "a": "policy", "b": "disk full", "c": "gone",
 	})
@@ -100,7 +100,7 @@ func TestRefusalSummary(t *testing.T) {
 	if got != want {
 		t.Errorf("got %q;\nwant %q", got, want)
 	}
-	if got := refusalSummary(nil); got != "" {
+	if got := RefusalSummary(nil); got != "" {
 		t.Errorf("no reasons: got %q; want none", got)
 	}
 }
@@ -114,7 +114,7 @@ func TestFSMTaskFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	fail := func(who, reason string, attempt uint32) error {
-		return d.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: who, Reason: reason, Round: 1, Attempt: attempt, Task: "train"}})
+		return d.apply(CmdRecordTaskFailure, RecordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: who, Reason: reason, Round: 1, Attempt: attempt, Task: "train"}})
 	}
 	if err := fail("site-1", "first", 1); err != nil {
 		t.Fatal(err)
@@ -135,13 +135,13 @@ func TestFSMTaskFailures(t *testing.T) {
 	if err := d2.submit(j1, DefaultJobSpec()); err != nil {
 		t.Fatal(err)
 	}
-	d2.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "site-1", Reason: "first", Round: 1, Attempt: 1, Task: "train"}})
-	d2.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "site-1", Reason: "second\n" + strings.Repeat("x", 500), Round: 1, Attempt: 2, Task: "train"}})
+	d2.apply(CmdRecordTaskFailure, RecordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "site-1", Reason: "first", Round: 1, Attempt: 1, Task: "train"}})
+	d2.apply(CmdRecordTaskFailure, RecordTaskFailure{JobID: j1, Failure: TaskFailure{Participant: "site-1", Reason: "second\n" + strings.Repeat("x", 500), Round: 1, Attempt: 2, Task: "train"}})
 	j, _ = d2.f.Job(j1)
 	if len(j.Failures) != 1 || j.Failures[0].Attempt != 2 || len(j.Failures[0].Reason) > maxReasonBytes || strings.Contains(j.Failures[0].Reason, "\n") {
 		t.Errorf("failures %+v; want site-1's second only, bounded", j.Failures)
 	}
-	if err := d.apply(cmdRecordTaskFailure, recordTaskFailure{JobID: "job-nope", Failure: TaskFailure{Participant: "a"}}); err == nil {
+	if err := d.apply(CmdRecordTaskFailure, RecordTaskFailure{JobID: "job-nope", Failure: TaskFailure{Participant: "a"}}); err == nil {
 		t.Error("a failure of an unknown job was recorded")
 	}
 }
