@@ -14,6 +14,7 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/audit"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -57,24 +58,24 @@ func adminCall[Req proto.Message, Resp any](ctx context.Context, s *adminService
 
 // applyAdmin commits a signed admin action through Raft and returns what
 // the FSM made of it.
-func (c *Coordinator) applyAdmin(a AdminAction) (ActionResult, error) {
+func (c *Coordinator) applyAdmin(a state.AdminAction) (state.ActionResult, error) {
 	if a.At == 0 {
 		a.At = time.Now().UnixMilli()
 	}
-	resp, err := c.applyResponse(CmdAdminAction, a)
+	resp, err := c.applyResponse(state.CmdAdminAction, a)
 	if err != nil {
-		return ActionResult{}, err
+		return state.ActionResult{}, err
 	}
-	res, _ := resp.(ActionResult)
+	res, _ := resp.(state.ActionResult)
 	return res, nil
 }
 
 func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) (*pb.SubmitJobResponse, error) {
-	spec := JobSpecFromProto(req.GetSpec())
+	spec := state.JobSpecFromProto(req.GetSpec())
 	if err := spec.Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	return adminCall(ctx, s, MethodSubmitJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.SubmitJobResponse, error) {
+	return adminCall(ctx, s, state.MethodSubmitJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.SubmitJobResponse, error) {
 		resp, err := cc.SubmitJob(ctx, req)
 		if err == nil {
 			// Read your writes: the caller's next call may come here.
@@ -105,14 +106,14 @@ func (c *Coordinator) waitForJob(ctx context.Context, id string) {
 // SubmitJob validates a signed job submission, stores its initial model
 // and commits the job: running, or pending until enough organisations
 // approve it. It must run on the leader.
-func (c *Coordinator) SubmitJob(spec JobSpec, signed *adminauth.Signed) (*Job, error) {
+func (c *Coordinator) SubmitJob(spec state.JobSpec, signed *adminauth.Signed) (*state.Job, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
 	// A job no registered participant could train would wait or abort
 	// forever: refuse it now, saying what the participants hold.
-	if why, _ := Untrainable(spec, c.fsm.Participants()); why != "" {
-		return nil, fmt.Errorf("%w: %s", ErrBadJobSpec, why)
+	if why, _ := state.Untrainable(spec, c.fsm.Participants()); why != "" {
+		return nil, fmt.Errorf("%w: %s", state.ErrBadJobSpec, why)
 	}
 	m := model.New(model.MustParseSpec(spec.Model), spec.Seed)
 	digest, err := c.replicateBlob(context.Background(), protocol.EncodeFloat32(m.Params))
@@ -122,7 +123,7 @@ func (c *Coordinator) SubmitJob(spec JobSpec, signed *adminauth.Signed) (*Job, e
 	var rnd [6]byte
 	rand.Read(rnd[:])
 	id := "job-" + hex.EncodeToString(rnd[:])
-	if _, err := c.applyAdmin(AdminAction{Signed: *signed, JobID: id, InitialDigest: digest}); err != nil {
+	if _, err := c.applyAdmin(state.AdminAction{Signed: *signed, JobID: id, InitialDigest: digest}); err != nil {
 		return nil, err
 	}
 	j, err := c.fsm.Job(id)
@@ -145,7 +146,7 @@ func (s *adminService) ListJobs(ctx context.Context, req *pb.ListJobsRequest) (*
 }
 
 // jobProto is a job for the wire, with the approvals of its submission.
-func (c *Coordinator) jobProto(j *Job) *pb.Job {
+func (c *Coordinator) jobProto(j *state.Job) *pb.Job {
 	out := j.ToProto()
 	if p := c.fsm.Proposal(j.ID); p != nil {
 		for _, a := range p.Approvals {
@@ -166,10 +167,10 @@ func (s *adminService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.J
 }
 
 func (s *adminService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) (*pb.CancelJobResponse, error) {
-	return adminCall(ctx, s, MethodCancelJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.CancelJobResponse, error) {
+	return adminCall(ctx, s, state.MethodCancelJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.CancelJobResponse, error) {
 		return cc.CancelJob(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.CancelJobResponse, error) {
-		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(state.AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
@@ -193,7 +194,7 @@ func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest
 		from := 0
 		if t := req.GetPageToken(); t != "" {
 			if from, err = strconv.Atoi(t); err != nil || from < 0 || from > len(j.Rounds) {
-				return nil, fmt.Errorf("%w: page_token %q is not one this job gave", ErrBadRequest, t)
+				return nil, fmt.Errorf("%w: page_token %q is not one this job gave", state.ErrBadRequest, t)
 			}
 		}
 		out := &pb.ListRoundsResponse{}
@@ -258,7 +259,7 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 	}
 	digest := j.ModelDigest(round)
 	if digest == "" {
-		return toStatus(fmt.Errorf("%w: job %s has no committed round %d (it has %d)", ErrUnknownRound, j.ID, round, j.CommittedRounds))
+		return toStatus(fmt.Errorf("%w: job %s has no committed round %d (it has %d)", state.ErrUnknownRound, j.ID, round, j.CommittedRounds))
 	}
 	if !j.Retained()[round] {
 		return toStatus(fmt.Errorf("%w: job %s's round %d model was deleted by the job's retain policy (or accord job delete)", ErrUnknownModel, j.ID, round))
@@ -308,10 +309,10 @@ func (s *adminService) ListMembers(ctx context.Context, req *pb.ListMembersReque
 // configuration; once approved, the leader removes it (and never adds it
 // back unless an AddMember is approved).
 func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberRequest) (*pb.RemoveMemberResponse, error) {
-	return adminCall(ctx, s, MethodRemoveMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RemoveMemberResponse, error) {
+	return adminCall(ctx, s, state.MethodRemoveMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RemoveMemberResponse, error) {
 		return cc.RemoveMember(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.RemoveMemberResponse, error) {
-		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(state.AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
@@ -323,8 +324,8 @@ func (s *adminService) RemoveMember(ctx context.Context, req *pb.RemoveMemberReq
 // executeMember carries out an executed proposal to remove a coordinator
 // at once (reconciliation would, within reconcileInterval; an excluded
 // leader hands over leadership there first).
-func (c *Coordinator) executeMember(p *Proposal) {
-	if p.Kind != KindRemoveMember || p.Status != ProposalExecuted {
+func (c *Coordinator) executeMember(p *state.Proposal) {
+	if p.Kind != state.KindRemoveMember || p.Status != state.ProposalExecuted {
 		return
 	}
 	if p.Member == c.cfg.Name {
@@ -352,28 +353,28 @@ const (
 )
 
 func (s *adminService) DeleteJob(ctx context.Context, req *pb.DeleteJobRequest) (*pb.ProposalResponse, error) {
-	return s.propose(ctx, MethodDeleteJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, state.MethodDeleteJob, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.DeleteJob(ctx, req)
 	})
 }
 
 func (s *adminService) AddMember(ctx context.Context, req *pb.AddMemberRequest) (*pb.ProposalResponse, error) {
-	return s.propose(ctx, MethodAddMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, state.MethodAddMember, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.AddMember(ctx, req)
 	})
 }
 
 func (s *adminService) SetPolicy(ctx context.Context, req *pb.SetPolicyRequest) (*pb.ProposalResponse, error) {
-	if err := PolicyFromProto(req.GetPolicy()).Validate(); err != nil {
+	if err := state.PolicyFromProto(req.GetPolicy()).Validate(); err != nil {
 		return nil, toStatus(err)
 	}
-	return s.propose(ctx, MethodSetPolicy, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, state.MethodSetPolicy, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.SetPolicy(ctx, req)
 	})
 }
 
 func (s *adminService) Approve(ctx context.Context, req *pb.ApproveRequest) (*pb.ProposalResponse, error) {
-	return s.propose(ctx, MethodApprove, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
+	return s.propose(ctx, state.MethodApprove, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.ProposalResponse, error) {
 		return cc.Approve(ctx, req)
 	})
 }
@@ -382,7 +383,7 @@ func (s *adminService) Approve(ctx context.Context, req *pb.ApproveRequest) (*pb
 // answers with the proposal as it now stands.
 func (s *adminService) propose(ctx context.Context, method string, req proto.Message, forward func(context.Context, pb.AdminServiceClient) (*pb.ProposalResponse, error)) (*pb.ProposalResponse, error) {
 	return adminCall(ctx, s, method, req, forward, func(_ principal, signed *adminauth.Signed) (*pb.ProposalResponse, error) {
-		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(state.AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}
@@ -412,10 +413,10 @@ func (s *adminService) GetPolicy(ctx context.Context, req *pb.GetPolicyRequest) 
 // are revoked at once (a compromised key must stop now); others need the
 // approvals the policy requires. Audited like every admin action.
 func (s *adminService) Revoke(ctx context.Context, req *pb.RevokeRequest) (*pb.RevokeResponse, error) {
-	return adminCall(ctx, s, MethodRevoke, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RevokeResponse, error) {
+	return adminCall(ctx, s, state.MethodRevoke, req, func(ctx context.Context, cc pb.AdminServiceClient) (*pb.RevokeResponse, error) {
 		return cc.Revoke(ctx, req)
 	}, func(_ principal, signed *adminauth.Signed) (*pb.RevokeResponse, error) {
-		res, err := s.c.applyAdmin(AdminAction{Signed: *signed})
+		res, err := s.c.applyAdmin(state.AdminAction{Signed: *signed})
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -37,7 +38,7 @@ func (s *clusterService) PutBlob(stream pb.ClusterService_PutBlobServer) error {
 		err = fmt.Errorf("%w: content does not hash to %s", protocol.ErrBlob, digest)
 	}
 	if errors.Is(err, protocol.ErrBlob) {
-		return toStatus(fmt.Errorf("%w: %w", ErrBadUpdate, err))
+		return toStatus(fmt.Errorf("%w: %w", state.ErrBadUpdate, err))
 	}
 	if err != nil {
 		return err
@@ -197,7 +198,7 @@ func (c *Coordinator) blob(ctx context.Context, digest string) ([]byte, error) {
 // are copy-on-write, so an unchanged job is the same pointer).
 func (c *Coordinator) blobFetchLoop() {
 	have := map[string]bool{}
-	complete := map[string]*Job{} // jobs, as last seen, whose kept models are all here
+	complete := map[string]*state.Job{} // jobs, as last seen, whose kept models are all here
 	ticker := time.NewTicker(200 * time.Millisecond)
 	defer ticker.Stop()
 	for {
@@ -231,7 +232,7 @@ func (c *Coordinator) blobFetchLoop() {
 // fetchMissing fetches the job's kept models this coordinator lacks,
 // recording in have those it holds, and reports whether it now holds them
 // all.
-func (c *Coordinator) fetchMissing(j *Job, have map[string]bool) bool {
+func (c *Coordinator) fetchMissing(j *state.Job, have map[string]bool) bool {
 	kept, _ := j.ModelDigests()
 	all := true
 	for _, d := range kept {

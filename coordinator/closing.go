@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -61,7 +62,7 @@ func (c *Coordinator) lateFor(jobID string, number, attempt uint32, from string)
 			continue
 		}
 		if slices.Contains(r.Silent, from) {
-			if err := c.apply(CmdRecordLate, RecordLate{JobID: jobID, Number: number, Attempt: attempt, Participant: from}); err != nil {
+			if err := c.apply(state.CmdRecordLate, state.RecordLate{JobID: jobID, Number: number, Attempt: attempt, Participant: from}); err != nil {
 				return err
 			}
 			c.log.Info("update came after its round closed", "job", jobID, "round", number, "attempt", attempt, "participant", from)

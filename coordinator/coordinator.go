@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -207,7 +208,7 @@ type Coordinator struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *store.Store
-	fsm     *FSM
+	fsm     *state.FSM
 	raft    *raft.Raft
 	trans   *raft.NetworkTransport
 	grpc    *grpc.Server
@@ -258,7 +259,7 @@ func New(cfg Config) (*Coordinator, error) {
 		org = leaf.Subject.Organization[0]
 	}
 	c := &Coordinator{
-		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: NewFSM(cfg.CA), sessions: newSessions(), org: org,
+		cfg: cfg, log: log.With("coordinator", cfg.Name), fsm: state.NewFSM(cfg.CA), sessions: newSessions(), org: org,
 		streams: newStreamRegistry(), nonces: newNonceCache(), revoked: &revocationQueue{wake: make(chan struct{}, 1)},
 		rates:   newRateLimiter(cfg.Limits),
 		metrics: newMetrics(), stop: make(chan struct{}), stopLead: make(chan struct{}), notifyCh: make(chan bool, 16),
@@ -266,7 +267,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c.peers = newPeers(c)
 	c.leader.decider = decider{world: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, ca: cfg.CA}
-	c.fsm.onRevoke = c.revoked.push
+	c.fsm.NotifyRevocations(c.revoked.push)
 	return c, nil
 }
 
@@ -346,7 +347,7 @@ func (c *Coordinator) startRaft() error {
 	if c.raft, err = raft.NewRaft(rc, c.fsm, c.store, c.store, snaps, c.trans); err != nil {
 		return fmt.Errorf("starting raft: %w", err)
 	}
-	c.startupRestores = c.fsm.restores.Load()
+	c.startupRestores = c.fsm.Restores()
 	has, err := raft.HasExistingState(c.store, c.store, snaps)
 	if err != nil {
 		return err
@@ -410,7 +411,7 @@ func (c *Coordinator) RaftAddr() string {
 func (c *Coordinator) Name() string { return c.cfg.Name }
 
 // FSM exposes the replicated state for reads.
-func (c *Coordinator) FSM() *FSM { return c.fsm }
+func (c *Coordinator) FSM() *state.FSM { return c.fsm }
 
 // Store exposes the coordinator's blobs for reads.
 func (c *Coordinator) Store() *store.Store { return c.store }
@@ -421,7 +422,7 @@ func (c *Coordinator) Snapshot() error { return c.raft.Snapshot().Error() }
 // InstalledSnapshots counts the snapshots the leader sent this coordinator
 // (InstallSnapshot) since it started; its own snapshot, restored at
 // start-up, does not count.
-func (c *Coordinator) InstalledSnapshots() int64 { return c.fsm.restores.Load() - c.startupRestores }
+func (c *Coordinator) InstalledSnapshots() int64 { return c.fsm.Restores() - c.startupRestores }
 
 // IsLeader reports whether this node is the Raft leader now.
 func (c *Coordinator) IsLeader() bool { return c.raft != nil && c.raft.State() == raft.Leader }
@@ -482,15 +483,15 @@ func (c *Coordinator) Shutdown() error {
 }
 
 // apply submits a command to Raft and returns the error Raft or the FSM gave.
-func (c *Coordinator) apply(t CommandType, body any) error {
+func (c *Coordinator) apply(t state.CommandType, body any) error {
 	_, err := c.applyResponse(t, body)
 	return err
 }
 
 // applyResponse submits a command to Raft and returns what the FSM
 // answered, or the error Raft or the FSM gave.
-func (c *Coordinator) applyResponse(t CommandType, body any) (any, error) {
-	b, err := EncodeCommand(t, body)
+func (c *Coordinator) applyResponse(t state.CommandType, body any) (any, error) {
+	b, err := state.EncodeCommand(t, body)
 	if err != nil {
 		return nil, err
 	}

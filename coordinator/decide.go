@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -35,7 +36,7 @@ type world interface {
 	// live reports whether the participant's task stream is open.
 	live(id string) bool
 	// participant returns a registered participant (nil: unknown).
-	participant(id string) *Participant
+	participant(id string) *state.Participant
 	// participantIDs returns every registered participant, sorted.
 	participantIDs() []string
 }
@@ -43,7 +44,7 @@ type world interface {
 // coordinatorWorld is the world as a leader sees it.
 type coordinatorWorld struct {
 	sessions *sessions
-	fsm      *FSM
+	fsm      *state.FSM
 }
 
 func (w coordinatorWorld) connected(dataset string) []string { return w.sessions.connected(dataset) }
@@ -51,8 +52,8 @@ func (w coordinatorWorld) live(id string) bool {
 	ok, _ := w.sessions.status(id)
 	return ok
 }
-func (w coordinatorWorld) participant(id string) *Participant { return w.fsm.Participant(id) }
-func (w coordinatorWorld) participantIDs() []string           { return w.fsm.ParticipantIDs() }
+func (w coordinatorWorld) participant(id string) *state.Participant { return w.fsm.Participant(id) }
+func (w coordinatorWorld) participantIDs() []string                 { return w.fsm.ParticipantIDs() }
 
 // An effect is one thing a decision asks the executor to do.
 type effect interface{ effect() }
@@ -66,7 +67,7 @@ type addressed struct {
 // propose commits a command through Raft: an abort, the end of a job, an
 // evaluation's result.
 type propose struct {
-	kind CommandType
+	kind state.CommandType
 	body any
 }
 
@@ -75,7 +76,7 @@ type propose struct {
 // and sends the cohort its tasks. Until then no update for it is taken.
 type openAttempt struct {
 	round *round
-	cmd   OpenRound
+	cmd   state.OpenRound
 	tasks []addressed
 }
 
@@ -129,7 +130,7 @@ type decider struct {
 // chosen so far.
 type decision struct {
 	decider
-	job     *Job
+	job     *state.Job
 	run     *jobRun
 	now     time.Time
 	effects []effect
@@ -139,7 +140,7 @@ type decision struct {
 // advance or close its open round, or start an evaluation or the next
 // round, or end the job. The caller holds the leader's lock, which guards
 // run.
-func (d decider) decide(job *Job, run *jobRun, now time.Time) []effect {
+func (d decider) decide(job *state.Job, run *jobRun, now time.Time) []effect {
 	s := &decision{decider: d, job: job, run: run, now: now}
 	s.step()
 	return s.effects
@@ -161,7 +162,7 @@ func (s *decision) step() {
 		}
 		run.eval = nil
 		if ev.sum.Reporters > 0 {
-			s.emit(propose{CmdRecordEvaluation, RecordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}})
+			s.emit(propose{state.CmdRecordEvaluation, state.RecordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}})
 			s.log(slog.LevelInfo, "model evaluated", "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
 			if reached := spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy; reached && ev.decisive() {
 				s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)",
@@ -189,26 +190,26 @@ func (s *decision) step() {
 		if inherited {
 			reason = "leader change"
 		}
-		s.abort(AbortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: reason, At: now.UnixMilli()})
+		s.abort(state.AbortRound{JobID: job.ID, Number: rec.Number, Attempt: rec.Attempt, Reason: reason, At: now.UnixMilli()})
 		return
 	}
 	// Evaluate the latest model first if nobody has. Nobody to ask
 	// (participants still reconnecting after a leader change) is not an
 	// attempt: the evaluation starts once someone is back.
 	latest := job.CommittedRounds
-	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.evaluated(latest) && s.startEvaluation(latest) {
+	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.Evaluated(latest) && s.startEvaluation(latest) {
 		return
 	}
 	if latest >= spec.Rounds {
 		s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0)
 		return
 	}
-	if n, last := job.abortedInARow(latest + 1); n >= spec.EffectiveMaxAttempts() {
+	if n, last := job.AbortedInARow(latest + 1); n >= spec.EffectiveMaxAttempts() {
 		reason := fmt.Sprintf("round %d aborted %d times in a row (max_attempts %d); last: %s", latest+1, n, spec.EffectiveMaxAttempts(), last)
 		// The last attempt may have aborted for another cause (a leader
 		// change): the participants' own reasons still say what is wrong.
 		if lastRec := job.Rounds[len(job.Rounds)-1]; len(job.FailuresOf(latest+1, lastRec.Attempt)) == 0 {
-			if sum := RefusalSummary(job.FailuresOf(latest+1, 0)); sum != "" {
+			if sum := state.RefusalSummary(job.FailuresOf(latest+1, 0)); sum != "" {
 				reason += "; earlier, " + sum
 			}
 		}
@@ -308,20 +309,20 @@ func (s *decision) advanceSecure() {
 	// says why.
 	_, _, _, err := r.secureUpdate(job.Spec.Aggregation.RuleConfig())
 	if err == nil {
-		err = fmt.Errorf("%w: no secure-aggregation group finished", ErrConflict)
+		err = fmt.Errorf("%w: no secure-aggregation group finished", state.ErrConflict)
 	}
 	s.abort(r.abort(withReasons(err.Error(), run.reasons), now))
 }
 
 // abort commits an attempt's abort.
-func (s *decision) abort(cmd AbortRound) {
-	s.emit(propose{CmdAbortRound, cmd})
+func (s *decision) abort(cmd state.AbortRound) {
+	s.emit(propose{state.CmdAbortRound, cmd})
 }
 
 // finish ends the job.
 func (s *decision) finish(status pb.JobStatus, reason string, targetRound uint32) {
 	s.log(slog.LevelInfo, "job finished", "status", status, "reason", reason)
-	s.emit(propose{CmdFinishJob, FinishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
+	s.emit(propose{state.CmdFinishJob, state.FinishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
 }
 
 // startEvaluation asks a fraction of the connected participants to
@@ -364,13 +365,13 @@ func (s *decision) open() {
 		k = int(math.Ceil(spec.ParticipantsFraction * float64(len(connected))))
 	}
 	if spec.SecureAggregation.Enabled() {
-		k = min(k, MaxSecureCohort)
+		k = min(k, state.MaxSecureCohort)
 	}
 	if len(connected) < int(spec.MinParticipants) || len(connected) == 0 {
 		// Nobody registered holds the job's dataset: no round can ever
 		// open, so there are no attempts to count. The job fails by the
 		// rule that refuses such a job at submission.
-		if why, noHolder := Untrainable(spec, s.participants()); noHolder {
+		if why, noHolder := state.Untrainable(spec, s.participants()); noHolder {
 			s.finish(pb.JobStatus_JOB_STATUS_FAILED, "no participant can train this job: "+why, 0)
 			return
 		}
@@ -443,7 +444,7 @@ func (s *decision) open() {
 		return
 	}
 	weights, declared := s.cohortWeights(cohort)
-	rec := RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
+	rec := state.RoundRecord{Number: number, Attempt: attempt, Cohort: cohort, BaseDigest: baseDigest, OpenedAt: now.UnixMilli(), Deadline: deadline.UnixMilli()}
 	if spec.SimulatedClock != nil {
 		rec.SimulatedAt = at.UnixMilli()
 	}
@@ -461,7 +462,7 @@ func (s *decision) open() {
 			r.groupOf[id] = gi
 		}
 	}
-	if d := spec.DP; d != nil && d.Mode == DPCentral {
+	if d := spec.DP; d != nil && d.Mode == state.DPCentral {
 		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
 	}
 	run.waitingLogged = false
@@ -482,7 +483,7 @@ func (s *decision) open() {
 		t.Dp = dpTask(spec.DP, g)
 		tasks = append(tasks, addressed{to: id, task: t})
 	}
-	s.emit(openAttempt{round: r, cmd: OpenRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})
+	s.emit(openAttempt{round: r, cmd: state.OpenRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})
 }
 
 // waiting logs, once per wait, why no round opens yet.
@@ -494,8 +495,8 @@ func (s *decision) waiting(msg string, args ...any) {
 }
 
 // participants returns every registered participant.
-func (s *decision) participants() []*Participant {
-	var ps []*Participant
+func (s *decision) participants() []*state.Participant {
+	var ps []*state.Participant
 	for _, id := range s.world.participantIDs() {
 		if p := s.world.participant(id); p != nil {
 			ps = append(ps, p)

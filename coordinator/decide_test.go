@@ -11,29 +11,34 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate/secagg"
+	"github.com/accord-fl/accord/coordinator/state"
+	"github.com/accord-fl/accord/coordinator/state/statetest"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // The leader's decide step, tested without sockets: an FSM driven in
-// memory (fsmDriver), a fixed world of registered and connected
+// memory (statetest), a fixed world of registered and connected
 // participants, and a made-up clock. The scheduler below plays the
 // executor in memory: proposals are applied to the FSM, a round's base
 // model is zeros, a commit records a made-up digest, and tasks are kept
 // for the test to answer.
 
+// j1 is the job the scheduler runs.
+const j1 = "job-000000000001"
+
 // fixedWorld is a world whose participants are registered (all holding
 // every dataset) and connected, except those down.
 type fixedWorld struct {
-	registered map[string]*Participant
+	registered map[string]*state.Participant
 	down       map[string]bool
 }
 
 func newFixedWorld(ids ...string) *fixedWorld {
-	w := &fixedWorld{registered: map[string]*Participant{}, down: map[string]bool{}}
+	w := &fixedWorld{registered: map[string]*state.Participant{}, down: map[string]bool{}}
 	for _, id := range ids {
-		w.registered[id] = &Participant{ID: id, Examples: 100}
+		w.registered[id] = &state.Participant{ID: id, Examples: 100}
 	}
 	return w
 }
@@ -41,8 +46,8 @@ func newFixedWorld(ids ...string) *fixedWorld {
 func (w *fixedWorld) connected(string) []string {
 	return slices.DeleteFunc(w.participantIDs(), func(id string) bool { return w.down[id] })
 }
-func (w *fixedWorld) live(id string) bool                { return w.registered[id] != nil && !w.down[id] }
-func (w *fixedWorld) participant(id string) *Participant { return w.registered[id] }
+func (w *fixedWorld) live(id string) bool                      { return w.registered[id] != nil && !w.down[id] }
+func (w *fixedWorld) participant(id string) *state.Participant { return w.registered[id] }
 func (w *fixedWorld) participantIDs() []string {
 	var ids []string
 	for id := range w.registered {
@@ -55,7 +60,7 @@ func (w *fixedWorld) participantIDs() []string {
 // scheduler runs one job's decisions on a made-up clock.
 type scheduler struct {
 	t       *testing.T
-	fsm     *fsmDriver
+	fsm     *statetest.Driver
 	world   *fixedWorld
 	decider decider
 	run     *jobRun
@@ -69,29 +74,29 @@ type scheduler struct {
 
 // newScheduler submits spec as job j1 to an FSM and returns a scheduler
 // for it in a world of the given participants, at t0 = the submission.
-func newScheduler(t *testing.T, spec JobSpec, participants ...string) *scheduler {
+func newScheduler(t *testing.T, spec state.JobSpec, participants ...string) *scheduler {
 	t.Helper()
-	d := newFSMDriver(t)
-	if err := d.submit(j1, spec); err != nil {
+	d := statetest.New(t)
+	if err := d.Submit(j1, spec); err != nil {
 		t.Fatal(err)
 	}
 	w := newFixedWorld(participants...)
-	return &scheduler{t: t, fsm: d, world: w, decider: decider{world: w, ca: d.ca.Pool()},
-		run: &jobRun{evalAttempted: map[uint32]bool{}}, t0: time.UnixMilli(d.now), tasks: map[string][]*pb.Task{}}
+	return &scheduler{t: t, fsm: d, world: w, decider: decider{world: w, ca: d.CA.Pool()},
+		run: &jobRun{evalAttempted: map[uint32]bool{}}, t0: d.Now(), tasks: map[string][]*pb.Task{}}
 }
 
 // smallSpec is a plain FedAvg job of a 10-parameter model that asks no
 // evaluation and has no straggler rule.
-func smallSpec() JobSpec {
-	s := DefaultJobSpec()
+func smallSpec() state.JobSpec {
+	s := state.DefaultJobSpec()
 	s.Model, s.Rounds, s.TargetAccuracy, s.EvaluateFraction = "logreg:4-2", 3, 0, 0
 	s.ParticipantsPerRound, s.MinParticipants, s.StragglerFactor = 3, 2, -1
 	return s
 }
 
-func (s *scheduler) job() *Job {
+func (s *scheduler) job() *state.Job {
 	s.t.Helper()
-	j, err := s.fsm.f.JobView(j1)
+	j, err := s.fsm.FSM.JobView(j1)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -114,12 +119,12 @@ func (s *scheduler) execute(e effect, now time.Time) {
 	s.t.Helper()
 	switch e := e.(type) {
 	case propose:
-		if err := s.fsm.apply(e.kind, e.body); err != nil {
+		if err := s.fsm.Apply(e.kind, e.body); err != nil {
 			s.t.Fatalf("applying %T: %v", e.body, err)
 		}
 	case openAttempt:
 		e.round.base = make([]float32, e.round.length)
-		if err := s.fsm.apply(CmdOpenRound, e.cmd); err != nil {
+		if err := s.fsm.Apply(state.CmdOpenRound, e.cmd); err != nil {
 			s.t.Fatalf("opening round %d: %v", e.round.number, err)
 		}
 		s.run.round, s.run.reasons = e.round, map[string]string{}
@@ -128,12 +133,12 @@ func (s *scheduler) execute(e effect, now time.Time) {
 		r := e.round
 		delta, contributors, examples, err := r.result(now, s.job().Spec.Aggregation.RuleConfig(), rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
-			s.execute(propose{CmdAbortRound, r.abort(err.Error(), now)}, now)
+			s.execute(propose{state.CmdAbortRound, r.abort(err.Error(), now)}, now)
 			return
 		}
-		cmd := CommitRound{JobID: j1, Number: r.number, Attempt: r.attempt, Contributors: contributors, Examples: examples,
+		cmd := state.CommitRound{JobID: j1, Number: r.number, Attempt: r.attempt, Contributors: contributors, Examples: examples,
 			At: now.UnixMilli(), Reason: r.closedBy, Silent: r.silent(), Digest: fmt.Sprintf("sha256:round-%d", r.number)}
-		if err := s.fsm.apply(CmdCommitRound, cmd); err != nil {
+		if err := s.fsm.Apply(state.CmdCommitRound, cmd); err != nil {
 			s.t.Fatalf("committing round %d: %v", r.number, err)
 		}
 		s.committed = append(s.committed, delta)
@@ -306,7 +311,7 @@ func TestDecideLeaderChange(t *testing.T) {
 	// The leader changes: the new one has no memory of the round.
 	s.run = &jobRun{evalAttempted: map[uint32]bool{}}
 	s.at(time.Second)
-	if aborts := proposed[AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
+	if aborts := proposed[state.AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
 		t.Fatalf("new leader's first decision: %v; want attempt 1 aborted for a leader change", s.effects)
 	}
 	if o := opened(s.at(time.Second)); o == nil || o.cmd.Round.Attempt != 2 {
@@ -316,7 +321,7 @@ func TestDecideLeaderChange(t *testing.T) {
 	// but committed).
 	s.run.round = nil
 	s.at(2 * time.Second)
-	if aborts := proposed[AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "round lost by the leader" {
+	if aborts := proposed[state.AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "round lost by the leader" {
 		t.Fatalf("%v; want attempt 2 aborted as lost by the leader", s.effects)
 	}
 }
@@ -339,7 +344,7 @@ func TestDecideJobEnds(t *testing.T) {
 			s.at(clock)
 		}
 		s.at(clock)
-		if f := proposed[FinishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || f[0].Reason != "all 2 rounds committed" {
+		if f := proposed[state.FinishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || f[0].Reason != "all 2 rounds committed" {
 			t.Fatalf("%v; want the job finished: all 2 rounds committed", s.effects)
 		}
 		if j := s.job(); j.Status != pb.JobStatus_JOB_STATUS_SUCCEEDED || len(s.committed) != 2 || s.committed[1][0] != 2 {
@@ -357,7 +362,7 @@ func TestDecideJobEnds(t *testing.T) {
 			s.at(clock) // nobody uploads: the deadline aborts it
 		}
 		s.at(clock)
-		if f := proposed[FinishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_FAILED ||
+		if f := proposed[state.FinishJob](s); len(f) != 1 || f[0].Status != pb.JobStatus_JOB_STATUS_FAILED ||
 			!strings.HasPrefix(f[0].Reason, "round 1 aborted 2 times in a row (max_attempts 2); last: deadline passed with 0 of 3 updates") {
 			t.Fatalf("%v; want the job failed after 2 attempts", s.effects)
 		}
@@ -402,7 +407,7 @@ func (s *scheduler) secureCohort(ids []string) map[string]*secureClient {
 	s.t.Helper()
 	out := map[string]*secureClient{}
 	for _, id := range ids {
-		cert, err := s.fsm.ca.Issue(pki.Identity{Role: pki.RoleParticipant, Name: id, Organization: "org1"})
+		cert, err := s.fsm.CA.Issue(pki.Identity{Role: pki.RoleParticipant, Name: id, Organization: "org1"})
 		if err != nil {
 			s.t.Fatal(err)
 		}
@@ -431,7 +436,7 @@ func (s *scheduler) train(c *secureClient, value float32) {
 		GraphSeed: st.GetGraphSeed(), Session: protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt(), st.GetGroup())}
 	c.cohort = st.GetCohort()
 	verify := func(from int, identity string, msg, sig []byte) bool {
-		return pki.VerifySigned(s.fsm.ca.Pool(), c.certs[from], pki.Identity{Role: pki.RoleParticipant, Name: identity}, msg, sig) == nil
+		return pki.VerifySigned(s.fsm.CA.Pool(), c.certs[from], pki.Identity{Role: pki.RoleParticipant, Name: identity}, msg, sig) == nil
 	}
 	sign := func(msg []byte) ([]byte, error) { return pki.Sign(c.cert, msg) }
 	if c.client, err = secagg.NewClient(params, int(st.GetIndex()), c.name, quant.Quantize(x, rand.New(rand.NewPCG(3, 4))), sign, verify); err != nil {
@@ -504,10 +509,10 @@ func ints(v []uint32) []int {
 // that too few survive aborts the attempt, before anything is unmasked.
 func TestDecideSecureRound(t *testing.T) {
 	cohort := []string{"a", "b", "c", "d", "e"}
-	secureSpec := func() JobSpec {
+	secureSpec := func() state.JobSpec {
 		spec := smallSpec()
 		spec.ParticipantsPerRound, spec.MinParticipants = 5, 3
-		spec.SecureAggregation = SecureAggregation{Mode: ModeSecAgg}
+		spec.SecureAggregation = state.SecureAggregation{Mode: state.ModeSecAgg}
 		return spec
 	}
 	phases := []pb.TaskKind{pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -53,20 +54,20 @@ func toStatus(err error) error {
 		code = codes.DeadlineExceeded
 	case errors.Is(err, ErrNotLeader):
 		code = codes.Unavailable
-	case errors.Is(err, ErrUnknownJob), errors.Is(err, ErrUnknownRound), errors.Is(err, ErrUnknownModel), errors.Is(err, store.ErrNotFound),
-		errors.Is(err, ErrUnknownProposal), errors.Is(err, ErrUnknownCertificate):
+	case errors.Is(err, state.ErrUnknownJob), errors.Is(err, state.ErrUnknownRound), errors.Is(err, ErrUnknownModel), errors.Is(err, store.ErrNotFound),
+		errors.Is(err, state.ErrUnknownProposal), errors.Is(err, state.ErrUnknownCertificate):
 		code = codes.NotFound
-	case errors.Is(err, ErrBadJobSpec), errors.Is(err, ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
-		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, ErrBadPolicy),
-		errors.Is(err, ErrBadRequest), errors.Is(err, protocol.ErrParts):
+	case errors.Is(err, state.ErrBadJobSpec), errors.Is(err, state.ErrBadUpdate), errors.Is(err, aggregate.ErrShape),
+		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, state.ErrBadPolicy),
+		errors.Is(err, state.ErrBadRequest), errors.Is(err, protocol.ErrParts):
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, ErrConflict),
+	case errors.Is(err, state.ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, state.ErrConflict),
 		errors.Is(err, ErrRoundClosed):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrNotInCohort), errors.Is(err, ErrForbidden), errors.Is(err, ErrReplay), errors.Is(err, ErrRevoked),
+	case errors.Is(err, ErrNotInCohort), errors.Is(err, state.ErrForbidden), errors.Is(err, state.ErrReplay), errors.Is(err, state.ErrRevoked),
 		errors.Is(err, adminauth.ErrBadSignature):
 		code = codes.PermissionDenied
-	case errors.Is(err, ErrDuplicate), errors.Is(err, ErrAlreadyApproved), errors.Is(err, protocol.ErrPartRepeated):
+	case errors.Is(err, ErrDuplicate), errors.Is(err, state.ErrAlreadyApproved), errors.Is(err, protocol.ErrPartRepeated):
 		code = codes.AlreadyExists
 	case errors.Is(err, ErrRateLimited):
 		code = codes.ResourceExhausted

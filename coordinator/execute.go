@@ -8,6 +8,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate"
 	"github.com/accord-fl/accord/aggregate/dp"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
 )
@@ -16,7 +17,7 @@ import (
 // the leader's lock: it takes the lock only to change what participants'
 // calls read (a round becoming the open one, evaluators that could not be
 // asked). It stops at the first error.
-func (c *Coordinator) execute(job *Job, run *jobRun, effects []effect, now time.Time) error {
+func (c *Coordinator) execute(job *state.Job, run *jobRun, effects []effect, now time.Time) error {
 	for _, e := range effects {
 		var err error
 		switch e := e.(type) {
@@ -38,7 +39,7 @@ func (c *Coordinator) execute(job *Job, run *jobRun, effects []effect, now time.
 		case closeAttempt:
 			err = c.closeAttempt(job, run, e.round, now)
 		default:
-			err = fmt.Errorf("%w: unknown effect %T", ErrConflict, e)
+			err = fmt.Errorf("%w: unknown effect %T", state.ErrConflict, e)
 		}
 		if err != nil {
 			return err
@@ -49,16 +50,16 @@ func (c *Coordinator) execute(job *Job, run *jobRun, effects []effect, now time.
 
 // propose commits a command a decision chose.
 func (c *Coordinator) propose(p propose) error {
-	if cmd, ok := p.body.(AbortRound); ok {
+	if cmd, ok := p.body.(state.AbortRound); ok {
 		return c.applyAbort(cmd)
 	}
 	return c.apply(p.kind, p.body)
 }
 
 // applyAbort commits an abort command and counts it.
-func (c *Coordinator) applyAbort(cmd AbortRound) error {
+func (c *Coordinator) applyAbort(cmd state.AbortRound) error {
 	c.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
-	if err := c.apply(CmdAbortRound, cmd); err != nil {
+	if err := c.apply(state.CmdAbortRound, cmd); err != nil {
 		return err
 	}
 	c.metrics.roundsAborted.Inc()
@@ -104,10 +105,10 @@ func (c *Coordinator) openAttempt(run *jobRun, o openAttempt) error {
 		return fmt.Errorf("base model of round %d: %w", r.number, err)
 	}
 	if len(base) != r.length {
-		return fmt.Errorf("%w: base model of round %d has %d parameters; the job's model has %d", ErrConflict, r.number, len(base), r.length)
+		return fmt.Errorf("%w: base model of round %d has %d parameters; the job's model has %d", state.ErrConflict, r.number, len(base), r.length)
 	}
 	r.base = base
-	if err := c.apply(CmdOpenRound, o.cmd); err != nil {
+	if err := c.apply(state.CmdOpenRound, o.cmd); err != nil {
 		return err
 	}
 	c.leader.mu.Lock()
@@ -128,7 +129,7 @@ func (c *Coordinator) openAttempt(run *jobRun, o openAttempt) error {
 
 // closeAttempt computes a detached round's combined update and commits it,
 // or aborts the attempt.
-func (c *Coordinator) closeAttempt(job *Job, run *jobRun, r *round, now time.Time) error {
+func (c *Coordinator) closeAttempt(job *state.Job, run *jobRun, r *round, now time.Time) error {
 	c.leader.mu.Lock()
 	reasons := withReasons("", run.reasons)
 	c.leader.mu.Unlock()
@@ -156,7 +157,7 @@ func (c *Coordinator) closeAttempt(job *Job, run *jobRun, r *round, now time.Tim
 // sum) has already left the participants' hands: a job with dp is charged
 // for it as if it had committed, since what was computed can no longer be
 // taken back.
-func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now time.Time) error {
+func (c *Coordinator) recordReleasedAbort(job *state.Job, r *round, reason string, now time.Time) error {
 	cmd := r.abort(reason, now)
 	if job.Spec.DP != nil {
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.samplingRate)
@@ -168,12 +169,12 @@ func (c *Coordinator) recordReleasedAbort(job *Job, r *round, reason string, now
 // commitUpdate applies the round's combined update to its base model with
 // the job's server optimiser, and commits the new model and the
 // optimiser's state.
-func (c *Coordinator) commitUpdate(job *Job, run *jobRun, r *round, delta []float32, contributors []string, examples uint64, now time.Time) error {
-	state, err := c.optimizerState(job, run)
+func (c *Coordinator) commitUpdate(job *state.Job, run *jobRun, r *round, delta []float32, contributors []string, examples uint64, now time.Time) error {
+	optState, err := c.optimizerState(job, run)
 	if err != nil {
 		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
 	}
-	params, next, err := job.Spec.Optimizer().Step(r.base, delta, state)
+	params, next, err := job.Spec.Optimizer().Step(r.base, delta, optState)
 	if err != nil {
 		return c.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
 	}
@@ -183,7 +184,7 @@ func (c *Coordinator) commitUpdate(job *Job, run *jobRun, r *round, delta []floa
 // optimizerState is the server optimiser's state after the job's latest
 // committed round: the leader's copy, or the one committed with that round
 // (a new leader goes on with the same moments); nil before the first.
-func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.OptimizerState, error) {
+func (c *Coordinator) optimizerState(job *state.Job, run *jobRun) (*aggregate.OptimizerState, error) {
 	if run.optimizer != nil && run.optimizerRound == job.CommittedRounds {
 		return run.optimizer, nil
 	}
@@ -206,19 +207,19 @@ func (c *Coordinator) optimizerState(job *Job, run *jobRun) (*aggregate.Optimize
 // commitRound stores the round's new model (and the server optimiser's
 // state, if it keeps one) on a quorum of coordinators and commits it, or
 // aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *Job, run *jobRun, r *round, params []float32, state *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
+func (c *Coordinator) commitRound(job *state.Job, run *jobRun, r *round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
 		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
 	}
 	var stateBlob []byte
-	if state != nil && (len(state.M) > 0 || len(state.V) > 0) {
-		b, err := state.MarshalBinary()
+	if optState != nil && (len(optState.M) > 0 || len(optState.V) > 0) {
+		b, err := optState.MarshalBinary()
 		if err != nil {
 			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state not encoded", now))
 		}
 		stateBlob = b
 	}
-	cmd := CommitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
+	cmd := state.CommitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
 		Contributors: contributors, Examples: examples, At: now.UnixMilli(), SamplingRate: r.samplingRate,
 		Reason: r.closedBy, Silent: r.silent()}
 	if job.Spec.DP != nil {
@@ -233,10 +234,10 @@ func (c *Coordinator) commitRound(job *Job, run *jobRun, r *round, params []floa
 			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state did not reach a quorum of coordinators", now))
 		}
 	}
-	if err := c.apply(CmdCommitRound, cmd); err != nil {
+	if err := c.apply(state.CmdCommitRound, cmd); err != nil {
 		return err
 	}
-	run.optimizer, run.optimizerRound = state, r.number
+	run.optimizer, run.optimizerRound = optState, r.number
 	c.metrics.roundsCommitted.Inc()
 	c.metrics.roundSeconds.Observe(now.Sub(r.opened).Seconds())
 	c.log.Info("round committed", "job", job.ID, "round", r.number, "attempt", r.attempt, "cohort", len(r.cohortList),

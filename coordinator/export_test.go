@@ -3,6 +3,7 @@ package coordinator
 import (
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/hashicorp/raft"
 )
 
@@ -28,15 +29,15 @@ func SecAggPartBytesForTest(n int) func(*Config) { return func(c *Config) { c.se
 // when it goes on.
 func HoldNextOpenRoundForTest(c *Coordinator, d time.Duration) (held, released <-chan struct{}) {
 	h, r := make(chan struct{}), make(chan struct{})
-	fn := func(t CommandType) {
-		if t != CmdOpenRound {
+	fn := func(t state.CommandType) {
+		if t != state.CmdOpenRound {
 			return
 		}
-		c.fsm.beforeApply.Store(nil)
+		c.fsm.HoldApplies(nil)
 		close(h)
 		time.Sleep(d)
 		close(r)
 	}
-	c.fsm.beforeApply.Store(&fn)
+	c.fsm.HoldApplies(fn)
 	return h, r
 }

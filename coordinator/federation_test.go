@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -144,11 +144,11 @@ func startFleet(t testing.TB, tc *coordtest.Cluster, n int, hooks fleetHooks) *f
 }
 
 func blobsJob(rounds uint32) *pb.JobSpec {
-	spec := coordinator.DefaultJobSpec()
+	spec := state.DefaultJobSpec()
 	spec.Name, spec.Model, spec.Dataset = "blobs", "logreg:8-3", "blobs"
 	spec.Rounds, spec.TargetAccuracy = rounds, 0
 	spec.ParticipantsPerRound, spec.MinParticipants = 3, 2
-	spec.RoundDeadline = coordinator.Duration(5 * time.Second)
+	spec.RoundDeadline = state.Duration(5 * time.Second)
 	return spec.ToProto()
 }
 

@@ -8,11 +8,12 @@ import (
 
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // waitOpenRound waits until the job has a round open on the leader.
-func waitOpenRound(t *testing.T, tc *coordtest.Cluster, jobID string) *coordinator.RoundRecord {
+func waitOpenRound(t *testing.T, tc *coordtest.Cluster, jobID string) *state.RoundRecord {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		j, err := tc.Leader(5 * time.Second).FSM().Job(jobID)
@@ -27,7 +28,7 @@ func waitOpenRound(t *testing.T, tc *coordtest.Cluster, jobID string) *coordinat
 	return nil
 }
 
-func hasAbort(j *coordinator.Job, reason string) bool {
+func hasAbort(j *state.Job, reason string) bool {
 	for _, r := range j.Rounds {
 		if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED && r.Reason == reason {
 			return true

@@ -21,6 +21,7 @@ import (
 
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -153,9 +154,9 @@ func TestHostileInput(t *testing.T) {
 	honest := rawOn(t, tc, li, "honest", "hostile", 100)
 	outsider := rawOn(t, tc, li, "outsider", "elsewhere", 100)
 	waitConnected(t, admin, 7)
-	hspec := coordinator.JobSpecFromProto(blobsJob(5))
+	hspec := state.JobSpecFromProto(blobsJob(5))
 	hspec.Name, hspec.Dataset, hspec.ParticipantsPerRound, hspec.MinParticipants, hspec.EvaluateFraction = "hostile", "hostile", 2, 1, 0
-	hspec.RoundDeadline = coordinator.Duration(10 * time.Second)
+	hspec.RoundDeadline = state.Duration(10 * time.Second)
 	hostile := submit(t, admin, hspec.ToProto())
 	task := nextTrainTask(t, mallory, hostile)
 	params := 8*3 + 3
@@ -505,9 +506,9 @@ func TestJobFailsAfterMaxAttempts(t *testing.T) {
 	rawOn(t, tc, 0, "silent", "blobs", 100) // connected, never uploads
 	admin := tc.Admin(0, "ops")
 	waitConnected(t, admin, 1)
-	spec := coordinator.JobSpecFromProto(blobsJob(5))
+	spec := state.JobSpecFromProto(blobsJob(5))
 	spec.ParticipantsPerRound, spec.MinParticipants, spec.MaxAttempts, spec.EvaluateFraction = 1, 1, 3, 0
-	spec.RoundDeadline = coordinator.Duration(200 * time.Millisecond)
+	spec.RoundDeadline = state.Duration(200 * time.Millisecond)
 	id := submit(t, admin, spec.ToProto())
 	job := tc.WaitJob(id, 30*time.Second)
 	if job.Status != pb.JobStatus_JOB_STATUS_FAILED || !strings.Contains(job.Reason, "aborted 3 times in a row") || !strings.Contains(job.Reason, "deadline passed") {

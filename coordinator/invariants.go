@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -61,7 +62,7 @@ func CheckInvariants(nodes []*Coordinator) error {
 			if uint32(len(committed)) != j.CommittedRounds {
 				return fmt.Errorf("%s: job %s records %d committed rounds but lists %d", c.Name(), j.ID, j.CommittedRounds, len(committed))
 			}
-			if slices.ContainsFunc(j.Rounds, func(r *RoundRecord) bool { return r.Status == pb.RoundStatus_ROUND_STATUS_OPEN }) && !j.Running() {
+			if slices.ContainsFunc(j.Rounds, func(r *state.RoundRecord) bool { return r.Status == pb.RoundStatus_ROUND_STATUS_OPEN }) && !j.Running() {
 				return fmt.Errorf("%s: job %s finished with a round open", c.Name(), j.ID)
 			}
 		}

@@ -75,7 +75,7 @@ func TestStoppedCoordinatorShowsAsFailed(t *testing.T) {
 	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(10 * time.Second)
 	admin := tc.Admin(0, "ops")
-	state := func(name string) string {
+	stateOf := func(name string) string {
 		resp, err := admin.ListMembers(t.Context(), &pb.ListMembersRequest{})
 		if err != nil {
 			return err.Error()
@@ -90,9 +90,9 @@ func TestStoppedCoordinatorShowsAsFailed(t *testing.T) {
 	waitState := func(name, want string) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
-		for state(name) != want {
+		for stateOf(name) != want {
 			if time.Now().After(deadline) {
-				t.Fatalf("%s is %q; want %q", name, state(name), want)
+				t.Fatalf("%s is %q; want %q", name, stateOf(name), want)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -186,27 +187,6 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 }
 
-// abortedInARow counts the aborted attempts of round number, and returns
-// the last one's reason.
-func (j *Job) abortedInARow(number uint32) (n uint32, last string) {
-	for _, r := range j.Rounds {
-		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
-			n, last = n+1, r.Reason
-		}
-	}
-	return n, last
-}
-
-// evaluated reports whether the model after round number has a recorded
-// federated evaluation.
-func (j *Job) evaluated(number uint32) bool {
-	if number == 0 {
-		return j.InitialEval != nil
-	}
-	r := j.Committed(number)
-	return r != nil && r.Eval != nil
-}
-
 // admitUpdate checks an update's header against the open round and reserves
 // the sender's slot.
 func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, error) {
@@ -243,7 +223,7 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 		return nil, err
 	}
 	if !job.Running() {
-		return nil, fmt.Errorf("%w: job %s is %s", ErrJobNotRunning, job.ID, job.Status)
+		return nil, fmt.Errorf("%w: job %s is %s", state.ErrJobNotRunning, job.ID, job.Status)
 	}
 	return nil, fmt.Errorf("%w: job %s has no round open (update for round %d)", ErrWrongRound, job.ID, h.GetRound())
 }
@@ -334,7 +314,7 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 		return err
 	}
 	if !r.secure() {
-		return fmt.Errorf("%w: round %d does not use secure aggregation", ErrBadUpdate, r.number)
+		return fmt.Errorf("%w: round %d does not use secure aggregation", state.ErrBadUpdate, r.number)
 	}
 	g := r.group(from)
 	if g == nil {
@@ -405,7 +385,7 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 		}
 		if run.round != nil && run.round.cohort[from] {
 			run.round.refuse(from)
-			run.reasons[from] = SanitizeReason("site policy: " + reason)
+			run.reasons[from] = state.SanitizeReason("site policy: " + reason)
 		}
 		if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
 			delete(run.eval.expected, from)
@@ -414,7 +394,7 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 	}(); err != nil {
 		return err
 	}
-	if err := c.apply(CmdRecordRefusal, RecordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
+	if err := c.apply(state.CmdRecordRefusal, state.RecordRefusal{JobID: req.GetJobId(), Participant: from, Reason: reason, At: time.Now().UnixMilli()}); err != nil {
 		return err
 	}
 	c.log.Info("participant refused a job by its site policy", "job", req.GetJobId(), "participant", from, "reason", reason)
@@ -432,7 +412,7 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 	if err := c.requireLeader(); err != nil {
 		return err
 	}
-	reason := SanitizeReason(req.GetReason())
+	reason := state.SanitizeReason(req.GetReason())
 	if reason == "" {
 		reason = "no reason given"
 	}
@@ -443,13 +423,13 @@ func (c *Coordinator) taskFailed(from string, req *pb.ReportTaskFailureRequest) 
 	c.log.Info("participant reported a failed task", "job", req.GetJobId(), "participant", from, "task", failure.Task,
 		"round", failure.Round, "attempt", failure.Attempt, "reason", reason)
 	c.kickLeader()
-	return c.apply(CmdRecordTaskFailure, RecordTaskFailure{JobID: req.GetJobId(), Failure: *failure})
+	return c.apply(state.CmdRecordTaskFailure, state.RecordTaskFailure{JobID: req.GetJobId(), Failure: *failure})
 }
 
 // noteTaskFailure makes the open round or the evaluation being collected
 // stop waiting for a participant whose task failed, under the leader's
 // lock, and returns the failure to commit (nil: reported already).
-func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequest, reason string) (*TaskFailure, error) {
+func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequest, reason string) (*state.TaskFailure, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
@@ -459,7 +439,7 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 		}
 		return nil, fmt.Errorf("%w: job %s has no round or evaluation open", ErrWrongRound, req.GetJobId())
 	}
-	failure := TaskFailure{Participant: from, Reason: reason, Round: req.GetRound(), Attempt: req.GetAttempt(), At: time.Now().UnixMilli()}
+	failure := state.TaskFailure{Participant: from, Reason: reason, Round: req.GetRound(), Attempt: req.GetAttempt(), At: time.Now().UnixMilli()}
 	switch req.GetKind() {
 	case pb.TaskKind_TASK_KIND_EVALUATE:
 		e := run.eval
@@ -491,7 +471,7 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 		run.reasons[from] = reason
 		failure.Task = "train"
 	default:
-		return nil, fmt.Errorf("%w: task kind %v", ErrBadRequest, req.GetKind())
+		return nil, fmt.Errorf("%w: task kind %v", state.ErrBadRequest, req.GetKind())
 	}
 	return &failure, nil
 }
@@ -499,7 +479,7 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 // withReasons appends to an abort reason why cohort members refused or
 // failed the round's task, if any did.
 func withReasons(reason string, reasons map[string]string) string {
-	if s := RefusalSummary(reasons); s != "" {
+	if s := state.RefusalSummary(reasons); s != "" {
 		return reason + "; " + s
 	}
 	return reason

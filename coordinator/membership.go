@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 )
 
@@ -361,7 +362,7 @@ func (c *Coordinator) reconcileMembers() {
 	inConfig := map[raft.ServerID]bool{}
 	for _, s := range f.Configuration().Servers {
 		inConfig[s.ID] = true
-		if name := string(s.ID); c.fsm.MemberRule(name) == MemberExcluded {
+		if name := string(s.ID); c.fsm.MemberRule(name) == state.MemberExcluded {
 			if name == c.cfg.Name {
 				c.log.Info("this coordinator was excluded by an approved proposal; handing over leadership")
 				_ = c.raft.LeadershipTransfer().Error()
@@ -395,10 +396,10 @@ func (c *Coordinator) reconcileMembers() {
 // (its Raft server ID).
 func (c *Coordinator) mayJoin(m member) error {
 	switch rule := c.fsm.MemberRule(m.Name); {
-	case rule == MemberExcluded:
-		return fmt.Errorf("%w: an approved proposal removed %s; an approved add-member lets it back", ErrForbidden, m.Name)
-	case rule != MemberAdmitted && c.fsm.Policy().Governed():
-		return fmt.Errorf("%w: the federation's policy requires an approved add-member for %s", ErrForbidden, m.Name)
+	case rule == state.MemberExcluded:
+		return fmt.Errorf("%w: an approved proposal removed %s; an approved add-member lets it back", state.ErrForbidden, m.Name)
+	case rule != state.MemberAdmitted && c.fsm.Policy().Governed():
+		return fmt.Errorf("%w: the federation's policy requires an approved add-member for %s", state.ErrForbidden, m.Name)
 	}
 	cfg := pki.ClientTLS(c.cfg.Cert, c.cfg.CA)
 	cfg.VerifyConnection = c.peers.verifyNamed(m.Name)

@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/participant"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -28,7 +28,7 @@ import (
 func TestRoundsCommitAtFirstAttemptWhenAThirdNeverUploads(t *testing.T) {
 	const n, wanted, rounds = 9, 6, 3
 	const deadline = 10 * time.Minute
-	for _, mode := range []string{"plain", coordinator.ModeSecAggPlus} {
+	for _, mode := range []string{"plain", state.ModeSecAggPlus} {
 		t.Run(mode, func(t *testing.T) {
 			tc := coordtest.NewCluster(t, 1)
 			tc.Leader(5 * time.Second)
@@ -131,7 +131,7 @@ func TestLateUpdateIsRecordedLateNotSilent(t *testing.T) {
 	}
 	tc.WaitCommitted(jobID, 1, 10*time.Second)
 	leader := tc.Leader(time.Second)
-	record := func() *coordinator.RoundRecord {
+	record := func() *state.RoundRecord {
 		job, err := leader.FSM().Job(jobID)
 		if err != nil {
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -28,16 +29,16 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > MaxDatasets {
-		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", ErrBadUpdate))
+	if len(req.GetRegion()) > 64 || len(req.GetDatasets()) > state.MaxDatasets {
+		return nil, toStatus(fmt.Errorf("%w: region or dataset list too long", state.ErrBadUpdate))
 	}
-	datasets, err := DatasetsFromRegister(req.GetDatasets(), req.GetHoldings())
+	datasets, err := state.DatasetsFromRegister(req.GetDatasets(), req.GetHoldings())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	avail, err := AvailabilityFromProto(req.GetAvailability())
+	avail, err := state.AvailabilityFromProto(req.GetAvailability())
 	if err != nil {
-		return nil, toStatus(fmt.Errorf("%w: %v", ErrBadUpdate, err))
+		return nil, toStatus(fmt.Errorf("%w: %v", state.ErrBadUpdate, err))
 	}
 	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.RegisterResponse, error) {
 		return pb.NewParticipantServiceClient(cc).Register(ctx, req)
@@ -52,7 +53,7 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 		names[i] = d.Name
 	}
 	s.c.sessions.setDatasets(id.Name, names)
-	want := Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial},
+	want := state.Participant{ID: id.Name, Organization: id.Organization, Region: req.GetRegion(), Examples: req.GetExamples(), Serials: []string{id.Serial},
 		Availability: avail, Datasets: datasets}
 	if old := s.c.fsm.Participant(id.Name); old == nil || old.Organization != want.Organization || old.Region != want.Region || old.Examples != want.Examples ||
 		!old.Availability.Equal(want.Availability) || !slices.Contains(old.Serials, id.Serial) || !slices.Equal(old.Datasets, want.Datasets) {
@@ -60,7 +61,7 @@ func (s *participantService) Register(ctx context.Context, req *pb.RegisterReque
 			return nil, toStatus(err)
 		}
 		want.RegisteredAt = time.Now().UnixMilli()
-		if err := s.c.apply(CmdRegisterParticipant, RegisterParticipant{Participant: want}); err != nil {
+		if err := s.c.apply(state.CmdRegisterParticipant, state.RegisterParticipant{Participant: want}); err != nil {
 			return nil, toStatus(err)
 		}
 	}
@@ -80,7 +81,7 @@ func (s *participantService) Tasks(_ *pb.TasksRequest, stream pb.ParticipantServ
 	defer cancel()
 	defer s.c.streams.add(id.Serial, cancel)()
 	if s.c.fsm.IsRevoked(id.Serial) {
-		return toStatus(fmt.Errorf("%w: %s's certificate %s", ErrRevoked, id.Name, id.Serial))
+		return toStatus(fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, id.Name, id.Serial))
 	}
 	ses := s.c.sessions.open(id.Name, time.Now())
 	defer s.c.sessions.close(ses, time.Now())
@@ -89,7 +90,7 @@ func (s *participantService) Tasks(_ *pb.TasksRequest, stream pb.ParticipantServ
 		select {
 		case <-ctx.Done():
 			if stream.Context().Err() == nil {
-				return toStatus(fmt.Errorf("%w: %s's certificate %s", ErrRevoked, id.Name, id.Serial))
+				return toStatus(fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, id.Name, id.Serial))
 			}
 			return nil
 		case <-ses.done:
@@ -169,11 +170,11 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	// not: a slow client holds a slot no longer than the round would wait.
 	first, err := within(time.Now().Add(s.c.cfg.Limits.StreamIdleTimeout), stream.Recv)
 	if err != nil {
-		return toStatus(fmt.Errorf("%w: no header: %w", ErrBadUpdate, err))
+		return toStatus(fmt.Errorf("%w: no header: %w", state.ErrBadUpdate, err))
 	}
 	h := first.GetHeader()
 	if h == nil {
-		return toStatus(fmt.Errorf("%w: the first chunk must carry the header", ErrBadUpdate))
+		return toStatus(fmt.Errorf("%w: the first chunk must carry the header", state.ErrBadUpdate))
 	}
 	if !s.c.IsLeader() {
 		return s.forwardUpload(stream, id, first)
@@ -267,10 +268,10 @@ func receiveWords(stream pb.ParticipantService_UploadUpdateServer, firstData []b
 	filled := 0
 	add := func(b []byte) error {
 		if len(b)%4 != 0 || filled+len(b)/4 > n {
-			return fmt.Errorf("%w: more than the %d values announced, or a partial value", ErrBadUpdate, n)
+			return fmt.Errorf("%w: more than the %d values announced, or a partial value", state.ErrBadUpdate, n)
 		}
 		if err := decode(filled, b); err != nil {
-			return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+			return fmt.Errorf("%w: %w", state.ErrBadUpdate, err)
 		}
 		filled += len(b) / 4
 		m.bytesReceived.Add(float64(len(b)))
@@ -288,14 +289,14 @@ func receiveWords(stream pb.ParticipantService_UploadUpdateServer, firstData []b
 			return err
 		}
 		if ch.GetHeader() != nil {
-			return fmt.Errorf("%w: a second header in one upload", ErrBadUpdate)
+			return fmt.Errorf("%w: a second header in one upload", state.ErrBadUpdate)
 		}
 		if err := add(ch.GetData()); err != nil {
 			return err
 		}
 	}
 	if filled != n {
-		return fmt.Errorf("%w: %d of %d values received", ErrBadUpdate, filled, n)
+		return fmt.Errorf("%w: %d of %d values received", state.ErrBadUpdate, filled, n)
 	}
 	return nil
 }
@@ -320,7 +321,7 @@ func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAgg
 
 func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAggShareKeysRequest) (*pb.SecAggResponse, error) {
 	if len(req.GetShares()) > maxSecAggItems {
-		return nil, toStatus(fmt.Errorf("%w: %d shares in one message", ErrBadUpdate, len(req.GetShares())))
+		return nil, toStatus(fmt.Errorf("%w: %d shares in one message", state.ErrBadUpdate, len(req.GetShares())))
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggShareKeys(ctx, req)
@@ -331,7 +332,7 @@ func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAgg
 
 func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnmaskRequest) (*pb.SecAggResponse, error) {
 	if len(req.GetReveals()) > maxSecAggItems {
-		return nil, toStatus(fmt.Errorf("%w: %d reveals in one message", ErrBadUpdate, len(req.GetReveals())))
+		return nil, toStatus(fmt.Errorf("%w: %d reveals in one message", state.ErrBadUpdate, len(req.GetReveals())))
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggUnmask(ctx, req)
@@ -360,7 +361,7 @@ func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound
 		return nil, toStatus(err)
 	}
 	if ref == nil {
-		return nil, toStatus(fmt.Errorf("%w: the message names no round", ErrBadUpdate))
+		return nil, toStatus(fmt.Errorf("%w: the message names no round", state.ErrBadUpdate))
 	}
 	if resp, fwd, err := forwardUnary(ctx, s.c, id, func(ctx context.Context, cc grpc.ClientConnInterface) (*pb.SecAggResponse, error) {
 		return forward(ctx, pb.NewParticipantServiceClient(cc))

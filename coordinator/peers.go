@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 )
 
@@ -58,8 +59,8 @@ func (p *peers) verifyCoordinator(cs tls.ConnectionState) error {
 	if err := p.c.refuseRevoked(cs); err != nil {
 		return err
 	}
-	if name := peerName(cs); p.c.fsm.MemberRule(name) == MemberExcluded {
-		return fmt.Errorf("%w: coordinator %s was removed by an approved proposal", ErrForbidden, name)
+	if name := peerName(cs); p.c.fsm.MemberRule(name) == state.MemberExcluded {
+		return fmt.Errorf("%w: coordinator %s was removed by an approved proposal", state.ErrForbidden, name)
 	}
 	return p.allowed(cs)
 }
@@ -73,7 +74,7 @@ func (p *peers) verifyNamed(name string) func(tls.ConnectionState) error {
 			return err
 		}
 		if got := peerName(cs); got != name {
-			return fmt.Errorf("%w: dialled coordinator %s, but its certificate names %q", ErrForbidden, name, got)
+			return fmt.Errorf("%w: dialled coordinator %s, but its certificate names %q", state.ErrForbidden, name, got)
 		}
 		return nil
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -49,7 +49,7 @@ func BenchmarkRoundProtocol(b *testing.B) {
 	}
 	admin := tc.Admin(0, "ops")
 	waitConnected(b, admin, participants)
-	spec := coordinator.DefaultJobSpec()
+	spec := state.DefaultJobSpec()
 	spec.Rounds, spec.TargetAccuracy, spec.EvaluateFraction = 1_000_000, 0, 0
 	spec.ParticipantsPerRound, spec.MinParticipants = participants, participants
 	resp, err := admin.SubmitJob(ctx, &pb.SubmitJobRequest{Spec: spec.ToProto()})

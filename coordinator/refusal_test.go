@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -49,7 +49,7 @@ func connectRaw(t *testing.T, tc *coordtest.Cluster, name string) *rawParticipan
 // its cohort and the others; task is what the first of the cohort received.
 func firstRound(t *testing.T, tc *coordtest.Cluster, jobID string, raws []*rawParticipant) (cohort, others []*rawParticipant, task *pb.Task) {
 	t.Helper()
-	var job *coordinator.Job
+	var job *state.Job
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		job, _ = tc.Leader(time.Second).FSM().Job(jobID)
 		if job != nil && len(job.Rounds) > 0 {
@@ -83,9 +83,9 @@ func TestRefusals(t *testing.T) {
 	tc.Leader(5 * time.Second)
 	raws := []*rawParticipant{connectRaw(t, tc, "alice"), connectRaw(t, tc, "bob"), connectRaw(t, tc, "carol")}
 	admin := tc.Admin(0, "ops")
-	spec := coordinator.JobSpecFromProto(blobsJob(1))
+	spec := state.JobSpecFromProto(blobsJob(1))
 	spec.ParticipantsPerRound, spec.MinParticipants, spec.EvaluateFraction = 2, 2, 0
-	spec.RoundDeadline = coordinator.Duration(time.Minute)
+	spec.RoundDeadline = state.Duration(time.Minute)
 	waitConnected(t, admin, 3) // all three streams registered: the cohort is 2 of 3
 	resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: spec.ToProto()})
 	if err != nil {

@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -152,7 +152,7 @@ func retentionRun(b *testing.B, rounds uint32, retain *pb.Retain) float64 {
 	}
 	admin := tc.Admin(0, "ops")
 	waitConnected(b, admin, 2)
-	spec := coordinator.DefaultJobSpec()
+	spec := state.DefaultJobSpec()
 	spec.Name, spec.Model, spec.Dataset, spec.Rounds, spec.TargetAccuracy = "disk", "logreg:784-10", "random", rounds, 0
 	spec.ParticipantsPerRound, spec.MinParticipants, spec.EvaluateFraction = 2, 2, 0
 	ps := spec.ToProto()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate"
 	"github.com/accord-fl/accord/aggregate/dp"
+	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -81,8 +82,8 @@ type round struct {
 
 // abort is the command that aborts the round for reason, with who had
 // answered and who was silent.
-func (r *round) abort(reason string, now time.Time) AbortRound {
-	return AbortRound{JobID: r.jobID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli(),
+func (r *round) abort(reason string, now time.Time) state.AbortRound {
+	return state.AbortRound{JobID: r.jobID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli(),
 		Silent: r.silent(), Responders: r.responders()}
 }
 
@@ -156,15 +157,15 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 		r.late[from] = true
 		return r.closedErr(from)
 	case r.secure():
-		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", ErrBadUpdate, r.number)
+		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", state.ErrBadUpdate, r.number)
 	case h.GetNumParams() != uint64(r.length):
-		return fmt.Errorf("%w: update has %d parameters; the model has %d", ErrBadUpdate, h.GetNumParams(), r.length)
+		return fmt.Errorf("%w: update has %d parameters; the model has %d", state.ErrBadUpdate, h.GetNumParams(), r.length)
 	case h.GetExamples() == 0:
-		return fmt.Errorf("%w: update claims 0 examples", ErrBadUpdate)
+		return fmt.Errorf("%w: update claims 0 examples", state.ErrBadUpdate)
 	case r.refused[from]:
-		return fmt.Errorf("%w: %s refused job %s", ErrConflict, from, r.jobID)
+		return fmt.Errorf("%w: %s refused job %s", state.ErrConflict, from, r.jobID)
 	case h.GetEpochsDone() > r.epochs:
-		return fmt.Errorf("%w: update claims %d local epochs; the task asked for %d", ErrBadUpdate, h.GetEpochsDone(), r.epochs)
+		return fmt.Errorf("%w: update claims %d local epochs; the task asked for %d", state.ErrBadUpdate, h.GetEpochsDone(), r.epochs)
 	}
 	r.receiving[from] = r.work(h.GetEpochsDone())
 	return nil
@@ -195,7 +196,7 @@ func (r *round) admitMasked(from string, h *pb.UpdateHeader) error {
 		if r.secure() {
 			return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
 		}
-		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", ErrBadUpdate, r.number)
+		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", state.ErrBadUpdate, r.number)
 	}
 	return g.admitMasked(from, h.GetNumParams())
 }
@@ -246,7 +247,7 @@ func (r *round) add(from string, delta []float32) error {
 	}
 	if r.maxNorm > 0 {
 		if n := aggregate.Norm(delta); !(n <= r.maxNorm) {
-			return fmt.Errorf("%w: update norm %.4g exceeds the job's max_update_norm %.4g", ErrBadUpdate, n, r.maxNorm)
+			return fmt.Errorf("%w: update norm %.4g exceeds the job's max_update_norm %.4g", state.ErrBadUpdate, n, r.maxNorm)
 		}
 	}
 	examples := float64(r.weights[from]) * share
@@ -256,7 +257,7 @@ func (r *round) add(from string, delta []float32) error {
 		w = 1
 	}
 	if err := r.rule.Add(delta, w); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+		return fmt.Errorf("%w: %w", state.ErrBadUpdate, err)
 	}
 	r.done[from] = true
 	r.contributors = append(r.contributors, from)
@@ -365,7 +366,7 @@ type evalCollection struct {
 	digest     string
 	expected   map[string]bool
 	got        map[string]bool
-	sum        Evaluation
+	sum        state.Evaluation
 	deadline   time.Time
 	// intended is how many evaluators the job wanted (evaluate_fraction of
 	// those connected); expected holds those who could be asked.
@@ -389,9 +390,9 @@ func (e *evalCollection) add(from string, req *pb.ReportEvaluationRequest) error
 	case e.got[from]:
 		return fmt.Errorf("%w: evaluation from %s for round %d", ErrDuplicate, from, e.modelRound)
 	case req.GetExamples() == 0 || req.GetExamples() > maxEvalExamples || req.GetCorrect() > req.GetExamples():
-		return fmt.Errorf("%w: evaluation of %d examples with %d correct", ErrBadUpdate, req.GetExamples(), req.GetCorrect())
+		return fmt.Errorf("%w: evaluation of %d examples with %d correct", state.ErrBadUpdate, req.GetExamples(), req.GetCorrect())
 	case math.IsNaN(req.GetLossSum()) || math.IsInf(req.GetLossSum(), 0) || req.GetLossSum() < 0:
-		return fmt.Errorf("%w: evaluation loss %v", ErrBadUpdate, req.GetLossSum())
+		return fmt.Errorf("%w: evaluation loss %v", state.ErrBadUpdate, req.GetLossSum())
 	}
 	e.got[from] = true
 	e.sum.Examples += req.GetExamples()
@@ -479,7 +480,7 @@ func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 // needs 3 members.
 func chooseGroups(connected []string, k, n int, by string, region func(id string) string, pick func(ids []string, k int) []string, rng *rand.Rand) (cohort []string, groups [][]string, err error) {
 	groups = make([][]string, n)
-	if by != GroupByRegion {
+	if by != state.GroupByRegion {
 		cohort = pick(connected, k)
 		shuffled := slices.Clone(cohort)
 		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })

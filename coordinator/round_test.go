@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -30,8 +31,8 @@ func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 		{"another round", "a", func(h *pb.UpdateHeader) { h.Round = 2 }, t0, ErrWrongRound, false},
 		{"another attempt", "a", func(h *pb.UpdateHeader) { h.Attempt = 1 }, t0, ErrWrongRound, false},
 		{"another base model", "a", func(h *pb.UpdateHeader) { h.BaseModelDigest = "sha256:old" }, t0, ErrWrongRound, false},
-		{"wrong length", "a", func(h *pb.UpdateHeader) { h.NumParams = 5 }, t0, ErrBadUpdate, false},
-		{"no examples", "a", func(h *pb.UpdateHeader) { h.Examples = 0 }, t0, ErrBadUpdate, false},
+		{"wrong length", "a", func(h *pb.UpdateHeader) { h.NumParams = 5 }, t0, state.ErrBadUpdate, false},
+		{"no examples", "a", func(h *pb.UpdateHeader) { h.Examples = 0 }, t0, state.ErrBadUpdate, false},
 		{"after the deadline", "a", nil, t0.Add(time.Hour), ErrWrongRound, false},
 		{"good", "a", nil, t0, nil, true},
 		{"second from the same participant", "a", nil, t0, ErrDuplicate, false},
@@ -178,5 +179,30 @@ func TestRoundClosesEarly(t *testing.T) {
 				t.Errorf("silent %v; want %v", got, c.silent)
 			}
 		})
+	}
+}
+
+// TestEvaluationDecidesTheTargetWithHalfTheEvaluators: an evaluation heard
+// from fewer than half of those asked does not stop a job at its target.
+func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
+	asked := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	for _, c := range []struct {
+		reported int
+		want     bool
+	}{{0, false}, {1, false}, {4, false}, {5, true}, {10, true}} {
+		e := newEvalCollection("j", 1, "d", asked, time.Now())
+		for _, id := range asked[:c.reported] {
+			e.got[id] = true
+		}
+		if got := e.decisive(); got != c.want {
+			t.Errorf("%d of %d reported: decisive %v; want %v", c.reported, len(asked), got, c.want)
+		}
+	}
+	// Only one of the 100 wanted could be asked (the others' queues were
+	// full), and it reported: not enough to stop the job.
+	e := newEvalCollection("j", 1, "d", []string{"a"}, time.Now())
+	e.intended, e.got["a"] = 100, true
+	if e.decisive() {
+		t.Error("1 report of the 100 evaluators wanted stopped the job")
 	}
 }

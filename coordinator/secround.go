@@ -13,6 +13,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/aggregate/secagg"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -95,14 +96,14 @@ type secureRound struct {
 // one group of a round (group 0: the whole cohort). Training and
 // advertising keys share the round's deadline. With distributed DP (priv
 // set) clients add the noise its plan gives them.
-func newSecureRound(sa SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *DifferentialPrivacy, minInputs int) (*secureRound, error) {
+func newSecureRound(sa state.SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *state.DifferentialPrivacy, minInputs int) (*secureRound, error) {
 	k, t, err := sa.Graph(len(cohort))
 	if err != nil {
 		return nil, err
 	}
 	minInputs = max(minInputs, t, 2)
 	var plan *dp.DistributedPlan
-	if priv != nil && priv.Mode == DPDistributed {
+	if priv != nil && priv.Mode == state.DPDistributed {
 		// The noise is sized for the smallest sum the round may commit;
 		// clients refuse to unmask a smaller one.
 		pl, err := dp.PlanDistributed(length, len(cohort), minInputs, priv.Clip, priv.NoiseMultiplier)
@@ -175,7 +176,7 @@ func secaggErr(err error) error {
 	case errors.Is(err, secagg.ErrPhase):
 		return fmt.Errorf("%w: %w", ErrWrongPhase, err)
 	default:
-		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+		return fmt.Errorf("%w: %w", state.ErrBadUpdate, err)
 	}
 }
 
@@ -189,7 +190,7 @@ func (s *secureRound) advertise(c checkedAdvertisement) error {
 		return err
 	}
 	if c.group != s {
-		return fmt.Errorf("%w: an advertisement checked for another group", ErrBadUpdate)
+		return fmt.Errorf("%w: an advertisement checked for another group", state.ErrBadUpdate)
 	}
 	if err := s.server.ReceiveAdvertisement(c.ad); err != nil {
 		return secaggErr(err)
@@ -210,12 +211,12 @@ func (s *secureRound) checkAdvertisement(from string, a *pb.SecAggAdvertisement)
 	case !ok:
 		return checkedAdvertisement{}, fmt.Errorf("%w: %s is not in this secure-aggregation group", ErrNotInCohort, from)
 	case a.GetFrom() != uint32(i):
-		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement from client %d; %s is client %d", ErrBadUpdate, a.GetFrom(), from, i)
+		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement from client %d; %s is client %d", state.ErrBadUpdate, a.GetFrom(), from, i)
 	}
 	ad := protocol.AdvertisementFromWire(a, from)
 	want := pki.Identity{Role: pki.RoleParticipant, Name: from}
 	if err := pki.VerifySigned(s.ca, a.GetCertificate(), want, ad.SignedBytes(s.params), ad.Sig); err != nil {
-		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement: %w", ErrBadUpdate, err)
+		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement: %w", state.ErrBadUpdate, err)
 	}
 	return checkedAdvertisement{group: s, from: from, wire: a, ad: ad}, nil
 }
@@ -277,7 +278,7 @@ func (s *secureRound) admitMasked(from string, n uint64) error {
 		return err
 	}
 	if n != uint64(s.params.Length) {
-		return fmt.Errorf("%w: masked input of %d values; the round's vectors have %d", ErrBadUpdate, n, s.params.Length)
+		return fmt.Errorf("%w: masked input of %d values; the round's vectors have %d", state.ErrBadUpdate, n, s.params.Length)
 	}
 	s.receiving[i] = true
 	return nil
@@ -311,7 +312,7 @@ func (s *secureRound) unmask(from string, in []*pb.SecAggReveal, part, parts uin
 	}
 	reveals, err := protocol.RevealsFromWire(in)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadUpdate, err)
+		return fmt.Errorf("%w: %w", state.ErrBadUpdate, err)
 	}
 	return s.takePart(i, part, parts, len(in), len(s.server.Neighbours(i))+1, func(last bool) error {
 		return s.server.ReceiveRevealsPart(i, reveals, last)
@@ -509,7 +510,7 @@ func indexes(v []int) []uint32 {
 func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, contributors []string, examples uint64, err error) {
 	switch {
 	case s.phase != phaseDone:
-		return nil, 0, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", ErrConflict)
+		return nil, 0, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", state.ErrConflict)
 	case len(s.survivors) < minInputs:
 		return nil, 0, nil, 0, fmt.Errorf("%d masked inputs; the job needs at least %d", len(s.survivors), minInputs)
 	}
@@ -541,7 +542,7 @@ func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, cont
 // dpTask is the differential privacy a participant applies to its update
 // in a round (nil without dp); g is its secure-aggregation group (nil in a
 // plain round), whose plan says how small a sum the noise is sized for.
-func dpTask(d *DifferentialPrivacy, g *secureRound) *pb.DPTask {
+func dpTask(d *state.DifferentialPrivacy, g *secureRound) *pb.DPTask {
 	if d == nil {
 		return nil
 	}

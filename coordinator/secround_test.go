@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/accord-fl/accord/coordinator/state"
 )
 
 // TestSecurePhaseClosesEarly: the advertise-keys phase (training) of a
@@ -34,7 +36,7 @@ func TestSecurePhaseClosesEarly(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cohort := names("p", 9)
-			s, err := newSecureRound(SecureAggregation{Mode: ModeSecAggPlus, DropoutRate: 0.3}, []byte("session"), 0, cohort, 4, 1,
+			s, err := newSecureRound(state.SecureAggregation{Mode: state.ModeSecAggPlus, DropoutRate: 0.3}, []byte("session"), 0, cohort, 4, 1,
 				t0, at(600), nil, nil, 2)
 			if err != nil {
 				t.Fatal(err)

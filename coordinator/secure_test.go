@@ -16,6 +16,7 @@ import (
 	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -84,7 +85,7 @@ func maxAbsDiff(a, b []float32) float64 {
 // unmasked sum is the FedAvg sum up to quantisation (~1e-9 here). The
 // participants hold 40 to 240 examples, so the masked weights matter.
 func TestSecureAggregationCommitsTheFedAvgModel(t *testing.T) {
-	for _, mode := range []string{coordinator.ModeSecAgg, coordinator.ModeSecAggPlus} {
+	for _, mode := range []string{state.ModeSecAgg, state.ModeSecAggPlus} {
 		t.Run(mode, func(t *testing.T) {
 			tc := coordtest.NewCluster(t, 3)
 			tc.Leader(5 * time.Second)
@@ -149,7 +150,7 @@ func TestSecureRoundSurvivesParticipantsKilledAfterSharingKeys(t *testing.T) {
 	}})
 	admin := tc.Admin(0, "ops")
 	waitConnected(t, admin, n) // every round's cohort is everyone still alive
-	spec := secureBlobsJob(5, n, coordinator.ModeSecAggPlus)
+	spec := secureBlobsJob(5, n, state.ModeSecAggPlus)
 	spec.MinParticipants = 2
 	jobID := submit(t, admin, spec)
 	job := tc.WaitJob(jobID, 90*time.Second)
@@ -205,7 +206,7 @@ func TestSecureAggregationRefusals(t *testing.T) {
 	}
 	admin := tc.Admin(0, "ops")
 	waitConnected(t, admin, 4)
-	spec := secureBlobsJob(1, 3, coordinator.ModeSecAgg)
+	spec := secureBlobsJob(1, 3, state.ModeSecAgg)
 	spec.EvaluateFraction, spec.RoundDeadlineMs = 0, 60_000
 	spec.MaxOverSelection = 1 // a cohort of 3, and one participant outside it
 	jobID := submit(t, admin, spec)
@@ -358,7 +359,7 @@ func TestSecureRoundInParts(t *testing.T) {
 	startFleet(t, tc, n, fleetHooks{spread: true, secAggPartBytes: 400})
 	admin := tc.Admin(0, "ops")
 	waitConnected(t, admin, n)
-	spec := secureBlobsJob(rounds, n, coordinator.ModeSecAgg)
+	spec := secureBlobsJob(rounds, n, state.ModeSecAgg)
 	spec.MinParticipants = n
 	jobID := submit(t, admin, spec)
 	job := tc.WaitJob(jobID, 60*time.Second)
@@ -424,7 +425,7 @@ func TestSecureRoundLeaderKilled(t *testing.T) {
 	}})
 	admin := tc.Admin(1, "ops")
 	waitConnected(t, admin, 6)
-	jobID := submit(t, admin, secureBlobsJob(6, 6, coordinator.ModeSecAggPlus))
+	jobID := submit(t, admin, secureBlobsJob(6, 6, state.ModeSecAggPlus))
 	select {
 	case <-shared:
 	case <-time.After(30 * time.Second):

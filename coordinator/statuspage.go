@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
 )
@@ -154,7 +155,7 @@ func (c *Coordinator) statusHandler(tokenHash *[sha256.Size]byte) http.Handler {
 	})
 	mux.HandleFunc("GET /api/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		v, err := c.jobView(r.PathValue("id"))
-		if errors.Is(err, ErrUnknownJob) {
+		if errors.Is(err, state.ErrUnknownJob) {
 			writeStatusJSON(w, http.StatusNotFound, map[string]string{"error": err.Error(), "answered_by": c.cfg.Name})
 			return
 		}
@@ -196,10 +197,10 @@ func (c *Coordinator) authorizeStatus(r *http.Request, tokenHash *[sha256.Size]b
 			return err
 		}
 		if id.Role != pki.RoleCoordinator && id.Role != pki.RoleParticipant && id.Role != pki.RoleAdmin {
-			return fmt.Errorf("%w: %s is a %s", ErrForbidden, id.Name, id.Role)
+			return fmt.Errorf("%w: %s is a %s", state.ErrForbidden, id.Name, id.Role)
 		}
 		if serial := pki.SerialOf(leaf); c.fsm.IsRevoked(serial) {
-			return fmt.Errorf("%w: certificate %s", ErrRevoked, serial)
+			return fmt.Errorf("%w: certificate %s", state.ErrRevoked, serial)
 		}
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -246,7 +247,7 @@ func (c *Coordinator) memberViews() []MemberView {
 }
 
 // jobSummary summarises a job (a copy from the FSM).
-func jobSummary(j *Job) JobSummary {
+func jobSummary(j *state.Job) JobSummary {
 	s := JobSummary{
 		ID: j.ID, Name: j.Spec.Name, Model: j.Spec.Model, Dataset: j.Spec.Dataset,
 		Status: shortStatus(j.Status, "JOB_STATUS_"), Reason: j.Reason, Organization: j.Organization, SubmittedBy: j.SubmittedBy,
@@ -289,7 +290,7 @@ func jobSummary(j *Job) JobSummary {
 
 // accuracyPoints are the evaluated models of a job: the initial one, then
 // each committed round's, in order.
-func accuracyPoints(j *Job) []AccuracyPoint {
+func accuracyPoints(j *state.Job) []AccuracyPoint {
 	var out []AccuracyPoint
 	if j.InitialEval != nil && j.InitialEval.Examples > 0 {
 		out = append(out, AccuracyPoint{Round: 0, Accuracy: j.InitialEval.Accuracy()})
@@ -302,7 +303,7 @@ func accuracyPoints(j *Job) []AccuracyPoint {
 	return out
 }
 
-func roundView(r *RoundRecord) RoundView {
+func roundView(r *state.RoundRecord) RoundView {
 	v := RoundView{
 		Number: r.Number, Attempt: r.Attempt, Status: shortStatus(r.Status, "ROUND_STATUS_"),
 		Cohort: len(r.Cohort), Contributors: len(r.Contributors), Examples: r.Examples,

@@ -8,13 +8,14 @@ import (
 	"github.com/accord-fl/accord/aggregate"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // optimizerState reads the server optimiser's state committed with a round
 // from a coordinator's store.
-func optimizerState(t *testing.T, c *coordinator.Coordinator, rec *coordinator.RoundRecord) *aggregate.OptimizerState {
+func optimizerState(t *testing.T, c *coordinator.Coordinator, rec *state.RoundRecord) *aggregate.OptimizerState {
 	t.Helper()
 	if rec.OptimizerDigest == "" {
 		t.Fatalf("round %d committed no optimiser state", rec.Number)
@@ -71,11 +72,11 @@ func TestServerOptimizerStateSurvivesLeaderKill(t *testing.T) {
 	}
 	tc.WaitConverged(10 * time.Second)
 
-	opt := coordinator.JobSpecFromProto(spec).Optimizer()
+	opt := state.JobSpecFromProto(spec).Optimizer()
 	var prev *aggregate.OptimizerState
 	base := storedModel(t, leader, job.InitialDigest)
 	for n := uint32(1); n <= 8; n++ {
-		var rec *coordinator.RoundRecord
+		var rec *state.RoundRecord
 		for _, r := range job.Rounds {
 			if r.Number == n && r.Status == pb.RoundStatus_ROUND_STATUS_COMMITTED {
 				rec = r
@@ -144,7 +145,7 @@ func TestStragglerSendsPartialWork(t *testing.T) {
 // report ε after every round, ε grows round by round, and max_epsilon
 // stops the job before a round would spend more.
 func TestDifferentialPrivacyIsAccounted(t *testing.T) {
-	for _, mode := range []string{coordinator.DPCentral, coordinator.DPDistributed} {
+	for _, mode := range []string{state.DPCentral, state.DPDistributed} {
 		t.Run(mode, func(t *testing.T) {
 			tc := coordtest.NewCluster(t, 1)
 			tc.Leader(5 * time.Second)
@@ -152,8 +153,8 @@ func TestDifferentialPrivacyIsAccounted(t *testing.T) {
 			admin := tc.Admin(0, "ops")
 			waitConnected(t, admin, 6)
 			spec := blobsJob(50)
-			if mode == coordinator.DPDistributed {
-				spec = secureBlobsJob(50, 5, coordinator.ModeSecAggPlus)
+			if mode == state.DPDistributed {
+				spec = secureBlobsJob(50, 5, state.ModeSecAggPlus)
 			}
 			spec.ParticipantsPerRound, spec.MinParticipants = 5, 3
 			// No over-selection (secure aggregation's dropout_rate would ask
@@ -200,7 +201,7 @@ func TestGroupedSecureAggregation(t *testing.T) {
 	startFleet(t, tc, 9, fleetHooks{})
 	admin := tc.Admin(0, "ops")
 	waitConnected(t, admin, 9)
-	spec := secureBlobsJob(3, 9, coordinator.ModeSecAgg)
+	spec := secureBlobsJob(3, 9, state.ModeSecAgg)
 	spec.MinParticipants = 9
 	spec.Aggregation = &pb.Aggregation{Rule: "median", Groups: 3}
 	jobID := submit(t, admin, spec)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
 )
@@ -198,7 +199,7 @@ func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	if want := t.peers.c.raftIDAt(address); want != "" {
 		if got := peerName(c.ConnectionState()); got != want {
 			c.Close()
-			return nil, fmt.Errorf("%w: raft server %s at %s presents a certificate naming %q", ErrForbidden, want, address, got)
+			return nil, fmt.Errorf("%w: raft server %s at %s presents a certificate naming %q", state.ErrForbidden, want, address, got)
 		}
 	}
 	return t.peers.track(c), nil

@@ -7,36 +7,8 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
-	pb "github.com/accord-fl/accord/protocol/accordpb"
+	"github.com/accord-fl/accord/coordinator/state/statetest"
 )
-
-// jobWithHistory is a running job whose first rounds committed rounds are
-// written into an FSM's state directly, with round rounds+1 open, as a
-// leader finds it on every tick while the round's updates arrive.
-func jobWithHistory(f *FSM, id string, rounds int) *Job {
-	spec := DefaultJobSpec()
-	spec.Rounds = 1_000_000
-	j := &Job{ID: id, Spec: spec, Status: pb.JobStatus_JOB_STATUS_RUNNING, InitialDigest: "sha256:initial"}
-	cohort := make([]string, 10)
-	for i := range cohort {
-		cohort[i] = fmt.Sprintf("participant-%03d", i)
-	}
-	for n := 1; n <= rounds+1; n++ {
-		r := &RoundRecord{Number: uint32(n), Attempt: 1, Status: pb.RoundStatus_ROUND_STATUS_COMMITTED, Cohort: cohort,
-			Contributors: cohort, BaseDigest: fmt.Sprintf("sha256:%064d", n-1), Digest: fmt.Sprintf("sha256:%064d", n),
-			OpenedAt: int64(n) * 1000, Deadline: int64(n)*1000 + 60_000, ClosedAt: int64(n)*1000 + 500, Examples: 6000,
-			Eval: &Evaluation{Reporters: 10, Examples: 1000, Correct: 970}}
-		if n == rounds+1 {
-			r.Status, r.Contributors, r.Digest, r.ClosedAt, r.Examples, r.Eval = pb.RoundStatus_ROUND_STATUS_OPEN, nil, "", 0, 0, nil
-		}
-		j.Rounds = append(j.Rounds, r)
-	}
-	j.CommittedRounds = uint32(rounds)
-	f.mu.Lock()
-	f.st.Jobs[id] = j
-	f.mu.Unlock()
-	return j
-}
 
 // BenchmarkLeaderTick is the leader's scheduling pass (Coordinator.schedule)
 // over one running job whose round is open and waiting for updates, the
@@ -47,8 +19,9 @@ func jobWithHistory(f *FSM, id string, rounds int) *Job {
 func BenchmarkLeaderTick(b *testing.B) {
 	for _, rounds := range []int{10, 10_000} {
 		b.Run(fmt.Sprintf("rounds=%d", rounds), func(b *testing.B) {
-			c := &Coordinator{fsm: NewFSM(nil), log: slog.New(slog.DiscardHandler)}
-			j := jobWithHistory(c.fsm, "job-000000000001", rounds)
+			d := statetest.New(b)
+			j := d.JobWithHistory("job-000000000001", rounds)
+			c := &Coordinator{fsm: d.FSM, log: slog.New(slog.DiscardHandler)}
 			open := j.Rounds[len(j.Rounds)-1]
 			rule, err := aggregate.NewRule(aggregate.RuleConfig{}, 16)
 			if err != nil {
@@ -62,25 +35,6 @@ func BenchmarkLeaderTick(b *testing.B) {
 			}
 			if c.leader.jobs[j.ID].round != r {
 				b.Fatal("the pass did not leave the open round waiting")
-			}
-		})
-	}
-}
-
-// BenchmarkSnapshotCapture is FSM.Snapshot, the part of a Raft snapshot
-// that holds the FSM's lock (applies wait for it), after 10 and 10,000
-// committed rounds; Persist, outside the lock, writes the jobs.
-//
-//	go test -run '^$' -bench SnapshotCapture ./coordinator/
-func BenchmarkSnapshotCapture(b *testing.B) {
-	for _, rounds := range []int{10, 10_000} {
-		b.Run(fmt.Sprintf("rounds=%d", rounds), func(b *testing.B) {
-			f := NewFSM(nil)
-			jobWithHistory(f, "job-000000000001", rounds)
-			for b.Loop() {
-				if _, err := f.Snapshot(); err != nil {
-					b.Fatal(err)
-				}
 			}
 		})
 	}

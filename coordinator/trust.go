@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/accord-fl/accord/adminauth"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 )
 
@@ -75,12 +76,12 @@ func (c *Coordinator) caller(ctx context.Context, roles ...pki.Role) (principal,
 		return principal{}, err
 	}
 	if c.fsm.IsRevoked(id.Serial) {
-		return principal{}, fmt.Errorf("%w: %s's certificate %s", ErrRevoked, id.Name, id.Serial)
+		return principal{}, fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, id.Name, id.Serial)
 	}
 	if id.Role == pki.RoleCoordinator {
 		if vouched, ok := vouchedParticipant(ctx); ok {
 			if c.fsm.IsRevoked(vouched.Serial) {
-				return principal{}, fmt.Errorf("%w: %s's certificate %s", ErrRevoked, vouched.Name, vouched.Serial)
+				return principal{}, fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, vouched.Name, vouched.Serial)
 			}
 			id = vouched
 		}
@@ -90,7 +91,7 @@ func (c *Coordinator) caller(ctx context.Context, roles ...pki.Role) (principal,
 			return id, nil
 		}
 	}
-	return principal{}, fmt.Errorf("%w: %s is a %s", ErrForbidden, id.Name, id.Role)
+	return principal{}, fmt.Errorf("%w: %s is a %s", state.ErrForbidden, id.Name, id.Role)
 }
 
 // adminCaller authenticates an admin call to method: the request must carry
@@ -106,14 +107,14 @@ func (c *Coordinator) adminCaller(ctx context.Context, method string, req proto.
 		return principal{}, nil, nil, err
 	}
 	if peerID.Role != pki.RoleAdmin && peerID.Role != pki.RoleCoordinator {
-		return principal{}, nil, nil, fmt.Errorf("%w: %s is a %s", ErrForbidden, peerID.Name, peerID.Role)
+		return principal{}, nil, nil, fmt.Errorf("%w: %s is a %s", state.ErrForbidden, peerID.Name, peerID.Role)
 	}
 	if c.fsm.IsRevoked(peerID.Serial) {
-		return principal{}, nil, nil, fmt.Errorf("%w: %s's certificate %s", ErrRevoked, peerID.Name, peerID.Serial)
+		return principal{}, nil, nil, fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, peerID.Name, peerID.Serial)
 	}
 	if s, err = adminauth.FromIncoming(ctx, method, req); err != nil {
 		if peerID.Role == pki.RoleCoordinator {
-			return principal{}, nil, nil, fmt.Errorf("%w: coordinator %s cannot act for an admin without the admin's signature: %w", ErrForbidden, peerID.Name, err)
+			return principal{}, nil, nil, fmt.Errorf("%w: coordinator %s cannot act for an admin without the admin's signature: %w", state.ErrForbidden, peerID.Name, err)
 		}
 		return principal{}, nil, nil, err
 	}
@@ -127,14 +128,14 @@ func (c *Coordinator) adminCaller(ctx context.Context, method string, req proto.
 	}
 	id = principal{Identity: signer, Serial: pki.SerialOf(cert)}
 	if c.fsm.IsRevoked(id.Serial) {
-		return principal{}, nil, nil, fmt.Errorf("%w: %s's certificate %s", ErrRevoked, id.Name, id.Serial)
+		return principal{}, nil, nil, fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, id.Name, id.Serial)
 	}
 	if peerID.Role == pki.RoleAdmin && (peerID.Name != signer.Name || peerID.Organization != signer.Organization) {
-		return principal{}, nil, nil, fmt.Errorf("%w: connected as %s of %s but signed by %s of %s", ErrForbidden, peerID.Name, peerID.Organization, signer.Name, signer.Organization)
+		return principal{}, nil, nil, fmt.Errorf("%w: connected as %s of %s but signed by %s of %s", state.ErrForbidden, peerID.Name, peerID.Organization, signer.Name, signer.Organization)
 	}
 	key := s.NonceKey()
 	if c.fsm.UsedNonce(key) || !c.nonces.claim(key, now) {
-		return principal{}, nil, nil, fmt.Errorf("%w: this signed request was already received", ErrReplay)
+		return principal{}, nil, nil, fmt.Errorf("%w: this signed request was already received", state.ErrReplay)
 	}
 	return id, s, func() { c.nonces.release(key) }, nil
 }
@@ -247,11 +248,11 @@ func (c *Coordinator) revocationLoop() {
 // revocationLoop without blocking the FSM.
 type revocationQueue struct {
 	mu      sync.Mutex
-	pending []Revocation
+	pending []state.Revocation
 	wake    chan struct{}
 }
 
-func (q *revocationQueue) push(rs []Revocation) {
+func (q *revocationQueue) push(rs []state.Revocation) {
 	q.mu.Lock()
 	q.pending = append(q.pending, rs...)
 	q.mu.Unlock()
@@ -261,7 +262,7 @@ func (q *revocationQueue) push(rs []Revocation) {
 	}
 }
 
-func (q *revocationQueue) take() []Revocation {
+func (q *revocationQueue) take() []state.Revocation {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.pending
@@ -276,7 +277,7 @@ func (c *Coordinator) refuseRevoked(cs tls.ConnectionState) error {
 		return nil
 	}
 	if serial := pki.SerialOf(cs.PeerCertificates[0]); c.fsm.IsRevoked(serial) {
-		return fmt.Errorf("%w: %s's certificate %s", ErrRevoked, cs.PeerCertificates[0].Subject.CommonName, serial)
+		return fmt.Errorf("%w: %s's certificate %s", state.ErrRevoked, cs.PeerCertificates[0].Subject.CommonName, serial)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/accord-fl/accord/audit"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -349,7 +350,7 @@ func TestSitePolicyRefusesAnotherOrganisationsJob(t *testing.T) {
 // cohort's updates computed here by hand with the liar at max_examples and
 // the others at their real sizes.
 func TestClaimedExamplesAreCappedAtMaxExamples(t *testing.T) {
-	for _, mode := range []string{"", coordinator.ModeSecAgg} {
+	for _, mode := range []string{"", state.ModeSecAgg} {
 		t.Run("mode="+mode, func(t *testing.T) {
 			tc := coordtest.NewCluster(t, 3)
 			tc.Leader(5 * time.Second)
@@ -385,7 +386,7 @@ func TestClaimedExamplesAreCappedAtMaxExamples(t *testing.T) {
 			// the leader has: wait until every node holds it.
 			tc.WaitConverged(30 * time.Second)
 			base, got := pullModel(t, admin, id, 0), pullModel(t, admin, id, 1)
-			m := coordinator.JobSpecFromProto(spec)
+			m := state.JobSpecFromProto(spec)
 			mspec := model.MustParseSpec(m.Model)
 			capped, uncapped := make([]float64, len(base)), make([]float64, len(base))
 			var wCapped, wUncapped float64

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -42,7 +42,7 @@ func TestSubmitRefusesAJobNoParticipantCanTrain(t *testing.T) {
 	tc.Leader(5 * time.Second)
 	admin := tc.Admin(0, "ops")
 	job := func(modelSpec, dataset string) *pb.JobSpec {
-		spec := coordinator.DefaultJobSpec()
+		spec := state.DefaultJobSpec()
 		spec.Model, spec.Dataset = modelSpec, dataset
 		return spec.ToProto()
 	}
@@ -96,9 +96,9 @@ func TestReportTaskFailure(t *testing.T) {
 	tc.Leader(5 * time.Second)
 	raws := []*rawParticipant{connectRaw(t, tc, "alice"), connectRaw(t, tc, "bob"), connectRaw(t, tc, "carol")}
 	admin := tc.Admin(0, "ops")
-	spec := coordinator.JobSpecFromProto(blobsJob(3))
+	spec := state.JobSpecFromProto(blobsJob(3))
 	spec.ParticipantsPerRound, spec.MinParticipants, spec.EvaluateFraction, spec.MaxAttempts = 2, 2, 0, 2
-	spec.RoundDeadline = coordinator.Duration(time.Minute) // the test ends long before: aborts come from the reports
+	spec.RoundDeadline = state.Duration(time.Minute) // the test ends long before: aborts come from the reports
 	waitConnected(t, admin, 3)
 	id := submit(t, admin, spec.ToProto())
 	cohort, others, task := firstRound(t, tc, id, raws)
@@ -140,7 +140,7 @@ func TestReportTaskFailure(t *testing.T) {
 	if err := report(cohort[1], 1, task.Attempt, "local training: out of memory"); err != nil {
 		t.Fatal(err)
 	}
-	var job *coordinator.Job
+	var job *state.Job
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		job, _ = tc.Leader(time.Second).FSM().Job(id)
 		if job.Rounds[0].Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
@@ -199,10 +199,10 @@ func TestJobFailsWithTheParticipantsReasons(t *testing.T) {
 	tc := coordtest.NewCluster(t, 3)
 	tc.Leader(5 * time.Second)
 	admin := tc.Admin(0, "ops")
-	plain := coordinator.JobSpecFromProto(blobsJob(5))
+	plain := state.JobSpecFromProto(blobsJob(5))
 	plain.Name, plain.Model, plain.MaxAttempts = "plain", "logreg:5-3", 3
-	plain.RoundDeadline = coordinator.Duration(time.Minute)
-	secure := coordinator.JobSpecFromProto(secureBlobsJob(5, 3, "secagg+"))
+	plain.RoundDeadline = state.Duration(time.Minute)
+	secure := state.JobSpecFromProto(secureBlobsJob(5, 3, "secagg+"))
 	secure.Name, secure.Model, secure.MaxAttempts = "secure", "logreg:5-3", 3
 	ids := map[string]string{"plain": submit(t, admin, plain.ToProto()), "secure": submit(t, admin, secure.ToProto())}
 	start := time.Now()

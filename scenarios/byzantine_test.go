@@ -5,7 +5,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 )
 
 // TestByzantineParticipants runs scenarios/byzantine.yaml (30 participants,
@@ -24,19 +24,19 @@ func TestByzantineParticipants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grouped := func(s *coordinator.JobSpec) {
-		s.SecureAggregation = coordinator.SecureAggregation{Mode: coordinator.ModeSecAgg, Clip: 1}
-		s.Aggregation = coordinator.Aggregation{Rule: "median", Groups: 3, GroupBy: coordinator.GroupByRegion}
+	grouped := func(s *state.JobSpec) {
+		s.SecureAggregation = state.SecureAggregation{Mode: state.ModeSecAgg, Clip: 1}
+		s.Aggregation = state.Aggregation{Rule: "median", Groups: 3, GroupBy: state.GroupByRegion}
 	}
 	cases := []struct {
 		name     string
-		edit     func(*coordinator.JobSpec)
+		edit     func(*state.JobSpec)
 		collapse bool // accuracy must stay below 50%; otherwise reach 95%
 	}{
-		{"fedavg", func(s *coordinator.JobSpec) { s.Aggregation = coordinator.Aggregation{Rule: "fedavg"} }, true},
-		{"median", func(s *coordinator.JobSpec) { s.Aggregation.Rule = "median" }, false},
-		{"trimmed_mean", func(s *coordinator.JobSpec) { s.Aggregation = coordinator.Aggregation{Rule: "trimmed_mean", Beta: 0.3} }, false},
-		{"multi_krum", func(s *coordinator.JobSpec) { s.Aggregation = coordinator.Aggregation{Rule: "multi_krum", F: 3} }, false},
+		{"fedavg", func(s *state.JobSpec) { s.Aggregation = state.Aggregation{Rule: "fedavg"} }, true},
+		{"median", func(s *state.JobSpec) { s.Aggregation.Rule = "median" }, false},
+		{"trimmed_mean", func(s *state.JobSpec) { s.Aggregation = state.Aggregation{Rule: "trimmed_mean", Beta: 0.3} }, false},
+		{"multi_krum", func(s *state.JobSpec) { s.Aggregation = state.Aggregation{Rule: "multi_krum", F: 3} }, false},
 		{"grouped secure median", grouped, false},
 	}
 	for _, c := range cases {

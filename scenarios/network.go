@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netsim"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -47,8 +48,8 @@ type LinkSpec struct {
 	// Between names the two regions (links only).
 	Between []string `yaml:"between"`
 	// Latency is the one-way delay; Jitter adds up to that much more.
-	Latency coordinator.Duration `yaml:"latency"`
-	Jitter  coordinator.Duration `yaml:"jitter"`
+	Latency state.Duration `yaml:"latency"`
+	Jitter  state.Duration `yaml:"jitter"`
 	// Bandwidth is "100Mbit", "1Gbit", "500kbit" (per second); empty is
 	// unlimited.
 	Bandwidth string `yaml:"bandwidth"`

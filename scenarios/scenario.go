@@ -11,9 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/accord-fl/accord/coordinator"
 )
 
 // DemoYAML is the scenario `accord demo` and `make demo` run.
@@ -23,13 +22,13 @@ var DemoYAML []byte
 
 // Scenario is a scenario file.
 type Scenario struct {
-	Name         string               `yaml:"name"`
-	Description  string               `yaml:"description"`
-	Coordinators []CoordinatorSpec    `yaml:"coordinators"`
-	Participants ParticipantsSpec     `yaml:"participants"`
-	Job          coordinator.JobSpec  `yaml:"job"`
-	Faults       []Fault              `yaml:"faults"`
-	Timeout      coordinator.Duration `yaml:"timeout"`
+	Name         string            `yaml:"name"`
+	Description  string            `yaml:"description"`
+	Coordinators []CoordinatorSpec `yaml:"coordinators"`
+	Participants ParticipantsSpec  `yaml:"participants"`
+	Job          state.JobSpec     `yaml:"job"`
+	Faults       []Fault           `yaml:"faults"`
+	Timeout      state.Duration    `yaml:"timeout"`
 	// Regions are the countries taking part, with their time zones.
 	Regions []RegionSpec `yaml:"regions"`
 	// Network models the links between regions (nil: loopback).
@@ -163,7 +162,7 @@ func Load(path string) (*Scenario, error) {
 // Parse decodes and checks a scenario; unknown fields are errors, and
 // errors name the field and its line.
 func Parse(b []byte) (*Scenario, error) {
-	sc := &Scenario{Job: coordinator.DefaultJobSpec()}
+	sc := &Scenario{Job: state.DefaultJobSpec()}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(sc); err != nil {

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/state"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/accord-fl/accord/coordinator"
 )
 
 // ServeSpec is a scenario's serve section: an accord serve follows the
@@ -22,11 +21,11 @@ type ServeSpec struct {
 	GRPC bool `yaml:"grpc"`
 	// MaxBatch and MaxWait are accord serve's dynamic batching
 	// (--max-batch, --max-wait).
-	MaxBatch int                  `yaml:"max_batch"`
-	MaxWait  coordinator.Duration `yaml:"max_wait"`
+	MaxBatch int            `yaml:"max_batch"`
+	MaxWait  state.Duration `yaml:"max_wait"`
 	// Poll is how often accord serve asks the coordinators for a newer
 	// round (--poll).
-	Poll coordinator.Duration `yaml:"poll"`
+	Poll state.Duration `yaml:"poll"`
 	// Clients is how many clients send requests at once; with both
 	// endpoints, every other client calls gRPC.
 	Clients int `yaml:"clients"`
@@ -44,8 +43,8 @@ type ServeSpec struct {
 // clients sending 20 one-row requests a second together, until the job
 // ends.
 func DefaultServeSpec() ServeSpec {
-	return ServeSpec{REST: true, GRPC: true, MaxBatch: 32, MaxWait: coordinator.Duration(2 * time.Millisecond),
-		Poll: coordinator.Duration(200 * time.Millisecond), Clients: 2, Rate: 20, Rows: 1}
+	return ServeSpec{REST: true, GRPC: true, MaxBatch: 32, MaxWait: state.Duration(2 * time.Millisecond),
+		Poll: state.Duration(200 * time.Millisecond), Clients: 2, Rate: 20, Rows: 1}
 }
 
 // applyServeDefaults decodes the serve section of doc, if it has one, over

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 )
 
 // serveBase is a valid scenario to which the tests add a serve section.
@@ -42,7 +42,7 @@ func TestServeSection(t *testing.T) {
 		{"max_wait 0 kept", "serve: {max_wait: 0s}", with(func(s *ServeSpec) { s.MaxWait = 0 }), ""},
 		{"REST only", "serve: {grpc: false, rate: 5, rows: 3}", with(func(s *ServeSpec) { s.GRPC, s.Rate, s.Rows = false, 5, 3 }), ""},
 		{"every field", "serve:\n  rest: true\n  grpc: false\n  max_batch: 8\n  max_wait: 5ms\n  poll: 1s\n  clients: 3\n  rate: 40\n  rows: 2\n  requests: 100\n",
-			&ServeSpec{REST: true, MaxBatch: 8, MaxWait: coordinator.Duration(5 * time.Millisecond), Poll: coordinator.Duration(time.Second),
+			&ServeSpec{REST: true, MaxBatch: 8, MaxWait: state.Duration(5 * time.Millisecond), Poll: state.Duration(time.Second),
 				Clients: 3, Rate: 40, Rows: 2, Requests: 100}, ""},
 		{"serves nothing", "serve: {rest: false, grpc: false}", nil, "serve"},
 		{"max_batch 0", "serve: {max_batch: 0}", nil, "serve.max_batch"},

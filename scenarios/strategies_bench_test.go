@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 )
 
 // BenchmarkPathologicalRoundsTo97 runs scenarios/pathological.yaml (the
@@ -21,12 +21,12 @@ func BenchmarkPathologicalRoundsTo97(b *testing.B) {
 	}
 	cases := []struct {
 		name string
-		edit func(*coordinator.JobSpec)
+		edit func(*state.JobSpec)
 	}{
-		{"fedavg", func(s *coordinator.JobSpec) {}},
-		{"fedavgm", func(s *coordinator.JobSpec) {
+		{"fedavg", func(s *state.JobSpec) {}},
+		{"fedavgm", func(s *state.JobSpec) {
 			s.Strategy = "fedavgm"
-			s.Server = coordinator.ServerOptimizer{LR: 0.3, Momentum: 0.9}
+			s.Server = state.ServerOptimizer{LR: 0.3, Momentum: 0.9}
 		}},
 	}
 	for _, c := range cases {

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -61,14 +61,14 @@ type Event struct {
 	Region string `yaml:"region"`
 	// Duration (wall time) or Rounds (rounds committed by the others)
 	// bound a partition.
-	Duration coordinator.Duration `yaml:"duration"`
-	Rounds   uint32               `yaml:"rounds"`
+	Duration state.Duration `yaml:"duration"`
+	Rounds   uint32         `yaml:"rounds"`
 	// Fraction of participants concerned (dropout, hostile).
 	Fraction float64 `yaml:"fraction"`
 	// Scale is a hostile participant's factor (0: 10).
 	Scale float64 `yaml:"scale"`
 	// Delay is a straggler's least time per local epoch.
-	Delay coordinator.Duration `yaml:"delay"`
+	Delay state.Duration `yaml:"delay"`
 }
 
 // String is a short label: "partition de", "kill_coordinator leader".

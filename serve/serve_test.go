@@ -23,8 +23,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -89,11 +89,11 @@ func startFederation(t *testing.T, rounds uint32) *federation {
 	}
 	adminCert := tc.AdminCert("ops", org)
 	admin := tc.AdminWith(0, adminCert)
-	spec := coordinator.DefaultJobSpec()
+	spec := state.DefaultJobSpec()
 	spec.Name, spec.Model, spec.Dataset = "blobs", "logreg:8-3", "blobs"
 	spec.Rounds, spec.TargetAccuracy = rounds, 0
 	spec.ParticipantsPerRound, spec.MinParticipants = 3, 2
-	spec.RoundDeadline = coordinator.Duration(5 * time.Second)
+	spec.RoundDeadline = state.Duration(5 * time.Second)
 	var jobID string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: spec.ToProto()})

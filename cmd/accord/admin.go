@@ -14,7 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -199,12 +199,12 @@ func (m *Main) runJob(ctx context.Context, args []string) error {
 }
 
 // loadJobFile reads a YAML job file over the defaults and validates it.
-func loadJobFile(path string) (coordinator.JobSpec, error) {
+func loadJobFile(path string) (state.JobSpec, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return coordinator.JobSpec{}, err
+		return state.JobSpec{}, err
 	}
-	spec := coordinator.DefaultJobSpec()
+	spec := state.DefaultJobSpec()
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&spec); err != nil {

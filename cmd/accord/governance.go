@@ -15,7 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/accord-fl/accord/audit"
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -91,8 +91,8 @@ func proposalKind(id string) string {
 }
 
 // loadPolicyFile reads a YAML federation policy.
-func loadPolicyFile(path string) (coordinator.Policy, error) {
-	var p coordinator.Policy
+func loadPolicyFile(path string) (state.Policy, error) {
+	var p state.Policy
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return p, err

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/scenarios"
 )
 
@@ -115,7 +115,7 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		// Five epochs of the CNN take a participant sharing two cores with
 		// nine others minutes, not the 2NN's seconds: the 2NN's one-minute
 		// deadline aborted every attempt on a loaded machine.
-		sc.Job.RoundDeadline = coordinator.Duration(10 * time.Minute)
+		sc.Job.RoundDeadline = state.Duration(10 * time.Minute)
 	default:
 		return usageError{fmt.Errorf("--model %q: want 2nn or cnn", *modelName)}
 	}

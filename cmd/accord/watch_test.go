@@ -14,8 +14,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
@@ -153,7 +153,7 @@ func TestJobWatch(t *testing.T) {
 	}
 	admin := tc.AdminOf(0, "ops", "org1")
 	submit := func(dataset string, rounds uint32) string {
-		spec := coordinator.DefaultJobSpec()
+		spec := state.DefaultJobSpec()
 		spec.Name, spec.Model, spec.Dataset, spec.Rounds, spec.TargetAccuracy = "blobs", "logreg:8-3", dataset, rounds, 0
 		spec.ParticipantsPerRound, spec.MinParticipants = 3, 2
 		resp, err := admin.SubmitJob(t.Context(), &pb.SubmitJobRequest{Spec: spec.ToProto()})

@@ -22,6 +22,7 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/coordinator"
+	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -274,7 +275,7 @@ func (tc *Cluster) WaitConverged(timeout time.Duration) {
 
 // WaitJob polls the leader's FSM until the job is no longer running or
 // timeout passes, and returns the job.
-func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *coordinator.Job {
+func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *state.Job {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

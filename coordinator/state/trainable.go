@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -26,7 +26,7 @@ const (
 	maxDatasetName = 128
 )
 
-// datasetsFromRegister merges a registration's dataset names and shapes:
+// DatasetsFromRegister merges a registration's dataset names and shapes:
 // every name, with its declared shape when there is one.
 func DatasetsFromRegister(names []string, holdings []*pb.DatasetShape) ([]DatasetShape, error) {
 	if len(names) > MaxDatasets || len(holdings) > MaxDatasets {
@@ -62,7 +62,7 @@ func DatasetsFromRegister(names []string, holdings []*pb.DatasetShape) ([]Datase
 	return out, nil
 }
 
-// untrainable says why no registered participant could train a job with
+// Untrainable says why no registered participant could train a job with
 // spec, or "" when one could or the coordinators cannot tell. noHolder is
 // set when nobody holds the job's dataset at all.
 func Untrainable(spec JobSpec, ps []*Participant) (why string, noHolder bool) {

@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ import (
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
-// commandType is the first byte of every Raft log entry the FSM applies.
+// CommandType is the first byte of every Raft log entry the FSM applies.
 type CommandType byte
 
 const (
@@ -42,6 +42,7 @@ const (
 // may skip (as Nomad does); without it, an unknown command is corruption.
 const ignoreUnknownFlag CommandType = 0x80
 
+// RegisterParticipant adds a participant to the registry, or updates it.
 type RegisterParticipant struct {
 	Participant Participant `json:"participant"`
 }
@@ -56,6 +57,7 @@ type cancelJob struct {
 	At     int64  `json:"at"`
 }
 
+// OpenRound opens the next attempt of a job's next round.
 type OpenRound struct {
 	JobID string      `json:"job_id"`
 	Round RoundRecord `json:"round"`
@@ -65,6 +67,7 @@ type OpenRound struct {
 	Declared map[string]uint64 `json:"declared,omitempty"`
 }
 
+// CommitRound commits a round attempt's new model and who made it.
 type CommitRound struct {
 	JobID        string   `json:"job_id"`
 	Number       uint32   `json:"number"`
@@ -93,6 +96,7 @@ type CommitRound struct {
 	Silent []string `json:"silent,omitempty"`
 }
 
+// AbortRound ends a round attempt without a model, saying why.
 type AbortRound struct {
 	JobID   string `json:"job_id"`
 	Number  uint32 `json:"number"`
@@ -113,7 +117,7 @@ type AbortRound struct {
 	Order      float64   `json:"order,omitempty"`
 }
 
-// recordLate notes that a participant recorded silent in a closed attempt
+// RecordLate notes that a participant recorded silent in a closed attempt
 // did answer, too late to count: its update (or secure-aggregation
 // message) reached the leader after the attempt or its phase closed.
 type RecordLate struct {
@@ -123,12 +127,14 @@ type RecordLate struct {
 	Participant string `json:"participant"`
 }
 
+// RecordEvaluation records the federated evaluation of a committed model.
 type RecordEvaluation struct {
 	JobID      string     `json:"job_id"`
 	ModelRound uint32     `json:"model_round"`
 	Eval       Evaluation `json:"eval"`
 }
 
+// FinishJob ends a job: succeeded, failed or cancelled, and why.
 type FinishJob struct {
 	JobID       string       `json:"job_id"`
 	Status      pb.JobStatus `json:"status"`
@@ -137,7 +143,7 @@ type FinishJob struct {
 	At          int64        `json:"at"`
 }
 
-// encodeCommand lays out a log entry: the type byte, then JSON.
+// EncodeCommand lays out a log entry: the type byte, then JSON.
 func EncodeCommand(t CommandType, body any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -208,6 +214,25 @@ type FSM struct {
 
 var _ raft.FSM = (*FSM)(nil)
 
+// NotifyRevocations makes the FSM tell fn of revocations as they are
+// applied; fn must not block or call back into the FSM. Call it before the
+// FSM is used.
+func (f *FSM) NotifyRevocations(fn func([]Revocation)) { f.onRevoke = fn }
+
+// Restores counts the snapshots the FSM has restored.
+func (f *FSM) Restores() int64 { return f.restores.Load() }
+
+// HoldApplies makes fn run before each command is applied, outside the
+// FSM's lock (nil: none): a seam through which tests hold an apply, as a
+// slow commit would. The binary never sets it.
+func (f *FSM) HoldApplies(fn func(CommandType)) {
+	if fn == nil {
+		f.beforeApply.Store(nil)
+		return
+	}
+	f.beforeApply.Store(&fn)
+}
+
 // NewFSM returns an empty FSM that checks admin signatures against the
 // federation CA in ca (nil: it refuses every admin action).
 func NewFSM(ca *x509.CertPool) *FSM {
@@ -245,7 +270,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 	case CmdCommitRound:
 		err = applyJSON(body, f.applyCommitRound)
 	case CmdAbortRound:
-		err = applyJSON(body, f.ApplyAbortRound)
+		err = applyJSON(body, f.applyAbortRound)
 	case CmdRecordEvaluation:
 		err = applyJSON(body, f.applyRecordEvaluation)
 	case CmdFinishJob:
@@ -455,7 +480,7 @@ func (f *FSM) applyCommitRound(c *CommitRound) error {
 	return nil
 }
 
-func (f *FSM) ApplyAbortRound(c *AbortRound) error {
+func (f *FSM) applyAbortRound(c *AbortRound) error {
 	j, r, err := f.openAttempt(c.JobID, c.Number, c.Attempt)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"crypto/x509"
@@ -31,7 +31,7 @@ type Policy struct {
 // required is the number of distinct organisations that must approve.
 func (p Policy) required() int { return max(1, int(p.ApprovalsRequired)) }
 
-// governed reports whether actions need more than the proposer.
+// Governed reports whether actions need more than the proposer.
 func (p Policy) Governed() bool { return p.required() > 1 }
 
 // admits reports whether org's admins may propose and approve.
@@ -57,6 +57,7 @@ func (p Policy) Validate() error {
 	return nil
 }
 
+// ToProto is the policy as the admin API returns it.
 func (p Policy) ToProto() *pb.Policy {
 	return &pb.Policy{Organizations: p.Organizations, ApprovalsRequired: p.ApprovalsRequired}
 }
@@ -124,6 +125,7 @@ func (f *FSM) counts(a Approval) bool {
 	return f.st.Policy.admits(a.Organization) && f.st.Revoked[a.Serial] == nil
 }
 
+// ToProto is the proposal as the admin API returns it.
 func (p *Proposal) ToProto() *pb.Proposal {
 	out := &pb.Proposal{Id: p.ID, Kind: p.Kind, JobId: p.JobID, Member: p.Member, Reason: p.Reason, ProposedBy: p.ProposedBy,
 		Organization: p.Organization, ApprovalsRequired: p.Required, Status: p.Status, Outcome: p.Outcome, CreatedUnixMs: p.CreatedAt}
@@ -139,6 +141,7 @@ func (p *Proposal) ToProto() *pb.Proposal {
 	return out
 }
 
+// ToProto is the approval as the admin API returns it.
 func (a Approval) ToProto() *pb.Approval {
 	return &pb.Approval{Admin: a.Admin, Organization: a.Organization, UnixMs: a.At}
 }
@@ -153,6 +156,7 @@ type Revocation struct {
 	At           int64  `json:"at"`
 }
 
+// ToProto is the revocation as the admin API returns it.
 func (r *Revocation) ToProto() *pb.Revocation {
 	return &pb.Revocation{Serial: r.Serial, Name: r.Name, Reason: r.Reason, RevokedBy: r.RevokedBy, UnixMs: r.At}
 }
@@ -169,7 +173,7 @@ const (
 	MethodDeleteJob    = "/accord.v1.AdminService/DeleteJob"
 )
 
-// adminAction is the Raft command for every admin action: the admin's
+// AdminAction is the Raft command for every admin action: the admin's
 // signed request itself, plus what only the leader can supply (the time,
 // a new job's ID and initial model). Every coordinator's FSM checks the
 // signature and decodes the request itself, so a leader cannot apply an
@@ -181,7 +185,7 @@ type AdminAction struct {
 	InitialDigest string           `json:"initial_digest,omitempty"`
 }
 
-// actionResult is what applying an admin action returns through the
+// ActionResult is what applying an admin action returns through the
 // future's Response when it succeeds.
 type ActionResult struct {
 	Proposal *Proposal
@@ -758,7 +762,7 @@ func (f *FSM) UsedNonce(key string) bool {
 	return ok
 }
 
-// recordRefusal is the command recording a participant's site refusing a job.
+// RecordRefusal is the command recording a participant's site refusing a job.
 type RecordRefusal struct {
 	JobID       string `json:"job_id"`
 	Participant string `json:"participant"`
@@ -786,6 +790,7 @@ func (f *FSM) applyRecordRefusal(c *RecordRefusal) error {
 	return nil
 }
 
+// Refused reports whether participant id's site refused the job.
 func (j *Job) Refused(participant string) bool {
 	return slices.ContainsFunc(j.Refusals, func(r Refusal) bool { return r.Participant == participant })
 }

@@ -1,9 +1,8 @@
-package coordinator
+package state
 
 import (
 	"slices"
 	"testing"
-	"time"
 
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -20,7 +19,7 @@ func TestRetryLeavesOutTheSilent(t *testing.T) {
 		job = f.st.Jobs["j"] // each apply publishes a new copy (editJob)
 		job.Rounds = append(job.Rounds, &RoundRecord{Number: 3, Attempt: uint32(attempt + 1), Cohort: cohort, Status: pb.RoundStatus_ROUND_STATUS_OPEN})
 		// a and b never upload; the others did.
-		if err := f.ApplyAbortRound(&AbortRound{JobID: "j", Number: 3, Attempt: uint32(attempt + 1), Reason: "deadline", Silent: []string{"a", "b", "zz-not-in-the-cohort"}}); err != nil {
+		if err := f.applyAbortRound(&AbortRound{JobID: "j", Number: 3, Attempt: uint32(attempt + 1), Reason: "deadline", Silent: []string{"a", "b", "zz-not-in-the-cohort"}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -41,30 +40,5 @@ func TestRetryLeavesOutTheSilent(t *testing.T) {
 		if got := job.RetryCandidates(c.round, connected, c.need); !slices.Equal(got, c.want) {
 			t.Errorf("round %d, need %d: %v; want %v", c.round, c.need, got, c.want)
 		}
-	}
-}
-
-// TestEvaluationDecidesTheTargetWithHalfTheEvaluators: an evaluation heard
-// from fewer than half of those asked does not stop a job at its target.
-func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
-	asked := []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
-	for _, c := range []struct {
-		reported int
-		want     bool
-	}{{0, false}, {1, false}, {4, false}, {5, true}, {10, true}} {
-		e := newEvalCollection("j", 1, "d", asked, time.Now())
-		for _, id := range asked[:c.reported] {
-			e.got[id] = true
-		}
-		if got := e.decisive(); got != c.want {
-			t.Errorf("%d of %d reported: decisive %v; want %v", c.reported, len(asked), got, c.want)
-		}
-	}
-	// Only one of the 100 wanted could be asked (the others' queues were
-	// full), and it reported: not enough to stop the job.
-	e := newEvalCollection("j", 1, "d", []string{"a"}, time.Now())
-	e.intended, e.got["a"] = 100, true
-	if e.decisive() {
-		t.Error("1 report of the 100 evaluators wanted stopped the job")
 	}
 }

@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -55,7 +55,7 @@ const (
 	GroupByRegion = "region"
 )
 
-// grouped reports whether rounds run secure aggregation in groups.
+// Grouped reports whether rounds run secure aggregation in groups.
 func (a Aggregation) Grouped() bool { return a.Groups > 0 }
 
 // robust reports whether the rule needs more than the weighted sum.
@@ -63,7 +63,7 @@ func (a Aggregation) robust() bool {
 	return a.Rule != "" && a.Rule != aggregate.RuleFedAvg || a.NormBound > 0
 }
 
-// ruleConfig is the aggregate package's view of the section.
+// RuleConfig is the aggregate package's view of the section.
 func (a Aggregation) RuleConfig() aggregate.RuleConfig {
 	return aggregate.RuleConfig{Name: a.Rule, Beta: a.Beta, F: int(a.F), M: int(a.M), NormBound: a.NormBound, Exact: a.Exact}
 }
@@ -129,7 +129,7 @@ func (s JobSpec) validateStrategy() error {
 	return nil
 }
 
-// minUpdates is the fewest updates a round of n may commit with: the job's
+// MinUpdates is the fewest updates a round of n may commit with: the job's
 // min_participants, and for Krum more than 2f+2.
 func (s JobSpec) MinUpdates(n int) int {
 	m := int(s.MinParticipants)

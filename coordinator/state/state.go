@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"cmp"
@@ -147,7 +147,7 @@ func (r *RoundRecord) answersKnown() bool {
 	return false
 }
 
-// openRound returns the job's open round attempt, or nil.
+// OpenRound returns the job's open round attempt, or nil.
 func (j *Job) OpenRound() *RoundRecord {
 	if n := len(j.Rounds); n > 0 && j.Rounds[n-1].Status == pb.RoundStatus_ROUND_STATUS_OPEN {
 		return j.Rounds[n-1]
@@ -155,7 +155,7 @@ func (j *Job) OpenRound() *RoundRecord {
 	return nil
 }
 
-// committed returns the committed attempt of round number, or nil.
+// Committed returns the committed attempt of round number, or nil.
 func (j *Job) Committed(number uint32) *RoundRecord {
 	if i := j.committedIndex(number); i >= 0 {
 		return j.Rounds[i]
@@ -179,7 +179,7 @@ func (j *Job) committedIndex(number uint32) int {
 	return -1
 }
 
-// modelDigest returns the digest of the model after round number (0: the
+// ModelDigest returns the digest of the model after round number (0: the
 // initial model), or "".
 func (j *Job) ModelDigest(number uint32) string {
 	if number == 0 {
@@ -191,8 +191,10 @@ func (j *Job) ModelDigest(number uint32) string {
 	return ""
 }
 
+// Running reports whether the job is running.
 func (j *Job) Running() bool { return j.Status == pb.JobStatus_JOB_STATUS_RUNNING }
 
+// ToProto is the job as the admin API returns it.
 func (j *Job) ToProto() *pb.Job {
 	return &pb.Job{
 		Id: j.ID, Spec: j.Spec.ToProto(), Status: j.Status, Reason: j.Reason, CommittedRounds: j.CommittedRounds,
@@ -210,6 +212,7 @@ func refusalsToProto(rs []Refusal) []*pb.Refusal {
 	return out
 }
 
+// ToProto is the round attempt as the admin API returns it.
 func (r *RoundRecord) ToProto(jobID string) *pb.Round {
 	return &pb.Round{
 		JobId: jobID, Number: r.Number, Attempt: r.Attempt, Status: r.Status, Cohort: r.Cohort, Contributors: r.Contributors,
@@ -220,6 +223,8 @@ func (r *RoundRecord) ToProto(jobID string) *pb.Round {
 	}
 }
 
+// ToProto is the participant as the admin API returns it, with its
+// connection as this coordinator sees it.
 func (p *Participant) ToProto(connected bool, lastSeen int64) *pb.Participant {
 	out := &pb.Participant{Id: p.ID, Organization: p.Organization, Region: p.Region, Connected: connected,
 		RegisteredUnixMs: p.RegisteredAt, LastSeenUnixMs: lastSeen, Examples: p.Examples}
@@ -229,7 +234,7 @@ func (p *Participant) ToProto(connected bool, lastSeen int64) *pb.Participant {
 	return out
 }
 
-// retryCandidates leaves out of connected the participants that were
+// RetryCandidates leaves out of connected the participants that were
 // silent in an earlier aborted attempt of the same round — a member that
 // is connected but never uploads should not sink the retry too — unless
 // fewer than need would remain. The rule costs the silent ones this round
@@ -252,4 +257,25 @@ func (j *Job) RetryCandidates(number uint32, connected []string, need int) []str
 		return connected
 	}
 	return others
+}
+
+// AbortedInARow counts the aborted attempts of round number, and returns
+// the last one's reason.
+func (j *Job) AbortedInARow(number uint32) (n uint32, last string) {
+	for _, r := range j.Rounds {
+		if r.Number == number && r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
+			n, last = n+1, r.Reason
+		}
+	}
+	return n, last
+}
+
+// Evaluated reports whether the model after round number has a recorded
+// federated evaluation.
+func (j *Job) Evaluated(number uint32) bool {
+	if number == 0 {
+		return j.InitialEval != nil
+	}
+	r := j.Committed(number)
+	return r != nil && r.Eval != nil
 }

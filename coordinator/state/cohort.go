@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"math"
@@ -17,10 +17,10 @@ const observedWindow = 5
 // answered, before its latest, give a participant's selection weight.
 const selectionWindow = 10
 
-// minSelectionWeight is the floor of a participant's selection weight: one
+// MinSelectionWeight is the floor of a participant's selection weight: one
 // that was silent in every recent attempt is still drawn about a tenth as
 // often as one that always answered, so nobody is starved.
-const minSelectionWeight = 0.1
+const MinSelectionWeight = 0.1
 
 // recentAnswered returns the job's latest n attempts that recorded who
 // answered them, newest first.
@@ -64,7 +64,7 @@ func (j *Job) expectedDropout() float64 {
 	return j.observedDropout()
 }
 
-// cohortSize is how many of available candidates a round that wants
+// CohortSize is how many of available candidates a round that wants
 // updates selects: ⌈wanted / (1 − rate)⌉ for the expected dropout rate,
 // at most max_over_selection × wanted, at least wanted, and never more than
 // are available (nor than a secure round takes).
@@ -83,7 +83,7 @@ func (j *Job) CohortSize(wanted, available int) int {
 	return min(n, available)
 }
 
-// selectionWeights gives each participant a weight from its record on the
+// SelectionWeights gives each participant a weight from its record on the
 // job: over the selectionWindow attempts that recorded who answered before
 // the job's latest one, a participant chosen c times and silent in m of
 // them weighs (1 + c − m) / (1 + c), and never less than
@@ -111,7 +111,7 @@ func (j *Job) SelectionWeights() map[string]float64 {
 	w := map[string]float64{}
 	for id, m := range missed {
 		c := chosen[id]
-		w[id] = max(minSelectionWeight, float64(1+c-m)/float64(1+c))
+		w[id] = max(MinSelectionWeight, float64(1+c-m)/float64(1+c))
 	}
 	return w
 }

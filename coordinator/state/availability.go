@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -20,7 +20,7 @@ type Availability struct {
 	ToHour   uint32 `json:"to_hour"`
 }
 
-// availabilityFromProto checks what a participant declared at registration.
+// AvailabilityFromProto checks what a participant declared at registration.
 func AvailabilityFromProto(a *pb.Availability) (*Availability, error) {
 	if a == nil {
 		return nil, nil
@@ -68,7 +68,7 @@ func loadZone(name string) (*time.Location, error) {
 	return l, nil
 }
 
-// at reports whether t falls within the window (nil: always available).
+// At reports whether t falls within the window (nil: always available).
 func (a *Availability) At(t time.Time) bool {
 	if a == nil {
 		return true
@@ -84,7 +84,7 @@ func (a *Availability) At(t time.Time) bool {
 	return h >= a.FromHour || h < a.ToHour
 }
 
-// equal reports whether two declarations are the same.
+// Equal reports whether two declarations are the same.
 func (a *Availability) Equal(b *Availability) bool {
 	if a == nil || b == nil {
 		return a == b
@@ -116,6 +116,7 @@ func (s *SimulatedClock) validate() error {
 	return nil
 }
 
+// StartTime is the simulated time of the job's first round.
 func (s *SimulatedClock) StartTime() time.Time {
 	t, _ := time.Parse(time.RFC3339, s.Start) // validated
 	return t
@@ -136,7 +137,7 @@ func simulatedClockFromProto(p *pb.SimulatedClock) *SimulatedClock {
 	return &SimulatedClock{Start: time.UnixMilli(p.GetStartUnixMs()).UTC().Format(time.RFC3339), PerRound: Duration(time.Duration(perRound) * time.Millisecond)}
 }
 
-// holds reports whether the participant may train on dataset: it
+// Holds reports whether the participant may train on dataset: it
 // registered it, or registered no datasets at all (an older daemon, whose
 // holdings are unknown).
 func (p *Participant) Holds(dataset string) bool {

@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -40,7 +40,7 @@ const (
 // DefaultDelta is a dp section's delta when it sets none.
 const DefaultDelta = 1e-5
 
-// delta is the δ ε is reported at, defaulted.
+// EffectiveDelta is the δ ε is reported at, defaulted.
 func (d *DifferentialPrivacy) EffectiveDelta() float64 {
 	if d.Delta == 0 {
 		return DefaultDelta
@@ -114,7 +114,7 @@ type Privacy struct {
 	Order      float64        `json:"order"`
 }
 
-// roundPrivacy is what one more round at sampling rate q spends: the
+// RoundPrivacy is what one more round at sampling rate q spends: the
 // per-order RDP to compose and the job's ε and order after it. The leader
 // computes it and writes it into the commit command; every FSM composes
 // the vector with additions only (dp.Accountant.ComposeRDP), because the
@@ -172,7 +172,7 @@ func (j *Job) spend(rdp []float64, eps, order float64) error {
 	return nil
 }
 
-// epsilon is the job's ε so far (0 before its first round).
+// Epsilon is the job's ε so far (0 before its first round).
 func (j *Job) Epsilon() float64 {
 	if j.Privacy == nil {
 		return 0
@@ -180,7 +180,7 @@ func (j *Job) Epsilon() float64 {
 	return j.Privacy.Epsilon
 }
 
-// epsilonAfterRound is the job's ε if one more round at sampling rate q
+// EpsilonAfterRound is the job's ε if one more round at sampling rate q
 // committed.
 func (j *Job) EpsilonAfterRound(q float64) float64 {
 	_, eps, _ := j.RoundPrivacy(q)

@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -26,7 +26,7 @@ const maxReasonBytes = 200
 // maxTaskFailures bounds the failures a job keeps.
 const maxTaskFailures = 8
 
-// recordTaskFailure is the command recording a participant's failed task.
+// RecordTaskFailure is the command recording a participant's failed task.
 type RecordTaskFailure struct {
 	JobID   string      `json:"job_id"`
 	Failure TaskFailure `json:"failure"`
@@ -66,7 +66,7 @@ func (f *FSM) applyRecordTaskFailure(c *RecordTaskFailure) error {
 	return nil
 }
 
-// sanitizeReason makes a participant's reason fit to show: valid UTF-8,
+// SanitizeReason makes a participant's reason fit to show: valid UTF-8,
 // control and format characters (newlines, escapes, bidirectional
 // overrides) turned into spaces, runs of spaces collapsed, at most
 // maxReasonBytes.
@@ -99,7 +99,7 @@ func SanitizeReason(s string) string {
 	return out[:cut] + ellipsis
 }
 
-// refusalSummary names why cohort members refused or failed a round's
+// RefusalSummary names why cohort members refused or failed a round's
 // task, grouping participants that gave the same reason: "participants
 // refused: site-1, site-2: shape mismatch: …". At most three reasons and
 // three names a reason are listed; "" with none.
@@ -142,7 +142,7 @@ func RefusalSummary(reasons map[string]string) string {
 	return "participants refused: " + strings.Join(parts, "; ")
 }
 
-// failuresOf returns the job's recorded training failures of one round
+// FailuresOf returns the job's recorded training failures of one round
 // attempt (attempt 0: of any attempt of the round), as a reason map.
 func (j *Job) FailuresOf(round, attempt uint32) map[string]string {
 	out := map[string]string{}

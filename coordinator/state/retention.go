@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -60,7 +60,7 @@ func retainFromProto(p *pb.Retain) *Retain {
 	return &Retain{All: p.All, Last: p.Last, Every: p.Every, Best: p.Best}
 }
 
-// retained lists the rounds (0: the initial model) whose models the job
+// Retained lists the rounds (0: the initial model) whose models the job
 // keeps.
 func (j *Job) Retained() map[uint32]bool {
 	keep := map[uint32]bool{}
@@ -103,7 +103,7 @@ func (j *Job) Retained() map[uint32]bool {
 	return keep
 }
 
-// modelDigests returns the digests of the job's models and server
+// ModelDigests returns the digests of the job's models and server
 // optimiser states, kept and deleted.
 func (j *Job) ModelDigests() (kept, deleted []string) {
 	keep := j.Retained()

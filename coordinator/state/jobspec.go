@@ -1,4 +1,4 @@
-package coordinator
+package state
 
 import (
 	"fmt"
@@ -95,7 +95,7 @@ func (s JobSpec) maxOverSelection() float64 {
 	return s.MaxOverSelection
 }
 
-// stragglerFactor is the job's straggler factor, defaulted; 0 means the
+// EffectiveStragglerFactor is the job's straggler factor, defaulted; 0 means the
 // rule is off.
 func (s JobSpec) EffectiveStragglerFactor() float64 {
 	switch {
@@ -115,7 +115,7 @@ const DefaultMaxUpdateNorm = 1000
 // DefaultMaxAttempts is a job's max_attempts when it sets none.
 const DefaultMaxAttempts = 10
 
-// maxUpdateNorm is the job's bound on an update's norm, defaulted.
+// EffectiveMaxUpdateNorm is the job's bound on an update's norm, defaulted.
 func (s JobSpec) EffectiveMaxUpdateNorm() float64 {
 	if s.MaxUpdateNorm == 0 {
 		return DefaultMaxUpdateNorm
@@ -123,7 +123,7 @@ func (s JobSpec) EffectiveMaxUpdateNorm() float64 {
 	return s.MaxUpdateNorm
 }
 
-// maxAttempts is the job's bound on a round's aborted attempts in a row.
+// EffectiveMaxAttempts is the job's bound on a round's aborted attempts in a row.
 func (s JobSpec) EffectiveMaxAttempts() uint32 {
 	if s.MaxAttempts == 0 {
 		return DefaultMaxAttempts
@@ -131,7 +131,7 @@ func (s JobSpec) EffectiveMaxAttempts() uint32 {
 	return s.MaxAttempts
 }
 
-// maxSecureCohort bounds a secure round's cohort: choosing its graph and
+// MaxSecureCohort bounds a secure round's cohort: choosing its graph and
 // the protocol's cost grow with it (secagg.ChooseGraph takes ~14 ms at 1,000).
 const MaxSecureCohort = 1000
 
@@ -142,7 +142,7 @@ const DefaultMaxExamples = 100_000
 // maxExamplesLimit bounds max_examples itself.
 const maxExamplesLimit = 1 << 32
 
-// maxExamples is the job's cap on one participant's weight, defaulted.
+// EffectiveMaxExamples is the job's cap on one participant's weight, defaulted.
 func (s JobSpec) EffectiveMaxExamples() uint64 {
 	if s.MaxExamples == 0 {
 		return DefaultMaxExamples
@@ -150,7 +150,7 @@ func (s JobSpec) EffectiveMaxExamples() uint64 {
 	return s.MaxExamples
 }
 
-// weight is what a participant claiming examples counts for in this job.
+// Weight is what a participant claiming examples counts for in this job.
 func (s JobSpec) Weight(examples uint64) uint64 { return min(examples, s.EffectiveMaxExamples()) }
 
 // SecureAggregation is the job file's secure_aggregation section. With a
@@ -187,7 +187,7 @@ const (
 // Enabled reports whether updates are masked.
 func (sa SecureAggregation) Enabled() bool { return sa.Mode != "" && sa.Mode != "none" }
 
-// clip is the clipping range, defaulted.
+// EffectiveClip is the clipping range, defaulted.
 func (sa SecureAggregation) EffectiveClip() float64 {
 	if sa.Clip == 0 {
 		return 1
@@ -195,7 +195,7 @@ func (sa SecureAggregation) EffectiveClip() float64 {
 	return sa.Clip
 }
 
-// phaseDeadline is each post-training phase's time limit, defaulted.
+// EffectivePhaseDeadline is each post-training phase's time limit, defaulted.
 func (sa SecureAggregation) EffectivePhaseDeadline() time.Duration {
 	if sa.PhaseDeadline == 0 {
 		return 10 * time.Second
@@ -203,7 +203,7 @@ func (sa SecureAggregation) EffectivePhaseDeadline() time.Duration {
 	return time.Duration(sa.PhaseDeadline)
 }
 
-// graph returns the degree and threshold for a cohort of n clients.
+// Graph returns the degree and threshold for a cohort of n clients.
 func (sa SecureAggregation) Graph(n int) (k, t int, err error) {
 	if n < 3 {
 		return 0, 0, fmt.Errorf("secure aggregation needs a cohort of at least 3; this one has %d", n)
