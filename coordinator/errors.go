@@ -21,19 +21,6 @@ import (
 var (
 	// ErrNotLeader means the call needs the Raft leader and this node is not it.
 	ErrNotLeader = errors.New("not the leader")
-	// ErrWrongRound means an update names a round that is not open.
-	ErrWrongRound = errors.New("round is not open")
-	// ErrRoundClosed means an update (or secure-aggregation message) came
-	// after its round, or its phase, had closed: the round went on
-	// without it. The sender is recorded late, not silent.
-	ErrRoundClosed = errors.New("round closed")
-	// ErrWrongPhase means a secure-aggregation message came outside its
-	// phase of the round.
-	ErrWrongPhase = errors.New("not this phase of secure aggregation")
-	// ErrNotInCohort means the sender was not selected for the round.
-	ErrNotInCohort = errors.New("participant is not in the round's cohort")
-	// ErrDuplicate means the sender already submitted an update this round.
-	ErrDuplicate = errors.New("update already received from this participant this round")
 	// ErrUnknownModel means no stored model has the digest.
 	ErrUnknownModel = errors.New("unknown model")
 )

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/accord-fl/accord/aggregate"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -33,33 +32,6 @@ type leaderState struct {
 	kick chan struct{}
 	// decider makes the scheduling pass's decisions (set by New).
 	decider decider
-}
-
-// jobRun is one job's work in flight on the leader: decide changes it
-// under the leader's lock; participants' calls change round, eval and
-// reasons under it. The executor, on the leader loop's goroutine like
-// decide, also keeps optimizer here.
-type jobRun struct {
-	// started is set at the job's first decision on this leader: a round
-	// open in the FSM then was left by the previous leader.
-	started       bool
-	round         *round
-	eval          *evalCollection
-	evalAttempted map[uint32]bool // models whose evaluation was started
-	waitingLogged bool
-	// optimizer is the server optimiser's state after round optimizerRound.
-	optimizer      *aggregate.OptimizerState
-	optimizerRound uint32
-	// reasons are why members of the open round's cohort refused or
-	// failed its task, by participant (cut to maxReasonBytes), for the
-	// abort reason.
-	reasons map[string]string
-	// clockBase, clockSkip and clockWaitSince are the leader's wait on a
-	// simulated clock (roundTime): the next attempt's base time, the steps
-	// moved on from it, and since when too few have come.
-	clockBase      time.Time
-	clockSkip      int
-	clockWaitSince time.Time
 }
 
 // kickLeader wakes the leader loop early (an update or report arrived).
@@ -474,15 +446,6 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 		return nil, fmt.Errorf("%w: task kind %v", state.ErrBadRequest, req.GetKind())
 	}
 	return &failure, nil
-}
-
-// withReasons appends to an abort reason why cohort members refused or
-// failed the round's task, if any did.
-func withReasons(reason string, reasons map[string]string) string {
-	if s := state.RefusalSummary(reasons); s != "" {
-		return reason + "; " + s
-	}
-	return reason
 }
 
 // probeModel checks a new model before it is committed: every parameter

@@ -1,0 +1,34 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/accord-fl/accord/aggregate"
+)
+
+// jobRun is one job's work in flight on the leader: decide changes it
+// under the leader's lock; participants' calls change round, eval and
+// reasons under it. The executor, on the leader loop's goroutine like
+// decide, also keeps optimizer here.
+type jobRun struct {
+	// started is set at the job's first decision on this leader: a round
+	// open in the FSM then was left by the previous leader.
+	started       bool
+	round         *round
+	eval          *evalCollection
+	evalAttempted map[uint32]bool // models whose evaluation was started
+	waitingLogged bool
+	// optimizer is the server optimiser's state after round optimizerRound.
+	optimizer      *aggregate.OptimizerState
+	optimizerRound uint32
+	// reasons are why members of the open round's cohort refused or
+	// failed its task, by participant (cut to maxReasonBytes), for the
+	// abort reason.
+	reasons map[string]string
+	// clockBase, clockSkip and clockWaitSince are the leader's wait on a
+	// simulated clock (roundTime): the next attempt's base time, the steps
+	// moved on from it, and since when too few have come.
+	clockBase      time.Time
+	clockSkip      int
+	clockWaitSince time.Time
+}
