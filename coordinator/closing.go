@@ -44,7 +44,7 @@ func roundDuration(d time.Duration) string { return d.Round(time.Millisecond).St
 
 // withReasons appends to an abort reason why cohort members refused or
 // failed the round's task, if any did.
-func withReasons(reason string, reasons map[string]string) string {
+func WithReasons(reason string, reasons map[string]string) string {
 	if s := state.RefusalSummary(reasons); s != "" {
 		return reason + "; " + s
 	}

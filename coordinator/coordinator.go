@@ -266,7 +266,7 @@ func New(cfg Config) (*Coordinator, error) {
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
 	c.peers = newPeers(c)
-	c.leader.decider = decider{world: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, ca: cfg.CA}
+	c.leader.decider = Decider{World: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, CA: cfg.CA}
 	c.fsm.NotifyRevocations(c.revoked.push)
 	return c, nil
 }

@@ -29,41 +29,41 @@ import (
 // world is what decide reads besides a job and the leader's memory of it.
 // The coordinator's is its participants' sessions and its FSM's registry
 // (coordinatorWorld); tests give a fixed one.
-type world interface {
+type World interface {
 	// connected returns the participants whose task streams are open and
 	// that hold dataset ("": any), sorted.
-	connected(dataset string) []string
+	Connected(dataset string) []string
 	// live reports whether the participant's task stream is open.
-	live(id string) bool
+	Live(id string) bool
 	// participant returns a registered participant (nil: unknown).
-	participant(id string) *state.Participant
+	Participant(id string) *state.Participant
 	// participantIDs returns every registered participant, sorted.
-	participantIDs() []string
+	ParticipantIDs() []string
 }
 
 // An effect is one thing a decision asks the executor to do.
-type effect interface{ effect() }
+type Effect interface{ effect() }
 
 // addressed is a task for one participant.
 type addressed struct {
-	to   string
-	task *pb.Task
+	To   string
+	Task *pb.Task
 }
 
 // propose commits a command through Raft: an abort, the end of a job, an
 // evaluation's result.
-type propose struct {
-	kind state.CommandType
-	body any
+type Propose struct {
+	Kind state.CommandType
+	Body any
 }
 
 // openAttempt opens a round attempt: it fetches the base model into the
 // round, commits the openRound command, makes the round the job's open one
 // and sends the cohort its tasks. Until then no update for it is taken.
-type openAttempt struct {
-	round *round
-	cmd   state.OpenRound
-	tasks []addressed
+type OpenAttempt struct {
+	Round *Round
+	Cmd   state.OpenRound
+	Tasks []addressed
 }
 
 // closeAttempt closes a round decide detached from the job (no call of a
@@ -71,100 +71,100 @@ type openAttempt struct {
 // rule's result; with secure aggregation, it unmasks the groups whose
 // unmasking phase closed), steps the server optimiser and commits the new
 // model, or aborts the attempt if any of that fails.
-type closeAttempt struct{ round *round }
+type CloseAttempt struct{ Round *Round }
 
 // sendTasks sends the tasks of a secure-aggregation phase.
-type sendTasks struct{ tasks []addressed }
+type SendTasks struct{ Tasks []addressed }
 
 // askEvaluation sends the tasks of an evaluation decide started (run.eval);
 // participants whose task cannot be queued are not waited for.
-type askEvaluation struct {
-	eval  *evalCollection
-	tasks []addressed
+type AskEvaluation struct {
+	Eval  *evalCollection
+	Tasks []addressed
 }
 
 // phaseClosed counts a secure-aggregation phase that ended, for metrics.
-type phaseClosed struct {
-	phase    secPhase
-	seconds  float64
-	dropouts int
+type PhaseClosed struct {
+	Phase    secPhase
+	Seconds  float64
+	Dropouts int
 }
 
 // note is a log line.
-type note struct {
-	level slog.Level
-	msg   string
-	args  []any
+type Note struct {
+	Level slog.Level
+	Msg   string
+	Args  []any
 }
 
-func (propose) effect()       {}
-func (openAttempt) effect()   {}
-func (closeAttempt) effect()  {}
-func (sendTasks) effect()     {}
-func (askEvaluation) effect() {}
-func (phaseClosed) effect()   {}
-func (note) effect()          {}
+func (Propose) effect()       {}
+func (OpenAttempt) effect()   {}
+func (CloseAttempt) effect()  {}
+func (SendTasks) effect()     {}
+func (AskEvaluation) effect() {}
+func (PhaseClosed) effect()   {}
+func (Note) effect()          {}
 
 // decider makes the leader's decisions.
-type decider struct {
-	world world
+type Decider struct {
+	World World
 	// ca verifies secure-aggregation advertisements.
-	ca *x509.CertPool
+	CA *x509.CertPool
 }
 
 // decision is one decide call in the making: its inputs and the effects
 // chosen so far.
 type decision struct {
-	decider
+	Decider
 	job     *state.Job
-	run     *jobRun
+	run     *JobRun
 	now     time.Time
-	effects []effect
+	effects []Effect
 }
 
 // decide takes the next step of one job at now: finish an evaluation,
 // advance or close its open round, or start an evaluation or the next
 // round, or end the job. The caller holds the leader's lock, which guards
 // run.
-func (d decider) decide(job *state.Job, run *jobRun, now time.Time) []effect {
-	s := &decision{decider: d, job: job, run: run, now: now}
+func (d Decider) Decide(job *state.Job, run *JobRun, now time.Time) []Effect {
+	s := &decision{Decider: d, job: job, run: run, now: now}
 	s.step()
 	return s.effects
 }
 
-func (s *decision) emit(e effect) { s.effects = append(s.effects, e) }
+func (s *decision) emit(e Effect) { s.effects = append(s.effects, e) }
 
 func (s *decision) log(level slog.Level, msg string, args ...any) {
-	s.emit(note{level: level, msg: msg, args: append([]any{"job", s.job.ID}, args...)})
+	s.emit(Note{Level: level, Msg: msg, Args: append([]any{"job", s.job.ID}, args...)})
 }
 
 func (s *decision) step() {
 	job, run, now, spec := s.job, s.run, s.now, s.job.Spec
 	inherited := !run.started
 	run.started = true
-	if ev := run.eval; ev != nil {
+	if ev := run.Eval; ev != nil {
 		if !ev.finished(now) {
 			return
 		}
-		run.eval = nil
+		run.Eval = nil
 		if ev.sum.Reporters > 0 {
-			s.emit(propose{state.CmdRecordEvaluation, state.RecordEvaluation{JobID: job.ID, ModelRound: ev.modelRound, Eval: ev.sum}})
-			s.log(slog.LevelInfo, "model evaluated", "round", ev.modelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
+			s.emit(Propose{state.CmdRecordEvaluation, state.RecordEvaluation{JobID: job.ID, ModelRound: ev.ModelRound, Eval: ev.sum}})
+			s.log(slog.LevelInfo, "model evaluated", "round", ev.ModelRound, "accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters)
 			if reached := spec.TargetAccuracy > 0 && ev.sum.Accuracy() >= spec.TargetAccuracy; reached && ev.decisive() {
 				s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("target accuracy %.4g reached by round %d (%.4f)",
-					spec.TargetAccuracy, ev.modelRound, ev.sum.Accuracy()), ev.modelRound)
+					spec.TargetAccuracy, ev.ModelRound, ev.sum.Accuracy()), ev.ModelRound)
 				return
 			} else if reached {
-				s.log(slog.LevelInfo, "target accuracy reached by too few evaluators to stop the job", "round", ev.modelRound,
-					"accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters, "asked", len(ev.expected))
+				s.log(slog.LevelInfo, "target accuracy reached by too few evaluators to stop the job", "round", ev.ModelRound,
+					"accuracy", ev.sum.Accuracy(), "reporters", ev.sum.Reporters, "asked", len(ev.Expected))
 			}
 		}
 	}
-	if r := run.round; r != nil && r.secure() {
+	if r := run.Round; r != nil && r.Secure() {
 		s.advanceSecure()
 		return
 	}
-	if r := run.round; r != nil {
+	if r := run.Round; r != nil {
 		s.closePlain()
 		return
 	}
@@ -183,7 +183,7 @@ func (s *decision) step() {
 	// (participants still reconnecting after a leader change) is not an
 	// attempt: the evaluation starts once someone is back.
 	latest := job.CommittedRounds
-	if spec.EvaluateFraction > 0 && !run.evalAttempted[latest] && !job.Evaluated(latest) && s.startEvaluation(latest) {
+	if spec.EvaluateFraction > 0 && !run.EvalAttempted[latest] && !job.Evaluated(latest) && s.startEvaluation(latest) {
 		return
 	}
 	if latest >= spec.Rounds {
@@ -208,26 +208,26 @@ func (s *decision) step() {
 // closePlain closes the open plain round if its outcome is known: it
 // detaches the round for the executor to commit, or aborts it.
 func (s *decision) closePlain() {
-	run, r := s.run, s.run.round
+	run, r := s.run, s.run.Round
 	outcome, why := r.outcome(s.now)
 	switch outcome {
 	case roundComplete, roundCommit:
-		run.round = nil
-		r.closedBy = why
-		s.emit(closeAttempt{round: r})
+		run.Round = nil
+		r.ClosedBy = why
+		s.emit(CloseAttempt{Round: r})
 	case roundAbort:
-		run.round = nil
-		s.abort(r.abort(withReasons(why, run.reasons), s.now))
+		run.Round = nil
+		s.abort(r.Abort(WithReasons(why, run.Reasons), s.now))
 	case roundPending:
 		// Everyone who will answer has, and too few updates came: waiting
 		// for the deadline would change nothing.
-		if len(r.refused) > 0 && len(r.contributors)+len(r.refused) == len(r.cohortList) {
-			run.round = nil
-			msg := fmt.Sprintf("%d of %d updates (minimum %d): the other cohort members refused or failed the task", len(r.contributors), len(r.cohortList), r.minUpdates)
-			if len(r.contributors) == 0 {
+		if len(r.Refused) > 0 && len(r.Contributors)+len(r.Refused) == len(r.CohortList) {
+			run.Round = nil
+			msg := fmt.Sprintf("%d of %d updates (minimum %d): the other cohort members refused or failed the task", len(r.Contributors), len(r.CohortList), r.minUpdates)
+			if len(r.Contributors) == 0 {
 				msg = "no update arrived: every cohort member refused or failed the task"
 			}
-			s.abort(r.abort(withReasons(msg, run.reasons), s.now))
+			s.abort(r.Abort(WithReasons(msg, run.Reasons), s.now))
 		}
 	}
 }
@@ -239,14 +239,14 @@ func (s *decision) closePlain() {
 // before unmasking, it is aborted here.
 func (s *decision) advanceSecure() {
 	job, run, now := s.job, s.run, s.now
-	r := run.round
-	live := func(id string) bool { return s.world.live(id) && !r.refused[id] }
+	r := run.Round
+	live := func(id string) bool { return s.World.Live(id) && !r.Refused[id] }
 	pending, unmasking := false, false
-	for _, g := range r.groups {
-		if g.err != nil || g.phase == phaseDone {
+	for _, g := range r.Groups {
+		if g.Err != nil || g.Phase == phaseDone {
 			continue
 		}
-		if g.phase == phaseUnmask {
+		if g.Phase == PhaseUnmask {
 			// Unmasking is the heavy step: the executor runs it, outside
 			// the leader's lock, once every group is ready.
 			if g.closing(now, live) {
@@ -256,19 +256,19 @@ func (s *decision) advanceSecure() {
 			}
 			continue
 		}
-		phase, missing, started := g.phase, len(g.waiting), g.phaseStart
+		phase, missing, started := g.Phase, len(g.Waiting), g.PhaseStart
 		kind, tasks, err := g.advance(now, live)
-		if err != nil || g.phase != phase {
-			s.emit(phaseClosed{phase: phase, seconds: now.Sub(started).Seconds(), dropouts: missing})
+		if err != nil || g.Phase != phase {
+			s.emit(PhaseClosed{Phase: phase, Seconds: now.Sub(started).Seconds(), Dropouts: missing})
 		}
 		if err != nil {
-			g.err = err
-			if len(r.groups) > 1 {
-				s.log(slog.LevelInfo, "secure aggregation group failed", "round", r.number, "group", g.group, "err", err)
+			g.Err = err
+			if len(r.Groups) > 1 {
+				s.log(slog.LevelInfo, "secure aggregation group failed", "round", r.Number, "group", g.group, "err", err)
 			}
 			continue
 		}
-		pending = pending || g.phase != phaseDone
+		pending = pending || g.Phase != phaseDone
 		if len(tasks) == 0 {
 			continue
 		}
@@ -276,19 +276,19 @@ func (s *decision) advanceSecure() {
 		for _, id := range slices.Sorted(maps.Keys(tasks)) {
 			st := tasks[id]
 			st.Group = g.group
-			out = append(out, addressed{to: id, task: &pb.Task{Kind: kind, JobId: job.ID, Round: r.number, Attempt: r.attempt, Model: job.Spec.Model,
-				Dataset: job.Spec.Dataset, BaseModelDigest: r.baseDigest, DeadlineUnixMs: g.deadline.UnixMilli(), Secagg: st,
+			out = append(out, addressed{To: id, Task: &pb.Task{Kind: kind, JobId: job.ID, Round: r.Number, Attempt: r.Attempt, Model: job.Spec.Model,
+				Dataset: job.Spec.Dataset, BaseModelDigest: r.BaseDigest, DeadlineUnixMs: g.Deadline.UnixMilli(), Secagg: st,
 				JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode}})
 		}
-		s.emit(sendTasks{tasks: out})
-		s.log(slog.LevelDebug, "secure aggregation phase", "round", r.number, "group", g.group, "phase", g.phase, "clients", len(tasks))
+		s.emit(SendTasks{Tasks: out})
+		s.log(slog.LevelDebug, "secure aggregation phase", "round", r.Number, "group", g.group, "phase", g.Phase, "clients", len(tasks))
 	}
 	if pending {
 		return
 	}
-	run.round = nil
-	if unmasking || r.unmasked() {
-		s.emit(closeAttempt{round: r})
+	run.Round = nil
+	if unmasking || r.Unmasked() {
+		s.emit(CloseAttempt{Round: r})
 		return
 	}
 	// Every group failed before anything was unmasked: this is cheap, and
@@ -297,25 +297,25 @@ func (s *decision) advanceSecure() {
 	if err == nil {
 		err = fmt.Errorf("%w: no secure-aggregation group finished", state.ErrConflict)
 	}
-	s.abort(r.abort(withReasons(err.Error(), run.reasons), now))
+	s.abort(r.Abort(WithReasons(err.Error(), run.Reasons), now))
 }
 
 // abort commits an attempt's abort.
 func (s *decision) abort(cmd state.AbortRound) {
-	s.emit(propose{state.CmdAbortRound, cmd})
+	s.emit(Propose{state.CmdAbortRound, cmd})
 }
 
 // finish ends the job.
 func (s *decision) finish(status pb.JobStatus, reason string, targetRound uint32) {
 	s.log(slog.LevelInfo, "job finished", "status", status, "reason", reason)
-	s.emit(propose{state.CmdFinishJob, state.FinishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
+	s.emit(Propose{state.CmdFinishJob, state.FinishJob{JobID: s.job.ID, Status: status, Reason: reason, TargetRound: targetRound, At: s.now.UnixMilli()}})
 }
 
 // startEvaluation asks a fraction of the connected participants to
 // evaluate the model after round number; false if there is nobody to ask.
 func (s *decision) startEvaluation(number uint32) bool {
 	job, spec, now := s.job, s.job.Spec, s.now
-	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.Refused)
+	connected := slices.DeleteFunc(s.World.Connected(spec.Dataset), job.Refused)
 	k := int(math.Ceil(spec.EvaluateFraction * float64(len(connected))))
 	evaluators := choose(connected, k, seededRand(spec.Seed, uint64(number), 0xe7a1))
 	if len(evaluators) == 0 {
@@ -325,15 +325,15 @@ func (s *decision) startEvaluation(number uint32) bool {
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
 	var tasks []addressed
 	for _, id := range evaluators {
-		tasks = append(tasks, addressed{to: id, task: &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
+		tasks = append(tasks, addressed{To: id, Task: &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
 			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: deadline.UnixMilli(),
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode}})
 	}
 	ev := newEvalCollection(job.ID, number, digest, evaluators, deadline)
 	ev.intended = k
-	s.run.eval = ev
-	s.run.evalAttempted[number] = true
-	s.emit(askEvaluation{eval: ev, tasks: tasks})
+	s.run.Eval = ev
+	s.run.EvalAttempted[number] = true
+	s.emit(AskEvaluation{Eval: ev, Tasks: tasks})
 	return true
 }
 
@@ -342,7 +342,7 @@ func (s *decision) startEvaluation(number uint32) bool {
 // or ends the job (nobody can train it, or its privacy budget is spent).
 func (s *decision) open() {
 	job, run, spec, now := s.job, s.run, s.job.Spec, s.now
-	connected := slices.DeleteFunc(s.world.connected(spec.Dataset), job.Refused)
+	connected := slices.DeleteFunc(s.World.Connected(spec.Dataset), job.Refused)
 	at, connected := s.roundTime(connected, max(int(spec.MinParticipants), 1))
 	// k is the number of updates the round wants; the cohort is larger
 	// when the job expects some of it not to answer (cohortSize).
@@ -385,7 +385,7 @@ func (s *decision) open() {
 	var members [][]string
 	if a := spec.Aggregation; a.Grouped() {
 		region := func(id string) string {
-			if p := s.world.participant(id); p != nil {
+			if p := s.World.Participant(id); p != nil {
 				return p.Region
 			}
 			return ""
@@ -415,7 +415,7 @@ func (s *decision) open() {
 	length := mspec.NumParams()
 	baseDigest := job.ModelDigest(number - 1)
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
-	var groups []*secureRound
+	var groups []*SecureRound
 	var rule aggregate.Rule
 	if spec.SecureAggregation.Enabled() {
 		if members == nil {
@@ -436,12 +436,12 @@ func (s *decision) open() {
 	}
 	// The base model is fetched by the executor (openAttempt), before the
 	// round is committed.
-	r := newRound(job.ID, number, attempt, cohort, weights, nil, baseDigest, deadline, spec.MinUpdates(len(cohort)), rule)
-	r.length = length
-	r.maxNorm, r.epochs, r.samplingRate, r.groups = spec.EffectiveMaxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
-	r.opened, r.straggler, r.budget = now, spec.EffectiveStragglerFactor(), time.Duration(spec.LocalTimeBudget)
+	r := NewRound(job.ID, number, attempt, cohort, weights, nil, baseDigest, deadline, spec.MinUpdates(len(cohort)), rule)
+	r.Length = length
+	r.maxNorm, r.epochs, r.SamplingRate, r.Groups = spec.EffectiveMaxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
+	r.Opened, r.straggler, r.budget = now, spec.EffectiveStragglerFactor(), time.Duration(spec.LocalTimeBudget)
 	if k < len(cohort) {
-		r.wanted = k
+		r.Wanted = k
 	}
 	for gi, g := range groups {
 		for _, id := range g.ids {
@@ -462,14 +462,14 @@ func (s *decision) open() {
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode,
 			LocalTimeBudgetMs: uint64(time.Duration(spec.LocalTimeBudget) / time.Millisecond),
 		}
-		g := r.group(id)
+		g := r.Group(id)
 		if g != nil {
 			t.Secagg = g.trainTask(id)
 		}
 		t.Dp = dpTask(spec.DP, g)
-		tasks = append(tasks, addressed{to: id, task: t})
+		tasks = append(tasks, addressed{To: id, Task: t})
 	}
-	s.emit(openAttempt{round: r, cmd: state.OpenRound{JobID: job.ID, Round: rec, Declared: declared}, tasks: tasks})
+	s.emit(OpenAttempt{Round: r, Cmd: state.OpenRound{JobID: job.ID, Round: rec, Declared: declared}, Tasks: tasks})
 }
 
 // waiting logs, once per wait, why no round opens yet.
@@ -483,8 +483,8 @@ func (s *decision) waiting(msg string, args ...any) {
 // participants returns every registered participant.
 func (s *decision) participants() []*state.Participant {
 	var ps []*state.Participant
-	for _, id := range s.world.participantIDs() {
-		if p := s.world.participant(id); p != nil {
+	for _, id := range s.World.ParticipantIDs() {
+		if p := s.World.Participant(id); p != nil {
 			ps = append(ps, p)
 		}
 	}
@@ -495,13 +495,13 @@ func (s *decision) participants() []*state.Participant {
 // of a cohort split into members: one group, or the job's
 // aggregation.groups in grouped mode, each with its own session, graph and
 // threshold, and its share of the updates wanted.
-func (s *decision) secureGroups(number, attempt uint32, members [][]string, wanted, length int, deadline time.Time) ([]*secureRound, error) {
+func (s *decision) secureGroups(number, attempt uint32, members [][]string, wanted, length int, deadline time.Time) ([]*SecureRound, error) {
 	job, spec := s.job, s.job.Spec
 	cohort := 0
 	for _, m := range members {
 		cohort += len(m)
 	}
-	var groups []*secureRound
+	var groups []*SecureRound
 	for i, m := range members {
 		g := uint32(0)
 		if spec.Aggregation.Grouped() {
@@ -512,7 +512,7 @@ func (s *decision) secureGroups(number, attempt uint32, members [][]string, want
 			minInputs = spec.MinUpdates(len(m))
 		}
 		sr, err := newSecureRound(spec.SecureAggregation, protocol.SecAggSession(job.ID, number, attempt, g), g, m, length,
-			float64(spec.EffectiveMaxExamples()), s.now, deadline, s.ca, spec.DP, minInputs)
+			float64(spec.EffectiveMaxExamples()), s.now, deadline, s.CA, spec.DP, minInputs)
 		if err != nil {
 			if g > 0 {
 				return nil, fmt.Errorf("group %d of %d: %w", g, len(members), err)
@@ -538,7 +538,7 @@ func (s *decision) cohortWeights(cohort []string) (weights, declared map[string]
 	for _, id := range cohort {
 		n, ok := job.Declared[id]
 		if !ok {
-			if p := s.world.participant(id); p != nil {
+			if p := s.World.Participant(id); p != nil {
 				n = job.Spec.Weight(p.Examples)
 			}
 			n = max(n, 1)

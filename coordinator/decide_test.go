@@ -43,12 +43,12 @@ func newFixedWorld(ids ...string) *fixedWorld {
 	return w
 }
 
-func (w *fixedWorld) connected(string) []string {
-	return slices.DeleteFunc(w.participantIDs(), func(id string) bool { return w.down[id] })
+func (w *fixedWorld) Connected(string) []string {
+	return slices.DeleteFunc(w.ParticipantIDs(), func(id string) bool { return w.down[id] })
 }
-func (w *fixedWorld) live(id string) bool                      { return w.registered[id] != nil && !w.down[id] }
-func (w *fixedWorld) participant(id string) *state.Participant { return w.registered[id] }
-func (w *fixedWorld) participantIDs() []string {
+func (w *fixedWorld) Live(id string) bool                      { return w.registered[id] != nil && !w.down[id] }
+func (w *fixedWorld) Participant(id string) *state.Participant { return w.registered[id] }
+func (w *fixedWorld) ParticipantIDs() []string {
 	var ids []string
 	for id := range w.registered {
 		ids = append(ids, id)
@@ -62,13 +62,13 @@ type scheduler struct {
 	t       *testing.T
 	fsm     *statetest.Driver
 	world   *fixedWorld
-	decider decider
-	run     *jobRun
+	decider Decider
+	run     *JobRun
 	t0      time.Time
 	// tasks are the tasks sent so far, by participant, in order.
 	tasks map[string][]*pb.Task
 	// effects are the last decision's; committed the updates committed.
-	effects   []effect
+	effects   []Effect
 	committed [][]float32
 }
 
@@ -81,8 +81,8 @@ func newScheduler(t *testing.T, spec state.JobSpec, participants ...string) *sch
 		t.Fatal(err)
 	}
 	w := newFixedWorld(participants...)
-	return &scheduler{t: t, fsm: d, world: w, decider: decider{world: w, ca: d.CA.Pool()},
-		run: &jobRun{evalAttempted: map[uint32]bool{}}, t0: d.Now(), tasks: map[string][]*pb.Task{}}
+	return &scheduler{t: t, fsm: d, world: w, decider: Decider{World: w, CA: d.CA.Pool()},
+		run: &JobRun{EvalAttempted: map[uint32]bool{}}, t0: d.Now(), tasks: map[string][]*pb.Task{}}
 }
 
 // smallSpec is a plain FedAvg job of a 10-parameter model that asks no
@@ -104,10 +104,10 @@ func (s *scheduler) job() *state.Job {
 }
 
 // at decides at t0 + d and executes the decision in memory.
-func (s *scheduler) at(d time.Duration) []effect {
+func (s *scheduler) at(d time.Duration) []Effect {
 	s.t.Helper()
 	now := s.t0.Add(d)
-	s.effects = s.decider.decide(s.job(), s.run, now)
+	s.effects = s.decider.Decide(s.job(), s.run, now)
 	for _, e := range s.effects {
 		s.execute(e, now)
 	}
@@ -115,43 +115,43 @@ func (s *scheduler) at(d time.Duration) []effect {
 }
 
 // execute does what Coordinator.execute does, in memory.
-func (s *scheduler) execute(e effect, now time.Time) {
+func (s *scheduler) execute(e Effect, now time.Time) {
 	s.t.Helper()
 	switch e := e.(type) {
-	case propose:
-		if err := s.fsm.Apply(e.kind, e.body); err != nil {
-			s.t.Fatalf("applying %T: %v", e.body, err)
+	case Propose:
+		if err := s.fsm.Apply(e.Kind, e.Body); err != nil {
+			s.t.Fatalf("applying %T: %v", e.Body, err)
 		}
-	case openAttempt:
-		e.round.base = make([]float32, e.round.length)
-		if err := s.fsm.Apply(state.CmdOpenRound, e.cmd); err != nil {
-			s.t.Fatalf("opening round %d: %v", e.round.number, err)
+	case OpenAttempt:
+		e.Round.Base = make([]float32, e.Round.Length)
+		if err := s.fsm.Apply(state.CmdOpenRound, e.Cmd); err != nil {
+			s.t.Fatalf("opening round %d: %v", e.Round.Number, err)
 		}
-		s.run.round, s.run.reasons = e.round, map[string]string{}
-		s.send(e.tasks)
-	case closeAttempt:
-		r := e.round
-		delta, contributors, examples, err := r.result(now, s.job().Spec.Aggregation.RuleConfig(), rand.New(rand.NewPCG(1, 2)))
+		s.run.Round, s.run.Reasons = e.Round, map[string]string{}
+		s.send(e.Tasks)
+	case CloseAttempt:
+		r := e.Round
+		delta, contributors, examples, err := r.Result(now, s.job().Spec.Aggregation.RuleConfig(), rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
-			s.execute(propose{state.CmdAbortRound, r.abort(err.Error(), now)}, now)
+			s.execute(Propose{state.CmdAbortRound, r.Abort(err.Error(), now)}, now)
 			return
 		}
-		cmd := state.CommitRound{JobID: j1, Number: r.number, Attempt: r.attempt, Contributors: contributors, Examples: examples,
-			At: now.UnixMilli(), Reason: r.closedBy, Silent: r.silent(), Digest: fmt.Sprintf("sha256:round-%d", r.number)}
+		cmd := state.CommitRound{JobID: j1, Number: r.Number, Attempt: r.Attempt, Contributors: contributors, Examples: examples,
+			At: now.UnixMilli(), Reason: r.ClosedBy, Silent: r.Silent(), Digest: fmt.Sprintf("sha256:round-%d", r.Number)}
 		if err := s.fsm.Apply(state.CmdCommitRound, cmd); err != nil {
-			s.t.Fatalf("committing round %d: %v", r.number, err)
+			s.t.Fatalf("committing round %d: %v", r.Number, err)
 		}
 		s.committed = append(s.committed, delta)
-	case sendTasks:
-		s.send(e.tasks)
-	case askEvaluation:
-		s.send(e.tasks)
+	case SendTasks:
+		s.send(e.Tasks)
+	case AskEvaluation:
+		s.send(e.Tasks)
 	}
 }
 
 func (s *scheduler) send(tasks []addressed) {
 	for _, t := range tasks {
-		s.tasks[t.to] = append(s.tasks[t.to], t.task)
+		s.tasks[t.To] = append(s.tasks[t.To], t.Task)
 	}
 }
 
@@ -169,17 +169,17 @@ func (s *scheduler) lastTask(id string) *pb.Task {
 // participant service does: admit, then add.
 func (s *scheduler) upload(id string, d time.Duration, value float32) {
 	s.t.Helper()
-	r := s.run.round
-	h := &pb.UpdateHeader{JobId: j1, Round: r.number, Attempt: r.attempt, BaseModelDigest: r.baseDigest,
-		NumParams: uint64(r.length), Examples: 100, EpochsDone: 1}
-	if err := r.admit(id, h, s.t0.Add(d)); err != nil {
+	r := s.run.Round
+	h := &pb.UpdateHeader{JobId: j1, Round: r.Number, Attempt: r.Attempt, BaseModelDigest: r.BaseDigest,
+		NumParams: uint64(r.Length), Examples: 100, EpochsDone: 1}
+	if err := r.Admit(id, h, s.t0.Add(d)); err != nil {
 		s.t.Fatalf("%s's update: %v", id, err)
 	}
-	delta := make([]float32, r.length)
+	delta := make([]float32, r.Length)
 	for i := range delta {
 		delta[i] = value
 	}
-	if err := r.add(id, delta); err != nil {
+	if err := r.Add(id, delta); err != nil {
 		s.t.Fatalf("%s's update: %v", id, err)
 	}
 }
@@ -188,8 +188,8 @@ func (s *scheduler) upload(id string, d time.Duration, value float32) {
 func proposed[T any](s *scheduler) []T {
 	var out []T
 	for _, e := range s.effects {
-		if p, ok := e.(propose); ok {
-			if body, ok := p.body.(T); ok {
+		if p, ok := e.(Propose); ok {
+			if body, ok := p.Body.(T); ok {
 				out = append(out, body)
 			}
 		}
@@ -197,9 +197,9 @@ func proposed[T any](s *scheduler) []T {
 	return out
 }
 
-func opened(effects []effect) *openAttempt {
+func opened(effects []Effect) *OpenAttempt {
 	for _, e := range effects {
-		if o, ok := e.(openAttempt); ok {
+		if o, ok := e.(OpenAttempt); ok {
 			return &o
 		}
 	}
@@ -245,31 +245,31 @@ func TestDecidePlainRoundOutcomes(t *testing.T) {
 			spec.StragglerFactor = c.straggler
 			s := newScheduler(t, spec, "a", "b", "c")
 			o := opened(s.at(0))
-			if o == nil || len(o.tasks) != 3 || o.cmd.Round.Number != 1 || o.cmd.Round.Attempt != 1 {
+			if o == nil || len(o.Tasks) != 3 || o.Cmd.Round.Number != 1 || o.Cmd.Round.Attempt != 1 {
 				t.Fatalf("first decision %v; want round 1 attempt 1 opened with 3 tasks", s.effects)
 			}
 			for _, id := range c.refuse {
-				s.run.round.refuse(id)
+				s.run.Round.Refuse(id)
 			}
 			// The leader decides whenever an update arrives (an upload
 			// wakes it), and at the times the case names.
 			checked := c.pendingAt < 0
 			for _, u := range c.uploads {
 				if !checked && u.at > c.pendingAt {
-					if s.at(c.pendingAt); s.run.round == nil {
+					if s.at(c.pendingAt); s.run.Round == nil {
 						t.Fatalf("closed at %s: %v", c.pendingAt, s.effects)
 					}
 					checked = true
 				}
 				s.upload(u.who, u.at, 1)
 				if u.at < c.closesAt {
-					if s.at(u.at); s.run.round == nil {
+					if s.at(u.at); s.run.Round == nil {
 						t.Fatalf("closed at %s, after %s's update: %v", u.at, u.who, s.effects)
 					}
 				}
 			}
 			if !checked {
-				if s.at(c.pendingAt); s.run.round == nil {
+				if s.at(c.pendingAt); s.run.Round == nil {
 					t.Fatalf("closed at %s: %v", c.pendingAt, s.effects)
 				}
 			}
@@ -279,7 +279,7 @@ func TestDecidePlainRoundOutcomes(t *testing.T) {
 			if c.commit {
 				want = pb.RoundStatus_ROUND_STATUS_COMMITTED
 			}
-			if s.run.round != nil || rec.Status != want || !strings.Contains(rec.Reason, c.reason) {
+			if s.run.Round != nil || rec.Status != want || !strings.Contains(rec.Reason, c.reason) {
 				t.Fatalf("at %s: round 1 %v (%q); want %v (%q)", c.closesAt, rec.Status, rec.Reason, want, c.reason)
 			}
 			if c.commit && len(rec.Contributors) != len(c.uploads) {
@@ -292,7 +292,7 @@ func TestDecidePlainRoundOutcomes(t *testing.T) {
 			if !c.commit {
 				wantNumber, wantAttempt = 1, 2
 			}
-			if next == nil || next.cmd.Round.Number != wantNumber || next.cmd.Round.Attempt != wantAttempt {
+			if next == nil || next.Cmd.Round.Number != wantNumber || next.Cmd.Round.Attempt != wantAttempt {
 				t.Fatalf("after the close: %v; want round %d attempt %d opened", s.effects, wantNumber, wantAttempt)
 			}
 		})
@@ -305,21 +305,21 @@ func TestDecidePlainRoundOutcomes(t *testing.T) {
 func TestDecideLeaderChange(t *testing.T) {
 	s := newScheduler(t, smallSpec(), "a", "b", "c")
 	s.at(0)
-	if s.run.round == nil {
+	if s.run.Round == nil {
 		t.Fatalf("no round opened: %v", s.effects)
 	}
 	// The leader changes: the new one has no memory of the round.
-	s.run = &jobRun{evalAttempted: map[uint32]bool{}}
+	s.run = &JobRun{EvalAttempted: map[uint32]bool{}}
 	s.at(time.Second)
 	if aborts := proposed[state.AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
 		t.Fatalf("new leader's first decision: %v; want attempt 1 aborted for a leader change", s.effects)
 	}
-	if o := opened(s.at(time.Second)); o == nil || o.cmd.Round.Attempt != 2 {
+	if o := opened(s.at(time.Second)); o == nil || o.Cmd.Round.Attempt != 2 {
 		t.Fatalf("then %v; want attempt 2 opened", s.effects)
 	}
 	// The same leader loses the round it holds (an apply that failed here
 	// but committed).
-	s.run.round = nil
+	s.run.Round = nil
 	s.at(2 * time.Second)
 	if aborts := proposed[state.AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "round lost by the leader" {
 		t.Fatalf("%v; want attempt 2 aborted as lost by the leader", s.effects)
@@ -374,7 +374,7 @@ func TestDecideJobEnds(t *testing.T) {
 			s.at(time.Duration(i) * time.Second)
 			notes := 0
 			for _, e := range s.effects {
-				if n, ok := e.(note); ok && n.msg == "waiting for participants" {
+				if n, ok := e.(Note); ok && n.Msg == "waiting for participants" {
 					notes++
 				} else {
 					t.Fatalf("waiting, the decision had %T %v", e, e)
@@ -385,7 +385,7 @@ func TestDecideJobEnds(t *testing.T) {
 			}
 		}
 		delete(s.world.down, "b")
-		if o := opened(s.at(3 * time.Second)); o == nil || !slices.Equal(o.cmd.Round.Cohort, []string{"a", "b"}) {
+		if o := opened(s.at(3 * time.Second)); o == nil || !slices.Equal(o.Cmd.Round.Cohort, []string{"a", "b"}) {
 			t.Fatalf("%v; want a round of a and b once b is back", s.effects)
 		}
 	})
@@ -446,10 +446,10 @@ func (s *scheduler) train(c *secureClient, value float32) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	g := s.run.round.group(c.name)
-	checked, err := g.checkAdvertisement(c.name, protocol.AdvertisementToWire(ad, c.cert.Certificate[0]))
+	g := s.run.Round.Group(c.name)
+	checked, err := g.CheckAdvertisement(c.name, protocol.AdvertisementToWire(ad, c.cert.Certificate[0]))
 	if err == nil {
-		err = g.advertise(checked)
+		err = g.Advertise(checked)
 	}
 	if err != nil {
 		s.t.Fatalf("%s's advertisement: %v", c.name, err)
@@ -460,7 +460,7 @@ func (s *scheduler) train(c *secureClient, value float32) {
 func (s *scheduler) answer(c *secureClient) {
 	s.t.Helper()
 	t := s.lastTask(c.name)
-	st, g := t.GetSecagg(), s.run.round.group(c.name)
+	st, g := t.GetSecagg(), s.run.Round.Group(c.name)
 	var err error
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS:
@@ -471,21 +471,21 @@ func (s *scheduler) answer(c *secureClient) {
 		}
 		var shares []secagg.EncryptedShare
 		if shares, err = c.client.ShareKeys(ads); err == nil {
-			err = g.shareKeys(c.name, protocol.SharesToWire(shares), 0, 1)
+			err = g.ShareKeys(c.name, protocol.SharesToWire(shares), 0, 1)
 		}
 	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
 		var y []uint32
 		if y, err = c.client.MaskedInput(protocol.SharesFromWire(st.GetShares()), ints(st.GetSurvivors())); err == nil {
 			h := &pb.UpdateHeader{JobId: j1, Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
 				NumParams: uint64(len(y)), Masked: true}
-			if err = s.run.round.admitMasked(c.name, h); err == nil {
-				err = g.addMasked(c.name, y)
+			if err = s.run.Round.AdmitMasked(c.name, h); err == nil {
+				err = g.AddMasked(c.name, y)
 			}
 		}
 	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
 		var reveals []secagg.Reveal
 		if reveals, err = c.client.Unmask(ints(st.GetSurvivors())); err == nil {
-			err = g.unmask(c.name, protocol.RevealsToWire(reveals), 0, 1)
+			err = g.Unmask(c.name, protocol.RevealsToWire(reveals), 0, 1)
 		}
 	default:
 		s.t.Fatalf("%s's latest task is %v", c.name, t.GetKind())
@@ -520,7 +520,7 @@ func TestDecideSecureRound(t *testing.T) {
 	t.Run("everyone answers every phase", func(t *testing.T) {
 		s := newScheduler(t, secureSpec(), cohort...)
 		clients := s.secureCohort(cohort)
-		if o := opened(s.at(0)); o == nil || len(o.round.groups) != 1 {
+		if o := opened(s.at(0)); o == nil || len(o.Round.Groups) != 1 {
 			t.Fatalf("%v; want a secure round opened", s.effects)
 		}
 		for i, id := range cohort {
@@ -540,7 +540,7 @@ func TestDecideSecureRound(t *testing.T) {
 		// The unmasking phase closed: the round is detached for the
 		// executor, which unmasks and commits.
 		s.at(clock)
-		closing := slices.ContainsFunc(s.effects, func(e effect) bool { _, ok := e.(closeAttempt); return ok })
+		closing := slices.ContainsFunc(s.effects, func(e Effect) bool { _, ok := e.(CloseAttempt); return ok })
 		rec := s.job().Rounds[0]
 		if !closing || rec.Status != pb.RoundStatus_ROUND_STATUS_COMMITTED || len(rec.Contributors) != 5 {
 			t.Fatalf("%v: round 1 %v with %v (%s); want committed by all 5", s.effects, rec.Status, rec.Contributors, rec.Reason)
@@ -597,16 +597,16 @@ func TestDecideSecureRound(t *testing.T) {
 				s.world.down[id] = true
 			}
 			if c.closeAt > clock {
-				if s.at(c.closeAt - time.Millisecond); s.run.round == nil {
+				if s.at(c.closeAt - time.Millisecond); s.run.Round == nil {
 					t.Fatalf("closed before %s: %v", c.closeAt, s.effects)
 				}
 			}
 			s.at(c.closeAt)
 			rec := s.job().Rounds[0]
-			if s.run.round != nil || rec.Status != pb.RoundStatus_ROUND_STATUS_ABORTED || !strings.Contains(rec.Reason, c.reason) {
+			if s.run.Round != nil || rec.Status != pb.RoundStatus_ROUND_STATUS_ABORTED || !strings.Contains(rec.Reason, c.reason) {
 				t.Fatalf("at %s: round 1 %v (%q); want aborted (%q)", c.closeAt, rec.Status, rec.Reason, c.reason)
 			}
-			if got := slices.ContainsFunc(s.effects, func(e effect) bool { _, ok := e.(closeAttempt); return ok }); got != c.unmasking {
+			if got := slices.ContainsFunc(s.effects, func(e Effect) bool { _, ok := e.(CloseAttempt); return ok }); got != c.unmasking {
 				t.Fatalf("the abort went through the executor's unmasking: %v; want %v", got, c.unmasking)
 			}
 			t.Logf("aborted: %s", rec.Reason)

@@ -17,27 +17,27 @@ import (
 // the leader's lock: it takes the lock only to change what participants'
 // calls read (a round becoming the open one, evaluators that could not be
 // asked). It stops at the first error.
-func (c *Coordinator) execute(job *state.Job, run *jobRun, effects []effect, now time.Time) error {
+func (c *Coordinator) execute(job *state.Job, run *JobRun, effects []Effect, now time.Time) error {
 	for _, e := range effects {
 		var err error
 		switch e := e.(type) {
-		case note:
-			c.log.Log(context.Background(), e.level, e.msg, e.args...)
-		case phaseClosed:
-			c.metrics.secaggPhaseSeconds.WithLabelValues(e.phase.String()).Observe(e.seconds)
-			c.metrics.secaggDropouts.WithLabelValues(e.phase.String()).Add(float64(e.dropouts))
-		case propose:
+		case Note:
+			c.log.Log(context.Background(), e.Level, e.Msg, e.Args...)
+		case PhaseClosed:
+			c.metrics.secaggPhaseSeconds.WithLabelValues(e.Phase.String()).Observe(e.Seconds)
+			c.metrics.secaggDropouts.WithLabelValues(e.Phase.String()).Add(float64(e.Dropouts))
+		case Propose:
 			err = c.propose(e)
-		case sendTasks:
-			for _, t := range e.tasks {
-				c.sessions.send(t.to, t.task)
+		case SendTasks:
+			for _, t := range e.Tasks {
+				c.sessions.send(t.To, t.Task)
 			}
-		case askEvaluation:
+		case AskEvaluation:
 			c.askEvaluation(run, e)
-		case openAttempt:
+		case OpenAttempt:
 			err = c.openAttempt(run, e)
-		case closeAttempt:
-			err = c.closeAttempt(job, run, e.round, now)
+		case CloseAttempt:
+			err = c.closeAttempt(job, run, e.Round, now)
 		default:
 			err = fmt.Errorf("%w: unknown effect %T", state.ErrConflict, e)
 		}
@@ -49,11 +49,11 @@ func (c *Coordinator) execute(job *state.Job, run *jobRun, effects []effect, now
 }
 
 // propose commits a command a decision chose.
-func (c *Coordinator) propose(p propose) error {
-	if cmd, ok := p.body.(state.AbortRound); ok {
+func (c *Coordinator) propose(p Propose) error {
+	if cmd, ok := p.Body.(state.AbortRound); ok {
 		return c.applyAbort(cmd)
 	}
-	return c.apply(p.kind, p.body)
+	return c.apply(p.Kind, p.Body)
 }
 
 // applyAbort commits an abort command and counts it.
@@ -69,11 +69,11 @@ func (c *Coordinator) applyAbort(cmd state.AbortRound) error {
 // askEvaluation sends an evaluation's tasks; those that cannot be queued
 // are not waited for, and an evaluation nobody could be asked for is
 // dropped, to be started again once someone can be.
-func (c *Coordinator) askEvaluation(run *jobRun, e askEvaluation) {
+func (c *Coordinator) askEvaluation(run *JobRun, e AskEvaluation) {
 	var unsent []string
-	for _, t := range e.tasks {
-		if !c.sessions.send(t.to, t.task) {
-			unsent = append(unsent, t.to)
+	for _, t := range e.Tasks {
+		if !c.sessions.send(t.To, t.Task) {
+			unsent = append(unsent, t.To)
 		}
 	}
 	if len(unsent) == 0 {
@@ -82,11 +82,11 @@ func (c *Coordinator) askEvaluation(run *jobRun, e askEvaluation) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	for _, id := range unsent {
-		delete(e.eval.expected, id)
+		delete(e.Eval.Expected, id)
 	}
-	if len(e.eval.expected) == 0 && run.eval == e.eval {
-		run.eval = nil
-		delete(run.evalAttempted, e.eval.modelRound)
+	if len(e.Eval.Expected) == 0 && run.Eval == e.Eval {
+		run.Eval = nil
+		delete(run.EvalAttempted, e.Eval.ModelRound)
 	}
 }
 
@@ -94,61 +94,61 @@ func (c *Coordinator) askEvaluation(run *jobRun, e askEvaluation) {
 // it the job's open round and sends the cohort its tasks. No round of the
 // job is open on the leader until the apply returned: an update that
 // comes meanwhile is refused.
-func (c *Coordinator) openAttempt(run *jobRun, o openAttempt) error {
-	r := o.round
-	blob, err := c.blob(context.Background(), r.baseDigest)
+func (c *Coordinator) openAttempt(run *JobRun, o OpenAttempt) error {
+	r := o.Round
+	blob, err := c.blob(context.Background(), r.BaseDigest)
 	if err != nil {
-		return fmt.Errorf("base model of round %d: %w", r.number, err)
+		return fmt.Errorf("base model of round %d: %w", r.Number, err)
 	}
 	base, err := protocol.DecodeFloat32(blob)
 	if err != nil {
-		return fmt.Errorf("base model of round %d: %w", r.number, err)
+		return fmt.Errorf("base model of round %d: %w", r.Number, err)
 	}
-	if len(base) != r.length {
-		return fmt.Errorf("%w: base model of round %d has %d parameters; the job's model has %d", state.ErrConflict, r.number, len(base), r.length)
+	if len(base) != r.Length {
+		return fmt.Errorf("%w: base model of round %d has %d parameters; the job's model has %d", state.ErrConflict, r.Number, len(base), r.Length)
 	}
-	r.base = base
-	if err := c.apply(state.CmdOpenRound, o.cmd); err != nil {
+	r.Base = base
+	if err := c.apply(state.CmdOpenRound, o.Cmd); err != nil {
 		return err
 	}
 	c.leader.mu.Lock()
-	if c.leader.jobs[r.jobID] == run {
-		run.round, run.reasons = r, map[string]string{}
+	if c.leader.jobs[r.JobID] == run {
+		run.Round, run.Reasons = r, map[string]string{}
 	}
 	c.leader.mu.Unlock()
 	sent := 0
-	for _, t := range o.tasks {
-		if c.sessions.send(t.to, t.task) {
+	for _, t := range o.Tasks {
+		if c.sessions.send(t.To, t.Task) {
 			sent++
 		}
 	}
-	c.log.Debug("round opened", "job", r.jobID, "round", r.number, "attempt", r.attempt, "cohort", len(r.cohortList),
-		"wanted", r.wanted, "groups", len(r.groups), "sent", sent)
+	c.log.Debug("round opened", "job", r.JobID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
+		"wanted", r.Wanted, "groups", len(r.Groups), "sent", sent)
 	return nil
 }
 
 // closeAttempt computes a detached round's combined update and commits it,
 // or aborts the attempt.
-func (c *Coordinator) closeAttempt(job *state.Job, run *jobRun, r *round, now time.Time) error {
+func (c *Coordinator) closeAttempt(job *state.Job, run *JobRun, r *Round, now time.Time) error {
 	c.leader.mu.Lock()
-	reasons := withReasons("", run.reasons)
+	reasons := WithReasons("", run.Reasons)
 	c.leader.mu.Unlock()
 	rng, err := dp.NewRNG()
 	if err != nil {
 		return err
 	}
-	for _, g := range r.groups {
-		if g.err == nil && g.phase == phaseUnmask {
-			c.metrics.secaggPhaseSeconds.WithLabelValues(phaseUnmask.String()).Observe(now.Sub(g.phaseStart).Seconds())
-			c.metrics.secaggDropouts.WithLabelValues(phaseUnmask.String()).Add(float64(len(g.waiting)))
+	for _, g := range r.Groups {
+		if g.Err == nil && g.Phase == PhaseUnmask {
+			c.metrics.secaggPhaseSeconds.WithLabelValues(PhaseUnmask.String()).Observe(now.Sub(g.PhaseStart).Seconds())
+			c.metrics.secaggDropouts.WithLabelValues(PhaseUnmask.String()).Add(float64(len(g.Waiting)))
 		}
 	}
-	delta, contributors, examples, err := r.result(now, job.Spec.Aggregation.RuleConfig(), rng)
+	delta, contributors, examples, err := r.Result(now, job.Spec.Aggregation.RuleConfig(), rng)
 	switch {
-	case err != nil && r.unmasked():
+	case err != nil && r.Unmasked():
 		return c.recordReleasedAbort(job, r, err.Error()+reasons, now)
 	case err != nil:
-		return c.applyAbort(r.abort(err.Error()+reasons, now))
+		return c.applyAbort(r.Abort(err.Error()+reasons, now))
 	}
 	return c.commitUpdate(job, run, r, delta, contributors, examples, now)
 }
@@ -157,10 +157,10 @@ func (c *Coordinator) closeAttempt(job *state.Job, run *jobRun, r *round, now ti
 // sum) has already left the participants' hands: a job with dp is charged
 // for it as if it had committed, since what was computed can no longer be
 // taken back.
-func (c *Coordinator) recordReleasedAbort(job *state.Job, r *round, reason string, now time.Time) error {
-	cmd := r.abort(reason, now)
+func (c *Coordinator) recordReleasedAbort(job *state.Job, r *Round, reason string, now time.Time) error {
+	cmd := r.Abort(reason, now)
 	if job.Spec.DP != nil {
-		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.samplingRate)
+		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.SamplingRate)
 		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
 	}
 	return c.applyAbort(cmd)
@@ -169,12 +169,12 @@ func (c *Coordinator) recordReleasedAbort(job *state.Job, r *round, reason strin
 // commitUpdate applies the round's combined update to its base model with
 // the job's server optimiser, and commits the new model and the
 // optimiser's state.
-func (c *Coordinator) commitUpdate(job *state.Job, run *jobRun, r *round, delta []float32, contributors []string, examples uint64, now time.Time) error {
+func (c *Coordinator) commitUpdate(job *state.Job, run *JobRun, r *Round, delta []float32, contributors []string, examples uint64, now time.Time) error {
 	optState, err := c.optimizerState(job, run)
 	if err != nil {
 		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
 	}
-	params, next, err := job.Spec.Optimizer().Step(r.base, delta, optState)
+	params, next, err := job.Spec.Optimizer().Step(r.Base, delta, optState)
 	if err != nil {
 		return c.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
 	}
@@ -184,9 +184,9 @@ func (c *Coordinator) commitUpdate(job *state.Job, run *jobRun, r *round, delta 
 // optimizerState is the server optimiser's state after the job's latest
 // committed round: the leader's copy, or the one committed with that round
 // (a new leader goes on with the same moments); nil before the first.
-func (c *Coordinator) optimizerState(job *state.Job, run *jobRun) (*aggregate.OptimizerState, error) {
-	if run.optimizer != nil && run.optimizerRound == job.CommittedRounds {
-		return run.optimizer, nil
+func (c *Coordinator) optimizerState(job *state.Job, run *JobRun) (*aggregate.OptimizerState, error) {
+	if run.Optimizer != nil && run.OptimizerRound == job.CommittedRounds {
+		return run.Optimizer, nil
 	}
 	rec := job.Committed(job.CommittedRounds)
 	if rec == nil || rec.OptimizerDigest == "" {
@@ -200,14 +200,14 @@ func (c *Coordinator) optimizerState(job *state.Job, run *jobRun) (*aggregate.Op
 	if err := st.UnmarshalBinary(blob); err != nil {
 		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
 	}
-	run.optimizer, run.optimizerRound = st, job.CommittedRounds
+	run.Optimizer, run.OptimizerRound = st, job.CommittedRounds
 	return st, nil
 }
 
 // commitRound stores the round's new model (and the server optimiser's
 // state, if it keeps one) on a quorum of coordinators and commits it, or
 // aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *state.Job, run *jobRun, r *round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
+func (c *Coordinator) commitRound(job *state.Job, run *JobRun, r *Round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
 		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
 	}
@@ -219,11 +219,11 @@ func (c *Coordinator) commitRound(job *state.Job, run *jobRun, r *round, params 
 		}
 		stateBlob = b
 	}
-	cmd := state.CommitRound{JobID: job.ID, Number: r.number, Attempt: r.attempt,
-		Contributors: contributors, Examples: examples, At: now.UnixMilli(), SamplingRate: r.samplingRate,
-		Reason: r.closedBy, Silent: r.silent()}
+	cmd := state.CommitRound{JobID: job.ID, Number: r.Number, Attempt: r.Attempt,
+		Contributors: contributors, Examples: examples, At: now.UnixMilli(), SamplingRate: r.SamplingRate,
+		Reason: r.ClosedBy, Silent: r.Silent()}
 	if job.Spec.DP != nil {
-		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.samplingRate)
+		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.SamplingRate)
 	}
 	var err error
 	if cmd.Digest, err = c.replicateBlob(context.Background(), protocol.EncodeFloat32(params)); err != nil {
@@ -237,11 +237,11 @@ func (c *Coordinator) commitRound(job *state.Job, run *jobRun, r *round, params 
 	if err := c.apply(state.CmdCommitRound, cmd); err != nil {
 		return err
 	}
-	run.optimizer, run.optimizerRound = optState, r.number
+	run.Optimizer, run.OptimizerRound = optState, r.Number
 	c.metrics.roundsCommitted.Inc()
-	c.metrics.roundSeconds.Observe(now.Sub(r.opened).Seconds())
-	c.log.Info("round committed", "job", job.ID, "round", r.number, "attempt", r.attempt, "cohort", len(r.cohortList),
-		"contributors", len(contributors), "closed", r.closedBy, "seconds", now.Sub(r.opened).Seconds(), "digest", cmd.Digest)
+	c.metrics.roundSeconds.Observe(now.Sub(r.Opened).Seconds())
+	c.log.Info("round committed", "job", job.ID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
+		"contributors", len(contributors), "closed", r.ClosedBy, "seconds", now.Sub(r.Opened).Seconds(), "digest", cmd.Digest)
 	c.kickLeader()
 	return nil
 }

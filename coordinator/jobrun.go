@@ -10,21 +10,21 @@ import (
 // under the leader's lock; participants' calls change round, eval and
 // reasons under it. The executor, on the leader loop's goroutine like
 // decide, also keeps optimizer here.
-type jobRun struct {
+type JobRun struct {
 	// started is set at the job's first decision on this leader: a round
 	// open in the FSM then was left by the previous leader.
 	started       bool
-	round         *round
-	eval          *evalCollection
-	evalAttempted map[uint32]bool // models whose evaluation was started
+	Round         *Round
+	Eval          *evalCollection
+	EvalAttempted map[uint32]bool // models whose evaluation was started
 	waitingLogged bool
 	// optimizer is the server optimiser's state after round optimizerRound.
-	optimizer      *aggregate.OptimizerState
-	optimizerRound uint32
+	Optimizer      *aggregate.OptimizerState
+	OptimizerRound uint32
 	// reasons are why members of the open round's cohort refused or
 	// failed its task, by participant (cut to maxReasonBytes), for the
 	// abort reason.
-	reasons map[string]string
+	Reasons map[string]string
 	// clockBase, clockSkip and clockWaitSince are the leader's wait on a
 	// simulated clock (roundTime): the next attempt's base time, the steps
 	// moved on from it, and since when too few have come.

@@ -28,10 +28,10 @@ type leaderState struct {
 	// while it decides, never while it executes (no Raft apply, send or
 	// model transfer runs under it).
 	mu   sync.Mutex
-	jobs map[string]*jobRun
+	jobs map[string]*JobRun
 	kick chan struct{}
 	// decider makes the scheduling pass's decisions (set by New).
-	decider decider
+	decider Decider
 }
 
 // kickLeader wakes the leader loop early (an update or report arrived).
@@ -92,7 +92,7 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 		}
 	}
 	c.leader.mu.Lock()
-	c.leader.jobs = map[string]*jobRun{}
+	c.leader.jobs = map[string]*JobRun{}
 	c.leader.mu.Unlock()
 	defer func() {
 		c.leader.mu.Lock()
@@ -145,10 +145,10 @@ func (c *Coordinator) schedule(now time.Time) {
 		}
 		run := c.leader.jobs[id]
 		if run == nil {
-			run = &jobRun{evalAttempted: map[uint32]bool{}}
+			run = &JobRun{EvalAttempted: map[uint32]bool{}}
 			c.leader.jobs[id] = run
 		}
-		effects := c.leader.decider.decide(job, run, now)
+		effects := c.leader.decider.Decide(job, run, now)
 		c.leader.mu.Unlock()
 		if err := c.execute(job, run, effects, now); err != nil {
 			c.log.Warn("scheduling job", "job", id, "err", err)
@@ -161,14 +161,14 @@ func (c *Coordinator) schedule(now time.Time) {
 
 // admitUpdate checks an update's header against the open round and reserves
 // the sender's slot.
-func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, error) {
+func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*Round, error) {
 	if err := c.requireLeader(); err != nil {
 		return nil, err
 	}
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[h.GetJobId()]
-	if run == nil || run.round == nil || run.round.names(h.GetRound(), h.GetAttempt(), "update") != nil {
+	if run == nil || run.Round == nil || run.Round.Names(h.GetRound(), h.GetAttempt(), "update") != nil {
 		// lateFor may apply a command: not under the lock.
 		c.leader.mu.Unlock()
 		err := c.lateFor(h.GetJobId(), h.GetRound(), h.GetAttempt(), from)
@@ -178,17 +178,17 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 		}
 		run = c.leader.jobs[h.GetJobId()]
 	}
-	if run != nil && run.round != nil {
+	if run != nil && run.Round != nil {
 		var err error
 		if h.GetMasked() {
-			err = run.round.admitMasked(from, h)
+			err = run.Round.AdmitMasked(from, h)
 		} else {
-			err = run.round.admit(from, h, time.Now())
+			err = run.Round.Admit(from, h, time.Now())
 		}
 		if err != nil {
 			return nil, err
 		}
-		return run.round, nil
+		return run.Round, nil
 	}
 	job, err := c.fsm.JobView(h.GetJobId())
 	if err != nil {
@@ -202,52 +202,52 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*round, erro
 
 // addUpdate sums an admitted update into its round, if that round is still
 // the open one.
-func (c *Coordinator) addUpdate(r *round, from string, delta []float32) (int, error) {
+func (c *Coordinator) addUpdate(r *Round, from string, delta []float32) (int, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
-		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrRoundClosed, r.number)
+	if run := c.leader.jobs[r.JobID]; run == nil || run.Round != r {
+		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrRoundClosed, r.Number)
 	}
-	if err := r.add(from, delta); err != nil {
+	if err := r.Add(from, delta); err != nil {
 		return 0, err
 	}
 	c.kickLeader()
-	return len(r.contributors), nil
+	return len(r.Contributors), nil
 }
 
-func (c *Coordinator) releaseUpdate(r *round, from string) {
+func (c *Coordinator) releaseUpdate(r *Round, from string) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	r.release(from)
-	if g := r.group(from); g != nil {
-		g.releaseMasked(from)
+	r.Release(from)
+	if g := r.Group(from); g != nil {
+		g.ReleaseMasked(from)
 	}
 }
 
 // uploadDeadline is when from's upload into r must have arrived: the end
 // of training, or of the masked-input phase of from's group.
-func (c *Coordinator) uploadDeadline(r *round, from string) time.Time {
+func (c *Coordinator) uploadDeadline(r *Round, from string) time.Time {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if g := r.group(from); g != nil {
-		return g.deadline
+	if g := r.Group(from); g != nil {
+		return g.Deadline
 	}
-	return r.deadline
+	return r.Deadline
 }
 
 // addMasked sums an admitted masked input into its round, if that round is
 // still the open one.
-func (c *Coordinator) addMasked(r *round, from string, y []uint32) error {
+func (c *Coordinator) addMasked(r *Round, from string, y []uint32) error {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if run := c.leader.jobs[r.jobID]; run == nil || run.round != r {
-		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrRoundClosed, r.number)
+	if run := c.leader.jobs[r.JobID]; run == nil || run.Round != r {
+		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrRoundClosed, r.Number)
 	}
-	g := r.group(from)
+	g := r.Group(from)
 	if g == nil {
-		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
 	}
-	if err := g.addMasked(from, y); err != nil {
+	if err := g.AddMasked(from, y); err != nil {
 		return err
 	}
 	c.kickLeader()
@@ -258,14 +258,14 @@ func (c *Coordinator) addMasked(r *round, from string, y []uint32) error {
 // its group in the open round the message names: check (nil: none) runs
 // with the leader's lock released, then deliver under it, if the round is
 // still open.
-func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, deliver func(s *secureRound) error) error {
+func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, deliver func(s *SecureRound) error) error {
 	if err := c.requireLeader(); err != nil {
 		return err
 	}
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[ref.GetJobId()]
-	if run == nil || run.round == nil || run.round.names(ref.GetRound(), ref.GetAttempt(), "message") != nil {
+	if run == nil || run.Round == nil || run.Round.Names(ref.GetRound(), ref.GetAttempt(), "message") != nil {
 		// lateFor may apply a command: not under the lock.
 		c.leader.mu.Unlock()
 		err := c.lateFor(ref.GetJobId(), ref.GetRound(), ref.GetAttempt(), from)
@@ -275,22 +275,22 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 		}
 		run = c.leader.jobs[ref.GetJobId()]
 	}
-	if run == nil || run.round == nil {
+	if run == nil || run.Round == nil {
 		if _, err := c.fsm.JobView(ref.GetJobId()); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: job %s has no round open (message for round %d)", ErrWrongRound, ref.GetJobId(), ref.GetRound())
 	}
-	r := run.round
-	if err := r.names(ref.GetRound(), ref.GetAttempt(), "message"); err != nil {
+	r := run.Round
+	if err := r.Names(ref.GetRound(), ref.GetAttempt(), "message"); err != nil {
 		return err
 	}
-	if !r.secure() {
-		return fmt.Errorf("%w: round %d does not use secure aggregation", state.ErrBadUpdate, r.number)
+	if !r.Secure() {
+		return fmt.Errorf("%w: round %d does not use secure aggregation", state.ErrBadUpdate, r.Number)
 	}
-	g := r.group(from)
+	g := r.Group(from)
 	if g == nil {
-		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
 	}
 	if check != nil {
 		c.leader.mu.Unlock()
@@ -299,8 +299,8 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 		if err != nil {
 			return err
 		}
-		if run := c.leader.jobs[ref.GetJobId()]; run == nil || run.round != r {
-			return fmt.Errorf("%w: round %d closed while the message was checked", ErrRoundClosed, r.number)
+		if run := c.leader.jobs[ref.GetJobId()]; run == nil || run.Round != r {
+			return fmt.Errorf("%w: round %d closed while the message was checked", ErrRoundClosed, r.Number)
 		}
 	}
 	if err := deliver(g); err != nil {
@@ -318,10 +318,10 @@ func (c *Coordinator) addEvaluation(from string, req *pb.ReportEvaluationRequest
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
-	if run == nil || run.eval == nil {
+	if run == nil || run.Eval == nil {
 		return fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetModelRound())
 	}
-	if err := run.eval.add(from, req); err != nil {
+	if err := run.Eval.Add(from, req); err != nil {
 		return err
 	}
 	c.kickLeader()
@@ -348,19 +348,19 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 		c.leader.mu.Lock()
 		defer c.leader.mu.Unlock()
 		run := c.leader.jobs[req.GetJobId()]
-		asked := run != nil && ((run.round != nil && run.round.cohort[from]) || (run.eval != nil && run.eval.expected[from]))
+		asked := run != nil && ((run.Round != nil && run.Round.Cohort[from]) || (run.Eval != nil && run.Eval.Expected[from]))
 		if !asked {
 			if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
 				return err
 			}
 			return fmt.Errorf("%w: %s has no task of job %s to refuse", ErrNotInCohort, from, req.GetJobId())
 		}
-		if run.round != nil && run.round.cohort[from] {
-			run.round.refuse(from)
-			run.reasons[from] = state.SanitizeReason("site policy: " + reason)
+		if run.Round != nil && run.Round.Cohort[from] {
+			run.Round.Refuse(from)
+			run.Reasons[from] = state.SanitizeReason("site policy: " + reason)
 		}
-		if run.eval != nil && run.eval.expected[from] && !run.eval.got[from] {
-			delete(run.eval.expected, from)
+		if run.Eval != nil && run.Eval.Expected[from] && !run.Eval.Got[from] {
+			delete(run.Eval.Expected, from)
 		}
 		return nil
 	}(); err != nil {
@@ -414,33 +414,33 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 	failure := state.TaskFailure{Participant: from, Reason: reason, Round: req.GetRound(), Attempt: req.GetAttempt(), At: time.Now().UnixMilli()}
 	switch req.GetKind() {
 	case pb.TaskKind_TASK_KIND_EVALUATE:
-		e := run.eval
+		e := run.Eval
 		switch {
-		case e == nil || e.modelRound != req.GetRound():
+		case e == nil || e.ModelRound != req.GetRound():
 			return nil, fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetRound())
-		case e.got[from]:
-			return nil, fmt.Errorf("%w: %s reported its evaluation of round %d", ErrDuplicate, from, e.modelRound)
-		case !e.expected[from]:
-			return nil, fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", ErrNotInCohort, from, e.modelRound)
+		case e.Got[from]:
+			return nil, fmt.Errorf("%w: %s reported its evaluation of round %d", ErrDuplicate, from, e.ModelRound)
+		case !e.Expected[from]:
+			return nil, fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", ErrNotInCohort, from, e.ModelRound)
 		}
-		delete(e.expected, from)
+		delete(e.Expected, from)
 		failure.Task, failure.Attempt = "evaluate", 0
 	case pb.TaskKind_TASK_KIND_TRAIN, pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
-		r := run.round
+		r := run.Round
 		switch {
 		case r == nil:
 			return nil, fmt.Errorf("%w: job %s has no round open (report for round %d)", ErrWrongRound, req.GetJobId(), req.GetRound())
-		case r.number != req.GetRound() || r.attempt != req.GetAttempt():
-			return nil, fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", ErrWrongRound, r.number, r.attempt, req.GetRound(), req.GetAttempt())
-		case !r.cohort[from]:
-			return nil, fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
-		case r.refused[from]:
+		case r.Number != req.GetRound() || r.Attempt != req.GetAttempt():
+			return nil, fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", ErrWrongRound, r.Number, r.Attempt, req.GetRound(), req.GetAttempt())
+		case !r.Cohort[from]:
+			return nil, fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
+		case r.Refused[from]:
 			return nil, nil // reported already
-		case r.done[from] || r.isReceiving(from):
-			return nil, fmt.Errorf("%w: %s's update of round %d arrived", ErrDuplicate, from, r.number)
+		case r.Done[from] || r.IsReceiving(from):
+			return nil, fmt.Errorf("%w: %s's update of round %d arrived", ErrDuplicate, from, r.Number)
 		}
-		r.refuse(from)
-		run.reasons[from] = reason
+		r.Refuse(from)
+		run.Reasons[from] = reason
 		failure.Task = "train"
 	default:
 		return nil, fmt.Errorf("%w: task kind %v", state.ErrBadRequest, req.GetKind())

@@ -198,7 +198,7 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 		return stream.SendAndClose(&pb.UploadUpdateResponse{})
 	}
 	delta, err := within(deadline, func() ([]float32, error) {
-		return receiveUpdate(stream, first.GetData(), r.length, s.c.metrics)
+		return receiveUpdate(stream, first.GetData(), r.Length, s.c.metrics)
 	})
 	if err != nil {
 		s.c.releaseUpdate(r, id.Name)
@@ -310,13 +310,13 @@ const maxSecAggItems = 1 << 16
 func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAggAdvertiseRequest) (*pb.SecAggResponse, error) {
 	// The signature is checked outside the leader's lock: the X.509 checks
 	// are the costly part, and every other call waits for the lock.
-	var checked checkedAdvertisement
+	var checked CheckedAdvertisement
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggAdvertise(ctx, req)
-	}, func(from string, r *secureRound) (err error) {
-		checked, err = r.checkAdvertisement(from, req.GetAdvertisement())
+	}, func(from string, r *SecureRound) (err error) {
+		checked, err = r.CheckAdvertisement(from, req.GetAdvertisement())
 		return err
-	}, func(_ string, r *secureRound) error { return r.advertise(checked) })
+	}, func(_ string, r *SecureRound) error { return r.Advertise(checked) })
 }
 
 func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAggShareKeysRequest) (*pb.SecAggResponse, error) {
@@ -325,8 +325,8 @@ func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAgg
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggShareKeys(ctx, req)
-	}, nil, func(from string, r *secureRound) error {
-		return s.c.countParts("share_keys", req.GetParts(), r.shareKeys(from, req.GetShares(), req.GetPart(), req.GetParts()))
+	}, nil, func(from string, r *SecureRound) error {
+		return s.c.countParts("share_keys", req.GetParts(), r.ShareKeys(from, req.GetShares(), req.GetPart(), req.GetParts()))
 	})
 }
 
@@ -336,8 +336,8 @@ func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnm
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggUnmask(ctx, req)
-	}, nil, func(from string, r *secureRound) error {
-		return s.c.countParts("unmask", req.GetParts(), r.unmask(from, req.GetReveals(), req.GetPart(), req.GetParts()))
+	}, nil, func(from string, r *SecureRound) error {
+		return s.c.countParts("unmask", req.GetParts(), r.Unmask(from, req.GetReveals(), req.GetPart(), req.GetParts()))
 	})
 }
 
@@ -355,7 +355,7 @@ func (c *Coordinator) countParts(message string, parts uint32, err error) error 
 // round here: check (nil: none) without the leader's lock, then deliver
 // under it.
 func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound,
-	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), check, deliver func(from string, r *secureRound) error) (*pb.SecAggResponse, error) {
+	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), check, deliver func(from string, r *SecureRound) error) (*pb.SecAggResponse, error) {
 	id, err := s.c.caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
@@ -368,11 +368,11 @@ func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound
 	}); fwd {
 		return resp, err
 	}
-	var checkGroup func(*secureRound) error
+	var checkGroup func(*SecureRound) error
 	if check != nil {
-		checkGroup = func(r *secureRound) error { return check(id.Name, r) }
+		checkGroup = func(r *SecureRound) error { return check(id.Name, r) }
 	}
-	if err := s.c.secureMessage(id.Name, ref, checkGroup, func(r *secureRound) error { return deliver(id.Name, r) }); err != nil {
+	if err := s.c.secureMessage(id.Name, ref, checkGroup, func(r *SecureRound) error { return deliver(id.Name, r) }); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.SecAggResponse{}, nil

@@ -20,31 +20,31 @@ import (
 // model, the aggregation rule's running state and who has contributed. It
 // does no I/O and takes time as an argument, so deadlines and dropouts are
 // tested without sockets or sleeps. The leader guards it with its own lock.
-type round struct {
-	jobID           string
-	number, attempt uint32
-	cohort          map[string]bool
-	cohortList      []string
+type Round struct {
+	JobID           string
+	Number, Attempt uint32
+	Cohort          map[string]bool
+	CohortList      []string
 	// base is the model the round trains from, of length parameters; the
 	// executor fetches it before the round opens.
-	base       []float32
-	length     int
-	baseDigest string
-	deadline   time.Time
+	Base       []float32
+	Length     int
+	BaseDigest string
+	Deadline   time.Time
 	minUpdates int
 	// rule combines plain updates (FedAvg or a robust rule).
 	rule         aggregate.Rule
-	contributors []string
+	Contributors []string
 	examples     uint64
 	receiving    map[string]float64 // uploads admitted but not yet added: the share of the work each did
-	done         map[string]bool    // contributors, as a set
+	Done         map[string]bool    // contributors, as a set
 	// weights are the cohort's FedAvg weights: each member's example count
 	// as fixed at its first task of the job, capped at the job's
 	// max_examples. What an update's header claims does not change them.
 	weights map[string]uint64
 	// refused are cohort members whose site policy refused the job; the
 	// round does not wait for them.
-	refused map[string]bool
+	Refused map[string]bool
 	// maxNorm refuses an update whose L2 norm is larger (0: no bound).
 	maxNorm float64
 	// epochs is the local epochs each task asks for: an update that did
@@ -55,21 +55,21 @@ type round struct {
 	// on the sum, added when the round closes.
 	dpClip, dpNoise float64
 	// samplingRate is the cohort's share of the eligible participants.
-	samplingRate float64
+	SamplingRate float64
 	// groups run secure aggregation when the job asks for it (one group,
 	// or several in grouped mode); then updates arrive masked, rule
 	// combines the group means and deadline bounds training only.
-	groups  []*secureRound
+	Groups  []*SecureRound
 	groupOf map[string]int
 	// wanted is how many updates the round wants: once that many arrived
 	// it closes, and later uploads are refused as late (0: the whole
 	// cohort's).
-	wanted int
+	Wanted int
 	// opened is when the round opened; arrived are the times since then
 	// at which the contributors' updates were seen, in order (outcome
 	// notes them). straggler and budget set the straggler rule
 	// (stragglersCut; straggler 0: off).
-	opened    time.Time
+	Opened    time.Time
 	arrived   []time.Duration
 	straggler float64
 	budget    time.Duration
@@ -77,23 +77,23 @@ type round struct {
 	// wanted updates.
 	late map[string]bool
 	// closedBy says why the round closed, for its commit.
-	closedBy string
+	ClosedBy string
 }
 
 // abort is the command that aborts the round for reason, with who had
 // answered and who was silent.
-func (r *round) abort(reason string, now time.Time) state.AbortRound {
-	return state.AbortRound{JobID: r.jobID, Number: r.number, Attempt: r.attempt, Reason: reason, At: now.UnixMilli(),
-		Silent: r.silent(), Responders: r.responders()}
+func (r *Round) Abort(reason string, now time.Time) state.AbortRound {
+	return state.AbortRound{JobID: r.JobID, Number: r.Number, Attempt: r.Attempt, Reason: reason, At: now.UnixMilli(),
+		Silent: r.Silent(), Responders: r.responders()}
 }
 
 // secureNotes says how a round with secure aggregation closed: how each
 // phase that went on without some members closed.
-func (r *round) secureNotes() string {
+func (r *Round) secureNotes() string {
 	var notes []string
-	for _, g := range r.groups {
+	for _, g := range r.Groups {
 		for _, n := range g.notes {
-			if len(r.groups) > 1 {
+			if len(r.Groups) > 1 {
 				n = fmt.Sprintf("group %d %s", g.group, n)
 			}
 			notes = append(notes, n)
@@ -106,34 +106,34 @@ func (r *round) secureNotes() string {
 }
 
 // newRound opens a round attempt of plain updates combined by rule.
-func newRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *round {
-	r := &round{
-		jobID: jobID, number: number, attempt: attempt, cohortList: cohort, cohort: map[string]bool{},
-		base: base, length: len(base), baseDigest: baseDigest, deadline: deadline, minUpdates: minUpdates, rule: rule,
-		receiving: map[string]float64{}, done: map[string]bool{}, weights: weights, refused: map[string]bool{},
+func NewRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *Round {
+	r := &Round{
+		JobID: jobID, Number: number, Attempt: attempt, CohortList: cohort, Cohort: map[string]bool{},
+		Base: base, Length: len(base), BaseDigest: baseDigest, Deadline: deadline, minUpdates: minUpdates, rule: rule,
+		receiving: map[string]float64{}, Done: map[string]bool{}, weights: weights, Refused: map[string]bool{},
 		groupOf: map[string]int{}, late: map[string]bool{},
 	}
 	for _, id := range cohort {
-		r.cohort[id] = true
+		r.Cohort[id] = true
 	}
 	return r
 }
 
 // unmasked reports whether any group's sum was unmasked.
-func (r *round) unmasked() bool {
-	return slices.ContainsFunc(r.groups, func(g *secureRound) bool { return g.phase == phaseDone })
+func (r *Round) Unmasked() bool {
+	return slices.ContainsFunc(r.Groups, func(g *SecureRound) bool { return g.Phase == phaseDone })
 }
 
 // secure reports whether the round's updates arrive masked.
-func (r *round) secure() bool { return len(r.groups) > 0 }
+func (r *Round) Secure() bool { return len(r.Groups) > 0 }
 
 // group is the secure-aggregation group from belongs to (nil: none).
-func (r *round) group(from string) *secureRound {
+func (r *Round) Group(from string) *SecureRound {
 	g, ok := r.groupOf[from]
-	if !ok || !r.secure() {
+	if !ok || !r.Secure() {
 		return nil
 	}
-	return r.groups[g]
+	return r.Groups[g]
 }
 
 // maxEvalExamples bounds the examples one evaluation report may claim.
@@ -142,28 +142,28 @@ const maxEvalExamples = 1 << 32
 // admit checks an update's header before its data is received and reserves
 // the sender's slot: the round and attempt must be this one, the sender in
 // the cohort and not already heard from, the length the model's.
-func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
+func (r *Round) Admit(from string, h *pb.UpdateHeader, now time.Time) error {
 	if err := r.trainedIn(h, "update"); err != nil {
 		return err
 	}
 	switch {
-	case !now.Before(r.deadline):
-		return fmt.Errorf("%w: round %d's deadline has passed", ErrWrongRound, r.number)
-	case !r.cohort[from]:
-		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
-	case r.done[from] || r.isReceiving(from):
-		return fmt.Errorf("%w: %s, round %d", ErrDuplicate, from, r.number)
-	case r.full() && !r.secure():
+	case !now.Before(r.Deadline):
+		return fmt.Errorf("%w: round %d's deadline has passed", ErrWrongRound, r.Number)
+	case !r.Cohort[from]:
+		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
+	case r.Done[from] || r.IsReceiving(from):
+		return fmt.Errorf("%w: %s, round %d", ErrDuplicate, from, r.Number)
+	case r.full() && !r.Secure():
 		r.late[from] = true
 		return r.closedErr(from)
-	case r.secure():
-		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", state.ErrBadUpdate, r.number)
-	case h.GetNumParams() != uint64(r.length):
-		return fmt.Errorf("%w: update has %d parameters; the model has %d", state.ErrBadUpdate, h.GetNumParams(), r.length)
+	case r.Secure():
+		return fmt.Errorf("%w: round %d uses secure aggregation; updates must be masked", state.ErrBadUpdate, r.Number)
+	case h.GetNumParams() != uint64(r.Length):
+		return fmt.Errorf("%w: update has %d parameters; the model has %d", state.ErrBadUpdate, h.GetNumParams(), r.Length)
 	case h.GetExamples() == 0:
 		return fmt.Errorf("%w: update claims 0 examples", state.ErrBadUpdate)
-	case r.refused[from]:
-		return fmt.Errorf("%w: %s refused job %s", state.ErrConflict, from, r.jobID)
+	case r.Refused[from]:
+		return fmt.Errorf("%w: %s refused job %s", state.ErrConflict, from, r.JobID)
 	case h.GetEpochsDone() > r.epochs:
 		return fmt.Errorf("%w: update claims %d local epochs; the task asked for %d", state.ErrBadUpdate, h.GetEpochsDone(), r.epochs)
 	}
@@ -172,14 +172,14 @@ func (r *round) admit(from string, h *pb.UpdateHeader, now time.Time) error {
 }
 
 // isReceiving reports whether from's upload is admitted and arriving.
-func (r *round) isReceiving(from string) bool {
+func (r *Round) IsReceiving(from string) bool {
 	_, ok := r.receiving[from]
 	return ok
 }
 
 // work is the share of the task's epochs an upload that completed done of
 // them did (0 means all).
-func (r *round) work(done uint32) float64 {
+func (r *Round) work(done uint32) float64 {
 	if done == 0 || r.epochs == 0 {
 		return 1
 	}
@@ -187,58 +187,58 @@ func (r *round) work(done uint32) float64 {
 }
 
 // admitMasked checks a masked input's header and reserves the sender's slot.
-func (r *round) admitMasked(from string, h *pb.UpdateHeader) error {
+func (r *Round) AdmitMasked(from string, h *pb.UpdateHeader) error {
 	if err := r.trainedIn(h, "masked input"); err != nil {
 		return err
 	}
-	g := r.group(from)
+	g := r.Group(from)
 	if g == nil {
-		if r.secure() {
-			return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.number)
+		if r.Secure() {
+			return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
 		}
-		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", state.ErrBadUpdate, r.number)
+		return fmt.Errorf("%w: round %d does not use secure aggregation; send the update unmasked", state.ErrBadUpdate, r.Number)
 	}
 	return g.admitMasked(from, h.GetNumParams())
 }
 
 // names checks that a message (what) names this round attempt.
-func (r *round) names(number, attempt uint32, what string) error {
-	if number != r.number || attempt != r.attempt {
+func (r *Round) Names(number, attempt uint32, what string) error {
+	if number != r.Number || attempt != r.Attempt {
 		return fmt.Errorf("%w: %s for round %d attempt %d; job %s has round %d attempt %d open",
-			ErrWrongRound, what, number, attempt, r.jobID, r.number, r.attempt)
+			ErrWrongRound, what, number, attempt, r.JobID, r.Number, r.Attempt)
 	}
 	return nil
 }
 
 // trainedIn checks that an upload's header names this round attempt and was
 // trained from its base model.
-func (r *round) trainedIn(h *pb.UpdateHeader, what string) error {
-	if err := r.names(h.GetRound(), h.GetAttempt(), what); err != nil {
+func (r *Round) trainedIn(h *pb.UpdateHeader, what string) error {
+	if err := r.Names(h.GetRound(), h.GetAttempt(), what); err != nil {
 		return err
 	}
-	if h.GetBaseModelDigest() != r.baseDigest {
-		return fmt.Errorf("%w: %s trained from %s; the round's base model is %s", ErrWrongRound, what, h.GetBaseModelDigest(), r.baseDigest)
+	if h.GetBaseModelDigest() != r.BaseDigest {
+		return fmt.Errorf("%w: %s trained from %s; the round's base model is %s", ErrWrongRound, what, h.GetBaseModelDigest(), r.BaseDigest)
 	}
 	return nil
 }
 
 // release gives back a slot admit reserved when the upload failed.
-func (r *round) release(from string) { delete(r.receiving, from) }
+func (r *Round) Release(from string) { delete(r.receiving, from) }
 
 // full reports whether the round has the updates it wants.
-func (r *round) full() bool { return r.wanted > 0 && len(r.contributors) >= r.wanted }
+func (r *Round) full() bool { return r.Wanted > 0 && len(r.Contributors) >= r.Wanted }
 
 // closedErr is the refusal of from's update that came after the round had
 // the updates it wants.
-func (r *round) closedErr(from string) error {
-	return fmt.Errorf("%w: round %d attempt %d has the %d updates it wanted; %s's is not needed", ErrRoundClosed, r.number, r.attempt, r.wanted, from)
+func (r *Round) closedErr(from string) error {
+	return fmt.Errorf("%w: round %d attempt %d has the %d updates it wanted; %s's is not needed", ErrRoundClosed, r.Number, r.Attempt, r.Wanted, from)
 }
 
 // add gives an admitted update to the round's rule, weighted by the
 // sender's fixed weight (see weights) times the share of the work it did;
 // under central DP it is clipped first and weighs 1. An update that comes
 // once the round has the updates it wants is refused (ErrRoundClosed).
-func (r *round) add(from string, delta []float32) error {
+func (r *Round) Add(from string, delta []float32) error {
 	share := r.receiving[from]
 	delete(r.receiving, from)
 	if r.full() {
@@ -259,8 +259,8 @@ func (r *round) add(from string, delta []float32) error {
 	if err := r.rule.Add(delta, w); err != nil {
 		return fmt.Errorf("%w: %w", state.ErrBadUpdate, err)
 	}
-	r.done[from] = true
-	r.contributors = append(r.contributors, from)
+	r.Done[from] = true
+	r.Contributors = append(r.Contributors, from)
 	r.examples += uint64(math.Round(examples))
 	return nil
 }
@@ -268,13 +268,13 @@ func (r *round) add(from string, delta []float32) error {
 // update is the round's combined update: the rule's result, plus under
 // central DP Gaussian noise of standard deviation dpNoise on the sum
 // (dpNoise / contributors on the mean), drawn from rng.
-func (r *round) update(rng *rand.Rand) ([]float32, error) {
+func (r *Round) update(rng *rand.Rand) ([]float32, error) {
 	delta, err := r.rule.Result()
 	if err != nil {
 		return nil, err
 	}
 	if r.dpNoise > 0 {
-		dp.AddGaussian(delta, r.dpNoise/float64(len(r.contributors)), rng)
+		dp.AddGaussian(delta, r.dpNoise/float64(len(r.Contributors)), rng)
 	}
 	return delta, nil
 }
@@ -284,33 +284,33 @@ func (r *round) update(rng *rand.Rand) ([]float32, error) {
 // examples they stand for. With secure aggregation it first unmasks the
 // sums of the groups whose unmasking phase closed, the heavy step of a
 // secure round, and notes how the phases closed (closedBy).
-func (r *round) result(now time.Time, rule aggregate.RuleConfig, rng *rand.Rand) (delta []float32, contributors []string, examples uint64, err error) {
-	if !r.secure() {
+func (r *Round) Result(now time.Time, rule aggregate.RuleConfig, rng *rand.Rand) (delta []float32, contributors []string, examples uint64, err error) {
+	if !r.Secure() {
 		if delta, err = r.update(rng); err != nil {
 			return nil, nil, 0, fmt.Errorf("aggregation: %w", err)
 		}
-		return delta, slices.Sorted(slices.Values(r.contributors)), r.examples, nil
+		return delta, slices.Sorted(slices.Values(r.Contributors)), r.examples, nil
 	}
 	nobody := func(string) bool { return false } // decide saw each group ready to close
-	for _, g := range r.groups {
-		if g.err == nil && g.phase == phaseUnmask {
+	for _, g := range r.Groups {
+		if g.Err == nil && g.Phase == PhaseUnmask {
 			if _, _, err := g.advance(now, nobody); err != nil {
-				g.err = err
+				g.Err = err
 			}
 		}
 	}
 	if delta, contributors, examples, err = r.secureUpdate(rule); err != nil {
 		return nil, nil, 0, err
 	}
-	r.closedBy = r.secureNotes()
+	r.ClosedBy = r.secureNotes()
 	return delta, contributors, examples, nil
 }
 
 // refuse records that a cohort member's site refused the job: the round
 // stops waiting for it.
-func (r *round) refuse(from string) {
-	if r.cohort[from] && !r.done[from] {
-		r.refused[from] = true
+func (r *Round) Refuse(from string) {
+	if r.Cohort[from] && !r.Done[from] {
+		r.Refused[from] = true
 	}
 }
 
@@ -329,27 +329,27 @@ const (
 // member answered, when the updates it wants arrived, when stragglers
 // held it too long (commit with enough updates, abort with too few), or
 // at its deadline.
-func (r *round) outcome(now time.Time) (roundOutcome, string) {
-	for len(r.arrived) < len(r.contributors) {
-		r.arrived = append(r.arrived, now.Sub(r.opened))
+func (r *Round) outcome(now time.Time) (roundOutcome, string) {
+	for len(r.arrived) < len(r.Contributors) {
+		r.arrived = append(r.arrived, now.Sub(r.Opened))
 	}
-	n, cohort := len(r.contributors), len(r.cohortList)
-	expected := cohort - len(r.refused)
+	n, cohort := len(r.Contributors), len(r.CohortList)
+	expected := cohort - len(r.Refused)
 	switch {
 	case n == cohort:
 		return roundComplete, "every cohort member's update arrived"
-	case n+len(r.refused) == cohort && n >= max(1, r.minUpdates):
+	case n+len(r.Refused) == cohort && n >= max(1, r.minUpdates):
 		return roundComplete, "every cohort member answered or said why not" // everyone who will answer has
 	case r.full() && n >= r.minUpdates:
-		return roundCommit, fmt.Sprintf("the %d updates wanted arrived (%d selected)", r.wanted, cohort)
-	case len(r.receiving) == 0 && now.Before(r.deadline) && stragglersCut(r.arrived, expected, r.straggler, r.budget, now.Sub(r.opened)):
+		return roundCommit, fmt.Sprintf("the %d updates wanted arrived (%d selected)", r.Wanted, cohort)
+	case len(r.receiving) == 0 && now.Before(r.Deadline) && stragglersCut(r.arrived, expected, r.straggler, r.budget, now.Sub(r.Opened)):
 		why := fmt.Sprintf("stragglers: %d of %d updates after %s, %g× the median member's %s",
-			n, cohort, roundDuration(now.Sub(r.opened)), r.straggler, roundDuration(median(r.arrived, expected)))
+			n, cohort, roundDuration(now.Sub(r.Opened)), r.straggler, roundDuration(median(r.arrived, expected)))
 		if n >= max(1, r.minUpdates) {
 			return roundCommit, why
 		}
 		return roundAbort, fmt.Sprintf("%s (minimum %d)", why, r.minUpdates)
-	case now.Before(r.deadline):
+	case now.Before(r.Deadline):
 		return roundPending, ""
 	case n >= r.minUpdates:
 		return roundCommit, fmt.Sprintf("deadline passed with %d of %d updates", n, cohort)
@@ -362,10 +362,10 @@ func (r *round) outcome(now time.Time) (roundOutcome, string) {
 // arrive. Pure, like round.
 type evalCollection struct {
 	jobID      string
-	modelRound uint32
+	ModelRound uint32
 	digest     string
-	expected   map[string]bool
-	got        map[string]bool
+	Expected   map[string]bool
+	Got        map[string]bool
 	sum        state.Evaluation
 	deadline   time.Time
 	// intended is how many evaluators the job wanted (evaluate_fraction of
@@ -374,27 +374,27 @@ type evalCollection struct {
 }
 
 func newEvalCollection(jobID string, modelRound uint32, digest string, evaluators []string, deadline time.Time) *evalCollection {
-	e := &evalCollection{jobID: jobID, modelRound: modelRound, digest: digest, expected: map[string]bool{}, got: map[string]bool{}, deadline: deadline}
+	e := &evalCollection{jobID: jobID, ModelRound: modelRound, digest: digest, Expected: map[string]bool{}, Got: map[string]bool{}, deadline: deadline}
 	for _, id := range evaluators {
-		e.expected[id] = true
+		e.Expected[id] = true
 	}
 	return e
 }
 
-func (e *evalCollection) add(from string, req *pb.ReportEvaluationRequest) error {
+func (e *evalCollection) Add(from string, req *pb.ReportEvaluationRequest) error {
 	switch {
-	case req.GetModelRound() != e.modelRound || req.GetModelDigest() != e.digest:
-		return fmt.Errorf("%w: evaluation of round %d (%s); collecting round %d (%s)", ErrWrongRound, req.GetModelRound(), req.GetModelDigest(), e.modelRound, e.digest)
-	case !e.expected[from]:
-		return fmt.Errorf("%w: %s was not asked to evaluate round %d", ErrNotInCohort, from, e.modelRound)
-	case e.got[from]:
-		return fmt.Errorf("%w: evaluation from %s for round %d", ErrDuplicate, from, e.modelRound)
+	case req.GetModelRound() != e.ModelRound || req.GetModelDigest() != e.digest:
+		return fmt.Errorf("%w: evaluation of round %d (%s); collecting round %d (%s)", ErrWrongRound, req.GetModelRound(), req.GetModelDigest(), e.ModelRound, e.digest)
+	case !e.Expected[from]:
+		return fmt.Errorf("%w: %s was not asked to evaluate round %d", ErrNotInCohort, from, e.ModelRound)
+	case e.Got[from]:
+		return fmt.Errorf("%w: evaluation from %s for round %d", ErrDuplicate, from, e.ModelRound)
 	case req.GetExamples() == 0 || req.GetExamples() > maxEvalExamples || req.GetCorrect() > req.GetExamples():
 		return fmt.Errorf("%w: evaluation of %d examples with %d correct", state.ErrBadUpdate, req.GetExamples(), req.GetCorrect())
 	case math.IsNaN(req.GetLossSum()) || math.IsInf(req.GetLossSum(), 0) || req.GetLossSum() < 0:
 		return fmt.Errorf("%w: evaluation loss %v", state.ErrBadUpdate, req.GetLossSum())
 	}
-	e.got[from] = true
+	e.Got[from] = true
 	e.sum.Examples += req.GetExamples()
 	e.sum.Correct += req.GetCorrect()
 	e.sum.LossSum += req.GetLossSum()
@@ -404,7 +404,7 @@ func (e *evalCollection) add(from string, req *pb.ReportEvaluationRequest) error
 
 // finished reports whether every evaluator reported or the deadline passed.
 func (e *evalCollection) finished(now time.Time) bool {
-	return len(e.got) == len(e.expected) || !now.Before(e.deadline)
+	return len(e.Got) == len(e.Expected) || !now.Before(e.deadline)
 }
 
 // decisive reports whether the evaluation heard from enough evaluators to
@@ -415,30 +415,30 @@ func (e *evalCollection) finished(now time.Time) bool {
 // one site's 100 examples once read 100% for a model at 97.8% on the whole
 // test set.
 func (e *evalCollection) decisive() bool {
-	return 2*len(e.got) >= max(len(e.expected), e.intended)
+	return 2*len(e.Got) >= max(len(e.Expected), e.intended)
 }
 
 // secureUpdate combines the means of the groups that finished secure
 // aggregation: the one group's mean, or in grouped mode the rule over the
 // group means, each weighing its group's Σ w. It fails when no group
 // finished or fewer than minUpdates inputs made the sums.
-func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contributors []string, examples uint64, err error) {
-	if len(r.groups) == 1 {
-		g := r.groups[0]
-		if g.err != nil {
-			return nil, nil, 0, g.err
+func (r *Round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contributors []string, examples uint64, err error) {
+	if len(r.Groups) == 1 {
+		g := r.Groups[0]
+		if g.Err != nil {
+			return nil, nil, 0, g.Err
 		}
 		delta, _, contributors, examples, err = g.mean(r.minUpdates)
 		return delta, contributors, examples, err
 	}
-	combined, err := aggregate.NewRule(rule, r.length)
+	combined, err := aggregate.NewRule(rule, r.Length)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	var failed []error
-	for _, g := range r.groups {
-		if g.err != nil {
-			failed = append(failed, fmt.Errorf("group %d: %w", g.group, g.err))
+	for _, g := range r.Groups {
+		if g.Err != nil {
+			failed = append(failed, fmt.Errorf("group %d: %w", g.group, g.Err))
 			continue
 		}
 		mean, weight, who, n, err := g.mean(1)
@@ -456,9 +456,9 @@ func (r *round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 	case combined.Count() == 0:
 		return nil, nil, 0, fmt.Errorf("every secure-aggregation group failed: %w", errors.Join(failed...))
 	case rule.Name != "" && rule.Name != aggregate.RuleFedAvg && combined.Count() < 3:
-		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished; a %s needs 3 (%w)", combined.Count(), len(r.groups), rule.Name, errors.Join(failed...))
+		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished; a %s needs 3 (%w)", combined.Count(), len(r.Groups), rule.Name, errors.Join(failed...))
 	case rule.Name == aggregate.RuleTrimmedMean && int(rule.Beta*float64(combined.Count())) < 1:
-		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished: too few for a trimmed mean with beta %g to trim any (%w)", combined.Count(), len(r.groups), rule.Beta, errors.Join(failed...))
+		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished: too few for a trimmed mean with beta %g to trim any (%w)", combined.Count(), len(r.Groups), rule.Beta, errors.Join(failed...))
 	case len(contributors) < r.minUpdates:
 		return nil, nil, 0, fmt.Errorf("%d masked inputs in %d groups; the job needs at least %d", len(contributors), combined.Count(), r.minUpdates)
 	}
@@ -527,11 +527,11 @@ func chooseGroups(connected []string, k, n int, by string, region func(id string
 // closed: no update (none arriving either; under secure aggregation, not
 // among those still in the protocol), no refusal or failure with a reason,
 // and no message that came too late.
-func (r *round) silent() []string {
+func (r *Round) Silent() []string {
 	answered := r.answeredSet()
 	var out []string
-	for _, id := range r.cohortList {
-		if !answered[id] && !r.refused[id] && !r.isLate(id) && !r.isReceiving(id) {
+	for _, id := range r.CohortList {
+		if !answered[id] && !r.Refused[id] && !r.isLate(id) && !r.IsReceiving(id) {
 			out = append(out, id)
 		}
 	}
@@ -541,10 +541,10 @@ func (r *round) silent() []string {
 // responders returns the cohort members that had answered: the
 // contributors of a plain round; under secure aggregation, the members
 // still in the protocol (see secureRound.answered).
-func (r *round) responders() []string {
+func (r *Round) responders() []string {
 	answered := r.answeredSet()
 	var out []string
-	for _, id := range r.cohortList {
+	for _, id := range r.CohortList {
 		if answered[id] {
 			out = append(out, id)
 		}
@@ -553,12 +553,12 @@ func (r *round) responders() []string {
 }
 
 // answeredSet is who answered, as a set (see responders).
-func (r *round) answeredSet() map[string]bool {
-	if !r.secure() {
-		return r.done
+func (r *Round) answeredSet() map[string]bool {
+	if !r.Secure() {
+		return r.Done
 	}
 	out := map[string]bool{}
-	for _, g := range r.groups {
+	for _, g := range r.Groups {
 		for _, i := range g.answered() {
 			out[g.ids[i]] = true
 		}
@@ -568,8 +568,8 @@ func (r *round) answeredSet() map[string]bool {
 
 // isLate reports whether id's update, or under secure aggregation one of
 // its messages, came after the round or its phase had closed.
-func (r *round) isLate(id string) bool {
-	if g := r.group(id); g != nil && g.late[g.index[id]] {
+func (r *Round) isLate(id string) bool {
+	if g := r.Group(id); g != nil && g.late[g.index[id]] {
 		return true
 	}
 	return r.late[id]

@@ -15,7 +15,7 @@ import (
 
 func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := newRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, aggregate.NewFedAvg(4))
+	r := NewRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, aggregate.NewFedAvg(4))
 	good := func() *pb.UpdateHeader {
 		return &pb.UpdateHeader{JobId: "job1", Round: 3, Attempt: 2, BaseModelDigest: "sha256:base", NumParams: 4, Examples: 10}
 	}
@@ -42,12 +42,12 @@ func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 		if c.edit != nil {
 			c.edit(h)
 		}
-		err := r.admit(c.from, h, c.at)
+		err := r.Admit(c.from, h, c.at)
 		if c.wantOK {
 			if err != nil {
 				t.Fatalf("%s: %v", c.name, err)
 			}
-			if err := r.add(c.from, []float32{1, 2, 3, 4}); err != nil {
+			if err := r.Add(c.from, []float32{1, 2, 3, 4}); err != nil {
 				t.Fatal(err)
 			}
 			continue
@@ -70,15 +70,15 @@ func TestRoundOutcomes(t *testing.T) {
 	hdr := func(n uint32) *pb.UpdateHeader {
 		return &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}
 	}
-	r := newRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, aggregate.NewFedAvg(1))
+	r := NewRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, aggregate.NewFedAvg(1))
 	if got, _ := r.outcome(deadline); got != roundAbort {
 		t.Error("no updates at the deadline: want abort")
 	}
 	for _, id := range []string{"a", "b", "c"} {
-		if err := r.admit(id, hdr(1), t0); err != nil {
+		if err := r.Admit(id, hdr(1), t0); err != nil {
 			t.Fatal(err)
 		}
-		r.add(id, []float32{1})
+		r.Add(id, []float32{1})
 	}
 	if got, _ := r.outcome(t0); got != roundComplete {
 		t.Error("every cohort member in: want complete")
@@ -145,13 +145,13 @@ func TestRoundClosesEarly(t *testing.T) {
 				cohort = append(cohort, id)
 				weights[id] = 1
 			}
-			r := newRound("j", 1, 1, cohort, weights, []float32{0}, "d", deadline, c.minUpdates, aggregate.NewFedAvg(1))
-			r.opened, r.wanted, r.straggler, r.budget = t0, c.wanted, c.straggler, c.budget
+			r := NewRound("j", 1, 1, cohort, weights, []float32{0}, "d", deadline, c.minUpdates, aggregate.NewFedAvg(1))
+			r.Opened, r.Wanted, r.straggler, r.budget = t0, c.wanted, c.straggler, c.budget
 			for _, a := range c.arrivals {
-				if err := r.admit(a.from, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(a.at)); err != nil {
+				if err := r.Admit(a.from, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(a.at)); err != nil {
 					t.Fatal(err)
 				}
-				if err := r.add(a.from, []float32{1}); err != nil {
+				if err := r.Add(a.from, []float32{1}); err != nil {
 					t.Fatal(err)
 				}
 				if got, why := r.outcome(at(a.at)); a.at < c.closesAt && got != roundPending {
@@ -169,13 +169,13 @@ func TestRoundClosesEarly(t *testing.T) {
 				// One more, after the round had what it wanted: refused as
 				// late, and not silent.
 				late := cohort[len(c.arrivals)]
-				err := r.admit(late, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(c.closesAt))
+				err := r.Admit(late, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(c.closesAt))
 				if !errors.Is(err, ErrRoundClosed) {
 					t.Errorf("an update after the wanted ones: %v; want ErrRoundClosed", err)
 				}
 				c.silent = slices.DeleteFunc(c.silent, func(id string) bool { return id == late })
 			}
-			if got := r.silent(); !slices.Equal(got, c.silent) {
+			if got := r.Silent(); !slices.Equal(got, c.silent) {
 				t.Errorf("silent %v; want %v", got, c.silent)
 			}
 		})
@@ -192,7 +192,7 @@ func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
 	}{{0, false}, {1, false}, {4, false}, {5, true}, {10, true}} {
 		e := newEvalCollection("j", 1, "d", asked, time.Now())
 		for _, id := range asked[:c.reported] {
-			e.got[id] = true
+			e.Got[id] = true
 		}
 		if got := e.decisive(); got != c.want {
 			t.Errorf("%d of %d reported: decisive %v; want %v", c.reported, len(asked), got, c.want)
@@ -201,7 +201,7 @@ func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
 	// Only one of the 100 wanted could be asked (the others' queues were
 	// full), and it reported: not enough to stop the job.
 	e := newEvalCollection("j", 1, "d", []string{"a"}, time.Now())
-	e.intended, e.got["a"] = 100, true
+	e.intended, e.Got["a"] = 100, true
 	if e.decisive() {
 		t.Error("1 report of the 100 evaluators wanted stopped the job")
 	}

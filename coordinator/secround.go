@@ -26,7 +26,7 @@ const (
 	phaseAdvertise   secPhase = iota // training, then advertising keys
 	phaseShareKeys                   // sending encrypted shares
 	phaseMaskedInput                 // uploading masked inputs
-	phaseUnmask                      // revealing shares
+	PhaseUnmask                      // revealing shares
 	phaseDone                        // the sum is known
 )
 
@@ -40,11 +40,11 @@ func (p secPhase) String() string {
 // deadline passes, and says which tasks start the next phase. Like round it
 // does no I/O and takes time as an argument. It only ever holds public keys,
 // encrypted shares, masked inputs and, at the end, the sum.
-type secureRound struct {
+type SecureRound struct {
 	// group is this group's number in grouped mode, from 1 (0: the cohort
 	// is one group); err is why it failed, once it has.
 	group         uint32
-	err           error
+	Err           error
 	params        secagg.Params
 	server        *secagg.Server
 	quant         secagg.Quantizer
@@ -53,11 +53,11 @@ type secureRound struct {
 	ca            *x509.CertPool
 	ids           []string // client index → participant
 	index         map[string]int
-	phase         secPhase
-	deadline      time.Time // of the current phase
-	phaseStart    time.Time
+	Phase         secPhase
+	Deadline      time.Time // of the current phase
+	PhaseStart    time.Time
 	phaseDeadline time.Duration
-	waiting       map[int]bool                    // clients the current phase still waits for
+	Waiting       map[int]bool                    // clients the current phase still waits for
 	receiving     map[int]bool                    // masked inputs admitted, not yet added
 	advertised    map[int]*pb.SecAggAdvertisement // relayed to neighbours
 	parts         map[int]*protocol.PartSeq       // share-keys or unmask messages coming in parts, by client
@@ -96,7 +96,7 @@ type secureRound struct {
 // one group of a round (group 0: the whole cohort). Training and
 // advertising keys share the round's deadline. With distributed DP (priv
 // set) clients add the noise its plan gives them.
-func newSecureRound(sa state.SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *state.DifferentialPrivacy, minInputs int) (*secureRound, error) {
+func newSecureRound(sa state.SecureAggregation, session []byte, group uint32, cohort []string, length int, weightScale float64, now, trainDeadline time.Time, ca *x509.CertPool, priv *state.DifferentialPrivacy, minInputs int) (*SecureRound, error) {
 	k, t, err := sa.Graph(len(cohort))
 	if err != nil {
 		return nil, err
@@ -125,23 +125,23 @@ func newSecureRound(sa state.SecureAggregation, session []byte, group uint32, co
 	if err != nil {
 		return nil, err
 	}
-	s := &secureRound{
+	s := &SecureRound{
 		group: group, plan: plan, minInputs: minInputs,
 		params: p, server: server, quant: quant, clip: sa.EffectiveClip(), weightScale: weightScale, ca: ca,
-		ids: slices.Clone(cohort), index: map[string]int{}, deadline: trainDeadline, phaseDeadline: sa.EffectivePhaseDeadline(), phaseStart: now,
-		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
+		ids: slices.Clone(cohort), index: map[string]int{}, Deadline: trainDeadline, phaseDeadline: sa.EffectivePhaseDeadline(), PhaseStart: now,
+		Waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
 		parts: map[int]*protocol.PartSeq{}, seen: map[int]bool{}, late: map[int]bool{},
 	}
 	for i, id := range cohort {
 		s.index[id] = i
-		s.waiting[i] = true
+		s.Waiting[i] = true
 		s.members = append(s.members, i)
 	}
 	return s, nil
 }
 
 // trainTask is the secure-aggregation part of id's training task.
-func (s *secureRound) trainTask(id string) *pb.SecAggTask {
+func (s *SecureRound) trainTask(id string) *pb.SecAggTask {
 	return &pb.SecAggTask{
 		N: uint32(s.params.N), Degree: uint32(min(s.params.K, s.params.N-1)), Threshold: uint32(s.params.T),
 		Length: uint64(s.params.Length), GraphSeed: s.params.GraphSeed, Cohort: s.ids, Index: uint32(s.index[id]),
@@ -151,18 +151,18 @@ func (s *secureRound) trainTask(id string) *pb.SecAggTask {
 
 // expect checks that from may send the current phase's message now and
 // returns its client index.
-func (s *secureRound) expect(from string, phase secPhase) (int, error) {
+func (s *SecureRound) expect(from string, phase secPhase) (int, error) {
 	i, ok := s.index[from]
 	switch {
 	case !ok:
 		return 0, fmt.Errorf("%w: %s is not in the round's cohort", ErrNotInCohort, from)
-	case phase < s.phase && !slices.Contains(s.members, i):
+	case phase < s.Phase && !slices.Contains(s.members, i):
 		// Left out when that phase closed without it: late, not silent.
 		s.late[i] = true
 		return 0, fmt.Errorf("%w: the %s phase closed before %s's message came; the protocol went on without it", ErrRoundClosed, phase, from)
-	case s.phase != phase:
-		return 0, fmt.Errorf("%w: a %s message during the %s phase", ErrWrongPhase, phase, s.phase)
-	case !s.waiting[i] || s.receiving[i]:
+	case s.Phase != phase:
+		return 0, fmt.Errorf("%w: a %s message during the %s phase", ErrWrongPhase, phase, s.Phase)
+	case !s.Waiting[i] || s.receiving[i]:
 		return 0, fmt.Errorf("%w: %s message from %s", ErrDuplicate, phase, from)
 	}
 	return i, nil
@@ -183,7 +183,7 @@ func secaggErr(err error) error {
 // advertise takes a client's signed keys, after checking that its
 // certificate is the federation's, names the sender and signed them.
 // Its signature was checked by checkAdvertisement.
-func (s *secureRound) advertise(c checkedAdvertisement) error {
+func (s *SecureRound) Advertise(c CheckedAdvertisement) error {
 	from, a := c.from, c.wire
 	i, err := s.expect(from, phaseAdvertise)
 	if err != nil {
@@ -196,7 +196,7 @@ func (s *secureRound) advertise(c checkedAdvertisement) error {
 		return secaggErr(err)
 	}
 	s.advertised[i] = a
-	delete(s.waiting, i)
+	delete(s.Waiting, i)
 	return nil
 }
 
@@ -205,27 +205,27 @@ func (s *secureRound) advertise(c checkedAdvertisement) error {
 // reads only what never changes in a secure round, so the participant
 // service runs it without the leader's lock (the X.509 checks are its
 // costly part).
-func (s *secureRound) checkAdvertisement(from string, a *pb.SecAggAdvertisement) (checkedAdvertisement, error) {
+func (s *SecureRound) CheckAdvertisement(from string, a *pb.SecAggAdvertisement) (CheckedAdvertisement, error) {
 	i, ok := s.index[from]
 	switch {
 	case !ok:
-		return checkedAdvertisement{}, fmt.Errorf("%w: %s is not in this secure-aggregation group", ErrNotInCohort, from)
+		return CheckedAdvertisement{}, fmt.Errorf("%w: %s is not in this secure-aggregation group", ErrNotInCohort, from)
 	case a.GetFrom() != uint32(i):
-		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement from client %d; %s is client %d", state.ErrBadUpdate, a.GetFrom(), from, i)
+		return CheckedAdvertisement{}, fmt.Errorf("%w: advertisement from client %d; %s is client %d", state.ErrBadUpdate, a.GetFrom(), from, i)
 	}
 	ad := protocol.AdvertisementFromWire(a, from)
 	want := pki.Identity{Role: pki.RoleParticipant, Name: from}
 	if err := pki.VerifySigned(s.ca, a.GetCertificate(), want, ad.SignedBytes(s.params), ad.Sig); err != nil {
-		return checkedAdvertisement{}, fmt.Errorf("%w: advertisement: %w", state.ErrBadUpdate, err)
+		return CheckedAdvertisement{}, fmt.Errorf("%w: advertisement: %w", state.ErrBadUpdate, err)
 	}
-	return checkedAdvertisement{group: s, from: from, wire: a, ad: ad}, nil
+	return CheckedAdvertisement{group: s, from: from, wire: a, ad: ad}, nil
 }
 
 // checkedAdvertisement is an advertisement whose signature
 // checkAdvertisement verified for one group: the only kind advertise
 // takes.
-type checkedAdvertisement struct {
-	group *secureRound
+type CheckedAdvertisement struct {
+	group *SecureRound
 	from  string
 	wire  *pb.SecAggAdvertisement
 	ad    secagg.Advertisement
@@ -235,7 +235,7 @@ type checkedAdvertisement struct {
 // part of parts of them: the client has shared its keys once the last part
 // came. It may send at most one share per neighbour, so at most that many
 // parts; each part's shares are checked as they come.
-func (s *secureRound) shareKeys(from string, in []*pb.SecAggShare, part, parts uint32) error {
+func (s *SecureRound) ShareKeys(from string, in []*pb.SecAggShare, part, parts uint32) error {
 	i, err := s.expect(from, phaseShareKeys)
 	if err != nil {
 		return err
@@ -249,14 +249,14 @@ func (s *secureRound) shareKeys(from string, in []*pb.SecAggShare, part, parts u
 // message of at most maxItems in all) to take, once its place in the
 // sequence checks; after the last part the client has answered the phase.
 // A refused part changes nothing.
-func (s *secureRound) takePart(i int, part, parts uint32, items, maxItems int, take func(last bool) error) error {
+func (s *SecureRound) takePart(i int, part, parts uint32, items, maxItems int, take func(last bool) error) error {
 	seq := s.parts[i]
 	if seq == nil {
 		seq = &protocol.PartSeq{}
 	}
 	last, err := seq.Check(part, parts, items, maxItems)
 	if err != nil {
-		return fmt.Errorf("%s message from %s: %w", s.phase, s.ids[i], err)
+		return fmt.Errorf("%s message from %s: %w", s.Phase, s.ids[i], err)
 	}
 	if err := take(last); err != nil {
 		return secaggErr(err)
@@ -267,12 +267,12 @@ func (s *secureRound) takePart(i int, part, parts uint32, items, maxItems int, t
 		return nil
 	}
 	delete(s.parts, i)
-	delete(s.waiting, i)
+	delete(s.Waiting, i)
 	return nil
 }
 
 // admitMasked reserves from's slot for a masked input of n values.
-func (s *secureRound) admitMasked(from string, n uint64) error {
+func (s *SecureRound) admitMasked(from string, n uint64) error {
 	i, err := s.expect(from, phaseMaskedInput)
 	if err != nil {
 		return err
@@ -285,28 +285,28 @@ func (s *secureRound) admitMasked(from string, n uint64) error {
 }
 
 // releaseMasked gives back a slot admitMasked reserved.
-func (s *secureRound) releaseMasked(from string) { delete(s.receiving, s.index[from]) }
+func (s *SecureRound) ReleaseMasked(from string) { delete(s.receiving, s.index[from]) }
 
 // addMasked sums an admitted masked input.
-func (s *secureRound) addMasked(from string, y []uint32) error {
+func (s *SecureRound) AddMasked(from string, y []uint32) error {
 	i := s.index[from]
 	delete(s.receiving, i)
-	if s.phase != phaseMaskedInput {
+	if s.Phase != phaseMaskedInput {
 		s.late[i] = true
 		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrRoundClosed, from)
 	}
 	if err := s.server.ReceiveMaskedInput(i, y); err != nil {
 		return secaggErr(err)
 	}
-	delete(s.waiting, i)
+	delete(s.Waiting, i)
 	return nil
 }
 
 // unmask takes a survivor's revealed shares, or part part of parts of
 // them, as shareKeys takes shares: at most one share of itself and of each
 // neighbour.
-func (s *secureRound) unmask(from string, in []*pb.SecAggReveal, part, parts uint32) error {
-	i, err := s.expect(from, phaseUnmask)
+func (s *SecureRound) Unmask(from string, in []*pb.SecAggReveal, part, parts uint32) error {
+	i, err := s.expect(from, PhaseUnmask)
 	if err != nil {
 		return err
 	}
@@ -326,17 +326,17 @@ func (s *secureRound) unmask(from string, in []*pb.SecAggReveal, part, parts uin
 // that came since it last looked. It returns the tasks that open the next
 // phase, by participant. An error means too few clients survived: the
 // round must be aborted, the error says why.
-func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.TaskKind, map[string]*pb.SecAggTask, error) {
+func (s *SecureRound) advance(now time.Time, live func(id string) bool) (pb.TaskKind, map[string]*pb.SecAggTask, error) {
 	if !s.closing(now, live) {
 		return 0, nil, nil
 	}
 	early, why := s.closeEarly(now)
-	closing := s.phase
-	answered := len(s.members) - len(s.waiting)
+	closing := s.Phase
+	answered := len(s.members) - len(s.Waiting)
 	switch {
 	case early:
-	case len(s.waiting) == 0:
-	case now.Before(s.deadline):
+	case len(s.Waiting) == 0:
+	case now.Before(s.Deadline):
 		why = fmt.Sprintf("%s: %d of %d answered, the rest disconnected", closing, answered, len(s.members))
 	default:
 		why = fmt.Sprintf("%s: %d of %d answered by the phase deadline", closing, answered, len(s.members))
@@ -352,7 +352,7 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 	}
 	tasks := map[string]*pb.SecAggTask{}
 	var kind pb.TaskKind
-	switch s.phase {
+	switch s.Phase {
 	case phaseAdvertise:
 		ads, err := s.server.CloseAdvertise()
 		if err != nil {
@@ -391,25 +391,25 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		for _, u := range u3 {
 			tasks[s.ids[u]] = &pb.SecAggTask{Survivors: indexes(u3)}
 		}
-	case phaseUnmask:
+	case PhaseUnmask:
 		sum, err := s.server.Finish()
 		if err != nil {
 			return 0, nil, wrap(err)
 		}
 		s.sum = sum
-		s.phase = phaseDone
-		s.phaseStart = now
+		s.Phase = phaseDone
+		s.PhaseStart = now
 		return 0, nil, nil
 	}
-	s.phase++
-	s.phaseStart = now
-	s.deadline = now.Add(s.phaseDeadline)
+	s.Phase++
+	s.PhaseStart = now
+	s.Deadline = now.Add(s.phaseDeadline)
 	s.receiving = map[int]bool{}
-	s.waiting = map[int]bool{}
+	s.Waiting = map[int]bool{}
 	s.parts = map[int]*protocol.PartSeq{} // a message still in parts came too late
 	s.members, s.arrived, s.seen = nil, nil, map[int]bool{}
 	for id := range tasks {
-		s.waiting[s.index[id]] = true
+		s.Waiting[s.index[id]] = true
 		s.members = append(s.members, s.index[id])
 	}
 	slices.Sort(s.members)
@@ -420,15 +420,15 @@ func (s *secureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 // live answered, it may close early (closeEarly), or its deadline passed;
 // but not while a masked input is still arriving before the deadline. It
 // first notes, at now, the answers that came since it last looked.
-func (s *secureRound) closing(now time.Time, live func(id string) bool) bool {
-	if s.phase == phaseDone || len(s.receiving) > 0 && now.Before(s.deadline) {
+func (s *SecureRound) closing(now time.Time, live func(id string) bool) bool {
+	if s.Phase == phaseDone || len(s.receiving) > 0 && now.Before(s.Deadline) {
 		return false
 	}
 	s.observe(now)
-	if early, _ := s.closeEarly(now); !now.Before(s.deadline) || early {
+	if early, _ := s.closeEarly(now); !now.Before(s.Deadline) || early {
 		return true
 	}
-	for i := range s.waiting {
+	for i := range s.Waiting {
 		if live(s.ids[i]) {
 			return false
 		}
@@ -438,11 +438,11 @@ func (s *secureRound) closing(now time.Time, live func(id string) bool) bool {
 
 // observe notes, at now, the answers of the current phase that came since
 // it last looked.
-func (s *secureRound) observe(now time.Time) {
+func (s *SecureRound) observe(now time.Time) {
 	for _, i := range s.members {
-		if !s.waiting[i] && !s.seen[i] {
+		if !s.Waiting[i] && !s.seen[i] {
 			s.seen[i] = true
-			s.arrived = append(s.arrived, now.Sub(s.phaseStart))
+			s.arrived = append(s.arrived, now.Sub(s.PhaseStart))
 		}
 	}
 }
@@ -453,42 +453,42 @@ func (s *secureRound) observe(now time.Time) {
 // but unmasking, once stragglers held it longer than the straggler rule
 // allows — then it closes with who answered, and the round aborts if that
 // is below the threshold.
-func (s *secureRound) closeEarly(now time.Time) (bool, string) {
-	answered := len(s.members) - len(s.waiting)
+func (s *SecureRound) closeEarly(now time.Time) (bool, string) {
+	answered := len(s.members) - len(s.Waiting)
 	if answered == len(s.members) {
 		return false, ""
 	}
 	need := max(s.params.T, 2)
-	if s.phase <= phaseMaskedInput {
+	if s.Phase <= phaseMaskedInput {
 		need = max(need, s.minInputs)
 	}
-	if s.phase == phaseAdvertise && s.wanted > 0 && answered >= max(s.wanted, need) {
-		return true, fmt.Sprintf("%s: %d of %d answered, the %d wanted", s.phase, answered, len(s.members), s.wanted)
+	if s.Phase == phaseAdvertise && s.wanted > 0 && answered >= max(s.wanted, need) {
+		return true, fmt.Sprintf("%s: %d of %d answered, the %d wanted", s.Phase, answered, len(s.members), s.wanted)
 	}
-	if s.phase >= phaseUnmask {
+	if s.Phase >= PhaseUnmask {
 		return false, ""
 	}
 	budget := time.Duration(0)
-	if s.phase == phaseAdvertise {
+	if s.Phase == phaseAdvertise {
 		budget = s.budget
 	}
-	if !stragglersCut(s.arrived, len(s.members), s.straggler, budget, now.Sub(s.phaseStart)) {
+	if !stragglersCut(s.arrived, len(s.members), s.straggler, budget, now.Sub(s.PhaseStart)) {
 		return false, ""
 	}
-	return true, fmt.Sprintf("%s: %d of %d answered; stragglers cut after %s, %g× the median member's %s", s.phase, answered, len(s.members),
-		roundDuration(now.Sub(s.phaseStart)), s.straggler, roundDuration(median(s.arrived, len(s.members))))
+	return true, fmt.Sprintf("%s: %d of %d answered; stragglers cut after %s, %g× the median member's %s", s.Phase, answered, len(s.members),
+		roundDuration(now.Sub(s.PhaseStart)), s.straggler, roundDuration(median(s.arrived, len(s.members))))
 }
 
 // answered returns the clients still in the protocol: once masked inputs
 // closed, those whose input made the sum; before, the members of the
 // current phase that answered it.
-func (s *secureRound) answered() []int {
-	if s.phase >= phaseUnmask {
+func (s *SecureRound) answered() []int {
+	if s.Phase >= PhaseUnmask {
 		return s.survivors
 	}
 	var out []int
 	for _, i := range s.members {
-		if !s.waiting[i] {
+		if !s.Waiting[i] {
 			out = append(out, i)
 		}
 	}
@@ -507,9 +507,9 @@ func indexes(v []int) []uint32 {
 // under distributed DP, (Σ clip(Δ) + noise) / clients) and returns it with
 // the weight Σ w, who contributed and the examples Σ w stands for; an
 // error if fewer than minInputs masked inputs made the sum.
-func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, contributors []string, examples uint64, err error) {
+func (s *SecureRound) mean(minInputs int) (delta []float32, weight float64, contributors []string, examples uint64, err error) {
 	switch {
-	case s.phase != phaseDone:
+	case s.Phase != phaseDone:
 		return nil, 0, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", state.ErrConflict)
 	case len(s.survivors) < minInputs:
 		return nil, 0, nil, 0, fmt.Errorf("%d masked inputs; the job needs at least %d", len(s.survivors), minInputs)
@@ -542,7 +542,7 @@ func (s *secureRound) mean(minInputs int) (delta []float32, weight float64, cont
 // dpTask is the differential privacy a participant applies to its update
 // in a round (nil without dp); g is its secure-aggregation group (nil in a
 // plain round), whose plan says how small a sum the noise is sized for.
-func dpTask(d *state.DifferentialPrivacy, g *secureRound) *pb.DPTask {
+func dpTask(d *state.DifferentialPrivacy, g *SecureRound) *pb.DPTask {
 	if d == nil {
 		return nil
 	}

@@ -35,8 +35,8 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 		run.clockBase, run.clockSkip, run.clockWaitSince = base, 0, time.Time{}
 	}
 	t = t.Add(time.Duration(run.clockSkip) * step)
-	eligible := slices.DeleteFunc(s.world.participantIDs(), func(id string) bool {
-		p := s.world.participant(id)
+	eligible := slices.DeleteFunc(s.World.ParticipantIDs(), func(id string) bool {
+		p := s.World.Participant(id)
 		return p == nil || job.Refused(id) || !p.Holds(job.Spec.Dataset)
 	})
 	for range int(24*time.Hour/step) + 1 {
@@ -65,7 +65,7 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 func (s *decision) availableAt(ids []string, t time.Time) []string {
 	var out []string
 	for _, id := range ids {
-		if p := s.world.participant(id); p == nil || p.Availability.At(t) {
+		if p := s.World.Participant(id); p == nil || p.Availability.At(t) {
 			out = append(out, id)
 		}
 	}

@@ -50,7 +50,7 @@ func TestRoundTimeDoesNotWaitForeverForTheAbsent(t *testing.T) {
 	}}
 	job := &state.Job{ID: "j", Spec: state.JobSpec{Dataset: "mnist", RoundDeadline: state.Duration(time.Minute),
 		SimulatedClock: &state.SimulatedClock{Start: "2026-11-30T00:00:00Z", PerRound: state.Duration(time.Hour)}}}
-	run := &jobRun{}
+	run := &JobRun{}
 	now := time.Now()
 	connected := []string{"daytime"}
 	at, avail := roundTimeFor(w, job, run, connected, 1, now)
@@ -82,10 +82,10 @@ func TestRoundTimeDoesNotWaitForeverForTheAbsent(t *testing.T) {
 
 // roundTimeFor is decide's roundTime for job in world w (a fresh jobRun
 // when run is nil).
-func roundTimeFor(w world, job *state.Job, run *jobRun, connected []string, need int, now time.Time) (time.Time, []string) {
+func roundTimeFor(w World, job *state.Job, run *JobRun, connected []string, need int, now time.Time) (time.Time, []string) {
 	if run == nil {
-		run = &jobRun{}
+		run = &JobRun{}
 	}
-	s := &decision{decider: decider{world: w}, job: job, run: run, now: now}
+	s := &decision{Decider: Decider{World: w}, job: job, run: run, now: now}
 	return s.roundTime(connected, need)
 }

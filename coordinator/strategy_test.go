@@ -18,7 +18,7 @@ import (
 // epochs (its time budget ran out) weighs half its examples.
 func TestPartialWorkWeighsItsShare(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := newRound("j", 1, 1, []string{"full", "half"}, map[string]uint64{"full": 100, "half": 100}, make([]float32, 1), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(1))
+	r := NewRound("j", 1, 1, []string{"full", "half"}, map[string]uint64{"full": 100, "half": 100}, make([]float32, 1), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(1))
 	r.epochs = 4
 	for _, u := range []struct {
 		from  string
@@ -26,10 +26,10 @@ func TestPartialWorkWeighsItsShare(t *testing.T) {
 		delta float32
 	}{{"full", 0, 3}, {"half", 2, 0}} {
 		h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 100, EpochsDone: u.done}
-		if err := r.admit(u.from, h, t0); err != nil {
+		if err := r.Admit(u.from, h, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.add(u.from, []float32{u.delta}); err != nil {
+		if err := r.Add(u.from, []float32{u.delta}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -42,9 +42,9 @@ func TestPartialWorkWeighsItsShare(t *testing.T) {
 		t.Fatalf("combined update %v from %d examples; want 2 from 150", delta, r.examples)
 	}
 	h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 100, EpochsDone: 5}
-	r2 := newRound("j", 1, 1, []string{"a"}, map[string]uint64{"a": 1}, make([]float32, 1), "d", t0.Add(time.Minute), 1, aggregate.NewFedAvg(1))
+	r2 := NewRound("j", 1, 1, []string{"a"}, map[string]uint64{"a": 1}, make([]float32, 1), "d", t0.Add(time.Minute), 1, aggregate.NewFedAvg(1))
 	r2.epochs = 4
-	if err := r2.admit("a", h, t0); !errors.Is(err, state.ErrBadUpdate) {
+	if err := r2.Admit("a", h, t0); !errors.Is(err, state.ErrBadUpdate) {
 		t.Fatalf("an update claiming 5 of 4 epochs: %v; want ErrBadUpdate", err)
 	}
 }
@@ -54,14 +54,14 @@ func TestPartialWorkWeighsItsShare(t *testing.T) {
 // whatever its example count.
 func TestCentralDPClipsAndWeighsEveryoneTheSame(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := newRound("j", 1, 1, []string{"big", "small"}, map[string]uint64{"big": 1000, "small": 1}, make([]float32, 2), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(2))
+	r := NewRound("j", 1, 1, []string{"big", "small"}, map[string]uint64{"big": 1000, "small": 1}, make([]float32, 2), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(2))
 	r.dpClip = 1
 	for from, delta := range map[string][]float32{"big": {30, 40}, "small": {0, 0.5}} {
 		h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 2, Examples: 7}
-		if err := r.admit(from, h, t0); err != nil {
+		if err := r.Admit(from, h, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.add(from, delta); err != nil {
+		if err := r.Add(from, delta); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -28,12 +28,12 @@ func BenchmarkLeaderTick(b *testing.B) {
 				b.Fatal(err)
 			}
 			now := time.UnixMilli(open.OpenedAt)
-			r := newRound(j.ID, open.Number, 1, open.Cohort, nil, make([]float32, 16), open.BaseDigest, now.Add(time.Hour), 8, rule)
-			c.leader.jobs = map[string]*jobRun{j.ID: {round: r, evalAttempted: map[uint32]bool{}}}
+			r := NewRound(j.ID, open.Number, 1, open.Cohort, nil, make([]float32, 16), open.BaseDigest, now.Add(time.Hour), 8, rule)
+			c.leader.jobs = map[string]*JobRun{j.ID: {Round: r, EvalAttempted: map[uint32]bool{}}}
 			for b.Loop() {
 				c.schedule(now)
 			}
-			if c.leader.jobs[j.ID].round != r {
+			if c.leader.jobs[j.ID].Round != r {
 				b.Fatal("the pass did not leave the open round waiting")
 			}
 		})

@@ -8,13 +8,13 @@ type coordinatorWorld struct {
 	fsm      *state.FSM
 }
 
-func (w coordinatorWorld) connected(dataset string) []string { return w.sessions.connected(dataset) }
+func (w coordinatorWorld) Connected(dataset string) []string { return w.sessions.connected(dataset) }
 
-func (w coordinatorWorld) live(id string) bool {
+func (w coordinatorWorld) Live(id string) bool {
 	ok, _ := w.sessions.status(id)
 	return ok
 }
 
-func (w coordinatorWorld) participant(id string) *state.Participant { return w.fsm.Participant(id) }
+func (w coordinatorWorld) Participant(id string) *state.Participant { return w.fsm.Participant(id) }
 
-func (w coordinatorWorld) participantIDs() []string { return w.fsm.ParticipantIDs() }
+func (w coordinatorWorld) ParticipantIDs() []string { return w.fsm.ParticipantIDs() }
