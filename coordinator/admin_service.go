@@ -14,6 +14,7 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/audit"
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
@@ -253,7 +254,7 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 		// wants that asks for round 0.
 		if j.CommittedRounds == 0 {
 			return toStatus(fmt.Errorf("%w: job %s (%s) has committed no round yet: nothing trained to pull; round 0 is the initial model",
-				ErrWrongRound, j.ID, j.Status))
+				schedule.ErrWrongRound, j.ID, j.Status))
 		}
 		round = j.CommittedRounds
 	}

@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
@@ -266,7 +267,7 @@ func New(cfg Config) (*Coordinator, error) {
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
 	c.peers = newPeers(c)
-	c.leader.decider = Decider{World: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, CA: cfg.CA}
+	c.leader.decider = schedule.Decider{World: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, CA: cfg.CA}
 	c.fsm.NotifyRevocations(c.revoked.push)
 	return c, nil
 }

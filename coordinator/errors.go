@@ -9,6 +9,7 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
@@ -48,13 +49,13 @@ func toStatus(err error) error {
 		errors.Is(err, aggregate.ErrNotFinite), errors.Is(err, protocol.ErrTensor), errors.Is(err, model.ErrBadSpec), errors.Is(err, state.ErrBadPolicy),
 		errors.Is(err, state.ErrBadRequest), errors.Is(err, protocol.ErrParts):
 		code = codes.InvalidArgument
-	case errors.Is(err, state.ErrJobNotRunning), errors.Is(err, ErrWrongRound), errors.Is(err, ErrWrongPhase), errors.Is(err, state.ErrConflict),
-		errors.Is(err, ErrRoundClosed):
+	case errors.Is(err, state.ErrJobNotRunning), errors.Is(err, schedule.ErrWrongRound), errors.Is(err, schedule.ErrWrongPhase), errors.Is(err, state.ErrConflict),
+		errors.Is(err, schedule.ErrRoundClosed):
 		code = codes.FailedPrecondition
-	case errors.Is(err, ErrNotInCohort), errors.Is(err, state.ErrForbidden), errors.Is(err, state.ErrReplay), errors.Is(err, state.ErrRevoked),
+	case errors.Is(err, schedule.ErrNotInCohort), errors.Is(err, state.ErrForbidden), errors.Is(err, state.ErrReplay), errors.Is(err, state.ErrRevoked),
 		errors.Is(err, adminauth.ErrBadSignature):
 		code = codes.PermissionDenied
-	case errors.Is(err, ErrDuplicate), errors.Is(err, state.ErrAlreadyApproved), errors.Is(err, protocol.ErrPartRepeated):
+	case errors.Is(err, schedule.ErrDuplicate), errors.Is(err, state.ErrAlreadyApproved), errors.Is(err, protocol.ErrPartRepeated):
 		code = codes.AlreadyExists
 	case errors.Is(err, ErrRateLimited):
 		code = codes.ResourceExhausted

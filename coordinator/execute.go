@@ -8,6 +8,7 @@ import (
 
 	"github.com/accord-fl/accord/aggregate"
 	"github.com/accord-fl/accord/aggregate/dp"
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
@@ -17,26 +18,26 @@ import (
 // the leader's lock: it takes the lock only to change what participants'
 // calls read (a round becoming the open one, evaluators that could not be
 // asked). It stops at the first error.
-func (c *Coordinator) execute(job *state.Job, run *JobRun, effects []Effect, now time.Time) error {
+func (c *Coordinator) execute(job *state.Job, run *schedule.JobRun, effects []schedule.Effect, now time.Time) error {
 	for _, e := range effects {
 		var err error
 		switch e := e.(type) {
-		case Note:
+		case schedule.Note:
 			c.log.Log(context.Background(), e.Level, e.Msg, e.Args...)
-		case PhaseClosed:
+		case schedule.PhaseClosed:
 			c.metrics.secaggPhaseSeconds.WithLabelValues(e.Phase.String()).Observe(e.Seconds)
 			c.metrics.secaggDropouts.WithLabelValues(e.Phase.String()).Add(float64(e.Dropouts))
-		case Propose:
+		case schedule.Propose:
 			err = c.propose(e)
-		case SendTasks:
+		case schedule.SendTasks:
 			for _, t := range e.Tasks {
 				c.sessions.send(t.To, t.Task)
 			}
-		case AskEvaluation:
+		case schedule.AskEvaluation:
 			c.askEvaluation(run, e)
-		case OpenAttempt:
+		case schedule.OpenAttempt:
 			err = c.openAttempt(run, e)
-		case CloseAttempt:
+		case schedule.CloseAttempt:
 			err = c.closeAttempt(job, run, e.Round, now)
 		default:
 			err = fmt.Errorf("%w: unknown effect %T", state.ErrConflict, e)
@@ -49,7 +50,7 @@ func (c *Coordinator) execute(job *state.Job, run *JobRun, effects []Effect, now
 }
 
 // propose commits a command a decision chose.
-func (c *Coordinator) propose(p Propose) error {
+func (c *Coordinator) propose(p schedule.Propose) error {
 	if cmd, ok := p.Body.(state.AbortRound); ok {
 		return c.applyAbort(cmd)
 	}
@@ -69,7 +70,7 @@ func (c *Coordinator) applyAbort(cmd state.AbortRound) error {
 // askEvaluation sends an evaluation's tasks; those that cannot be queued
 // are not waited for, and an evaluation nobody could be asked for is
 // dropped, to be started again once someone can be.
-func (c *Coordinator) askEvaluation(run *JobRun, e AskEvaluation) {
+func (c *Coordinator) askEvaluation(run *schedule.JobRun, e schedule.AskEvaluation) {
 	var unsent []string
 	for _, t := range e.Tasks {
 		if !c.sessions.send(t.To, t.Task) {
@@ -94,7 +95,7 @@ func (c *Coordinator) askEvaluation(run *JobRun, e AskEvaluation) {
 // it the job's open round and sends the cohort its tasks. No round of the
 // job is open on the leader until the apply returned: an update that
 // comes meanwhile is refused.
-func (c *Coordinator) openAttempt(run *JobRun, o OpenAttempt) error {
+func (c *Coordinator) openAttempt(run *schedule.JobRun, o schedule.OpenAttempt) error {
 	r := o.Round
 	blob, err := c.blob(context.Background(), r.BaseDigest)
 	if err != nil {
@@ -129,18 +130,18 @@ func (c *Coordinator) openAttempt(run *JobRun, o OpenAttempt) error {
 
 // closeAttempt computes a detached round's combined update and commits it,
 // or aborts the attempt.
-func (c *Coordinator) closeAttempt(job *state.Job, run *JobRun, r *Round, now time.Time) error {
+func (c *Coordinator) closeAttempt(job *state.Job, run *schedule.JobRun, r *schedule.Round, now time.Time) error {
 	c.leader.mu.Lock()
-	reasons := WithReasons("", run.Reasons)
+	reasons := schedule.WithReasons("", run.Reasons)
 	c.leader.mu.Unlock()
 	rng, err := dp.NewRNG()
 	if err != nil {
 		return err
 	}
 	for _, g := range r.Groups {
-		if g.Err == nil && g.Phase == PhaseUnmask {
-			c.metrics.secaggPhaseSeconds.WithLabelValues(PhaseUnmask.String()).Observe(now.Sub(g.PhaseStart).Seconds())
-			c.metrics.secaggDropouts.WithLabelValues(PhaseUnmask.String()).Add(float64(len(g.Waiting)))
+		if g.Err == nil && g.Phase == schedule.PhaseUnmask {
+			c.metrics.secaggPhaseSeconds.WithLabelValues(schedule.PhaseUnmask.String()).Observe(now.Sub(g.PhaseStart).Seconds())
+			c.metrics.secaggDropouts.WithLabelValues(schedule.PhaseUnmask.String()).Add(float64(len(g.Waiting)))
 		}
 	}
 	delta, contributors, examples, err := r.Result(now, job.Spec.Aggregation.RuleConfig(), rng)
@@ -157,7 +158,7 @@ func (c *Coordinator) closeAttempt(job *state.Job, run *JobRun, r *Round, now ti
 // sum) has already left the participants' hands: a job with dp is charged
 // for it as if it had committed, since what was computed can no longer be
 // taken back.
-func (c *Coordinator) recordReleasedAbort(job *state.Job, r *Round, reason string, now time.Time) error {
+func (c *Coordinator) recordReleasedAbort(job *state.Job, r *schedule.Round, reason string, now time.Time) error {
 	cmd := r.Abort(reason, now)
 	if job.Spec.DP != nil {
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.SamplingRate)
@@ -169,7 +170,7 @@ func (c *Coordinator) recordReleasedAbort(job *state.Job, r *Round, reason strin
 // commitUpdate applies the round's combined update to its base model with
 // the job's server optimiser, and commits the new model and the
 // optimiser's state.
-func (c *Coordinator) commitUpdate(job *state.Job, run *JobRun, r *Round, delta []float32, contributors []string, examples uint64, now time.Time) error {
+func (c *Coordinator) commitUpdate(job *state.Job, run *schedule.JobRun, r *schedule.Round, delta []float32, contributors []string, examples uint64, now time.Time) error {
 	optState, err := c.optimizerState(job, run)
 	if err != nil {
 		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
@@ -184,7 +185,7 @@ func (c *Coordinator) commitUpdate(job *state.Job, run *JobRun, r *Round, delta 
 // optimizerState is the server optimiser's state after the job's latest
 // committed round: the leader's copy, or the one committed with that round
 // (a new leader goes on with the same moments); nil before the first.
-func (c *Coordinator) optimizerState(job *state.Job, run *JobRun) (*aggregate.OptimizerState, error) {
+func (c *Coordinator) optimizerState(job *state.Job, run *schedule.JobRun) (*aggregate.OptimizerState, error) {
 	if run.Optimizer != nil && run.OptimizerRound == job.CommittedRounds {
 		return run.Optimizer, nil
 	}
@@ -207,7 +208,7 @@ func (c *Coordinator) optimizerState(job *state.Job, run *JobRun) (*aggregate.Op
 // commitRound stores the round's new model (and the server optimiser's
 // state, if it keeps one) on a quorum of coordinators and commits it, or
 // aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *state.Job, run *JobRun, r *Round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
+func (c *Coordinator) commitRound(job *state.Job, run *schedule.JobRun, r *schedule.Round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
 		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
 	}

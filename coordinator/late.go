@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -35,7 +36,7 @@ func (c *Coordinator) lateFor(jobID string, number, attempt uint32, from string)
 		if r.Status == pb.RoundStatus_ROUND_STATUS_ABORTED {
 			outcome = "aborted"
 		}
-		return fmt.Errorf("%w: round %d attempt %d %s before %s's update came; it is not needed", ErrRoundClosed, number, attempt, outcome, from)
+		return fmt.Errorf("%w: round %d attempt %d %s before %s's update came; it is not needed", schedule.ErrRoundClosed, number, attempt, outcome, from)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
@@ -28,10 +29,10 @@ type leaderState struct {
 	// while it decides, never while it executes (no Raft apply, send or
 	// model transfer runs under it).
 	mu   sync.Mutex
-	jobs map[string]*JobRun
+	jobs map[string]*schedule.JobRun
 	kick chan struct{}
 	// decider makes the scheduling pass's decisions (set by New).
-	decider Decider
+	decider schedule.Decider
 }
 
 // kickLeader wakes the leader loop early (an update or report arrived).
@@ -92,7 +93,7 @@ func (c *Coordinator) leaderLoop(stop <-chan struct{}) {
 		}
 	}
 	c.leader.mu.Lock()
-	c.leader.jobs = map[string]*JobRun{}
+	c.leader.jobs = map[string]*schedule.JobRun{}
 	c.leader.mu.Unlock()
 	defer func() {
 		c.leader.mu.Lock()
@@ -145,7 +146,7 @@ func (c *Coordinator) schedule(now time.Time) {
 		}
 		run := c.leader.jobs[id]
 		if run == nil {
-			run = &JobRun{EvalAttempted: map[uint32]bool{}}
+			run = &schedule.JobRun{EvalAttempted: map[uint32]bool{}}
 			c.leader.jobs[id] = run
 		}
 		effects := c.leader.decider.Decide(job, run, now)
@@ -161,7 +162,7 @@ func (c *Coordinator) schedule(now time.Time) {
 
 // admitUpdate checks an update's header against the open round and reserves
 // the sender's slot.
-func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*Round, error) {
+func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*schedule.Round, error) {
 	if err := c.requireLeader(); err != nil {
 		return nil, err
 	}
@@ -197,16 +198,16 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*Round, erro
 	if !job.Running() {
 		return nil, fmt.Errorf("%w: job %s is %s", state.ErrJobNotRunning, job.ID, job.Status)
 	}
-	return nil, fmt.Errorf("%w: job %s has no round open (update for round %d)", ErrWrongRound, job.ID, h.GetRound())
+	return nil, fmt.Errorf("%w: job %s has no round open (update for round %d)", schedule.ErrWrongRound, job.ID, h.GetRound())
 }
 
 // addUpdate sums an admitted update into its round, if that round is still
 // the open one.
-func (c *Coordinator) addUpdate(r *Round, from string, delta []float32) (int, error) {
+func (c *Coordinator) addUpdate(r *schedule.Round, from string, delta []float32) (int, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[r.JobID]; run == nil || run.Round != r {
-		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", ErrRoundClosed, r.Number)
+		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", schedule.ErrRoundClosed, r.Number)
 	}
 	if err := r.Add(from, delta); err != nil {
 		return 0, err
@@ -215,7 +216,7 @@ func (c *Coordinator) addUpdate(r *Round, from string, delta []float32) (int, er
 	return len(r.Contributors), nil
 }
 
-func (c *Coordinator) releaseUpdate(r *Round, from string) {
+func (c *Coordinator) releaseUpdate(r *schedule.Round, from string) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	r.Release(from)
@@ -226,7 +227,7 @@ func (c *Coordinator) releaseUpdate(r *Round, from string) {
 
 // uploadDeadline is when from's upload into r must have arrived: the end
 // of training, or of the masked-input phase of from's group.
-func (c *Coordinator) uploadDeadline(r *Round, from string) time.Time {
+func (c *Coordinator) uploadDeadline(r *schedule.Round, from string) time.Time {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if g := r.Group(from); g != nil {
@@ -237,15 +238,15 @@ func (c *Coordinator) uploadDeadline(r *Round, from string) time.Time {
 
 // addMasked sums an admitted masked input into its round, if that round is
 // still the open one.
-func (c *Coordinator) addMasked(r *Round, from string, y []uint32) error {
+func (c *Coordinator) addMasked(r *schedule.Round, from string, y []uint32) error {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
 	if run := c.leader.jobs[r.JobID]; run == nil || run.Round != r {
-		return fmt.Errorf("%w: round %d closed while the masked input was arriving", ErrRoundClosed, r.Number)
+		return fmt.Errorf("%w: round %d closed while the masked input was arriving", schedule.ErrRoundClosed, r.Number)
 	}
 	g := r.Group(from)
 	if g == nil {
-		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
+		return fmt.Errorf("%w: %s is not in round %d's cohort", schedule.ErrNotInCohort, from, r.Number)
 	}
 	if err := g.AddMasked(from, y); err != nil {
 		return err
@@ -258,7 +259,7 @@ func (c *Coordinator) addMasked(r *Round, from string, y []uint32) error {
 // its group in the open round the message names: check (nil: none) runs
 // with the leader's lock released, then deliver under it, if the round is
 // still open.
-func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, deliver func(s *SecureRound) error) error {
+func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, deliver func(s *schedule.SecureRound) error) error {
 	if err := c.requireLeader(); err != nil {
 		return err
 	}
@@ -279,7 +280,7 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 		if _, err := c.fsm.JobView(ref.GetJobId()); err != nil {
 			return err
 		}
-		return fmt.Errorf("%w: job %s has no round open (message for round %d)", ErrWrongRound, ref.GetJobId(), ref.GetRound())
+		return fmt.Errorf("%w: job %s has no round open (message for round %d)", schedule.ErrWrongRound, ref.GetJobId(), ref.GetRound())
 	}
 	r := run.Round
 	if err := r.Names(ref.GetRound(), ref.GetAttempt(), "message"); err != nil {
@@ -290,7 +291,7 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 	}
 	g := r.Group(from)
 	if g == nil {
-		return fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
+		return fmt.Errorf("%w: %s is not in round %d's cohort", schedule.ErrNotInCohort, from, r.Number)
 	}
 	if check != nil {
 		c.leader.mu.Unlock()
@@ -300,7 +301,7 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 			return err
 		}
 		if run := c.leader.jobs[ref.GetJobId()]; run == nil || run.Round != r {
-			return fmt.Errorf("%w: round %d closed while the message was checked", ErrRoundClosed, r.Number)
+			return fmt.Errorf("%w: round %d closed while the message was checked", schedule.ErrRoundClosed, r.Number)
 		}
 	}
 	if err := deliver(g); err != nil {
@@ -319,7 +320,7 @@ func (c *Coordinator) addEvaluation(from string, req *pb.ReportEvaluationRequest
 	defer c.leader.mu.Unlock()
 	run := c.leader.jobs[req.GetJobId()]
 	if run == nil || run.Eval == nil {
-		return fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetModelRound())
+		return fmt.Errorf("%w: no evaluation of job %s round %d is being collected", schedule.ErrWrongRound, req.GetJobId(), req.GetModelRound())
 	}
 	if err := run.Eval.Add(from, req); err != nil {
 		return err
@@ -353,7 +354,7 @@ func (c *Coordinator) refuseTask(from string, req *pb.RefuseTaskRequest) error {
 			if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
 				return err
 			}
-			return fmt.Errorf("%w: %s has no task of job %s to refuse", ErrNotInCohort, from, req.GetJobId())
+			return fmt.Errorf("%w: %s has no task of job %s to refuse", schedule.ErrNotInCohort, from, req.GetJobId())
 		}
 		if run.Round != nil && run.Round.Cohort[from] {
 			run.Round.Refuse(from)
@@ -409,7 +410,7 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 		if _, err := c.fsm.JobView(req.GetJobId()); err != nil {
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w: job %s has no round or evaluation open", ErrWrongRound, req.GetJobId())
+		return nil, fmt.Errorf("%w: job %s has no round or evaluation open", schedule.ErrWrongRound, req.GetJobId())
 	}
 	failure := state.TaskFailure{Participant: from, Reason: reason, Round: req.GetRound(), Attempt: req.GetAttempt(), At: time.Now().UnixMilli()}
 	switch req.GetKind() {
@@ -417,11 +418,11 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 		e := run.Eval
 		switch {
 		case e == nil || e.ModelRound != req.GetRound():
-			return nil, fmt.Errorf("%w: no evaluation of job %s round %d is being collected", ErrWrongRound, req.GetJobId(), req.GetRound())
+			return nil, fmt.Errorf("%w: no evaluation of job %s round %d is being collected", schedule.ErrWrongRound, req.GetJobId(), req.GetRound())
 		case e.Got[from]:
-			return nil, fmt.Errorf("%w: %s reported its evaluation of round %d", ErrDuplicate, from, e.ModelRound)
+			return nil, fmt.Errorf("%w: %s reported its evaluation of round %d", schedule.ErrDuplicate, from, e.ModelRound)
 		case !e.Expected[from]:
-			return nil, fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", ErrNotInCohort, from, e.ModelRound)
+			return nil, fmt.Errorf("%w: %s has no evaluation of round %d to report on (or reported already)", schedule.ErrNotInCohort, from, e.ModelRound)
 		}
 		delete(e.Expected, from)
 		failure.Task, failure.Attempt = "evaluate", 0
@@ -429,15 +430,15 @@ func (c *Coordinator) noteTaskFailure(from string, req *pb.ReportTaskFailureRequ
 		r := run.Round
 		switch {
 		case r == nil:
-			return nil, fmt.Errorf("%w: job %s has no round open (report for round %d)", ErrWrongRound, req.GetJobId(), req.GetRound())
+			return nil, fmt.Errorf("%w: job %s has no round open (report for round %d)", schedule.ErrWrongRound, req.GetJobId(), req.GetRound())
 		case r.Number != req.GetRound() || r.Attempt != req.GetAttempt():
-			return nil, fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", ErrWrongRound, r.Number, r.Attempt, req.GetRound(), req.GetAttempt())
+			return nil, fmt.Errorf("%w: round %d attempt %d is open, not round %d attempt %d", schedule.ErrWrongRound, r.Number, r.Attempt, req.GetRound(), req.GetAttempt())
 		case !r.Cohort[from]:
-			return nil, fmt.Errorf("%w: %s is not in round %d's cohort", ErrNotInCohort, from, r.Number)
+			return nil, fmt.Errorf("%w: %s is not in round %d's cohort", schedule.ErrNotInCohort, from, r.Number)
 		case r.Refused[from]:
 			return nil, nil // reported already
 		case r.Done[from] || r.IsReceiving(from):
-			return nil, fmt.Errorf("%w: %s's update of round %d arrived", ErrDuplicate, from, r.Number)
+			return nil, fmt.Errorf("%w: %s's update of round %d arrived", schedule.ErrDuplicate, from, r.Number)
 		}
 		r.Refuse(from)
 		run.Reasons[from] = reason

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -310,13 +311,13 @@ const maxSecAggItems = 1 << 16
 func (s *participantService) SecAggAdvertise(ctx context.Context, req *pb.SecAggAdvertiseRequest) (*pb.SecAggResponse, error) {
 	// The signature is checked outside the leader's lock: the X.509 checks
 	// are the costly part, and every other call waits for the lock.
-	var checked CheckedAdvertisement
+	var checked schedule.CheckedAdvertisement
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggAdvertise(ctx, req)
-	}, func(from string, r *SecureRound) (err error) {
+	}, func(from string, r *schedule.SecureRound) (err error) {
 		checked, err = r.CheckAdvertisement(from, req.GetAdvertisement())
 		return err
-	}, func(_ string, r *SecureRound) error { return r.Advertise(checked) })
+	}, func(_ string, r *schedule.SecureRound) error { return r.Advertise(checked) })
 }
 
 func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAggShareKeysRequest) (*pb.SecAggResponse, error) {
@@ -325,7 +326,7 @@ func (s *participantService) SecAggShareKeys(ctx context.Context, req *pb.SecAgg
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggShareKeys(ctx, req)
-	}, nil, func(from string, r *SecureRound) error {
+	}, nil, func(from string, r *schedule.SecureRound) error {
 		return s.c.countParts("share_keys", req.GetParts(), r.ShareKeys(from, req.GetShares(), req.GetPart(), req.GetParts()))
 	})
 }
@@ -336,7 +337,7 @@ func (s *participantService) SecAggUnmask(ctx context.Context, req *pb.SecAggUnm
 	}
 	return s.secAggCall(ctx, req.GetRound(), func(ctx context.Context, cc pb.ParticipantServiceClient) (*pb.SecAggResponse, error) {
 		return cc.SecAggUnmask(ctx, req)
-	}, nil, func(from string, r *SecureRound) error {
+	}, nil, func(from string, r *schedule.SecureRound) error {
 		return s.c.countParts("unmask", req.GetParts(), r.Unmask(from, req.GetReveals(), req.GetPart(), req.GetParts()))
 	})
 }
@@ -355,7 +356,7 @@ func (c *Coordinator) countParts(message string, parts uint32, err error) error 
 // round here: check (nil: none) without the leader's lock, then deliver
 // under it.
 func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound,
-	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), check, deliver func(from string, r *SecureRound) error) (*pb.SecAggResponse, error) {
+	forward func(context.Context, pb.ParticipantServiceClient) (*pb.SecAggResponse, error), check, deliver func(from string, r *schedule.SecureRound) error) (*pb.SecAggResponse, error) {
 	id, err := s.c.caller(ctx, pki.RoleParticipant)
 	if err != nil {
 		return nil, toStatus(err)
@@ -368,11 +369,11 @@ func (s *participantService) secAggCall(ctx context.Context, ref *pb.SecAggRound
 	}); fwd {
 		return resp, err
 	}
-	var checkGroup func(*SecureRound) error
+	var checkGroup func(*schedule.SecureRound) error
 	if check != nil {
-		checkGroup = func(r *SecureRound) error { return check(id.Name, r) }
+		checkGroup = func(r *schedule.SecureRound) error { return check(id.Name, r) }
 	}
-	if err := s.c.secureMessage(id.Name, ref, checkGroup, func(r *SecureRound) error { return deliver(id.Name, r) }); err != nil {
+	if err := s.c.secureMessage(id.Name, ref, checkGroup, func(r *schedule.SecureRound) error { return deliver(id.Name, r) }); err != nil {
 		return nil, toStatus(err)
 	}
 	return &pb.SecAggResponse{}, nil

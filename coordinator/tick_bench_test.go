@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state/statetest"
 )
 
@@ -28,8 +29,8 @@ func BenchmarkLeaderTick(b *testing.B) {
 				b.Fatal(err)
 			}
 			now := time.UnixMilli(open.OpenedAt)
-			r := NewRound(j.ID, open.Number, 1, open.Cohort, nil, make([]float32, 16), open.BaseDigest, now.Add(time.Hour), 8, rule)
-			c.leader.jobs = map[string]*JobRun{j.ID: {Round: r, EvalAttempted: map[uint32]bool{}}}
+			r := schedule.NewRound(j.ID, open.Number, 1, open.Cohort, nil, make([]float32, 16), open.BaseDigest, now.Add(time.Hour), 8, rule)
+			c.leader.jobs = map[string]*schedule.JobRun{j.ID: {Round: r, EvalAttempted: map[uint32]bool{}}}
 			for b.Loop() {
 				c.schedule(now)
 			}

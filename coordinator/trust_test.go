@@ -17,8 +17,8 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/audit"
-	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/participant"
@@ -396,7 +396,7 @@ func TestClaimedExamplesAreCappedAtMaxExamples(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, err := model.Train(t.Context(), local, blobs(120, uint64(i)), m.TrainConfig(coordinator.TaskSeed(m.Seed, 1, round.Attempt, name))); err != nil {
+				if _, err := model.Train(t.Context(), local, blobs(120, uint64(i)), m.TrainConfig(schedule.TaskSeed(m.Seed, 1, round.Attempt, name))); err != nil {
 					t.Fatal(err)
 				}
 				w, claimed := 120.0, 120.0

@@ -1,4 +1,4 @@
-package coordinator
+package schedule
 
 import (
 	"crypto/x509"
@@ -16,32 +16,22 @@ import (
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
-// The leader schedules rounds in two halves, as etcd's raft separates Ready
-// from Advance. decide reads one job's replicated state, the leader's memory
-// of the job (jobRun), what the leader sees of the world, and the time; it
-// changes only the leader's memory and returns the effects it chose. It
-// sends nothing, applies nothing and moves no model, so every round outcome
-// is decided in tests with a fixed world and a made-up clock. execute
-// (execute.go) performs the effects with the leader's lock released: Raft
-// applies, task sends, model transfers, and the heavy part of closing a
-// round (the rule's result, unmasking, the optimiser's step).
-
-// world is what decide reads besides a job and the leader's memory of it.
-// The coordinator's is its participants' sessions and its FSM's registry
-// (coordinatorWorld); tests give a fixed one.
+// World is what Decide reads besides a job and the leader's memory of it.
+// The coordinator's is its participants' sessions and its FSM's registry;
+// tests give a fixed one.
 type World interface {
-	// connected returns the participants whose task streams are open and
+	// Connected returns the participants whose task streams are open and
 	// that hold dataset ("": any), sorted.
 	Connected(dataset string) []string
-	// live reports whether the participant's task stream is open.
+	// Live reports whether the participant's task stream is open.
 	Live(id string) bool
-	// participant returns a registered participant (nil: unknown).
+	// Participant returns a registered participant (nil: unknown).
 	Participant(id string) *state.Participant
-	// participantIDs returns every registered participant, sorted.
+	// ParticipantIDs returns every registered participant, sorted.
 	ParticipantIDs() []string
 }
 
-// An effect is one thing a decision asks the executor to do.
+// Effect is one thing a decision asks the executor to do.
 type Effect interface{ effect() }
 
 // addressed is a task for one participant.
@@ -50,14 +40,14 @@ type addressed struct {
 	Task *pb.Task
 }
 
-// propose commits a command through Raft: an abort, the end of a job, an
+// Propose commits a command through Raft: an abort, the end of a job, an
 // evaluation's result.
 type Propose struct {
 	Kind state.CommandType
 	Body any
 }
 
-// openAttempt opens a round attempt: it fetches the base model into the
+// OpenAttempt opens a round attempt: it fetches the base model into the
 // round, commits the openRound command, makes the round the job's open one
 // and sends the cohort its tasks. Until then no update for it is taken.
 type OpenAttempt struct {
@@ -66,31 +56,31 @@ type OpenAttempt struct {
 	Tasks []addressed
 }
 
-// closeAttempt closes a round decide detached from the job (no call of a
+// CloseAttempt closes a round decide detached from the job (no call of a
 // participant reaches it any more): it computes the combined update (the
 // rule's result; with secure aggregation, it unmasks the groups whose
 // unmasking phase closed), steps the server optimiser and commits the new
 // model, or aborts the attempt if any of that fails.
 type CloseAttempt struct{ Round *Round }
 
-// sendTasks sends the tasks of a secure-aggregation phase.
+// SendTasks sends the tasks of a secure-aggregation phase.
 type SendTasks struct{ Tasks []addressed }
 
-// askEvaluation sends the tasks of an evaluation decide started (run.eval);
+// AskEvaluation sends the tasks of an evaluation decide started (run.eval);
 // participants whose task cannot be queued are not waited for.
 type AskEvaluation struct {
 	Eval  *evalCollection
 	Tasks []addressed
 }
 
-// phaseClosed counts a secure-aggregation phase that ended, for metrics.
+// PhaseClosed counts a secure-aggregation phase that ended, for metrics.
 type PhaseClosed struct {
 	Phase    secPhase
 	Seconds  float64
 	Dropouts int
 }
 
-// note is a log line.
+// Note is a log line.
 type Note struct {
 	Level slog.Level
 	Msg   string
@@ -105,7 +95,7 @@ func (AskEvaluation) effect() {}
 func (PhaseClosed) effect()   {}
 func (Note) effect()          {}
 
-// decider makes the leader's decisions.
+// Decider makes the leader's decisions.
 type Decider struct {
 	World World
 	// ca verifies secure-aggregation advertisements.
@@ -122,7 +112,7 @@ type decision struct {
 	effects []Effect
 }
 
-// decide takes the next step of one job at now: finish an evaluation,
+// Decide takes the next step of one job at now: finish an evaluation,
 // advance or close its open round, or start an evaluation or the next
 // round, or end the job. The caller holds the leader's lock, which guards
 // run.

@@ -1,4 +1,4 @@
-package coordinator
+package schedule
 
 import (
 	"crypto/rand"
@@ -34,7 +34,7 @@ func (p secPhase) String() string {
 	return [...]string{"advertise-keys", "share-keys", "masked-input", "unmask", "done"}[p]
 }
 
-// secureRound is the leader's side of secure aggregation for one round
+// SecureRound is the leader's side of secure aggregation for one round
 // attempt: it feeds the clients' messages to a secagg.Server, closes each
 // phase when everyone it waits for has answered, has disconnected, or its
 // deadline passes, and says which tasks start the next phase. Like round it
@@ -180,7 +180,7 @@ func secaggErr(err error) error {
 	}
 }
 
-// advertise takes a client's signed keys, after checking that its
+// Advertise takes a client's signed keys, after checking that its
 // certificate is the federation's, names the sender and signed them.
 // Its signature was checked by checkAdvertisement.
 func (s *SecureRound) Advertise(c CheckedAdvertisement) error {
@@ -200,7 +200,7 @@ func (s *SecureRound) Advertise(c CheckedAdvertisement) error {
 	return nil
 }
 
-// checkAdvertisement checks that an advertisement names from's client
+// CheckAdvertisement checks that an advertisement names from's client
 // index and is signed by from's certificate, issued by the federation. It
 // reads only what never changes in a secure round, so the participant
 // service runs it without the leader's lock (the X.509 checks are its
@@ -221,7 +221,7 @@ func (s *SecureRound) CheckAdvertisement(from string, a *pb.SecAggAdvertisement)
 	return CheckedAdvertisement{group: s, from: from, wire: a, ad: ad}, nil
 }
 
-// checkedAdvertisement is an advertisement whose signature
+// CheckedAdvertisement is an advertisement whose signature
 // checkAdvertisement verified for one group: the only kind advertise
 // takes.
 type CheckedAdvertisement struct {
@@ -231,7 +231,7 @@ type CheckedAdvertisement struct {
 	ad    secagg.Advertisement
 }
 
-// shareKeys takes a client's encrypted shares for its neighbours, or part
+// ShareKeys takes a client's encrypted shares for its neighbours, or part
 // part of parts of them: the client has shared its keys once the last part
 // came. It may send at most one share per neighbour, so at most that many
 // parts; each part's shares are checked as they come.
@@ -284,10 +284,10 @@ func (s *SecureRound) admitMasked(from string, n uint64) error {
 	return nil
 }
 
-// releaseMasked gives back a slot admitMasked reserved.
+// ReleaseMasked gives back a slot admitMasked reserved.
 func (s *SecureRound) ReleaseMasked(from string) { delete(s.receiving, s.index[from]) }
 
-// addMasked sums an admitted masked input.
+// AddMasked sums an admitted masked input.
 func (s *SecureRound) AddMasked(from string, y []uint32) error {
 	i := s.index[from]
 	delete(s.receiving, i)
@@ -302,7 +302,7 @@ func (s *SecureRound) AddMasked(from string, y []uint32) error {
 	return nil
 }
 
-// unmask takes a survivor's revealed shares, or part part of parts of
+// Unmask takes a survivor's revealed shares, or part part of parts of
 // them, as shareKeys takes shares: at most one share of itself and of each
 // neighbour.
 func (s *SecureRound) Unmask(from string, in []*pb.SecAggReveal, part, parts uint32) error {

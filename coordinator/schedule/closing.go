@@ -1,4 +1,4 @@
-package coordinator
+package schedule
 
 import (
 	"slices"
@@ -42,7 +42,7 @@ func median(arrived []time.Duration, size int) time.Duration {
 // roundDuration prints d to the millisecond, as abort reasons give times.
 func roundDuration(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
-// withReasons appends to an abort reason why cohort members refused or
+// WithReasons appends to an abort reason why cohort members refused or
 // failed the round's task, if any did.
 func WithReasons(reason string, reasons map[string]string) string {
 	if s := state.RefusalSummary(reasons); s != "" {

@@ -1,4 +1,4 @@
-package coordinator
+package schedule
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
-// round is the leader's in-memory view of one open round attempt: the base
+// Round is the leader's in-memory view of one open round attempt: the base
 // model, the aggregation rule's running state and who has contributed. It
 // does no I/O and takes time as an argument, so deadlines and dropouts are
 // tested without sockets or sleeps. The leader guards it with its own lock.
@@ -80,7 +80,7 @@ type Round struct {
 	ClosedBy string
 }
 
-// abort is the command that aborts the round for reason, with who had
+// Abort is the command that aborts the round for reason, with who had
 // answered and who was silent.
 func (r *Round) Abort(reason string, now time.Time) state.AbortRound {
 	return state.AbortRound{JobID: r.JobID, Number: r.Number, Attempt: r.Attempt, Reason: reason, At: now.UnixMilli(),
@@ -105,7 +105,7 @@ func (r *Round) secureNotes() string {
 	return "secure aggregation: " + strings.Join(notes, "; ")
 }
 
-// newRound opens a round attempt of plain updates combined by rule.
+// NewRound opens a round attempt of plain updates combined by rule.
 func NewRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *Round {
 	r := &Round{
 		JobID: jobID, Number: number, Attempt: attempt, CohortList: cohort, Cohort: map[string]bool{},
@@ -119,15 +119,15 @@ func NewRound(jobID string, number, attempt uint32, cohort []string, weights map
 	return r
 }
 
-// unmasked reports whether any group's sum was unmasked.
+// Unmasked reports whether any group's sum was unmasked.
 func (r *Round) Unmasked() bool {
 	return slices.ContainsFunc(r.Groups, func(g *SecureRound) bool { return g.Phase == phaseDone })
 }
 
-// secure reports whether the round's updates arrive masked.
+// Secure reports whether the round's updates arrive masked.
 func (r *Round) Secure() bool { return len(r.Groups) > 0 }
 
-// group is the secure-aggregation group from belongs to (nil: none).
+// Group is the secure-aggregation group from belongs to (nil: none).
 func (r *Round) Group(from string) *SecureRound {
 	g, ok := r.groupOf[from]
 	if !ok || !r.Secure() {
@@ -139,7 +139,7 @@ func (r *Round) Group(from string) *SecureRound {
 // maxEvalExamples bounds the examples one evaluation report may claim.
 const maxEvalExamples = 1 << 32
 
-// admit checks an update's header before its data is received and reserves
+// Admit checks an update's header before its data is received and reserves
 // the sender's slot: the round and attempt must be this one, the sender in
 // the cohort and not already heard from, the length the model's.
 func (r *Round) Admit(from string, h *pb.UpdateHeader, now time.Time) error {
@@ -171,7 +171,7 @@ func (r *Round) Admit(from string, h *pb.UpdateHeader, now time.Time) error {
 	return nil
 }
 
-// isReceiving reports whether from's upload is admitted and arriving.
+// IsReceiving reports whether from's upload is admitted and arriving.
 func (r *Round) IsReceiving(from string) bool {
 	_, ok := r.receiving[from]
 	return ok
@@ -186,7 +186,7 @@ func (r *Round) work(done uint32) float64 {
 	return float64(done) / float64(r.epochs)
 }
 
-// admitMasked checks a masked input's header and reserves the sender's slot.
+// AdmitMasked checks a masked input's header and reserves the sender's slot.
 func (r *Round) AdmitMasked(from string, h *pb.UpdateHeader) error {
 	if err := r.trainedIn(h, "masked input"); err != nil {
 		return err
@@ -201,7 +201,7 @@ func (r *Round) AdmitMasked(from string, h *pb.UpdateHeader) error {
 	return g.admitMasked(from, h.GetNumParams())
 }
 
-// names checks that a message (what) names this round attempt.
+// Names checks that a message (what) names this round attempt.
 func (r *Round) Names(number, attempt uint32, what string) error {
 	if number != r.Number || attempt != r.Attempt {
 		return fmt.Errorf("%w: %s for round %d attempt %d; job %s has round %d attempt %d open",
@@ -222,7 +222,7 @@ func (r *Round) trainedIn(h *pb.UpdateHeader, what string) error {
 	return nil
 }
 
-// release gives back a slot admit reserved when the upload failed.
+// Release gives back a slot admit reserved when the upload failed.
 func (r *Round) Release(from string) { delete(r.receiving, from) }
 
 // full reports whether the round has the updates it wants.
@@ -234,7 +234,7 @@ func (r *Round) closedErr(from string) error {
 	return fmt.Errorf("%w: round %d attempt %d has the %d updates it wanted; %s's is not needed", ErrRoundClosed, r.Number, r.Attempt, r.Wanted, from)
 }
 
-// add gives an admitted update to the round's rule, weighted by the
+// Add gives an admitted update to the round's rule, weighted by the
 // sender's fixed weight (see weights) times the share of the work it did;
 // under central DP it is clipped first and weighs 1. An update that comes
 // once the round has the updates it wants is refused (ErrRoundClosed).
@@ -279,7 +279,7 @@ func (r *Round) update(rng *rand.Rand) ([]float32, error) {
 	return delta, nil
 }
 
-// result is the combined update of a round that closed (decide detached
+// Result is the combined update of a round that closed (decide detached
 // it: nothing else touches it), with its contributors, sorted, and the
 // examples they stand for. With secure aggregation it first unmasks the
 // sums of the groups whose unmasking phase closed, the heavy step of a
@@ -306,7 +306,7 @@ func (r *Round) Result(now time.Time, rule aggregate.RuleConfig, rng *rand.Rand)
 	return delta, contributors, examples, nil
 }
 
-// refuse records that a cohort member's site refused the job: the round
+// Refuse records that a cohort member's site refused the job: the round
 // stops waiting for it.
 func (r *Round) Refuse(from string) {
 	if r.Cohort[from] && !r.Done[from] {
@@ -381,6 +381,7 @@ func newEvalCollection(jobID string, modelRound uint32, digest string, evaluator
 	return e
 }
 
+// Add adds one participant's evaluation report.
 func (e *evalCollection) Add(from string, req *pb.ReportEvaluationRequest) error {
 	switch {
 	case req.GetModelRound() != e.ModelRound || req.GetModelDigest() != e.digest:
@@ -523,7 +524,7 @@ func chooseGroups(connected []string, k, n int, by string, region func(id string
 	return cohort, groups, nil
 }
 
-// silent returns the cohort members that had not answered when the round
+// Silent returns the cohort members that had not answered when the round
 // closed: no update (none arriving either; under secure aggregation, not
 // among those still in the protocol), no refusal or failure with a reason,
 // and no message that came too late.

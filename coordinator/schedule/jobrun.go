@@ -1,4 +1,4 @@
-package coordinator
+package schedule
 
 import (
 	"time"
@@ -6,7 +6,7 @@ import (
 	"github.com/accord-fl/accord/aggregate"
 )
 
-// jobRun is one job's work in flight on the leader: decide changes it
+// JobRun is one job's work in flight on the leader: decide changes it
 // under the leader's lock; participants' calls change round, eval and
 // reasons under it. The executor, on the leader loop's goroutine like
 // decide, also keeps optimizer here.
