@@ -651,9 +651,11 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if f.onRevoke != nil && len(revoked) > 0 {
 		f.onRevoke(revoked)
 	}
+	// Counted before the change is signalled: a reader woken by it sees
+	// the restore.
+	f.restores.Add(1)
 	f.signalLocked()
 	f.mu.Unlock()
-	f.restores.Add(1)
 	return nil
 }
 

@@ -68,12 +68,21 @@ func (d *Driver) Apply(kind state.CommandType, body any) error {
 // and an initial model digest "d0".
 func (d *Driver) Submit(id string, spec state.JobSpec) error {
 	d.tb.Helper()
+	return d.Apply(state.CmdAdminAction, d.SubmitAction(id, spec))
+}
+
+// SubmitAction is the command that submits a job, signed by Admin one
+// second after the driver's latest admin action, with the given job ID and
+// an initial model digest "d0", for a caller that applies it elsewhere
+// (through Raft).
+func (d *Driver) SubmitAction(id string, spec state.JobSpec) state.AdminAction {
+	d.tb.Helper()
 	d.now += 1000
 	s, err := adminauth.Sign(d.admin, state.MethodSubmitJob, &pb.SubmitJobRequest{Spec: spec.ToProto()}, time.UnixMilli(d.now))
 	if err != nil {
 		d.tb.Fatal(err)
 	}
-	return d.Apply(state.CmdAdminAction, state.AdminAction{Signed: *s, At: d.now, JobID: id, InitialDigest: "d0"})
+	return state.AdminAction{Signed: *s, At: d.now, JobID: id, InitialDigest: "d0"}
 }
 
 // JobWithHistory submits a job with the default spec (a million rounds)
