@@ -25,32 +25,47 @@ var vec gonum.Implementation
 // im2col fills col (C·K·K × H·W) with the patches of img (C×H×W) for a
 // K×K kernel with padding K/2.
 //
-// Row (c, i, j) of col is channel c shifted by (i−K/2, j−K/2): over the
-// output rows y whose source row is inside the image, it is one
-// contiguous run of img, so it is copied whole and then the few columns
-// that wrapped around a row edge are zeroed, instead of copying each
-// output row on its own.
+// Row (c, i, j) of col is channel c shifted by (dy, dx) = (i−K/2, j−K/2).
+// The middle row of each column of taps, (c, K/2, j), is channel c
+// shifted by dx alone: one contiguous run of img, copied whole, after
+// which the few columns that wrapped around a row edge are zeroed. Every
+// other row (c, i, j) is that row shifted by dy whole image rows, edges
+// already zeroed: one run copied from it. Only K rows of each channel, not
+// K·K, then pay for zeroing the wrapped columns.
 func im2col(col, img []float32, c, h, w, k int) {
 	p := k / 2
 	hw := h * w
 	for ch := range c {
 		src := img[ch*hw : (ch+1)*hw]
-		for i := range k {
-			dy := i - p
-			y0, y1 := max(0, -dy), min(h, h-dy) // output rows whose source row is inside
-			for j := range k {
+		for j := range k {
+			mid := col[((ch*k+p)*k+j)*hw:][:hw]
+			dx := j - p
+			lo, hi := max(0, -dx), min(w, w-dx) // output columns whose tap is inside
+			if lo >= hi {
+				for i := range k {
+					clear(col[((ch*k+i)*k+j)*hw:][:hw])
+				}
+				continue
+			}
+			clear(mid[:lo])
+			last := (h-1)*w + hi
+			copy(mid[lo:last], src[lo+dx:last+dx])
+			clear(mid[last:])
+			zeroWrapped(mid, w, 0, h, lo, hi)
+			for i := range k {
+				if i == p {
+					continue
+				}
 				row := col[((ch*k+i)*k+j)*hw:][:hw]
-				dx := j - p
-				lo, hi := max(0, -dx), min(w, w-dx) // output columns whose tap is inside
-				if y0 >= y1 || lo >= hi {
+				dy := i - p
+				y0, y1 := max(0, -dy), min(h, h-dy) // output rows whose source row is inside
+				if y0 >= y1 {
 					clear(row)
 					continue
 				}
-				clear(row[:y0*w+lo])
-				first, last := y0*w+lo, (y1-1)*w+hi
-				copy(row[first:last], src[first+dy*w+dx:last+dy*w+dx])
-				clear(row[last:])
-				zeroWrapped(row, w, y0, y1, lo, hi)
+				clear(row[:y0*w])
+				copy(row[y0*w:y1*w], mid[(y0+dy)*w:(y1+dy)*w])
+				clear(row[y1*w:])
 			}
 		}
 	}
@@ -72,29 +87,35 @@ func zeroWrapped(row []float32, w, y0, y1, lo, hi int) {
 }
 
 // col2im adds the patch matrix col (C·K·K × H·W) back onto img (C×H×W),
-// which it clears first: the adjoint of im2col. It zeroes the entries of
-// col that im2col would have zeroed (col is a work buffer) so that each
-// row is added as one contiguous run, as im2col copies it.
+// which it clears first: the adjoint of im2col, in the reverse order. Each
+// row (c, i, j) is added, shifted back by dy rows, onto the middle row
+// (c, K/2, j), whose wrapped columns are then zeroed before it is added
+// onto the image as one run. col is a work buffer: col2im overwrites it.
 func col2im(img, col []float32, c, h, w, k int) {
 	clear(img[:c*h*w])
 	p := k / 2
 	hw := h * w
 	for ch := range c {
 		dst := img[ch*hw : (ch+1)*hw]
-		for i := range k {
-			dy := i - p
-			y0, y1 := max(0, -dy), min(h, h-dy)
-			for j := range k {
-				row := col[((ch*k+i)*k+j)*hw:][:hw]
-				dx := j - p
-				lo, hi := max(0, -dx), min(w, w-dx)
-				if y0 >= y1 || lo >= hi {
+		for j := range k {
+			dx := j - p
+			lo, hi := max(0, -dx), min(w, w-dx)
+			if lo >= hi {
+				continue
+			}
+			mid := col[((ch*k+p)*k+j)*hw:][:hw]
+			for i := range k {
+				dy := i - p
+				y0, y1 := max(0, -dy), min(h, h-dy)
+				if i == p || y0 >= y1 {
 					continue
 				}
-				zeroWrapped(row, w, y0, y1, lo, hi)
-				first, last := y0*w+lo, (y1-1)*w+hi
-				vec.Saxpy(last-first, 1, row[first:last], 1, dst[first+dy*w+dx:last+dy*w+dx], 1)
+				row := col[((ch*k+i)*k+j)*hw:][:hw]
+				vec.Saxpy((y1-y0)*w, 1, row[y0*w:y1*w], 1, mid[(y0+dy)*w:(y1+dy)*w], 1)
 			}
+			zeroWrapped(mid, w, 0, h, lo, hi)
+			last := (h-1)*w + hi
+			vec.Saxpy(last-lo, 1, mid[lo:last], 1, dst[lo+dx:last+dx], 1)
 		}
 	}
 }
@@ -128,47 +149,75 @@ func convForward(l LayerSpec, wt, b, x, out, col []float32, rows int) {
 // gradient dout of its output, and writes the gradient of its input into
 // din unless din is nil. gwt is a work buffer of len(gw) values.
 func convBackward(l LayerSpec, wt, gw, gb, gwt, x, dout, din, col []float32, rows int) {
-	n, hw, ckk := l.Channels(), l.H*l.W, l.C*l.Size*l.Size
-	wm, gm := general(n, ckk, wt), general(ckk, n, gwt)
+	n, hw := l.Channels(), l.H*l.W
 	clear(gb[:n])
 	for r := range rows {
-		img := x[r*l.In : (r+1)*l.In]
 		d := dout[r*l.Out : (r+1)*l.Out]
 		for ch := range n {
-			var s float32
-			for _, v := range d[ch*hw : (ch+1)*hw] {
-				s += v
-			}
-			gb[ch] += s
+			gb[ch] += sum(d[ch*hw : (ch+1)*hw])
 		}
-		patches := img
-		if l.Size != 1 {
-			im2col(col, img, l.C, l.H, l.W, l.Size)
-			patches = col
+		var di []float32
+		if din != nil {
+			di = din[r*l.In : (r+1)*l.In]
 		}
-		beta := float32(1)
-		if r == 0 {
-			beta = 0
-		}
-		dm := general(n, hw, d)
-		blas32.Gemm(blas.NoTrans, blas.Trans, 1, general(ckk, hw, patches), dm, beta, gm)
-		if din == nil {
-			continue
-		}
-		di := din[r*l.In : (r+1)*l.In]
-		if l.Size == 1 {
-			blas32.Gemm(blas.Trans, blas.NoTrans, 1, wm, dm, 0, general(ckk, hw, di))
-			continue
-		}
-		blas32.Gemm(blas.Trans, blas.NoTrans, 1, wm, dm, 0, general(ckk, hw, col))
-		col2im(di, col, l.C, l.H, l.W, l.Size)
+		convBackwardExample(l, wt, gwt, x[r*l.In:(r+1)*l.In], d, di, col, r > 0)
 	}
-	for q := range ckk { // gw = gwtᵀ
-		row := gwt[q*n : (q+1)*n]
-		for o, v := range row {
-			gw[o*ckk+q] = v
+	transposeInto(gw, gwt, l.C*l.Size*l.Size, n)
+}
+
+// convBackwardExample adds to gwt (C·K·K × N) the weight gradient of the
+// Conv layer l for one example, its input img and the gradient d of its
+// output (N×H×W), overwriting gwt instead unless accumulate is set, and
+// writes the gradient of the input into di unless di is nil.
+func convBackwardExample(l LayerSpec, wt, gwt, img, d, di, col []float32, accumulate bool) {
+	n, hw, ckk := l.Channels(), l.H*l.W, l.C*l.Size*l.Size
+	patches := img
+	if l.Size != 1 {
+		im2col(col, img, l.C, l.H, l.W, l.Size)
+		patches = col
+	}
+	beta := float32(0)
+	if accumulate {
+		beta = 1
+	}
+	dm := general(n, hw, d)
+	blas32.Gemm(blas.NoTrans, blas.Trans, 1, general(ckk, hw, patches), dm, beta, general(ckk, n, gwt))
+	if di == nil {
+		return
+	}
+	wm := general(n, ckk, wt)
+	if l.Size == 1 {
+		blas32.Gemm(blas.Trans, blas.NoTrans, 1, wm, dm, 0, general(ckk, hw, di))
+		return
+	}
+	blas32.Gemm(blas.Trans, blas.NoTrans, 1, wm, dm, 0, general(ckk, hw, col))
+	col2im(di, col, l.C, l.H, l.W, l.Size)
+}
+
+// transposeInto writes the transpose of src (rows × cols) into dst.
+func transposeInto(dst, src []float32, rows, cols int) {
+	for q := range rows {
+		for o, v := range src[q*cols : (q+1)*cols] {
+			dst[o*rows+q] = v
 		}
 	}
+}
+
+// sum returns the sum of v, with four running sums so that the additions
+// do not wait on each other.
+func sum(v []float32) float32 {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		s0 += v[i]
+		s1 += v[i+1]
+		s2 += v[i+2]
+		s3 += v[i+3]
+	}
+	for ; i < len(v); i++ {
+		s0 += v[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 // poolForward max-pools x into out for the MaxPool layer l and records in

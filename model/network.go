@@ -13,11 +13,12 @@ type network struct {
 	spec     Spec
 	capacity int
 	offsets  []int       // offset of each layer's parameters in the flat vector
-	acts     [][]float32 // acts[l]: output of layer l, capacity×Out (a Flatten's is its input)
+	acts     [][]float32 // acts[l]: output of layer l, capacity×Out (a Flatten's is its input; none inside a convolution block)
 	ins      [][]float32 // ins[l]: the input of layer l in the last forward pass
 	deltas   [][]float32 // deltas[l]: gradient with respect to layer l's input, capacity×In
 	dinTs    [][]float32 // dinTs[l]: a Dense layer's input gradient, transposed (In×capacity)
 	cols     [][]float32 // cols[l]: a Conv layer's patch matrix (one example)
+	pres     [][]float32 // pres[l]: a convolution block's output before pooling, then its gradient (one example, see conv_block.go)
 	gwts     [][]float32 // gwts[l]: a Conv layer's weight gradient, transposed
 	args     [][]int32   // args[l]: where each output of a MaxPool layer came from
 	first    int         // the first layer with parameters: backward stops there
@@ -35,6 +36,7 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 	layers := len(spec.Layers)
 	n.acts, n.ins, n.deltas = make([][]float32, layers), make([][]float32, layers), make([][]float32, layers)
 	n.cols, n.gwts, n.args = make([][]float32, layers), make([][]float32, layers), make([][]int32, layers)
+	n.pres = make([][]float32, layers)
 	n.dinTs = make([][]float32, layers)
 	off := 0
 	for l, ls := range spec.Layers {
@@ -43,11 +45,17 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 		if n.first < 0 && ls.NumParams() > 0 {
 			n.first = l
 		}
-		if ls.Kind != Flatten {
+		// Inside a convolution block only the pool's outputs and its
+		// input's gradient are kept for the batch.
+		inBlock := l >= 1 && convBlock(spec.Layers, l-1) || l >= 2 && convBlock(spec.Layers, l-2)
+		if ls.Kind != Flatten && !(inBlock && ls.Kind != MaxPool) && !convBlock(spec.Layers, l) {
 			n.acts[l] = make([]float32, capacity*ls.Out)
 		}
 		switch ls.Kind {
 		case Conv:
+			if convBlock(spec.Layers, l) {
+				n.pres[l] = make([]float32, ls.Out+1)
+			}
 			if ls.Size > 1 {
 				n.cols[l] = make([]float32, ls.C*ls.Size*ls.Size*ls.H*ls.W)
 			}
@@ -57,7 +65,7 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 		case MaxPool:
 			n.args[l] = make([]int32, capacity*ls.Out)
 		}
-		if backward && n.first >= 0 && l > n.first && (ls.Kind == Dense || ls.Kind == Conv || ls.Kind == MaxPool) {
+		if backward && n.first >= 0 && l > n.first && (ls.Kind == Dense || ls.Kind == Conv || ls.Kind == MaxPool && !inBlock) {
 			n.deltas[l] = make([]float32, capacity*ls.In)
 			if ls.Kind == Dense {
 				n.dinTs[l] = make([]float32, capacity*ls.In)
@@ -95,10 +103,21 @@ func (n *network) conv(params []float32, l int) (w, b []float32) {
 // (rows×Classes, a view of the work buffers).
 func (n *network) forward(params, x []float32, rows int) []float32 {
 	in := x[:rows*n.spec.Inputs()]
-	for l, ls := range n.spec.Layers {
+	for l := 0; l < len(n.spec.Layers); l++ {
+		ls := n.spec.Layers[l]
 		n.ins[l] = in
 		if ls.Kind == Flatten {
 			continue // the rows are already flat
+		}
+		if convBlock(n.spec.Layers, l) {
+			pl := n.spec.Layers[l+2]
+			out := n.acts[l+2][:rows*pl.Out]
+			w, b := n.conv(params, l)
+			convBlockForward(ls, pl, w, b, in, out, n.args[l+2], n.cols[l], n.pres[l], rows)
+			n.ins[l+1], n.ins[l+2] = nil, nil
+			in = out
+			l += 2
+			continue
 		}
 		out := n.acts[l][:rows*ls.Out]
 		switch ls.Kind {
@@ -165,6 +184,20 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 	d := dlogits
 	for l := len(n.spec.Layers) - 1; l >= n.first; l-- {
 		ls := n.spec.Layers[l]
+		if ls.Kind == MaxPool && l >= 2 && convBlock(n.spec.Layers, l-2) {
+			l -= 2 // the whole block, at its Conv layer
+			cl := n.spec.Layers[l]
+			w, _ := n.conv(params, l)
+			gw, gb := n.conv(n.grad, l)
+			var din []float32
+			if l > n.first {
+				din = n.deltas[l][:rows*cl.In]
+			}
+			convBlockBackward(cl, ls, w, gw, gb, n.gwts[l], n.ins[l][:rows*cl.In], d, din, n.args[l+2], n.cols[l], n.pres[l], rows)
+			n.convStep(params, l, lr)
+			d = din
+			continue
+		}
 		in := n.ins[l][:rows*ls.In]
 		switch ls.Kind {
 		case Dense:
@@ -210,13 +243,7 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 				din = n.deltas[l][:rows*ls.In]
 			}
 			convBackward(ls, w, gw, gb, n.gwts[l], in, d, din, n.cols[l], rows)
-			if lr != 0 {
-				off := n.offsets[l]
-				p, g := params[off:off+ls.NumParams()], n.grad[off:off+ls.NumParams()]
-				for i, v := range g {
-					p[i] -= lr * v
-				}
-			}
+			n.convStep(params, l, lr)
 			d = din
 		case MaxPool:
 			din := n.deltas[l][:rows*ls.In]
@@ -230,6 +257,19 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 			poolBackward(ls, d, din, n.args[l], relu, rows)
 			d = din
 		}
+	}
+}
+
+// convStep takes the SGD step params −= lr·gradient for the Conv layer l
+// from its gradient in n.grad, unless lr is zero.
+func (n *network) convStep(params []float32, l int, lr float32) {
+	if lr == 0 {
+		return
+	}
+	off, np := n.offsets[l], n.spec.Layers[l].NumParams()
+	p, g := params[off:off+np], n.grad[off:off+np]
+	for i, v := range g {
+		p[i] -= lr * v
 	}
 }
 
