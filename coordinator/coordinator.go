@@ -229,6 +229,7 @@ type Coordinator struct {
 	revoked         *revocationQueue // revocations applied, for revocationLoop
 	rates           *rateLimiter     // participants' call rates
 	leader          leaderState
+	exec            *executor // performs the leader's decisions
 	notifyCh        chan bool
 	members         *membership
 	peers           *peers
@@ -268,6 +269,7 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c.peers = newPeers(c)
 	c.leader.decider = schedule.Decider{World: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, CA: cfg.CA}
+	c.exec = &executor{cluster: c, tasks: c.sessions, leader: &c.leader, metrics: c.metrics, log: c.log, kick: c.kickLeader}
 	c.fsm.NotifyRevocations(c.revoked.push)
 	return c, nil
 }

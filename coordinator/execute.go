@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
@@ -12,33 +13,69 @@ import (
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
+	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
+
+// cluster is what the executor asks of the coordinators: commit a command
+// through Raft, read a model (here or from a peer) and store one on a
+// quorum. *Coordinator is the cluster; the executor's tests give one in
+// memory.
+type cluster interface {
+	// apply commits a command and returns the FSM's refusal, or why it
+	// could not be committed.
+	apply(kind state.CommandType, body any) error
+	// blob returns the blob with the digest, fetched from a peer if this
+	// coordinator lacks it.
+	blob(ctx context.Context, digest string) ([]byte, error)
+	// replicateBlob stores a blob on a quorum of coordinators and returns
+	// its digest.
+	replicateBlob(ctx context.Context, blob []byte) (string, error)
+}
+
+// taskQueue queues a task for a participant; false if it cannot (not
+// connected, or its queue is full).
+type taskQueue interface {
+	send(id string, t *pb.Task) bool
+}
+
+// executor performs the leader's decisions. It reaches the cluster and
+// the participants only through cluster and tasks.
+type executor struct {
+	cluster cluster
+	tasks   taskQueue
+	leader  *leaderState
+	metrics *metrics
+	log     *slog.Logger
+	// kick wakes the leader loop (after a commit, the next round opens at
+	// once).
+	kick func()
+}
 
 // execute performs the effects decide chose for job, in order, without
 // the leader's lock: it takes the lock only to change what participants'
 // calls read (a round becoming the open one, evaluators that could not be
 // asked). It stops at the first error.
-func (c *Coordinator) execute(job *state.Job, run *schedule.JobRun, effects []schedule.Effect, now time.Time) error {
+func (x *executor) execute(job *state.Job, run *schedule.JobRun, effects []schedule.Effect, now time.Time) error {
 	for _, e := range effects {
 		var err error
 		switch e := e.(type) {
 		case schedule.Note:
-			c.log.Log(context.Background(), e.Level, e.Msg, e.Args...)
+			x.log.Log(context.Background(), e.Level, e.Msg, e.Args...)
 		case schedule.PhaseClosed:
-			c.metrics.secaggPhaseSeconds.WithLabelValues(e.Phase.String()).Observe(e.Seconds)
-			c.metrics.secaggDropouts.WithLabelValues(e.Phase.String()).Add(float64(e.Dropouts))
+			x.metrics.secaggPhaseSeconds.WithLabelValues(e.Phase.String()).Observe(e.Seconds)
+			x.metrics.secaggDropouts.WithLabelValues(e.Phase.String()).Add(float64(e.Dropouts))
 		case schedule.Propose:
-			err = c.propose(e)
+			err = x.propose(e)
 		case schedule.SendTasks:
 			for _, t := range e.Tasks {
-				c.sessions.send(t.To, t.Task)
+				x.tasks.send(t.To, t.Task)
 			}
 		case schedule.AskEvaluation:
-			c.askEvaluation(run, e)
+			x.askEvaluation(run, e)
 		case schedule.OpenAttempt:
-			err = c.openAttempt(run, e)
+			err = x.openAttempt(run, e)
 		case schedule.CloseAttempt:
-			err = c.closeAttempt(job, run, e.Round, now)
+			err = x.closeAttempt(job, run, e.Round, now)
 		default:
 			err = fmt.Errorf("%w: unknown effect %T", state.ErrConflict, e)
 		}
@@ -50,38 +87,38 @@ func (c *Coordinator) execute(job *state.Job, run *schedule.JobRun, effects []sc
 }
 
 // propose commits a command a decision chose.
-func (c *Coordinator) propose(p schedule.Propose) error {
+func (x *executor) propose(p schedule.Propose) error {
 	if cmd, ok := p.Body.(state.AbortRound); ok {
-		return c.applyAbort(cmd)
+		return x.applyAbort(cmd)
 	}
-	return c.apply(p.Kind, p.Body)
+	return x.cluster.apply(p.Kind, p.Body)
 }
 
 // applyAbort commits an abort command and counts it.
-func (c *Coordinator) applyAbort(cmd state.AbortRound) error {
-	c.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
-	if err := c.apply(state.CmdAbortRound, cmd); err != nil {
+func (x *executor) applyAbort(cmd state.AbortRound) error {
+	x.log.Info("round aborted", "job", cmd.JobID, "round", cmd.Number, "attempt", cmd.Attempt, "reason", cmd.Reason)
+	if err := x.cluster.apply(state.CmdAbortRound, cmd); err != nil {
 		return err
 	}
-	c.metrics.roundsAborted.Inc()
+	x.metrics.roundsAborted.Inc()
 	return nil
 }
 
 // askEvaluation sends an evaluation's tasks; those that cannot be queued
 // are not waited for, and an evaluation nobody could be asked for is
 // dropped, to be started again once someone can be.
-func (c *Coordinator) askEvaluation(run *schedule.JobRun, e schedule.AskEvaluation) {
+func (x *executor) askEvaluation(run *schedule.JobRun, e schedule.AskEvaluation) {
 	var unsent []string
 	for _, t := range e.Tasks {
-		if !c.sessions.send(t.To, t.Task) {
+		if !x.tasks.send(t.To, t.Task) {
 			unsent = append(unsent, t.To)
 		}
 	}
 	if len(unsent) == 0 {
 		return
 	}
-	c.leader.mu.Lock()
-	defer c.leader.mu.Unlock()
+	x.leader.mu.Lock()
+	defer x.leader.mu.Unlock()
 	for _, id := range unsent {
 		delete(e.Eval.Expected, id)
 	}
@@ -95,9 +132,9 @@ func (c *Coordinator) askEvaluation(run *schedule.JobRun, e schedule.AskEvaluati
 // it the job's open round and sends the cohort its tasks. No round of the
 // job is open on the leader until the apply returned: an update that
 // comes meanwhile is refused.
-func (c *Coordinator) openAttempt(run *schedule.JobRun, o schedule.OpenAttempt) error {
+func (x *executor) openAttempt(run *schedule.JobRun, o schedule.OpenAttempt) error {
 	r := o.Round
-	blob, err := c.blob(context.Background(), r.BaseDigest)
+	blob, err := x.cluster.blob(context.Background(), r.BaseDigest)
 	if err != nil {
 		return fmt.Errorf("base model of round %d: %w", r.Number, err)
 	}
@@ -109,83 +146,83 @@ func (c *Coordinator) openAttempt(run *schedule.JobRun, o schedule.OpenAttempt) 
 		return fmt.Errorf("%w: base model of round %d has %d parameters; the job's model has %d", state.ErrConflict, r.Number, len(base), r.Length)
 	}
 	r.Base = base
-	if err := c.apply(state.CmdOpenRound, o.Cmd); err != nil {
+	if err := x.cluster.apply(state.CmdOpenRound, o.Cmd); err != nil {
 		return err
 	}
-	c.leader.mu.Lock()
-	if c.leader.jobs[r.JobID] == run {
+	x.leader.mu.Lock()
+	if x.leader.jobs[r.JobID] == run {
 		run.Round, run.Reasons = r, map[string]string{}
 	}
-	c.leader.mu.Unlock()
+	x.leader.mu.Unlock()
 	sent := 0
 	for _, t := range o.Tasks {
-		if c.sessions.send(t.To, t.Task) {
+		if x.tasks.send(t.To, t.Task) {
 			sent++
 		}
 	}
-	c.log.Debug("round opened", "job", r.JobID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
+	x.log.Debug("round opened", "job", r.JobID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
 		"wanted", r.Wanted, "groups", len(r.Groups), "sent", sent)
 	return nil
 }
 
 // closeAttempt computes a detached round's combined update and commits it,
 // or aborts the attempt.
-func (c *Coordinator) closeAttempt(job *state.Job, run *schedule.JobRun, r *schedule.Round, now time.Time) error {
-	c.leader.mu.Lock()
+func (x *executor) closeAttempt(job *state.Job, run *schedule.JobRun, r *schedule.Round, now time.Time) error {
+	x.leader.mu.Lock()
 	reasons := schedule.WithReasons("", run.Reasons)
-	c.leader.mu.Unlock()
+	x.leader.mu.Unlock()
 	rng, err := dp.NewRNG()
 	if err != nil {
 		return err
 	}
 	for _, g := range r.Groups {
 		if g.Err == nil && g.Phase == schedule.PhaseUnmask {
-			c.metrics.secaggPhaseSeconds.WithLabelValues(schedule.PhaseUnmask.String()).Observe(now.Sub(g.PhaseStart).Seconds())
-			c.metrics.secaggDropouts.WithLabelValues(schedule.PhaseUnmask.String()).Add(float64(len(g.Waiting)))
+			x.metrics.secaggPhaseSeconds.WithLabelValues(schedule.PhaseUnmask.String()).Observe(now.Sub(g.PhaseStart).Seconds())
+			x.metrics.secaggDropouts.WithLabelValues(schedule.PhaseUnmask.String()).Add(float64(len(g.Waiting)))
 		}
 	}
 	delta, contributors, examples, err := r.Result(now, job.Spec.Aggregation.RuleConfig(), rng)
 	switch {
 	case err != nil && r.Unmasked():
-		return c.recordReleasedAbort(job, r, err.Error()+reasons, now)
+		return x.recordReleasedAbort(job, r, err.Error()+reasons, now)
 	case err != nil:
-		return c.applyAbort(r.Abort(err.Error()+reasons, now))
+		return x.applyAbort(r.Abort(err.Error()+reasons, now))
 	}
-	return c.commitUpdate(job, run, r, delta, contributors, examples, now)
+	return x.commitUpdate(job, run, r, delta, contributors, examples, now)
 }
 
 // recordReleasedAbort aborts a round whose result (under DP, a noised
 // sum) has already left the participants' hands: a job with dp is charged
 // for it as if it had committed, since what was computed can no longer be
 // taken back.
-func (c *Coordinator) recordReleasedAbort(job *state.Job, r *schedule.Round, reason string, now time.Time) error {
+func (x *executor) recordReleasedAbort(job *state.Job, r *schedule.Round, reason string, now time.Time) error {
 	cmd := r.Abort(reason, now)
 	if job.Spec.DP != nil {
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.SamplingRate)
 		cmd.Reason += " (its privacy cost is charged: the noised result was computed)"
 	}
-	return c.applyAbort(cmd)
+	return x.applyAbort(cmd)
 }
 
 // commitUpdate applies the round's combined update to its base model with
 // the job's server optimiser, and commits the new model and the
 // optimiser's state.
-func (c *Coordinator) commitUpdate(job *state.Job, run *schedule.JobRun, r *schedule.Round, delta []float32, contributors []string, examples uint64, now time.Time) error {
-	optState, err := c.optimizerState(job, run)
+func (x *executor) commitUpdate(job *state.Job, run *schedule.JobRun, r *schedule.Round, delta []float32, contributors []string, examples uint64, now time.Time) error {
+	optState, err := x.optimizerState(job, run)
 	if err != nil {
-		return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
+		return errors.Join(err, x.recordReleasedAbort(job, r, "server optimiser state unavailable", now))
 	}
 	params, next, err := job.Spec.Optimizer().Step(r.Base, delta, optState)
 	if err != nil {
-		return c.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
+		return x.recordReleasedAbort(job, r, "server optimiser: "+err.Error(), now)
 	}
-	return c.commitRound(job, run, r, params, next, contributors, examples, now)
+	return x.commitRound(job, run, r, params, next, contributors, examples, now)
 }
 
 // optimizerState is the server optimiser's state after the job's latest
 // committed round: the leader's copy, or the one committed with that round
 // (a new leader goes on with the same moments); nil before the first.
-func (c *Coordinator) optimizerState(job *state.Job, run *schedule.JobRun) (*aggregate.OptimizerState, error) {
+func (x *executor) optimizerState(job *state.Job, run *schedule.JobRun) (*aggregate.OptimizerState, error) {
 	if run.Optimizer != nil && run.OptimizerRound == job.CommittedRounds {
 		return run.Optimizer, nil
 	}
@@ -193,7 +230,7 @@ func (c *Coordinator) optimizerState(job *state.Job, run *schedule.JobRun) (*agg
 	if rec == nil || rec.OptimizerDigest == "" {
 		return nil, nil
 	}
-	blob, err := c.blob(context.Background(), rec.OptimizerDigest)
+	blob, err := x.cluster.blob(context.Background(), rec.OptimizerDigest)
 	if err != nil {
 		return nil, fmt.Errorf("server optimiser state of round %d: %w", rec.Number, err)
 	}
@@ -208,15 +245,15 @@ func (c *Coordinator) optimizerState(job *state.Job, run *schedule.JobRun) (*agg
 // commitRound stores the round's new model (and the server optimiser's
 // state, if it keeps one) on a quorum of coordinators and commits it, or
 // aborts the round if it cannot.
-func (c *Coordinator) commitRound(job *state.Job, run *schedule.JobRun, r *schedule.Round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
+func (x *executor) commitRound(job *state.Job, run *schedule.JobRun, r *schedule.Round, params []float32, optState *aggregate.OptimizerState, contributors []string, examples uint64, now time.Time) error {
 	if err := probeModel(model.MustParseSpec(job.Spec.Model), params); err != nil {
-		return c.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
+		return x.recordReleasedAbort(job, r, "new model not committed: "+err.Error(), now)
 	}
 	var stateBlob []byte
 	if optState != nil && (len(optState.M) > 0 || len(optState.V) > 0) {
 		b, err := optState.MarshalBinary()
 		if err != nil {
-			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state not encoded", now))
+			return errors.Join(err, x.recordReleasedAbort(job, r, "server optimiser state not encoded", now))
 		}
 		stateBlob = b
 	}
@@ -227,22 +264,22 @@ func (c *Coordinator) commitRound(job *state.Job, run *schedule.JobRun, r *sched
 		cmd.PrivacyRDP, cmd.Epsilon, cmd.Order = job.RoundPrivacy(r.SamplingRate)
 	}
 	var err error
-	if cmd.Digest, err = c.replicateBlob(context.Background(), protocol.EncodeFloat32(params)); err != nil {
-		return errors.Join(err, c.recordReleasedAbort(job, r, "new model did not reach a quorum of coordinators", now))
+	if cmd.Digest, err = x.cluster.replicateBlob(context.Background(), protocol.EncodeFloat32(params)); err != nil {
+		return errors.Join(err, x.recordReleasedAbort(job, r, "new model did not reach a quorum of coordinators", now))
 	}
 	if stateBlob != nil {
-		if cmd.OptimizerDigest, err = c.replicateBlob(context.Background(), stateBlob); err != nil {
-			return errors.Join(err, c.recordReleasedAbort(job, r, "server optimiser state did not reach a quorum of coordinators", now))
+		if cmd.OptimizerDigest, err = x.cluster.replicateBlob(context.Background(), stateBlob); err != nil {
+			return errors.Join(err, x.recordReleasedAbort(job, r, "server optimiser state did not reach a quorum of coordinators", now))
 		}
 	}
-	if err := c.apply(state.CmdCommitRound, cmd); err != nil {
+	if err := x.cluster.apply(state.CmdCommitRound, cmd); err != nil {
 		return err
 	}
 	run.Optimizer, run.OptimizerRound = optState, r.Number
-	c.metrics.roundsCommitted.Inc()
-	c.metrics.roundSeconds.Observe(now.Sub(r.Opened).Seconds())
-	c.log.Info("round committed", "job", job.ID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
+	x.metrics.roundsCommitted.Inc()
+	x.metrics.roundSeconds.Observe(now.Sub(r.Opened).Seconds())
+	x.log.Info("round committed", "job", job.ID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
 		"contributors", len(contributors), "closed", r.ClosedBy, "seconds", now.Sub(r.Opened).Seconds(), "digest", cmd.Digest)
-	c.kickLeader()
+	x.kick()
 	return nil
 }

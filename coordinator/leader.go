@@ -151,7 +151,7 @@ func (c *Coordinator) schedule(now time.Time) {
 		}
 		effects := c.leader.decider.Decide(job, run, now)
 		c.leader.mu.Unlock()
-		if err := c.execute(job, run, effects, now); err != nil {
+		if err := c.exec.execute(job, run, effects, now); err != nil {
 			c.log.Warn("scheduling job", "job", id, "err", err)
 			if errors.Is(err, ErrNotLeader) {
 				return
