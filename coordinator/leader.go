@@ -25,9 +25,9 @@ const reconcileInterval = 500 * time.Millisecond
 // design; the new leader aborts the open round and opens a fresh one.
 type leaderState struct {
 	// mu guards jobs and what participants' calls read and change in a
-	// jobRun (its round, eval and reasons). The scheduling pass holds it
-	// while it decides, never while it executes (no Raft apply, send or
-	// model transfer runs under it).
+	// schedule.JobRun (its round, eval and reasons). The scheduling pass
+	// holds it while it decides, never while it executes (no Raft apply,
+	// send or model transfer runs under it).
 	mu   sync.Mutex
 	jobs map[string]*schedule.JobRun
 	kick chan struct{}

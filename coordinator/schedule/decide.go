@@ -69,7 +69,7 @@ type SendTasks struct{ Tasks []addressed }
 // AskEvaluation sends the tasks of an evaluation decide started (run.eval);
 // participants whose task cannot be queued are not waited for.
 type AskEvaluation struct {
-	Eval  *evalCollection
+	Eval  *EvalCollection
 	Tasks []addressed
 }
 

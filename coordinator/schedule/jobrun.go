@@ -15,7 +15,7 @@ type JobRun struct {
 	// open in the FSM then was left by the previous leader.
 	started       bool
 	Round         *Round
-	Eval          *evalCollection
+	Eval          *EvalCollection
 	EvalAttempted map[uint32]bool // models whose evaluation was started
 	waitingLogged bool
 	// optimizer is the server optimiser's state after round optimizerRound.

@@ -358,9 +358,9 @@ func (r *Round) outcome(now time.Time) (roundOutcome, string) {
 	}
 }
 
-// evalCollection sums the federated evaluation of one model while reports
+// EvalCollection sums the federated evaluation of one model while reports
 // arrive. Pure, like round.
-type evalCollection struct {
+type EvalCollection struct {
 	jobID      string
 	ModelRound uint32
 	digest     string
@@ -373,8 +373,8 @@ type evalCollection struct {
 	intended int
 }
 
-func newEvalCollection(jobID string, modelRound uint32, digest string, evaluators []string, deadline time.Time) *evalCollection {
-	e := &evalCollection{jobID: jobID, ModelRound: modelRound, digest: digest, Expected: map[string]bool{}, Got: map[string]bool{}, deadline: deadline}
+func newEvalCollection(jobID string, modelRound uint32, digest string, evaluators []string, deadline time.Time) *EvalCollection {
+	e := &EvalCollection{jobID: jobID, ModelRound: modelRound, digest: digest, Expected: map[string]bool{}, Got: map[string]bool{}, deadline: deadline}
 	for _, id := range evaluators {
 		e.Expected[id] = true
 	}
@@ -382,7 +382,7 @@ func newEvalCollection(jobID string, modelRound uint32, digest string, evaluator
 }
 
 // Add adds one participant's evaluation report.
-func (e *evalCollection) Add(from string, req *pb.ReportEvaluationRequest) error {
+func (e *EvalCollection) Add(from string, req *pb.ReportEvaluationRequest) error {
 	switch {
 	case req.GetModelRound() != e.ModelRound || req.GetModelDigest() != e.digest:
 		return fmt.Errorf("%w: evaluation of round %d (%s); collecting round %d (%s)", ErrWrongRound, req.GetModelRound(), req.GetModelDigest(), e.ModelRound, e.digest)
@@ -404,7 +404,7 @@ func (e *evalCollection) Add(from string, req *pb.ReportEvaluationRequest) error
 }
 
 // finished reports whether every evaluator reported or the deadline passed.
-func (e *evalCollection) finished(now time.Time) bool {
+func (e *EvalCollection) finished(now time.Time) bool {
 	return len(e.Got) == len(e.Expected) || !now.Before(e.deadline)
 }
 
@@ -415,7 +415,7 @@ func (e *evalCollection) finished(now time.Time) bool {
 // handful of validation shards cannot say the model reached the target:
 // one site's 100 examples once read 100% for a model at 97.8% on the whole
 // test set.
-func (e *evalCollection) decisive() bool {
+func (e *EvalCollection) decisive() bool {
 	return 2*len(e.Got) >= max(len(e.Expected), e.intended)
 }
 
@@ -541,7 +541,7 @@ func (r *Round) Silent() []string {
 
 // responders returns the cohort members that had answered: the
 // contributors of a plain round; under secure aggregation, the members
-// still in the protocol (see secureRound.answered).
+// still in the protocol (see SecureRound.answered).
 func (r *Round) responders() []string {
 	answered := r.answeredSet()
 	var out []string
