@@ -8,7 +8,7 @@ GOARCH    := $(shell $(GO) env GOARCH)
 # where Debian's libopenblas-dev is installed (.ci/run installs it).
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h -o -e /usr/include/openblas/cblas.h && echo yes)
 
-.PHONY: all build build-simd build-openblas test test-cross test-kernels lint check-deps bench bench-2nn bench-serve python3-torch scenarios demo byhand proto clean fuzz
+.PHONY: all build build-simd build-openblas test test-cross test-kernels lint check-deps bench bench-2nn bench-serve bench-scale python3-torch scenarios demo byhand proto clean fuzz
 
 all: build
 
@@ -99,9 +99,10 @@ endif
 ## (with and without 200 idle connections on every Raft port); disk after a 1,000-round job
 ## with and without retention; secure aggregation's mask expansion (each fused path next to
 ## Go's and OpenSSL's AES-CTR, measured in the same run) and per-round compute for 100–1000
-## clients; aggregation rules' GB/s next to NumPy's w @ X (one core, all cores); FedAvg's
-## and FedAvgM's rounds to 97% on pathological non-IID MNIST (~60 min).
-bench: bench-2nn bench-serve
+## clients; aggregation rules' GB/s next to NumPy's w @ X (one core, all cores); the scale
+## benchmark (bench-scale); FedAvg's and FedAvgM's rounds to 97% on pathological non-IID
+## MNIST (~60 min).
+bench: bench-2nn bench-serve bench-scale
 	taskset -c 0 $(GO) test -run '^$$' -bench . -benchtime 1s ./model/internal/sgemm/
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./model/
 ifeq ($(HAVE_OPENBLAS),yes)
@@ -121,6 +122,15 @@ endif
 		taskset -c 0 /usr/bin/python3 aggregate/testdata/numpy_gemv.py --threads 1 && \
 		/usr/bin/python3 aggregate/testdata/numpy_gemv.py --threads $$(nproc)
 	$(GO) test -run '^$$' -bench PathologicalRoundsTo97 -benchtime 1x -timeout 90m ./scenarios/
+
+## bench-scale: 1,000 lightweight participants (real gRPC over mutual TLS, a precomputed 2NN
+## update, the SecAgg+ client's real cryptography) connected to 3 real coordinator processes;
+## cohorts of 100 and 1,000, plain and SecAgg+: round time, the leader process's CPU-seconds
+## per round and peak RSS, next to the issue's goals, in one table (~10 min; SCALE_ROUNDS
+## measured rounds each, default 5).
+SCALE_ROUNDS ?= 5
+bench-scale:
+	ACCORD_SCALE_ROUNDS=$(SCALE_ROUNDS) $(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime 1x -timeout 60m ./coordinator/
 
 ## bench-2nn: the 2NN's samples/s on one thread (CPU 0) at batch 10 and 64: the static
 ## build with each kernel (ACCORD_KERNEL), the openblas build, and PyTorch (Debian's

@@ -431,10 +431,11 @@ func (s *participantService) ReportEvaluation(ctx context.Context, req *pb.Repor
 // to this follower. It ends when either side does; the participant then
 // reconnects (to whichever coordinator it reaches).
 func (s *participantService) forwardTasks(stream pb.ParticipantService_TasksServer, id principal) error {
-	cc, err := s.c.leaderConn()
+	cc, release, err := s.c.leaderRelay()
 	if err != nil {
 		return toStatus(err)
 	}
+	defer release()
 	ctx, cancel := context.WithCancel(forwardContext(stream.Context(), id))
 	defer cancel()
 	defer s.c.streams.add(id.Serial, cancel)()
@@ -465,10 +466,11 @@ func (s *participantService) forwardTasks(stream pb.ParticipantService_TasksServ
 
 // forwardUpload relays an update to the leader chunk by chunk.
 func (s *participantService) forwardUpload(stream pb.ParticipantService_UploadUpdateServer, id principal, first *pb.UpdateChunk) error {
-	cc, err := s.c.leaderConn()
+	cc, release, err := s.c.leaderRelay()
 	if err != nil {
 		return toStatus(err)
 	}
+	defer release()
 	up, err := pb.NewParticipantServiceClient(cc).UploadUpdate(forwardContext(stream.Context(), id))
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,13 +23,23 @@ type peers struct {
 	c       *Coordinator
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
+	relays  map[string][]*relayConn // connections carrying relayed participant streams, by peer
 	blocked map[string]bool
 	tracked map[*trackedConn]bool
 	closed  bool // after closeAll, no new connections
 }
 
+// relayConn is one of the connections to a peer that carry the
+// participants' streams a follower relays (task streams, uploads), with
+// how many it carries now.
+type relayConn struct {
+	cc     *grpc.ClientConn
+	active int
+}
+
 func newPeers(c *Coordinator) *peers {
-	return &peers{c: c, conns: map[string]*grpc.ClientConn{}, blocked: map[string]bool{}, tracked: map[*trackedConn]bool{}}
+	return &peers{c: c, conns: map[string]*grpc.ClientConn{}, relays: map[string][]*relayConn{}, blocked: map[string]bool{},
+		tracked: map[*trackedConn]bool{}}
 }
 
 func peerName(cs tls.ConnectionState) string {
@@ -109,6 +120,7 @@ func (p *peers) cutSerial(serial string) int {
 				conns = append(conns, cc)
 				delete(p.conns, t.peer)
 			}
+			conns = append(conns, p.dropRelaysLocked(t.peer)...)
 		}
 	}
 	p.mu.Unlock()
@@ -179,6 +191,11 @@ func (p *peers) setBlocked(names []string) {
 			delete(p.conns, name)
 		}
 	}
+	for name := range p.relays {
+		if p.blocked[name] {
+			conns = append(conns, p.dropRelaysLocked(name)...)
+		}
+	}
 	p.mu.Unlock()
 	for _, t := range cut {
 		t.Close()
@@ -201,6 +218,16 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 	if p.blocked[name] {
 		return nil, fmt.Errorf("%w: partitioned from %s", ErrNotLeader, name)
 	}
+	cc, err := p.dialLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[name] = cc
+	return cc, nil
+}
+
+// dialLocked opens a connection to the named coordinator (p.mu held).
+func (p *peers) dialLocked(name string) (*grpc.ClientConn, error) {
 	meta, ok := p.c.memberByName(name)
 	if !ok || meta.GRPC == "" {
 		return nil, fmt.Errorf("%w: no address known for coordinator %s", ErrNotLeader, name)
@@ -217,12 +244,79 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 			return n.DialContext(ctx, "tcp", addr)
 		}))
 	}
-	cc, err := grpc.NewClient(meta.GRPC, opts...)
-	if err != nil {
-		return nil, err
+	return grpc.NewClient(meta.GRPC, opts...)
+}
+
+// relayStreams is the most relayed streams one connection to a peer
+// carries: three quarters of MaxConcurrentStreams, the streams the peer
+// lets one connection hold (the coordinators of a federation share their
+// limits), leaving room for the uploads and calls of those participants.
+func (p *peers) relayStreams() int {
+	return max(1, int(p.c.cfg.Limits.MaxConcurrentStreams)*3/4)
+}
+
+// relay returns a connection to the named coordinator for one relayed
+// participant stream, and the function that gives its slot back when the
+// stream ends. A follower relays every participant connected to it over
+// these connections, which each carry at most relayStreams streams: over
+// one connection, the leader's MaxConcurrentStreams would hold back every
+// stream past it (past 256 participants on a follower, by default) until
+// one ended, and starve the unary calls and blob transfers the other
+// connection (conn) keeps. A relay connection that no longer carries any
+// stream is closed, unless it is the peer's only one.
+func (p *peers) relay(name string) (*grpc.ClientConn, func(), error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, nil, fmt.Errorf("%w: coordinator is shutting down", ErrNotLeader)
 	}
-	p.conns[name] = cc
-	return cc, nil
+	if p.blocked[name] {
+		return nil, nil, fmt.Errorf("%w: partitioned from %s", ErrNotLeader, name)
+	}
+	var r *relayConn
+	for _, rc := range p.relays[name] {
+		if rc.active < p.relayStreams() {
+			r = rc
+			break
+		}
+	}
+	if r == nil {
+		cc, err := p.dialLocked(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		r = &relayConn{cc: cc}
+		p.relays[name] = append(p.relays[name], r)
+	}
+	r.active++
+	var once sync.Once
+	return r.cc, func() { once.Do(func() { p.release(name, r) }) }, nil
+}
+
+// release gives back a relayed stream's slot on r.
+func (p *peers) release(name string, r *relayConn) {
+	p.mu.Lock()
+	r.active--
+	rs := p.relays[name]
+	i := slices.Index(rs, r)
+	if r.active > 0 || i < 0 || len(rs) == 1 {
+		p.mu.Unlock()
+		return
+	}
+	p.relays[name] = slices.Delete(rs, i, i+1)
+	p.mu.Unlock()
+	r.cc.Close()
+}
+
+// dropRelaysLocked forgets the named peer's relay connections and returns
+// them, for the caller to close once p.mu is released.
+func (p *peers) dropRelaysLocked(name string) []*grpc.ClientConn {
+	var out []*grpc.ClientConn
+	for _, r := range p.relays[name] {
+		out = append(out, r.cc)
+	}
+	delete(p.relays, name)
+	return out
 }
 
 // closeAll closes every connection to other coordinators, gRPC and Raft
@@ -230,7 +324,13 @@ func (p *peers) conn(name string) (*grpc.ClientConn, error) {
 func (p *peers) closeAll() {
 	p.mu.Lock()
 	p.closed = true
-	conns := p.conns
+	var conns []*grpc.ClientConn
+	for _, cc := range p.conns {
+		conns = append(conns, cc)
+	}
+	for name := range p.relays {
+		conns = append(conns, p.dropRelaysLocked(name)...)
+	}
 	p.conns = map[string]*grpc.ClientConn{}
 	var tracked []*trackedConn
 	for t := range p.tracked {
@@ -247,14 +347,34 @@ func (p *peers) closeAll() {
 
 // leaderConn returns a connection to the current leader (not this node).
 func (c *Coordinator) leaderConn() (*grpc.ClientConn, error) {
+	id, err := c.leaderID()
+	if err != nil {
+		return nil, err
+	}
+	return c.peers.conn(id)
+}
+
+// leaderRelay returns a connection to the current leader (not this node)
+// for one relayed participant stream, and the function that releases it
+// (peers.relay).
+func (c *Coordinator) leaderRelay() (*grpc.ClientConn, func(), error) {
+	id, err := c.leaderID()
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.peers.relay(id)
+}
+
+// leaderID is the current leader's name, if it is another node.
+func (c *Coordinator) leaderID() (string, error) {
 	_, id := c.raft.LeaderWithID()
 	if id == "" {
-		return nil, fmt.Errorf("%w: no leader is known yet; retry", ErrNotLeader)
+		return "", fmt.Errorf("%w: no leader is known yet; retry", ErrNotLeader)
 	}
 	if string(id) == c.cfg.Name {
-		return nil, fmt.Errorf("%w: leadership is changing; retry", ErrNotLeader)
+		return "", fmt.Errorf("%w: leadership is changing; retry", ErrNotLeader)
 	}
-	return c.peers.conn(string(id))
+	return string(id), nil
 }
 
 // forwardUnary makes a unary call on the leader, on the caller's behalf, when
