@@ -35,12 +35,23 @@ func DecodeFloat32Into(dst []float32, offset int, b []byte) error {
 	if len(b)%4 != 0 || offset < 0 || offset > len(dst) || len(b)/4 > len(dst)-offset {
 		return fmt.Errorf("%w: %d bytes at element %d do not fit %d elements", ErrTensor, len(b), offset, len(dst))
 	}
-	for i := range len(b) / 4 {
-		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return fmt.Errorf("%w: element %d is %v", ErrTensor, offset+i, x)
+	out := dst[offset : offset+len(b)/4]
+	b = b[:4*len(out)]
+	// An infinity or a NaN has an exponent of all ones: adding one to it
+	// carries into the sign bit. The loop only notes that one came (no
+	// branch on the data); the slow path finds it.
+	var special uint32
+	for i := range out {
+		u := binary.LittleEndian.Uint32(b[4*i:])
+		special |= (u&0x7f800000 + 0x00800000) >> 31
+		out[i] = math.Float32frombits(u)
+	}
+	if special != 0 {
+		for i, x := range out {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("%w: element %d is %v", ErrTensor, offset+i, x)
+			}
 		}
-		dst[offset+i] = x
 	}
 	return nil
 }

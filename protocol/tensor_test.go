@@ -85,3 +85,19 @@ func TestDecodeFloat32IntoRefusesChunksOutsideTheVector(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDecodeFloat32Into decodes the 2NN's 199,210 parameters, as
+// the leader does for every update.
+func BenchmarkDecodeFloat32Into(b *testing.B) {
+	v := make([]float32, 199_210)
+	for i := range v {
+		v[i] = float32(i) * 1e-6
+	}
+	enc := EncodeFloat32(v)
+	b.SetBytes(int64(len(enc)))
+	for b.Loop() {
+		if err := DecodeFloat32Into(v, 0, enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

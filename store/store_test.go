@@ -128,3 +128,34 @@ func TestDeletedBlobsLeaveTheDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestRecentBlobsComeFromMemory: a blob read again is the one first read
+// (the same checked bytes, not another copy); a deleted blob is gone from
+// memory too.
+func TestRecentBlobsComeFromMemory(t *testing.T) {
+	s, err := Open(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b := make([]byte, 1<<20)
+	rand.Read(b)
+	d, err := s.PutBlob(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.GetBlob(d)
+	if err != nil || !bytes.Equal(first, b) {
+		t.Fatalf("first read: %v", err)
+	}
+	again, err := s.GetBlob(d)
+	if err != nil || &again[0] != &first[0] {
+		t.Fatalf("second read: %v; want the bytes the first read checked, from memory", err)
+	}
+	if err := s.DeleteBlobs(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetBlob(d); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after deleting: %v; want ErrNotFound", err)
+	}
+}
