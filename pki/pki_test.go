@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestIssueAndReadIdentity(t *testing.T) {
@@ -106,5 +107,43 @@ func TestSignatureNamesItsSigner(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrBadSignature) {
 			t.Errorf("%s: %v is not ErrBadSignature", tt.name, err)
 		}
+	}
+}
+
+// TestVerifiedCertificatesAreNotTrustedBeyondTheirCheck: a certificate
+// checked once is remembered only for the pool it was checked against and
+// the time its chain is valid: against another CA's pool, or after it
+// expired, it is checked again and refused.
+func TestVerifiedCertificatesAreNotTrustedBeyondTheirCheck(t *testing.T) {
+	ca, err := NewCA("fed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewCA("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := Identity{Role: RoleParticipant, Name: "alice", Organization: "a"}
+	cert, err := ca.Issue(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte("keys")
+	sig, err := Sign(cert, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := cert.Certificate[0]
+	if err := VerifySigned(ca.Pool(), der, alice, msg, sig); err != nil {
+		t.Fatalf("genuine: %v", err)
+	}
+	if err := VerifySigned(other.Pool(), der, alice, msg, sig); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("against another CA's pool, after a check against its own: %v; want ErrBadSignature", err)
+	}
+	if err := VerifySignedAt(ca.Pool(), der, alice, msg, sig, cert.Leaf.NotAfter.Add(time.Hour)); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("an hour after it expired: %v; want ErrBadSignature", err)
+	}
+	if err := VerifySigned(ca.Pool(), der, alice, msg, sig); err != nil {
+		t.Errorf("genuine, again: %v", err)
 	}
 }
