@@ -134,18 +134,19 @@ type Client struct {
 	p        Params
 	id       int
 	identity string
-	x        []uint32
+	x        []uint32 // the input, masked in place by MaskedInput
 	sign     Signer
 	verify   Verifier
-	graph    [][]int
-	cKey     *ecdh.PrivateKey
-	sKey     *ecdh.PrivateKey
-	seed     [32]byte
-	peers    map[int]Advertisement // accepted neighbours' advertisements
-	held     map[int]heldPair      // shares other clients gave us (and ours)
-	aeads    map[int]cipher.AEAD   // share ciphers by peer, from the c-key agreement
-	u2       map[int]bool
-	phase    int
+	// neighbours are the client's on the round's graph, sorted.
+	neighbours []int
+	cKey       *ecdh.PrivateKey
+	sKey       *ecdh.PrivateKey
+	seed       [32]byte
+	peers      map[int]Advertisement // accepted neighbours' advertisements
+	held       map[int]heldPair      // shares other clients gave us (and ours)
+	aeads      map[int]cipher.AEAD   // share ciphers by peer, from the c-key agreement
+	u2         map[int]bool
+	phase      int
 }
 
 // NewClient prepares client id with input x (already quantised).
@@ -157,12 +158,12 @@ func NewClient(p Params, id int, identity string, x []uint32, sign Signer, verif
 		return nil, fmt.Errorf("%w: client %d of %d with %d values (want %d)", ErrParams, id, p.N, len(x), p.Length)
 	}
 	return &Client{p: p, id: id, identity: identity, x: slices.Clone(x), sign: sign, verify: verify,
-		graph: neighbours(p.N, p.K, p.GraphSeed), held: map[int]heldPair{}, aeads: map[int]cipher.AEAD{}}, nil
+		neighbours: neighboursOf(p.N, p.K, p.GraphSeed, id), held: map[int]heldPair{}, aeads: map[int]cipher.AEAD{}}, nil
 }
 
 // Neighbours returns the client's neighbours on the round's graph: whose
 // advertisements it needs, and to whom it sends shares.
-func (c *Client) Neighbours() []int { return slices.Clone(c.graph[c.id]) }
+func (c *Client) Neighbours() []int { return slices.Clone(c.neighbours) }
 
 func (c *Client) step(want int) error {
 	if c.phase != want {
@@ -226,7 +227,7 @@ func (c *Client) ShareKeys(ads []Advertisement) ([]EncryptedShare, error) {
 	}
 	c.peers = map[int]Advertisement{}
 	neigh := map[int]bool{}
-	for _, v := range c.graph[c.id] {
+	for _, v := range c.neighbours {
 		neigh[v] = true
 	}
 	for _, a := range ads {
@@ -343,7 +344,10 @@ func (c *Client) MaskedInput(in []EncryptedShare, u2 []int) ([]uint32, error) {
 			masks = append(masks, mask{s, -1})
 		}
 	}
-	y := slices.Clone(c.x)
+	// The client's own copy of its input is masked in place: it is not
+	// needed after this phase, which runs once.
+	y := c.x
+	c.x = nil
 	addMasks(y, masks)
 	return y, nil
 }
