@@ -206,7 +206,7 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*schedule.Ro
 func (c *Coordinator) addUpdate(r *schedule.Round, from string, delta []float32) (int, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if run := c.leader.jobs[r.JobID]; run == nil || run.Round != r {
+	if !c.isOpenLocked(r) {
 		return 0, fmt.Errorf("%w: round %d closed while the update was arriving", schedule.ErrRoundClosed, r.Number)
 	}
 	if err := r.Add(from, delta); err != nil {
@@ -216,9 +216,15 @@ func (c *Coordinator) addUpdate(r *schedule.Round, from string, delta []float32)
 	return len(r.Contributors), nil
 }
 
+// releaseUpdate frees from's slot in r after its upload failed, if r is
+// still the job's open round. A round the scheduling pass closed belongs
+// to the executor: nothing else touches it.
 func (c *Coordinator) releaseUpdate(r *schedule.Round, from string) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
+	if !c.isOpenLocked(r) {
+		return
+	}
 	r.Release(from)
 	if g := r.Group(from); g != nil {
 		g.ReleaseMasked(from)
@@ -226,14 +232,25 @@ func (c *Coordinator) releaseUpdate(r *schedule.Round, from string) {
 }
 
 // uploadDeadline is when from's upload into r must have arrived: the end
-// of training, or of the masked-input phase of from's group.
-func (c *Coordinator) uploadDeadline(r *schedule.Round, from string) time.Time {
+// of training, or of the masked-input phase of from's group. It fails if
+// r has closed since the upload was admitted.
+func (c *Coordinator) uploadDeadline(r *schedule.Round, from string) (time.Time, error) {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if g := r.Group(from); g != nil {
-		return g.Deadline
+	if !c.isOpenLocked(r) {
+		return time.Time{}, fmt.Errorf("%w: round %d closed while the update was arriving", schedule.ErrRoundClosed, r.Number)
 	}
-	return r.Deadline
+	if g := r.Group(from); g != nil {
+		return g.Deadline, nil
+	}
+	return r.Deadline, nil
+}
+
+// isOpenLocked reports whether r is still its job's open round on this
+// leader; the caller holds c.leader.mu.
+func (c *Coordinator) isOpenLocked(r *schedule.Round) bool {
+	run := c.leader.jobs[r.JobID]
+	return run != nil && run.Round == r
 }
 
 // addMasked sums an admitted masked input into its round, if that round is
@@ -241,7 +258,7 @@ func (c *Coordinator) uploadDeadline(r *schedule.Round, from string) time.Time {
 func (c *Coordinator) addMasked(r *schedule.Round, from string, y []uint32) error {
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
-	if run := c.leader.jobs[r.JobID]; run == nil || run.Round != r {
+	if !c.isOpenLocked(r) {
 		return fmt.Errorf("%w: round %d closed while the masked input was arriving", schedule.ErrRoundClosed, r.Number)
 	}
 	g := r.Group(from)

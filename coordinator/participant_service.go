@@ -184,7 +184,10 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	if err != nil {
 		return toStatus(err)
 	}
-	deadline := s.c.uploadDeadline(r, id.Name)
+	deadline, err := s.c.uploadDeadline(r, id.Name)
+	if err != nil {
+		return toStatus(err)
+	}
 	if h.GetMasked() {
 		y, err := within(deadline, func() ([]uint32, error) {
 			return receiveMasked(stream, first.GetData(), int(h.GetNumParams()), s.c.metrics)
