@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"path/filepath"
@@ -57,26 +58,31 @@ func TestIssueAndReadIdentity(t *testing.T) {
 	}
 }
 
+// aliceSigns issues alice's certificate from a federation CA, which it
+// returns with another CA, and signs msg with it.
+func aliceSigns(t *testing.T, msg []byte) (ca, other *CA, alice Identity, cert tls.Certificate, sig []byte) {
+	t.Helper()
+	var err error
+	if ca, err = NewCA("fed"); err != nil {
+		t.Fatal(err)
+	}
+	if other, err = NewCA("other"); err != nil {
+		t.Fatal(err)
+	}
+	alice = Identity{Role: RoleParticipant, Name: "alice", Organization: "a"}
+	if cert, err = ca.Issue(alice); err != nil {
+		t.Fatal(err)
+	}
+	if sig, err = Sign(cert, msg); err != nil {
+		t.Fatal(err)
+	}
+	return ca, other, alice, cert, sig
+}
+
 func TestSignatureNamesItsSigner(t *testing.T) {
-	ca, err := NewCA("fed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := NewCA("other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := Identity{Role: RoleParticipant, Name: "alice", Organization: "a"}
-	cert, err := ca.Issue(alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := other.Issue(alice)
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := []byte("keys")
-	sig, err := Sign(cert, msg)
+	ca, other, alice, cert, sig := aliceSigns(t, msg)
+	stranger, err := other.Issue(alice)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,24 +121,8 @@ func TestSignatureNamesItsSigner(t *testing.T) {
 // the time its chain is valid: against another CA's pool, or after it
 // expired, it is checked again and refused.
 func TestVerifiedCertificatesAreNotTrustedBeyondTheirCheck(t *testing.T) {
-	ca, err := NewCA("fed")
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := NewCA("other")
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice := Identity{Role: RoleParticipant, Name: "alice", Organization: "a"}
-	cert, err := ca.Issue(alice)
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := []byte("keys")
-	sig, err := Sign(cert, msg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, other, alice, cert, sig := aliceSigns(t, msg)
 	der := cert.Certificate[0]
 	if err := VerifySigned(ca.Pool(), der, alice, msg, sig); err != nil {
 		t.Fatalf("genuine: %v", err)
