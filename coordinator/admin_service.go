@@ -97,7 +97,7 @@ func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) 
 func (c *Coordinator) waitForJob(ctx context.Context, id string) {
 	deadline := time.Now().Add(c.cfg.ApplyTimeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if _, err := c.fsm.Job(id); err == nil {
+		if _, err := c.fsm.JobView(id); err == nil {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -127,7 +127,7 @@ func (c *Coordinator) SubmitJob(spec state.JobSpec, signed *adminauth.Signed) (*
 	if _, err := c.applyAdmin(state.AdminAction{Signed: *signed, JobID: id, InitialDigest: digest}); err != nil {
 		return nil, err
 	}
-	j, err := c.fsm.Job(id)
+	j, err := c.fsm.JobView(id)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +159,7 @@ func (c *Coordinator) jobProto(j *state.Job) *pb.Job {
 
 func (s *adminService) GetJob(ctx context.Context, req *pb.GetJobRequest) (*pb.Job, error) {
 	return adminCall(ctx, s, "/accord.v1.AdminService/GetJob", req, nil, func(principal, *adminauth.Signed) (*pb.Job, error) {
-		j, err := s.c.fsm.Job(req.GetJobId())
+		j, err := s.c.fsm.JobView(req.GetJobId())
 		if err != nil {
 			return nil, err
 		}
@@ -182,7 +182,7 @@ func (s *adminService) CancelJob(ctx context.Context, req *pb.CancelJobRequest) 
 
 func (s *adminService) ListRounds(ctx context.Context, req *pb.ListRoundsRequest) (*pb.ListRoundsResponse, error) {
 	return adminCall(ctx, s, "/accord.v1.AdminService/ListRounds", req, nil, func(principal, *adminauth.Signed) (*pb.ListRoundsResponse, error) {
-		j, err := s.c.fsm.Job(req.GetJobId())
+		j, err := s.c.fsm.JobView(req.GetJobId())
 		if err != nil {
 			return nil, err
 		}
@@ -244,7 +244,7 @@ func (s *adminService) PullModel(req *pb.PullModelRequest, stream pb.AdminServic
 	if _, err := s.c.caller(stream.Context(), pki.RoleAdmin); err != nil {
 		return toStatus(err)
 	}
-	j, err := s.c.fsm.Job(req.GetJobId())
+	j, err := s.c.fsm.JobView(req.GetJobId())
 	if err != nil {
 		return toStatus(err)
 	}

@@ -382,7 +382,7 @@ func (c *Coordinator) statusView() StatusView {
 
 // jobView is /api/jobs/{id} now.
 func (c *Coordinator) jobView(id string) (JobView, error) {
-	j, err := c.fsm.Job(id)
+	j, err := c.fsm.JobView(id)
 	if err != nil {
 		return JobView{}, err
 	}

@@ -711,13 +711,14 @@ func (f *FSM) JobViews() map[string]*Job {
 	return maps.Clone(f.st.Jobs)
 }
 
-// Jobs returns copies of every job, oldest first.
+// Jobs returns every job as the FSM holds it, oldest first, without
+// copying them (see JobView: the caller must not change them).
 func (f *FSM) Jobs() []*Job {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make([]*Job, 0, len(f.st.Jobs))
 	for _, j := range f.st.Jobs {
-		out = append(out, cloneJSON(j))
+		out = append(out, j)
 	}
 	sort.Slice(out, func(a, b int) bool {
 		if out[a].CreatedAt != out[b].CreatedAt {
