@@ -87,6 +87,11 @@ job:
   participants_per_round: 10
   min_participants: 6
   round_deadline: 10s
+  # No straggler cut: under make test's load the first round's slowest
+  # members took more than 3× the median, the cut left fewer than the
+  # threshold and the attempt aborted. What this test shows is dropouts
+  # after share-keys; the straggler rule has tests of its own.
+  straggler_factor: -1
   secure_aggregation: {mode: secagg+, dropout_rate: 0.3, phase_deadline: 5s}
 faults:
   - {kind: kill_after_share_keys, round: 2, fraction: 0.3}
