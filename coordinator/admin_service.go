@@ -95,12 +95,20 @@ func (s *adminService) SubmitJob(ctx context.Context, req *pb.SubmitJobRequest) 
 // waitForJob waits, for at most the apply timeout, until this node's FSM
 // holds a job the leader committed.
 func (c *Coordinator) waitForJob(ctx context.Context, id string) {
-	deadline := time.Now().Add(c.cfg.ApplyTimeout)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
+	timeout := time.NewTimer(c.cfg.ApplyTimeout)
+	defer timeout.Stop()
+	for {
+		changed := c.fsm.Changed()
 		if _, err := c.fsm.JobView(id); err == nil {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/accord-fl/accord/aggregate"
@@ -169,24 +170,18 @@ func (x *executor) openAttempt(run *schedule.JobRun, o schedule.OpenAttempt) err
 // or aborts the attempt.
 func (x *executor) closeAttempt(job *state.Job, run *schedule.JobRun, r *schedule.Round, now time.Time) error {
 	x.leader.mu.Lock()
-	reasons := schedule.WithReasons("", run.Reasons)
+	reasons := maps.Clone(run.Reasons)
 	x.leader.mu.Unlock()
 	rng, err := dp.NewRNG()
 	if err != nil {
 		return err
 	}
-	for _, g := range r.Groups {
-		if g.Err == nil && g.Phase == schedule.PhaseUnmask {
-			x.metrics.secaggPhaseSeconds.WithLabelValues(schedule.PhaseUnmask.String()).Observe(now.Sub(g.PhaseStart).Seconds())
-			x.metrics.secaggDropouts.WithLabelValues(schedule.PhaseUnmask.String()).Add(float64(len(g.Waiting)))
-		}
-	}
 	delta, contributors, examples, err := r.Result(now, job.Spec.Aggregation.RuleConfig(), rng)
 	switch {
 	case err != nil && r.Unmasked():
-		return x.recordReleasedAbort(job, r, err.Error()+reasons, now)
+		return x.recordReleasedAbort(job, r, schedule.WithReasons(err.Error(), reasons), now)
 	case err != nil:
-		return x.applyAbort(r.Abort(err.Error()+reasons, now))
+		return x.applyAbort(r.Abort(schedule.WithReasons(err.Error(), reasons), now))
 	}
 	return x.commitUpdate(job, run, r, delta, contributors, examples, now)
 }

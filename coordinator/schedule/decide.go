@@ -34,8 +34,8 @@ type World interface {
 // Effect is one thing a decision asks the executor to do.
 type Effect interface{ effect() }
 
-// addressed is a task for one participant.
-type addressed struct {
+// Addressed is a task for one participant.
+type Addressed struct {
 	To   string
 	Task *pb.Task
 }
@@ -53,7 +53,7 @@ type Propose struct {
 type OpenAttempt struct {
 	Round *Round
 	Cmd   state.OpenRound
-	Tasks []addressed
+	Tasks []Addressed
 }
 
 // CloseAttempt closes a round decide detached from the job (no call of a
@@ -64,13 +64,13 @@ type OpenAttempt struct {
 type CloseAttempt struct{ Round *Round }
 
 // SendTasks sends the tasks of a secure-aggregation phase.
-type SendTasks struct{ Tasks []addressed }
+type SendTasks struct{ Tasks []Addressed }
 
 // AskEvaluation sends the tasks of an evaluation decide started (run.eval);
 // participants whose task cannot be queued are not waited for.
 type AskEvaluation struct {
 	Eval  *EvalCollection
-	Tasks []addressed
+	Tasks []Addressed
 }
 
 // PhaseClosed counts a secure-aggregation phase that ended, for metrics.
@@ -98,7 +98,7 @@ func (Note) effect()          {}
 // Decider makes the leader's decisions.
 type Decider struct {
 	World World
-	// ca verifies secure-aggregation advertisements.
+	// CA verifies secure-aggregation advertisements.
 	CA *x509.CertPool
 }
 
@@ -233,10 +233,10 @@ func (s *decision) advanceSecure() {
 	live := func(id string) bool { return s.World.Live(id) && !r.Refused[id] }
 	pending, unmasking := false, false
 	for _, g := range r.Groups {
-		if g.Err != nil || g.Phase == phaseDone {
+		if g.err != nil || g.phase == phaseDone {
 			continue
 		}
-		if g.Phase == PhaseUnmask {
+		if g.phase == phaseUnmask {
 			// Unmasking is the heavy step: the executor runs it, outside
 			// the leader's lock, once every group is ready.
 			if g.closing(now, live) {
@@ -246,38 +246,44 @@ func (s *decision) advanceSecure() {
 			}
 			continue
 		}
-		phase, missing, started := g.Phase, len(g.Waiting), g.PhaseStart
+		phase, missing, started := g.phase, len(g.waiting), g.phaseStart
 		kind, tasks, err := g.advance(now, live)
-		if err != nil || g.Phase != phase {
+		if err != nil || g.phase != phase {
 			s.emit(PhaseClosed{Phase: phase, Seconds: now.Sub(started).Seconds(), Dropouts: missing})
 		}
 		if err != nil {
-			g.Err = err
+			g.err = err
 			if len(r.Groups) > 1 {
 				s.log(slog.LevelInfo, "secure aggregation group failed", "round", r.Number, "group", g.group, "err", err)
 			}
 			continue
 		}
-		pending = pending || g.Phase != phaseDone
+		pending = pending || g.phase != phaseDone
 		if len(tasks) == 0 {
 			continue
 		}
-		var out []addressed
+		var out []Addressed
 		for _, id := range slices.Sorted(maps.Keys(tasks)) {
 			st := tasks[id]
 			st.Group = g.group
-			out = append(out, addressed{To: id, Task: &pb.Task{Kind: kind, JobId: job.ID, Round: r.Number, Attempt: r.Attempt, Model: job.Spec.Model,
+			out = append(out, Addressed{To: id, Task: &pb.Task{Kind: kind, JobId: job.ID, Round: r.Number, Attempt: r.Attempt, Model: job.Spec.Model,
 				Dataset: job.Spec.Dataset, BaseModelDigest: r.BaseDigest, DeadlineUnixMs: g.Deadline.UnixMilli(), Secagg: st,
 				JobOrganization: job.Organization, JobRounds: job.Spec.Rounds, SecureAggregation: job.Spec.SecureAggregation.Mode}})
 		}
 		s.emit(SendTasks{Tasks: out})
-		s.log(slog.LevelDebug, "secure aggregation phase", "round", r.Number, "group", g.group, "phase", g.Phase, "clients", len(tasks))
+		s.log(slog.LevelDebug, "secure aggregation phase", "round", r.Number, "group", g.group, "phase", g.phase, "clients", len(tasks))
 	}
 	if pending {
 		return
 	}
 	run.Round = nil
 	if unmasking || r.Unmasked() {
+		// The unmasking phases close now; the executor unmasks.
+		for _, g := range r.Groups {
+			if g.err == nil && g.phase == phaseUnmask {
+				s.emit(PhaseClosed{Phase: phaseUnmask, Seconds: now.Sub(g.phaseStart).Seconds(), Dropouts: len(g.waiting)})
+			}
+		}
 		s.emit(CloseAttempt{Round: r})
 		return
 	}
@@ -313,9 +319,9 @@ func (s *decision) startEvaluation(number uint32) bool {
 	}
 	digest := job.ModelDigest(number)
 	deadline := now.Add(time.Duration(spec.RoundDeadline))
-	var tasks []addressed
+	var tasks []Addressed
 	for _, id := range evaluators {
-		tasks = append(tasks, addressed{To: id, Task: &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
+		tasks = append(tasks, Addressed{To: id, Task: &pb.Task{Kind: pb.TaskKind_TASK_KIND_EVALUATE, JobId: job.ID, Round: number, Model: spec.Model,
 			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: deadline.UnixMilli(),
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode}})
 	}
@@ -442,7 +448,7 @@ func (s *decision) open() {
 		r.dpClip, r.dpNoise = d.Clip, d.NoiseMultiplier*d.Clip
 	}
 	run.waitingLogged = false
-	var tasks []addressed
+	var tasks []Addressed
 	for _, id := range cohort {
 		t := &pb.Task{
 			Kind: pb.TaskKind_TASK_KIND_TRAIN, JobId: job.ID, Round: number, Attempt: attempt, Model: spec.Model,
@@ -457,7 +463,7 @@ func (s *decision) open() {
 			t.Secagg = g.trainTask(id)
 		}
 		t.Dp = dpTask(spec.DP, g)
-		tasks = append(tasks, addressed{To: id, Task: t})
+		tasks = append(tasks, Addressed{To: id, Task: t})
 	}
 	s.emit(OpenAttempt{Round: r, Cmd: state.OpenRound{JobID: job.ID, Round: rec, Declared: declared}, Tasks: tasks})
 }

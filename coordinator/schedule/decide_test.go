@@ -149,7 +149,7 @@ func (s *scheduler) execute(e Effect, now time.Time) {
 	}
 }
 
-func (s *scheduler) send(tasks []addressed) {
+func (s *scheduler) send(tasks []Addressed) {
 	for _, t := range tasks {
 		s.tasks[t.To] = append(s.tasks[t.To], t.Task)
 	}

@@ -7,9 +7,9 @@ import (
 )
 
 // JobRun is one job's work in flight on the leader: decide changes it
-// under the leader's lock; participants' calls change round, eval and
-// reasons under it. The executor, on the leader loop's goroutine like
-// decide, also keeps optimizer here.
+// under the leader's lock; participants' calls change Round, Eval and
+// Reasons under it. The executor, on the leader loop's goroutine like
+// decide, also keeps Optimizer here.
 type JobRun struct {
 	// started is set at the job's first decision on this leader: a round
 	// open in the FSM then was left by the previous leader.
@@ -18,10 +18,10 @@ type JobRun struct {
 	Eval          *EvalCollection
 	EvalAttempted map[uint32]bool // models whose evaluation was started
 	waitingLogged bool
-	// optimizer is the server optimiser's state after round optimizerRound.
+	// Optimizer is the server optimiser's state after round OptimizerRound.
 	Optimizer      *aggregate.OptimizerState
 	OptimizerRound uint32
-	// reasons are why members of the open round's cohort refused or
+	// Reasons are why members of the open round's cohort refused or
 	// failed its task, by participant (cut to maxReasonBytes), for the
 	// abort reason.
 	Reasons map[string]string

@@ -121,7 +121,7 @@ func NewRound(jobID string, number, attempt uint32, cohort []string, weights map
 
 // Unmasked reports whether any group's sum was unmasked.
 func (r *Round) Unmasked() bool {
-	return slices.ContainsFunc(r.Groups, func(g *SecureRound) bool { return g.Phase == phaseDone })
+	return slices.ContainsFunc(r.Groups, func(g *SecureRound) bool { return g.phase == phaseDone })
 }
 
 // Secure reports whether the round's updates arrive masked.
@@ -293,9 +293,9 @@ func (r *Round) Result(now time.Time, rule aggregate.RuleConfig, rng *rand.Rand)
 	}
 	nobody := func(string) bool { return false } // decide saw each group ready to close
 	for _, g := range r.Groups {
-		if g.Err == nil && g.Phase == PhaseUnmask {
+		if g.err == nil && g.phase == phaseUnmask {
 			if _, _, err := g.advance(now, nobody); err != nil {
-				g.Err = err
+				g.err = err
 			}
 		}
 	}
@@ -426,8 +426,8 @@ func (e *EvalCollection) decisive() bool {
 func (r *Round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contributors []string, examples uint64, err error) {
 	if len(r.Groups) == 1 {
 		g := r.Groups[0]
-		if g.Err != nil {
-			return nil, nil, 0, g.Err
+		if g.err != nil {
+			return nil, nil, 0, g.err
 		}
 		delta, _, contributors, examples, err = g.mean(r.minUpdates)
 		return delta, contributors, examples, err
@@ -438,8 +438,8 @@ func (r *Round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 	}
 	var failed []error
 	for _, g := range r.Groups {
-		if g.Err != nil {
-			failed = append(failed, fmt.Errorf("group %d: %w", g.group, g.Err))
+		if g.err != nil {
+			failed = append(failed, fmt.Errorf("group %d: %w", g.group, g.err))
 			continue
 		}
 		mean, weight, who, n, err := g.mean(1)

@@ -26,7 +26,7 @@ const (
 	phaseAdvertise   secPhase = iota // training, then advertising keys
 	phaseShareKeys                   // sending encrypted shares
 	phaseMaskedInput                 // uploading masked inputs
-	PhaseUnmask                      // revealing shares
+	phaseUnmask                      // revealing shares
 	phaseDone                        // the sum is known
 )
 
@@ -44,7 +44,7 @@ type SecureRound struct {
 	// group is this group's number in grouped mode, from 1 (0: the cohort
 	// is one group); err is why it failed, once it has.
 	group         uint32
-	Err           error
+	err           error
 	params        secagg.Params
 	server        *secagg.Server
 	quant         secagg.Quantizer
@@ -53,11 +53,11 @@ type SecureRound struct {
 	ca            *x509.CertPool
 	ids           []string // client index → participant
 	index         map[string]int
-	Phase         secPhase
+	phase         secPhase
 	Deadline      time.Time // of the current phase
-	PhaseStart    time.Time
+	phaseStart    time.Time
 	phaseDeadline time.Duration
-	Waiting       map[int]bool                    // clients the current phase still waits for
+	waiting       map[int]bool                    // clients the current phase still waits for
 	receiving     map[int]bool                    // masked inputs admitted, not yet added
 	advertised    map[int]*pb.SecAggAdvertisement // relayed to neighbours
 	parts         map[int]*protocol.PartSeq       // share-keys or unmask messages coming in parts, by client
@@ -128,13 +128,13 @@ func newSecureRound(sa state.SecureAggregation, session []byte, group uint32, co
 	s := &SecureRound{
 		group: group, plan: plan, minInputs: minInputs,
 		params: p, server: server, quant: quant, clip: sa.EffectiveClip(), weightScale: weightScale, ca: ca,
-		ids: slices.Clone(cohort), index: map[string]int{}, Deadline: trainDeadline, phaseDeadline: sa.EffectivePhaseDeadline(), PhaseStart: now,
-		Waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
+		ids: slices.Clone(cohort), index: map[string]int{}, Deadline: trainDeadline, phaseDeadline: sa.EffectivePhaseDeadline(), phaseStart: now,
+		waiting: map[int]bool{}, receiving: map[int]bool{}, advertised: map[int]*pb.SecAggAdvertisement{},
 		parts: map[int]*protocol.PartSeq{}, seen: map[int]bool{}, late: map[int]bool{},
 	}
 	for i, id := range cohort {
 		s.index[id] = i
-		s.Waiting[i] = true
+		s.waiting[i] = true
 		s.members = append(s.members, i)
 	}
 	return s, nil
@@ -156,13 +156,13 @@ func (s *SecureRound) expect(from string, phase secPhase) (int, error) {
 	switch {
 	case !ok:
 		return 0, fmt.Errorf("%w: %s is not in the round's cohort", ErrNotInCohort, from)
-	case phase < s.Phase && !slices.Contains(s.members, i):
+	case phase < s.phase && !slices.Contains(s.members, i):
 		// Left out when that phase closed without it: late, not silent.
 		s.late[i] = true
 		return 0, fmt.Errorf("%w: the %s phase closed before %s's message came; the protocol went on without it", ErrRoundClosed, phase, from)
-	case s.Phase != phase:
-		return 0, fmt.Errorf("%w: a %s message during the %s phase", ErrWrongPhase, phase, s.Phase)
-	case !s.Waiting[i] || s.receiving[i]:
+	case s.phase != phase:
+		return 0, fmt.Errorf("%w: a %s message during the %s phase", ErrWrongPhase, phase, s.phase)
+	case !s.waiting[i] || s.receiving[i]:
 		return 0, fmt.Errorf("%w: %s message from %s", ErrDuplicate, phase, from)
 	}
 	return i, nil
@@ -196,7 +196,7 @@ func (s *SecureRound) Advertise(c CheckedAdvertisement) error {
 		return secaggErr(err)
 	}
 	s.advertised[i] = a
-	delete(s.Waiting, i)
+	delete(s.waiting, i)
 	return nil
 }
 
@@ -256,7 +256,7 @@ func (s *SecureRound) takePart(i int, part, parts uint32, items, maxItems int, t
 	}
 	last, err := seq.Check(part, parts, items, maxItems)
 	if err != nil {
-		return fmt.Errorf("%s message from %s: %w", s.Phase, s.ids[i], err)
+		return fmt.Errorf("%s message from %s: %w", s.phase, s.ids[i], err)
 	}
 	if err := take(last); err != nil {
 		return secaggErr(err)
@@ -267,7 +267,7 @@ func (s *SecureRound) takePart(i int, part, parts uint32, items, maxItems int, t
 		return nil
 	}
 	delete(s.parts, i)
-	delete(s.Waiting, i)
+	delete(s.waiting, i)
 	return nil
 }
 
@@ -291,14 +291,14 @@ func (s *SecureRound) ReleaseMasked(from string) { delete(s.receiving, s.index[f
 func (s *SecureRound) AddMasked(from string, y []uint32) error {
 	i := s.index[from]
 	delete(s.receiving, i)
-	if s.Phase != phaseMaskedInput {
+	if s.phase != phaseMaskedInput {
 		s.late[i] = true
 		return fmt.Errorf("%w: the masked-input phase closed while %s's input was arriving", ErrRoundClosed, from)
 	}
 	if err := s.server.ReceiveMaskedInput(i, y); err != nil {
 		return secaggErr(err)
 	}
-	delete(s.Waiting, i)
+	delete(s.waiting, i)
 	return nil
 }
 
@@ -306,7 +306,7 @@ func (s *SecureRound) AddMasked(from string, y []uint32) error {
 // them, as shareKeys takes shares: at most one share of itself and of each
 // neighbour.
 func (s *SecureRound) Unmask(from string, in []*pb.SecAggReveal, part, parts uint32) error {
-	i, err := s.expect(from, PhaseUnmask)
+	i, err := s.expect(from, phaseUnmask)
 	if err != nil {
 		return err
 	}
@@ -331,11 +331,11 @@ func (s *SecureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		return 0, nil, nil
 	}
 	early, why := s.closeEarly(now)
-	closing := s.Phase
-	answered := len(s.members) - len(s.Waiting)
+	closing := s.phase
+	answered := len(s.members) - len(s.waiting)
 	switch {
 	case early:
-	case len(s.Waiting) == 0:
+	case len(s.waiting) == 0:
 	case now.Before(s.Deadline):
 		why = fmt.Sprintf("%s: %d of %d answered, the rest disconnected", closing, answered, len(s.members))
 	default:
@@ -352,7 +352,7 @@ func (s *SecureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 	}
 	tasks := map[string]*pb.SecAggTask{}
 	var kind pb.TaskKind
-	switch s.Phase {
+	switch s.phase {
 	case phaseAdvertise:
 		ads, err := s.server.CloseAdvertise()
 		if err != nil {
@@ -391,25 +391,25 @@ func (s *SecureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 		for _, u := range u3 {
 			tasks[s.ids[u]] = &pb.SecAggTask{Survivors: indexes(u3)}
 		}
-	case PhaseUnmask:
+	case phaseUnmask:
 		sum, err := s.server.Finish()
 		if err != nil {
 			return 0, nil, wrap(err)
 		}
 		s.sum = sum
-		s.Phase = phaseDone
-		s.PhaseStart = now
+		s.phase = phaseDone
+		s.phaseStart = now
 		return 0, nil, nil
 	}
-	s.Phase++
-	s.PhaseStart = now
+	s.phase++
+	s.phaseStart = now
 	s.Deadline = now.Add(s.phaseDeadline)
 	s.receiving = map[int]bool{}
-	s.Waiting = map[int]bool{}
+	s.waiting = map[int]bool{}
 	s.parts = map[int]*protocol.PartSeq{} // a message still in parts came too late
 	s.members, s.arrived, s.seen = nil, nil, map[int]bool{}
 	for id := range tasks {
-		s.Waiting[s.index[id]] = true
+		s.waiting[s.index[id]] = true
 		s.members = append(s.members, s.index[id])
 	}
 	slices.Sort(s.members)
@@ -421,14 +421,14 @@ func (s *SecureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 // but not while a masked input is still arriving before the deadline. It
 // first notes, at now, the answers that came since it last looked.
 func (s *SecureRound) closing(now time.Time, live func(id string) bool) bool {
-	if s.Phase == phaseDone || len(s.receiving) > 0 && now.Before(s.Deadline) {
+	if s.phase == phaseDone || len(s.receiving) > 0 && now.Before(s.Deadline) {
 		return false
 	}
 	s.observe(now)
 	if early, _ := s.closeEarly(now); !now.Before(s.Deadline) || early {
 		return true
 	}
-	for i := range s.Waiting {
+	for i := range s.waiting {
 		if live(s.ids[i]) {
 			return false
 		}
@@ -440,9 +440,9 @@ func (s *SecureRound) closing(now time.Time, live func(id string) bool) bool {
 // it last looked.
 func (s *SecureRound) observe(now time.Time) {
 	for _, i := range s.members {
-		if !s.Waiting[i] && !s.seen[i] {
+		if !s.waiting[i] && !s.seen[i] {
 			s.seen[i] = true
-			s.arrived = append(s.arrived, now.Sub(s.PhaseStart))
+			s.arrived = append(s.arrived, now.Sub(s.phaseStart))
 		}
 	}
 }
@@ -454,41 +454,41 @@ func (s *SecureRound) observe(now time.Time) {
 // allows — then it closes with who answered, and the round aborts if that
 // is below the threshold.
 func (s *SecureRound) closeEarly(now time.Time) (bool, string) {
-	answered := len(s.members) - len(s.Waiting)
+	answered := len(s.members) - len(s.waiting)
 	if answered == len(s.members) {
 		return false, ""
 	}
 	need := max(s.params.T, 2)
-	if s.Phase <= phaseMaskedInput {
+	if s.phase <= phaseMaskedInput {
 		need = max(need, s.minInputs)
 	}
-	if s.Phase == phaseAdvertise && s.wanted > 0 && answered >= max(s.wanted, need) {
-		return true, fmt.Sprintf("%s: %d of %d answered, the %d wanted", s.Phase, answered, len(s.members), s.wanted)
+	if s.phase == phaseAdvertise && s.wanted > 0 && answered >= max(s.wanted, need) {
+		return true, fmt.Sprintf("%s: %d of %d answered, the %d wanted", s.phase, answered, len(s.members), s.wanted)
 	}
-	if s.Phase >= PhaseUnmask {
+	if s.phase >= phaseUnmask {
 		return false, ""
 	}
 	budget := time.Duration(0)
-	if s.Phase == phaseAdvertise {
+	if s.phase == phaseAdvertise {
 		budget = s.budget
 	}
-	if !stragglersCut(s.arrived, len(s.members), s.straggler, budget, now.Sub(s.PhaseStart)) {
+	if !stragglersCut(s.arrived, len(s.members), s.straggler, budget, now.Sub(s.phaseStart)) {
 		return false, ""
 	}
-	return true, fmt.Sprintf("%s: %d of %d answered; stragglers cut after %s, %g× the median member's %s", s.Phase, answered, len(s.members),
-		roundDuration(now.Sub(s.PhaseStart)), s.straggler, roundDuration(median(s.arrived, len(s.members))))
+	return true, fmt.Sprintf("%s: %d of %d answered; stragglers cut after %s, %g× the median member's %s", s.phase, answered, len(s.members),
+		roundDuration(now.Sub(s.phaseStart)), s.straggler, roundDuration(median(s.arrived, len(s.members))))
 }
 
 // answered returns the clients still in the protocol: once masked inputs
 // closed, those whose input made the sum; before, the members of the
 // current phase that answered it.
 func (s *SecureRound) answered() []int {
-	if s.Phase >= PhaseUnmask {
+	if s.phase >= phaseUnmask {
 		return s.survivors
 	}
 	var out []int
 	for _, i := range s.members {
-		if !s.Waiting[i] {
+		if !s.waiting[i] {
 			out = append(out, i)
 		}
 	}
@@ -509,7 +509,7 @@ func indexes(v []int) []uint32 {
 // error if fewer than minInputs masked inputs made the sum.
 func (s *SecureRound) mean(minInputs int) (delta []float32, weight float64, contributors []string, examples uint64, err error) {
 	switch {
-	case s.Phase != phaseDone:
+	case s.phase != phaseDone:
 		return nil, 0, nil, 0, fmt.Errorf("%w: secure aggregation has not finished", state.ErrConflict)
 	case len(s.survivors) < minInputs:
 		return nil, 0, nil, 0, fmt.Errorf("%d masked inputs; the job needs at least %d", len(s.survivors), minInputs)

@@ -43,16 +43,16 @@ func TestSecurePhaseClosesEarly(t *testing.T) {
 			}
 			s.wanted, s.straggler = c.wanted, c.straggler
 			for i := range c.answered {
-				delete(s.Waiting, i) // as advertise does for an accepted message
+				delete(s.waiting, i) // as advertise does for an accepted message
 			}
 			if c.closesAt > c.answerAt {
-				if _, _, err := s.advance(at(c.answerAt), live); err != nil || s.Phase != phaseAdvertise {
-					t.Fatalf("at %gs, when the answers came: %v, phase %v; want it still open", c.answerAt, err, s.Phase)
+				if _, _, err := s.advance(at(c.answerAt), live); err != nil || s.phase != phaseAdvertise {
+					t.Fatalf("at %gs, when the answers came: %v, phase %v; want it still open", c.answerAt, err, s.phase)
 				}
 			}
 			if c.pendingAt >= 0 {
-				if _, _, err := s.advance(at(c.pendingAt), live); err != nil || s.Phase != phaseAdvertise {
-					t.Fatalf("at %gs: %v, phase %v; want it still open", c.pendingAt, err, s.Phase)
+				if _, _, err := s.advance(at(c.pendingAt), live); err != nil || s.phase != phaseAdvertise {
+					t.Fatalf("at %gs: %v, phase %v; want it still open", c.pendingAt, err, s.phase)
 				}
 			}
 			_, _, err = s.advance(at(c.closesAt), live)
