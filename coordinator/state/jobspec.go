@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"time"
@@ -89,10 +90,7 @@ const DefaultStragglerFactor = 3
 // maxOverSelection is the job's bound on the cohort, as a multiple of the
 // updates wanted, defaulted.
 func (s JobSpec) maxOverSelection() float64 {
-	if s.MaxOverSelection == 0 {
-		return DefaultMaxOverSelection
-	}
-	return s.MaxOverSelection
+	return cmp.Or(s.MaxOverSelection, DefaultMaxOverSelection)
 }
 
 // EffectiveStragglerFactor is the job's straggler factor, defaulted; 0 means the
@@ -117,18 +115,12 @@ const DefaultMaxAttempts = 10
 
 // EffectiveMaxUpdateNorm is the job's bound on an update's norm, defaulted.
 func (s JobSpec) EffectiveMaxUpdateNorm() float64 {
-	if s.MaxUpdateNorm == 0 {
-		return DefaultMaxUpdateNorm
-	}
-	return s.MaxUpdateNorm
+	return cmp.Or(s.MaxUpdateNorm, DefaultMaxUpdateNorm)
 }
 
 // EffectiveMaxAttempts is the job's bound on a round's aborted attempts in a row.
 func (s JobSpec) EffectiveMaxAttempts() uint32 {
-	if s.MaxAttempts == 0 {
-		return DefaultMaxAttempts
-	}
-	return s.MaxAttempts
+	return cmp.Or(s.MaxAttempts, DefaultMaxAttempts)
 }
 
 // MaxSecureCohort bounds a secure round's cohort: choosing its graph and
@@ -144,10 +136,7 @@ const maxExamplesLimit = 1 << 32
 
 // EffectiveMaxExamples is the job's cap on one participant's weight, defaulted.
 func (s JobSpec) EffectiveMaxExamples() uint64 {
-	if s.MaxExamples == 0 {
-		return DefaultMaxExamples
-	}
-	return s.MaxExamples
+	return cmp.Or(s.MaxExamples, DefaultMaxExamples)
 }
 
 // Weight is what a participant claiming examples counts for in this job.
@@ -189,18 +178,12 @@ func (sa SecureAggregation) Enabled() bool { return sa.Mode != "" && sa.Mode != 
 
 // EffectiveClip is the clipping range, defaulted.
 func (sa SecureAggregation) EffectiveClip() float64 {
-	if sa.Clip == 0 {
-		return 1
-	}
-	return sa.Clip
+	return cmp.Or(sa.Clip, 1)
 }
 
 // EffectivePhaseDeadline is each post-training phase's time limit, defaulted.
 func (sa SecureAggregation) EffectivePhaseDeadline() time.Duration {
-	if sa.PhaseDeadline == 0 {
-		return 10 * time.Second
-	}
-	return time.Duration(sa.PhaseDeadline)
+	return cmp.Or(time.Duration(sa.PhaseDeadline), 10*time.Second)
 }
 
 // Graph returns the degree and threshold for a cohort of n clients.

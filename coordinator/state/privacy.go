@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -42,10 +43,7 @@ const DefaultDelta = 1e-5
 
 // EffectiveDelta is the δ ε is reported at, defaulted.
 func (d *DifferentialPrivacy) EffectiveDelta() float64 {
-	if d.Delta == 0 {
-		return DefaultDelta
-	}
-	return d.Delta
+	return cmp.Or(d.Delta, DefaultDelta)
 }
 
 // validate checks the dp section against the rest of the job.
