@@ -258,24 +258,14 @@ func poolForward(l LayerSpec, x, out []float32, arg []int32, rows int) {
 
 // poolBackward routes the gradient dout of the MaxPool layer l's output to
 // the inputs that were the maxima, writing the gradient of its input into
-// din. With relu, the layer's input x when a ReLU made it, it routes only
-// to maxima above zero, applying the ReLU's backward pass too.
-func poolBackward(l LayerSpec, dout, din []float32, arg []int32, relu []float32, rows int) {
+// din.
+func poolBackward(l LayerSpec, dout, din []float32, arg []int32, rows int) {
 	clear(din[:rows*l.In])
 	for r := range rows {
 		di := din[r*l.In : (r+1)*l.In]
 		a := arg[r*l.Out : (r+1)*l.Out]
-		if relu == nil {
-			for k, v := range dout[r*l.Out : (r+1)*l.Out] {
-				di[a[k]] += v
-			}
-			continue
-		}
-		x := relu[r*l.In : (r+1)*l.In]
 		for k, v := range dout[r*l.Out : (r+1)*l.Out] {
-			if x[a[k]] > 0 {
-				di[a[k]] += v
-			}
+			di[a[k]] += v
 		}
 	}
 }

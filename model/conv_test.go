@@ -189,7 +189,7 @@ func TestMaxPoolGradient(t *testing.T) {
 			}
 			backward := func(x, _, r []float32) ([]float32, []float32) {
 				ref = slices.Clone(arg)
-				poolBackward(l, r, dx, arg, nil, c.rows)
+				poolBackward(l, r, dx, arg, c.rows)
 				return dx, nil
 			}
 			layerCheck(t, x, nil, len(out), forward, backward, func() bool { return !slices.Equal(arg, ref) })

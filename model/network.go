@@ -21,6 +21,7 @@ type network struct {
 	pres     [][]float32 // pres[l]: a convolution block's output before pooling, then its gradient (one example, see conv_block.go)
 	gwts     [][]float32 // gwts[l]: a Conv layer's weight gradient, transposed
 	args     [][]int32   // args[l]: where each output of a MaxPool layer came from
+	block    []bool      // block[l]: layer l is the Conv of a convolution block (convBlock)
 	first    int         // the first layer with parameters: backward stops there
 	grad     []float32   // gradient of the mean loss, same layout as the parameters
 }
@@ -38,6 +39,10 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 	n.cols, n.gwts, n.args = make([][]float32, layers), make([][]float32, layers), make([][]int32, layers)
 	n.pres = make([][]float32, layers)
 	n.dinTs = make([][]float32, layers)
+	n.block = make([]bool, layers)
+	for l := range spec.Layers {
+		n.block[l] = convBlock(spec.Layers, l)
+	}
 	off := 0
 	for l, ls := range spec.Layers {
 		n.offsets = append(n.offsets, off)
@@ -47,13 +52,13 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 		}
 		// Inside a convolution block only the pool's outputs and its
 		// input's gradient are kept for the batch.
-		inBlock := l >= 1 && convBlock(spec.Layers, l-1) || l >= 2 && convBlock(spec.Layers, l-2)
-		if ls.Kind != Flatten && !(inBlock && ls.Kind != MaxPool) && !convBlock(spec.Layers, l) {
+		inBlock := l >= 1 && n.block[l-1] || l >= 2 && n.block[l-2]
+		if ls.Kind != Flatten && !(inBlock && ls.Kind != MaxPool) && !n.block[l] {
 			n.acts[l] = make([]float32, capacity*ls.Out)
 		}
 		switch ls.Kind {
 		case Conv:
-			if convBlock(spec.Layers, l) {
+			if n.block[l] {
 				n.pres[l] = make([]float32, ls.Out+1)
 			}
 			if ls.Size > 1 {
@@ -109,7 +114,7 @@ func (n *network) forward(params, x []float32, rows int) []float32 {
 		if ls.Kind == Flatten {
 			continue // the rows are already flat
 		}
-		if convBlock(n.spec.Layers, l) {
+		if n.block[l] {
 			pl := n.spec.Layers[l+2]
 			out := n.acts[l+2][:rows*pl.Out]
 			w, b := n.conv(params, l)
@@ -184,7 +189,7 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 	d := dlogits
 	for l := len(n.spec.Layers) - 1; l >= n.first; l-- {
 		ls := n.spec.Layers[l]
-		if ls.Kind == MaxPool && l >= 2 && convBlock(n.spec.Layers, l-2) {
+		if ls.Kind == MaxPool && l >= 2 && n.block[l-2] {
 			l -= 2 // the whole block, at its Conv layer
 			cl := n.spec.Layers[l]
 			w, _ := n.conv(params, l)
@@ -224,9 +229,6 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 			}
 			d = din
 		case ReLU:
-			if l+1 < len(n.spec.Layers) && n.spec.Layers[l+1].Kind == MaxPool {
-				continue // the MaxPool after it applied its mask
-			}
 			// The ReLU passes the gradient where its output was positive; it
 			// works in place on d.
 			out := n.acts[l][:rows*ls.Out]
@@ -247,14 +249,7 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 			d = din
 		case MaxPool:
 			din := n.deltas[l][:rows*ls.In]
-			// After a ReLU, the gradient reaches a maximum only where it was
-			// positive: the ReLU's mask, applied here to the few inputs that
-			// were maxima instead of to all of them.
-			var relu []float32
-			if l-1 >= n.first && n.spec.Layers[l-1].Kind == ReLU {
-				relu = in
-			}
-			poolBackward(ls, d, din, n.args[l], relu, rows)
+			poolBackward(ls, d, din, n.args[l], rows)
 			d = din
 		}
 	}
