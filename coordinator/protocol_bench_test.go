@@ -34,7 +34,7 @@ func BenchmarkRoundProtocol(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.SetBytes(2 * 4 * scaleParams * participants)
+	b.SetBytes(int64(2 * 4 * scaleParams * participants))
 	b.ResetTimer()
 	for i := range b.N {
 		tc.WaitCommitted(resp.JobId, uint32(i+1), 30*time.Second)

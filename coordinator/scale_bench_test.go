@@ -14,15 +14,16 @@ import (
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/coordinator/state"
+	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
 // The scale benchmark's model: the 2NN (mlp:784-200-200-10).
-const (
-	scaleModel  = "mlp:784-200-200-10"
-	scaleParams = 199_210
-)
+const scaleModel = "mlp:784-200-200-10"
+
+// scaleParams is the model's parameter count (199,210).
+var scaleParams = model.MustParseSpec(scaleModel).NumParams()
 
 // BenchmarkScale is issue 16's scale benchmark. Three real accord
 // coordinator processes (the binary built from this tree) on loopback,
@@ -43,8 +44,9 @@ const (
 // warm-up round and ACCORD_SCALE_ROUNDS (default 5) measured rounds. It
 // reports, per measured round: the round's time from the round records
 // (opened → closed, as `accord round list` shows them), the wall time
-// between commits as the benchmark saw them (it polls a follower every
-// 10 ms, so that watching costs the leader nothing), the leader process's
+// between commits as the benchmark saw them (when the next round's
+// first task reached a participant, so that watching costs the
+// coordinators nothing), the leader process's
 // CPU-seconds (utime + stime from /proc/PID/stat), and its peak resident
 // set during the job (VmHWM from /proc/PID/status, reset through
 // /proc/PID/clear_refs once every participant is connected), next to the
@@ -159,7 +161,16 @@ func (c scaleConfig) roundGoal() time.Duration {
 
 // memoryGoal is the leader's peak memory the issue allows: 4 × the
 // model's bytes + 1 MiB per contributor.
-func (c scaleConfig) memoryGoal() int64 { return 4*scaleParams*4 + int64(c.cohort)<<20 }
+func (c scaleConfig) memoryGoal() int64 { return 4*int64(scaleParams)*4 + int64(c.cohort)<<20 }
+
+// roundGoalMet says whether a mean round time meets the round-time goal,
+// which the issue sets for 1,000 contributors only ("—" otherwise).
+func (c scaleConfig) roundGoalMet(mean float64) string {
+	if c.cohort != 1000 {
+		return "—"
+	}
+	return met(mean <= c.roundGoal().Seconds())
+}
 
 // scaleCluster is the three coordinators: real processes, or in the
 // benchmark's process.
@@ -235,7 +246,7 @@ func runScale(b *testing.B, bin string, opts scaleOptions, cfg scaleConfig) scal
 	fleet := coordtest.StartFleet(b, coordtest.FleetConfig{N: opts.participants, Addrs: cl.addrs(), CA: cl.ca(),
 		Update: coordtest.NewUpdate(scaleDelta(), 600), Slots: opts.slots})
 	defer fleet.Stop()
-	waitScaleConnected(b, cl.admin(leader), opts.participants, 2*time.Minute)
+	waitConnectedWithin(b, cl.admin(leader), opts.participants, 2*time.Minute)
 
 	res := scaleResult{cfg: cfg, opts: opts, leader: cl.name(leader), rounds: opts.rounds}
 	if cfg.secure {
@@ -361,7 +372,7 @@ func (r scaleResult) report(b *testing.B) {
 	}
 	fmt.Fprintf(&s, "  leader peak RSS          %.0f MiB %s (RSS before the job %.0f MiB)\n", mib(r.peak), since, mib(r.rssBefore))
 	fmt.Fprintf(&s, "  memory goal              ≤ %.0f MiB (4 × %d × 4 B + 1 MiB × %d): %s\n", mib(r.cfg.memoryGoal()), scaleParams, r.cfg.cohort, met(r.peak <= r.cfg.memoryGoal()))
-	fmt.Fprintf(&s, "  round-time goal          ≤ %v at 1,000 contributors, mean: %s\n", r.cfg.roundGoal(), met(r.mean <= r.cfg.roundGoal().Seconds()))
+	fmt.Fprintf(&s, "  round-time goal          ≤ %v at 1,000 contributors, mean: %s\n", r.cfg.roundGoal(), r.cfg.roundGoalMet(r.mean))
 	fmt.Print(s.String())
 }
 
@@ -384,7 +395,7 @@ func printScaleTable(opts scaleOptions, results []scaleResult) {
 	for _, r := range results {
 		fmt.Printf("%-18s %6d %8.2f %8.2f %8.2f %10.2f %9.0f %9.0f %-6s %7.0f %-6s\n", r.cfg.mode()+"/"+strconv.Itoa(r.cfg.cohort), r.rounds,
 			r.mean, r.max, r.wall, r.cpu, mib(r.peak), mib(r.cfg.memoryGoal()), met(r.peak <= r.cfg.memoryGoal()),
-			r.cfg.roundGoal().Seconds(), met(r.mean <= r.cfg.roundGoal().Seconds()))
+			r.cfg.roundGoal().Seconds(), r.cfg.roundGoalMet(r.mean))
 	}
 }
 
@@ -416,28 +427,4 @@ func scaleDiagnosis(admin pb.AdminServiceClient, fleet *coordtest.Fleet, jobID s
 			len(r.Cohort), len(r.Contributors), len(r.Responders), len(r.Silent), len(r.Late), float64(max(r.ClosedUnixMs, time.Now().UnixMilli())-r.OpenedUnixMs)/1000, r.Reason)
 	}
 	return s.String()
-}
-
-// waitScaleConnected waits until n participants hold a task stream on
-// the leader.
-func waitScaleConnected(b *testing.B, admin pb.AdminServiceClient, n int, timeout time.Duration) {
-	b.Helper()
-	connected := 0
-	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := admin.ListParticipants(b.Context(), &pb.ListParticipantsRequest{})
-		if err == nil {
-			connected = 0
-			for _, p := range resp.Participants {
-				if p.Connected {
-					connected++
-				}
-			}
-			if connected >= n {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d participants connected within %v (%v)", connected, n, timeout, err)
-		}
-	}
 }

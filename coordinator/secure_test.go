@@ -52,10 +52,18 @@ func pullModel(t *testing.T, admin pb.AdminServiceClient, jobID string, round ui
 	return params
 }
 
-// waitConnected waits until n participants are connected to the leader.
+// waitConnected waits up to 10 s until n participants are connected to
+// the leader.
 func waitConnected(t testing.TB, admin pb.AdminServiceClient, n int) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitConnectedWithin(t, admin, n, 10*time.Second)
+}
+
+// waitConnectedWithin waits up to timeout until n participants are
+// connected to the leader, asking it a thousand times at most.
+func waitConnectedWithin(t testing.TB, admin pb.AdminServiceClient, n int, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(timeout / 1000) {
 		resp, err := admin.ListParticipants(t.Context(), &pb.ListParticipantsRequest{})
 		connected := 0
 		for _, p := range resp.GetParticipants() {

@@ -9,6 +9,7 @@ package coordtest
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -222,9 +223,15 @@ func (tc *Cluster) Credentials(role pki.Role, name string) credentials.Transport
 // AdminCert issues an admin certificate for name of org.
 func (tc *Cluster) AdminCert(name, org string) tls.Certificate {
 	tc.tb.Helper()
-	cert, err := tc.CA.Issue(pki.Identity{Role: pki.RoleAdmin, Name: name, Organization: org})
+	return adminCert(tc.tb, tc.CA, name, org)
+}
+
+// adminCert issues an admin certificate for name of org from ca.
+func adminCert(tb testing.TB, ca *pki.CA, name, org string) tls.Certificate {
+	tb.Helper()
+	cert, err := ca.Issue(pki.Identity{Role: pki.RoleAdmin, Name: name, Organization: org})
 	if err != nil {
-		tc.tb.Fatal(err)
+		tb.Fatal(err)
 	}
 	return cert
 }
@@ -244,12 +251,20 @@ func (tc *Cluster) AdminOf(i int, name, org string) pb.AdminServiceClient {
 // AdminWith is Admin with a given admin certificate.
 func (tc *Cluster) AdminWith(i int, cert tls.Certificate) pb.AdminServiceClient {
 	tc.tb.Helper()
-	conn, err := grpc.NewClient(tc.cfgs[i].GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, tc.CA.Pool()))),
+	return dialAdmin(tc.tb, tc.cfgs[i].GRPCAddr, cert, tc.CA.Pool())
+}
+
+// dialAdmin returns an admin client of the coordinator at addr, trusting
+// pool and signing every call with cert as the CLI does; its connection
+// closes with the test.
+func dialAdmin(tb testing.TB, addr string, cert tls.Certificate, pool *x509.CertPool) pb.AdminServiceClient {
+	tb.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, pool))),
 		grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert)))
 	if err != nil {
-		tc.tb.Fatal(err)
+		tb.Fatal(err)
 	}
-	tc.tb.Cleanup(func() { conn.Close() })
+	tb.Cleanup(func() { conn.Close() })
 	return pb.NewAdminServiceClient(conn)
 }
 

@@ -120,7 +120,7 @@ type Light struct {
 	secure map[string]*lightSecure
 
 	done, late, failed atomic.Int64
-	mu                 sync.Mutex
+	mu                 sync.Mutex // guards lastErr
 	lastErr            error
 }
 
@@ -166,8 +166,9 @@ func (l *Light) Close() error { return l.conn.Close() }
 // otherwise, with the last failure.
 func (l *Light) Stats() (done, late, failed int64, last error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.done.Load(), l.late.Load(), l.failed.Load(), l.lastErr
+	last = l.lastErr
+	l.mu.Unlock()
+	return l.done.Load(), l.late.Load(), l.failed.Load(), last
 }
 
 // Serve opens the task stream and does each task as it comes, until ctx

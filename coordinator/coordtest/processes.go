@@ -16,10 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
-	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -71,7 +67,7 @@ func StartProcesses(tb testing.TB, binary string, n int) *Processes {
 	for i := range addrs {
 		addrs[i] = ports{freeLoopback(tb), freeLoopback(tb), freeLoopback(tb)}
 	}
-	adminCert := pc.AdminCert()
+	opsCert := pc.AdminCert()
 	for i := range n {
 		name := fmt.Sprintf("c%d", i+1)
 		cert, key, err := ca.IssueToDir(pc.dir, pki.Identity{Role: pki.RoleCoordinator, Name: name, Organization: fmt.Sprintf("org%d", i+1)},
@@ -95,7 +91,7 @@ func StartProcesses(tb testing.TB, binary string, n int) *Processes {
 		}
 		pc.names, pc.addrs = append(pc.names, name), append(pc.addrs, addrs[i].grpc)
 		pc.start(name, binary, args)
-		pc.admins = append(pc.admins, pc.dialAdmin(addrs[i].grpc, adminCert))
+		pc.admins = append(pc.admins, dialAdmin(pc.tb, addrs[i].grpc, opsCert, pc.CA.Pool()))
 	}
 	return pc
 }
@@ -161,24 +157,7 @@ func freeLoopback(tb testing.TB) string {
 // AdminCert issues a certificate for the admin ops of organisation ops.
 func (pc *Processes) AdminCert() tls.Certificate {
 	pc.tb.Helper()
-	cert, err := pc.CA.Issue(pki.Identity{Role: pki.RoleAdmin, Name: "ops", Organization: "ops"})
-	if err != nil {
-		pc.tb.Fatal(err)
-	}
-	return cert
-}
-
-// dialAdmin returns an admin client of the coordinator at addr, signing
-// every call as the CLI does; its connection closes with the test.
-func (pc *Processes) dialAdmin(addr string, cert tls.Certificate) pb.AdminServiceClient {
-	pc.tb.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(pki.ClientTLS(cert, pc.CA.Pool()))),
-		grpc.WithChainUnaryInterceptor(adminauth.UnaryClientInterceptor(cert)))
-	if err != nil {
-		pc.tb.Fatal(err)
-	}
-	pc.tb.Cleanup(func() { conn.Close() })
-	return pb.NewAdminServiceClient(conn)
+	return adminCert(pc.tb, pc.CA, "ops", "ops")
 }
 
 // Addrs are the coordinators' gRPC addresses.
