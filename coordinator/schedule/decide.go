@@ -173,11 +173,22 @@ func (s *decision) step() {
 	// (participants still reconnecting after a leader change) is not an
 	// attempt: the evaluation starts once someone is back.
 	latest := job.CommittedRounds
-	if spec.EvaluateFraction > 0 && !run.EvalAttempted[latest] && !job.Evaluated(latest) && s.startEvaluation(latest) {
+	unevaluated := spec.EvaluateFraction > 0 && !run.EvalAttempted[latest] && !job.Evaluated(latest)
+	if unevaluated && s.startEvaluation(latest) {
 		return
 	}
 	if latest >= spec.Rounds {
-		s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, fmt.Sprintf("all %d rounds committed", spec.Rounds), 0)
+		reason := fmt.Sprintf("all %d rounds committed", spec.Rounds)
+		if unevaluated {
+			// The final model is the one the job is for: wait a round's
+			// deadline for someone to evaluate it before finishing without.
+			if committed := job.Committed(latest); committed != nil && now.Before(time.UnixMilli(committed.ClosedAt).Add(time.Duration(spec.RoundDeadline))) {
+				s.waiting("waiting for participants to evaluate the final model", "round", latest)
+				return
+			}
+			reason += "; the final model was not evaluated: no participant was connected to evaluate it"
+		}
+		s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, reason, 0)
 		return
 	}
 	if n, last := job.AbortedInARow(latest + 1); n >= spec.EffectiveMaxAttempts() {

@@ -389,6 +389,59 @@ func TestDecideJobEnds(t *testing.T) {
 			t.Fatalf("%v; want a round of a and b once b is back", s.effects)
 		}
 	})
+	// The last round commits while nobody is connected to evaluate it (as
+	// after a leader change): the job waits a round deadline for an
+	// evaluator, and finishes without one only then.
+	for _, back := range []bool{true, false} {
+		t.Run(fmt.Sprintf("final model evaluated, evaluator back %v", back), func(t *testing.T) {
+			spec := smallSpec()
+			spec.Rounds, spec.EvaluateFraction = 1, 1
+			s := newScheduler(t, spec, "a", "b", "c")
+			s.at(0) // round 0's evaluation
+			for _, id := range []string{"a", "b", "c"} {
+				s.evaluate(id, 0)
+			}
+			s.at(0)
+			s.at(0) // round 1 opens
+			for _, id := range []string{"a", "b", "c"} {
+				s.upload(id, time.Second, 1)
+			}
+			s.world.down["a"], s.world.down["b"], s.world.down["c"] = true, true, true
+			s.at(time.Second) // round 1 commits, to nobody
+			for _, d := range []time.Duration{time.Second, 2 * time.Second} {
+				if s.at(d); len(proposed[state.FinishJob](s)) != 0 {
+					t.Fatalf("at %v: %v; want the job waiting for an evaluator", d, s.effects)
+				}
+			}
+			if !back {
+				s.at(time.Second + time.Duration(spec.RoundDeadline))
+				if f := proposed[state.FinishJob](s); len(f) != 1 || f[0].Reason != "all 1 rounds committed; the final model was not evaluated: no participant was connected to evaluate it" {
+					t.Fatalf("%v; want the job finished without its final evaluation", s.effects)
+				}
+				return
+			}
+			delete(s.world.down, "b")
+			s.at(3 * time.Second)
+			if task := s.lastTask("b"); task.Kind != pb.TaskKind_TASK_KIND_EVALUATE || task.Round != 1 {
+				t.Fatalf("b was sent %v; want the evaluation of round 1", task)
+			}
+			s.evaluate("b", 1)
+			s.at(3 * time.Second)
+			if f := proposed[state.FinishJob](s); len(f) != 1 || f[0].Reason != "all 1 rounds committed" || !s.job().Evaluated(1) {
+				t.Fatalf("%v; want round 1 evaluated, then the job finished", s.effects)
+			}
+		})
+	}
+}
+
+// evaluate reports id's evaluation of the model after round number: 9 of
+// 10 examples right.
+func (s *scheduler) evaluate(id string, number uint32) {
+	s.t.Helper()
+	req := &pb.ReportEvaluationRequest{JobId: j1, ModelRound: number, ModelDigest: s.job().ModelDigest(number), Examples: 10, Correct: 9, LossSum: 1}
+	if err := s.run.Eval.Add(id, req); err != nil {
+		s.t.Fatalf("%s's evaluation of round %d: %v", id, number, err)
+	}
 }
 
 // secureClient is a cohort member's side of secure aggregation in these
