@@ -40,10 +40,10 @@ func TestDPTaskMustMatchItsMasking(t *testing.T) {
 // reveal its shares when the survivors are fewer than the sum its noise was
 // sized for (a leader dropping clients to get a less noisy sum).
 func TestNoSharesForASmallSum(t *testing.T) {
-	p := &Participant{secure: map[string]*secureRound{}}
+	p := &Participant{secure: map[string]*SecureRound{}}
 	task := &pb.Task{Kind: pb.TaskKind_TASK_KIND_SECAGG_UNMASK, JobId: "j", Round: 1, Attempt: 1,
 		Secagg: &pb.SecAggTask{Survivors: []uint32{0, 1, 2}}}
-	p.secure[string(session(task))] = &secureRound{minSurvivors: 4}
+	p.secure[SecureSession(task)] = &SecureRound{minSurvivors: 4}
 	err := p.secureStep(t.Context(), nil, task)
 	if err == nil || !strings.Contains(err.Error(), "not revealing shares") {
 		t.Fatalf("unmasking a sum of 3 when 4 were promised: %v; want a refusal", err)

@@ -146,7 +146,7 @@ type Participant struct {
 	mu     sync.Mutex
 	addrs  []string
 	models map[string][]float32    // small cache of downloaded models by digest
-	secure map[string]*secureRound // secure aggregation in progress, by round attempt
+	secure map[string]*SecureRound // secure aggregation in progress, by round attempt
 	// refused holds the jobs the site policy refused, with the reason, so
 	// that their later tasks are refused without checking again.
 	refused map[string]string
@@ -177,7 +177,7 @@ func New(cfg Config) (*Participant, error) {
 	name := leaf.Subject.CommonName
 	return &Participant{
 		cfg: cfg, name: name, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
-		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: map[string]*secureRound{},
+		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: map[string]*SecureRound{},
 		refused: map[string]string{},
 	}, nil
 }

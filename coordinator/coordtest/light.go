@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/participant"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -52,32 +51,24 @@ func NewUpdate(delta []float32, examples uint64) *Update {
 // Params is the update's length.
 func (u *Update) Params() int { return len(u.delta) }
 
-// quantise returns the update as a secure round's client input x = (w·Δ,
-// w·clip), w = min(1, examples/scale), quantised for a cohort of n, as
-// participant.startSecure forms it. It is computed once per round shape
+// quantise returns the update as a secure round's client input
+// (participant.SecureInput, all work done), computed once per round shape
 // and shared: the clients clone their input.
-func (u *Update) quantise(n int, clip, scale float64) ([]uint32, error) {
-	key := quantKey{n, clip, scale}
+func (u *Update) quantise(st *pb.SecAggTask) ([]uint32, error) {
+	key := quantKey{int(st.GetN()), st.GetClip(), st.GetWeightScale()}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if q, ok := u.quantised[key]; ok {
 		return q, nil
 	}
-	quant, err := secagg.NewQuantizer(clip, n)
-	if err != nil {
-		return nil, err
-	}
-	w := min(1, float64(u.examples)/scale)
-	x := make([]float32, len(u.delta)+1)
-	for i, d := range u.delta {
-		x[i] = float32(w * float64(d))
-	}
-	x[len(u.delta)] = float32(w * clip)
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
 		return nil, err
 	}
-	q := quant.Quantize(x, mrand.New(mrand.NewChaCha8(seed)))
+	q, err := participant.SecureInput(st, u.delta, u.examples, 1, mrand.New(mrand.NewChaCha8(seed)))
+	if err != nil {
+		return nil, err
+	}
 	u.quantised[key] = q
 	return q, nil
 }
@@ -117,18 +108,11 @@ type Light struct {
 
 	// secure holds this participant's secure-aggregation clients by round
 	// attempt (session); only Serve's goroutine touches it.
-	secure map[string]*lightSecure
+	secure map[string]*participant.SecureRound
 
 	done, late, failed atomic.Int64
 	mu                 sync.Mutex // guards lastErr
 	lastErr            error
-}
-
-// lightSecure is one round attempt's client.
-type lightSecure struct {
-	client *secagg.Client
-	cohort []string
-	certs  map[int][]byte
 }
 
 // DialLight connects a lightweight participant to cfg.Addr and registers
@@ -145,7 +129,7 @@ func DialLight(ctx context.Context, cfg LightConfig) (*Light, error) {
 	if err != nil {
 		return nil, fmt.Errorf("light participant %s: %w", leaf.Subject.CommonName, err)
 	}
-	l := &Light{cfg: cfg, name: leaf.Subject.CommonName, conn: conn, client: pb.NewParticipantServiceClient(conn), secure: map[string]*lightSecure{}}
+	l := &Light{cfg: cfg, name: leaf.Subject.CommonName, conn: conn, client: pb.NewParticipantServiceClient(conn), secure: map[string]*participant.SecureRound{}}
 	_, err = l.client.Register(ctx, &pb.RegisterRequest{Examples: cfg.Update.examples, Datasets: []string{cfg.Dataset},
 		Holdings: []*pb.DatasetShape{{Name: cfg.Dataset, Features: uint32(cfg.Features), Classes: uint32(cfg.Classes)}}})
 	if err != nil {
@@ -219,18 +203,10 @@ func (l *Light) record(err error) {
 // items is the most advertisements or shares a task of m's round attempt
 // may bring: this client's neighbours.
 func (l *Light) items(m *pb.Task) int {
-	if s := l.secure[string(lightSession(m))]; s != nil {
-		return len(s.client.Neighbours())
+	if s := l.secure[participant.SecureSession(m)]; s != nil {
+		return s.Neighbours()
 	}
 	return 0
-}
-
-func lightSession(t *pb.Task) []byte {
-	return protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt(), t.GetSecagg().GetGroup())
-}
-
-func lightRound(t *pb.Task) *pb.SecAggRound {
-	return &pb.SecAggRound{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt()}
 }
 
 // doInSlot does a task holding one of the Slots, if there are slots.
@@ -256,12 +232,15 @@ func (l *Light) do(ctx context.Context, t *pb.Task) error {
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_TRAIN:
 		return l.train(ctx, t)
-	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS:
-		return l.shareKeys(ctx, t)
-	case pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT:
-		return l.maskedInput(ctx, t)
-	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
-		return l.unmask(ctx, t)
+	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		s := l.secure[participant.SecureSession(t)]
+		if s == nil {
+			return fmt.Errorf("secure aggregation %v for a round attempt this participant did not advertise in", t.GetKind())
+		}
+		if t.GetKind() == pb.TaskKind_TASK_KIND_SECAGG_UNMASK {
+			delete(l.secure, participant.SecureSession(t))
+		}
+		return s.Step(ctx, l.client, t)
 	}
 	return fmt.Errorf("light participant: task kind %v not done", t.GetKind())
 }
@@ -299,132 +278,22 @@ func (l *Light) download(ctx context.Context, digest string) error {
 
 // advertise makes the round's client and sends its keys (phase 0).
 func (l *Light) advertise(ctx context.Context, t *pb.Task) error {
-	st := t.GetSecagg()
-	n := int(st.GetN())
-	switch {
-	case len(st.GetCohort()) != n || int(st.GetIndex()) >= n || st.GetCohort()[st.GetIndex()] != l.name:
-		return fmt.Errorf("secure aggregation task: cohort of %d names for %d clients; index %d is not %s", len(st.GetCohort()), n, st.GetIndex(), l.name)
-	case st.GetLength() != uint64(l.cfg.Update.Params())+1:
-		return fmt.Errorf("secure aggregation task: vectors of %d values; this update has %d (+1 weight)", st.GetLength(), l.cfg.Update.Params())
-	case !(st.GetWeightScale() >= 1):
-		return fmt.Errorf("secure aggregation task: weight scale %v", st.GetWeightScale())
+	if err := participant.CheckSecureTask(t, l.name, l.cfg.Update.Params()); err != nil {
+		return err
 	}
-	x, err := l.cfg.Update.quantise(n, st.GetClip(), st.GetWeightScale())
+	x, err := l.cfg.Update.quantise(t.GetSecagg())
 	if err != nil {
-		return fmt.Errorf("secure aggregation task: %w", err)
+		return err
 	}
-	params := secagg.Params{N: n, K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()), GraphSeed: st.GetGraphSeed(),
-		Session: lightSession(t)}
-	s := &lightSecure{cohort: st.GetCohort(), certs: map[int][]byte{}}
-	sign := func(msg []byte) ([]byte, error) { return pki.Sign(l.cfg.Cert, msg) }
-	verify := func(from int, identity string, msg, sig []byte) bool {
-		if from < 0 || from >= len(s.cohort) || s.cohort[from] != identity {
-			return false
-		}
-		return pki.VerifySigned(l.cfg.CA, s.certs[from], pki.Identity{Role: pki.RoleParticipant, Name: identity}, msg, sig) == nil
-	}
-	if s.client, err = secagg.NewClient(params, int(st.GetIndex()), l.name, x, sign, verify); err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
-	}
-	ad, err := s.client.Advertise()
+	s, err := participant.NewSecureRound(t, participant.SecureIdentity{Name: l.name, Cert: l.cfg.Cert, CA: l.cfg.CA}, x, 0)
 	if err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
+		return err
 	}
 	if len(l.secure) >= 4 {
 		clear(l.secure) // attempts long gone
 	}
-	l.secure[string(lightSession(t))] = s
-	_, err = l.client.SecAggAdvertise(ctx, &pb.SecAggAdvertiseRequest{Round: lightRound(t),
-		Advertisement: protocol.AdvertisementToWire(ad, l.cfg.Cert.Certificate[0])})
-	return err
-}
-
-// session returns the client of t's round attempt.
-func (l *Light) session(t *pb.Task) (*lightSecure, error) {
-	s := l.secure[string(lightSession(t))]
-	if s == nil {
-		return nil, fmt.Errorf("secure aggregation %v for a round attempt this participant did not advertise in", t.GetKind())
-	}
-	return s, nil
-}
-
-// shareKeys checks the neighbours' advertisements and sends them their
-// shares (phase 1), in parts if they exceed one message.
-func (l *Light) shareKeys(ctx context.Context, t *pb.Task) error {
-	s, err := l.session(t)
-	if err != nil {
-		return err
-	}
-	var ads []secagg.Advertisement
-	for _, a := range t.GetSecagg().GetAdvertisements() {
-		from := int(a.GetFrom())
-		if from >= len(s.cohort) {
-			return fmt.Errorf("secure aggregation: advertisement from client %d of %d", from, len(s.cohort))
-		}
-		s.certs[from] = a.GetCertificate()
-		ads = append(ads, protocol.AdvertisementFromWire(a, s.cohort[from]))
-	}
-	shares, err := s.client.ShareKeys(ads)
-	if err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
-	}
-	reqs, err := protocol.SplitShareKeys(lightRound(t), protocol.SharesToWire(shares), protocol.SecAggPartBytes)
-	if err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
-	}
-	for _, req := range reqs {
-		if _, err := l.client.SecAggShareKeys(ctx, req); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// maskedInput masks the update and uploads it (phase 2).
-func (l *Light) maskedInput(ctx context.Context, t *pb.Task) error {
-	s, err := l.session(t)
-	if err != nil {
-		return err
-	}
-	st := t.GetSecagg()
-	y, err := s.client.MaskedInput(protocol.SharesFromWire(st.GetShares()), lightInts(st.GetSurvivors()))
-	if err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
-	}
-	hdr := &pb.UpdateHeader{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt(), BaseModelDigest: t.GetBaseModelDigest(),
-		NumParams: uint64(len(y)), Masked: true}
-	return participant.UploadMasked(ctx, l.client, hdr, y)
-}
-
-// unmask reveals the shares that unmask the survivors' sum (phase 3).
-func (l *Light) unmask(ctx context.Context, t *pb.Task) error {
-	s, err := l.session(t)
-	if err != nil {
-		return err
-	}
-	delete(l.secure, string(lightSession(t)))
-	reveals, err := s.client.Unmask(lightInts(t.GetSecagg().GetSurvivors()))
-	if err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
-	}
-	reqs, err := protocol.SplitUnmask(lightRound(t), protocol.RevealsToWire(reveals), protocol.SecAggPartBytes)
-	if err != nil {
-		return fmt.Errorf("secure aggregation: %w", err)
-	}
-	for _, req := range reqs {
-		if _, err := l.client.SecAggUnmask(ctx, req); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func lightInts(v []uint32) []int {
-	out := make([]int, len(v))
-	for i, x := range v {
-		out[i] = int(x)
-	}
-	return out
+	l.secure[participant.SecureSession(t)] = s
+	return s.Advertise(ctx, l.client)
 }
 
 // Fleet is n lightweight participants site-0…site-(n−1), each of its own
