@@ -289,7 +289,11 @@ func (tc *Cluster) WaitConverged(timeout time.Duration) {
 }
 
 // WaitJob polls the leader's FSM until the job is no longer running or
-// timeout passes, and returns the job.
+// timeout passes, and returns the job. A job that ended is then waited
+// for, up to 10 s, on every running coordinator: each answers admin reads
+// from its own state, which may trail the leader's by a few entries (the
+// last round's evaluation), and a test reads them next. One that never
+// catches up (cut off by a partition) is not waited for longer.
 func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *state.Job {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
@@ -300,10 +304,31 @@ func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *state.Job {
 		if err != nil && time.Now().After(deadline.Add(5*time.Second)) {
 			tc.tb.Fatal(err)
 		}
-		if err == nil && (j.Status != pb.JobStatus_JOB_STATUS_RUNNING || time.Now().After(deadline)) {
+		if err == nil && j.Status != pb.JobStatus_JOB_STATUS_RUNNING {
+			tc.waitEverywhere(jobID, j.Status, 10*time.Second)
+			return j
+		}
+		if err == nil && time.Now().After(deadline) {
 			return j
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitEverywhere waits up to timeout until every running coordinator's FSM
+// holds the job with the given status.
+func (tc *Cluster) waitEverywhere(jobID string, status pb.JobStatus, timeout time.Duration) {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		behind := false
+		for _, c := range tc.running() {
+			if j, err := c.FSM().JobView(jobID); err != nil || j.Status != status {
+				behind = true
+				break
+			}
+		}
+		if !behind {
+			return
+		}
 	}
 }
 
