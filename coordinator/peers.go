@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"slices"
 	"sync"
 	"time"
 
@@ -23,22 +22,14 @@ type peers struct {
 	c       *Coordinator
 	mu      sync.Mutex
 	conns   map[string]*grpc.ClientConn
-	relays  map[string][]*relayConn // connections carrying relayed participant streams, by peer
+	relays  map[string]*relayPool // connections carrying relayed participant streams, by peer
 	blocked map[string]bool
 	tracked map[*trackedConn]bool
 	closed  bool // after closeAll, no new connections
 }
 
-// relayConn is one of the connections to a peer that carry the
-// participants' streams a follower relays (task streams, uploads), with
-// how many it carries now.
-type relayConn struct {
-	cc     *grpc.ClientConn
-	active int
-}
-
 func newPeers(c *Coordinator) *peers {
-	return &peers{c: c, conns: map[string]*grpc.ClientConn{}, relays: map[string][]*relayConn{}, blocked: map[string]bool{},
+	return &peers{c: c, conns: map[string]*grpc.ClientConn{}, relays: map[string]*relayPool{}, blocked: map[string]bool{},
 		tracked: map[*trackedConn]bool{}}
 }
 
@@ -257,13 +248,7 @@ func (p *peers) relayStreams() int {
 
 // relay returns a connection to the named coordinator for one relayed
 // participant stream, and the function that gives its slot back when the
-// stream ends. A follower relays every participant connected to it over
-// these connections, which each carry at most relayStreams streams: over
-// one connection, the leader's MaxConcurrentStreams would hold back every
-// stream past it (past 256 participants on a follower, by default) until
-// one ended, and starve the unary calls and blob transfers the other
-// connection (conn) keeps. A relay connection that no longer carries any
-// stream is closed, unless it is the peer's only one.
+// stream ends (relayPool).
 func (p *peers) relay(name string) (*grpc.ClientConn, func(), error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -273,47 +258,35 @@ func (p *peers) relay(name string) (*grpc.ClientConn, func(), error) {
 	if p.blocked[name] {
 		return nil, nil, fmt.Errorf("%w: partitioned from %s", ErrNotLeader, name)
 	}
-	var r *relayConn
-	for _, rc := range p.relays[name] {
-		if rc.active < p.relayStreams() {
-			r = rc
-			break
-		}
+	pool := p.relays[name]
+	if pool == nil {
+		pool = &relayPool{limit: p.relayStreams(), dial: func() (*grpc.ClientConn, error) { return p.dialLocked(name) }}
+		p.relays[name] = pool
 	}
-	if r == nil {
-		cc, err := p.dialLocked(name)
-		if err != nil {
-			return nil, nil, err
-		}
-		r = &relayConn{cc: cc}
-		p.relays[name] = append(p.relays[name], r)
+	r, err := pool.acquire()
+	if err != nil {
+		return nil, nil, err
 	}
-	r.active++
-	var once sync.Once
-	return r.cc, func() { once.Do(func() { p.release(name, r) }) }, nil
-}
-
-// release gives back a relayed stream's slot on r.
-func (p *peers) release(name string, r *relayConn) {
-	p.mu.Lock()
-	r.active--
-	rs := p.relays[name]
-	i := slices.Index(rs, r)
-	if r.active > 0 || i < 0 || len(rs) == 1 {
+	release := sync.OnceFunc(func() {
+		p.mu.Lock()
+		idle := pool.release(r)
+		if len(pool.conns) == 0 && p.relays[name] == pool {
+			delete(p.relays, name)
+		}
 		p.mu.Unlock()
-		return
-	}
-	p.relays[name] = slices.Delete(rs, i, i+1)
-	p.mu.Unlock()
-	r.cc.Close()
+		if idle != nil {
+			idle.Close()
+		}
+	})
+	return r.cc, release, nil
 }
 
 // dropRelaysLocked forgets the named peer's relay connections and returns
 // them, for the caller to close once p.mu is released.
 func (p *peers) dropRelaysLocked(name string) []*grpc.ClientConn {
 	var out []*grpc.ClientConn
-	for _, r := range p.relays[name] {
-		out = append(out, r.cc)
+	if pool := p.relays[name]; pool != nil {
+		out = pool.drop()
 	}
 	delete(p.relays, name)
 	return out
