@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -13,12 +14,18 @@ import (
 	"github.com/accord-fl/accord/pki"
 )
 
+// defaultGCPercent is a coordinator's GOGC unless set: with 1,000
+// participants a round, 200 spends a tenth less CPU per round than Go's
+// 100, for a leader peak of about 435 MiB instead of 300 (make
+// bench-scale). minGCPercent is the lowest --gc-percent taken.
+const defaultGCPercent, minGCPercent = 200, 10
+
 // coordinatorFlags are accord coordinator's flags.
 type coordinatorFlags struct {
 	name, dataDir, grpcAddr, raftAddr, gossipAddr, join, gossipKey *string
 	metricsAddr, httpAddr, statusToken, level, profile, configFile *string
 	bootstrap                                                      *bool
-	expect                                                         *int
+	expect, gcPercent                                              *int
 	heartbeat, election, lease                                     *time.Duration
 	tls                                                            tlsFlags
 }
@@ -45,6 +52,8 @@ func (m *Main) coordinatorFlagSet() (*flag.FlagSet, coordinatorFlags) {
 		heartbeat:   fs.Duration("raft-heartbeat-timeout", 0, "Raft heartbeat timeout (0: the profile's)"),
 		election:    fs.Duration("raft-election-timeout", 0, "Raft election timeout (0: the profile's)"),
 		lease:       fs.Duration("raft-leader-lease-timeout", 0, "Raft leader lease timeout (0: the profile's; at most the heartbeat timeout)"),
+		gcPercent: fs.Int("gc-percent", defaultGCPercent, "the garbage collector's target heap growth in percent (Go's GOGC, which wins if set): "+
+			"a coordinator's heap is mostly short-lived transfer buffers, so above Go's 100 it spends less CPU on collection for more memory"),
 		configFile: fs.String("config", "", "YAML `FILE`: any of these flags by name (grpc-addr: 10.0.0.1:7700) and a limits: section (see coordinator.Limits); "+
 			"flags given on the command line override it"),
 		tls: addTLSFlags(fs),
@@ -84,6 +93,9 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	if err := lv.UnmarshalText([]byte(*f.level)); err != nil {
 		return usageError{fmt.Errorf("--log-level: %w", err)}
 	}
+	if *f.gcPercent < minGCPercent {
+		return usageError{fmt.Errorf("--gc-percent %d: want at least %d (the collector cannot be turned off: the heap would grow without bound)", *f.gcPercent, minGCPercent)}
+	}
 	mat, err := f.tls.load()
 	if err != nil {
 		return err
@@ -106,6 +118,9 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	}
 	if cfg.LeaderLeaseTimeout > cfg.HeartbeatTimeout {
 		return usageError{fmt.Errorf("--raft-leader-lease-timeout %s is above the heartbeat timeout %s (Raft refuses that)", cfg.LeaderLeaseTimeout, cfg.HeartbeatTimeout)}
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(*f.gcPercent)
 	}
 	cfg.Limits = limits
 	cfg.Name, cfg.DataDir, cfg.GRPCAddr, cfg.RaftAddr, cfg.Bootstrap = *f.name, *f.dataDir, *f.grpcAddr, *f.raftAddr, *f.bootstrap

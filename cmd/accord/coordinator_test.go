@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,18 @@ func TestCoordinatorConfigFile(t *testing.T) {
 		}
 		if err != nil || !c.check(got) {
 			t.Errorf("%s: %+v (%v)", c.name, got, err)
+		}
+	}
+}
+
+// TestCoordinatorGCPercent: --gc-percent refuses a value that would turn
+// the collector off or nearly so, as a usage error naming the flag.
+func TestCoordinatorGCPercent(t *testing.T) {
+	for _, v := range []string{"-1", "0", "9"} {
+		var out, errb bytes.Buffer
+		err := NewMain(&out, &errb).Run(t.Context(), []string{"coordinator", "--name", "c1", "--data-dir", t.TempDir(), "--gc-percent", v})
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--gc-percent "+v) {
+			t.Errorf("--gc-percent %s: %v; want a usage error naming the flag", v, err)
 		}
 	}
 }
