@@ -237,23 +237,33 @@ func poolForward(l LayerSpec, x, out []float32, arg []int32, rows int) {
 			img := x[r*l.In+base : r*l.In+base+l.H*l.W]
 			for y := range oh {
 				for xx := range ow {
-					at := y*s*l.W + xx*s
-					best, bi := img[at], at
-					for i := range s {
-						row := img[(y*s+i)*l.W+xx*s:][:s]
-						for j, v := range row {
-							if v > best {
-								best, bi = v, (y*s+i)*l.W+xx*s+j
-							}
-						}
-					}
-					out[k] = best
-					arg[k] = int32(base + bi)
+					best, bi, _ := windowMax(img, l.W, s, y, xx, 0)
+					out[k], arg[k] = best, int32(base+bi)
 					k++
 				}
 			}
 		}
 	}
+}
+
+// windowMax is the largest value, plus bias, of the s×s window (y, xx)
+// of an image w values wide, and its index in the image (the first of
+// equal maxima): NaN if the window holds one, as Go's max (and pool2)
+// gives. sum is NaN when the window holds a NaN or an infinity.
+func windowMax(img []float32, w, s, y, xx int, bias float32) (best float32, at int, sum float32) {
+	at = y*s*w + xx*s
+	best = img[at] + bias
+	for i := range s {
+		row := img[(y*s+i)*w+xx*s:][:s]
+		for j, v := range row {
+			v += bias
+			sum += v
+			if v > best || v != v {
+				best, at = v, (y*s+i)*w+xx*s+j
+			}
+		}
+	}
+	return best, at, sum
 }
 
 // poolBackward routes the gradient dout of the MaxPool layer l's output to

@@ -120,19 +120,7 @@ func poolReLU(l LayerSpec, pre, b, out []float32, arg []int32) {
 		bias := b[ch]
 		for y := range oh {
 			for xx := range ow {
-				at := y*s*l.W + xx*s
-				best, bi := img[at]+bias, at
-				var sum float32 // NaN when the window holds a NaN or an infinity
-				for i := range s {
-					row := img[(y*s+i)*l.W+xx*s:][:s]
-					for j, v := range row {
-						v += bias
-						sum += v
-						if v > best {
-							best, bi = v, (y*s+i)*l.W+xx*s+j
-						}
-					}
-				}
+				best, bi, sum := windowMax(img, l.W, s, y, xx, bias)
 				if best > 0 {
 					out[k], arg[k] = best+0*sum, int32(base+bi)
 				} else {

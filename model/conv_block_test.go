@@ -129,6 +129,32 @@ func TestConvBlockPropagatesNaN(t *testing.T) {
 	}
 }
 
+// TestMaxPoolPoolsAsMax: the MaxPool layer pools each window as Go's
+// max does, for every window size: a NaN anywhere in it (a diverged
+// input) gives NaN; infinities are values like any other.
+func TestMaxPoolPoolsAsMax(t *testing.T) {
+	for _, s := range []int{2, 3} {
+		for _, c := range []struct{ bad, want float32 }{
+			{float32(math.NaN()), float32(math.NaN())}, {float32(math.Inf(1)), float32(math.Inf(1))}, {float32(math.Inf(-1)), 1},
+		} {
+			pl := LayerSpec{Kind: MaxPool, In: 36, Out: 36 / (s * s), C: 1, H: 6, W: 6, Size: s}
+			x := make([]float32, pl.In)
+			for i := range x {
+				x[i] = 1
+			}
+			x[1] = c.bad // not the window's first value
+			out, arg := make([]float32, pl.Out), make([]int32, pl.Out)
+			poolForward(pl, x, out, arg, 1)
+			if got := out[0]; !(got == c.want || math.IsNaN(float64(got)) && math.IsNaN(float64(c.want))) {
+				t.Errorf("p%d, a window holding %g: pooled %g; want %g", s, c.bad, got, c.want)
+			}
+			if out[1] != 1 {
+				t.Errorf("p%d: the next window pooled %g; want 1", s, out[1])
+			}
+		}
+	}
+}
+
 // close32 reports whether got and want agree to float32 rounding of sums
 // taken in another order.
 func close32(got, want float32) bool {
