@@ -17,6 +17,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -94,13 +95,7 @@ func (c *cluster) kill(p *proc) {
 // gives participant i more arguments.
 func newCluster(t *testing.T, participants int, extra func(i int) []string) *cluster {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "accord")
-	build := exec.Command("go", "build", "-o", bin, "github.com/accord-fl/accord/cmd/accord")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("building accord: %v", err)
-	}
-	c := &cluster{t: t, bin: bin, dir: dir}
+	c := &cluster{t: t, bin: coordtest.BuildAccord(t), dir: dir}
 	t.Cleanup(func() {
 		for _, p := range c.coord {
 			c.kill(p)
@@ -143,7 +138,7 @@ func newCluster(t *testing.T, participants int, extra func(i int) []string) *clu
 	for i := range participants {
 		name := fmt.Sprintf("site-%d", i+1)
 		c.must("pki", "issue", "--dir", "pki", "--role", "participant", "--name", name, "--org", "hospital-"+name)
-		cmd := exec.Command(bin, "participant", "--coordinator", strings.Join(addrs, ","), "--data", "mnist",
+		cmd := exec.Command(c.bin, "participant", "--coordinator", strings.Join(addrs, ","), "--data", "mnist",
 			"--shard", fmt.Sprintf("%d/%d", i+1, participants), "--examples", "600", "--log-level", "warn",
 			"--ca", "pki/ca.crt", "--cert", "pki/"+name+".crt", "--key", "pki/"+name+".key")
 		if extra != nil {

@@ -9,26 +9,14 @@ import (
 	"math"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/scenarios"
 )
-
-// buildAccord builds the accord binary into the test's folder.
-func buildAccord(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "accord")
-	build := exec.Command("go", "build", "-o", bin, "github.com/accord-fl/accord/cmd/accord")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("building accord: %v", err)
-	}
-	return bin
-}
 
 // testLog is a progress writer that logs each line to the test (until the
 // test ends).
@@ -116,7 +104,7 @@ func TestProcessesRunnerMatchesInProcess(t *testing.T) {
 		t.Skip("runs real processes")
 	}
 	needMNIST(t)
-	bin := buildAccord(t)
+	bin := coordtest.BuildAccord(t)
 	y := "name: two-runners\n" + threeCountries + `
 network:
   links:
@@ -194,7 +182,7 @@ func TestProcessesRunnerTimelineInNamespaces(t *testing.T) {
 		t.Skip("network namespaces need root")
 	}
 	needMNIST(t)
-	bin := buildAccord(t)
+	bin := coordtest.BuildAccord(t)
 	// Links limit the rate only, so tc's tbf shapes them where netem is
 	// missing. Every local epoch takes a second (stragglers everywhere), so
 	// that the runner, which sees a round open only when it polls, fires

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/scenarios"
 )
 
@@ -21,7 +22,7 @@ func TestProcessesServe(t *testing.T) {
 		t.Skip("runs real processes")
 	}
 	needMNIST(t)
-	bin := buildAccord(t)
+	bin := coordtest.BuildAccord(t)
 	y := "name: serve\n" + threeCountries + `
 job:
   model: logreg:784-10
