@@ -265,6 +265,9 @@ func (p *peers) relay(name string) (*grpc.ClientConn, func(), error) {
 	}
 	r, err := pool.acquire()
 	if err != nil {
+		if len(pool.conns) == 0 {
+			delete(p.relays, name)
+		}
 		return nil, nil, err
 	}
 	release := sync.OnceFunc(func() {

@@ -13,7 +13,8 @@ import (
 // (past 256 participants on a follower, by default) until one ended, and
 // starve the unary calls and blob transfers of the peer's other
 // connection (peers.conn). A connection is opened when every one is full
-// and closed when it carries no stream, so a former leader keeps none.
+// and closed when it carries no stream, so a former leader keeps none; the
+// first stream after a quiet spell pays one TLS handshake.
 // The caller serialises its calls (peers.mu).
 type relayPool struct {
 	limit int

@@ -249,14 +249,20 @@ func poolForward(l LayerSpec, x, out []float32, arg []int32, rows int) {
 // windowMax is the largest value, plus bias, of the s×s window (y, xx)
 // of an image w values wide, and its index in the image (the first of
 // equal maxima): NaN if the window holds one, as Go's max (and pool2)
-// gives. sum is NaN when the window holds a NaN or an infinity.
+// gives, with the index of the last NaN. sum is NaN when the window holds
+// a NaN or an infinity. A bias of 0 is not added, which would make −0 +0.
 func windowMax(img []float32, w, s, y, xx int, bias float32) (best float32, at int, sum float32) {
 	at = y*s*w + xx*s
-	best = img[at] + bias
+	best = img[at]
+	if bias != 0 {
+		best += bias
+	}
 	for i := range s {
 		row := img[(y*s+i)*w+xx*s:][:s]
 		for j, v := range row {
-			v += bias
+			if bias != 0 {
+				v += bias
+			}
 			sum += v
 			if v > best || v != v {
 				best, at = v, (y*s+i)*w+xx*s+j

@@ -134,8 +134,12 @@ func TestConvBlockPropagatesNaN(t *testing.T) {
 // input) gives NaN; infinities are values like any other.
 func TestMaxPoolPoolsAsMax(t *testing.T) {
 	for _, s := range []int{2, 3} {
-		for _, c := range []struct{ bad, want float32 }{
-			{float32(math.NaN()), float32(math.NaN())}, {float32(math.Inf(1)), float32(math.Inf(1))}, {float32(math.Inf(-1)), 1},
+		negNaN := math.Float32frombits(0xffc00000)
+		for _, c := range []struct {
+			bad, want float32
+			from      int32 // the input the output came from (any, for NaN)
+		}{
+			{float32(math.NaN()), float32(math.NaN()), -1}, {negNaN, negNaN, -1}, {float32(math.Inf(1)), float32(math.Inf(1)), 1}, {float32(math.Inf(-1)), 1, 0},
 		} {
 			pl := LayerSpec{Kind: MaxPool, In: 36, Out: 36 / (s * s), C: 1, H: 6, W: 6, Size: s}
 			x := make([]float32, pl.In)
@@ -145,8 +149,8 @@ func TestMaxPoolPoolsAsMax(t *testing.T) {
 			x[1] = c.bad // not the window's first value
 			out, arg := make([]float32, pl.Out), make([]int32, pl.Out)
 			poolForward(pl, x, out, arg, 1)
-			if got := out[0]; !(got == c.want || math.IsNaN(float64(got)) && math.IsNaN(float64(c.want))) {
-				t.Errorf("p%d, a window holding %g: pooled %g; want %g", s, c.bad, got, c.want)
+			if got := out[0]; !(got == c.want || math.IsNaN(float64(got)) && math.IsNaN(float64(c.want))) || c.from >= 0 && arg[0] != c.from {
+				t.Errorf("p%d, a window holding %g: pooled %g from %d; want %g from %d", s, c.bad, got, arg[0], c.want, c.from)
 			}
 			if out[1] != 1 {
 				t.Errorf("p%d: the next window pooled %g; want 1", s, out[1])

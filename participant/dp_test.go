@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/accord-fl/accord/aggregate/secagg"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -43,12 +44,13 @@ func TestNoSharesForASmallSum(t *testing.T) {
 	p := &Participant{secure: map[string]*SecureRound{}}
 	task := &pb.Task{Kind: pb.TaskKind_TASK_KIND_SECAGG_UNMASK, JobId: "j", Round: 1, Attempt: 1,
 		Secagg: &pb.SecAggTask{Survivors: []uint32{0, 1, 2}}}
-	p.secure[SecureSession(task)] = &SecureRound{minSurvivors: 4}
+	sr := &SecureRound{minSurvivors: 4, client: &secagg.Client{}}
+	p.secure[SecureSession(task)] = sr
 	err := p.secureStep(t.Context(), nil, task)
 	if err == nil || !strings.Contains(err.Error(), "not revealing shares") {
 		t.Fatalf("unmasking a sum of 3 when 4 were promised: %v; want a refusal", err)
 	}
-	if len(p.secure) != 0 {
+	if len(p.secure) != 0 || sr.client != nil {
 		t.Error("the round's secrets were kept after the refusal")
 	}
 }

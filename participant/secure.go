@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 
@@ -32,7 +33,9 @@ type SecureIdentity struct {
 // SecureRound is a participant's side of secure aggregation in one round
 // attempt: the protocol client, the cohort it was told, and the
 // certificates its neighbours advertised with. NewSecureRound starts it;
-// Step answers each later phase's task.
+// Step answers each later phase's task, and forgets the round's secrets
+// at unmasking. It is not safe for concurrent use: a participant does one
+// task of a round attempt at a time.
 type SecureRound struct {
 	id     SecureIdentity
 	round  *pb.SecAggRound
@@ -97,7 +100,7 @@ func SecureInput(st *pb.SecAggTask, delta []float32, examples uint64, work float
 func NewSecureRound(t *pb.Task, id SecureIdentity, input []uint32, minSurvivors int) (*SecureRound, error) {
 	st := t.GetSecagg()
 	params := secagg.Params{N: int(st.GetN()), K: int(st.GetDegree()), T: int(st.GetThreshold()), Length: int(st.GetLength()),
-		GraphSeed: st.GetGraphSeed(), Session: []byte(SecureSession(t))}
+		GraphSeed: st.GetGraphSeed(), Session: protocol.SecAggSession(t.GetJobId(), t.GetRound(), t.GetAttempt(), st.GetGroup())}
 	s := &SecureRound{id: id, cohort: st.GetCohort(), certs: map[int][]byte{}, minSurvivors: minSurvivors,
 		round: &pb.SecAggRound{JobId: t.GetJobId(), Round: t.GetRound(), Attempt: t.GetAttempt()}}
 	if s.id.PartBytes <= 0 {
@@ -137,8 +140,12 @@ func (s *SecureRound) Advertise(ctx context.Context, client pb.ParticipantServic
 // Step does one later phase's task t: it checks the neighbours'
 // advertisements and sends them their shares, masks and uploads the
 // input, or reveals the shares that unmask the survivors' sum. Requests
-// too large for one message go in parts.
+// too large for one message go in parts. After unmasking, revealed or
+// refused, the round's secrets are gone and every Step fails.
 func (s *SecureRound) Step(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
+	if s.client == nil {
+		return errors.New("secure aggregation: this round attempt was unmasked; its secrets are gone")
+	}
 	st := t.GetSecagg()
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS:
@@ -174,10 +181,12 @@ func (s *SecureRound) Step(ctx context.Context, client pb.ParticipantServiceClie
 			NumParams: uint64(len(y)), Masked: true}
 		return UploadMasked(ctx, client, hdr, y)
 	case pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
+		c := s.client
+		s.client = nil
 		if n := len(st.GetSurvivors()); n < s.minSurvivors {
 			return fmt.Errorf("secure aggregation: a sum of %d inputs carries less noise than the job's differential privacy promises (it needs %d): not revealing shares", n, s.minSurvivors)
 		}
-		reveals, err := s.client.Unmask(ints(st.GetSurvivors()))
+		reveals, err := c.Unmask(ints(st.GetSurvivors()))
 		if err != nil {
 			return fmt.Errorf("secure aggregation: %w", err)
 		}

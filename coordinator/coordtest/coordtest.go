@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,19 +317,29 @@ func (tc *Cluster) WaitJob(jobID string, timeout time.Duration) *state.Job {
 }
 
 // waitEverywhere waits up to timeout until every running coordinator's FSM
-// holds the job with the given status.
+// holds the job with the given status, and logs those that never do.
 func (tc *Cluster) waitEverywhere(jobID string, status pb.JobStatus, timeout time.Duration) {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		behind := false
-		for _, c := range tc.running() {
-			if j, err := c.FSM().JobView(jobID); err != nil || j.Status != status {
-				behind = true
-				break
+	deadline := time.Now().Add(timeout)
+	for {
+		var behind []string
+		for i, c := range tc.Nodes {
+			if c == nil {
+				continue
+			}
+			if j, err := c.FSM().JobView(jobID); err != nil {
+				behind = append(behind, fmt.Sprintf("%s: %v", tc.cfgs[i].Name, err))
+			} else if j.Status != status {
+				behind = append(behind, fmt.Sprintf("%s: %v", tc.cfgs[i].Name, j.Status))
 			}
 		}
-		if !behind {
+		if len(behind) == 0 {
 			return
 		}
+		if time.Now().After(deadline) {
+			tc.tb.Logf("job %s ended %v on the leader; after %v, still not on %s", jobID, status, timeout, strings.Join(behind, ", "))
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

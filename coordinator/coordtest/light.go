@@ -63,7 +63,7 @@ func (u *Update) quantise(st *pb.SecAggTask) ([]uint32, error) {
 	}
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("secure aggregation task: %w", err)
 	}
 	q, err := participant.SecureInput(st, u.delta, u.examples, 1, mrand.New(mrand.NewChaCha8(seed)))
 	if err != nil {

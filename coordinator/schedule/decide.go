@@ -186,7 +186,7 @@ func (s *decision) step() {
 				s.waiting("waiting for participants to evaluate the final model", "round", latest)
 				return
 			}
-			reason += "; the final model was not evaluated: no participant was connected to evaluate it"
+			reason += "; the final model was not evaluated: no participant that could evaluate it was connected within a round deadline"
 		}
 		s.finish(pb.JobStatus_JOB_STATUS_SUCCEEDED, reason, 0)
 		return
