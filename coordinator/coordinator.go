@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/accord-fl/accord/coordinator/blobsync"
 	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
@@ -209,6 +210,7 @@ type Coordinator struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *store.Store
+	blobs   *blobsync.Syncer // models and optimiser states on a quorum, and fetched where missing
 	fsm     *state.FSM
 	raft    *raft.Raft
 	trans   *raft.NetworkTransport
@@ -288,6 +290,7 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 	if c.store, err = store.Open(filepath.Join(c.cfg.DataDir, "badger"), c.log); err != nil {
 		return err
 	}
+	c.blobs = blobsync.New(c.cfg.Name, c.store, blobCluster{c}, c.cfg.ApplyTimeout, c.log)
 	if err := c.startRaft(); err != nil {
 		return err
 	}
@@ -297,7 +300,11 @@ func (c *Coordinator) Start(ctx context.Context) (err error) {
 	if err := c.startGossip(); err != nil {
 		return err
 	}
-	c.wg.Go(c.blobFetchLoop)
+	c.wg.Go(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-c.stop; cancel() }()
+		c.blobs.Run(ctx, 200*time.Millisecond, c.fsm.JobViews)
+	})
 	c.wg.Go(c.revocationLoop)
 	c.wg.Go(c.healthLoop)
 	c.wg.Go(c.retentionLoop)
@@ -382,7 +389,7 @@ func (c *Coordinator) startGRPC() error {
 	)...)
 	pb.RegisterParticipantServiceServer(c.grpc, &participantService{c: c})
 	pb.RegisterAdminServiceServer(c.grpc, &adminService{c: c})
-	pb.RegisterClusterServiceServer(c.grpc, &clusterService{c: c})
+	pb.RegisterClusterServiceServer(c.grpc, &blobsync.Server{Store: c.store, Authorize: c.authorizeCoordinator, Status: toStatus})
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(c.grpc, c.health)
 	reflection.Register(c.grpc)
