@@ -269,12 +269,19 @@ func checkProcesses(sc *Scenario) error {
 	return nil
 }
 
-// waitProcessLeader waits until a coordinator leads; if none does, the
-// error holds the end of each coordinator's log.
+// waitProcessLeader waits until a coordinator leads; if none does, or a
+// coordinator exits meanwhile (it cannot have been told to), the error
+// holds the end of each coordinator's log.
 func waitProcessLeader(ctx context.Context, cl *procCluster, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for cl.leader() == "" {
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		exited := false
+		for _, p := range cl.coords {
+			if ok, _ := p.exited(); ok {
+				exited = true
+			}
+		}
+		if exited || time.Now().After(deadline) || ctx.Err() != nil {
 			var logs []string
 			for _, p := range cl.coords {
 				state := "running"
@@ -283,7 +290,11 @@ func waitProcessLeader(ctx context.Context, cl *procCluster, timeout time.Durati
 				}
 				logs = append(logs, fmt.Sprintf("%s (%s), %s:\n%s", p.name, state, p.log, p.tail(5)))
 			}
-			return fmt.Errorf("%w within %s:\n%s", errNoLeader, timeout, strings.Join(logs, "\n"))
+			why := fmt.Sprintf("within %s", timeout)
+			if exited {
+				why = "before one led: a coordinator exited"
+			}
+			return fmt.Errorf("%w %s:\n%s", errNoLeader, why, strings.Join(logs, "\n"))
 		}
 		select {
 		case <-ctx.Done():

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/accord-fl/accord/internal/freeport"
 	"github.com/accord-fl/accord/netsim"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol"
@@ -50,7 +51,7 @@ func (pr *processRun) startCoordinators(say func(string, ...any)) (*procCluster,
 		var a [3]string
 		for i := range a {
 			var err error
-			if a[i], err = freeLoopbackPort(); err != nil {
+			if a[i], err = freeport.Loopback(); err != nil {
 				return nil, nil, err
 			}
 		}

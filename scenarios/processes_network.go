@@ -114,16 +114,6 @@ func (n *processNet) close() error {
 	return errors.Join(errs...)
 }
 
-// freeLoopbackPort returns an address on 127.0.0.1 nothing listens on now.
-func freeLoopbackPort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // proxyCutter partitions the participants' links in the fallback network
 // (netsim proxies): the coordinators' own links are not modelled there.
 type proxyCutter struct{ net *netsim.Network }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/accord-fl/accord/internal/freeport"
 	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/pki"
 	"github.com/accord-fl/accord/protocol/inferencepb"
@@ -226,10 +227,10 @@ func (pr *processRun) startServe(ctx context.Context, grpcAddrs []string, jobID 
 		httpAddr, grpcAddr = net.JoinHostPort(host, fmt.Sprint(port)), net.JoinHostPort(host, fmt.Sprint(port+1))
 	} else {
 		var err error
-		if httpAddr, err = freeLoopbackPort(); err != nil {
+		if httpAddr, err = freeport.Loopback(); err != nil {
 			return nil, err
 		}
-		if grpcAddr, err = freeLoopbackPort(); err != nil {
+		if grpcAddr, err = freeport.Loopback(); err != nil {
 			return nil, err
 		}
 	}

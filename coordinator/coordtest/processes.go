@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/accord-fl/accord/internal/freeport"
 	"github.com/accord-fl/accord/pki"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -143,15 +143,15 @@ func (pc *Processes) stop() {
 	}
 }
 
-// freeLoopback returns a loopback address whose port was free a moment ago.
+// freeLoopback returns a loopback address for a process to listen on
+// (freeport.Loopback).
 func freeLoopback(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Loopback()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // AdminCert issues a certificate for the admin ops of organisation ops.

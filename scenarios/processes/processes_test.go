@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/accord-fl/accord/coordinator/coordtest"
+	"github.com/accord-fl/accord/internal/freeport"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -40,14 +40,14 @@ type proc struct {
 	log    *os.File
 }
 
+// freePort returns a loopback address for a process to listen on.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // run runs the binary to completion and returns its standard output.
