@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -256,10 +255,7 @@ func receiveUpdate(stream pb.ParticipantService_UploadUpdateServer, firstData []
 func receiveMasked(stream pb.ParticipantService_UploadUpdateServer, firstData []byte, n int, m *metrics) ([]uint32, error) {
 	y := make([]uint32, n)
 	err := receiveWords(stream, firstData, n, m, func(at int, b []byte) error {
-		for i := range len(b) / 4 {
-			y[at+i] = binary.LittleEndian.Uint32(b[4*i:])
-		}
-		return nil
+		return protocol.DecodeUint32Into(y, at, b)
 	})
 	return y, err
 }

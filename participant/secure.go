@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -289,11 +288,7 @@ func (p *Participant) secAggItems(m *pb.Task) int {
 // UploadMasked sends a secure-aggregation masked input: the header (with
 // Masked set), then the values as uint32 little endian in chunks.
 func UploadMasked(ctx context.Context, client pb.ParticipantServiceClient, hdr *pb.UpdateHeader, y []uint32) error {
-	data := make([]byte, 0, 4*len(y))
-	for _, v := range y {
-		data = binary.LittleEndian.AppendUint32(data, v)
-	}
-	return uploadBytes(ctx, client, hdr, data)
+	return uploadBytes(ctx, client, hdr, protocol.EncodeUint32(y))
 }
 
 func ints(v []uint32) []int {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"unsafe"
 
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -19,32 +20,75 @@ const ChunkBytes = 1 << 20
 // ErrTensor means bytes do not decode to the expected float32 vector.
 var ErrTensor = errors.New("bad tensor")
 
+// littleEndian reports whether this machine keeps words in memory as the
+// wire does (little endian): its vectors then go to and from the wire by
+// one copy, instead of a conversion per value.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// wordBytes is the memory of v as bytes, four a value.
+func wordBytes[T float32 | uint32](v []T) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 4*len(v))
+}
+
 // EncodeFloat32 returns v as little-endian float32 bytes.
 func EncodeFloat32(v []float32) []byte {
 	b := make([]byte, 4*len(v))
+	if littleEndian {
+		copy(b, wordBytes(v))
+		return b
+	}
 	for i, x := range v {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
 	}
 	return b
 }
 
+// EncodeUint32 returns v as little-endian bytes (a masked input).
+func EncodeUint32(v []uint32) []byte {
+	b := make([]byte, 4*len(v))
+	if littleEndian {
+		copy(b, wordBytes(v))
+		return b
+	}
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], x)
+	}
+	return b
+}
+
+// wordsAt checks that b holds whole four-byte values that fit dst from
+// element offset on, and returns that part of dst and of b.
+func wordsAt[T float32 | uint32](dst []T, offset int, b []byte) ([]T, []byte, error) {
+	// offset > len(dst) first: offset+len(b)/4 could overflow.
+	if len(b)%4 != 0 || offset < 0 || offset > len(dst) || len(b)/4 > len(dst)-offset {
+		return nil, nil, fmt.Errorf("%w: %d bytes at element %d do not fit %d elements", ErrTensor, len(b), offset, len(dst))
+	}
+	out := dst[offset : offset+len(b)/4]
+	return out, b[:4*len(out)], nil
+}
+
 // DecodeFloat32Into decodes little-endian float32 bytes into dst starting at
 // element offset and refuses non-finite values.
 func DecodeFloat32Into(dst []float32, offset int, b []byte) error {
-	// offset > len(dst) first: offset+len(b)/4 could overflow.
-	if len(b)%4 != 0 || offset < 0 || offset > len(dst) || len(b)/4 > len(dst)-offset {
-		return fmt.Errorf("%w: %d bytes at element %d do not fit %d elements", ErrTensor, len(b), offset, len(dst))
+	out, b, err := wordsAt(dst, offset, b)
+	if err != nil {
+		return err
 	}
-	out := dst[offset : offset+len(b)/4]
-	b = b[:4*len(out)]
 	// An infinity or a NaN has an exponent of all ones: adding one to it
 	// carries into the sign bit. The loop only notes that one came (no
 	// branch on the data); the slow path finds it.
 	var special uint32
-	for i := range out {
-		u := binary.LittleEndian.Uint32(b[4*i:])
-		special |= (u&0x7f800000 + 0x00800000) >> 31
-		out[i] = math.Float32frombits(u)
+	if littleEndian {
+		copy(wordBytes(out), b)
+		for _, u := range unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(out))), len(out)) {
+			special |= (u&0x7f800000 + 0x00800000) >> 31
+		}
+	} else {
+		for i := range out {
+			u := binary.LittleEndian.Uint32(b[4*i:])
+			special |= (u&0x7f800000 + 0x00800000) >> 31
+			out[i] = math.Float32frombits(u)
+		}
 	}
 	if special != 0 {
 		for i, x := range out {
@@ -52,6 +96,23 @@ func DecodeFloat32Into(dst []float32, offset int, b []byte) error {
 				return fmt.Errorf("%w: element %d is %v", ErrTensor, offset+i, x)
 			}
 		}
+	}
+	return nil
+}
+
+// DecodeUint32Into decodes little-endian uint32 bytes (a masked input)
+// into dst starting at element offset.
+func DecodeUint32Into(dst []uint32, offset int, b []byte) error {
+	out, b, err := wordsAt(dst, offset, b)
+	if err != nil {
+		return err
+	}
+	if littleEndian {
+		copy(wordBytes(out), b)
+		return nil
+	}
+	for i := range out {
+		out[i] = binary.LittleEndian.Uint32(b[4*i:])
 	}
 	return nil
 }

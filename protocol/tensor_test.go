@@ -1,10 +1,13 @@
 package protocol
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -99,5 +102,46 @@ func BenchmarkDecodeFloat32Into(b *testing.B) {
 		if err := DecodeFloat32Into(v, 0, enc); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestWirePathsAgree: the copy this little-endian machine makes and the
+// conversion per value other machines make give the same bytes and
+// values, and refuse the same non-finite value.
+func TestWirePathsAgree(t *testing.T) {
+	if !littleEndian {
+		t.Skip("this machine is big endian: only the conversion per value runs")
+	}
+	defer func() { littleEndian = true }()
+	v := make([]float32, 1001)
+	u := make([]uint32, 1001)
+	for i := range v {
+		v[i] = float32(i)*0.37 - 100
+		u[i] = uint32(i) * 2654435761
+	}
+	run := func(le bool) (fb, ub []byte, fv []float32, uv []uint32, bad error) {
+		littleEndian = le
+		fb, ub = EncodeFloat32(v), EncodeUint32(u)
+		fv, uv = make([]float32, len(v)+2), make([]uint32, len(u)+2)
+		if err := DecodeFloat32Into(fv, 2, fb); err != nil {
+			t.Fatal(err)
+		}
+		if err := DecodeUint32Into(uv, 2, ub); err != nil {
+			t.Fatal(err)
+		}
+		nan := slices.Clone(fb)
+		binary.LittleEndian.PutUint32(nan[4*500:], 0x7fc00000)
+		return fb, ub, fv, uv, DecodeFloat32Into(make([]float32, len(v)), 0, nan)
+	}
+	fb1, ub1, fv1, uv1, bad1 := run(true)
+	fb2, ub2, fv2, uv2, bad2 := run(false)
+	if !bytes.Equal(fb1, fb2) || !bytes.Equal(ub1, ub2) || !slices.Equal(fv1, fv2) || !slices.Equal(uv1, uv2) {
+		t.Fatal("the copy and the conversion per value differ")
+	}
+	if !slices.Equal(fv1[2:], v) || !slices.Equal(uv1[2:], u) {
+		t.Fatal("a round trip changed the values")
+	}
+	if bad1 == nil || bad2 == nil || bad1.Error() != bad2.Error() || !strings.Contains(bad1.Error(), "element 500 is NaN") {
+		t.Fatalf("a NaN at element 500: %v and %v; want both refused naming it", bad1, bad2)
 	}
 }
