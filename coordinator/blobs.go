@@ -13,7 +13,7 @@ import (
 // connections, Raft's voters and the gossip members to fetch from.
 type blobCluster struct{ c *Coordinator }
 
-func (b blobCluster) Conn(name string) (grpc.ClientConnInterface, error) { return b.c.peers.conn(name) }
+func (b blobCluster) Conn(name string) (grpc.ClientConnInterface, error) { return b.c.links.Conn(name) }
 
 func (b blobCluster) Voters() ([]string, error) {
 	servers, err := b.c.voters()

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/accord-fl/accord/coordinator/blobsync"
+	"github.com/accord-fl/accord/coordinator/peers"
 	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
@@ -234,7 +235,7 @@ type Coordinator struct {
 	exec            *executor // performs the leader's decisions
 	notifyCh        chan bool
 	members         *membership
-	peers           *peers
+	links           *peers.Links // to the other coordinators
 	org             string
 	bootstrapped    atomic.Bool
 	crashed         bool // Crash: stop without leaving gossip
@@ -269,7 +270,7 @@ func New(cfg Config) (*Coordinator, error) {
 		metrics: newMetrics(), stop: make(chan struct{}), stopLead: make(chan struct{}), notifyCh: make(chan bool, 16),
 		leader: leaderState{kick: make(chan struct{}, 1)},
 	}
-	c.peers = newPeers(c)
+	c.links = newLinks(c)
 	c.leader.decider = schedule.Decider{World: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, CA: cfg.CA}
 	c.exec = &executor{cluster: c, tasks: c.sessions, leader: &c.leader, metrics: c.metrics, log: c.log, kick: c.kickLeader}
 	c.fsm.NotifyRevocations(c.revoked.push)
@@ -347,7 +348,7 @@ func (c *Coordinator) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft snapshot store: %w", err)
 	}
-	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.peers, c.cfg.Limits, c.dialPeer)
+	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.links, c.cfg.Limits, c.dialPeer, c.raftIDAt)
 	if err != nil {
 		return err
 	}
@@ -381,7 +382,7 @@ func (c *Coordinator) startGRPC() error {
 	}
 	c.grpcLn = netlimit.Listen(ln, c.cfg.Limits.MaxConnsPerIP)
 	serverTLS := pki.ServerTLS(c.cfg.Cert, c.cfg.CA)
-	serverTLS.VerifyConnection = c.peers.verifyIncoming
+	serverTLS.VerifyConnection = c.links.VerifyIncoming
 	c.grpc = grpc.NewServer(append(c.cfg.Limits.grpcOptions(),
 		grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.ChainUnaryInterceptor(c.metrics.grpc.UnaryServerInterceptor(), c.unaryLimits),
@@ -437,6 +438,16 @@ func (c *Coordinator) InstalledSnapshots() int64 { return c.fsm.Restores() - c.s
 // IsLeader reports whether this node is the Raft leader now.
 func (c *Coordinator) IsLeader() bool { return c.raft != nil && c.raft.State() == raft.Leader }
 
+// KnownLeader is the name of the leader this node knows of now ("" if
+// none): the one it forwards calls to when it is not the leader itself.
+func (c *Coordinator) KnownLeader() string {
+	if c.raft == nil {
+		return ""
+	}
+	_, id := c.raft.LeaderWithID()
+	return string(id)
+}
+
 // Shutdown stops everything Start started, in reverse order, and waits for
 // every goroutine. It is safe to call twice.
 func (c *Coordinator) Shutdown() error {
@@ -481,7 +492,7 @@ func (c *Coordinator) Shutdown() error {
 		if c.trans != nil {
 			errs = append(errs, c.trans.Close())
 		}
-		c.peers.closeAll() // later dials are refused (conn) or closed at once (track)
+		c.links.CloseAll() // later dials are refused (conn) or closed at once (track)
 		c.wg.Wait()
 		if c.store != nil {
 			errs = append(errs, c.store.Close())
@@ -541,7 +552,7 @@ func (c *Coordinator) requireLeader() error {
 func (c *Coordinator) Crash() error {
 	c.crashOnce.Do(func() {
 		c.crashed = true
-		c.peers.closeAll()
+		c.links.CloseAll()
 		if c.trans != nil {
 			_ = c.trans.Close()
 		}
@@ -558,4 +569,4 @@ func (c *Coordinator) Crash() error {
 // BlockPeers cuts this coordinator off from the named coordinators (Raft,
 // blob transfers and forwarding; gossip still flows), closing the links it
 // has to them; nil heals. For tests and fault injection: a partition.
-func (c *Coordinator) BlockPeers(names []string) { c.peers.setBlocked(names) }
+func (c *Coordinator) BlockPeers(names []string) { c.links.SetBlocked(names) }

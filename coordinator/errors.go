@@ -9,6 +9,7 @@ import (
 
 	"github.com/accord-fl/accord/adminauth"
 	"github.com/accord-fl/accord/aggregate"
+	"github.com/accord-fl/accord/coordinator/peers"
 	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
@@ -40,7 +41,7 @@ func toStatus(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrStreamTimeout):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, ErrNotLeader):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, peers.ErrUnreachable):
 		code = codes.Unavailable
 	case errors.Is(err, state.ErrUnknownJob), errors.Is(err, state.ErrUnknownRound), errors.Is(err, ErrUnknownModel), errors.Is(err, store.ErrNotFound),
 		errors.Is(err, state.ErrUnknownProposal), errors.Is(err, state.ErrUnknownCertificate):

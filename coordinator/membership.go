@@ -402,7 +402,7 @@ func (c *Coordinator) mayJoin(m member) error {
 		return fmt.Errorf("%w: the federation's policy requires an approved add-member for %s", state.ErrForbidden, m.Name)
 	}
 	cfg := pki.ClientTLS(c.cfg.Cert, c.cfg.CA)
-	cfg.VerifyConnection = c.peers.verifyNamed(m.Name)
+	cfg.VerifyConnection = c.links.VerifyNamed(m.Name)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	conn, err := c.dialPeer(ctx, m.Meta.Raft, cfg)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/accord-fl/accord/coordinator/peers"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
 	"github.com/accord-fl/accord/pki"
@@ -31,9 +32,12 @@ type tlsStreamLayer struct {
 	server    *tls.Config
 	advertise net.Addr
 	client    *tls.Config
-	peers     *peers // tracks connections so a partition (tests) can cut them
+	links     *peers.Links // tracks connections so a revocation or a partition can cut them
 	timeout   time.Duration
 	dial      dialTLS
+	// raftID is the server ID the Raft configuration gives an address
+	// ("" if none).
+	raftID func(raft.ServerAddress) string
 
 	pending chan struct{} // a slot per handshake in progress
 	ready   chan net.Conn // verified connections for Accept
@@ -79,17 +83,18 @@ func (c *Coordinator) dialPeer(ctx context.Context, addr string, cfg *tls.Config
 	return conn, nil
 }
 
-func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, p *peers, limits Limits, dial dialTLS) (*tlsStreamLayer, error) {
+func newTLSStreamLayer(addr string, cert tls.Certificate, ca *x509.CertPool, links *peers.Links, limits Limits, dial dialTLS,
+	raftID func(raft.ServerAddress) string) (*tlsStreamLayer, error) {
 	server := pki.ServerTLS(cert, ca)
-	server.VerifyConnection = p.verifyCoordinator
+	server.VerifyConnection = links.VerifyCoordinator
 	client := pki.ClientTLS(cert, ca)
-	client.VerifyConnection = p.verifyCoordinator
+	client.VerifyConnection = links.VerifyCoordinator
 	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("raft listener on %s: %w", addr, err)
 	}
 	t := &tlsStreamLayer{
-		ln: netlimit.Listen(tcp, limits.MaxRaftConnsPerIP), server: server, advertise: tcp.Addr(), client: client, peers: p, dial: dial,
+		ln: netlimit.Listen(tcp, limits.MaxRaftConnsPerIP), server: server, advertise: tcp.Addr(), client: client, links: links, dial: dial, raftID: raftID,
 		timeout: limits.HandshakeTimeout, pending: make(chan struct{}, limits.MaxPendingHandshakes),
 		ready: make(chan net.Conn), done: make(chan struct{}), shaking: map[net.Conn]bool{},
 	}
@@ -149,7 +154,7 @@ func (t *tlsStreamLayer) handshake(c net.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
-	tracked := t.peers.track(tc)
+	tracked := t.links.Track(tc)
 	select {
 	case t.ready <- tracked:
 	case <-t.done:
@@ -196,13 +201,13 @@ func (t *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 	}
 	// The server at a configuration's address must be the server ID the
 	// configuration names there: a coordinator's name is its Raft ID.
-	if want := t.peers.c.raftIDAt(address); want != "" {
-		if got := peerName(c.ConnectionState()); got != want {
+	if want := t.raftID(address); want != "" {
+		if got := peers.Name(c.ConnectionState()); got != want {
 			c.Close()
 			return nil, fmt.Errorf("%w: raft server %s at %s presents a certificate naming %q", state.ErrForbidden, want, address, got)
 		}
 	}
-	return t.peers.track(c), nil
+	return t.links.Track(c), nil
 }
 
 // raftIDAt returns the server ID the latest Raft configuration gives the

@@ -238,7 +238,7 @@ func (c *Coordinator) revocationLoop() {
 		}
 		for _, r := range c.revoked.take() {
 			n := c.streams.cancel(r.Serial)
-			n += c.peers.cutSerial(r.Serial)
+			n += c.links.CutSerial(r.Serial)
 			c.log.Info("certificate revoked", "name", r.Name, "serial", r.Serial, "closed", n)
 		}
 	}

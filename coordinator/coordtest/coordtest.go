@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +54,13 @@ type Cluster struct {
 	CA    *pki.CA
 	Nodes []*coordinator.Coordinator
 	cfgs  []coordinator.Config
+
+	mu sync.Mutex
+	// cut is the node a partition cuts off (Partition), or −1.
+	cut int
+	// followed is the last leader every node not cut off was seen to
+	// follow (Leader).
+	followed *coordinator.Coordinator
 }
 
 // NewCluster starts n coordinators c1…cn, each run by its own
@@ -68,7 +76,7 @@ func NewCluster(tb testing.TB, n int, opts ...func(*coordinator.Config)) *Cluste
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tc := &Cluster{tb: tb, CA: ca}
+	tc := &Cluster{tb: tb, CA: ca, cut: -1}
 	base := tb.TempDir() // before the Cleanup below, so it is removed after Shutdown
 	tb.Cleanup(tc.Shutdown)
 	for i := range n {
@@ -148,6 +156,9 @@ func (tc *Cluster) Index(c *coordinator.Coordinator) int {
 // transfers and forwarding (gossip still flows). Participants can still
 // reach it.
 func (tc *Cluster) Partition(i int) {
+	tc.mu.Lock()
+	tc.cut, tc.followed = i, nil
+	tc.mu.Unlock()
 	for j, c := range tc.Nodes {
 		if c == nil {
 			continue
@@ -168,6 +179,9 @@ func (tc *Cluster) Partition(i int) {
 
 // Heal undoes every partition.
 func (tc *Cluster) Heal() {
+	tc.mu.Lock()
+	tc.cut, tc.followed = -1, nil
+	tc.mu.Unlock()
 	for _, c := range tc.Nodes {
 		if c != nil {
 			c.BlockPeers(nil)
@@ -194,13 +208,17 @@ func (tc *Cluster) Addrs() []string {
 	return out
 }
 
-// Leader waits up to timeout for a leader and returns it.
+// Leader waits up to timeout for a leader and returns it, once the other
+// nodes (but one cut off by a partition) know it too, for up to 2 s more:
+// a follower that does not yet refuses the calls it would forward to the
+// leader ("no leader is known yet"), and tests call any node next.
 func (tc *Cluster) Leader(timeout time.Duration) *coordinator.Coordinator {
 	tc.tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, c := range tc.Nodes {
 			if c != nil && c.IsLeader() {
+				tc.waitFollowed(c, 2*time.Second)
 				return c
 			}
 		}
@@ -208,6 +226,31 @@ func (tc *Cluster) Leader(timeout time.Duration) *coordinator.Coordinator {
 	}
 	tc.tb.Fatalf("no leader within %v", timeout)
 	return nil
+}
+
+// waitFollowed waits up to timeout until every running node not cut off
+// knows leader as its leader, once per leader.
+func (tc *Cluster) waitFollowed(leader *coordinator.Coordinator, timeout time.Duration) {
+	tc.mu.Lock()
+	done, cut := tc.followed == leader, tc.cut
+	tc.mu.Unlock()
+	if done {
+		return
+	}
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		all := true
+		for i, c := range tc.Nodes {
+			if c != nil && c != leader && i != cut && c.KnownLeader() != leader.Name() {
+				all = false
+			}
+		}
+		if all {
+			tc.mu.Lock()
+			tc.followed = leader
+			tc.mu.Unlock()
+			return
+		}
+	}
 }
 
 // Credentials issues a certificate for an identity and returns gRPC client

@@ -1,4 +1,4 @@
-package coordinator
+package peers
 
 import (
 	"slices"
@@ -12,10 +12,10 @@ import (
 // leader's MaxConcurrentStreams would hold back every stream past it
 // (past 256 participants on a follower, by default) until one ended, and
 // starve the unary calls and blob transfers of the peer's other
-// connection (peers.conn). A connection is opened when every one is full
+// connection (Links.Conn). A connection is opened when every one is full
 // and closed when it carries no stream, so a former leader keeps none; the
 // first stream after a quiet spell pays one TLS handshake.
-// The caller serialises its calls (peers.mu).
+// The caller serialises its calls (Links.mu).
 type relayPool struct {
 	limit int
 	dial  func() (*grpc.ClientConn, error)
