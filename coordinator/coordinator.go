@@ -439,7 +439,8 @@ func (c *Coordinator) InstalledSnapshots() int64 { return c.fsm.Restores() - c.s
 func (c *Coordinator) IsLeader() bool { return c.raft != nil && c.raft.State() == raft.Leader }
 
 // KnownLeader is the name of the leader this node knows of now ("" if
-// none): the one it forwards calls to when it is not the leader itself.
+// none): its own name on the leader, and on a follower the leader it
+// forwards calls to.
 func (c *Coordinator) KnownLeader() string {
 	if c.raft == nil {
 		return ""
@@ -492,7 +493,7 @@ func (c *Coordinator) Shutdown() error {
 		if c.trans != nil {
 			errs = append(errs, c.trans.Close())
 		}
-		c.links.CloseAll() // later dials are refused (conn) or closed at once (track)
+		c.links.CloseAll() // later dials are refused (Conn, Relay) or closed at once (Track)
 		c.wg.Wait()
 		if c.store != nil {
 			errs = append(errs, c.store.Close())

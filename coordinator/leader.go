@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/accord-fl/accord/coordinator/peers"
 	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/model"
@@ -153,7 +154,9 @@ func (c *Coordinator) schedule(now time.Time) {
 		c.leader.mu.Unlock()
 		if err := c.exec.execute(job, run, effects, now); err != nil {
 			c.log.Warn("scheduling job", "job", id, "err", err)
-			if errors.Is(err, ErrNotLeader) {
+			// Not leading, or cut off from the peers a model must reach:
+			// the other jobs would fail the same way, each after a timeout.
+			if errors.Is(err, ErrNotLeader) || errors.Is(err, peers.ErrUnreachable) {
 				return
 			}
 		}

@@ -48,7 +48,7 @@ func (c *Coordinator) leaderConn() (*grpc.ClientConn, error) {
 
 // leaderRelay returns a connection to the current leader (not this node)
 // for one relayed participant stream, and the function that releases it
-// (peers.relay).
+// (peers.Links.Relay).
 func (c *Coordinator) leaderRelay() (*grpc.ClientConn, func(), error) {
 	id, err := c.leaderID()
 	if err != nil {

@@ -56,7 +56,7 @@ type Cluster struct {
 	cfgs  []coordinator.Config
 
 	mu sync.Mutex
-	// cut is the node a partition cuts off (Partition), or −1.
+	// cut is the node a partition cuts off (Partition), or -1.
 	cut int
 	// followed is the last leader every node not cut off was seen to
 	// follow (Leader).
@@ -107,6 +107,7 @@ func NewCluster(tb testing.TB, n int, opts ...func(*coordinator.Config)) *Cluste
 // the same, so Raft peers and clients find it again.
 func (tc *Cluster) Restart(i int) *coordinator.Coordinator {
 	tc.tb.Helper()
+	tc.forgetFollowed()
 	cfg := tc.cfgs[i]
 	cfg.Join = nil
 	for j, c := range tc.Nodes {
@@ -131,6 +132,7 @@ func (tc *Cluster) Restart(i int) *coordinator.Coordinator {
 // no GOAWAY, no last Raft message (its data folder stays). Stop is the
 // graceful path.
 func (tc *Cluster) Kill(i int) {
+	tc.forgetFollowed()
 	if c := tc.Nodes[i]; c != nil {
 		c.Crash()
 		tc.Nodes[i] = nil
@@ -141,6 +143,7 @@ func (tc *Cluster) Kill(i int) {
 // first, then a gossip leave, gRPC's GracefulStop, Raft's shutdown (its
 // data folder stays).
 func (tc *Cluster) Stop(i int) {
+	tc.forgetFollowed()
 	if c := tc.Nodes[i]; c != nil {
 		c.Shutdown()
 		tc.Nodes[i] = nil
@@ -208,6 +211,14 @@ func (tc *Cluster) Addrs() []string {
 	return out
 }
 
+// forgetFollowed makes the next Leader check again that the nodes follow
+// the leader (a node stopped or restarted).
+func (tc *Cluster) forgetFollowed() {
+	tc.mu.Lock()
+	tc.followed = nil
+	tc.mu.Unlock()
+}
+
 // Leader waits up to timeout for a leader and returns it, once the other
 // nodes (but one cut off by a partition) know it too, for up to 2 s more:
 // a follower that does not yet refuses the calls it would forward to the
@@ -229,12 +240,13 @@ func (tc *Cluster) Leader(timeout time.Duration) *coordinator.Coordinator {
 }
 
 // waitFollowed waits up to timeout until every running node not cut off
-// knows leader as its leader, once per leader.
+// knows leader as its leader, once per leader (and again after a node
+// stops or restarts). A leader cut off itself is not waited for.
 func (tc *Cluster) waitFollowed(leader *coordinator.Coordinator, timeout time.Duration) {
 	tc.mu.Lock()
 	done, cut := tc.followed == leader, tc.cut
 	tc.mu.Unlock()
-	if done {
+	if done || cut >= 0 && tc.Index(leader) == cut {
 		return
 	}
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {

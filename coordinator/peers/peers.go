@@ -32,14 +32,16 @@ import (
 var (
 	// ErrUnreachable means no link to a coordinator can be made now: this
 	// coordinator is shutting down, is cut off from it, or knows no
-	// address for it.
+	// address for it. It is a passing condition (the coordinator answers
+	// Unavailable).
 	ErrUnreachable = errors.New("coordinator unreachable")
 	// ErrWrongPeer means the coordinator at an address is not the one
 	// dialled: its certificate names another.
 	ErrWrongPeer = errors.New("not the coordinator dialled")
 )
 
-// Config is what Links needs of its coordinator.
+// Config is what Links needs of its coordinator. Addr, Revoked and Removed
+// are required.
 type Config struct {
 	// Cert is this coordinator's certificate; CA the federation's.
 	Cert tls.Certificate
@@ -56,7 +58,7 @@ type Config struct {
 	// simulated network).
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// RelayStreams is the most relayed participant streams one connection
-	// carries (relayPool).
+	// carries (relayPool; at least 1).
 	RelayStreams int
 }
 
@@ -73,6 +75,9 @@ type Links struct {
 
 // New returns the links of a coordinator; it opens none yet.
 func New(cfg Config) *Links {
+	if cfg.Addr == nil || cfg.Revoked == nil || cfg.Removed == nil {
+		panic("peers.New: Config.Addr, Revoked and Removed are required")
+	}
 	return &Links{cfg: cfg, conns: map[string]*grpc.ClientConn{}, relays: map[string]*relayPool{}, blocked: map[string]bool{},
 		tracked: map[*trackedConn]bool{}}
 }

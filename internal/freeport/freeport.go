@@ -8,7 +8,9 @@
 // before the child process binds it ("address already in use"). Loopback
 // picks instead from the ports below the kernel's ephemeral range, which
 // neither of those draw from, one that is free for TCP and UDP (gossip
-// binds both).
+// binds both). A port is handed out once per process, and across the
+// processes of a test run a lock file per port (released when the process
+// ends) keeps two from picking the same one.
 package freeport
 
 import (
@@ -18,34 +20,53 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // lowest is the lowest port picked.
 const lowest = 10_000
 
+var (
+	mu     sync.Mutex
+	handed = map[int]bool{} // ports this process handed out
+)
+
 // Loopback returns 127.0.0.1:PORT with a port that is free for TCP and UDP
-// now and lies below the ephemeral range. Where that range starts too low
-// to leave room, it falls back to a port the kernel picks.
+// now, has not been handed out before, and lies below the ephemeral range.
+// Where that range starts too low to leave room, or 200 picks found
+// nothing, it falls back to ports the kernel picks (in the ephemeral
+// range, so with the race above), still free for TCP and UDP.
 func Loopback() (string, error) {
-	top := ephemeralLow()
-	if top-lowest >= 1000 {
+	mu.Lock()
+	defer mu.Unlock()
+	if top := ephemeralLow(); top-lowest >= 1000 {
 		for range 200 {
 			port := lowest + rand.IntN(top-lowest)
-			if addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port)); free(addr) {
-				return addr, nil
+			if handed[port] || !free(port) || !lock(port) {
+				continue
 			}
+			handed[port] = true
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 		}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("a free loopback port: %w", err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("a free loopback port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handed[port] && free(port) && lock(port) {
+			handed[port] = true
+			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", fmt.Errorf("a free loopback port: none of 300 tried is free for TCP and UDP")
 }
 
-// free reports whether addr can be bound for TCP and for UDP.
-func free(addr string) bool {
+// free reports whether port can be bound on 127.0.0.1 for TCP and UDP.
+func free(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return false

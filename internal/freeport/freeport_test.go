@@ -7,14 +7,20 @@ import (
 )
 
 // TestLoopbackIsFreeAndOutsideTheEphemeralRange: every address picked can
-// be bound for TCP and UDP and lies below the ephemeral range.
+// be bound for TCP and UDP, lies below the ephemeral range, and is never
+// handed out twice.
 func TestLoopbackIsFreeAndOutsideTheEphemeralRange(t *testing.T) {
 	low := ephemeralLow()
-	for range 20 {
+	seen := map[string]bool{}
+	for range 50 {
 		addr, err := Loopback()
 		if err != nil {
 			t.Fatal(err)
 		}
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil || host != "127.0.0.1" {
 			t.Fatalf("%q: not a loopback address (%v)", addr, err)
