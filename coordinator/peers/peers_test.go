@@ -75,7 +75,7 @@ func TestVerifyNamed(t *testing.T) {
 		return tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf, ca.Cert}}}
 	}
 	removed := errors.New("removed")
-	l := New(Config{Revoked: func(tls.ConnectionState) error { return nil },
+	l := New(Config{Addr: func(string) (string, bool) { return "", false }, Revoked: func(tls.ConnectionState) error { return nil },
 		Removed: func(name string) error {
 			if name == "c3" {
 				return removed
