@@ -26,6 +26,7 @@ import (
 
 	"github.com/accord-fl/accord/coordinator/blobsync"
 	"github.com/accord-fl/accord/coordinator/peers"
+	"github.com/accord-fl/accord/coordinator/raftlayer"
 	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/netlimit"
@@ -348,7 +349,9 @@ func (c *Coordinator) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("raft snapshot store: %w", err)
 	}
-	layer, err := newTLSStreamLayer(c.cfg.RaftAddr, c.cfg.Cert, c.cfg.CA, c.links, c.cfg.Limits, c.dialPeer, c.raftIDAt)
+	layer, err := raftlayer.Listen(raftlayer.Config{Addr: c.cfg.RaftAddr, Cert: c.cfg.Cert, CA: c.cfg.CA,
+		Verify: c.links.VerifyCoordinator, Track: c.links.Track, Dial: c.dialPeer, ServerID: c.raftIDAt,
+		HandshakeTimeout: c.cfg.Limits.HandshakeTimeout, MaxPendingHandshakes: c.cfg.Limits.MaxPendingHandshakes, MaxConnsPerIP: c.cfg.Limits.MaxRaftConnsPerIP})
 	if err != nil {
 		return err
 	}
