@@ -259,6 +259,15 @@ func (ca *CA) IssueWith(id Identity, opt IssueOptions) (tls.Certificate, error) 
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
+// PeerName is the common name of a TLS peer's certificate (a
+// coordinator's or participant's name), or "" without one.
+func PeerName(cs tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	return cs.PeerCertificates[0].Subject.CommonName
+}
+
 // SerialOf returns a certificate's serial number in lower-case hexadecimal,
 // without leading zeros or a prefix. Revocations name certificates by
 // their serial in this form.

@@ -82,20 +82,12 @@ func New(cfg Config) *Links {
 		tracked: map[*trackedConn]bool{}}
 }
 
-// Name is the name a TLS peer's certificate gives ("" without one).
-func Name(cs tls.ConnectionState) string {
-	if len(cs.PeerCertificates) == 0 {
-		return ""
-	}
-	return cs.PeerCertificates[0].Subject.CommonName
-}
-
 // allowed refuses a TLS connection with a coordinator this one is
 // partitioned from.
 func (l *Links) allowed(cs tls.ConnectionState) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if name := Name(cs); l.blocked[name] {
+	if name := pki.PeerName(cs); l.blocked[name] {
 		return fmt.Errorf("partitioned from %s", name)
 	}
 	return nil
@@ -111,7 +103,7 @@ func (l *Links) VerifyCoordinator(cs tls.ConnectionState) error {
 	if err := l.cfg.Revoked(cs); err != nil {
 		return err
 	}
-	if err := l.cfg.Removed(Name(cs)); err != nil {
+	if err := l.cfg.Removed(pki.PeerName(cs)); err != nil {
 		return err
 	}
 	return l.allowed(cs)
@@ -125,7 +117,7 @@ func (l *Links) VerifyNamed(name string) func(tls.ConnectionState) error {
 		if err := l.VerifyCoordinator(cs); err != nil {
 			return err
 		}
-		if got := Name(cs); got != name {
+		if got := pki.PeerName(cs); got != name {
 			return fmt.Errorf("%w: dialled coordinator %s, but its certificate names %q", ErrWrongPeer, name, got)
 		}
 		return nil
@@ -198,7 +190,7 @@ func (t *trackedConn) Close() error {
 // CloseAll can cut it; after CloseAll it closes it at once.
 func (l *Links) Track(c *tls.Conn) net.Conn {
 	cs := c.ConnectionState()
-	t := &trackedConn{Conn: c, l: l, peer: Name(cs)}
+	t := &trackedConn{Conn: c, l: l, peer: pki.PeerName(cs)}
 	if len(cs.PeerCertificates) > 0 {
 		t.serial = pki.SerialOf(cs.PeerCertificates[0])
 	}

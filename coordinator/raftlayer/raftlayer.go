@@ -97,14 +97,6 @@ func Listen(cfg Config) (*Layer, error) {
 	return t, nil
 }
 
-// peerName is the name a TLS peer's certificate gives ("" without one).
-func peerName(cs tls.ConnectionState) string {
-	if len(cs.PeerCertificates) == 0 {
-		return ""
-	}
-	return cs.PeerCertificates[0].Subject.CommonName
-}
-
 // acceptLoop accepts TCP connections and starts a handshake for each, as
 // long as a handshake slot is free.
 func (t *Layer) acceptLoop() {
@@ -208,7 +200,7 @@ func (t *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	// The server at a configuration's address must be the server ID the
 	// configuration names there: a coordinator's name is its Raft ID.
 	if want := t.cfg.ServerID(address); want != "" {
-		if got := peerName(c.ConnectionState()); got != want {
+		if got := pki.PeerName(c.ConnectionState()); got != want {
 			c.Close()
 			return nil, fmt.Errorf("%w: raft server %s at %s presents a certificate naming %q", ErrWrongServer, want, address, got)
 		}
