@@ -51,7 +51,7 @@ func im2col(col, img []float32, c, h, w, k int) {
 			last := (h-1)*w + hi
 			copy(mid[lo:last], src[lo+dx:last+dx])
 			clear(mid[last:])
-			zeroWrapped(mid, w, 0, h, lo, hi)
+			zeroWrapped(mid, w, lo, hi)
 			for i := range k {
 				if i == p {
 					continue
@@ -71,11 +71,11 @@ func im2col(col, img []float32, c, h, w, k int) {
 	}
 }
 
-// zeroWrapped zeroes, in rows y0 to y1 of a patch-matrix row of width w,
-// the columns outside [lo, hi): those a copy of the shifted image as one
-// run wrapped around a row edge, where the kernel tap is in the padding.
-func zeroWrapped(row []float32, w, y0, y1, lo, hi int) {
-	for y := y0; y < y1; y++ {
+// zeroWrapped zeroes, in each row of width w of a patch-matrix row, the
+// columns outside [lo, hi): those a copy of the shifted image as one run
+// wrapped around a row edge, where the kernel tap is in the padding.
+func zeroWrapped(row []float32, w, lo, hi int) {
+	for y := range len(row) / w {
 		r := row[y*w : (y+1)*w]
 		for x := range lo { // one or two values: a loop, not a call to clear
 			r[x] = 0
@@ -113,7 +113,7 @@ func col2im(img, col []float32, c, h, w, k int) {
 				row := col[((ch*k+i)*k+j)*hw:][:hw]
 				vec.Saxpy((y1-y0)*w, 1, row[y0*w:y1*w], 1, mid[(y0+dy)*w:(y1+dy)*w], 1)
 			}
-			zeroWrapped(mid, w, 0, h, lo, hi)
+			zeroWrapped(mid, w, lo, hi)
 			last := (h-1)*w + hi
 			vec.Saxpy(last-lo, 1, mid[lo:last], 1, dst[lo+dx:last+dx], 1)
 		}
@@ -124,10 +124,9 @@ func col2im(img, col []float32, c, h, w, k int) {
 // l with weights wt (N × C·K·K) and biases b; col is a work buffer of
 // C·K·K·H·W values.
 func convForward(l LayerSpec, wt, b, x, out, col []float32, rows int) {
-	n, hw, ckk := l.Channels(), l.H*l.W, l.C*l.Size*l.Size
-	wm := general(n, ckk, wt)
+	n, hw := l.Channels(), l.H*l.W
+	wm := general(n, l.C*l.Size*l.Size, wt)
 	for r := range rows {
-		img := x[r*l.In : (r+1)*l.In]
 		o := out[r*l.Out : (r+1)*l.Out]
 		for ch, v := range b[:n] {
 			oc := o[ch*hw : (ch+1)*hw]
@@ -135,13 +134,21 @@ func convForward(l LayerSpec, wt, b, x, out, col []float32, rows int) {
 				oc[i] = v
 			}
 		}
-		if l.Size == 1 {
-			blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, wm, general(ckk, hw, img), 1, general(n, hw, o))
-			continue
-		}
-		im2col(col, img, l.C, l.H, l.W, l.Size)
-		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, wm, general(ckk, hw, col), 1, general(n, hw, o))
+		convForwardExample(l, wm, x[r*l.In:(r+1)*l.In], col, o, 1)
 	}
+}
+
+// convForwardExample computes o = wm·patches(img) + beta·o for one example
+// img of the Conv layer l with weight matrix wm (N × C·K·K); col is the
+// patch-matrix buffer (unused for 1×1 kernels, whose patches are img).
+func convForwardExample(l LayerSpec, wm blas32.General, img, col, o []float32, beta float32) {
+	ckk, hw := l.C*l.Size*l.Size, l.H*l.W
+	patches := img
+	if l.Size != 1 {
+		im2col(col, img, l.C, l.H, l.W, l.Size)
+		patches = col
+	}
+	blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, wm, general(ckk, hw, patches), beta, general(wm.Rows, hw, o))
 }
 
 // convBackward sets gw and gb to the gradient of the loss with respect to
@@ -249,9 +256,11 @@ func poolForward(l LayerSpec, x, out []float32, arg []int32, rows int) {
 // windowMax is the largest value, plus bias, of the s×s window (y, xx)
 // of an image w values wide, and its index in the image (the first of
 // equal maxima): NaN if the window holds one, as Go's max (and pool2)
-// gives, with the index of the last NaN. sum is NaN when the window holds
-// a NaN or an infinity. A bias of 0 is not added, which would make −0 +0.
-func windowMax(img []float32, w, s, y, xx int, bias float32) (best float32, at int, sum float32) {
+// gives, with the index of the last NaN. special is NaN when the window
+// holds a NaN or an infinity, and 0 otherwise (a sum of the values would
+// also overflow to infinity). A bias of 0 is not added, which would make
+// −0 +0.
+func windowMax(img []float32, w, s, y, xx int, bias float32) (best float32, at int, special float32) {
 	at = y*s*w + xx*s
 	best = img[at]
 	if bias != 0 {
@@ -263,13 +272,13 @@ func windowMax(img []float32, w, s, y, xx int, bias float32) (best float32, at i
 			if bias != 0 {
 				v += bias
 			}
-			sum += v
+			special += v - v // 0, or NaN for a NaN or an infinity
 			if v > best || v != v {
 				best, at = v, (y*s+i)*w+xx*s+j
 			}
 		}
 	}
-	return best, at, sum
+	return best, at, special
 }
 
 // poolBackward routes the gradient dout of the MaxPool layer l's output to
@@ -304,13 +313,20 @@ func pool2(l LayerSpec, x, out []float32, arg []int32, rows int) {
 					a, b, c, d := top[2*xx], top[2*xx+1], bot[2*xx], bot[2*xx+1]
 					m := max(max(a, b), max(c, d))
 					// The first of equal maxima: a, b, c, then d.
-					off := b2i(a != m) * (1 + b2i(b != m)*(w-1+b2i(c != m)))
-					o[xx], a2[xx] = m, t0+int32(2*xx+off)
+					o[xx], a2[xx] = m, t0+int32(2*xx+firstOf4(a, b, c, m, w))
 				}
 				k += ow
 			}
 		}
 	}
+}
+
+// firstOf4 is the offset, in an image w values wide, of the first of a
+// 2×2 window's values a (top left), b, c (bottom left) and d equal to its
+// maximum m: 0, 1, w or w+1, without a branch (d is the maximum if none
+// of the others is).
+func firstOf4[T int32 | float32](a, b, c, m T, w int) int {
+	return b2i(a != m) * (1 + b2i(b != m)*(w-1+b2i(c != m)))
 }
 
 // b2i is 1 for true and 0 for false, without a branch.

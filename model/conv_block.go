@@ -2,9 +2,6 @@ package model
 
 import (
 	"math"
-
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
 )
 
 // A convolution block is a Conv layer, its ReLU and a MaxPool after it
@@ -44,15 +41,9 @@ func convBlock(layers []LayerSpec, l int) bool {
 // biases; col is its patch-matrix buffer, pre a buffer of cl.Out+1
 // values.
 func convBlockForward(cl, pl LayerSpec, wt, b, x, out []float32, arg []int32, col, pre []float32, rows int) {
-	n, hw, ckk := cl.Channels(), cl.H*cl.W, cl.C*cl.Size*cl.Size
-	wm := general(n, ckk, wt)
+	wm := general(cl.Channels(), cl.C*cl.Size*cl.Size, wt)
 	for r := range rows {
-		patches := x[r*cl.In : (r+1)*cl.In]
-		if cl.Size != 1 {
-			im2col(col, patches, cl.C, cl.H, cl.W, cl.Size)
-			patches = col
-		}
-		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, wm, general(ckk, hw, patches), 0, general(n, hw, pre))
+		convForwardExample(cl, wm, x[r*cl.In:(r+1)*cl.In], col, pre, 0)
 		o, a := out[r*pl.Out:(r+1)*pl.Out], arg[r*pl.Out:(r+1)*pl.Out]
 		if pl.Size == 2 {
 			poolReLU2(pl, pre, b, o, a)
@@ -93,7 +84,7 @@ func poolReLU2(l LayerSpec, pre, b, out []float32, arg []int32) {
 				a, bb, c, d := bits(fa), bits(fb), bits(fc), bits(fd)
 				m := max(max(a, bb), max(c, d))
 				// The first of equal maxima: a, b, c, then d.
-				off := int32(b2i(a != m) * (1 + b2i(bb != m)*(w-1+b2i(c != m))))
+				off := int32(firstOf4(a, bb, c, m, w))
 				on := int32(b2i(m > 0)) // the ReLU
 				// NaNs and infinities have the largest bits but for the sign.
 				const abs, inf, nan = 0x7fffffff, 0x7f800000, 0x7fc00000
@@ -120,11 +111,11 @@ func poolReLU(l LayerSpec, pre, b, out []float32, arg []int32) {
 		bias := b[ch]
 		for y := range oh {
 			for xx := range ow {
-				best, bi, sum := windowMax(img, l.W, s, y, xx, bias)
+				best, bi, special := windowMax(img, l.W, s, y, xx, bias)
 				if best > 0 {
-					out[k], arg[k] = best+0*sum, int32(base+bi)
+					out[k], arg[k] = best+special, int32(base+bi)
 				} else {
-					out[k], arg[k] = max(0*sum, 0), int32(l.In)
+					out[k], arg[k] = max(special, 0), int32(l.In)
 				}
 				k++
 			}

@@ -50,10 +50,10 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 		if n.first < 0 && ls.NumParams() > 0 {
 			n.first = l
 		}
-		// Inside a convolution block only the pool's outputs and its
-		// input's gradient are kept for the batch.
-		inBlock := l >= 1 && n.block[l-1] || l >= 2 && n.block[l-2]
-		if ls.Kind != Flatten && !(inBlock && ls.Kind != MaxPool) && !n.block[l] {
+		// Of a convolution block (its Conv at l, ReLU at l+1 and MaxPool at
+		// l+2) only the pool's outputs are kept for the batch.
+		blockReLU, blockPool := l >= 1 && n.block[l-1], l >= 2 && n.block[l-2]
+		if ls.Kind != Flatten && !blockReLU && !n.block[l] {
 			n.acts[l] = make([]float32, capacity*ls.Out)
 		}
 		switch ls.Kind {
@@ -70,7 +70,7 @@ func makeNetwork(spec Spec, capacity int, backward bool) *network {
 		case MaxPool:
 			n.args[l] = make([]int32, capacity*ls.Out)
 		}
-		if backward && n.first >= 0 && l > n.first && (ls.Kind == Dense || ls.Kind == Conv || ls.Kind == MaxPool && !inBlock) {
+		if backward && n.first >= 0 && l > n.first && (ls.Kind == Dense || ls.Kind == Conv || ls.Kind == MaxPool && !blockPool) {
 			n.deltas[l] = make([]float32, capacity*ls.In)
 			if ls.Kind == Dense {
 				n.dinTs[l] = make([]float32, capacity*ls.In)
@@ -119,7 +119,6 @@ func (n *network) forward(params, x []float32, rows int) []float32 {
 			out := n.acts[l+2][:rows*pl.Out]
 			w, b := n.conv(params, l)
 			convBlockForward(ls, pl, w, b, in, out, n.args[l+2], n.cols[l], n.pres[l], rows)
-			n.ins[l+1], n.ins[l+2] = nil, nil
 			in = out
 			l += 2
 			continue
@@ -277,12 +276,7 @@ func (n *network) denseInputGradient(w blas32.General, d, din []float32, l, rows
 	ls := n.spec.Layers[l]
 	dinT := n.dinTs[l][:ls.In*rows]
 	blas32.Gemm(blas.NoTrans, blas.Trans, 1, w, general(rows, ls.Out, d), 0, general(ls.In, rows, dinT))
-	for i := range ls.In {
-		col := dinT[i*rows : (i+1)*rows]
-		for r, v := range col {
-			din[r*ls.In+i] = v
-		}
-	}
+	transposeInto(din, dinT, ls.In, rows)
 }
 
 // lossAndGradient runs one minibatch forward and backward: it returns the
