@@ -59,14 +59,14 @@ func (c *Coordinator) leaderRelay() (*grpc.ClientConn, func(), error) {
 
 // leaderID is the current leader's name, if it is another node.
 func (c *Coordinator) leaderID() (string, error) {
-	_, id := c.raft.LeaderWithID()
+	id := c.KnownLeader()
 	if id == "" {
 		return "", fmt.Errorf("%w: no leader is known yet; retry", ErrNotLeader)
 	}
-	if string(id) == c.cfg.Name {
+	if id == c.cfg.Name {
 		return "", fmt.Errorf("%w: leadership is changing; retry", ErrNotLeader)
 	}
-	return string(id), nil
+	return id, nil
 }
 
 // forwardUnary makes a unary call on the leader, on the caller's behalf, when

@@ -28,6 +28,7 @@ func BenchmarkRoundProtocol(b *testing.B) {
 	admin := tc.Admin(0, "ops")
 	waitConnected(b, admin, participants)
 	spec := state.DefaultJobSpec()
+	spec.Model = scaleModel // the model of the update the fleet sends
 	spec.Rounds, spec.TargetAccuracy, spec.EvaluateFraction = 1_000_000, 0, 0
 	spec.ParticipantsPerRound, spec.MinParticipants = participants, participants
 	resp, err := admin.SubmitJob(b.Context(), &pb.SubmitJobRequest{Spec: spec.ToProto()})

@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -10,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/accord-fl/accord/aggregate/secagg"
 	"github.com/accord-fl/accord/coordinator"
 	"github.com/accord-fl/accord/coordinator/coordtest"
 	"github.com/accord-fl/accord/coordinator/state"
@@ -250,7 +250,7 @@ func runScale(b *testing.B, bin string, opts scaleOptions, cfg scaleConfig) scal
 
 	res := scaleResult{cfg: cfg, opts: opts, leader: cl.name(leader), rounds: opts.rounds}
 	if cfg.secure {
-		res.k, res.t, _ = secagg.ChooseGraph(cfg.cohort, 0.1, 0)
+		res.k, res.t, _ = cfg.spec(0).SecureAggregation.Graph(cfg.cohort)
 	}
 	pid := cl.pid(leader)
 	before, err := coordtest.MemoryOf(pid)
@@ -424,7 +424,7 @@ func scaleDiagnosis(admin pb.AdminServiceClient, fleet *coordtest.Fleet, jobID s
 	}
 	for _, r := range page.Rounds {
 		fmt.Fprintf(&s, "round %d/%d %v: cohort %d, contributors %d, responders %d, silent %d, late %d, open %.1f s: %s\n", r.Number, r.Attempt, r.Status,
-			len(r.Cohort), len(r.Contributors), len(r.Responders), len(r.Silent), len(r.Late), float64(max(r.ClosedUnixMs, time.Now().UnixMilli())-r.OpenedUnixMs)/1000, r.Reason)
+			len(r.Cohort), len(r.Contributors), len(r.Responders), len(r.Silent), len(r.Late), float64(cmp.Or(r.ClosedUnixMs, time.Now().UnixMilli())-r.OpenedUnixMs)/1000, r.Reason)
 	}
 	return s.String()
 }

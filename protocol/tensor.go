@@ -31,27 +31,21 @@ func wordBytes[T float32 | uint32](v []T) []byte {
 }
 
 // EncodeFloat32 returns v as little-endian float32 bytes.
-func EncodeFloat32(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	if littleEndian {
-		copy(b, wordBytes(v))
-		return b
-	}
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
-}
+func EncodeFloat32(v []float32) []byte { return encodeWords(v) }
 
 // EncodeUint32 returns v as little-endian bytes (a masked input).
-func EncodeUint32(v []uint32) []byte {
+func EncodeUint32(v []uint32) []byte { return encodeWords(v) }
+
+// encodeWords returns v's four-byte values little endian: its memory as
+// it is on a little-endian machine, each value rewritten from the native
+// order to little endian on others.
+func encodeWords[T float32 | uint32](v []T) []byte {
 	b := make([]byte, 4*len(v))
-	if littleEndian {
-		copy(b, wordBytes(v))
-		return b
-	}
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], x)
+	copy(b, wordBytes(v))
+	if !littleEndian {
+		for i := 0; i < len(b); i += 4 {
+			binary.LittleEndian.PutUint32(b[i:], binary.NativeEndian.Uint32(b[i:]))
+		}
 	}
 	return b
 }

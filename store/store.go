@@ -309,6 +309,13 @@ func (s *Store) GetUint64(key []byte) (uint64, error) {
 // digest. Storing the same content twice is harmless.
 func (s *Store) PutBlob(data []byte) (string, error) {
 	d := protocol.Digest(data)
+	return d, s.PutCheckedBlob(d, data)
+}
+
+// PutCheckedBlob stores data under digest, which the caller has checked
+// is its protocol.Digest (a blob received and verified), without hashing
+// it again.
+func (s *Store) PutCheckedBlob(d string, data []byte) error {
 	var err error
 	// Writes wait out a DeleteBlobs in progress (Badger refuses them
 	// meanwhile with ErrBlockedWrites).
@@ -321,9 +328,9 @@ func (s *Store) PutBlob(data []byte) (string, error) {
 		}
 	}
 	if err != nil {
-		return "", fmt.Errorf("storing blob %s: %w", d, err)
+		return fmt.Errorf("storing blob %s: %w", d, err)
 	}
-	return d, nil
+	return nil
 }
 
 // recentBlobs is how many blobs the store keeps in memory after reading

@@ -30,6 +30,7 @@ import (
 // Store holds blobs by digest (store.Store).
 type Store interface {
 	PutBlob(blob []byte) (string, error)
+	PutCheckedBlob(digest string, blob []byte) error
 	GetBlob(digest string) ([]byte, error)
 	HasBlob(digest string) (bool, error)
 }
@@ -140,7 +141,7 @@ func (s *Syncer) Fetch(ctx context.Context, digest string) ([]byte, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := s.store.PutBlob(blob); err != nil {
+		if err := s.store.PutCheckedBlob(digest, blob); err != nil { // fetchFrom checked it
 			return nil, err
 		}
 		return blob, nil

@@ -215,8 +215,7 @@ func TestRunFetchesWhatJobsName(t *testing.T) {
 		t.Fatal(err)
 	}
 	views := make(chan map[string]*state.Job, 1)
-	views <- map[string]*state.Job{"j": {ID: "j", InitialDigest: d0}}
-	current := <-views
+	current := map[string]*state.Job{"j": {ID: "j", InitialDigest: d0}}
 	jobs := func() map[string]*state.Job {
 		select {
 		case v := <-views:

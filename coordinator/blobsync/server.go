@@ -46,7 +46,7 @@ func (s *Server) PutBlob(stream pb.ClusterService_PutBlobServer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Store.PutBlob(blob); err != nil {
+	if err := s.Store.PutCheckedBlob(digest, blob); err != nil {
 		return s.Status(err)
 	}
 	return stream.SendAndClose(&pb.PutBlobResponse{})

@@ -3,8 +3,6 @@ package coordtest
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -52,20 +50,22 @@ type Processes struct {
 // Raft cluster once all have met by gossip.
 func StartProcesses(tb testing.TB, binary string, n int) *Processes {
 	tb.Helper()
-	ca, err := pki.NewCA("test")
+	dir := tb.TempDir()
+	// The CA certificate and the gossip key as accord pki init writes them.
+	if err := pki.InitDir(dir, "test"); err != nil {
+		tb.Fatal(err)
+	}
+	ca, err := pki.LoadCA(dir)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pc := &Processes{tb: tb, CA: ca, dir: tb.TempDir()}
+	pc := &Processes{tb: tb, CA: ca, dir: dir}
 	tb.Cleanup(pc.stop)
-	caFile, keyFile := filepath.Join(pc.dir, "ca.crt"), filepath.Join(pc.dir, "gossip.key")
-	if err := pc.writeFederation(caFile, keyFile); err != nil {
-		tb.Fatal(err)
-	}
+	caFile, keyFile := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "gossip.key")
 	type ports struct{ grpc, raft, gossip string }
 	addrs := make([]ports, n)
 	for i := range addrs {
-		addrs[i] = ports{freeLoopback(tb), freeLoopback(tb), freeLoopback(tb)}
+		addrs[i] = ports{FreeLoopback(tb), FreeLoopback(tb), FreeLoopback(tb)}
 	}
 	opsCert := pc.AdminCert()
 	for i := range n {
@@ -94,19 +94,6 @@ func StartProcesses(tb testing.TB, binary string, n int) *Processes {
 		pc.admins = append(pc.admins, dialAdmin(pc.tb, addrs[i].grpc, opsCert, pc.CA.Pool()))
 	}
 	return pc
-}
-
-// writeFederation writes the CA certificate and a new gossip key, as
-// accord pki init does.
-func (pc *Processes) writeFederation(caFile, keyFile string) error {
-	key, err := pki.NewGossipKey()
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pc.CA.Cert.Raw}), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
 }
 
 // start starts one coordinator process, its output into NAME.log.
@@ -143,9 +130,9 @@ func (pc *Processes) stop() {
 	}
 }
 
-// freeLoopback returns a loopback address for a process to listen on
+// FreeLoopback returns a loopback address for a process to listen on
 // (freeport.Loopback).
-func freeLoopback(tb testing.TB) string {
+func FreeLoopback(tb testing.TB) string {
 	tb.Helper()
 	addr, err := freeport.Loopback()
 	if err != nil {

@@ -83,20 +83,16 @@ func TestVerifyNamed(t *testing.T) {
 			return nil
 		}})
 	for _, c := range []struct {
-		name string
-		cs   tls.ConnectionState
-		want error
+		name, dialled string
+		cs            tls.ConnectionState
+		want          error
 	}{
-		{"the coordinator dialled", state(pki.RoleCoordinator, "c2"), nil},
-		{"another coordinator", state(pki.RoleCoordinator, "c4"), ErrWrongPeer},
-		{"a removed coordinator", state(pki.RoleCoordinator, "c3"), removed},
-		{"a participant", state(pki.RoleParticipant, "c2"), pki.ErrNotCoordinator},
+		{"the coordinator dialled", "c2", state(pki.RoleCoordinator, "c2"), nil},
+		{"another coordinator", "c2", state(pki.RoleCoordinator, "c4"), ErrWrongPeer},
+		{"a removed coordinator", "c3", state(pki.RoleCoordinator, "c3"), removed},
+		{"a participant", "c2", state(pki.RoleParticipant, "c2"), pki.ErrNotCoordinator},
 	} {
-		dialled := "c2"
-		if c.name == "a removed coordinator" {
-			dialled = "c3"
-		}
-		err := l.VerifyNamed(dialled)(c.cs)
+		err := l.VerifyNamed(c.dialled)(c.cs)
 		if c.want == nil && err != nil || c.want != nil && !errors.Is(err, c.want) {
 			t.Errorf("%s: %v; want %v", c.name, err, c.want)
 		}

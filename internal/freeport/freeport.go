@@ -41,12 +41,9 @@ func Loopback() (string, error) {
 	defer mu.Unlock()
 	if top := ephemeralLow(); top-lowest >= 1000 {
 		for range 200 {
-			port := lowest + rand.IntN(top-lowest)
-			if handed[port] || !free(port) || !lock(port) {
-				continue
+			if port := lowest + rand.IntN(top-lowest); take(port) {
+				return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 			}
-			handed[port] = true
-			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 		}
 	}
 	for range 100 {
@@ -56,12 +53,21 @@ func Loopback() (string, error) {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if !handed[port] && free(port) && lock(port) {
-			handed[port] = true
+		if take(port) {
 			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 		}
 	}
 	return "", fmt.Errorf("a free loopback port: none of 300 tried is free for TCP and UDP")
+}
+
+// take hands port out if it has not been, is free and can be locked
+// (mu held).
+func take(port int) bool {
+	if handed[port] || !free(port) || !lock(port) {
+		return false
+	}
+	handed[port] = true
+	return true
 }
 
 // free reports whether port can be bound on 127.0.0.1 for TCP and UDP.

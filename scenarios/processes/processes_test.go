@@ -17,7 +17,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/accord-fl/accord/coordinator/coordtest"
-	"github.com/accord-fl/accord/internal/freeport"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
 
@@ -38,16 +37,6 @@ type proc struct {
 	grpc   string
 	gossip string
 	log    *os.File
-}
-
-// freePort returns a loopback address for a process to listen on.
-func freePort(t *testing.T) string {
-	t.Helper()
-	addr, err := freeport.Loopback()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // run runs the binary to completion and returns its standard output.
@@ -116,11 +105,11 @@ func newCluster(t *testing.T, participants int, extra func(i int) []string) *clu
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.coord = append(c.coord, &proc{name: name, grpc: freePort(t), gossip: freePort(t), log: log})
+		c.coord = append(c.coord, &proc{name: name, grpc: coordtest.FreeLoopback(t), gossip: coordtest.FreeLoopback(t), log: log})
 	}
 	for i, p := range c.coord {
 		p.args = []string{"coordinator", "--name", p.name, "--data-dir", "data/" + p.name, "--bootstrap-expect", "3",
-			"--grpc-addr", p.grpc, "--raft-addr", freePort(t), "--gossip-addr", p.gossip, "--gossip-key", "pki/gossip.key",
+			"--grpc-addr", p.grpc, "--raft-addr", coordtest.FreeLoopback(t), "--gossip-addr", p.gossip, "--gossip-key", "pki/gossip.key",
 			"--ca", "pki/ca.crt", "--cert", "pki/" + p.name + ".crt", "--key", "pki/" + p.name + ".key", "--log-level", "info"}
 		var join []string
 		for j, q := range c.coord {
