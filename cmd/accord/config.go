@@ -59,11 +59,17 @@ func decodeConfigFile(path string, file any) error {
 	return nil
 }
 
+// givenFlags names the flags of fs, already parsed, that were set.
+func givenFlags(fs *flag.FlagSet) map[string]bool {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return given
+}
+
 // applyFlagValues sets on fs, already parsed, each flag of vals that the
 // command line did not set. path names the file in errors.
 func applyFlagValues(fs *flag.FlagSet, path string, vals flagValues) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	given := givenFlags(fs)
 	keys := make([]string, 0, len(vals))
 	for k := range vals {
 		keys = append(keys, k)

@@ -119,10 +119,6 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	if cfg.LeaderLeaseTimeout > cfg.HeartbeatTimeout {
 		return usageError{fmt.Errorf("--raft-leader-lease-timeout %s is above the heartbeat timeout %s (Raft refuses that)", cfg.LeaderLeaseTimeout, cfg.HeartbeatTimeout)}
 	}
-	gogc := os.Getenv("GOGC")
-	if gogc == "" {
-		debug.SetGCPercent(*f.gcPercent)
-	}
 	cfg.Limits = limits
 	cfg.Name, cfg.DataDir, cfg.GRPCAddr, cfg.RaftAddr, cfg.Bootstrap = *f.name, *f.dataDir, *f.grpcAddr, *f.raftAddr, *f.bootstrap
 	cfg.MetricsAddr, cfg.Cert, cfg.CA = *f.metricsAddr, mat.cert, mat.pool
@@ -143,7 +139,10 @@ func (m *Main) runCoordinator(ctx context.Context, args []string) error {
 	}
 	cfg.GossipKey = key
 	cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	if gogc != "" && flagGiven(fs, "gc-percent") {
+	// The process-wide setting changes only once every flag checked out.
+	if gogc := os.Getenv("GOGC"); gogc == "" {
+		debug.SetGCPercent(*f.gcPercent)
+	} else if givenFlags(fs)["gc-percent"] {
 		cfg.Logger.Warn("--gc-percent is ignored: the GOGC environment variable sets the garbage collector's target", "GOGC", gogc)
 	}
 	c, err := coordinator.New(cfg)
@@ -175,12 +174,4 @@ func loadCoordinatorConfig(path string, def coordinator.Limits) (coordinator.Lim
 		return def, nil, fmt.Errorf("--config %s: %w", path, err)
 	}
 	return f.Limits, f.Flags, nil
-}
-
-// flagGiven reports whether the flag called name was set, on the command
-// line or by a --config file.
-func flagGiven(fs *flag.FlagSet, name string) bool {
-	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
-	return given
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func TestCoordinatorConfigFile(t *testing.T) {
 // TestCoordinatorGCPercent: --gc-percent refuses a value that would turn
 // the collector off or nearly so, as a usage error naming the flag.
 func TestCoordinatorGCPercent(t *testing.T) {
-	for _, v := range []string{"-1", "0", "9"} {
+	for _, v := range []string{"-1", "0", strconv.Itoa(minGCPercent - 1)} {
 		var out, errb bytes.Buffer
 		err := NewMain(&out, &errb).Run(t.Context(), []string{"coordinator", "--name", "c1", "--data-dir", t.TempDir(), "--gc-percent", v})
 		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "--gc-percent "+v) {

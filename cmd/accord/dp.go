@@ -41,8 +41,7 @@ func (m *Main) runDP(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := givenFlags(fs)
 	for _, name := range []string{"sampling-rate", "noise-multiplier", "steps", "delta"} {
 		if !set[name] {
 			return usageError{fmt.Errorf("dp epsilon: --%s is required", name)}
