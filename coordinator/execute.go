@@ -68,9 +68,7 @@ func (x *executor) execute(job *state.Job, run *schedule.JobRun, effects []sched
 		case schedule.Propose:
 			err = x.propose(e)
 		case schedule.SendTasks:
-			for _, t := range e.Tasks {
-				x.tasks.send(t.To, t.Task)
-			}
+			x.sendAll(e.Tasks)
 		case schedule.AskEvaluation:
 			x.askEvaluation(run, e)
 		case schedule.OpenAttempt:
@@ -105,16 +103,22 @@ func (x *executor) applyAbort(cmd state.AbortRound) error {
 	return nil
 }
 
-// askEvaluation sends an evaluation's tasks; those that cannot be queued
-// are not waited for, and an evaluation nobody could be asked for is
-// dropped, to be started again once someone can be.
-func (x *executor) askEvaluation(run *schedule.JobRun, e schedule.AskEvaluation) {
-	var unsent []string
-	for _, t := range e.Tasks {
+// sendAll queues tasks and returns to whom they could not be queued (not
+// connected, or a full queue).
+func (x *executor) sendAll(tasks []schedule.Addressed) (unsent []string) {
+	for _, t := range tasks {
 		if !x.tasks.send(t.To, t.Task) {
 			unsent = append(unsent, t.To)
 		}
 	}
+	return unsent
+}
+
+// askEvaluation sends an evaluation's tasks; those that cannot be queued
+// are not waited for, and an evaluation nobody could be asked for is
+// dropped, to be started again once someone can be.
+func (x *executor) askEvaluation(run *schedule.JobRun, e schedule.AskEvaluation) {
+	unsent := x.sendAll(e.Tasks)
 	if len(unsent) == 0 {
 		return
 	}
@@ -155,14 +159,9 @@ func (x *executor) openAttempt(run *schedule.JobRun, o schedule.OpenAttempt) err
 		run.Round, run.Reasons = r, map[string]string{}
 	}
 	x.leader.mu.Unlock()
-	sent := 0
-	for _, t := range o.Tasks {
-		if x.tasks.send(t.To, t.Task) {
-			sent++
-		}
-	}
+	unsent := x.sendAll(o.Tasks)
 	x.log.Debug("round opened", "job", r.JobID, "round", r.Number, "attempt", r.Attempt, "cohort", len(r.CohortList),
-		"wanted", r.Wanted, "groups", len(r.Groups), "sent", sent)
+		"wanted", r.Wanted, "groups", len(r.Groups), "sent", len(o.Tasks)-len(unsent))
 	return nil
 }
 

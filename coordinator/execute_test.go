@@ -15,6 +15,7 @@ import (
 	"github.com/accord-fl/accord/coordinator/schedule"
 	"github.com/accord-fl/accord/coordinator/state"
 	"github.com/accord-fl/accord/coordinator/state/statetest"
+	"github.com/accord-fl/accord/model"
 	"github.com/accord-fl/accord/protocol"
 	pb "github.com/accord-fl/accord/protocol/accordpb"
 )
@@ -77,7 +78,7 @@ func newExecutorRig(t *testing.T, spec state.JobSpec, params int) *executorRig {
 		t.Fatal(err)
 	}
 	m := &memCluster{d: d, blobs: map[string][]byte{"d0": protocol.EncodeFloat32(make([]float32, params))}}
-	rig := &executorRig{t: t, cluster: m, sent: sentTasks{}, run: &schedule.JobRun{EvalAttempted: map[uint32]bool{}}, t0: d.Now()}
+	rig := &executorRig{t: t, cluster: m, sent: sentTasks{}, run: schedule.NewJobRun(), t0: d.Now()}
 	world := &registry{ids: []string{"a", "b", "c"}}
 	rig.decider = schedule.Decider{World: world}
 	rig.exec = &executor{cluster: m, tasks: rig.sent, leader: &leaderState{jobs: map[string]*schedule.JobRun{execJob: rig.run}},
@@ -135,6 +136,9 @@ func (r *executorRig) job() *state.Job {
 	return j
 }
 
+// execParams is the parameter count of execSpec's model.
+var execParams = model.MustParseSpec(execSpec().Model).NumParams()
+
 func execSpec() state.JobSpec {
 	s := state.DefaultJobSpec()
 	s.Model, s.Rounds, s.TargetAccuracy, s.EvaluateFraction = "logreg:4-2", 2, 0, 0
@@ -147,12 +151,12 @@ func execSpec() state.JobSpec {
 // open one, the cohort's tasks queued), then commits the round's model:
 // stored on the cluster under its digest and committed with it.
 func TestExecutorOpensAndCommits(t *testing.T) {
-	r := newExecutorRig(t, execSpec(), 10)
+	r := newExecutorRig(t, execSpec(), execParams)
 	if err := r.step(0); err != nil {
 		t.Fatal(err)
 	}
-	if r.run.Round == nil || len(r.run.Round.Base) != 10 || len(r.sent) != 3 {
-		t.Fatalf("round %v, tasks to %d; want round 1 open on a base of 10 and 3 tasks", r.run.Round, len(r.sent))
+	if r.run.Round == nil || len(r.run.Round.Base) != execParams || len(r.sent) != 3 {
+		t.Fatalf("round %v, tasks to %d; want round 1 open on a base of %d and 3 tasks", r.run.Round, len(r.sent), execParams)
 	}
 	if rec := r.job().OpenRound(); rec == nil || rec.Number != 1 {
 		t.Fatalf("the FSM's open round is %v; want round 1", rec)
@@ -189,7 +193,7 @@ func TestExecutorOpensAndCommits(t *testing.T) {
 // nothing.
 func TestExecutorAbortsWhatItCannotCommit(t *testing.T) {
 	t.Run("no quorum for the new model", func(t *testing.T) {
-		r := newExecutorRig(t, execSpec(), 10)
+		r := newExecutorRig(t, execSpec(), execParams)
 		if err := r.step(0); err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +206,7 @@ func TestExecutorAbortsWhatItCannotCommit(t *testing.T) {
 		}
 	})
 	t.Run("no base model", func(t *testing.T) {
-		r := newExecutorRig(t, execSpec(), 10)
+		r := newExecutorRig(t, execSpec(), execParams)
 		delete(r.cluster.blobs, "d0")
 		err := r.step(0)
 		if !errors.Is(err, ErrUnknownModel) || r.run.Round != nil || len(r.job().Rounds) != 0 || len(r.sent) != 0 {
@@ -210,9 +214,9 @@ func TestExecutorAbortsWhatItCannotCommit(t *testing.T) {
 		}
 	})
 	t.Run("a base model of another shape", func(t *testing.T) {
-		r := newExecutorRig(t, execSpec(), 7)
-		if err := r.step(0); err == nil || r.run.Round != nil || len(r.job().Rounds) != 0 {
-			t.Fatalf("%v: round %v; want nothing opened on a base of 7 parameters for a model of 10", err, r.run.Round)
+		r := newExecutorRig(t, execSpec(), execParams-3)
+		if err := r.step(0); !errors.Is(err, state.ErrConflict) || r.run.Round != nil || len(r.job().Rounds) != 0 {
+			t.Fatalf("%v: round %v; want nothing opened on a base of %d parameters for a model of %d", err, r.run.Round, execParams-3, execParams)
 		}
 	})
 }

@@ -147,7 +147,7 @@ func (c *Coordinator) schedule(now time.Time) {
 		}
 		run := c.leader.jobs[id]
 		if run == nil {
-			run = &schedule.JobRun{EvalAttempted: map[uint32]bool{}}
+			run = schedule.NewJobRun()
 			c.leader.jobs[id] = run
 		}
 		effects := c.leader.decider.Decide(job, run, now)
@@ -320,7 +320,7 @@ func (c *Coordinator) secureMessage(from string, ref *pb.SecAggRound, check, del
 		if err != nil {
 			return err
 		}
-		if run := c.leader.jobs[ref.GetJobId()]; run == nil || run.Round != r {
+		if !c.isOpenLocked(r) {
 			return fmt.Errorf("%w: round %d closed while the message was checked", schedule.ErrRoundClosed, r.Number)
 		}
 	}

@@ -22,15 +22,21 @@ func BenchmarkLeaderTick(b *testing.B) {
 		b.Run(fmt.Sprintf("rounds=%d", rounds), func(b *testing.B) {
 			d := statetest.New(b)
 			j := d.JobWithHistory("job-000000000001", rounds)
-			c := &Coordinator{fsm: d.FSM, log: slog.New(slog.DiscardHandler)}
+			// The leader's decider and executor, set up as New does.
+			c := &Coordinator{fsm: d.FSM, log: slog.New(slog.DiscardHandler), sessions: newSessions(), metrics: newMetrics(),
+				leader: leaderState{kick: make(chan struct{}, 1)}}
+			c.leader.decider = schedule.Decider{World: coordinatorWorld{sessions: c.sessions, fsm: c.fsm}, CA: d.CA.Pool()}
+			c.exec = &executor{cluster: c, tasks: c.sessions, leader: &c.leader, metrics: c.metrics, log: c.log, kick: c.kickLeader}
 			open := j.Rounds[len(j.Rounds)-1]
 			rule, err := aggregate.NewRule(aggregate.RuleConfig{}, 16)
 			if err != nil {
 				b.Fatal(err)
 			}
 			now := time.UnixMilli(open.OpenedAt)
-			r := schedule.NewRound(j.ID, open.Number, 1, open.Cohort, nil, make([]float32, 16), open.BaseDigest, now.Add(time.Hour), 8, rule)
-			c.leader.jobs = map[string]*schedule.JobRun{j.ID: {Round: r, EvalAttempted: map[uint32]bool{}}}
+			r := schedule.NewRound(j.ID, open.Number, 1, open.Cohort, nil, 16, open.BaseDigest, now.Add(time.Hour), 8, rule)
+			run := schedule.NewJobRun()
+			run.Round = r
+			c.leader.jobs = map[string]*schedule.JobRun{j.ID: run}
 			for b.Loop() {
 				c.schedule(now)
 			}

@@ -336,7 +336,7 @@ func (s *decision) startEvaluation(number uint32) bool {
 			Dataset: spec.Dataset, BaseModelDigest: digest, DeadlineUnixMs: deadline.UnixMilli(),
 			JobOrganization: job.Organization, JobRounds: spec.Rounds, SecureAggregation: spec.SecureAggregation.Mode}})
 	}
-	ev := newEvalCollection(job.ID, number, digest, evaluators, deadline)
+	ev := newEvalCollection(number, digest, evaluators, deadline)
 	ev.intended = k
 	s.run.Eval = ev
 	s.run.EvalAttempted[number] = true
@@ -443,8 +443,7 @@ func (s *decision) open() {
 	}
 	// The base model is fetched by the executor (openAttempt), before the
 	// round is committed.
-	r := NewRound(job.ID, number, attempt, cohort, weights, nil, baseDigest, deadline, spec.MinUpdates(len(cohort)), rule)
-	r.Length = length
+	r := NewRound(job.ID, number, attempt, cohort, weights, length, baseDigest, deadline, spec.MinUpdates(len(cohort)), rule)
 	r.maxNorm, r.epochs, r.SamplingRate, r.Groups = spec.EffectiveMaxUpdateNorm(), spec.LocalEpochs, samplingRate, groups
 	r.Opened, r.straggler, r.budget = now, spec.EffectiveStragglerFactor(), time.Duration(spec.LocalTimeBudget)
 	if k < len(cohort) {

@@ -82,7 +82,7 @@ func newScheduler(t *testing.T, spec state.JobSpec, participants ...string) *sch
 	}
 	w := newFixedWorld(participants...)
 	return &scheduler{t: t, fsm: d, world: w, decider: Decider{World: w, CA: d.CA.Pool()},
-		run: &JobRun{EvalAttempted: map[uint32]bool{}}, t0: d.Now(), tasks: map[string][]*pb.Task{}}
+		run: NewJobRun(), t0: d.Now(), tasks: map[string][]*pb.Task{}}
 }
 
 // smallSpec is a plain FedAvg job of a 10-parameter model that asks no
@@ -214,6 +214,7 @@ func TestDecidePlainRoundOutcomes(t *testing.T) {
 		who string
 		at  time.Duration
 	}
+	deadline := time.Duration(smallSpec().RoundDeadline)
 	cases := []struct {
 		name      string
 		straggler float64
@@ -227,13 +228,13 @@ func TestDecidePlainRoundOutcomes(t *testing.T) {
 		{"the whole cohort answers", -1, []upload{{"a", time.Second}, {"b", 2 * time.Second}, {"c", 3 * time.Second}},
 			nil, 2 * time.Second, 3 * time.Second, true, "every cohort member's update arrived"},
 		{"the deadline with enough", -1, []upload{{"a", time.Second}, {"b", time.Second}},
-			nil, 59 * time.Second, time.Minute, true, "deadline passed with 2 of 3 updates"},
+			nil, deadline - time.Second, deadline, true, "deadline passed with 2 of 3 updates"},
 		{"the deadline with too few", -1, []upload{{"a", time.Second}},
-			nil, 59 * time.Second, time.Minute, false, "deadline passed with 1 of 3 updates (minimum 2)"},
+			nil, deadline - time.Second, deadline, false, "deadline passed with 1 of 3 updates (minimum 2)"},
 		{"stragglers cut", 3, []upload{{"a", time.Second}, {"b", time.Second}},
 			nil, 2900 * time.Millisecond, 3 * time.Second, true, "stragglers: 2 of 3 updates after 3s"},
 		{"stragglers cut with too few", 3, []upload{{"a", time.Second}},
-			nil, -1, time.Minute, false, "deadline passed with 1 of 3"},
+			nil, -1, deadline, false, "deadline passed with 1 of 3"},
 		{"everyone answers or refuses", -1, []upload{{"a", time.Second}, {"b", time.Second}},
 			[]string{"c"}, -1, time.Second, true, "every cohort member answered or said why not"},
 		{"everyone refuses", -1, nil,
@@ -309,7 +310,7 @@ func TestDecideLeaderChange(t *testing.T) {
 		t.Fatalf("no round opened: %v", s.effects)
 	}
 	// The leader changes: the new one has no memory of the round.
-	s.run = &JobRun{EvalAttempted: map[uint32]bool{}}
+	s.run = NewJobRun()
 	s.at(time.Second)
 	if aborts := proposed[state.AbortRound](s); len(aborts) != 1 || aborts[0].Reason != "leader change" || aborts[0].Attempt != 1 {
 		t.Fatalf("new leader's first decision: %v; want attempt 1 aborted for a leader change", s.effects)
@@ -416,7 +417,7 @@ func TestDecideJobEnds(t *testing.T) {
 			if !back {
 				// A new leader (its memory of the job empty) past the
 				// deadline finishes at once.
-				s.run = &JobRun{EvalAttempted: map[uint32]bool{}}
+				s.run = NewJobRun()
 				s.at(time.Second + time.Duration(spec.RoundDeadline))
 				if f := proposed[state.FinishJob](s); len(f) != 1 || f[0].Reason != "all 1 rounds committed; the final model was not evaluated: no participant that could evaluate it was connected within a round deadline" {
 					t.Fatalf("%v; want the job finished without its final evaluation", s.effects)
@@ -571,6 +572,8 @@ func TestDecideSecureRound(t *testing.T) {
 		spec.SecureAggregation = state.SecureAggregation{Mode: state.ModeSecAgg}
 		return spec
 	}
+	roundDeadline := time.Duration(secureSpec().RoundDeadline)
+	phaseDeadline := secureSpec().SecureAggregation.EffectivePhaseDeadline()
 	phases := []pb.TaskKind{pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK}
 
 	t.Run("everyone answers every phase", func(t *testing.T) {
@@ -621,13 +624,13 @@ func TestDecideSecureRound(t *testing.T) {
 		// round detached once its unmasking phase closed).
 		unmasking bool
 	}{
-		{"too few advertise by the deadline", [][]string{{"a", "b"}}, nil, time.Minute,
+		{"too few advertise by the deadline", [][]string{{"a", "b"}}, nil, roundDeadline,
 			"secure aggregation, advertise-keys phase", false},
 		{"too few share keys, the rest disconnected", [][]string{cohort, {"a", "b"}}, []string{"c", "d", "e"}, 2 * time.Second,
 			"share-keys phase: too few clients survived: 2 clients shared keys", false},
-		{"too few masked inputs by the phase deadline", [][]string{cohort, cohort, {"a", "b"}}, nil, 2*time.Second + 10*time.Second,
+		{"too few masked inputs by the phase deadline", [][]string{cohort, cohort, {"a", "b"}}, nil, 2*time.Second + phaseDeadline,
 			"secure aggregation, masked-input phase", false},
-		{"too few reveal by the phase deadline", [][]string{cohort, cohort, cohort, {"a", "b"}}, nil, 3*time.Second + 10*time.Second,
+		{"too few reveal by the phase deadline", [][]string{cohort, cohort, cohort, {"a", "b"}}, nil, 3*time.Second + phaseDeadline,
 			"secure aggregation, unmask phase", true},
 	}
 	for _, c := range aborts {

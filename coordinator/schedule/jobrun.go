@@ -6,6 +6,10 @@ import (
 	"github.com/accord-fl/accord/aggregate"
 )
 
+// NewJobRun returns the leader's memory of a job it has not decided on
+// yet.
+func NewJobRun() *JobRun { return &JobRun{EvalAttempted: map[uint32]bool{}} }
+
 // JobRun is one job's work in flight on the leader: decide changes it
 // under the leader's lock; participants' calls change Round, Eval and
 // Reasons under it. The executor, on the leader loop's goroutine like

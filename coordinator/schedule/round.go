@@ -106,10 +106,10 @@ func (r *Round) secureNotes() string {
 }
 
 // NewRound opens a round attempt of plain updates combined by rule.
-func NewRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, base []float32, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *Round {
+func NewRound(jobID string, number, attempt uint32, cohort []string, weights map[string]uint64, length int, baseDigest string, deadline time.Time, minUpdates int, rule aggregate.Rule) *Round {
 	r := &Round{
 		JobID: jobID, Number: number, Attempt: attempt, CohortList: cohort, Cohort: map[string]bool{},
-		Base: base, Length: len(base), BaseDigest: baseDigest, Deadline: deadline, minUpdates: minUpdates, rule: rule,
+		Length: length, BaseDigest: baseDigest, Deadline: deadline, minUpdates: minUpdates, rule: rule,
 		receiving: map[string]float64{}, Done: map[string]bool{}, weights: weights, Refused: map[string]bool{},
 		groupOf: map[string]int{}, late: map[string]bool{},
 	}
@@ -361,7 +361,6 @@ func (r *Round) outcome(now time.Time) (roundOutcome, string) {
 // EvalCollection sums the federated evaluation of one model while reports
 // arrive. Pure, like round.
 type EvalCollection struct {
-	jobID      string
 	ModelRound uint32
 	digest     string
 	Expected   map[string]bool
@@ -373,8 +372,8 @@ type EvalCollection struct {
 	intended int
 }
 
-func newEvalCollection(jobID string, modelRound uint32, digest string, evaluators []string, deadline time.Time) *EvalCollection {
-	e := &EvalCollection{jobID: jobID, ModelRound: modelRound, digest: digest, Expected: map[string]bool{}, Got: map[string]bool{}, deadline: deadline}
+func newEvalCollection(modelRound uint32, digest string, evaluators []string, deadline time.Time) *EvalCollection {
+	e := &EvalCollection{ModelRound: modelRound, digest: digest, Expected: map[string]bool{}, Got: map[string]bool{}, deadline: deadline}
 	for _, id := range evaluators {
 		e.Expected[id] = true
 	}

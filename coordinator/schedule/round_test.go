@@ -15,7 +15,7 @@ import (
 
 func TestRoundRefusesWhatDoesNotBelong(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := NewRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, make([]float32, 4), "sha256:base", t0.Add(time.Minute), 1, aggregate.NewFedAvg(4))
+	r := NewRound("job1", 3, 2, []string{"a", "b"}, map[string]uint64{"a": 10, "b": 10}, 4, "sha256:base", t0.Add(time.Minute), 1, aggregate.NewFedAvg(4))
 	good := func() *pb.UpdateHeader {
 		return &pb.UpdateHeader{JobId: "job1", Round: 3, Attempt: 2, BaseModelDigest: "sha256:base", NumParams: 4, Examples: 10}
 	}
@@ -70,7 +70,7 @@ func TestRoundOutcomes(t *testing.T) {
 	hdr := func(n uint32) *pb.UpdateHeader {
 		return &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}
 	}
-	r := NewRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, []float32{0}, "d", deadline, 2, aggregate.NewFedAvg(1))
+	r := NewRound("j", 1, 1, []string{"a", "b", "c"}, map[string]uint64{"a": 1, "b": 1, "c": 1}, 1, "d", deadline, 2, aggregate.NewFedAvg(1))
 	if got, _ := r.outcome(deadline); got != roundAbort {
 		t.Error("no updates at the deadline: want abort")
 	}
@@ -145,7 +145,7 @@ func TestRoundClosesEarly(t *testing.T) {
 				cohort = append(cohort, id)
 				weights[id] = 1
 			}
-			r := NewRound("j", 1, 1, cohort, weights, []float32{0}, "d", deadline, c.minUpdates, aggregate.NewFedAvg(1))
+			r := NewRound("j", 1, 1, cohort, weights, 1, "d", deadline, c.minUpdates, aggregate.NewFedAvg(1))
 			r.Opened, r.Wanted, r.straggler, r.budget = t0, c.wanted, c.straggler, c.budget
 			for _, a := range c.arrivals {
 				if err := r.Admit(a.from, &pb.UpdateHeader{Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 1}, at(a.at)); err != nil {
@@ -190,7 +190,7 @@ func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
 		reported int
 		want     bool
 	}{{0, false}, {1, false}, {4, false}, {5, true}, {10, true}} {
-		e := newEvalCollection("j", 1, "d", asked, time.Now())
+		e := newEvalCollection(1, "d", asked, time.Now())
 		for _, id := range asked[:c.reported] {
 			e.Got[id] = true
 		}
@@ -200,7 +200,7 @@ func TestEvaluationDecidesTheTargetWithHalfTheEvaluators(t *testing.T) {
 	}
 	// Only one of the 100 wanted could be asked (the others' queues were
 	// full), and it reported: not enough to stop the job.
-	e := newEvalCollection("j", 1, "d", []string{"a"}, time.Now())
+	e := newEvalCollection(1, "d", []string{"a"}, time.Now())
 	e.intended, e.Got["a"] = 100, true
 	if e.decisive() {
 		t.Error("1 report of the 100 evaluators wanted stopped the job")

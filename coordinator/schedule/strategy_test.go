@@ -18,7 +18,7 @@ import (
 // epochs (its time budget ran out) weighs half its examples.
 func TestPartialWorkWeighsItsShare(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := NewRound("j", 1, 1, []string{"full", "half"}, map[string]uint64{"full": 100, "half": 100}, make([]float32, 1), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(1))
+	r := NewRound("j", 1, 1, []string{"full", "half"}, map[string]uint64{"full": 100, "half": 100}, 1, "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(1))
 	r.epochs = 4
 	for _, u := range []struct {
 		from  string
@@ -42,7 +42,7 @@ func TestPartialWorkWeighsItsShare(t *testing.T) {
 		t.Fatalf("combined update %v from %d examples; want 2 from 150", delta, r.examples)
 	}
 	h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 1, Examples: 100, EpochsDone: 5}
-	r2 := NewRound("j", 1, 1, []string{"a"}, map[string]uint64{"a": 1}, make([]float32, 1), "d", t0.Add(time.Minute), 1, aggregate.NewFedAvg(1))
+	r2 := NewRound("j", 1, 1, []string{"a"}, map[string]uint64{"a": 1}, 1, "d", t0.Add(time.Minute), 1, aggregate.NewFedAvg(1))
 	r2.epochs = 4
 	if err := r2.Admit("a", h, t0); !errors.Is(err, state.ErrBadUpdate) {
 		t.Fatalf("an update claiming 5 of 4 epochs: %v; want ErrBadUpdate", err)
@@ -54,7 +54,7 @@ func TestPartialWorkWeighsItsShare(t *testing.T) {
 // whatever its example count.
 func TestCentralDPClipsAndWeighsEveryoneTheSame(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	r := NewRound("j", 1, 1, []string{"big", "small"}, map[string]uint64{"big": 1000, "small": 1}, make([]float32, 2), "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(2))
+	r := NewRound("j", 1, 1, []string{"big", "small"}, map[string]uint64{"big": 1000, "small": 1}, 2, "d", t0.Add(time.Minute), 2, aggregate.NewFedAvg(2))
 	r.dpClip = 1
 	for from, delta := range map[string][]float32{"big": {30, 40}, "small": {0, 0.5}} {
 		h := &pb.UpdateHeader{JobId: "j", Round: 1, Attempt: 1, BaseModelDigest: "d", NumParams: 2, Examples: 7}
