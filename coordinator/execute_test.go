@@ -91,10 +91,13 @@ type registry struct{ ids []string }
 
 func (r *registry) Connected(string) []string { return slices.Clone(r.ids) }
 func (r *registry) Live(string) bool          { return true }
-func (r *registry) Participant(id string) *state.Participant {
-	return &state.Participant{ID: id, Examples: 100}
+func (r *registry) Participants() []*state.Participant {
+	var ps []*state.Participant
+	for _, id := range r.ids {
+		ps = append(ps, &state.Participant{ID: id, Examples: 100})
+	}
+	return ps
 }
-func (r *registry) ParticipantIDs() []string { return slices.Clone(r.ids) }
 
 // step decides at t0 + d and executes the decision.
 func (r *executorRig) step(d time.Duration) error {

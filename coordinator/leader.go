@@ -163,11 +163,13 @@ func (c *Coordinator) schedule(now time.Time) {
 	}
 }
 
-// admitUpdate checks an update's header against the open round and reserves
-// the sender's slot.
-func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*schedule.Round, error) {
+// admitUpdate checks an update's header against the open round, reserves
+// the sender's slot, and returns the round and when the upload must have
+// arrived: the end of training, or of the masked-input phase of the
+// sender's group.
+func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*schedule.Round, time.Time, error) {
 	if err := c.requireLeader(); err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	c.leader.mu.Lock()
 	defer c.leader.mu.Unlock()
@@ -178,7 +180,7 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*schedule.Ro
 		err := c.lateFor(h.GetJobId(), h.GetRound(), h.GetAttempt(), from)
 		c.leader.mu.Lock()
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		run = c.leader.jobs[h.GetJobId()]
 	}
@@ -190,18 +192,21 @@ func (c *Coordinator) admitUpdate(from string, h *pb.UpdateHeader) (*schedule.Ro
 			err = run.Round.Admit(from, h, time.Now())
 		}
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
-		return run.Round, nil
+		if g := run.Round.Group(from); g != nil {
+			return run.Round, g.Deadline, nil
+		}
+		return run.Round, run.Round.Deadline, nil
 	}
 	job, err := c.fsm.JobView(h.GetJobId())
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	if !job.Running() {
-		return nil, fmt.Errorf("%w: job %s is %s", state.ErrJobNotRunning, job.ID, job.Status)
+		return nil, time.Time{}, fmt.Errorf("%w: job %s is %s", state.ErrJobNotRunning, job.ID, job.Status)
 	}
-	return nil, fmt.Errorf("%w: job %s has no round open (update for round %d)", schedule.ErrWrongRound, job.ID, h.GetRound())
+	return nil, time.Time{}, fmt.Errorf("%w: job %s has no round open (update for round %d)", schedule.ErrWrongRound, job.ID, h.GetRound())
 }
 
 // addUpdate sums an admitted update into its round, if that round is still
@@ -232,21 +237,6 @@ func (c *Coordinator) releaseUpdate(r *schedule.Round, from string) {
 	if g := r.Group(from); g != nil {
 		g.ReleaseMasked(from)
 	}
-}
-
-// uploadDeadline is when from's upload into r must have arrived: the end
-// of training, or of the masked-input phase of from's group. It fails if
-// r has closed since the upload was admitted.
-func (c *Coordinator) uploadDeadline(r *schedule.Round, from string) (time.Time, error) {
-	c.leader.mu.Lock()
-	defer c.leader.mu.Unlock()
-	if !c.isOpenLocked(r) {
-		return time.Time{}, fmt.Errorf("%w: round %d closed while the update was arriving", schedule.ErrRoundClosed, r.Number)
-	}
-	if g := r.Group(from); g != nil {
-		return g.Deadline, nil
-	}
-	return r.Deadline, nil
 }
 
 // isOpenLocked reports whether r is still its job's open round on this

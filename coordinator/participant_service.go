@@ -179,11 +179,7 @@ func (s *participantService) UploadUpdate(stream pb.ParticipantService_UploadUpd
 	if !s.c.IsLeader() {
 		return s.forwardUpload(stream, id, first)
 	}
-	r, err := s.c.admitUpdate(id.Name, h)
-	if err != nil {
-		return toStatus(err)
-	}
-	deadline, err := s.c.uploadDeadline(r, id.Name)
+	r, deadline, err := s.c.admitUpdate(id.Name, h)
 	if err != nil {
 		return toStatus(err)
 	}

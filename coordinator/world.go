@@ -15,6 +15,4 @@ func (w coordinatorWorld) Live(id string) bool {
 	return ok
 }
 
-func (w coordinatorWorld) Participant(id string) *state.Participant { return w.fsm.Participant(id) }
-
-func (w coordinatorWorld) ParticipantIDs() []string { return w.fsm.ParticipantIDs() }
+func (w coordinatorWorld) Participants() []*state.Participant { return w.fsm.Participants() }

@@ -25,10 +25,8 @@ type World interface {
 	Connected(dataset string) []string
 	// Live reports whether the participant's task stream is open.
 	Live(id string) bool
-	// Participant returns a registered participant (nil: unknown).
-	Participant(id string) *state.Participant
-	// ParticipantIDs returns every registered participant, sorted.
-	ParticipantIDs() []string
+	// Participants returns every registered participant, sorted by ID.
+	Participants() []*state.Participant
 }
 
 // Effect is one thing a decision asks the executor to do.
@@ -106,10 +104,14 @@ type Decider struct {
 // chosen so far.
 type decision struct {
 	Decider
-	job     *state.Job
-	run     *JobRun
-	now     time.Time
-	effects []Effect
+	// registered and registry are the World's participants, read once
+	// (participants).
+	registered []*state.Participant
+	registry   map[string]*state.Participant
+	job        *state.Job
+	run        *JobRun
+	now        time.Time
+	effects    []Effect
 }
 
 // Decide takes the next step of one job at now: finish an evaluation,
@@ -392,7 +394,7 @@ func (s *decision) open() {
 	var members [][]string
 	if a := spec.Aggregation; a.Grouped() {
 		region := func(id string) string {
-			if p := s.World.Participant(id); p != nil {
+			if p := s.participant(id); p != nil {
 				return p.Region
 			}
 			return ""
@@ -486,15 +488,23 @@ func (s *decision) waiting(msg string, args ...any) {
 	}
 }
 
-// participants returns every registered participant.
+// participants returns every registered participant, sorted by ID, read
+// from the World once per decision.
 func (s *decision) participants() []*state.Participant {
-	var ps []*state.Participant
-	for _, id := range s.World.ParticipantIDs() {
-		if p := s.World.Participant(id); p != nil {
-			ps = append(ps, p)
+	if s.registry == nil {
+		s.registered = s.World.Participants()
+		s.registry = make(map[string]*state.Participant, len(s.registered))
+		for _, p := range s.registered {
+			s.registry[p.ID] = p
 		}
 	}
-	return ps
+	return s.registered
+}
+
+// participant returns a registered participant (nil: unknown).
+func (s *decision) participant(id string) *state.Participant {
+	s.participants()
+	return s.registry[id]
 }
 
 // secureGroups prepares secure aggregation for a round that wants updates
@@ -544,7 +554,7 @@ func (s *decision) cohortWeights(cohort []string) (weights, declared map[string]
 	for _, id := range cohort {
 		n, ok := job.Declared[id]
 		if !ok {
-			if p := s.World.Participant(id); p != nil {
+			if p := s.participant(id); p != nil {
 				n = job.Spec.Weight(p.Examples)
 			}
 			n = max(n, 1)

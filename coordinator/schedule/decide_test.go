@@ -3,6 +3,7 @@ package schedule
 import (
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -44,15 +45,20 @@ func newFixedWorld(ids ...string) *fixedWorld {
 }
 
 func (w *fixedWorld) Connected(string) []string {
-	return slices.DeleteFunc(w.ParticipantIDs(), func(id string) bool { return w.down[id] })
+	return slices.DeleteFunc(w.ids(), func(id string) bool { return w.down[id] })
 }
-func (w *fixedWorld) Live(id string) bool                      { return w.registered[id] != nil && !w.down[id] }
-func (w *fixedWorld) Participant(id string) *state.Participant { return w.registered[id] }
-func (w *fixedWorld) ParticipantIDs() []string {
-	var ids []string
-	for id := range w.registered {
-		ids = append(ids, id)
+func (w *fixedWorld) Live(id string) bool { return w.registered[id] != nil && !w.down[id] }
+func (w *fixedWorld) Participants() []*state.Participant {
+	var ps []*state.Participant
+	for _, id := range w.ids() {
+		ps = append(ps, w.registered[id])
 	}
+	return ps
+}
+
+// ids are the registered participants, sorted.
+func (w *fixedWorld) ids() []string {
+	ids := slices.Collect(maps.Keys(w.registered))
 	slices.Sort(ids)
 	return ids
 }

@@ -2,7 +2,6 @@ package schedule
 
 import (
 	"log/slog"
-	"slices"
 	"time"
 )
 
@@ -35,10 +34,12 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 		run.clockBase, run.clockSkip, run.clockWaitSince = base, 0, time.Time{}
 	}
 	t = t.Add(time.Duration(run.clockSkip) * step)
-	eligible := slices.DeleteFunc(s.World.ParticipantIDs(), func(id string) bool {
-		p := s.World.Participant(id)
-		return p == nil || job.Refused(id) || !p.Holds(job.Spec.Dataset)
-	})
+	var eligible []string
+	for _, p := range s.participants() {
+		if !job.Refused(p.ID) && p.Holds(job.Spec.Dataset) {
+			eligible = append(eligible, p.ID)
+		}
+	}
 	for range int(24*time.Hour/step) + 1 {
 		if len(s.availableAt(eligible, t)) >= need {
 			break
@@ -65,7 +66,7 @@ func (s *decision) roundTime(connected []string, need int) (time.Time, []string)
 func (s *decision) availableAt(ids []string, t time.Time) []string {
 	var out []string
 	for _, id := range ids {
-		if p := s.World.Participant(id); p == nil || p.Availability.At(t) {
+		if p := s.participant(id); p == nil || p.Availability.At(t) {
 			out = append(out, id)
 		}
 	}

@@ -771,13 +771,6 @@ func (f *FSM) Participants() []*Participant {
 	return out
 }
 
-// ParticipantIDs lists the registered participants, sorted.
-func (f *FSM) ParticipantIDs() []string {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return slices.Sorted(maps.Keys(f.st.Participants))
-}
-
 // Participant returns a copy of one participant, or nil.
 func (f *FSM) Participant(id string) *Participant {
 	f.mu.RLock()
