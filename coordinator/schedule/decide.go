@@ -237,16 +237,16 @@ func (s *decision) closePlain() {
 
 // advanceSecure moves each group of the open round with secure aggregation
 // through its phases, sending each phase's tasks. Once every group has
-// failed, finished, or may close its unmasking phase, the round is
-// detached for the executor to unmask and commit; if every group failed
-// before unmasking, it is aborted here.
+// failed or may close its unmasking phase, the round is detached for the
+// executor to unmask and commit (a group finishes only there); if every
+// group failed before unmasking, it is aborted here.
 func (s *decision) advanceSecure() {
 	job, run, now := s.job, s.run, s.now
 	r := run.Round
 	live := func(id string) bool { return s.World.Live(id) && !r.Refused[id] }
 	pending, unmasking := false, false
 	for _, g := range r.Groups {
-		if g.err != nil || g.phase == phaseDone {
+		if g.err != nil {
 			continue
 		}
 		if g.phase == phaseUnmask {
@@ -271,7 +271,7 @@ func (s *decision) advanceSecure() {
 			}
 			continue
 		}
-		pending = pending || g.phase != phaseDone
+		pending = true // in a phase before unmasking, or just moved to it
 		if len(tasks) == 0 {
 			continue
 		}
@@ -290,7 +290,7 @@ func (s *decision) advanceSecure() {
 		return
 	}
 	run.Round = nil
-	if unmasking || r.Unmasked() {
+	if unmasking {
 		// The unmasking phases close now; the executor unmasks.
 		for _, g := range r.Groups {
 			if g.err == nil && g.phase == phaseUnmask {
@@ -300,13 +300,8 @@ func (s *decision) advanceSecure() {
 		s.emit(CloseAttempt{Round: r})
 		return
 	}
-	// Every group failed before anything was unmasked: this is cheap, and
-	// says why.
-	_, _, _, err := r.secureUpdate(job.Spec.Aggregation.RuleConfig())
-	if err == nil {
-		err = fmt.Errorf("%w: no secure-aggregation group finished", state.ErrConflict)
-	}
-	s.abort(r.Abort(WithReasons(err.Error(), run.Reasons), now))
+	// Every group failed before anything was unmasked.
+	s.abort(r.Abort(WithReasons(r.groupsFailed().Error(), run.Reasons), now))
 }
 
 // abort commits an attempt's abort.

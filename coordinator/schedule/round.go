@@ -291,10 +291,11 @@ func (r *Round) Result(now time.Time, rule aggregate.RuleConfig, rng *rand.Rand)
 		}
 		return delta, slices.Sorted(slices.Values(r.Contributors)), r.examples, nil
 	}
-	nobody := func(string) bool { return false } // decide saw each group ready to close
+	// Decide detached the round once each group's unmasking phase could
+	// close, and no answer can arrive since: close them.
 	for _, g := range r.Groups {
 		if g.err == nil && g.phase == phaseUnmask {
-			if _, _, err := g.advance(now, nobody); err != nil {
+			if _, _, err := g.closePhase(now); err != nil {
 				g.err = err
 			}
 		}
@@ -418,6 +419,27 @@ func (e *EvalCollection) decisive() bool {
 	return 2*len(e.Got) >= max(len(e.Expected), e.intended)
 }
 
+// groupsFailed says why the round's secure aggregation failed when every
+// group did before unmasking: the group's reason, or each group's.
+func (r *Round) groupsFailed() error {
+	if len(r.Groups) == 1 {
+		return r.Groups[0].err
+	}
+	var failed []error
+	for _, g := range r.Groups {
+		failed = append(failed, g.failure())
+	}
+	return everyGroupFailed(failed)
+}
+
+// failure is why group g failed, naming it.
+func (g *SecureRound) failure() error { return fmt.Errorf("group %d: %w", g.group, g.err) }
+
+// everyGroupFailed joins the groups' failures.
+func everyGroupFailed(failed []error) error {
+	return fmt.Errorf("every secure-aggregation group failed: %w", errors.Join(failed...))
+}
+
 // secureUpdate combines the means of the groups that finished secure
 // aggregation: the one group's mean, or in grouped mode the rule over the
 // group means, each weighing its group's Σ w. It fails when no group
@@ -426,7 +448,7 @@ func (r *Round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 	if len(r.Groups) == 1 {
 		g := r.Groups[0]
 		if g.err != nil {
-			return nil, nil, 0, g.err
+			return nil, nil, 0, r.groupsFailed()
 		}
 		delta, _, contributors, examples, err = g.mean(r.minUpdates)
 		return delta, contributors, examples, err
@@ -438,7 +460,7 @@ func (r *Round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 	var failed []error
 	for _, g := range r.Groups {
 		if g.err != nil {
-			failed = append(failed, fmt.Errorf("group %d: %w", g.group, g.err))
+			failed = append(failed, g.failure())
 			continue
 		}
 		mean, weight, who, n, err := g.mean(1)
@@ -454,7 +476,7 @@ func (r *Round) secureUpdate(rule aggregate.RuleConfig) (delta []float32, contri
 	}
 	switch {
 	case combined.Count() == 0:
-		return nil, nil, 0, fmt.Errorf("every secure-aggregation group failed: %w", errors.Join(failed...))
+		return nil, nil, 0, everyGroupFailed(failed)
 	case rule.Name != "" && rule.Name != aggregate.RuleFedAvg && combined.Count() < 3:
 		return nil, nil, 0, fmt.Errorf("%d of %d secure-aggregation groups finished; a %s needs 3 (%w)", combined.Count(), len(r.Groups), rule.Name, errors.Join(failed...))
 	case rule.Name == aggregate.RuleTrimmedMean && int(rule.Beta*float64(combined.Count())) < 1:

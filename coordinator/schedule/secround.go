@@ -330,6 +330,12 @@ func (s *SecureRound) advance(now time.Time, live func(id string) bool) (pb.Task
 	if !s.closing(now, live) {
 		return 0, nil, nil
 	}
+	return s.closePhase(now)
+}
+
+// closePhase closes the current phase at now (advance, once closing said
+// it may) and returns the tasks that open the next.
+func (s *SecureRound) closePhase(now time.Time) (pb.TaskKind, map[string]*pb.SecAggTask, error) {
 	early, why := s.closeEarly(now)
 	closing := s.phase
 	answered := len(s.members) - len(s.waiting)
