@@ -66,7 +66,9 @@ func (x *executor) execute(job *state.Job, run *schedule.JobRun, effects []sched
 			x.metrics.secaggPhaseSeconds.WithLabelValues(e.Phase.String()).Observe(e.Seconds)
 			x.metrics.secaggDropouts.WithLabelValues(e.Phase.String()).Add(float64(e.Dropouts))
 		case schedule.Propose:
-			err = x.propose(e)
+			err = x.cluster.apply(e.Kind, e.Body)
+		case schedule.AbortAttempt:
+			err = x.applyAbort(e.Cmd)
 		case schedule.SendTasks:
 			x.sendAll(e.Tasks)
 		case schedule.AskEvaluation:
@@ -83,14 +85,6 @@ func (x *executor) execute(job *state.Job, run *schedule.JobRun, effects []sched
 		}
 	}
 	return nil
-}
-
-// propose commits a command a decision chose.
-func (x *executor) propose(p schedule.Propose) error {
-	if cmd, ok := p.Body.(state.AbortRound); ok {
-		return x.applyAbort(cmd)
-	}
-	return x.cluster.apply(p.Kind, p.Body)
 }
 
 // applyAbort commits an abort command and counts it.

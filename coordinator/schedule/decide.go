@@ -38,12 +38,15 @@ type Addressed struct {
 	Task *pb.Task
 }
 
-// Propose commits a command through Raft: an abort, the end of a job, an
+// Propose commits a command through Raft: the end of a job, an
 // evaluation's result.
 type Propose struct {
 	Kind state.CommandType
 	Body any
 }
+
+// AbortAttempt commits a round attempt's abort, logged and counted.
+type AbortAttempt struct{ Cmd state.AbortRound }
 
 // OpenAttempt opens a round attempt: it fetches the base model into the
 // round, commits the openRound command, makes the round the job's open one
@@ -86,6 +89,7 @@ type Note struct {
 }
 
 func (Propose) effect()       {}
+func (AbortAttempt) effect()  {}
 func (OpenAttempt) effect()   {}
 func (CloseAttempt) effect()  {}
 func (SendTasks) effect()     {}
@@ -306,7 +310,7 @@ func (s *decision) advanceSecure() {
 
 // abort commits an attempt's abort.
 func (s *decision) abort(cmd state.AbortRound) {
-	s.emit(Propose{state.CmdAbortRound, cmd})
+	s.emit(AbortAttempt{cmd})
 }
 
 // finish ends the job.

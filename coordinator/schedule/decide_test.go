@@ -128,6 +128,10 @@ func (s *scheduler) execute(e Effect, now time.Time) {
 		if err := s.fsm.Apply(e.Kind, e.Body); err != nil {
 			s.t.Fatalf("applying %T: %v", e.Body, err)
 		}
+	case AbortAttempt:
+		if err := s.fsm.Apply(state.CmdAbortRound, e.Cmd); err != nil {
+			s.t.Fatalf("aborting round %d: %v", e.Cmd.Number, err)
+		}
 	case OpenAttempt:
 		e.Round.Base = make([]float32, e.Round.Length)
 		if err := s.fsm.Apply(state.CmdOpenRound, e.Cmd); err != nil {
@@ -139,7 +143,7 @@ func (s *scheduler) execute(e Effect, now time.Time) {
 		r := e.Round
 		delta, contributors, examples, err := r.Result(now, s.job().Spec.Aggregation.RuleConfig(), rand.New(rand.NewPCG(1, 2)))
 		if err != nil {
-			s.execute(Propose{state.CmdAbortRound, r.Abort(err.Error(), now)}, now)
+			s.execute(AbortAttempt{r.Abort(err.Error(), now)}, now)
 			return
 		}
 		cmd := state.CommitRound{JobID: j1, Number: r.Number, Attempt: r.Attempt, Contributors: contributors, Examples: examples,
@@ -190,14 +194,20 @@ func (s *scheduler) upload(id string, d time.Duration, value float32) {
 	}
 }
 
-// proposed returns the commands of kind T the last decision proposed.
+// proposed returns the commands of kind T the last decision proposed
+// (aborts among them).
 func proposed[T any](s *scheduler) []T {
 	var out []T
 	for _, e := range s.effects {
-		if p, ok := e.(Propose); ok {
-			if body, ok := p.Body.(T); ok {
-				out = append(out, body)
-			}
+		var body any
+		switch e := e.(type) {
+		case Propose:
+			body = e.Body
+		case AbortAttempt:
+			body = e.Cmd
+		}
+		if b, ok := body.(T); ok {
+			out = append(out, b)
 		}
 	}
 	return out
