@@ -41,16 +41,16 @@ func TestDPTaskMustMatchItsMasking(t *testing.T) {
 // reveal its shares when the survivors are fewer than the sum its noise was
 // sized for (a leader dropping clients to get a less noisy sum).
 func TestNoSharesForASmallSum(t *testing.T) {
-	p := &Participant{secure: map[string]*SecureRound{}}
+	p := &Participant{secure: NewSecureRounds(8)}
 	task := &pb.Task{Kind: pb.TaskKind_TASK_KIND_SECAGG_UNMASK, JobId: "j", Round: 1, Attempt: 1,
 		Secagg: &pb.SecAggTask{Survivors: []uint32{0, 1, 2}}}
 	sr := &SecureRound{minSurvivors: 4, client: &secagg.Client{}}
-	p.secure[SecureSession(task)] = sr
-	err := p.secureStep(t.Context(), nil, task)
+	p.secure.Put(task, sr)
+	err := p.secure.Step(t.Context(), nil, task)
 	if err == nil || !strings.Contains(err.Error(), "not revealing shares") {
 		t.Fatalf("unmasking a sum of 3 when 4 were promised: %v; want a refusal", err)
 	}
-	if len(p.secure) != 0 || sr.client != nil {
+	if p.secure.Items(task) != 0 || len(p.secure.rounds) != 0 || sr.client != nil {
 		t.Error("the round's secrets were kept after the refusal")
 	}
 }

@@ -145,8 +145,8 @@ type Participant struct {
 
 	mu     sync.Mutex
 	addrs  []string
-	models map[string][]float32    // small cache of downloaded models by digest
-	secure map[string]*SecureRound // secure aggregation in progress, by round attempt
+	models map[string][]float32 // small cache of downloaded models by digest
+	secure *SecureRounds        // secure aggregation in progress
 	// refused holds the jobs the site policy refused, with the reason, so
 	// that their later tasks are refused without checking again.
 	refused map[string]string
@@ -177,7 +177,7 @@ func New(cfg Config) (*Participant, error) {
 	name := leaf.Subject.CommonName
 	return &Participant{
 		cfg: cfg, name: name, log: log.With("participant", name), addrs: slices.Clone(cfg.Coordinators),
-		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: map[string]*SecureRound{},
+		creds: credentials.NewTLS(pki.ClientTLS(cfg.Cert, cfg.CA)), models: map[string][]float32{}, secure: NewSecureRounds(8),
 		refused: map[string]string{},
 	}, nil
 }
@@ -252,7 +252,7 @@ func (p *Participant) session(ctx context.Context, addr string) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		t, err := parts.Add(m, p.secAggItems(m))
+		t, err := parts.Add(m, p.secure.Items(m))
 		if err != nil {
 			p.taskLog(m).Warn("secure aggregation task dropped: its parts do not reassemble", "err", err)
 		}
@@ -407,7 +407,7 @@ func (p *Participant) do(ctx context.Context, client pb.ParticipantServiceClient
 	}
 	switch t.GetKind() {
 	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
-		return p.secureStep(ctx, client, t)
+		return p.secure.Step(ctx, client, t)
 	case pb.TaskKind_TASK_KIND_TRAIN, pb.TaskKind_TASK_KIND_EVALUATE:
 		if p.refuse(ctx, client, t) {
 			return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"sync"
 
 	"github.com/accord-fl/accord/aggregate/dp"
 	"github.com/accord-fl/accord/aggregate/secagg"
@@ -246,41 +247,61 @@ func (p *Participant) startSecure(ctx context.Context, client pb.ParticipantServ
 	if err != nil {
 		return err
 	}
-	p.mu.Lock()
-	if len(p.secure) >= 8 {
-		clear(p.secure) // rounds long gone
-	}
-	p.secure[SecureSession(t)] = sr
-	p.mu.Unlock()
+	p.secure.Put(t, sr)
 	return sr.Advertise(ctx, client)
 }
 
-// secureStep runs one later phase of secure aggregation. The round's
-// secrets are forgotten at unmasking, whether or not it reveals them.
-func (p *Participant) secureStep(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
-	p.mu.Lock()
-	sr := p.secure[SecureSession(t)]
-	if t.GetKind() == pb.TaskKind_TASK_KIND_SECAGG_UNMASK {
-		delete(p.secure, SecureSession(t))
-	}
-	p.mu.Unlock()
-	if sr == nil {
-		return fmt.Errorf("secure aggregation %v for round %s, which this participant did not train", t.GetKind(), SecureSession(t))
-	}
-	return sr.Step(ctx, client, t)
+// SecureRounds are a participant's secure rounds in progress, by round
+// attempt: at most a few, the older forgotten when a new one starts. It
+// is safe for concurrent use.
+type SecureRounds struct {
+	mu     sync.Mutex
+	keep   int
+	rounds map[string]*SecureRound
 }
 
-// secAggItems is the most advertisements or shares a task of m's round
-// attempt may bring this participant, in all its parts: its neighbours in
-// that round (0 if it does not take part in it).
-func (p *Participant) secAggItems(m *pb.Task) int {
+// NewSecureRounds keeps up to keep rounds in progress.
+func NewSecureRounds(keep int) *SecureRounds {
+	return &SecureRounds{keep: keep, rounds: map[string]*SecureRound{}}
+}
+
+// Put keeps the round of task t, forgetting every other if keep are held
+// (rounds long gone).
+func (s *SecureRounds) Put(t *pb.Task, r *SecureRound) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rounds) >= s.keep {
+		clear(s.rounds)
+	}
+	s.rounds[SecureSession(t)] = r
+}
+
+// Step runs task t's later phase on its round, forgetting the round at
+// unmasking, whether or not it reveals its shares.
+func (s *SecureRounds) Step(ctx context.Context, client pb.ParticipantServiceClient, t *pb.Task) error {
+	s.mu.Lock()
+	r := s.rounds[SecureSession(t)]
+	if t.GetKind() == pb.TaskKind_TASK_KIND_SECAGG_UNMASK {
+		delete(s.rounds, SecureSession(t))
+	}
+	s.mu.Unlock()
+	if r == nil {
+		return fmt.Errorf("secure aggregation %v for round %s, which this participant did not train", t.GetKind(), SecureSession(t))
+	}
+	return r.Step(ctx, client, t)
+}
+
+// Items is the most advertisements or shares a task of m's round attempt
+// may bring, in all its parts: the client's neighbours in that round (0 if
+// it does not take part in it).
+func (s *SecureRounds) Items(m *pb.Task) int {
 	if m.GetSecagg() == nil {
 		return 0
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if sr := p.secure[SecureSession(m)]; sr != nil {
-		return sr.Neighbours()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.rounds[SecureSession(m)]; r != nil {
+		return r.Neighbours()
 	}
 	return 0
 }

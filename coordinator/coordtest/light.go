@@ -106,9 +106,8 @@ type Light struct {
 	conn   *grpc.ClientConn
 	client pb.ParticipantServiceClient
 
-	// secure holds this participant's secure-aggregation clients by round
-	// attempt (session); only Serve's goroutine touches it.
-	secure map[string]*participant.SecureRound
+	// secure holds this participant's secure-aggregation clients.
+	secure *participant.SecureRounds
 
 	done, late, failed atomic.Int64
 	mu                 sync.Mutex // guards lastErr
@@ -129,7 +128,7 @@ func DialLight(ctx context.Context, cfg LightConfig) (*Light, error) {
 	if err != nil {
 		return nil, fmt.Errorf("light participant %s: %w", leaf.Subject.CommonName, err)
 	}
-	l := &Light{cfg: cfg, name: leaf.Subject.CommonName, conn: conn, client: pb.NewParticipantServiceClient(conn), secure: map[string]*participant.SecureRound{}}
+	l := &Light{cfg: cfg, name: leaf.Subject.CommonName, conn: conn, client: pb.NewParticipantServiceClient(conn), secure: participant.NewSecureRounds(4)}
 	_, err = l.client.Register(ctx, &pb.RegisterRequest{Examples: cfg.Update.examples, Datasets: []string{cfg.Dataset},
 		Holdings: []*pb.DatasetShape{{Name: cfg.Dataset, Features: uint32(cfg.Features), Classes: uint32(cfg.Classes)}}})
 	if err != nil {
@@ -203,10 +202,7 @@ func (l *Light) record(err error) {
 // items is the most advertisements or shares a task of m's round attempt
 // may bring: this client's neighbours.
 func (l *Light) items(m *pb.Task) int {
-	if s := l.secure[participant.SecureSession(m)]; s != nil {
-		return s.Neighbours()
-	}
-	return 0
+	return l.secure.Items(m)
 }
 
 // doInSlot does a task holding one of the Slots, if there are slots.
@@ -233,14 +229,7 @@ func (l *Light) do(ctx context.Context, t *pb.Task) error {
 	case pb.TaskKind_TASK_KIND_TRAIN:
 		return l.train(ctx, t)
 	case pb.TaskKind_TASK_KIND_SECAGG_SHARE_KEYS, pb.TaskKind_TASK_KIND_SECAGG_MASKED_INPUT, pb.TaskKind_TASK_KIND_SECAGG_UNMASK:
-		s := l.secure[participant.SecureSession(t)]
-		if s == nil {
-			return fmt.Errorf("secure aggregation %v for a round attempt this participant did not advertise in", t.GetKind())
-		}
-		if t.GetKind() == pb.TaskKind_TASK_KIND_SECAGG_UNMASK {
-			delete(l.secure, participant.SecureSession(t))
-		}
-		return s.Step(ctx, l.client, t)
+		return l.secure.Step(ctx, l.client, t)
 	}
 	return fmt.Errorf("light participant: task kind %v not done", t.GetKind())
 }
@@ -289,10 +278,7 @@ func (l *Light) advertise(ctx context.Context, t *pb.Task) error {
 	if err != nil {
 		return err
 	}
-	if len(l.secure) >= 4 {
-		clear(l.secure) // attempts long gone
-	}
-	l.secure[participant.SecureSession(t)] = s
+	l.secure.Put(t, s)
 	return s.Advertise(ctx, l.client)
 }
 
