@@ -144,26 +144,61 @@ func (l *Links) VerifyIncoming(cs tls.ConnectionState) error {
 // given serial (it was revoked), and returns how many it closed.
 func (l *Links) CutSerial(serial string) int {
 	l.mu.Lock()
-	var cut []*trackedConn
-	var conns []*grpc.ClientConn
-	for t := range l.tracked {
-		if t.serial == serial {
-			cut = append(cut, t)
-			if cc, ok := l.conns[t.peer]; ok {
-				conns = append(conns, cc)
-				delete(l.conns, t.peer)
-			}
-			conns = append(conns, l.dropRelaysLocked(t.peer)...)
-		}
-	}
+	c := l.cutLocked(func(t *trackedConn) bool { return t.serial == serial }, func(string) bool { return false })
 	l.mu.Unlock()
-	for _, t := range cut {
+	return c.close()
+}
+
+// cut are links taken out of Links, to be closed once its lock is
+// released.
+type cut struct {
+	tracked []*trackedConn
+	conns   []*grpc.ClientConn
+}
+
+// close closes the links and returns how many there were.
+func (c cut) close() int {
+	for _, t := range c.tracked {
 		t.Close()
 	}
-	for _, cc := range conns {
+	for _, cc := range c.conns {
 		cc.Close()
 	}
-	return len(cut) + len(conns)
+	return len(c.tracked) + len(c.conns)
+}
+
+// cutLocked takes out the Raft connections cutConn selects and every
+// link to their peers and to the coordinators cutPeer selects (l.mu
+// held).
+func (l *Links) cutLocked(cutConn func(*trackedConn) bool, cutPeer func(name string) bool) cut {
+	var c cut
+	peers := map[string]bool{}
+	for t := range l.tracked {
+		if cutConn(t) {
+			c.tracked = append(c.tracked, t)
+			peers[t.peer] = true
+		}
+	}
+	for name := range l.conns {
+		peers[name] = peers[name] || cutPeer(name)
+	}
+	for name := range l.relays {
+		peers[name] = peers[name] || cutPeer(name)
+	}
+	for name, drop := range peers {
+		if !drop {
+			continue
+		}
+		if cc, ok := l.conns[name]; ok {
+			c.conns = append(c.conns, cc)
+			delete(l.conns, name)
+		}
+		if pool := l.relays[name]; pool != nil {
+			c.conns = append(c.conns, pool.drop()...)
+			delete(l.relays, name)
+		}
+	}
+	return c
 }
 
 // trackedConn is a Raft connection remembered so that a partition or a
@@ -214,31 +249,9 @@ func (l *Links) SetBlocked(names []string) {
 	for _, n := range names {
 		l.blocked[n] = true
 	}
-	var cut []*trackedConn
-	for t := range l.tracked {
-		if l.blocked[t.peer] {
-			cut = append(cut, t)
-		}
-	}
-	var conns []*grpc.ClientConn
-	for name, cc := range l.conns {
-		if l.blocked[name] {
-			conns = append(conns, cc)
-			delete(l.conns, name)
-		}
-	}
-	for name := range l.relays {
-		if l.blocked[name] {
-			conns = append(conns, l.dropRelaysLocked(name)...)
-		}
-	}
+	c := l.cutLocked(func(t *trackedConn) bool { return l.blocked[t.peer] }, func(name string) bool { return l.blocked[name] })
 	l.mu.Unlock()
-	for _, t := range cut {
-		t.Close()
-	}
-	for _, cc := range conns {
-		cc.Close()
-	}
+	c.close()
 }
 
 // Conn returns the connection to the coordinator called name, opening it
@@ -327,17 +340,6 @@ func (l *Links) Relay(name string) (*grpc.ClientConn, func(), error) {
 	return r.cc, release, nil
 }
 
-// dropRelaysLocked forgets the named peer's relay connections and returns
-// them, for the caller to close once l.mu is released.
-func (l *Links) dropRelaysLocked(name string) []*grpc.ClientConn {
-	var out []*grpc.ClientConn
-	if pool := l.relays[name]; pool != nil {
-		out = pool.drop()
-	}
-	delete(l.relays, name)
-	return out
-}
-
 // CloseAll closes every link to the other coordinators, gRPC and Raft
 // (hashicorp/raft's transport leaves accepted connections open on Close);
 // links asked for later are refused (Conn, Relay) or closed at once
@@ -345,23 +347,7 @@ func (l *Links) dropRelaysLocked(name string) []*grpc.ClientConn {
 func (l *Links) CloseAll() {
 	l.mu.Lock()
 	l.closed = true
-	var conns []*grpc.ClientConn
-	for _, cc := range l.conns {
-		conns = append(conns, cc)
-	}
-	for name := range l.relays {
-		conns = append(conns, l.dropRelaysLocked(name)...)
-	}
-	l.conns = map[string]*grpc.ClientConn{}
-	var tracked []*trackedConn
-	for t := range l.tracked {
-		tracked = append(tracked, t)
-	}
+	c := l.cutLocked(func(*trackedConn) bool { return true }, func(string) bool { return true })
 	l.mu.Unlock()
-	for _, cc := range conns {
-		cc.Close()
-	}
-	for _, t := range tracked {
-		t.Close()
-	}
+	c.close()
 }
