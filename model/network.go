@@ -193,10 +193,7 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 			cl := n.spec.Layers[l]
 			w, _ := n.conv(params, l)
 			gw, gb := n.conv(n.grad, l)
-			var din []float32
-			if l > n.first {
-				din = n.deltas[l][:rows*cl.In]
-			}
+			din := n.inputGradient(l, rows)
 			convBlockBackward(cl, ls, w, gw, gb, n.gwts[l], n.ins[l][:rows*cl.In], d, din, n.args[l+2], n.cols[l], n.pres[l], rows)
 			n.convStep(params, l, lr)
 			d = din
@@ -206,9 +203,8 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 		switch ls.Kind {
 		case Dense:
 			w, b := n.dense(params, l)
-			var din []float32
-			if l > n.first {
-				din = n.deltas[l][:rows*ls.In]
+			din := n.inputGradient(l, rows)
+			if din != nil {
 				n.denseInputGradient(w, d, din, l, rows)
 			}
 			if lr == 0 {
@@ -239,10 +235,7 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 		case Conv:
 			w, _ := n.conv(params, l)
 			gw, gb := n.conv(n.grad, l)
-			var din []float32
-			if l > n.first {
-				din = n.deltas[l][:rows*ls.In]
-			}
+			din := n.inputGradient(l, rows)
 			convBackward(ls, w, gw, gb, n.gwts[l], in, d, din, n.cols[l], rows)
 			n.convStep(params, l, lr)
 			d = din
@@ -252,6 +245,16 @@ func (n *network) backward(params, x, dlogits []float32, rows int, lr float32) {
 			d = din
 		}
 	}
+}
+
+// inputGradient is the buffer for the gradient of layer l's input, rows
+// examples of it, or nil for the first layer with parameters, whose
+// input's gradient nothing needs.
+func (n *network) inputGradient(l, rows int) []float32 {
+	if l == n.first {
+		return nil
+	}
+	return n.deltas[l][:rows*n.spec.Layers[l].In]
 }
 
 // convStep takes the SGD step params −= lr·gradient for the Conv layer l
